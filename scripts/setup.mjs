@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+// Set-up step shared by `npm start` and `npm test`: compile TypeScript and install xcaddy at the
+// pinned version into .tools/bin with `go install` (skipped when the right version is there).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const XCADDY_MODULE = 'github.com/caddyserver/xcaddy/cmd/xcaddy';
+export const XCADDY_VERSION = 'v0.4.5';
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const bin = join(root, '.tools', 'bin');
+const log = (msg) => process.stderr.write(`setup: ${msg}\n`);
+
+function xcaddyVersion() {
+  const exe = join(bin, 'xcaddy');
+  if (!existsSync(exe)) return null;
+  const r = spawnSync(exe, ['version'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim().split(/\s+/)[0] : null;
+}
+
+function installXcaddy() {
+  const have = xcaddyVersion();
+  if (have === XCADDY_VERSION) return log(`xcaddy ${have} present in .tools/bin`);
+  log(`installing xcaddy ${XCADDY_VERSION} with go install (have: ${have ?? 'none'})`);
+  mkdirSync(bin, { recursive: true });
+  const r = spawnSync('go', ['install', `${XCADDY_MODULE}@${XCADDY_VERSION}`], {
+    stdio: 'inherit',
+    env: { ...process.env, GOBIN: bin, GOTOOLCHAIN: 'local', CGO_ENABLED: '0' },
+  });
+  if (r.error || r.status !== 0) {
+    log(`go install failed (${r.error?.message ?? `exit ${r.status}`}); is Go 1.22+ on PATH and the module proxy reachable?`);
+    process.exit(1);
+  }
+  log(`xcaddy ${xcaddyVersion()} installed`);
+}
+
+function compile() {
+  log('compiling TypeScript (tsc)');
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  compile();
+  installXcaddy();
+}

@@ -1,0 +1,97 @@
+/**
+ * The HTTP API (Fastify): native JSON API, websocket/SSE logs, artifacts. Routes only translate
+ * HTTP to service calls; validation of build specs happens in the service's spec parser.
+ */
+import websocket from '@fastify/websocket';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { ARM_VERSIONS } from '../spec/index.js';
+import type { BuildService } from '../service/index.js';
+import { sendArtifact } from './artifact.js';
+import { installErrorHandlers } from './errors.js';
+import { logHttp, logWebSocket } from './logs.js';
+
+export interface ApiOptions {
+  service: BuildService;
+  logger: Logger;
+  bodyLimit: number;
+  /** Extra readiness checks (store, Redis). */
+  ready?: () => Promise<Record<string, string>>;
+  /** Extra route plugins (compat API, UI, metrics) registered by the composition root. */
+  plugins?: Array<(app: FastifyInstance) => Promise<void> | void>;
+}
+
+const ID_PARAMS = {
+  type: 'object',
+  properties: { id: { type: 'string', maxLength: 128 } },
+  required: ['id'],
+} as const;
+
+export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: o.logger as FastifyBaseLogger,
+    bodyLimit: o.bodyLimit,
+    // Builds can take many minutes; the long-poll download must not be cut by our own timeouts.
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    keepAliveTimeout: 65_000,
+    disableRequestLogging: false,
+    maxParamLength: 200,
+    return503OnClosing: true,
+  });
+  installErrorHandlers(app);
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  const { service } = o;
+
+  app.post('/api/builds', async (req, reply) => {
+    const build = await service.request(req.body ?? {});
+    return reply.code(build.status === 'succeeded' ? 200 : 202).send(build);
+  });
+
+  app.get('/api/builds', async (req) => {
+    const limitRaw = Number((req.query as { limit?: string }).limit ?? 50);
+    const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, 500) : 50;
+    return { builds: await service.list(limit), queue: await service.depth() };
+  });
+
+  app.get('/api/builds/:id', { schema: { params: ID_PARAMS } }, async (req) => service.get((req.params as { id: string }).id));
+
+  app.delete('/api/builds/:id', { schema: { params: ID_PARAMS } }, async (req) => service.cancel((req.params as { id: string }).id));
+
+  app.route({
+    method: 'GET',
+    url: '/api/builds/:id/log',
+    schema: { params: ID_PARAMS },
+    handler: logHttp(service),
+    wsHandler: logWebSocket(service),
+  });
+
+  app.get('/api/builds/:id/artifact', { schema: { params: ID_PARAMS } }, async (req, reply) =>
+    sendArtifact(service, (req.params as { id: string }).id, req, reply),
+  );
+
+  app.get('/api/builds/:id/buildinfo', { schema: { params: ID_PARAMS } }, async (req) => service.buildInfo((req.params as { id: string }).id));
+
+  app.get('/api/versions', async (req) => {
+    const refresh = (req.query as { refresh?: string }).refresh === '1';
+    return service.versions({ refresh });
+  });
+
+  app.get('/api/platforms', async () => ({ platforms: service.platforms.list(), arm: ARM_VERSIONS }));
+
+  app.get('/api/stats', async () => service.stats());
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_req, reply) => {
+    try {
+      const checks = o.ready ? await o.ready() : {};
+      return { status: 'ready', checks };
+    } catch (err) {
+      return reply.code(503).send({ error: { code: 'not_ready', message: (err as Error).message } });
+    }
+  });
+
+  for (const p of o.plugins ?? []) await p(app);
+  return app;
+}

@@ -1,0 +1,208 @@
+/**
+ * Runs xcaddy for one resolved spec as a child process: argument array (never a shell), clean
+ * allowlisted environment, its own temp dir, a timeout, and the whole process group killed on
+ * cancel or timeout. Every output line becomes a timestamped log line.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ResolvedSpec } from '../spec/index.js';
+import type { Toolchain } from '../toolchain/index.js';
+
+export type LogStream = 'stdout' | 'stderr' | 'system';
+
+export interface LogLine {
+  seq: number;
+  ts: string;
+  stream: LogStream;
+  text: string;
+}
+
+export type BuildPhase = 'resolving' | 'building' | 'storing';
+
+export interface BuildHooks {
+  onLine(stream: LogStream, text: string): void;
+  onPhase?(phase: BuildPhase): void;
+  signal?: AbortSignal;
+}
+
+export interface BuildOutput {
+  /** The binary inside `workDir`; the caller stores it, then calls `cleanup()`. */
+  binaryPath: string;
+  sha256: string;
+  size: number;
+  goVersion: string;
+  /** `go version -m -json` of the binary. */
+  buildInfo: unknown;
+  durationMs: number;
+  cleanup(): Promise<void>;
+}
+
+export class BuildFailed extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'failed' | 'timeout' | 'canceled' | 'too_large',
+  ) {
+    super(message);
+    this.name = 'BuildFailed';
+  }
+}
+
+export interface BuildRunner {
+  run(spec: ResolvedSpec, hooks: BuildHooks): Promise<BuildOutput>;
+}
+
+export interface XcaddyRunnerOptions {
+  timeoutMs: number;
+  /** Artifacts larger than this fail the build. */
+  maxArtifactBytes?: number;
+  /** Grace period between SIGTERM and SIGKILL on cancel/timeout. */
+  killGraceMs?: number;
+}
+
+const MAX_LINE = 8192;
+
+/** The xcaddy command line for a spec. Exported for tests and for the reproducibility benchmark. */
+export function xcaddyArgs(spec: ResolvedSpec, output: string): string[] {
+  const args = ['build', spec.caddyVersion, '--output', output];
+  for (const p of spec.plugins) {
+    let w = p.version ? `${p.module}@${p.version}` : p.module;
+    if (p.replace) w += `=${p.replace.kind === 'path' ? p.replace.path : `${p.replace.module}@${p.replace.version}`}`;
+    args.push('--with', w);
+  }
+  return args;
+}
+
+export function binaryName(os: string, arch: string): string {
+  return `caddy_${os}_${arch}${os === 'windows' ? '.exe' : ''}`;
+}
+
+export class XcaddyRunner implements BuildRunner {
+  constructor(
+    private readonly toolchain: Toolchain,
+    private readonly opts: XcaddyRunnerOptions,
+  ) {}
+
+  async run(spec: ResolvedSpec, hooks: BuildHooks): Promise<BuildOutput> {
+    const started = Date.now();
+    const workDir = await mkdtemp(join(this.toolchain.tmpDir, 'build-'));
+    const cleanup = () => rm(workDir, { recursive: true, force: true });
+    try {
+      const output = join(workDir, binaryName(spec.os, spec.arch));
+      const args = xcaddyArgs(spec, output);
+      hooks.onLine('system', `fairway: ${spec.os}/${spec.arch}${spec.arm ? ` GOARM=${spec.arm}` : ''} caddy ${spec.caddyVersion} with ${spec.toolchain.go}, xcaddy ${spec.toolchain.xcaddy}`);
+      hooks.onLine('system', `fairway: xcaddy ${args.map((a) => (a === output ? binaryName(spec.os, spec.arch) : a)).join(' ')}`);
+      hooks.onPhase?.('resolving');
+      await this.spawnXcaddy(args, spec, workDir, hooks);
+      hooks.onPhase?.('storing');
+      const st = await stat(output).catch(() => null);
+      if (!st) throw new BuildFailed('xcaddy exited successfully but produced no binary', 'failed');
+      if (this.opts.maxArtifactBytes && st.size > this.opts.maxArtifactBytes) {
+        throw new BuildFailed(`the binary is ${st.size} bytes, over the limit of ${this.opts.maxArtifactBytes}`, 'too_large');
+      }
+      const sha256 = await sha256File(output);
+      const { stdout } = await this.toolchain.go(['version', '-m', '-json', output], { cwd: workDir, timeoutMs: 60_000 });
+      const buildInfo = JSON.parse(stdout) as { GoVersion?: string };
+      hooks.onLine('system', `fairway: built ${binaryName(spec.os, spec.arch)}: ${st.size} bytes, sha256 ${sha256}`);
+      return {
+        binaryPath: output,
+        sha256,
+        size: st.size,
+        goVersion: buildInfo.GoVersion ?? spec.toolchain.go,
+        buildInfo,
+        durationMs: Date.now() - started,
+        cleanup,
+      };
+    } catch (err) {
+      await cleanup();
+      throw err;
+    }
+  }
+
+  private spawnXcaddy(args: string[], spec: ResolvedSpec, workDir: string, hooks: BuildHooks): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (hooks.signal?.aborted) return reject(new BuildFailed('the build was canceled before it started', 'canceled'));
+      const env = this.toolchain.env(
+        { GOOS: spec.os, GOARCH: spec.arch, ...(spec.arm ? { GOARM: spec.arm } : {}), TMPDIR: workDir },
+        workDir,
+      );
+      const child = spawn(this.toolchain.xcaddyBin, args, { cwd: workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      let ending: BuildFailed | null = null;
+      let killTimer: NodeJS.Timeout | undefined;
+      const killGroup = (sig: NodeJS.Signals) => {
+        try {
+          if (child.pid) process.kill(-child.pid, sig);
+        } catch {
+          /* already gone */
+        }
+      };
+      const stop = (why: BuildFailed) => {
+        if (ending) return;
+        ending = why;
+        hooks.onLine('system', `fairway: ${why.message}; stopping xcaddy and its children`);
+        killGroup('SIGTERM');
+        killTimer = setTimeout(() => killGroup('SIGKILL'), this.opts.killGraceMs ?? 5000);
+      };
+      const timer = setTimeout(
+        () => stop(new BuildFailed(`the build took longer than the timeout of ${Math.round(this.opts.timeoutMs / 1000)}s`, 'timeout')),
+        this.opts.timeoutMs,
+      );
+      const onAbort = () => stop(new BuildFailed('the build was canceled', 'canceled'));
+      hooks.signal?.addEventListener('abort', onAbort, { once: true });
+
+      const tail: string[] = [];
+      const pipe = (stream: NodeJS.ReadableStream, name: LogStream) => {
+        let buf = '';
+        const emit = (line: string) => {
+          const text = line.length > MAX_LINE ? `${line.slice(0, MAX_LINE)}…` : line;
+          if (/\bexec\b.*\bgo build\b/.test(text)) hooks.onPhase?.('building');
+          tail.push(text);
+          if (tail.length > 20) tail.shift();
+          hooks.onLine(name, text);
+        };
+        stream.setEncoding('utf8');
+        stream.on('data', (chunk: string) => {
+          buf += chunk;
+          let i: number;
+          while ((i = buf.indexOf('\n')) !== -1) {
+            emit(buf.slice(0, i).replace(/\r$/, ''));
+            buf = buf.slice(i + 1);
+          }
+          if (buf.length > MAX_LINE * 4) {
+            emit(buf);
+            buf = '';
+          }
+        });
+        stream.on('end', () => {
+          if (buf) emit(buf);
+        });
+      };
+      pipe(child.stdout!, 'stdout');
+      pipe(child.stderr!, 'stderr');
+
+      child.on('error', (err) => {
+        clearTimeout(timer);
+        reject(new BuildFailed(`could not start xcaddy: ${err.message}`, 'failed'));
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        hooks.signal?.removeEventListener('abort', onAbort);
+        // Sweep the group: go may have left compiler children behind.
+        killGroup('SIGKILL');
+        if (killTimer) clearTimeout(killTimer);
+        if (ending) return reject(ending);
+        if (code === 0) return resolve();
+        const why = tail.filter((l) => !/^\s*$/.test(l)).slice(-5).join(' | ');
+        reject(new BuildFailed(`xcaddy exited with ${code !== null ? `code ${code}` : `signal ${signal}`}: ${why}`, 'failed'));
+      });
+    });
+  }
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}

@@ -1,0 +1,2 @@
+export * from './types.js';
+export { LocalQueue, type LocalQueueOptions } from './local.js';

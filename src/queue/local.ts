@@ -1,0 +1,259 @@
+/**
+ * The embedded queue: N in-process workers, one job per key, FIFO, live log fan-out with full
+ * replay. Finished jobs linger briefly so late followers still get the whole log from memory;
+ * after that the store holds it.
+ */
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import type { LogLine, LogStream } from '../build/index.js';
+import { Channel } from '../util/channel.js';
+import type { BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, JobState, Processor, QueueDepth } from './types.js';
+
+export interface LocalQueueOptions {
+  workers: number;
+  /** How long a finished job stays in memory. Default 60 s. */
+  lingerMs?: number;
+  /** Lines kept per job; later lines are dropped with a notice. Default 50,000. */
+  maxLines?: number;
+  name?: string;
+}
+
+interface Job<P> {
+  key: string;
+  payload: P;
+  state: JobState;
+  phase: JobPhase;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  error?: string;
+  agent?: string;
+  lines: LogLine[];
+  truncated: boolean;
+  events: EventEmitter;
+  abort: AbortController;
+}
+
+export class LocalQueue<P> implements BuildQueue<P> {
+  private readonly jobs = new Map<string, Job<P>>();
+  private readonly pending: Job<P>[] = [];
+  private running = 0;
+  private closing = false;
+  private readonly finished = new EventEmitter();
+  private readonly maxLines: number;
+  private readonly lingerMs: number;
+  private readonly idle = new Set<() => void>();
+
+  constructor(
+    private readonly processor: Processor<P>,
+    private readonly opts: LocalQueueOptions,
+  ) {
+    if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error('workers must be a positive integer');
+    this.maxLines = opts.maxLines ?? 50_000;
+    this.lingerMs = opts.lingerMs ?? 60_000;
+  }
+
+  async enqueue(key: string, payload: P): Promise<{ job: JobSnapshot; created: boolean }> {
+    const existing = this.jobs.get(key);
+    if (existing && (existing.state === 'queued' || existing.state === 'running')) {
+      return { job: this.snapshot(existing), created: false };
+    }
+    if (this.closing) throw new Error('the queue is shutting down; retry on another server or after restart');
+    const job: Job<P> = {
+      key,
+      payload,
+      state: 'queued',
+      phase: 'queued',
+      createdAt: new Date().toISOString(),
+      lines: [],
+      truncated: false,
+      events: new EventEmitter(),
+      abort: new AbortController(),
+    };
+    job.events.setMaxListeners(0);
+    this.jobs.set(key, job);
+    this.pending.push(job);
+    queueMicrotask(() => this.pump());
+    return { job: this.snapshot(job), created: true };
+  }
+
+  async get(key: string): Promise<(JobSnapshot & { payload: P }) | null> {
+    const job = this.jobs.get(key);
+    return job ? { ...this.snapshot(job), payload: job.payload } : null;
+  }
+
+  follow(key: string, opts: { fromSeq?: number; signal?: AbortSignal } = {}): AsyncIterable<JobEvent> {
+    const job = this.jobs.get(key);
+    const ch = new Channel<JobEvent>();
+    if (!job) {
+      ch.close();
+      return ch;
+    }
+    let next = opts.fromSeq ?? 0;
+    const onLine = (line: LogLine) => {
+      if (line.seq >= next) {
+        next = line.seq + 1;
+        ch.push({ type: 'line', line });
+      }
+    };
+    const onPhase = (phase: JobPhase) => ch.push({ type: 'phase', phase, ...(phase === 'queued' ? { position: this.position(job) } : {}) });
+    const onEnd = (state: FinalState, error?: string) => {
+      ch.push({ type: 'end', state, ...(error ? { error } : {}) });
+      detach();
+      ch.close();
+    };
+    const detach = () => {
+      job.events.off('line', onLine);
+      job.events.off('phase', onPhase);
+      job.events.off('end', onEnd);
+      opts.signal?.removeEventListener('abort', detachAndClose);
+    };
+    const detachAndClose = () => {
+      detach();
+      ch.close();
+    };
+    // Replay what exists, then follow; seq numbers make the hand-over exact.
+    ch.push({ type: 'phase', phase: job.phase, ...(job.state === 'queued' ? { position: this.position(job) } : {}) });
+    for (const line of job.lines.slice(next)) onLine(line);
+    if (job.state === 'succeeded' || job.state === 'failed' || job.state === 'canceled') {
+      onEnd(job.state, job.error);
+      return ch;
+    }
+    job.events.on('line', onLine);
+    job.events.on('phase', onPhase);
+    job.events.on('end', onEnd);
+    opts.signal?.addEventListener('abort', detachAndClose, { once: true });
+    return ch;
+  }
+
+  async cancel(key: string): Promise<boolean> {
+    const job = this.jobs.get(key);
+    if (!job) return false;
+    if (job.state === 'queued') {
+      this.pending.splice(this.pending.indexOf(job), 1);
+      this.log(job, 'system', 'fairway: canceled while queued');
+      this.finish(job, 'canceled', 'canceled while queued');
+      this.broadcastPositions();
+      return true;
+    }
+    if (job.state === 'running') {
+      job.abort.abort();
+      return true;
+    }
+    return false;
+  }
+
+  async depth(): Promise<QueueDepth> {
+    return { queued: this.pending.length, running: this.running };
+  }
+
+  onFinished(listener: (key: string, state: FinalState, error?: string) => void): void {
+    this.finished.on('finished', listener);
+  }
+
+  async close(graceMs = 30_000): Promise<void> {
+    this.closing = true;
+    for (const job of this.pending.splice(0)) this.finish(job, 'canceled', 'the server shut down before the build started');
+    if (this.running === 0) return;
+    const done = new Promise<void>((r) => this.idle.add(r));
+    const timer = setTimeout(() => {
+      for (const job of this.jobs.values()) if (job.state === 'running') job.abort.abort();
+    }, graceMs);
+    await done;
+    clearTimeout(timer);
+  }
+
+  private position(job: Job<P>): number {
+    return this.pending.indexOf(job) + 1;
+  }
+
+  private broadcastPositions(): void {
+    for (const job of this.pending) job.events.emit('phase', 'queued');
+  }
+
+  private pump(): void {
+    while (!this.closing && this.running < this.opts.workers && this.pending.length) {
+      const job = this.pending.shift()!;
+      this.running++;
+      void this.runJob(job);
+    }
+    this.broadcastPositions();
+  }
+
+  private async runJob(job: Job<P>): Promise<void> {
+    job.state = 'running';
+    job.startedAt = new Date().toISOString();
+    job.agent = `${this.opts.name ?? hostname()}/local-${this.running}`;
+    this.setPhase(job, 'resolving');
+    let state: FinalState = 'succeeded';
+    let error: string | undefined;
+    try {
+      await this.processor({
+        key: job.key,
+        payload: job.payload,
+        agent: job.agent,
+        signal: job.abort.signal,
+        log: (stream, text) => this.log(job, stream, text),
+        phase: (phase) => this.setPhase(job, phase),
+        lines: () => job.lines,
+      });
+    } catch (err) {
+      state = job.abort.signal.aborted ? 'canceled' : 'failed';
+      error = (err as Error).message;
+    }
+    this.running--;
+    this.finish(job, state, error);
+    if (this.running === 0 && this.closing) for (const r of this.idle) r();
+    this.pump();
+  }
+
+  private log(job: Job<P>, stream: LogStream, text: string): void {
+    if (job.lines.length >= this.maxLines) {
+      if (!job.truncated) {
+        job.truncated = true;
+        this.push(job, 'system', `fairway: log truncated after ${this.maxLines} lines`);
+      }
+      return;
+    }
+    this.push(job, stream, text);
+  }
+
+  private push(job: Job<P>, stream: LogStream, text: string): void {
+    const line: LogLine = { seq: job.lines.length, ts: new Date().toISOString(), stream, text };
+    job.lines.push(line);
+    job.events.emit('line', line);
+  }
+
+  private setPhase(job: Job<P>, phase: JobPhase): void {
+    if (job.phase === phase) return;
+    job.phase = phase;
+    job.events.emit('phase', phase);
+  }
+
+  private finish(job: Job<P>, state: FinalState, error?: string): void {
+    job.state = state;
+    job.finishedAt = new Date().toISOString();
+    if (error) job.error = error;
+    this.setPhase(job, state === 'succeeded' ? 'done' : state);
+    job.events.emit('end', state, error);
+    this.finished.emit('finished', job.key, state, error);
+    setTimeout(() => {
+      if (this.jobs.get(job.key) === job) this.jobs.delete(job.key);
+    }, this.lingerMs).unref();
+  }
+
+  private snapshot(job: Job<P>): JobSnapshot {
+    return {
+      key: job.key,
+      state: job.state,
+      phase: job.phase,
+      ...(job.state === 'queued' ? { position: this.position(job) } : {}),
+      createdAt: job.createdAt,
+      ...(job.startedAt ? { startedAt: job.startedAt } : {}),
+      ...(job.finishedAt ? { finishedAt: job.finishedAt } : {}),
+      ...(job.error ? { error: job.error } : {}),
+      ...(job.agent ? { agent: job.agent } : {}),
+      lines: job.lines.length,
+    };
+  }
+}

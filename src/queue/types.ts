@@ -1,0 +1,63 @@
+import type { BuildPhase, LogLine, LogStream } from '../build/index.js';
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+export type JobPhase = 'queued' | BuildPhase | 'done' | 'failed' | 'canceled';
+export type FinalState = Extract<JobState, 'succeeded' | 'failed' | 'canceled'>;
+
+export interface JobSnapshot {
+  key: string;
+  state: JobState;
+  phase: JobPhase;
+  /** 1-based place in the queue while queued. */
+  position?: number;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  error?: string;
+  /** Which worker or agent runs it. */
+  agent?: string;
+  lines: number;
+}
+
+export type JobEvent =
+  | { type: 'line'; line: LogLine }
+  | { type: 'phase'; phase: JobPhase; position?: number }
+  | { type: 'end'; state: FinalState; error?: string };
+
+export interface JobContext<P> {
+  key: string;
+  payload: P;
+  agent: string;
+  signal: AbortSignal;
+  log(stream: LogStream, text: string): void;
+  phase(phase: BuildPhase): void;
+  /** Every line logged so far, for storing with the artifact. */
+  lines(): LogLine[];
+}
+
+/**
+ * Does the work of one job: build and store the result (success or failure record). Throwing
+ * marks the job failed with the error's message; the processor is called once per key at a time.
+ */
+export type Processor<P> = (ctx: JobContext<P>) => Promise<void>;
+
+export interface QueueDepth {
+  queued: number;
+  running: number;
+}
+
+/** Builds by key: one job per key, workers, progress, live logs. `local` and `bullmq`. */
+export interface BuildQueue<P> {
+  /** Queues a job unless one with this key is queued or running (then that one is returned). */
+  enqueue(key: string, payload: P): Promise<{ job: JobSnapshot; created: boolean }>;
+  /** The job if it is active or finished recently, else null (look in the store then). */
+  get(key: string): Promise<(JobSnapshot & { payload: P }) | null>;
+  /** Replays the log from line `fromSeq`, follows it live, and ends with an `end` event. */
+  follow(key: string, opts?: { fromSeq?: number; signal?: AbortSignal }): AsyncIterable<JobEvent>;
+  cancel(key: string): Promise<boolean>;
+  depth(): Promise<QueueDepth>;
+  /** Called after a job ended (the processor has already stored its result). */
+  onFinished(listener: (key: string, state: FinalState, error?: string) => void): void;
+  /** Stops taking jobs; lets running jobs finish up to `graceMs`, then cancels them. */
+  close(graceMs?: number): Promise<void>;
+}

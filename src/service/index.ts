@@ -1,0 +1,307 @@
+/**
+ * The use cases: request a build, read its status, follow its log, fetch its artifact, list and
+ * cancel builds. Knows only the interfaces of resolve, queue and store, so the same code runs
+ * embedded (local queue, fs store) and distributed (BullMQ, S3).
+ */
+import type { Logger } from 'pino';
+import type { LogLine } from '../build/index.js';
+import { binaryName } from '../build/index.js';
+import type { BuildQueue, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
+import type { Resolver, VersionList } from '../resolve/index.js';
+import { cacheKey, isCacheKey, parseBuildRequest, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
+import { AppError, notFound } from '../util/errors.js';
+import { parseLog } from './logformat.js';
+import type { BuildPayload } from './processor.js';
+
+export { buildProcessor, type BuildPayload } from './processor.js';
+export { formatLog, parseLog } from './logformat.js';
+
+export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+
+export interface BuildRecord {
+  id: string;
+  key: string;
+  status: BuildStatus;
+  phase: JobPhase;
+  position?: number;
+  /** True when the answer came from the store without building. */
+  cached: boolean;
+  request: BuildRequest;
+  spec: ResolvedSpec;
+  filename: string;
+  sha256?: string;
+  size?: number;
+  goVersion?: string;
+  error?: string;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  durationMs?: number;
+  agent?: string;
+  links: { self: string; log: string; artifact: string; buildinfo: string };
+}
+
+export type LogEvent = JobEvent | { type: 'status'; build: BuildRecord };
+
+export interface ServiceOptions {
+  resolver: Resolver;
+  queue: BuildQueue<BuildPayload>;
+  store: ArtifactStore;
+  platforms: PlatformSet;
+  buildFlags: string;
+  maxPlugins: number;
+  logger: Logger;
+}
+
+export interface RequestContext {
+  /** Trusted callers (local CLI) may use local path replacements. */
+  trusted?: boolean;
+}
+
+export class BuildService {
+  /** Finished artifacts by key: rebuilt from the store at start, updated as jobs end. */
+  private readonly index = new Map<string, ArtifactMeta>();
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly log: Logger;
+
+  constructor(private readonly o: ServiceOptions) {
+    this.log = o.logger;
+    o.queue.onFinished((key, state, error) => {
+      void this.refresh(key).finally(() => {
+        this.log.info({ key, state, error }, 'build finished');
+        for (const w of this.waiters.get(key) ?? []) w();
+        this.waiters.delete(key);
+      });
+    });
+  }
+
+  /** Rebuilds the index by scanning the store (DESIGN principle 1). */
+  async init(): Promise<void> {
+    let n = 0;
+    for await (const meta of this.o.store.list()) {
+      this.index.set(meta.key, meta);
+      n++;
+    }
+    this.log.info({ artifacts: n, store: this.o.store.kind }, 'index rebuilt from store');
+  }
+
+  get platforms(): PlatformSet {
+    return this.o.platforms;
+  }
+
+  parse(input: unknown, ctx: RequestContext = {}): BuildRequest {
+    return parseBuildRequest(input, { platforms: this.o.platforms, maxPlugins: this.o.maxPlugins, allowLocalReplace: !!ctx.trusted });
+  }
+
+  /** Validates, pins versions, and either answers from the cache or joins/queues the build. */
+  async request(input: unknown, ctx: RequestContext = {}): Promise<BuildRecord> {
+    const request = this.parse(input, ctx);
+    const spec = await this.o.resolver.resolve(request);
+    const key = cacheKey(spec);
+    const done = await this.finished(key);
+    if (done?.status === 'succeeded') {
+      this.log.debug({ key }, 'cache hit');
+      return this.fromMeta(done, true);
+    }
+    const { job, created } = await this.o.queue.enqueue(key, { request, spec, requestedAt: new Date().toISOString() });
+    this.log.info({ key, created, caddy: spec.caddyVersion, os: spec.os, arch: spec.arch, plugins: spec.plugins.length }, created ? 'build queued' : 'joined build in flight');
+    return this.fromJob({ ...job, payload: { request, spec, requestedAt: job.createdAt } });
+  }
+
+  async get(id: string): Promise<BuildRecord> {
+    const key = this.keyOf(id);
+    const job = await this.o.queue.get(key);
+    if (job && (job.state === 'queued' || job.state === 'running')) return this.fromJob(job);
+    const meta = await this.finished(key);
+    if (meta) return this.fromMeta(meta, false);
+    if (job) return this.fromJob(job);
+    throw notFound(`build ${id}`);
+  }
+
+  /** Finished builds (newest first) and active ones. */
+  async list(limit = 50): Promise<BuildRecord[]> {
+    const metas = [...this.index.values()].sort((a, b) => (a.finishedAt < b.finishedAt ? 1 : -1)).slice(0, limit);
+    return metas.map((m) => this.fromMeta(m, false));
+  }
+
+  /**
+   * The log from the first line: live from the queue while the build is active, from the store
+   * once it ended. Starts with a `status` event and ends with an `end` event.
+   */
+  async *followLog(id: string, opts: { fromSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<LogEvent> {
+    const key = this.keyOf(id);
+    const job = await this.o.queue.get(key);
+    yield { type: 'status', build: await this.get(key) };
+    if (job) {
+      let ended = false;
+      for await (const ev of this.o.queue.follow(key, opts)) {
+        if (ev.type === 'end') ended = true;
+        yield ev;
+      }
+      if (ended || opts.signal?.aborted) return;
+    }
+    const meta = await this.finished(key);
+    if (!meta) return;
+    const text = (await this.o.store.getLog(key)) ?? '';
+    for (const line of parseLog(text).slice(opts.fromSeq ?? 0)) yield { type: 'line', line };
+    yield { type: 'end', state: meta.status, ...(meta.error ? { error: meta.error } : {}) };
+  }
+
+  /** Resolves when the build has ended (for the blocking download API). */
+  async waitFor(id: string, signal?: AbortSignal): Promise<BuildRecord> {
+    const key = this.keyOf(id);
+    for (;;) {
+      const rec = await this.get(key);
+      if (rec.status !== 'queued' && rec.status !== 'running') return rec;
+      await new Promise<void>((resolve, reject) => {
+        const set = this.waiters.get(key) ?? new Set();
+        this.waiters.set(key, set);
+        const done = () => {
+          signal?.removeEventListener('abort', abort);
+          set.delete(done);
+          resolve();
+        };
+        const abort = () => {
+          set.delete(done);
+          reject(new AppError(499, 'client_gone', 'the client went away'));
+        };
+        set.add(done);
+        signal?.addEventListener('abort', abort, { once: true });
+        // Guard against a finish that happened between get() and subscribing.
+        void this.o.queue.get(key).then((j) => {
+          if (!j || (j.state !== 'queued' && j.state !== 'running')) done();
+        });
+      });
+    }
+  }
+
+  async artifact(id: string): Promise<{ meta: ArtifactMeta; open: (range?: ByteRange) => Promise<NodeJS.ReadableStream>; url?: () => Promise<string | null> }> {
+    const key = this.keyOf(id);
+    const meta = await this.finished(key);
+    if (!meta) {
+      const job = await this.o.queue.get(key);
+      if (job) throw new AppError(409, 'not_ready', `build ${id} is ${job.state}; wait for it to finish (GET /api/builds/${id}/log)`);
+      throw notFound(`build ${id}`);
+    }
+    if (meta.status !== 'succeeded') throw new AppError(409, 'build_failed', `build ${id} ${meta.status}: ${meta.error ?? 'no artifact'}`);
+    const store = this.o.store;
+    return {
+      meta,
+      open: (range) => store.openBinary(key, range),
+      ...(store.binaryUrl ? { url: () => store.binaryUrl!(key, meta.filename) } : {}),
+    };
+  }
+
+  async buildInfo(id: string): Promise<unknown> {
+    const key = this.keyOf(id);
+    const info = await this.o.store.getBuildInfo(key);
+    if (info === null) throw notFound(`build info of ${id}`);
+    return info;
+  }
+
+  async cancel(id: string): Promise<BuildRecord> {
+    const key = this.keyOf(id);
+    if (!(await this.o.queue.cancel(key))) {
+      throw new AppError(409, 'not_active', `build ${id} is not queued or running`);
+    }
+    return this.get(key);
+  }
+
+  versions(opts?: { refresh?: boolean }): Promise<VersionList> {
+    return this.o.resolver.caddyVersions(opts);
+  }
+
+  depth(): Promise<QueueDepth> {
+    return this.o.queue.depth();
+  }
+
+  async stats(): Promise<{ artifacts: number; succeeded: number; failed: number; queue: QueueDepth }> {
+    const metas = [...this.index.values()];
+    return {
+      artifacts: metas.length,
+      succeeded: metas.filter((m) => m.status === 'succeeded').length,
+      failed: metas.filter((m) => m.status !== 'succeeded').length,
+      queue: await this.o.queue.depth(),
+    };
+  }
+
+  private keyOf(id: string): string {
+    if (!isCacheKey(id)) throw notFound(`build ${JSON.stringify(id.slice(0, 80))}`);
+    return id;
+  }
+
+  private async finished(key: string): Promise<ArtifactMeta | null> {
+    const hit = this.index.get(key);
+    if (hit) return hit;
+    // Another hub or agent may have written it: the store is the source of truth.
+    const meta = await this.o.store.getMeta(key);
+    if (meta) this.index.set(key, meta);
+    return meta;
+  }
+
+  private async refresh(key: string): Promise<void> {
+    try {
+      const meta = await this.o.store.getMeta(key);
+      if (meta) this.index.set(key, meta);
+    } catch (err) {
+      this.log.warn({ key, err }, 'could not read finished build from the store');
+    }
+  }
+
+  private links(key: string) {
+    return {
+      self: `/api/builds/${key}`,
+      log: `/api/builds/${key}/log`,
+      artifact: `/api/builds/${key}/artifact`,
+      buildinfo: `/api/builds/${key}/buildinfo`,
+    };
+  }
+
+  private fromMeta(m: ArtifactMeta, cached: boolean): BuildRecord {
+    const spec = m.spec as ResolvedSpec;
+    return {
+      id: m.key,
+      key: m.key,
+      status: m.status,
+      phase: m.status === 'succeeded' ? 'done' : m.status,
+      cached,
+      request: m.request as BuildRequest,
+      spec,
+      filename: m.filename,
+      ...(m.sha256 ? { sha256: m.sha256 } : {}),
+      ...(m.size !== undefined ? { size: m.size } : {}),
+      ...(m.goVersion ? { goVersion: m.goVersion } : {}),
+      ...(m.error ? { error: m.error } : {}),
+      createdAt: m.createdAt,
+      ...(m.startedAt ? { startedAt: m.startedAt } : {}),
+      finishedAt: m.finishedAt,
+      ...(m.durationMs !== undefined ? { durationMs: m.durationMs } : {}),
+      ...(m.agent ? { agent: m.agent } : {}),
+      links: this.links(m.key),
+    };
+  }
+
+  private fromJob(j: JobSnapshot & { payload: BuildPayload }): BuildRecord {
+    const { spec, request } = j.payload;
+    return {
+      id: j.key,
+      key: j.key,
+      status: j.state,
+      phase: j.phase,
+      ...(j.position ? { position: j.position } : {}),
+      cached: false,
+      request,
+      spec,
+      filename: binaryName(spec.os, spec.arch),
+      ...(j.error ? { error: j.error } : {}),
+      createdAt: j.createdAt,
+      ...(j.startedAt ? { startedAt: j.startedAt } : {}),
+      ...(j.finishedAt ? { finishedAt: j.finishedAt } : {}),
+      ...(j.agent ? { agent: j.agent } : {}),
+      links: this.links(j.key),
+    };
+  }
+}
+
+export type { LogLine };

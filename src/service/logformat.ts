@@ -1,0 +1,18 @@
+import type { LogLine, LogStream } from '../build/index.js';
+
+/** build.log is plain text, one line per log line: `<ISO time> <stream> <text>`. */
+export function formatLog(lines: LogLine[]): string {
+  return lines.map((l) => `${l.ts} ${l.stream} ${l.text}\n`).join('');
+}
+
+export function parseLog(text: string): LogLine[] {
+  const out: LogLine[] = [];
+  for (const raw of text.split('\n')) {
+    if (!raw) continue;
+    const a = raw.indexOf(' ');
+    const b = raw.indexOf(' ', a + 1);
+    const stream = (b === -1 ? raw.slice(a + 1) : raw.slice(a + 1, b)) as LogStream;
+    out.push({ seq: out.length, ts: raw.slice(0, a), stream, text: b === -1 ? '' : raw.slice(b + 1) });
+  }
+  return out;
+}

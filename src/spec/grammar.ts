@@ -1,0 +1,91 @@
+/**
+ * Go's grammar for module paths and version queries, checked by hand because nothing from a
+ * request may reach the toolchain unchecked. The rules follow golang.org/x/mod/module.CheckPath
+ * and the `go help module-get` query syntax, restricted to ASCII.
+ */
+
+export const MAX_MODULE_PATH = 255;
+export const MAX_VERSION = 128;
+
+const ELEM_CHARS = /^[A-Za-z0-9._~-]+$/;
+const FIRST_ELEM = /^[a-z0-9.-]+$/;
+const WINDOWS_RESERVED = new Set([
+  'con', 'prn', 'aux', 'nul',
+  'com1', 'com2', 'com3', 'com4', 'com5', 'com6', 'com7', 'com8', 'com9',
+  'lpt1', 'lpt2', 'lpt3', 'lpt4', 'lpt5', 'lpt6', 'lpt7', 'lpt8', 'lpt9',
+]);
+
+/** Returns null when `path` is a valid Go module path, else a human-readable reason. */
+export function modulePathError(path: string): string | null {
+  if (path.length === 0) return 'is empty';
+  if (path.length > MAX_MODULE_PATH) return `is longer than ${MAX_MODULE_PATH} characters`;
+  if (!/^[\x21-\x7e]+$/.test(path)) return 'must contain only printable ASCII characters (no spaces, no unicode)';
+  if (path.startsWith('-')) return 'must not start with "-"';
+  if (path.startsWith('/') || path.endsWith('/')) return 'must not start or end with "/"';
+  const elems = path.split('/');
+  const first = elems[0]!;
+  if (!first.includes('.')) return `must start with a domain name containing a dot (got "${first}")`;
+  if (!FIRST_ELEM.test(first)) return 'domain part may contain only lowercase letters, digits, "." and "-"';
+  if (first.startsWith('-')) return 'domain part must not start with "-"';
+  for (const elem of elems) {
+    if (elem === '') return 'must not contain empty path elements ("//")';
+    if (elem === '.' || elem === '..') return 'must not contain "." or ".." elements';
+    if (!ELEM_CHARS.test(elem)) return `element "${elem}" may contain only letters, digits and "-._~"`;
+    if (elem.startsWith('.') || elem.endsWith('.')) return `element "${elem}" must not start or end with "."`;
+    const short = elem.split('.')[0]!.toLowerCase();
+    if (WINDOWS_RESERVED.has(short)) return `element "${elem}" is a reserved file name on Windows`;
+    if (/~[0-9]+$/.test(short)) return `element "${elem}" looks like a Windows short name`;
+  }
+  const last = elems[elems.length - 1]!;
+  if (elems.length > 1 && /^v[0-9]+$/.test(last) && !/^v([2-9]|[1-9][0-9]+)$/.test(last)) {
+    return `major version suffix "/${last}" is invalid (must be /v2 or higher, without leading zeros)`;
+  }
+  return null;
+}
+
+const NUM = '(?:0|[1-9][0-9]*)';
+const IDENT = '[0-9A-Za-z-]+';
+const PRE = `(?:-${IDENT}(?:\\.${IDENT})*)`;
+const BUILD = `(?:\\+${IDENT}(?:\\.${IDENT})*)`;
+/** Complete semantic version as Go uses it (pseudo-versions and +incompatible included). */
+const EXACT_RE = new RegExp(`^v${NUM}\\.${NUM}\\.${NUM}${PRE}?${BUILD}?$`);
+/** Version prefix queries like v2 or v2.11, which Go resolves to the newest matching release. */
+const PREFIX_RE = new RegExp(`^v${NUM}(?:\\.${NUM})?$`);
+const COMPARE_RE = new RegExp(`^(?:<|<=|>|>=)v${NUM}(?:\\.${NUM}(?:\\.${NUM}${PRE}?)?)?$`);
+/** Branch names or commit hashes: Go passes them to the VCS/proxy as revision queries. */
+const REVISION_RE = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
+
+export function isExactVersion(v: string): boolean {
+  return EXACT_RE.test(v) && numericPrereleaseOk(v);
+}
+
+function numericPrereleaseOk(v: string): boolean {
+  const m = /-([^+]*)/.exec(v.replace(/^v[0-9.]+/, ''));
+  if (!m || !v.includes('-')) return true;
+  return m[1]!.split('.').every((id) => !/^0[0-9]+$/.test(id));
+}
+
+export type VersionQueryKind = 'latest' | 'exact' | 'prefix' | 'compare' | 'revision';
+
+/** Classifies a version query, or returns an error string. */
+export function classifyVersionQuery(v: string): { kind: VersionQueryKind } | { error: string } {
+  if (v.length === 0) return { error: 'is empty' };
+  if (v.length > MAX_VERSION) return { error: `is longer than ${MAX_VERSION} characters` };
+  if (!/^[\x21-\x7e]+$/.test(v)) return { error: 'must contain only printable ASCII characters' };
+  if (v.startsWith('-')) return { error: 'must not start with "-"' };
+  if (v === 'latest') return { kind: 'latest' };
+  if (v === 'upgrade' || v === 'patch' || v === 'none') return { error: `query "${v}" is not supported; use "latest", a version or a revision` };
+  if (isExactVersion(v)) return { kind: 'exact' };
+  if (PREFIX_RE.test(v)) return { kind: 'prefix' };
+  if (COMPARE_RE.test(v)) return { kind: 'compare' };
+  if (/^v[0-9]/.test(v)) return { error: `"${v}" is not a valid semantic version (expected like v1.2.3)` };
+  if (REVISION_RE.test(v) && !v.includes('..') && !v.includes('//') && !v.endsWith('/') && !v.endsWith('.lock') && !v.endsWith('.')) {
+    return { kind: 'revision' };
+  }
+  return { error: 'must be "latest", a semantic version (v1.2.3), a comparison (>=v1.2.0), or a branch/commit name' };
+}
+
+/** Local filesystem path replacements, in the forms xcaddy and `go mod edit -replace` accept. */
+export function isLocalPath(s: string): boolean {
+  return s.startsWith('/') || s.startsWith('./') || s.startsWith('../') || s === '.' || s === '..' || /^[A-Za-z]:[\\/]/.test(s);
+}

@@ -1,0 +1,5 @@
+export * from './types.js';
+export { SpecError, parseBuildRequest, parsePluginArg, CADDY_MODULE, type ParseOptions } from './parse.js';
+export { modulePathError, classifyVersionQuery, isExactVersion, isLocalPath } from './grammar.js';
+export { PlatformSet, ARM_VERSIONS, DEFAULT_ARM, type Platform } from './platform.js';
+export { canonicalJson, canonicalSpec, cacheKey, isCacheKey } from './key.js';

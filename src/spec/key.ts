@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto';
+import type { ResolvedSpec } from './types.js';
+
+/** JSON with object keys sorted at every level, so equal specs always print the same bytes. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v).sort()) {
+      const x = (v as Record<string, unknown>)[k];
+      if (x !== undefined) out[k] = sortKeys(x);
+    }
+    return out;
+  }
+  return v;
+}
+
+/** The spec in canonical form: plugins sorted by module path, absent fields dropped. */
+export function canonicalSpec(spec: ResolvedSpec): ResolvedSpec {
+  const plugins = [...spec.plugins].sort((a, b) => (a.module < b.module ? -1 : a.module > b.module ? 1 : 0));
+  return { ...spec, plugins };
+}
+
+export const KEY_VERSION = 'fairway-key-v1';
+
+/** The cache key: sha256 of the canonical JSON of a fully resolved spec (DESIGN principle 2). */
+export function cacheKey(spec: ResolvedSpec): string {
+  return createHash('sha256').update(KEY_VERSION).update('\n').update(canonicalJson(canonicalSpec(spec))).digest('hex');
+}
+
+export function isCacheKey(s: string): boolean {
+  return /^[0-9a-f]{64}$/.test(s);
+}

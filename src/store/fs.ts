@@ -1,0 +1,130 @@
+/**
+ * Local-disk store: `<root>/<key>/{binary, meta.json, build.log, buildinfo.json}`.
+ * An artifact is assembled in `<root>/.tmp-*` and renamed into place in one step, so a crash
+ * never leaves a half artifact visible; leftovers are swept at start.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, readFile, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { ArtifactMeta, ArtifactStore, ByteRange, PutArtifact, StoreStats } from './types.js';
+import { NotFoundError } from './types.js';
+
+const KEY_RE = /^[0-9a-f]{64}$/;
+
+export function assertKey(key: string): string {
+  if (!KEY_RE.test(key)) throw new NotFoundError(`artifact "${key.slice(0, 80)}"`);
+  return key;
+}
+
+export class FsStore implements ArtifactStore {
+  readonly kind = 'fs';
+
+  private constructor(readonly root: string) {}
+
+  static async open(root: string): Promise<FsStore> {
+    await mkdir(root, { recursive: true });
+    for (const name of await readdir(root)) {
+      if (name.startsWith('.tmp-') || name.startsWith('.old-')) await rm(join(root, name), { recursive: true, force: true });
+    }
+    return new FsStore(root);
+  }
+
+  private dir(key: string): string {
+    return join(this.root, assertKey(key));
+  }
+
+  async put(a: PutArtifact): Promise<void> {
+    const key = assertKey(a.meta.key);
+    const tmp = join(this.root, `.tmp-${randomBytes(8).toString('hex')}`);
+    await mkdir(tmp);
+    try {
+      if (a.binaryPath) await copyFile(a.binaryPath, join(tmp, 'binary'));
+      await writeFile(join(tmp, 'build.log'), a.log);
+      if (a.buildInfo !== undefined) await writeFile(join(tmp, 'buildinfo.json'), JSON.stringify(a.buildInfo, null, 2));
+      await writeFile(join(tmp, 'meta.json'), JSON.stringify(a.meta, null, 2));
+      const dest = join(this.root, key);
+      const existing = await stat(dest).catch(() => null);
+      if (existing) {
+        // Replacing an earlier record (a failed build being retried): move it aside first.
+        const old = join(this.root, `.old-${randomBytes(8).toString('hex')}`);
+        await rename(dest, old);
+        await rename(tmp, dest);
+        await rm(old, { recursive: true, force: true });
+      } else {
+        await rename(tmp, dest);
+      }
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async getMeta(key: string): Promise<ArtifactMeta | null> {
+    if (!KEY_RE.test(key)) return null;
+    try {
+      return JSON.parse(await readFile(join(this.dir(key), 'meta.json'), 'utf8')) as ArtifactMeta;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  async *list(): AsyncIterable<ArtifactMeta> {
+    for (const name of await readdir(this.root)) {
+      if (!KEY_RE.test(name)) continue;
+      const meta = await this.getMeta(name).catch(() => null);
+      if (meta) yield meta;
+    }
+  }
+
+  async openBinary(key: string, range?: ByteRange): Promise<Readable> {
+    const path = join(this.dir(key), 'binary');
+    await stat(path).catch(() => {
+      throw new NotFoundError(`binary of ${key}`);
+    });
+    return createReadStream(path, range ? { start: range.start, end: range.end } : {});
+  }
+
+  async getLog(key: string): Promise<string | null> {
+    return readFile(join(this.dir(key), 'build.log'), 'utf8').catch(() => null);
+  }
+
+  async getBuildInfo(key: string): Promise<unknown | null> {
+    const text = await readFile(join(this.dir(key), 'buildinfo.json'), 'utf8').catch(() => null);
+    return text === null ? null : (JSON.parse(text) as unknown);
+  }
+
+  async delete(key: string): Promise<void> {
+    const dest = this.dir(key);
+    const old = join(this.root, `.old-${randomBytes(8).toString('hex')}`);
+    await rename(dest, old).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    await rm(old, { recursive: true, force: true });
+  }
+
+  async stats(): Promise<StoreStats> {
+    let objects = 0;
+    let bytes = 0;
+    for (const name of await readdir(this.root)) {
+      if (!KEY_RE.test(name)) continue;
+      objects++;
+      for (const f of await readdir(join(this.root, name)).catch(() => [] as string[])) {
+        bytes += (await stat(join(this.root, name, f)).catch(() => ({ size: 0 }))).size;
+      }
+    }
+    return { objects, bytes };
+  }
+
+  async ping(): Promise<void> {
+    await stat(this.root);
+  }
+
+  /** Free bytes on the store's filesystem. */
+  async freeBytes(): Promise<number> {
+    const s = await statfs(this.root);
+    return s.bavail * s.bsize;
+  }
+}

@@ -1,0 +1,2 @@
+export * from './types.js';
+export { FsStore, assertKey } from './fs.js';

@@ -1,0 +1,71 @@
+import type { Readable } from 'node:stream';
+
+export type ArtifactStatus = 'succeeded' | 'failed' | 'canceled';
+
+/**
+ * meta.json: the record that makes an artifact exist. Written last; everything the index and the
+ * API show about a finished build can be rebuilt from it. Opaque fields are the caller's.
+ */
+export interface ArtifactMeta {
+  key: string;
+  status: ArtifactStatus;
+  /** The requested spec as the client sent it (normalised), and the resolved one. */
+  request: unknown;
+  spec: unknown;
+  filename: string;
+  sha256?: string;
+  size?: number;
+  goVersion?: string;
+  error?: string;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt: string;
+  durationMs?: number;
+  agent?: string;
+}
+
+export interface PutArtifact {
+  meta: ArtifactMeta;
+  /** Local path of the binary; absent for failed builds. */
+  binaryPath?: string;
+  log: string;
+  buildInfo?: unknown;
+}
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive. */
+  end: number;
+}
+
+export interface StoreStats {
+  objects: number;
+  bytes: number;
+}
+
+/** Artifacts by cache key. Implementations: `fs` (local disk) and `s3`. */
+export interface ArtifactStore {
+  readonly kind: string;
+  /** Atomically publishes an artifact: readers see all of it or none of it. */
+  put(a: PutArtifact): Promise<void>;
+  getMeta(key: string): Promise<ArtifactMeta | null>;
+  /** Every published artifact's meta, in no particular order. */
+  list(): AsyncIterable<ArtifactMeta>;
+  openBinary(key: string, range?: ByteRange): Promise<Readable>;
+  /** A URL the client may download from directly (presigned), when the store supports it. */
+  binaryUrl?(key: string, filename: string): Promise<string | null>;
+  getLog(key: string): Promise<string | null>;
+  getBuildInfo(key: string): Promise<unknown | null>;
+  delete(key: string): Promise<void>;
+  stats(): Promise<StoreStats>;
+  /** Throws when the store cannot be reached (for readiness checks). */
+  ping(): Promise<void>;
+  close?(): Promise<void>;
+}
+
+export class NotFoundError extends Error {
+  constructor(what: string) {
+    super(`${what} not found`);
+    this.name = 'NotFoundError';
+  }
+}
