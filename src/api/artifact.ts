@@ -43,11 +43,11 @@ export async function sendArtifact(service: BuildService, id: string, req: Fasti
   if (inm && inm.split(',').some((t) => t.trim() === etag || t.trim() === '*')) return reply.code(304).send();
   const ifRange = req.headers['if-range'];
   const range = ifRange && ifRange !== etag ? null : parseRange(req.headers.range, size);
-  reply.type('application/octet-stream');
   if (range === 'unsatisfiable') {
     reply.header('Content-Range', `bytes */${size}`);
-    return reply.code(416).send({ error: { code: 'range_not_satisfiable', message: `the artifact has ${size} bytes` } });
+    return reply.code(416).type('application/json').send({ error: { code: 'range_not_satisfiable', message: `the artifact has ${size} bytes` } });
   }
+  reply.type('application/octet-stream');
   if (range) {
     reply.code(206);
     reply.header('Content-Range', `bytes ${range.start}-${range.end}/${size}`);

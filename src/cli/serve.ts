@@ -14,6 +14,7 @@ import { BuildService, buildProcessor, type BuildPayload } from '../service/inde
 import { PlatformSet } from '../spec/index.js';
 import { FsStore } from '../store/index.js';
 import { Toolchain } from '../toolchain/index.js';
+import { uiRoutes } from '../ui/index.js';
 
 /** Build flags are part of every cache key; xcaddy's defaults (-trimpath, -ldflags "-w -s"). */
 export const BUILD_FLAGS = 'xcaddy-default';
@@ -56,6 +57,7 @@ export async function startServe(config: Config, logger: Logger): Promise<Runnin
     service,
     logger,
     bodyLimit: config.bodyLimit,
+    plugins: [uiRoutes],
     ready: async () => {
       await store.ping();
       return { store: 'ok' };

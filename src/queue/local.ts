@@ -119,6 +119,11 @@ export class LocalQueue<P> implements BuildQueue<P> {
       onEnd(job.state, job.error);
       return ch;
     }
+    if (opts.signal?.aborted) {
+      // Already aborted: the caller wants what exists now, without following.
+      ch.close();
+      return ch;
+    }
     job.events.on('line', onLine);
     job.events.on('phase', onPhase);
     job.events.on('end', onEnd);

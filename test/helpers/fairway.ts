@@ -1,0 +1,129 @@
+/**
+ * Starts the real `fairway` CLI (compiled dist/) as a separate OS process on a random loopback
+ * port, the way a user runs it, and waits for its "listening" log line.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
+export const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
+export const XCADDY = join(ROOT, '.tools', 'bin', 'xcaddy');
+/** Go caches shared by the tests and kept between runs (second runs are fast). */
+export const GO_CACHE = process.env.FAIRWAY_TEST_CACHE ?? join(ROOT, '.cache', 'go');
+
+/** A small real plugin the module proxy serves here (with its checksum in the sum database). */
+export const PLUGIN = { module: 'github.com/mholt/caddy-l4', version: 'v0.1.2', caddyModule: 'layer4' } as const;
+export const CADDY_VERSION = 'v2.11.9';
+
+export interface FairwayProcess {
+  url: string;
+  port: number;
+  proc: ChildProcess;
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface StartOptions {
+  command?: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  dataDir?: string;
+  port?: number;
+  timeoutMs?: number;
+}
+
+export async function tempDir(prefix = 'fairway-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export async function startFairway(opts: StartOptions = {}): Promise<FairwayProcess> {
+  const dataDir = opts.dataDir ?? (await tempDir());
+  const args = [
+    MAIN,
+    opts.command ?? 'serve',
+    '--port', String(opts.port ?? 0),
+    '--data-dir', dataDir,
+    '--cache-dir', GO_CACHE,
+    ...(opts.args ?? []),
+  ];
+  const proc = spawn(process.execPath, args, {
+    env: { ...process.env, FAIRWAY_LOG_LEVEL: 'info', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  const port = await new Promise<number>((resolvePort, reject) => {
+    const timer = setTimeout(() => reject(new Error(`fairway did not start within ${opts.timeoutMs ?? 60_000} ms:\n${out}`)), opts.timeoutMs ?? 60_000);
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = /"port":(\d+)[^\n]*fairway listening/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolvePort(Number(m[1]));
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`fairway exited with ${code} before listening:\n${out}`));
+    });
+  });
+  process.once('exit', () => proc.kill('SIGKILL'));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    proc,
+    output: () => out,
+    stop: async (signal = 'SIGTERM') => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/**
+ * A wrapper around the real xcaddy that records each invocation in a file, so a test can prove
+ * how many builds really ran. The path is baked in because builds get a clean environment.
+ */
+export async function countingXcaddy(dir: string): Promise<{ bin: string; count(): Promise<number> }> {
+  const bin = join(dir, 'xcaddy-counting');
+  const log = join(dir, 'xcaddy-invocations.log');
+  await writeFile(log, '');
+  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then echo "$$ $*" >> '${log}'; fi\nexec '${XCADDY}' "$@"\n`);
+  await chmod(bin, 0o755);
+  return {
+    bin,
+    count: async () => (await readFile(log, 'utf8')).split('\n').filter(Boolean).length,
+  };
+}
+
+export async function api<T = any>(base: string, path: string, init?: RequestInit & { json?: unknown }): Promise<{ status: number; body: T; headers: Headers }> {
+  const { json, ...rest } = init ?? {};
+  const res = await fetch(base + path, {
+    ...rest,
+    ...(json !== undefined ? { method: rest.method ?? 'POST', body: JSON.stringify(json), headers: { 'content-type': 'application/json', ...(rest.headers ?? {}) } } : {}),
+  });
+  const text = await res.text();
+  let body: any = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, body: body as T, headers: res.headers };
+}
+
+/** Polls a build until it ends. */
+export async function waitForBuild(base: string, id: string, timeoutMs = 20 * 60_000): Promise<any> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const { body } = await api(base, `/api/builds/${id}`);
+    if (body.status === 'succeeded' || body.status === 'failed' || body.status === 'canceled') return body;
+    if (Date.now() > end) throw new Error(`build ${id} did not finish in time: ${JSON.stringify(body)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
