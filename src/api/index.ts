@@ -15,6 +15,8 @@ export interface ApiOptions {
   service: BuildService;
   logger: Logger;
   bodyLimit: number;
+  /** Redirect artifact downloads to presigned store URLs when available. */
+  downloadRedirect?: boolean;
   /** Extra readiness checks (store, Redis). */
   ready?: () => Promise<Record<string, string>>;
   /** Extra route plugins (compat API, UI, metrics) registered by the composition root. */
@@ -67,7 +69,7 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
   });
 
   app.get('/api/builds/:id/artifact', { schema: { params: ID_PARAMS } }, async (req, reply) =>
-    sendArtifact(service, (req.params as { id: string }).id, req, reply),
+    sendArtifact(service, (req.params as { id: string }).id, req, reply, o.downloadRedirect ?? false),
   );
 
   app.get('/api/builds/:id/buildinfo', { schema: { params: ID_PARAMS } }, async (req) => service.buildInfo((req.params as { id: string }).id));
@@ -80,6 +82,8 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
   app.get('/api/platforms', async () => ({ platforms: service.platforms.list(), arm: ARM_VERSIONS }));
 
   app.get('/api/stats', async () => service.stats());
+
+  app.get('/api/agents', async () => ({ agents: await service.agents(), queue: await service.depth() }));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 

@@ -2,8 +2,10 @@
 /** The `fairway` command line. */
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config/index.js';
+import { registerClientCommands } from './client-commands.js';
 import { createLogger } from './logger.js';
-import { startServe } from './serve.js';
+import { registerPackageCommands } from './packages.js';
+import { startAgent, startHub, startServe } from './serve.js';
 
 const program = new Command();
 program.name('fairway').description('Build server for custom Caddy binaries').version('0.1.0');
@@ -25,21 +27,28 @@ function serverOptions(cmd: Command): Command {
     .option('--goproxy <list>', 'GOPROXY for resolution and builds (env FAIRWAY_GOPROXY or GOPROXY)')
     .option('--goprivate <list>', 'GOPRIVATE (env FAIRWAY_GOPRIVATE or GOPRIVATE)')
     .option('--gonosumdb <list>', 'GONOSUMDB (env FAIRWAY_GONOSUMDB or GONOSUMDB)')
+    .option('--store <url>', 'artifact store: a directory or s3://bucket/prefix?endpoint=... (env FAIRWAY_STORE)')
+    .option('--catalog-upstream <url>', 'package list to mirror into the catalog, caddyserver.com /api/packages shape (env FAIRWAY_CATALOG_UPSTREAM)')
+    .option('--catalog-refresh <duration>', 'how often to refresh the catalog mirror, e.g. 6h (env FAIRWAY_CATALOG_REFRESH)')
+    .addOption(new Option('--catalog-learn <mode>', 'learn module IDs by running built binaries (env FAIRWAY_CATALOG_LEARN, default catalog)').choices(['off', 'catalog', 'all']))
     .addOption(new Option('--log-level <level>', 'log level (env FAIRWAY_LOG_LEVEL)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']));
 }
 
-serverOptions(program.command('serve'))
-  .description('run the build server with embedded defaults: local workers, local disk, no other server')
-  .action(async (opts: Record<string, unknown>) => {
+/** Loads config from flags/env/file; runs `start`; stops gracefully on SIGINT/SIGTERM. */
+function daemon(start: (config: ReturnType<typeof loadConfig>, logger: ReturnType<typeof createLogger>) => Promise<{ close(): Promise<void> }>) {
+  return async (opts: Record<string, unknown>) => {
     const { config: file, ...flags } = opts;
     const config = loadConfig({ flags, ...(typeof file === 'string' ? { file } : {}) });
     const logger = createLogger(config.logLevel);
-    const running = await startServe(config, logger);
+    const running = await start(config, logger);
     let stopping = false;
     const stop = (signal: string) => {
-      if (stopping) return;
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
       stopping = true;
-      logger.info({ signal }, 'shutting down: finishing running builds');
+      logger.info({ signal }, 'shutting down: finishing running builds (signal again to force)');
       running.close().then(
         () => process.exit(0),
         (err: unknown) => {
@@ -50,7 +59,40 @@ serverOptions(program.command('serve'))
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+  };
+}
+
+serverOptions(program.command('serve'))
+  .description('run the build server with embedded defaults: local workers, local disk, no other server')
+  .action(daemon(startServe));
+
+serverOptions(program.command('hub'))
+  .description('run the HTTP API and UI on a shared BullMQ/Redis queue; builds run on agents')
+  .option('--redis <url>', 'Redis URL, e.g. redis://127.0.0.1:6379 (env FAIRWAY_REDIS)')
+  .option('--download-redirect', 'redirect downloads to presigned store URLs (env FAIRWAY_DOWNLOAD_REDIRECT)')
+  .option('--job-attempts <n>', 'tries per build before it fails (env FAIRWAY_JOB_ATTEMPTS, default 3)')
+  .action(daemon(startHub));
+
+serverOptions(program.command('agent'))
+  .description('take builds from the shared queue, run xcaddy, upload artifacts to the store')
+  .option('--redis <url>', 'Redis URL (env FAIRWAY_REDIS)')
+  .option('--concurrency <n>', 'builds at once (alias of --workers)')
+  .option('--agent-id <id>', 'name shown in /api/agents (env FAIRWAY_AGENT_ID, default host-pid)')
+  .option('--job-lock-duration <duration>', 'lock on a running job; a dead agent\'s job is retaken after it (default 30s)')
+  .option('--stalled-interval <duration>', 'how often stalled jobs are looked for (default 15s)')
+  .action((opts: Record<string, unknown>) => {
+    const { concurrency, ...rest } = opts;
+    return daemon(async (config, logger) => {
+      const agent = await startAgent(config, logger);
+      return { close: () => agent.close() };
+    })({ ...rest, ...(concurrency !== undefined ? { workers: concurrency } : {}) });
   });
+
+// Client commands (build, status, logs): talk to a running server over its HTTP API.
+registerClientCommands(program);
+
+// ---- upgrade / add-package / remove-package against a Fairway server (src/cli/packages.ts) ----
+registerPackageCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) {

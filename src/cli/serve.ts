@@ -1,18 +1,21 @@
 /**
- * `fairway serve`: the embedded composition — HTTP API, in-process queue with N workers, local
- * disk store, Go toolchain. No other server needed.
+ * Composition roots. `fairway serve`: HTTP API + in-process queue with N workers + local disk
+ * store, no other server. `fairway hub`: the same HTTP service on a BullMQ queue and any store.
+ * `fairway agent`: a BullMQ worker that builds and uploads. The service code is the same in all.
  */
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { createApi } from '../api/index.js';
+import { compatApi } from '../api/compat.js';
+import { FileCatalog, ModuleLearner } from '../catalog/index.js';
 import { XcaddyRunner } from '../build/index.js';
 import type { Config } from '../config/index.js';
-import { LocalQueue } from '../queue/index.js';
+import { BullMqQueue, BullMqWorker, LocalQueue, type BuildQueue } from '../queue/index.js';
 import { GoResolver } from '../resolve/index.js';
 import { BuildService, buildProcessor, type BuildPayload } from '../service/index.js';
 import { PlatformSet } from '../spec/index.js';
-import { FsStore } from '../store/index.js';
+import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
 import { Toolchain } from '../toolchain/index.js';
 import { uiRoutes } from '../ui/index.js';
 
@@ -25,7 +28,7 @@ export interface Running {
   close(): Promise<void>;
 }
 
-export async function startServe(config: Config, logger: Logger): Promise<Running> {
+export async function prepareToolchain(config: Config, logger: Logger): Promise<Toolchain> {
   const toolchain = await Toolchain.detect({
     goBin: config.goBin,
     xcaddyBin: config.xcaddyBin,
@@ -37,43 +40,118 @@ export async function startServe(config: Config, logger: Logger): Promise<Runnin
     ...(config.gosumdb !== undefined ? { gosumdb: config.gosumdb } : {}),
   });
   logger.info({ go: toolchain.identity.go, xcaddy: toolchain.identity.xcaddy, cacheDir: config.cacheDir }, 'toolchain ready');
+  return toolchain;
+}
+
+/** The artifact store named by `--store` (fs path or s3:// URL); default: `<data-dir>/artifacts`. */
+export async function prepareStore(config: Config): Promise<ArtifactStore> {
+  return config.store ? openStore(config.store) : FsStore.open(join(config.dataDir, 'artifacts'));
+}
+
+function runner(config: Config, toolchain: Toolchain): XcaddyRunner {
+  return new XcaddyRunner(toolchain, { timeoutMs: config.buildTimeout, maxArtifactBytes: config.maxArtifactSize });
+}
+
+/** The HTTP side shared by `serve` and `hub`. */
+async function startHttp(
+  config: Config,
+  logger: Logger,
+  parts: { toolchain: Toolchain; store: ArtifactStore; queue: BuildQueue<BuildPayload>; role: string },
+): Promise<Running> {
+  const { toolchain, store, queue } = parts;
   const { stdout } = await toolchain.go(['tool', 'dist', 'list', '-json'], { cwd: toolchain.tmpDir });
   const platforms = PlatformSet.fromDistListJson(stdout);
-  const store = await FsStore.open(join(config.dataDir, 'artifacts'));
-  const runner = new XcaddyRunner(toolchain, { timeoutMs: config.buildTimeout, maxArtifactBytes: config.maxArtifactSize });
-  const queue = new LocalQueue<BuildPayload>(buildProcessor(runner, store), { workers: config.workers });
   const resolver = new GoResolver(toolchain, { ttlMs: config.resolveTtl, buildFlags: BUILD_FLAGS });
-  const service = new BuildService({
-    resolver,
-    queue,
-    store,
-    platforms,
-    buildFlags: BUILD_FLAGS,
-    maxPlugins: config.maxPlugins,
+  const service = new BuildService({ resolver, queue, store, platforms, buildFlags: BUILD_FLAGS, maxPlugins: config.maxPlugins, logger });
+  await service.init();
+  // Plugin catalog: curated file + optional upstream mirror + module IDs learned from builds.
+  const catalog = await FileCatalog.open({
+    dir: join(config.dataDir, 'catalog'),
+    ...(config.catalogUpstream ? { upstreamUrl: config.catalogUpstream } : {}),
+    refreshMs: config.catalogRefresh,
     logger,
   });
-  await service.init();
+  catalog.start();
+  const learner = new ModuleLearner({ store, catalog, tmpDir: join(config.dataDir, 'tmp'), mode: config.catalogLearn, logger });
+  queue.onFinished((key, state) => {
+    if (state === 'succeeded') void learner.learn(key);
+  });
   const app = await createApi({
     service,
     logger,
     bodyLimit: config.bodyLimit,
-    plugins: [uiRoutes],
+    downloadRedirect: config.downloadRedirect,
+    plugins: [uiRoutes, compatApi({ service, catalog })],
     ready: async () => {
       await store.ping();
-      return { store: 'ok' };
+      await queue.ping();
+      return { store: 'ok', queue: 'ok' };
     },
   });
   await app.listen({ host: config.host, port: config.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  logger.info({ url, port, dataDir: config.dataDir, workers: config.workers }, `fairway listening on ${url}`);
+  logger.info({ url, port, role: parts.role, store: store.kind, dataDir: config.dataDir }, `fairway listening on ${url}`);
   return {
     app,
     url,
     close: async () => {
       await app.close();
       await queue.close();
+      await catalog.close();
+      await store.close?.();
+    },
+  };
+}
+
+export async function startServe(config: Config, logger: Logger): Promise<Running> {
+  const toolchain = await prepareToolchain(config, logger);
+  const store = await prepareStore(config);
+  const queue = new LocalQueue<BuildPayload>(buildProcessor(runner(config, toolchain), store), {
+    workers: config.workers,
+    identity: toolchain.identity,
+  });
+  return startHttp(config, logger, { toolchain, store, queue, role: 'serve' });
+}
+
+function requireRedis(config: Config, role: string): string {
+  if (!config.redis) throw new Error(`fairway ${role} needs --redis URL (env FAIRWAY_REDIS), e.g. redis://127.0.0.1:6379`);
+  return config.redis;
+}
+
+export async function startHub(config: Config, logger: Logger): Promise<Running> {
+  const toolchain = await prepareToolchain(config, logger);
+  const store = await prepareStore(config);
+  const queue = new BullMqQueue<BuildPayload>({ redisUrl: requireRedis(config, 'hub'), attempts: config.jobAttempts });
+  await queue.ready();
+  return startHttp(config, logger, { toolchain, store, queue, role: 'hub' });
+}
+
+export interface RunningAgent {
+  id: string;
+  close(force?: boolean): Promise<void>;
+}
+
+export async function startAgent(config: Config, logger: Logger): Promise<RunningAgent> {
+  const toolchain = await prepareToolchain(config, logger);
+  const store = await prepareStore(config);
+  await store.ping();
+  const worker = new BullMqWorker<BuildPayload>(buildProcessor(runner(config, toolchain), store), {
+    redisUrl: requireRedis(config, 'agent'),
+    ...(config.agentId ? { id: config.agentId } : {}),
+    concurrency: config.workers,
+    identity: toolchain.identity,
+    lockDurationMs: config.jobLockDuration,
+    stalledIntervalMs: config.stalledInterval,
+  });
+  await worker.start();
+  logger.info({ agent: worker.id, concurrency: config.workers, store: store.kind }, `fairway agent ${worker.id} ready`);
+  return {
+    id: worker.id,
+    close: async (force = false) => {
+      await worker.close(force);
+      await store.close?.();
     },
   };
 }

@@ -46,11 +46,28 @@ export const configSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     goBin: z.string().min(1).default('go'),
     xcaddyBin: z.string().min(1).default(join(PROJECT_ROOT, '.tools', 'bin', 'xcaddy')),
+    /** Distributed mode: the Redis that carries the BullMQ queue, logs and agent heartbeats. */
+    redis: z.string().optional(),
+    /** Artifact store: a directory, fs:///path, or s3://bucket/prefix?endpoint=...; default <dataDir>/artifacts. */
+    store: z.string().optional(),
+    /** Serve downloads by redirecting to a presigned URL when the store supports it. */
+    downloadRedirect: z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1').default(false),
+    agentId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" and "-" only').optional(),
+    jobAttempts: int(1, 20).default(3),
+    /** How long an agent's lock on a job lasts; a dead agent's job is taken back after about this. */
+    jobLockDuration: duration.default(30_000),
+    stalledInterval: duration.default(15_000),
     goproxy: z.string().optional(),
     goprivate: z.string().optional(),
     gonosumdb: z.string().optional(),
     gonoproxy: z.string().optional(),
     gosumdb: z.string().optional(),
+    /** caddyserver.com-shaped package list to mirror into the catalog (e.g. https://caddyserver.com/api/packages). */
+    catalogUpstream: z.url({ protocol: /^https?$/ }).optional(),
+    /** How often the catalog mirror refreshes; 0 = only at start. */
+    catalogRefresh: duration.default(6 * 3600_000),
+    /** Learn plugins' Caddy module IDs by running built binaries: off, catalog (listed plugins only), all. */
+    catalogLearn: z.enum(['off', 'catalog', 'all']).default('catalog'),
   })
   .strict();
 

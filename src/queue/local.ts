@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { LogLine, LogStream } from '../build/index.js';
 import { Channel } from '../util/channel.js';
-import type { BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, JobState, Processor, QueueDepth } from './types.js';
+import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, JobState, Processor, QueueDepth } from './types.js';
 
 export interface LocalQueueOptions {
   workers: number;
@@ -16,6 +16,8 @@ export interface LocalQueueOptions {
   /** Lines kept per job; later lines are dropped with a notice. Default 50,000. */
   maxLines?: number;
   name?: string;
+  /** Toolchain versions shown in the agent list. */
+  identity?: { go: string; xcaddy: string };
 }
 
 interface Job<P> {
@@ -43,6 +45,7 @@ export class LocalQueue<P> implements BuildQueue<P> {
   private readonly maxLines: number;
   private readonly lingerMs: number;
   private readonly idle = new Set<() => void>();
+  private readonly startedAt = new Date().toISOString();
 
   constructor(
     private readonly processor: Processor<P>,
@@ -152,6 +155,24 @@ export class LocalQueue<P> implements BuildQueue<P> {
     return { queued: this.pending.length, running: this.running };
   }
 
+  async agents(): Promise<AgentInfo[]> {
+    const now = new Date().toISOString();
+    return [
+      {
+        id: `${this.opts.name ?? hostname()}/local`,
+        host: hostname(),
+        go: this.opts.identity?.go ?? '',
+        xcaddy: this.opts.identity?.xcaddy ?? '',
+        concurrency: this.opts.workers,
+        jobs: [...this.jobs.values()].filter((j) => j.state === 'running').map((j) => j.key),
+        startedAt: this.startedAt,
+        lastSeen: now,
+      },
+    ];
+  }
+
+  async ping(): Promise<void> {}
+
   onFinished(listener: (key: string, state: FinalState, error?: string) => void): void {
     this.finished.on('finished', listener);
   }
@@ -198,9 +219,10 @@ export class LocalQueue<P> implements BuildQueue<P> {
         payload: job.payload,
         agent: job.agent,
         signal: job.abort.signal,
+        finalAttempt: true,
         log: (stream, text) => this.log(job, stream, text),
         phase: (phase) => this.setPhase(job, phase),
-        lines: () => job.lines,
+        lines: async () => job.lines,
       });
     } catch (err) {
       state = job.abort.signal.aborted ? 'canceled' : 'failed';

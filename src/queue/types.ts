@@ -29,10 +29,12 @@ export interface JobContext<P> {
   payload: P;
   agent: string;
   signal: AbortSignal;
+  /** False when a failure will be retried (distributed queue); record failures only on the last. */
+  finalAttempt: boolean;
   log(stream: LogStream, text: string): void;
   phase(phase: BuildPhase): void;
-  /** Every line logged so far, for storing with the artifact. */
-  lines(): LogLine[];
+  /** Every line logged so far (all attempts), for storing with the artifact. */
+  lines(): Promise<LogLine[]>;
 }
 
 /**
@@ -40,6 +42,19 @@ export interface JobContext<P> {
  * marks the job failed with the error's message; the processor is called once per key at a time.
  */
 export type Processor<P> = (ctx: JobContext<P>) => Promise<void>;
+
+/** A worker process that runs builds: an agent, or the embedded server's own workers. */
+export interface AgentInfo {
+  id: string;
+  host: string;
+  go: string;
+  xcaddy: string;
+  concurrency: number;
+  /** Keys of the builds it runs now. */
+  jobs: string[];
+  startedAt: string;
+  lastSeen: string;
+}
 
 export interface QueueDepth {
   queued: number;
@@ -58,6 +73,10 @@ export interface BuildQueue<P> {
   depth(): Promise<QueueDepth>;
   /** Called after a job ended (the processor has already stored its result). */
   onFinished(listener: (key: string, state: FinalState, error?: string) => void): void;
+  /** The workers that take jobs from this queue. */
+  agents(): Promise<AgentInfo[]>;
+  /** Throws when the queue's backend cannot be reached (readiness). */
+  ping(): Promise<void>;
   /** Stops taking jobs; lets running jobs finish up to `graceMs`, then cancels them. */
   close(graceMs?: number): Promise<void>;
 }

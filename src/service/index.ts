@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { LogLine } from '../build/index.js';
 import { binaryName } from '../build/index.js';
-import type { BuildQueue, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
+import type { AgentInfo, BuildQueue, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
 import type { Resolver, VersionList } from '../resolve/index.js';
 import { cacheKey, isCacheKey, parseBuildRequest, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
@@ -210,6 +210,10 @@ export class BuildService {
 
   versions(opts?: { refresh?: boolean }): Promise<VersionList> {
     return this.o.resolver.caddyVersions(opts);
+  }
+
+  agents(): Promise<AgentInfo[]> {
+    return this.o.queue.agents();
   }
 
   depth(): Promise<QueueDepth> {

@@ -41,7 +41,7 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore): Proce
         finishedAt: new Date().toISOString(),
         durationMs: Date.now() - Date.parse(startedAt),
       };
-      if (!canceled) await store.put({ meta, log: formatLog(ctx.lines()) });
+      if (!canceled && ctx.finalAttempt) await store.put({ meta, log: formatLog(await ctx.lines()) });
       throw err;
     }
     try {
@@ -57,7 +57,7 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore): Proce
         durationMs: out.durationMs,
       };
       ctx.log('system', `fairway: done in ${(out.durationMs / 1000).toFixed(1)}s`);
-      await store.put({ meta, binaryPath: out.binaryPath, buildInfo: out.buildInfo, log: formatLog(ctx.lines()) });
+      await store.put({ meta, binaryPath: out.binaryPath, buildInfo: out.buildInfo, log: formatLog(await ctx.lines()) });
     } finally {
       await out.cleanup();
     }

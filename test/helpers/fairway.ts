@@ -41,10 +41,11 @@ export async function tempDir(prefix = 'fairway-test-'): Promise<string> {
 
 export async function startFairway(opts: StartOptions = {}): Promise<FairwayProcess> {
   const dataDir = opts.dataDir ?? (await tempDir());
+  const agent = opts.command === 'agent';
   const args = [
     MAIN,
     opts.command ?? 'serve',
-    '--port', String(opts.port ?? 0),
+    ...(agent ? [] : ['--port', String(opts.port ?? 0)]),
     '--data-dir', dataDir,
     '--cache-dir', GO_CACHE,
     ...(opts.args ?? []),
@@ -59,10 +60,10 @@ export async function startFairway(opts: StartOptions = {}): Promise<FairwayProc
     const timer = setTimeout(() => reject(new Error(`fairway did not start within ${opts.timeoutMs ?? 60_000} ms:\n${out}`)), opts.timeoutMs ?? 60_000);
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
-      const m = /"port":(\d+)[^\n]*fairway listening/.exec(out);
+      const m = agent ? /fairway agent \S+ ready/.exec(out) : /"port":(\d+)[^\n]*fairway listening/.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolvePort(Number(m[1]));
+        resolvePort(agent ? 0 : Number(m[1]));
       }
     };
     proc.stdout!.on('data', onData);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, PROJECT_ROOT, envToConfig, loadConfig } from '../../src/config/index.js';
 import { formatBytes, parseBytes, parseDuration } from '../../src/util/units.js';
 
@@ -137,7 +138,7 @@ describe('loadConfig', () => {
     assert.equal(c.logLevel, 'info');
     assert.equal(c.goBin, 'go');
     assert.equal(c.xcaddyBin, join(PROJECT_ROOT, '.tools', 'bin', 'xcaddy'));
-    assert.equal(PROJECT_ROOT, resolve(import.meta.dirname, '..', '..'));
+    assert.equal(PROJECT_ROOT, fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, ''));
     assert.equal(c.dataDir, resolve('.data'));
     assert.equal(c.cacheDir, join(resolve('.data'), 'go'));
     assert.equal(c.goproxy, undefined);

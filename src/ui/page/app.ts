@@ -34,6 +34,7 @@ interface Build {
 
 interface CatalogEntry {
   path: string;
+  available: boolean;
   description: string;
   modules: string[];
 }
@@ -144,7 +145,6 @@ const selected = new Map<string, string>(); // module -> version ('' = latest)
 
 let platforms: Array<{ os: string; arch: string }> = [];
 const OS_NAMES: Record<string, string> = { linux: 'Linux', darwin: 'macOS', windows: 'Windows', freebsd: 'FreeBSD', openbsd: 'OpenBSD', netbsd: 'NetBSD', android: 'Android', illumos: 'illumos', solaris: 'Solaris', dragonfly: 'DragonFly BSD', aix: 'AIX' };
-const ARCH_NAMES: Record<string, string> = { amd64: 'x86-64', arm64: 'ARM 64-bit', arm: 'ARM 32-bit', '386': 'x86 32-bit', riscv64: 'RISC-V 64', ppc64le: 'POWER LE', s390x: 'IBM Z', loong64: 'LoongArch' };
 const OS_ORDER = ['linux', 'darwin', 'windows', 'freebsd'];
 
 function option(value: string, label: string, sel = false): HTMLOptionElement {
@@ -173,7 +173,7 @@ async function loadPlatforms(): Promise<void> {
     platforms = [{ os: 'linux', arch: 'amd64' }];
   }
   const oses = [...new Set(platforms.map((x) => x.os))].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-  osSel.replaceChildren(...oses.map((o) => option(o, OS_NAMES[o] ? `${OS_NAMES[o]} (${o})` : o, o === 'linux')));
+  osSel.replaceChildren(...oses.map((o) => option(o, OS_NAMES[o] ?? o, o === 'linux')));
   fillArch('amd64');
 }
 
@@ -182,7 +182,7 @@ const rank = (os: string) => (OS_ORDER.includes(os) ? OS_ORDER.indexOf(os) : 99)
 function fillArch(prefer?: string): void {
   const arches = platforms.filter((x) => x.os === osSel.value).map((x) => x.arch);
   const keep = prefer && arches.includes(prefer) ? prefer : arches.includes('amd64') ? 'amd64' : arches[0];
-  archSel.replaceChildren(...arches.map((a) => option(a, ARCH_NAMES[a] ? `${a} (${ARCH_NAMES[a]})` : a, a === keep)));
+  archSel.replaceChildren(...arches.map((a) => option(a, a, a === keep)));
   $('arm-field').hidden = archSel.value !== 'arm';
 }
 
@@ -207,7 +207,7 @@ function normaliseCatalog(body: unknown): CatalogEntry[] | null {
     const names = mods.map((m) => (typeof m === 'string' ? m : (m as { name?: unknown; id?: unknown })?.name ?? (m as { id?: unknown })?.id)).filter((x): x is string => typeof x === 'string');
     const firstDoc = mods.map((m) => (m as { docs?: unknown })?.docs).find((d): d is string => typeof d === 'string' && d !== '');
     const description = typeof p.description === 'string' ? p.description : firstDoc ?? '';
-    out.push({ path, description, modules: names });
+    out.push({ path, description, modules: names, available: p.available !== false });
   }
   return out;
 }
@@ -244,6 +244,7 @@ function renderResults(list: CatalogEntry[]): void {
     ...list.map((p) => {
       const box = h('input', { type: 'checkbox', value: p.path }) as HTMLInputElement;
       box.checked = selected.has(p.path);
+      box.disabled = !p.available && !box.checked;
       box.addEventListener('change', () => (box.checked ? addPlugin(p.path, '') : removePlugin(p.path)));
       return h(
         'li',
@@ -255,7 +256,7 @@ function renderResults(list: CatalogEntry[]): void {
           h(
             'span',
             {},
-            h('span', { class: 'path' }, p.path),
+            h('span', { class: 'path' }, p.path, p.available ? '' : ' (not available for builds)'),
             p.description ? h('span', { class: 'desc' }, p.description.length > 160 ? `${p.description.slice(0, 157)}…` : p.description) : null,
             p.modules.length ? h('span', { class: 'mods' }, ...p.modules.slice(0, 6).map((m) => h('span', {}, m))) : null,
           ),
@@ -585,7 +586,8 @@ function downloadUrl(b: Build): string {
 }
 
 function appendLine(stream: string, text: string): void {
-  const cls = stream === 'stderr' ? 'e' : stream === 'system' ? 's' : '';
+  // xcaddy logs to stderr, so colour by content: Fairway's own lines, and errors.
+  const cls = stream === 'system' ? 's' : /\b(error|fatal|panic)\b|^\S+\.go:\d+/i.test(text) ? 'e' : '';
   pending.push(cls ? h('span', { class: cls }, `${text}\n`) : document.createTextNode(`${text}\n`));
   if (view) view.lines++;
   if (!frame) frame = requestAnimationFrame(flush);
@@ -699,17 +701,20 @@ async function loadAgents(): Promise<void> {
     $('agents').replaceChildren(
       ...list.map((raw) => {
         const a = raw as Record<string, unknown>;
-        const name = String(a.id ?? a.name ?? a.hostname ?? 'agent');
-        const state = String(a.status ?? a.state ?? (a.busy || a.job || a.current ? 'busy' : 'idle'));
-        const seen = typeof a.lastSeen === 'string' ? a.lastSeen : typeof a.heartbeatAt === 'string' ? a.heartbeatAt : undefined;
-        const job = a.job ?? a.current ?? a.key;
+        const name = String(a.id ?? a.name ?? a.host ?? 'agent');
+        const jobs = Array.isArray(a.jobs) ? a.jobs.filter((j): j is string => typeof j === 'string') : [];
+        const busy = jobs.length > 0 || a.status === 'busy';
+        const slots = typeof a.concurrency === 'number' ? ` · ${jobs.length}/${a.concurrency} busy` : '';
+        const seen = typeof a.lastSeen === 'string' ? a.lastSeen : undefined;
+        const tools = [a.go, a.xcaddy && `xcaddy ${String(a.xcaddy)}`].filter((x) => typeof x === 'string').join(' · ');
         return h(
           'li',
           {},
           h('b', {}, name),
           ' ',
-          h('span', { class: `badge ${state === 'busy' || state === 'running' ? 'running' : ''}` }, state),
-          typeof job === 'string' ? h('div', { class: 'muted small' }, `building ${job.slice(0, 12)}`) : null,
+          h('span', { class: `badge ${busy ? 'running' : ''}` }, busy ? 'building' : 'idle'),
+          h('div', { class: 'muted small' }, `${tools}${slots}`),
+          ...jobs.slice(0, 3).map((j) => h('div', { class: 'small' }, h('a', { href: `#/builds/${j}` }, `build ${j.slice(0, 12)}`))),
           seen ? h('div', { class: 'muted small' }, `seen ${ago(seen)}`) : null,
         );
       }),

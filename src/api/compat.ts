@@ -1,0 +1,245 @@
+/**
+ * caddyserver.com-compatible API (docs/compat.md): what `caddy upgrade`/`add-package`/
+ * `remove-package` and the caddyserver.com download page call, so they work against Fairway by
+ * changing only the host.
+ *
+ *  - GET  /api/download?os=&arch=[&arm=][&version=]&p=<module[@version]>...[&idempotency=]
+ *         builds or serves from cache, blocks until the binary is ready, streams it.
+ *  - HEAD /api/download  same build; 200 with the binary's headers and a `Location` of a pinned
+ *         GET URL (the download page sends HEAD, then navigates to `Location`).
+ *  - GET  /api/packages[?q=]  the catalog in caddyserver.com's shape.
+ *  - GET  /api/catalog[?q=|?path=]  the catalog in Fairway's own shape, with the mirror status.
+ *
+ * Errors on these routes use the envelope Caddy's CLI decodes:
+ * `{"status_code": N, "error": {"message": "...", "id": "..."}}`.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Catalog, CatalogPackage } from '../catalog/index.js';
+import type { BuildRecord, BuildService } from '../service/index.js';
+import { CADDY_MODULE, SpecError, parsePluginArg, type ResolvedSpec } from '../spec/index.js';
+import { AppError } from '../util/errors.js';
+import { toHttpError } from './errors.js';
+
+export interface CompatOptions {
+  service: BuildService;
+  catalog: Catalog;
+}
+
+type Query = Record<string, string | string[] | undefined>;
+
+/** The longest `p` value accepted (module path 255 + `@` + version 128 + replacement). */
+const MAX_P = 1024;
+
+function one(q: Query, name: string): string | undefined {
+  const v = q[name];
+  if (!Array.isArray(v)) return v;
+  if (new Set(v).size > 1) throw new SpecError(name, `given more than once with different values (${v.slice(0, 3).join(', ')})`);
+  return v[0];
+}
+
+function many(q: Query, name: string): string[] {
+  const v = q[name];
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+export interface DownloadInput {
+  caddyVersion?: string;
+  os?: string;
+  arch?: string;
+  arm?: string;
+  plugins: Array<{ module: string; version?: string; replace?: string }>;
+}
+
+/**
+ * Maps the download query to a build request. `p` is an unordered set (Caddy sends it in Go map
+ * order); an identical repeat is dropped, the same module with two versions is an error.
+ * `p=github.com/caddyserver/caddy/v2@vX` pins Caddy like `version=vX` does. `idempotency` and
+ * unknown parameters are ignored: identical requests already share one build by cache key.
+ */
+export function downloadInput(q: Query): DownloadInput {
+  const os = one(q, 'os');
+  const arch = one(q, 'arch');
+  const arm = one(q, 'arm');
+  let caddyVersion = one(q, 'version') || undefined;
+  const plugins: DownloadInput['plugins'] = [];
+  const seen = new Map<string, string>();
+  for (const raw of many(q, 'p')) {
+    const s = raw.trim();
+    if (s === '') continue;
+    if (s.length > MAX_P) throw new SpecError('p', `value longer than ${MAX_P} characters`);
+    if ((s.split('=')[0]!.match(/@/g) ?? []).length > 1) throw new SpecError('p', `"${s.slice(0, 200)}": a module path must not contain '@'`);
+    const p = parsePluginArg(s);
+    if (p.module === CADDY_MODULE) {
+      if (p.replace !== undefined) throw new SpecError('p', 'Caddy itself cannot be replaced here');
+      if (p.version && caddyVersion && p.version !== caddyVersion) {
+        throw new SpecError('p', `Caddy version ${p.version} conflicts with version=${caddyVersion}`);
+      }
+      caddyVersion = p.version || caddyVersion;
+      continue;
+    }
+    const canon = JSON.stringify([p.module, p.version ?? '', p.replace ?? '']);
+    const prev = seen.get(p.module);
+    if (prev !== undefined) {
+      if (prev === canon) continue;
+      throw new SpecError('p', `${p.module} is given twice with different versions`);
+    }
+    seen.set(p.module, canon);
+    plugins.push(p);
+  }
+  return {
+    ...(caddyVersion ? { caddyVersion } : {}),
+    ...(os !== undefined ? { os } : {}),
+    ...(arch !== undefined ? { arch } : {}),
+    ...(arm !== undefined && arm !== '' ? { arm } : {}),
+    plugins,
+  };
+}
+
+/** caddyserver.com's name for a custom build: `caddy_<os>_<arch>_custom[.exe]`. */
+export function downloadFilename(os: string, arch: string): string {
+  return `caddy_${os}_${arch}_custom${os === 'windows' ? '.exe' : ''}`;
+}
+
+/** A GET URL for exactly this build: every version pinned, so it always names the same binary. */
+export function pinnedDownloadUrl(spec: ResolvedSpec): string {
+  const qs = new URLSearchParams();
+  qs.append('os', spec.os);
+  qs.append('arch', spec.arch);
+  if (spec.arm) qs.append('arm', spec.arm);
+  qs.append('version', spec.caddyVersion);
+  for (const p of spec.plugins) {
+    let v = p.version ? `${p.module}@${p.version}` : p.module;
+    if (p.replace) v += `=${p.replace.kind === 'module' ? `${p.replace.module}@${p.replace.version}` : p.replace.path}`;
+    qs.append('p', v);
+  }
+  return `/api/download?${qs.toString()}`;
+}
+
+/** The error envelope Caddy's CLI (`downloadBuild`) and the website's account pages decode. */
+export function compatErrorHandler(err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
+  const { status, body } = toHttpError(err);
+  const id = randomUUID();
+  if (status >= 500) req.log.error({ err, errorId: id }, 'compat request failed');
+  else req.log.info({ errorId: id, code: body.error.code, msg: body.error.message }, 'compat request refused');
+  void reply
+    .code(status)
+    .type('application/json')
+    .send({ status_code: status, error: { message: body.error.message, id, code: body.error.code } });
+}
+
+function toCaddyPackage(p: CatalogPackage): Record<string, unknown> {
+  return {
+    id: p.id,
+    path: p.path,
+    repo: p.repo,
+    downloads: p.downloads,
+    ...(p.published ? { published: p.published } : {}),
+    ...(p.updated ? { updated: p.updated } : {}),
+    listed: p.listed,
+    available: p.available,
+    description: p.description,
+    modules: p.modules.length ? p.modules.map((m) => ({ name: m.name, docs: m.docs ?? '', package: p.path, repo: p.repo })) : null,
+  };
+}
+
+export function compatApi(o: CompatOptions) {
+  const { service, catalog } = o;
+
+  /** Requests the build, waits for it (long-poll), and returns the finished record. */
+  async function built(req: FastifyRequest, reply: FastifyReply): Promise<BuildRecord | null> {
+    const input = downloadInput(req.query as Query);
+    let rec = await service.request(input);
+    if (rec.status === 'succeeded') return rec;
+    req.log.info({ build: rec.id, status: rec.status, position: rec.position }, 'download: waiting for the build');
+    // A client that goes away stops waiting; the build goes on for everyone else (and the cache).
+    const ac = new AbortController();
+    const onClose = () => {
+      if (!reply.raw.writableFinished) ac.abort();
+    };
+    reply.raw.once('close', onClose);
+    try {
+      rec = await service.waitFor(rec.id, ac.signal);
+    } catch (err) {
+      if (ac.signal.aborted) {
+        req.log.info({ build: rec.id }, 'download: client went away; the build continues');
+        return null;
+      }
+      throw err;
+    } finally {
+      reply.raw.off('close', onClose);
+    }
+    if (rec.status === 'succeeded') return rec;
+    if (rec.status === 'canceled') {
+      throw new AppError(503, 'build_canceled', `the build was canceled before it finished (${rec.error ?? 'server shutting down or canceled by an operator'}); try again`);
+    }
+    throw new AppError(400, 'build_failed', `build failed: ${rec.error ?? 'unknown error'} (full log: /api/builds/${rec.id}/log)`);
+  }
+
+  async function download(req: FastifyRequest, reply: FastifyReply, head: boolean): Promise<FastifyReply | void> {
+    const rec = await built(req, reply);
+    if (!rec) {
+      reply.hijack();
+      if (!reply.raw.destroyed) reply.raw.destroy();
+      return;
+    }
+    const a = await service.artifact(rec.id);
+    const { meta } = a;
+    const spec = meta.spec as ResolvedSpec;
+    reply.header('Content-Type', 'application/octet-stream');
+    reply.header('Content-Disposition', `attachment; filename="${downloadFilename(spec.os, spec.arch)}"`);
+    reply.header('Content-Length', String(meta.size));
+    reply.header('X-Checksum-Sha256', meta.sha256!);
+    reply.header('Digest', `sha-256=${Buffer.from(meta.sha256!, 'hex').toString('base64')}`);
+    reply.header('ETag', `"${meta.sha256}"`);
+    // The same query may name a newer build later (`latest`), so caches must revalidate.
+    reply.header('Cache-Control', 'no-cache');
+    reply.header('X-Fairway-Build', meta.key);
+    reply.header('X-Fairway-Caddy-Version', spec.caddyVersion);
+    if (head) {
+      reply.header('Location', pinnedDownloadUrl(spec));
+      return reply.code(200).send();
+    }
+    return reply.code(200).send(await a.open());
+  }
+
+  return async (app: FastifyInstance): Promise<void> => {
+    app.route({
+      method: 'GET',
+      url: '/api/download',
+      exposeHeadRoute: false,
+      errorHandler: compatErrorHandler,
+      handler: (req, reply) => download(req, reply, false),
+    });
+    app.route({
+      method: 'HEAD',
+      url: '/api/download',
+      errorHandler: compatErrorHandler,
+      handler: (req, reply) => download(req, reply, true),
+    });
+
+    app.route({
+      method: 'GET',
+      url: '/api/packages',
+      errorHandler: compatErrorHandler,
+      handler: async (req) => {
+        const q = one(req.query as Query, 'q');
+        const pkgs = q ? await catalog.search(q) : await catalog.list();
+        return { status_code: 200, result: pkgs.map(toCaddyPackage) };
+      },
+    });
+
+    app.get('/api/catalog', async (req) => {
+      const query = req.query as Query;
+      const path = one(query, 'path');
+      if (path !== undefined) {
+        const p = await catalog.get(path);
+        if (!p) throw new AppError(404, 'not_found', `package ${JSON.stringify(path.slice(0, 300))} is not in the catalog`);
+        return p;
+      }
+      const q = one(query, 'q') ?? '';
+      const packages = q ? await catalog.search(q) : await catalog.list();
+      return { total: packages.length, packages, upstream: catalog.upstreamStatus() };
+    });
+  };
+}

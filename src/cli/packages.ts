@@ -1,0 +1,383 @@
+/**
+ * `fairway upgrade`, `fairway add-package`, `fairway remove-package`: Caddy's own commands of the
+ * same names (cmd/packagesfuncs.go, v2.11.9), pointed at a Fairway server instead of the
+ * hard-coded https://caddyserver.com/api/download. Client side only: talks HTTP to the server and
+ * runs the target caddy binary; no server code is used.
+ *
+ * Same as Caddy: the plugin list comes from the binary (its non-standard modules, grouped by Go
+ * module, pinned to their current versions; replaced modules are refused), the same query
+ * (`os`, `arch`, one `p` per package, Go's url.Values encoding), the same error envelope, the
+ * same `<exe>.tmp` backup name, `--keep-backup`, and `list-modules` + `version` as verification.
+ *
+ * Safer than Caddy: the binary is downloaded next to the target first and verified (checksum,
+ * `list-modules`, `version`) before anything is touched; the backup is a hard link, so the target
+ * path always names a working binary; the swap is one rename(2); a failing check after the swap
+ * renames the backup back. `remove-package module@version` removes the module (Caddy's deletes
+ * nothing in that case).
+ */
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { access, chmod, chown, copyFile, link, open, realpath, rename, stat, unlink } from 'node:fs/promises';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { delimiter, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { Command } from 'commander';
+import { hostPlatform } from '../catalog/learn.js';
+import { parseListModulesText, pluginPackages, type PluginPackage } from '../catalog/listmodules.js';
+
+const execFileP = promisify(execFile);
+
+export type PackageCommand = 'upgrade' | 'add-package' | 'remove-package';
+
+export class PackagesError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = 'PackagesError';
+  }
+}
+
+// ---- pure parts (unit-tested) -----------------------------------------------------------------
+
+/** Go's url.QueryEscape: keeps A-Z a-z 0-9 - _ . ~, space becomes +, the rest %XX of UTF-8. */
+export function goQueryEscape(s: string): string {
+  let out = '';
+  for (const b of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(b);
+    if (/[A-Za-z0-9\-_.~]/.test(c)) out += c;
+    else if (c === ' ') out += '+';
+    else out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** Go's url.Values.Encode: keys sorted, values in insertion order. */
+export function goEncodeQuery(values: Record<string, string[]>): string {
+  return Object.keys(values)
+    .sort()
+    .flatMap((k) => values[k]!.map((v) => `${goQueryEscape(k)}=${goQueryEscape(v)}`))
+    .join('&');
+}
+
+/** Caddy v2.11's splitModule: at most one `@`, which separates path and version. */
+export function splitModule(arg: string): { module: string; version: string } {
+  const ats = (arg.match(/@/g) ?? []).length;
+  if (ats > 1) throw new PackagesError("invalid module name: module path must not contain '@'", 2);
+  let module = arg;
+  let version = '';
+  if (ats === 1) {
+    const i = arg.indexOf('@');
+    module = arg.slice(0, i);
+    version = arg.slice(i + 1);
+    if (version === '') throw new PackagesError("invalid module name: version is required after '@'", 2);
+  }
+  if (module === '') throw new PackagesError('invalid module name: module name is required', 2);
+  return { module, version };
+}
+
+/** Applies a command's edits to the binary's packages, with Caddy's checks and messages. */
+export function planPackages(cmd: PackageCommand, current: Map<string, PluginPackage>, args: string[]): PluginPackage[] {
+  const pkgs = new Map(current);
+  if (cmd === 'upgrade' && args.length) throw new PackagesError('upgrade takes no package arguments', 2);
+  if (cmd !== 'upgrade' && args.length === 0) throw new PackagesError('at least one package name must be specified', 2);
+  for (const arg of args) {
+    const { module, version } = splitModule(arg);
+    if (cmd === 'add-package') {
+      const have = pkgs.get(module);
+      // Only allow a version to be given if it differs from the present one.
+      if (have && (version === '' || have.version === version)) throw new PackagesError(`package is already added: ${module}${have.version ? `@${have.version}` : ''}`);
+      pkgs.set(module, { path: module, version });
+    } else if (cmd === 'remove-package') {
+      if (!pkgs.has(module)) throw new PackagesError(`package is not added: ${module}`);
+      pkgs.delete(module);
+    }
+  }
+  return [...pkgs.values()].sort((a, b) => a.path.localeCompare(b.path));
+}
+
+export interface TargetPlatform {
+  os: string;
+  arch: string;
+  arm?: string;
+}
+
+/** The query Caddy's upgradeBuild sends (`os`, `arch`, `p`...), plus `arm`/`version` when known/asked. */
+export function downloadQuery(platform: TargetPlatform, pkgs: PluginPackage[], caddyVersion?: string): string {
+  const values: Record<string, string[]> = {
+    os: [platform.os],
+    arch: [platform.arch],
+    p: pkgs.map((p) => (p.version ? `${p.path}@${p.version}` : p.path)),
+  };
+  if (platform.arch === 'arm' && platform.arm) values.arm = [platform.arm];
+  if (caddyVersion) values.version = [caddyVersion];
+  if (values.p!.length === 0) delete values.p;
+  return goEncodeQuery(values);
+}
+
+/** GOOS/GOARCH/GOARM from `caddy build-info` (Go's BuildInfo text); null when absent. */
+export function platformFromBuildInfo(text: string): TargetPlatform | null {
+  const get = (k: string) => new RegExp(`^build\\s+${k}=(\\S+)\\s*$`, 'm').exec(text)?.[1];
+  const os = get('GOOS');
+  const arch = get('GOARCH');
+  if (!os || !arch) return null;
+  const arm = get('GOARM')?.match(/^\d+/)?.[0];
+  return { os, arch, ...(arch === 'arm' && arm ? { arm } : {}) };
+}
+
+/** Caddy's downloadBuild error text for an HTTP >= 400 answer. */
+export function downloadErrorMessage(status: number, body: string): string {
+  try {
+    const d = JSON.parse(body) as { error?: { message?: unknown; id?: unknown } };
+    if (d && typeof d === 'object') {
+      const message = typeof d.error?.message === 'string' ? d.error.message : '';
+      const id = typeof d.error?.id === 'string' ? d.error.id : '';
+      return `download failed: HTTP ${status}: ${message} (id=${id})`;
+    }
+  } catch {
+    /* fall through */
+  }
+  return `download and error decoding failed: HTTP ${status}: ${body.slice(0, 200).replace(/\s+/g, ' ').trim() || '(empty body)'}`;
+}
+
+// ---- running the binary -----------------------------------------------------------------------
+
+async function runCaddy(bin: string, args: string[], timeoutMs = 60_000): Promise<{ stdout: string; stderr: string }> {
+  try {
+    return await execFileP(bin, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, killSignal: 'SIGKILL', windowsHide: true });
+  } catch (err) {
+    const e = err as Error & { stderr?: string; code?: number | string; killed?: boolean };
+    const detail = e.killed ? `timed out after ${timeoutMs} ms` : `${e.code ?? ''} ${(e.stderr ?? '').trim().split('\n').slice(-3).join(' | ') || e.message}`.trim();
+    throw new PackagesError(`${bin} ${args.join(' ')} failed: ${detail}`);
+  }
+}
+
+export async function findCaddy(explicit?: string): Promise<string> {
+  if (explicit) return resolve(explicit);
+  const exe = process.platform === 'win32' ? 'caddy.exe' : 'caddy';
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const p = join(dir || '.', exe);
+    try {
+      await access(p, fsc.X_OK);
+      return resolve(p);
+    } catch {
+      /* next */
+    }
+  }
+  throw new PackagesError('no caddy binary on PATH; name it with --caddy PATH', 2);
+}
+
+// ---- HTTP -------------------------------------------------------------------------------------
+
+/** A plain GET like Go's http.Get: no timeout (builds can be slow), up to 10 redirects. */
+function httpGet(url: URL, redirects = 0): Promise<IncomingMessage> {
+  const mod = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : null;
+  if (!mod) return Promise.reject(new PackagesError(`unsupported server URL ${url.href}`, 2));
+  return new Promise((resolvePromise, reject) => {
+    const req = mod.get(url, { headers: { 'user-agent': 'fairway-cli/0.1.0', accept: '*/*' } }, (res) => {
+      const s = res.statusCode ?? 0;
+      if (s >= 300 && s < 400 && s !== 304 && res.headers.location) {
+        res.resume();
+        if (redirects >= 10) return reject(new PackagesError(`stopped after 10 redirects at ${url.href}`));
+        return resolvePromise(httpGet(new URL(res.headers.location, url), redirects + 1));
+      }
+      resolvePromise(res);
+    });
+    req.on('error', (err) => reject(new PackagesError(`secure request failed: cannot reach ${url.origin}: ${err.message}`, 3)));
+  });
+}
+
+async function readBody(res: IncomingMessage, max = 1024 * 1024): Promise<string> {
+  let out = '';
+  for await (const chunk of res) {
+    if (out.length < max) out += (chunk as Buffer).toString('utf8');
+  }
+  return out;
+}
+
+// ---- the command ------------------------------------------------------------------------------
+
+export interface PackageOptions {
+  server: string;
+  caddy?: string;
+  keepBackup?: boolean;
+  /** Pin Caddy's version (sent as `version=`); default: the server's latest, as caddyserver.com. */
+  caddyVersion?: string;
+  /** Print the download URL and stop. */
+  dryRun?: boolean;
+  stdout?: (s: string) => void;
+  stderr?: (s: string) => void;
+}
+
+export interface PackageResult {
+  url: string;
+  path: string;
+  packages: PluginPackage[];
+  backup?: string;
+  replaced: boolean;
+}
+
+export async function runPackageCommand(cmd: PackageCommand, args: string[], o: PackageOptions): Promise<PackageResult> {
+  const out = o.stdout ?? ((s: string) => process.stdout.write(s));
+  const log = o.stderr ?? ((s: string) => process.stderr.write(s));
+  const info = (msg: string) => log(`fairway: ${msg}\n`);
+
+  const named = await findCaddy(o.caddy);
+  let exe: string;
+  try {
+    exe = await realpath(named);
+  } catch (err) {
+    throw new PackagesError(`cannot use ${named}: ${(err as Error).message}`, 2);
+  }
+  if (exe !== resolve(named)) info(`${named} is a symlink; replacing its target ${exe}`);
+  const st = await stat(exe);
+  info(`this executable will be replaced: ${exe}`);
+
+  // 1. What the binary has, the way Caddy's getModules/getPluginPackages sees it.
+  let current: Map<string, PluginPackage>;
+  try {
+    const { stdout } = await runCaddy(exe, ['list-modules', '--packages', '--versions', '--skip-standard']);
+    current = pluginPackages(parseListModulesText(stdout));
+  } catch (err) {
+    throw new PackagesError(`unable to enumerate installed plugins: ${(err as Error).message}`);
+  }
+  const version = (await runCaddy(exe, ['version']).catch(() => ({ stdout: '' }))).stdout.trim().split(/\s+/)[0];
+  if (version) info(`current version: ${version}`);
+  const platform: TargetPlatform = platformFromBuildInfo((await runCaddy(exe, ['build-info']).catch(() => ({ stdout: '' }))).stdout) ?? hostPlatform();
+
+  // 2. The edits and the query.
+  const pkgs = planPackages(cmd, current, args);
+  let base: URL;
+  try {
+    base = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(o.server) ? o.server : `http://${o.server}`);
+  } catch {
+    throw new PackagesError(`--server: "${o.server}" is not a URL (like http://build.example.com:8080)`, 2);
+  }
+  const url = new URL(`api/download?${downloadQuery(platform, pkgs, o.caddyVersion)}`, base.href.replace(/\/*$/, '/'));
+  info(`requesting build os=${platform.os} arch=${platform.arch}${platform.arm ? ` arm=${platform.arm}` : ''} packages=[${pkgs.map((p) => (p.version ? `${p.path}@${p.version}` : p.path)).join(' ')}]`);
+  if (o.dryRun) {
+    out(`${url.href}\n`);
+    return { url: url.href, path: exe, packages: pkgs, replaced: false };
+  }
+
+  // 3. Download next to the target (same filesystem, so the swap is one rename).
+  const res = await httpGet(url);
+  const status = res.statusCode ?? 0;
+  if (status >= 400) throw new PackagesError(`download failed: ${downloadErrorMessage(status, await readBody(res))}`);
+  const tmp = `${exe}.download-${randomBytes(4).toString('hex')}`;
+  const backup = `${exe}.tmp`;
+  let swapped = false;
+  try {
+    info(`build acquired; writing ${tmp}`);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const fh = await open(tmp, 'wx', st.mode & 0o777);
+    try {
+      for await (const chunk of res) {
+        const buf = chunk as Buffer;
+        hash.update(buf);
+        bytes += buf.length;
+        await fh.write(buf);
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (!res.complete) throw new PackagesError('unable to download file: the connection closed before the end of the binary');
+    const expectLen = Number(res.headers['content-length'] ?? NaN);
+    if (Number.isFinite(expectLen) && expectLen !== bytes) throw new PackagesError(`unable to download file: got ${bytes} of ${expectLen} bytes`);
+    const expectSum = res.headers['x-checksum-sha256'];
+    const sum = hash.digest('hex');
+    if (typeof expectSum === 'string' && expectSum.toLowerCase() !== sum) throw new PackagesError(`checksum mismatch: the server announced sha256 ${expectSum}, got ${sum}`);
+    await chmod(tmp, st.mode & 0o7777);
+    if (process.getuid?.() === 0 && (st.uid !== 0 || st.gid !== 0)) await chown(tmp, st.uid, st.gid).catch(() => undefined);
+
+    // 4. Verify the new binary before touching the old one (Caddy runs these after the swap).
+    out('\nModule versions:\n\n');
+    const listed = await runCaddy(tmp, ['list-modules', '--packages', '--versions', '--skip-standard']).catch((err: Error) => {
+      throw new PackagesError(`download succeeded, but unable to execute 'caddy list-modules': ${err.message}`);
+    });
+    out(listed.stdout);
+    out('\nVersion:\n');
+    const ver = await runCaddy(tmp, ['version']).catch((err: Error) => {
+      throw new PackagesError(`download succeeded, but unable to execute 'caddy version': ${err.message}`);
+    });
+    out(`${ver.stdout.trim()}\n\n`);
+    const got = pluginPackages(parseListModulesText(listed.stdout));
+    for (const p of pkgs) {
+      if (!got.has(p.path)) info(`warning: ${p.path} registers no Caddy modules in the new binary (an adapter or command only?); a later upgrade cannot see it`);
+    }
+
+    // 5. Backup as <exe>.tmp (a hard link: the target never disappears), then one atomic rename.
+    await unlink(backup).catch(() => undefined);
+    try {
+      await link(exe, backup);
+    } catch {
+      await copyFile(exe, backup);
+    }
+    info(`backed up the current executable to ${backup}`);
+    await rename(tmp, exe);
+    swapped = true;
+    try {
+      await runCaddy(exe, ['version']);
+    } catch (err) {
+      try {
+        await rename(backup, exe);
+      } catch (err2) {
+        throw new PackagesError(`the new binary failed after the swap (${(err as Error).message}) and restoring the original failed (${(err2 as Error).message}); restore ${backup} to ${exe} by hand`);
+      }
+      throw new PackagesError(`the new binary failed after the swap (${(err as Error).message}); restored the original from ${backup}`);
+    }
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    if (!swapped) await unlink(backup).catch(() => undefined);
+    throw err;
+  }
+  if (!o.keepBackup) {
+    await unlink(backup).catch((err: Error) => info(`warning: upgrade succeeded, but unable to clean up backup binary ${backup}: ${err.message}`));
+  } else {
+    info(`skipped cleaning up the backup file ${backup}`);
+  }
+  info('upgrade successful; please restart any running Caddy instances');
+  return { url: url.href, path: exe, packages: pkgs, ...(o.keepBackup ? { backup } : {}), replaced: true };
+}
+
+/** Registers the three commands on the `fairway` program. */
+export function registerPackageCommands(program: Command): void {
+  const common = (c: Command) =>
+    c
+      .option('--server <url>', 'Fairway server (env FAIRWAY_SERVER, default http://127.0.0.1:8080)')
+      .option('--caddy <path>', 'the caddy binary to replace (default: caddy on PATH)')
+      .option('-k, --keep-backup', 'keep the backed up binary (<caddy>.tmp) instead of deleting it')
+      .option('--caddy-version <version>', "Caddy version to build (default: the server's latest, like caddyserver.com)")
+      .option('--dry-run', 'print the download URL Caddy would request and stop');
+  const action = (cmd: PackageCommand) => async (...a: unknown[]) => {
+    const args = cmd === 'upgrade' ? [] : (a[0] as string[]);
+    const opts = (cmd === 'upgrade' ? a[0] : a[1]) as { server?: string; caddy?: string; keepBackup?: boolean; caddyVersion?: string; dryRun?: boolean };
+    try {
+      await runPackageCommand(cmd, args, {
+        server: opts.server ?? process.env.FAIRWAY_SERVER ?? 'http://127.0.0.1:8080',
+        ...(opts.caddy ? { caddy: opts.caddy } : {}),
+        keepBackup: !!opts.keepBackup,
+        ...(opts.caddyVersion ? { caddyVersion: opts.caddyVersion } : {}),
+        dryRun: !!opts.dryRun,
+      });
+    } catch (err) {
+      const code = err instanceof PackagesError ? err.exitCode : 1;
+      process.stderr.write(`Error: ${(err as Error).message}\n`);
+      process.exit(code);
+    }
+  };
+  common(program.command('upgrade'))
+    .description('replace a local caddy binary with a Fairway build of the same plugins (like `caddy upgrade`)')
+    .action(action('upgrade'));
+  common(program.command('add-package').argument('<module...>', 'Go module path, optionally @version'))
+    .description('replace a local caddy binary with a Fairway build that adds packages (like `caddy add-package`)')
+    .action(action('add-package'));
+  common(program.command('remove-package').argument('<module...>', 'Go module path'))
+    .description('replace a local caddy binary with a Fairway build without packages (like `caddy remove-package`)')
+    .action(action('remove-package'));
+}

@@ -1,0 +1,215 @@
+/**
+ * Distributed mode with real parts: a real Redis, a real S3-compatible server (versitygw), two
+ * hubs and two agents as separate OS processes, real xcaddy builds, and the faults of issue 4.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import WebSocket from 'ws';
+import { api, CADDY_VERSION, countingXcaddy, PLUGIN, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
+import { startRedis, startS3, type RedisService, type S3Service } from '../helpers/services.js';
+
+const BUILD = 20 * 60_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Collects websocket log messages until the server closes, or until `stopAfterLines`. */
+function collect(url: string, stopAfterLines = Infinity): Promise<any[]> {
+  return new Promise((resolve, reject) => {
+    const msgs: any[] = [];
+    const ws = new WebSocket(url);
+    ws.on('message', (d) => {
+      msgs.push(JSON.parse(d.toString()));
+      if (msgs.filter((m) => m.type === 'line').length >= stopAfterLines) ws.terminate();
+    });
+    ws.on('close', () => resolve(msgs));
+    ws.on('error', (e) => (msgs.length ? resolve(msgs) : reject(e)));
+  });
+}
+
+describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeout: 90 * 60_000 }, () => {
+  let redis: RedisService;
+  let s3: S3Service;
+  let dir: string;
+  let storeUrl: string;
+  let env: NodeJS.ProcessEnv;
+  let xcaddy: Awaited<ReturnType<typeof countingXcaddy>>;
+  const hubs: FairwayProcess[] = [];
+  const agents: Record<string, FairwayProcess> = {};
+  let s3client: S3Client;
+
+  const hubArgs = () => ['--redis', redis.url, '--store', storeUrl, '--xcaddy-bin', xcaddy.bin];
+  const startHub = (port?: number) => startFairway({ command: 'hub', args: hubArgs(), env, ...(port ? { port } : {}) });
+  const startAgent = (id: string) =>
+    startFairway({
+      command: 'agent',
+      args: ['--redis', redis.url, '--store', storeUrl, '--xcaddy-bin', xcaddy.bin, '--agent-id', id, '--concurrency', '1', '--job-lock-duration', '8s', '--stalled-interval', '4s'],
+      env,
+    });
+
+  const objectsFor = async (key: string) => {
+    const res = await s3client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `fw/artifacts/${key}/` }));
+    return (res.Contents ?? []).map((o) => o.Key!.split('/').pop()!).sort();
+  };
+
+  before(async () => {
+    [redis, s3] = await Promise.all([startRedis(), startS3()]);
+    dir = await tempDir();
+    xcaddy = await countingXcaddy(dir);
+    storeUrl = `s3://${s3.bucket}/fw?endpoint=${encodeURIComponent(s3.endpoint)}&region=${s3.region}&forcePathStyle=true`;
+    env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
+    s3client = new S3Client(s3.clientConfig());
+    hubs.push(await startHub(), await startHub());
+    agents.a = await startAgent('agent-a');
+    agents.b = await startAgent('agent-b');
+  });
+
+  after(async () => {
+    await Promise.all([...hubs, ...Object.values(agents)].map((p) => p.stop('SIGKILL')));
+    await Promise.all([redis?.destroy(), s3?.destroy()]);
+  });
+
+  test('both agents register with a heartbeat; GET /api/agents lists them', async () => {
+    const res = await api(hubs[0]!.url, '/api/agents');
+    assert.equal(res.status, 200);
+    const ids = res.body.agents.map((a: any) => a.id);
+    assert.deepEqual(ids, ['agent-a', 'agent-b']);
+    for (const a of res.body.agents) {
+      assert.match(a.go, /^go1\./);
+      assert.equal(a.xcaddy, 'v0.4.5');
+      assert.equal(a.concurrency, 1);
+      assert.ok(Date.now() - Date.parse(a.lastSeen) < 30_000);
+    }
+  });
+
+  test('20 concurrent identical requests across two hubs make one build', { timeout: BUILD }, async () => {
+    const spec = { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'amd64' };
+    const before = await xcaddy.count();
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => api(hubs[i % 2]!.url, '/api/builds', { json: spec })));
+    const ids = new Set(answers.map((a) => a.body.id));
+    assert.equal(ids.size, 1, JSON.stringify(answers.map((a) => a.body)));
+    const id = [...ids][0] as string;
+    const done = await waitForBuild(hubs[1]!.url, id, BUILD);
+    assert.equal(done.status, 'succeeded', done.error);
+    assert.equal(await xcaddy.count(), before + 1, 'exactly one xcaddy run');
+    for (const hub of hubs) {
+      const bin = Buffer.from(await (await fetch(`${hub.url}/api/builds/${id}/artifact`)).arrayBuffer());
+      assert.equal(createHash('sha256').update(bin).digest('hex'), done.sha256);
+    }
+    assert.deepEqual(await objectsFor(id), ['binary', 'build.log', 'buildinfo.json', 'meta.json']);
+  });
+
+  test('kill -9 of the agent running a build: the other agent completes it, nothing partial is left', { timeout: BUILD }, async () => {
+    const res = await api(hubs[0]!.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'arm64', plugins: [{ module: PLUGIN.module, version: PLUGIN.version }] } });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    const id = res.body.id as string;
+    const following = collect(`${hubs[1]!.url.replace('http', 'ws')}/api/builds/${id}/log`);
+    let victim = '';
+    for (let i = 0; i < 600 && !victim; i++) {
+      const b = (await api(hubs[0]!.url, `/api/builds/${id}`)).body;
+      if (b.status === 'running' && b.agent) victim = b.agent;
+      else await sleep(100);
+    }
+    assert.ok(victim === 'agent-a' || victim === 'agent-b', `running on ${victim}`);
+    await sleep(1500);
+    agents[victim.slice(-1)]!.proc.kill('SIGKILL');
+    const done = await waitForBuild(hubs[0]!.url, id, BUILD);
+    assert.equal(done.status, 'succeeded', done.error);
+    assert.notEqual(done.agent, victim, 'finished on the other agent');
+    const msgs = await following;
+    const end = msgs[msgs.length - 1];
+    assert.equal(end.type, 'end');
+    assert.equal(end.status, 'succeeded');
+    assert.ok(msgs.some((m) => m.type === 'line' && /attempt \d of \d on agent/.test(m.text) && !m.text.includes(victim)), 'log shows the hand-over');
+    assert.deepEqual(await objectsFor(id), ['binary', 'buildinfo.json', 'build.log', 'meta.json'].sort());
+    const bin = Buffer.from(await (await fetch(`${hubs[0]!.url}/api/builds/${id}/artifact`)).arrayBuffer());
+    assert.equal(createHash('sha256').update(bin).digest('hex'), done.sha256);
+    // Bring a second agent back for the following tests.
+    agents[victim.slice(-1)] = await startAgent(victim);
+  });
+
+  test('restart the hub mid-build: nothing is lost, a reconnecting websocket gets the whole log', { timeout: BUILD }, async () => {
+    const hub = hubs[0]!;
+    const res = await api(hub.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'windows', arch: 'amd64', plugins: [{ module: PLUGIN.module, version: PLUGIN.version }] } });
+    const id = res.body.id as string;
+    const wsUrl = `${hub.url.replace('http', 'ws')}/api/builds/${id}/log`;
+    const firstPart = await collect(wsUrl, 5);
+    const got = firstPart.filter((m) => m.type === 'line');
+    assert.ok(got.length >= 5);
+    const port = hub.port;
+    await hub.stop('SIGKILL');
+    await sleep(500);
+    hubs[0] = await startHub(port);
+    const next = got[got.length - 1].seq + 1;
+    const rest = await collect(`${wsUrl}?from=${next}`);
+    const lines = [...got, ...rest.filter((m) => m.type === 'line')];
+    assert.deepEqual(lines.map((l) => l.seq), lines.map((_, i) => i), 'no line lost or repeated across the restart');
+    const end = rest[rest.length - 1];
+    assert.equal(end.type, 'end');
+    assert.equal(end.status, 'succeeded', end.error);
+    const stored = await (await fetch(`${hubs[0]!.url}/api/builds/${id}/log`)).text();
+    assert.equal(stored.trim().split('\n').length, lines.length, 'the stored log is the same log');
+    const listed = await api(hubs[0]!.url, '/api/builds');
+    assert.ok(listed.body.builds.some((b: any) => b.id === id && b.status === 'succeeded'));
+    const dl = await fetch(`${hubs[0]!.url}/api/builds/${id}/artifact`);
+    assert.equal(dl.headers.get('content-disposition'), 'attachment; filename="caddy_windows_amd64.exe"');
+    assert.equal(Buffer.from(await dl.arrayBuffer()).subarray(0, 2).toString(), 'MZ');
+  });
+
+  test('restart Redis: hubs and agents reconnect by themselves and new builds work', { timeout: BUILD }, async () => {
+    await redis.restart();
+    let res;
+    for (let i = 0; i < 60; i++) {
+      res = await api(hubs[1]!.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'amd64', plugins: [{ module: PLUGIN.module, version: PLUGIN.version }] } });
+      if (res.status === 202 || res.status === 200) break;
+      await sleep(500);
+    }
+    assert.ok(res && (res.status === 202 || res.status === 200), JSON.stringify(res?.body));
+    const done = await waitForBuild(hubs[0]!.url, res!.body.id, BUILD);
+    assert.equal(done.status, 'succeeded', done.error);
+    for (let i = 0; i < 40; i++) {
+      const a = await api(hubs[0]!.url, '/api/agents');
+      if (a.body.agents?.length === 2) return;
+      await sleep(500);
+    }
+    assert.fail('agents did not re-register after the Redis restart');
+  });
+
+  test('S3 unreachable during upload: the attempt fails clearly, is retried, and no partial artifact is visible', { timeout: BUILD }, async () => {
+    const res = await api(hubs[0]!.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'arm64' } });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    const id = res.body.id as string;
+    // Take S3 away as soon as xcaddy runs; the upload at the end of the build then fails.
+    for (let i = 0; i < 600; i++) {
+      const b = (await api(hubs[0]!.url, `/api/builds/${id}`)).body;
+      if (b.status === 'running') break;
+      await sleep(100);
+    }
+    await s3.stop();
+    let failedAttempt = '';
+    for (let i = 0; i < 1200 && !failedAttempt; i++) {
+      const text = await (await fetch(`${hubs[0]!.url}/api/builds/${id}/log`)).text();
+      failedAttempt = text.split('\n').find((l) => /attempt 1 failed/.test(l)) ?? '';
+      if (!failedAttempt) await sleep(250);
+    }
+    assert.match(failedAttempt, /S3|store|upload|ECONNREFUSED|connect/i, 'the failure names the store');
+    await s3.start();
+    assert.equal((await objectsFor(id)).includes('meta.json'), false, 'not published after the failed attempt');
+    const done = await waitForBuild(hubs[0]!.url, id, BUILD);
+    assert.equal(done.status, 'succeeded', done.error);
+    assert.deepEqual(await objectsFor(id), ['binary', 'build.log', 'buildinfo.json', 'meta.json']);
+    const meta = JSON.parse(await (await s3client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `fw/artifacts/${id}/meta.json` }))).Body!.transformToString());
+    assert.equal(meta.sha256, done.sha256);
+  });
+
+  test('a hub restarted from scratch rebuilds its index from the S3 listing', async () => {
+    const before = (await api(hubs[1]!.url, '/api/builds')).body.builds.map((b: any) => b.id).sort();
+    const fresh = await startHub();
+    hubs.push(fresh);
+    const after = (await api(fresh.url, '/api/builds')).body.builds.map((b: any) => b.id).sort();
+    assert.deepEqual(after, before);
+    assert.ok(after.length >= 5);
+    void join;
+  });
+});

@@ -1,0 +1,670 @@
+/**
+ * The artifact store contract, run against every implementation: FsStore on a temp dir and
+ * S3Store on a real S3 server (versitygw on loopback, `bash scripts/deps.sh`). Then what only
+ * S3 has: presigned URLs, integrity metadata, orphaned parts, and an S3 that goes away mid-upload.
+ *   node --import tsx --test test/integration/store.test.ts
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { FsStore, S3Store, openStore, parseStoreUrl, type ArtifactMeta, type ArtifactStore, type S3StoreOptions } from '../../src/store/index.js';
+import { getFreePort, startS3, type S3Service } from '../helpers/services.js';
+
+// ------------------------------------------------------------------ helpers
+
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+const randomKey = (): string => randomBytes(32).toString('hex');
+
+async function readAll(s: Readable | NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of s as AsyncIterable<Buffer | string>) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+  return Buffer.concat(chunks);
+}
+
+async function collect(it: AsyncIterable<ArtifactMeta>): Promise<ArtifactMeta[]> {
+  const out: ArtifactMeta[] = [];
+  for await (const m of it) out.push(m);
+  return out;
+}
+
+let scratch: string;
+before(async () => {
+  scratch = await mkdtemp(join(process.env.FAIRWAY_TEST_TMPDIR || tmpdir(), 'fairway-store-test-'));
+});
+after(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+interface Binary {
+  path: string;
+  bytes: Buffer;
+  sha256: string;
+}
+
+async function binaryFile(size: number): Promise<Binary> {
+  const bytes = randomBytes(size);
+  const path = join(scratch, `bin-${randomBytes(6).toString('hex')}`);
+  await writeFile(path, bytes);
+  return { path, bytes, sha256: sha256(bytes) };
+}
+
+function succeeded(key: string, bin: Binary, over: Partial<ArtifactMeta> = {}): ArtifactMeta {
+  return {
+    key,
+    status: 'succeeded',
+    request: { os: 'linux', arch: 'amd64', plugins: [] },
+    spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [] },
+    filename: 'caddy_linux_amd64',
+    sha256: bin.sha256,
+    size: bin.bytes.length,
+    goVersion: 'go1.26.0',
+    createdAt: '2025-01-01T00:00:00.000Z',
+    startedAt: '2025-01-01T00:00:01.000Z',
+    finishedAt: '2025-01-01T00:00:30.000Z',
+    durationMs: 29_000,
+    agent: 'test',
+    ...over,
+  };
+}
+
+function failed(key: string, over: Partial<ArtifactMeta> = {}): ArtifactMeta {
+  return {
+    key,
+    status: 'failed',
+    request: { os: 'linux', arch: 'amd64', plugins: [] },
+    spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [] },
+    filename: 'caddy_linux_amd64',
+    error: 'go build: exit status 1',
+    createdAt: '2025-01-01T00:00:00.000Z',
+    finishedAt: '2025-01-01T00:00:10.000Z',
+    ...over,
+  };
+}
+
+const BUILD_INFO = { go: 'go1.26.0', path: 'caddy', deps: [{ path: 'github.com/caddyserver/caddy/v2', version: 'v2.10.0' }] };
+
+function isNotFound(err: unknown): boolean {
+  assert.equal((err as Error).name, 'NotFoundError', `expected NotFoundError, got ${String(err)}`);
+  return true;
+}
+
+// ------------------------------------------------------------------ the contract
+
+interface Harness {
+  store: ArtifactStore;
+  /** Requests the store has sent to its backend so far (when it can count them). */
+  requests?: () => number;
+  /** Every object/file stored under one key, published or not (raw view of the backend). */
+  rawNames(key: string): Promise<string[]>;
+  /** Number of parts the binary was uploaded in (S3 multipart); undefined where it does not apply. */
+  binaryParts?(key: string): Promise<number>;
+  /** Puts a complete-looking artifact OUTSIDE the store, where the traversal key `../<name>` would point. */
+  plantOutside?(name: string, log: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+function storeContract(name: string, makeStore: () => Promise<Harness>): void {
+  describe(`store contract: ${name}`, { timeout: 5 * 60_000 }, () => {
+    let h: Harness;
+    let store: ArtifactStore;
+    before(async () => {
+      h = await makeStore();
+      store = h.store;
+    });
+    after(async () => {
+      await h?.close();
+    });
+
+    test('put, then getMeta, getLog, getBuildInfo, openBinary (full and ranged)', async () => {
+      const key = randomKey();
+      const bin = await binaryFile(100_000);
+      const meta = succeeded(key, bin);
+      await store.put({ meta, binaryPath: bin.path, log: 'line 1\nline 2\n', buildInfo: BUILD_INFO });
+      assert.deepEqual(await store.getMeta(key), meta);
+      assert.equal(await store.getLog(key), 'line 1\nline 2\n');
+      assert.deepEqual(await store.getBuildInfo(key), BUILD_INFO);
+      const full = await readAll(await store.openBinary(key));
+      assert.equal(full.length, bin.bytes.length);
+      assert.equal(sha256(full), bin.sha256);
+      const ranged = await readAll(await store.openBinary(key, { start: 1000, end: 1999 }));
+      assert.deepEqual(ranged, bin.bytes.subarray(1000, 2000));
+      const last = await readAll(await store.openBinary(key, { start: bin.bytes.length - 1, end: bin.bytes.length - 1 }));
+      assert.deepEqual(last, bin.bytes.subarray(bin.bytes.length - 1));
+    });
+
+    test('unknown keys: getMeta null, openBinary NotFoundError, getLog/getBuildInfo null', async () => {
+      const key = randomKey();
+      assert.equal(await store.getMeta(key), null);
+      await assert.rejects(() => store.openBinary(key), isNotFound);
+      assert.equal(await store.getLog(key), null);
+      assert.equal(await store.getBuildInfo(key), null);
+    });
+
+    test('list() yields every published artifact', async () => {
+      const bin = await binaryFile(2_000);
+      const metas = [succeeded(randomKey(), bin), succeeded(randomKey(), bin), failed(randomKey())];
+      for (const m of metas) {
+        await store.put(m.status === 'succeeded' ? { meta: m, binaryPath: bin.path, log: 'ok\n', buildInfo: BUILD_INFO } : { meta: m, log: 'boom\n' });
+      }
+      const listed = new Map((await collect(store.list())).map((m) => [m.key, m]));
+      for (const m of metas) assert.deepEqual(listed.get(m.key), m);
+    });
+
+    test('stats() counts artifacts and bytes', async () => {
+      const before = await store.stats();
+      const bin = await binaryFile(50_000);
+      const key = randomKey();
+      await store.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'log\n', buildInfo: BUILD_INFO });
+      const after = await store.stats();
+      assert.equal(after.objects, before.objects + 1);
+      assert.ok(after.bytes >= before.bytes + bin.bytes.length + 4, `bytes ${before.bytes} -> ${after.bytes}`);
+      await store.delete(key);
+      const gone = await store.stats();
+      assert.equal(gone.objects, before.objects);
+      assert.equal(gone.bytes, before.bytes);
+    });
+
+    test('delete() removes the artifact for every reader and from the backend', async () => {
+      const key = randomKey();
+      const bin = await binaryFile(10_000);
+      await store.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'x\n', buildInfo: BUILD_INFO });
+      assert.ok((await h.rawNames(key)).length >= 4);
+      await store.delete(key);
+      assert.equal(await store.getMeta(key), null);
+      await assert.rejects(() => store.openBinary(key), isNotFound);
+      assert.equal(await store.getLog(key), null);
+      assert.equal(await store.getBuildInfo(key), null);
+      assert.ok(!(await collect(store.list())).some((m) => m.key === key));
+      assert.deepEqual(await h.rawNames(key), []);
+      await store.delete(key); // idempotent
+      await store.delete(randomKey());
+    });
+
+    test('a failed record (no binary), then replaced by a success', async () => {
+      const key = randomKey();
+      const failure = failed(key);
+      await store.put({ meta: failure, log: 'attempt 1 failed\n' });
+      assert.deepEqual(await store.getMeta(key), failure);
+      assert.equal(await store.getLog(key), 'attempt 1 failed\n');
+      assert.equal(await store.getBuildInfo(key), null);
+      await assert.rejects(() => store.openBinary(key), isNotFound);
+
+      const bin = await binaryFile(30_000);
+      const success = succeeded(key, bin);
+      await store.put({ meta: success, binaryPath: bin.path, log: 'attempt 2 ok\n', buildInfo: BUILD_INFO });
+      assert.deepEqual(await store.getMeta(key), success);
+      assert.equal(await store.getLog(key), 'attempt 2 ok\n');
+      assert.deepEqual(await store.getBuildInfo(key), BUILD_INFO);
+      assert.equal(sha256(await readAll(await store.openBinary(key))), bin.sha256);
+      const listed = (await collect(store.list())).filter((m) => m.key === key);
+      assert.deepEqual(listed, [success]);
+    });
+
+    test('invalid keys (traversal, uppercase, wrong length) are refused without touching the backend', async () => {
+      const valid = randomKey();
+      const bin = await binaryFile(1_000);
+      await store.put({ meta: succeeded(valid, bin), binaryPath: bin.path, log: 'valid\n', buildInfo: BUILD_INFO });
+      await h.plantOutside?.('x', 'planted outside the store\n');
+      const bad = ['../x', `../${valid.slice(3)}`, valid.toUpperCase(), `${valid.slice(0, 63)}G`, valid.slice(0, 63), `${valid}0`, `${valid}/../x`, '', '..', '/etc/passwd', '..%2fx'];
+      const before = h.requests?.();
+      for (const key of bad) {
+        assert.equal(await store.getMeta(key), null, `getMeta(${key})`);
+        await assert.rejects(() => store.openBinary(key), isNotFound, `openBinary(${key})`);
+        await assert.rejects(() => store.openBinary(key, { start: 0, end: 1 }), isNotFound);
+        await assert.rejects(() => store.getLog(key), isNotFound, `getLog(${key})`);
+        await assert.rejects(() => store.getBuildInfo(key), isNotFound, `getBuildInfo(${key})`);
+        await assert.rejects(() => store.delete(key), isNotFound, `delete(${key})`);
+        await assert.rejects(() => store.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'evil\n' }), isNotFound, `put(${key})`);
+        if (store.binaryUrl) await assert.rejects(() => store.binaryUrl!(key, 'caddy'), isNotFound);
+      }
+      if (before !== undefined) assert.equal(h.requests!(), before, 'no request reached the backend');
+      // The valid artifact is untouched.
+      assert.equal(await store.getLog(valid), 'valid\n');
+    });
+
+    test('a ~12 MB binary (multipart on S3) round-trips, also ranged across a part boundary', async () => {
+      const key = randomKey();
+      const bin = await binaryFile(12 * 1024 * 1024 + 4321);
+      await store.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'big\n', buildInfo: BUILD_INFO });
+      const parts = await h.binaryParts?.(key);
+      if (parts !== undefined) assert.ok(parts >= 2, `uploaded in ${parts} part(s)`);
+      const full = await readAll(await store.openBinary(key));
+      assert.equal(full.length, bin.bytes.length);
+      assert.equal(sha256(full), bin.sha256);
+      for (const boundary of [5 * 1024 * 1024, 8 * 1024 * 1024]) {
+        const got = await readAll(await store.openBinary(key, { start: boundary - 7, end: boundary + 6 }));
+        assert.deepEqual(got, bin.bytes.subarray(boundary - 7, boundary + 7));
+      }
+    });
+
+    test('ping() answers', async () => {
+      await store.ping();
+    });
+  });
+}
+
+// ------------------------------------------------------------------ fs
+
+storeContract('fs', async () => {
+  const dir = await mkdtemp(join(scratch, 'fs-'));
+  const root = join(dir, 'store');
+  const store = await FsStore.open(root);
+  return {
+    store,
+    rawNames: (key) => readdir(join(root, key)).catch(() => []),
+    plantOutside: async (name, log) => {
+      await mkdir(join(dir, name), { recursive: true });
+      await writeFile(join(dir, name, 'build.log'), log);
+      await writeFile(join(dir, name, 'binary'), 'planted');
+      await writeFile(join(dir, name, 'meta.json'), JSON.stringify(failed(name)));
+    },
+    close: async () => undefined,
+  };
+});
+
+// ------------------------------------------------------------------ s3
+
+function s3Options(s3: S3Service, over: Partial<S3StoreOptions> = {}): S3StoreOptions {
+  return {
+    bucket: s3.bucket,
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    ...over,
+  };
+}
+
+/** An initialize-step middleware (typed loosely to avoid importing @smithy/types). */
+type Middleware = (
+  next: (args: { input: object }) => Promise<unknown>,
+  context: { commandName?: string },
+) => (args: { input: object }) => Promise<unknown>;
+
+/** Counts every command the client sends (before retries). */
+function countRequests(client: S3Client): () => number {
+  let n = 0;
+  const mw: Middleware = (next) => async (args) => {
+    n++;
+    return next(args);
+  };
+  client.middlewareStack.add(mw as never, { step: 'initialize', name: 'fairwayTestCounter' });
+  return () => n;
+}
+
+async function rawS3Names(client: S3Client, bucket: string, prefix: string, key: string): Promise<string[]> {
+  const base = `${prefix}artifacts/${key}/`;
+  const res = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base }));
+  return (res.Contents ?? []).map((o) => o.Key!.slice(base.length)).sort();
+}
+
+storeContract('s3', async () => {
+  const s3 = await startS3();
+  const prefix = 'contract/';
+  const store = new S3Store(s3Options(s3, { prefix }));
+  const raw = new S3Client(s3.clientConfig());
+  return {
+    store,
+    requests: countRequests(store.client),
+    rawNames: (key) => rawS3Names(raw, s3.bucket, prefix, key),
+    binaryParts: async (key) => {
+      const head = await raw.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `${prefix}artifacts/${key}/binary` }));
+      const m = /-(\d+)"?$/.exec(head.ETag ?? '');
+      return m ? Number(m[1]) : 1;
+    },
+    close: async () => {
+      raw.destroy();
+      await store.close();
+      await s3.destroy();
+    },
+  };
+});
+
+/**
+ * s3.kill() awaits the exit of an unref'd child with no timer pending: when nothing else holds the
+ * event loop (the SDK waiting on our middleware), Node would exit mid-test. A timer keeps it alive.
+ */
+async function killS3(s3: S3Service): Promise<void> {
+  const keepAlive = setInterval(() => undefined, 1_000);
+  try {
+    await s3.kill();
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
+
+/** Runs `action` once, just before the first command that `match`es is sent. */
+function injectOnce(client: S3Client, name: string, match: (command: string, input: Record<string, unknown>) => boolean, action: () => Promise<void>): void {
+  let fired = false;
+  const mw: Middleware = (next, context) => async (args) => {
+    if (!fired && match(context.commandName ?? '', args.input as Record<string, unknown>)) {
+      fired = true;
+      await action();
+    }
+    return next(args);
+  };
+  client.middlewareStack.add(mw as never, { step: 'initialize', name });
+}
+
+describe('s3 store specifics', { timeout: 5 * 60_000 }, () => {
+  let s3: S3Service;
+  let raw: S3Client;
+  const stores: S3Store[] = [];
+  const open = (over: Partial<S3StoreOptions> = {}): S3Store => {
+    const st = new S3Store(s3Options(s3, { prefix: `t-${randomBytes(4).toString('hex')}/`, ...over }));
+    stores.push(st);
+    return st;
+  };
+  const names = (st: S3Store, key: string) => rawS3Names(raw, s3.bucket, st.prefix, key);
+  const assertInvisible = async (st: S3Store, key: string): Promise<void> => {
+    assert.equal(await st.getMeta(key), null);
+    assert.ok(!(await collect(st.list())).some((m) => m.key === key), 'not listed');
+    await assert.rejects(() => st.openBinary(key), isNotFound);
+    assert.equal(await st.getLog(key), null);
+    assert.equal(await st.getBuildInfo(key), null);
+  };
+
+  before(async () => {
+    s3 = await startS3();
+    raw = new S3Client(s3.clientConfig());
+  });
+  after(async () => {
+    for (const st of stores) await st.close();
+    raw?.destroy();
+    await s3?.destroy();
+  });
+
+  test('the binary object carries its sha256 in metadata; layout is <prefix>artifacts/<key>/...', async () => {
+    const st = open();
+    const key = randomKey();
+    const bin = await binaryFile(4_096);
+    await st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'l\n', buildInfo: BUILD_INFO });
+    assert.deepEqual(await names(st, key), ['binary', 'build.log', 'buildinfo.json', 'meta.json']);
+    const head = await raw.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `${st.prefix}artifacts/${key}/binary` }));
+    assert.equal(head.Metadata?.sha256, bin.sha256);
+    assert.equal(head.ContentLength, bin.bytes.length);
+  });
+
+  test('put refuses a binary whose sha256 or size differs from the meta, before uploading anything', async () => {
+    const st = open();
+    const key = randomKey();
+    const bin = await binaryFile(4_096);
+    await assert.rejects(
+      () => st.put({ meta: succeeded(key, bin, { sha256: 'f'.repeat(64) }), binaryPath: bin.path, log: 'l\n' }),
+      /integrity check failed .*meta\.sha256.*not published/,
+    );
+    await assert.rejects(() => st.put({ meta: succeeded(key, bin, { size: 1 }), binaryPath: bin.path, log: 'l\n' }), /integrity check failed .*meta\.size/);
+    assert.deepEqual(await names(st, key), []);
+  });
+
+  test('presigned URL: fetch downloads the same bytes with the filename; without presign, null', async () => {
+    const st = open({ presign: 600 });
+    const key = randomKey();
+    const bin = await binaryFile(300_000);
+    await st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'l\n', buildInfo: BUILD_INFO });
+    const url = await st.binaryUrl(key, 'caddy_linux_amd64');
+    assert.ok(url && url.startsWith(`${s3.endpoint}/${s3.bucket}/${st.prefix}artifacts/${key}/binary?`), String(url));
+    assert.match(url, /X-Amz-Expires=600/);
+    const res = await fetch(url);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-disposition') ?? '', /attachment; filename="caddy_linux_amd64"/);
+    const body = Buffer.from(await res.arrayBuffer());
+    assert.equal(sha256(body), bin.sha256);
+    // Ranged through the presigned URL too.
+    const part = await fetch(url, { headers: { Range: 'bytes=10-19' } });
+    assert.equal(part.status, 206);
+    assert.deepEqual(Buffer.from(await part.arrayBuffer()), bin.bytes.subarray(10, 20));
+
+    const plain = open({ prefix: st.prefix });
+    assert.equal(await plain.binaryUrl(key, 'caddy_linux_amd64'), null);
+  });
+
+  test('parts without meta.json (a crashed agent) are invisible; a later put publishes', async () => {
+    const st = open();
+    const key = randomKey();
+    const before = await st.stats();
+    for (const name of ['binary', 'build.log', 'buildinfo.json']) {
+      await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${st.prefix}artifacts/${key}/${name}`, Body: name === 'buildinfo.json' ? '{}' : 'partial' }));
+    }
+    await assertInvisible(st, key);
+    assert.equal((await st.stats()).objects, before.objects);
+    const bin = await binaryFile(2_000);
+    await st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'retry\n', buildInfo: BUILD_INFO });
+    assert.equal((await st.getMeta(key))?.status, 'succeeded');
+    assert.equal(sha256(await readAll(await st.openBinary(key))), bin.sha256);
+  });
+
+  test('a failed meta.json upload removes the parts that were uploaded', async () => {
+    const st = open();
+    const key = randomKey();
+    const bin = await binaryFile(10_000);
+    injectOnce(
+      st.client,
+      'failMeta',
+      (cmd, input) => cmd === 'PutObjectCommand' && String(input.Key).endsWith('/meta.json'),
+      async () => {
+        throw Object.assign(new Error('injected failure'), { name: 'InjectedError' });
+      },
+    );
+    await assert.rejects(
+      () => st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'l\n', buildInfo: BUILD_INFO }),
+      (err: Error) => {
+        assert.match(err.message, new RegExp(`^S3 upload of ${key}/meta\\.json to ${s3.endpoint}/${s3.bucket} failed: .*injected failure.*; the artifact was not published$`));
+        return true;
+      },
+    );
+    assert.deepEqual(await names(st, key), []);
+    await assertInvisible(st, key);
+  });
+
+  test('a failed upload never breaks the published record it was replacing', async () => {
+    const st = open();
+    const key = randomKey();
+    await st.put({ meta: failed(key), log: 'first failure\n' });
+    const bin = await binaryFile(10_000);
+    injectOnce(
+      st.client,
+      'failBuildInfo',
+      (cmd, input) => cmd === 'PutObjectCommand' && String(input.Key).endsWith('/buildinfo.json'),
+      async () => {
+        throw new Error('injected failure');
+      },
+    );
+    await assert.rejects(() => st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'second\n', buildInfo: BUILD_INFO }), /buildinfo\.json .*not published/);
+    const meta = await st.getMeta(key);
+    assert.equal(meta?.status, 'failed');
+    assert.ok((await st.getLog(key)) !== null, 'the failed record still has a log');
+    assert.deepEqual(await names(st, key), ['build.log', 'meta.json'], 'the new binary was removed');
+  });
+
+  test('S3 stopped before the upload: put fails within seconds with a clear message; nothing published', async () => {
+    const st = open();
+    const key = randomKey();
+    const bin = await binaryFile(100_000);
+    await s3.stop();
+    try {
+      const t0 = Date.now();
+      await assert.rejects(
+        () => st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'l\n', buildInfo: BUILD_INFO }),
+        (err: Error) => {
+          assert.match(err.message, new RegExp(`^S3 upload of ${key}.* to ${s3.endpoint}/${s3.bucket} failed: .*ECONNREFUSED.*the artifact was not published$`));
+          return true;
+        },
+      );
+      assert.ok(Date.now() - t0 < 20_000, `took ${Date.now() - t0} ms`);
+      await assert.rejects(() => st.ping(), /S3 bucket .* is not reachable: .*ECONNREFUSED/);
+    } finally {
+      await s3.start();
+    }
+    await assertInvisible(st, key);
+    await st.ping();
+  });
+
+  test('S3 killed in the middle of a multipart upload: put rejects, nothing published', async () => {
+    const st = open({ queueSize: 1 });
+    const key = randomKey();
+    const bin = await binaryFile(20 * 1024 * 1024);
+    injectOnce(st.client, 'killMidUpload', (cmd, input) => cmd === 'UploadPartCommand' && input.PartNumber === 2, () => killS3(s3));
+    const t0 = Date.now();
+    try {
+      await assert.rejects(
+        () => st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'l\n', buildInfo: BUILD_INFO }),
+        new RegExp(`^Error: S3 upload of ${key}/binary to ${s3.endpoint}/${s3.bucket} failed: .*the artifact was not published$`),
+      );
+      assert.ok(Date.now() - t0 < 20_000, `took ${Date.now() - t0} ms`);
+    } finally {
+      await s3.start();
+    }
+    await assertInvisible(st, key);
+    assert.ok(!(await names(st, key)).includes('binary'), 'an unfinished multipart upload is no object');
+  });
+
+  test('S3 killed just before meta.json: the uploaded parts stay invisible; a retry publishes', async () => {
+    const st = open();
+    const key = randomKey();
+    const bin = await binaryFile(50_000);
+    injectOnce(st.client, 'killBeforeMeta', (cmd, input) => cmd === 'PutObjectCommand' && String(input.Key).endsWith('/meta.json'), () => killS3(s3));
+    try {
+      await assert.rejects(
+        () => st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'l\n', buildInfo: BUILD_INFO }),
+        /^Error: S3 upload of [0-9a-f]{64}\/meta\.json to .* failed: .*ECONNREFUSED.*not published$/,
+      );
+    } finally {
+      await s3.start();
+    }
+    assert.deepEqual(await names(st, key), ['binary', 'build.log', 'buildinfo.json'], 'cleanup could not run: orphans remain');
+    await assertInvisible(st, key);
+    await st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'retry\n', buildInfo: BUILD_INFO });
+    assert.equal(await st.getLog(key), 'retry\n');
+  });
+
+  test('a hanging S3 (SIGSTOP) fails by timeout within seconds, not a hang', async () => {
+    const st = open({ smallRequestTimeoutMs: 1_000, operationTimeoutMs: 3_000 });
+    await s3.pause();
+    try {
+      const t0 = Date.now();
+      await assert.rejects(() => st.ping(), /not reachable: .*(no answer within 3000 ms|requestTimeout)/);
+      await assert.rejects(() => st.getMeta(randomKey()), /S3 read of .*meta\.json .* failed: .*(no answer within 3000 ms|requestTimeout)/);
+      assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+    } finally {
+      await s3.resume();
+    }
+    await st.ping();
+  });
+
+  test('prefixes isolate stores sharing a bucket', async () => {
+    const a = open({ prefix: 'team-a/fairway' });
+    const b = open({ prefix: 'team-b/' });
+    assert.equal(a.prefix, 'team-a/fairway/');
+    const key = randomKey();
+    const bin = await binaryFile(1_000);
+    await a.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'l\n', buildInfo: BUILD_INFO });
+    assert.equal(await b.getMeta(key), null);
+    assert.ok(!(await collect(b.list())).some((m) => m.key === key));
+    assert.ok((await collect(a.list())).some((m) => m.key === key));
+  });
+
+  test('list() pages through more than one ListObjectsV2 page', async () => {
+    const st = open();
+    const bin = await binaryFile(16);
+    const keys = Array.from({ length: 300 }, randomKey); // 4 objects each: 1200 > 1000 per page
+    for (let i = 0; i < keys.length; i += 25) {
+      await Promise.all(keys.slice(i, i + 25).map((key) => st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'l\n', buildInfo: BUILD_INFO })));
+    }
+    const listed = await collect(st.list());
+    assert.equal(listed.length, keys.length);
+    assert.deepEqual(new Set(listed.map((m) => m.key)), new Set(keys));
+    assert.equal((await st.stats()).objects, keys.length);
+  });
+
+  test('openStore(): an s3:// URL opens a working store', async () => {
+    const st = await openStore(`s3://${s3.bucket}/via-url?endpoint=${s3.endpoint}&region=${s3.region}&forcePathStyle=true&presign=120`, {
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+      ping: true,
+    });
+    assert.ok(st instanceof S3Store);
+    stores.push(st);
+    assert.equal(st.prefix, 'via-url/');
+    assert.equal(st.presign, 120);
+    const key = randomKey();
+    const bin = await binaryFile(1_000);
+    await st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'l\n', buildInfo: BUILD_INFO });
+    assert.deepEqual(await names(st, key), ['binary', 'build.log', 'buildinfo.json', 'meta.json']);
+    const res = await fetch((await st.binaryUrl(key, 'caddy'))!);
+    assert.equal(sha256(Buffer.from(await res.arrayBuffer())), bin.sha256);
+  });
+
+  test('openStore() with ping: an unreachable endpoint fails within seconds', async () => {
+    const port = await getFreePort();
+    const t0 = Date.now();
+    await assert.rejects(
+      () => openStore(`s3://fairway-test?endpoint=http://127.0.0.1:${port}`, { credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, ping: true }),
+      new RegExp(`S3 bucket http://127\\.0\\.0\\.1:${port}/fairway-test is not reachable: .*ECONNREFUSED`),
+    );
+    assert.ok(Date.now() - t0 < 20_000);
+  });
+});
+
+// ------------------------------------------------------------------ openStore URL parsing (no network)
+
+describe('openStore / parseStoreUrl', () => {
+  test('fs: absolute fs:/// URL, plain absolute path, relative path against dataDir', async () => {
+    const dir = await mkdtemp(join(scratch, 'open-'));
+    const a = await openStore(`fs://${join(dir, 'a b')}`.replace(' ', '%20'));
+    assert.ok(a instanceof FsStore);
+    assert.equal(a.root, join(dir, 'a b'));
+    const b = await openStore(join(dir, 'b'));
+    assert.ok(b instanceof FsStore && b.root === join(dir, 'b'));
+    const c = await openStore('artifacts', { dataDir: dir });
+    assert.ok(c instanceof FsStore && c.root === join(dir, 'artifacts'));
+    assert.deepEqual(parseStoreUrl('./x/../y', { dataDir: '/srv' }), { kind: 'fs', root: '/srv/y' });
+    assert.deepEqual(parseStoreUrl('file:///srv/artifacts'), { kind: 'fs', root: '/srv/artifacts' });
+  });
+
+  test('s3: bucket, prefix and parameters', () => {
+    assert.deepEqual(parseStoreUrl('s3://my-bucket/a/b?endpoint=http://127.0.0.1:9000/&region=eu-west-1&forcePathStyle=false&presign=3600'), {
+      kind: 's3',
+      options: { bucket: 'my-bucket', prefix: 'a/b/', endpoint: 'http://127.0.0.1:9000', region: 'eu-west-1', forcePathStyle: false, presign: 3600 },
+    });
+    assert.deepEqual(parseStoreUrl('s3://bucket.with.dots'), { kind: 's3', options: { bucket: 'bucket.with.dots', prefix: '' } });
+    assert.deepEqual(parseStoreUrl('s3://b3t/?redirect=60'), { kind: 's3', options: { bucket: 'b3t', prefix: '', presign: 60 } });
+    const st = new S3Store({ bucket: 'abc', endpoint: 'http://127.0.0.1:1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+    assert.equal(st.where, 'http://127.0.0.1:1/abc');
+    void st.close();
+  });
+
+  const bad: Array<[string, RegExp]> = [
+    ['', /empty store URL/],
+    ['s3://', /missing bucket/],
+    ['s3:///prefix', /missing bucket/],
+    ['s3://Bad_Bucket/x', /invalid S3 bucket name "Bad_Bucket"/],
+    ['s3://ab/x', /invalid S3 bucket name/],
+    ['s3://bucket/a/../b', /invalid S3 prefix .*"\.\."/],
+    ['s3://bucket/a//b', /invalid S3 prefix/],
+    ['s3://bucket?endpoint=ftp://x', /endpoint=ftp:\/\/x must be http/],
+    ['s3://bucket?endpoint=not a url', /endpoint=not a url is not a URL/],
+    ['s3://bucket?presign=soon', /presign=soon must be the expiry/],
+    ['s3://bucket?presign=999999999', /presign=999999999/],
+    ['s3://bucket?presign=60&redirect=60', /either presign= or redirect=/],
+    ['s3://bucket?forcePathStyle=maybe', /forcePathStyle=maybe must be true or false/],
+    ['s3://bucket?secret=x', /unknown parameter "secret"/],
+    ['s3://bucket?region=us-east-1&region=eu-west-1', /given twice/],
+    ['s3://key:secret@bucket/x', /credentials do not belong in the URL/],
+    ['s3://bucket:9000/x', /takes no port/],
+    ['fs://host/path', /empty host/],
+    ['fs:///', /must be absolute and not "\/"/],
+    ['s3:bucket', /needs "\/\/"/],
+    ['http://example.com/artifacts', /unsupported store URL scheme "http:"/],
+    ['gs://bucket/x', /unsupported store URL scheme "gs:"/],
+  ];
+  for (const [url, re] of bad) {
+    test(`refuses ${JSON.stringify(url)}`, async () => {
+      await assert.rejects(() => openStore(url), re);
+    });
+  }
+});

@@ -1,0 +1,260 @@
+// The web UI in a real browser (Debian's chromium, driven by playwright-core) against a real
+// `fairway serve`: budget and headers, then a person's flow: choose a plugin, build, watch the
+// log arrive live, download, compare the sha256 with the API. Screenshots go to test-output/.
+//   node --import tsx --test test/integration/ui.test.ts
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { api, CADDY_VERSION, PLUGIN, ROOT, startFairway, type FairwayProcess } from '../helpers/fairway.js';
+
+const CHROMIUM = process.env.FAIRWAY_CHROMIUM ?? '/usr/bin/chromium';
+const OUT = join(ROOT, 'test-output');
+const BUDGET = 60_000;
+const BUILD_TIMEOUT = 15 * 60_000;
+
+let server: FairwayProcess;
+let browser: Browser;
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `chromium not found at ${CHROMIUM}: run bash scripts/deps.sh (or apt-get install chromium)`);
+  await mkdir(OUT, { recursive: true });
+  server = await startFairway();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** A page that records script errors and CSP violations, which fail the test at the end. */
+async function newPage(viewport = { width: 1366, height: 900 }): Promise<{ ctx: BrowserContext; page: Page; problems: string[] }> {
+  const ctx = await browser.newContext({ viewport, acceptDownloads: true });
+  const page = await ctx.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(`CSP: ${m.text()}`);
+  });
+  return { ctx, page, problems };
+}
+
+const agent = (id: string, jobs: string[]) => ({ id, host: `${id}.example`, go: 'go1.26.8', xcaddy: 'v0.4.5', concurrency: 2, jobs, startedAt: new Date().toISOString(), lastSeen: new Date().toISOString() });
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+test('the page and its assets fit the 60 KB budget and use no external resources', async () => {
+  const built = join(ROOT, 'dist', 'ui', 'static');
+  const files = (await readdir(built)).filter((f) => f !== 'manifest.json');
+  let onDisk = 0;
+  for (const f of files) onDisk += (await readFile(join(built, f))).length;
+  assert.ok(onDisk <= BUDGET, `built UI is ${onDisk} bytes, over the ${BUDGET} byte budget`);
+
+  // What a browser really loads: the page plus every asset it references.
+  const page = await fetch(server.url + '/');
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get('content-type')!, /^text\/html; charset=utf-8/);
+  assert.equal(page.headers.get('cache-control'), 'no-cache');
+  const csp = page.headers.get('content-security-policy')!;
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self'(;|$)/, 'no inline or external scripts');
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+  const html = await page.text();
+  assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/i, 'no inline <script>');
+  assert.doesNotMatch(html, /<style|\sstyle=/i, 'no inline styles');
+  const refs = [...html.matchAll(/(?:src|href)="(\/ui\/[^"]+)"/g)].map((m) => m[1]!);
+  assert.ok(refs.some((r) => r.endsWith('.js')) && refs.some((r) => r.endsWith('.css')), `page references its js and css: ${refs.join(', ')}`);
+  let total = Buffer.byteLength(html);
+  for (const ref of refs) {
+    const res = await fetch(server.url + ref);
+    assert.equal(res.status, 200, ref);
+    assert.match(res.headers.get('content-type')!, ref.endsWith('.js') ? /^text\/javascript/ : /^text\/css/);
+    assert.match(res.headers.get('cache-control')!, /immutable/);
+    const body = await res.text();
+    total += Buffer.byteLength(body);
+    assert.doesNotMatch(body, /https?:\/\/|@import|fonts\.g/i, `${ref} loads nothing from elsewhere`);
+  }
+  assert.doesNotMatch(html, /(?:src|href)="(?:https?:)?\/\//i, 'no CDN or external font links');
+  assert.ok(total <= BUDGET, `the page loads ${total} bytes, over the ${BUDGET} byte budget`);
+
+  // Revalidation and unknown assets.
+  const again = await fetch(server.url + '/', { headers: { 'if-none-match': page.headers.get('etag')! } });
+  assert.equal(again.status, 304);
+  assert.equal((await fetch(server.url + '/ui/nope.js')).status, 404);
+});
+
+test('catalog search and ticking; absent catalog and agents degrade gracefully', async () => {
+  const { ctx, page, problems } = await newPage();
+  // A catalog in the announced shape (the real endpoint may not exist yet).
+  await page.route('**/api/catalog*', (r) =>
+    r.fulfill({
+      json: {
+        packages: [
+          { path: PLUGIN.module, repo: `https://${PLUGIN.module}`, description: 'Layer 4 (TCP/UDP) app', modules: [PLUGIN.caddyModule] },
+          { path: 'github.com/caddy-dns/cloudflare', description: 'Cloudflare DNS provider', modules: [{ name: 'dns.providers.cloudflare', docs: 'DNS' }] },
+        ],
+      },
+    }),
+  );
+  await page.route('**/api/agents', (r) => r.fulfill({ json: { agents: [agent('agent-1', ['a'.repeat(64)]), agent('agent-2', [])], queue: { queued: 3, running: 1 } } }));
+  await page.goto(server.url);
+  await page.locator('#results li').first().waitFor();
+  await page.fill('#q', 'cloudflare dns');
+  await page.waitForFunction(() => document.querySelectorAll('#results li').length === 1);
+  await page.fill('#q', 'layer 4');
+  await page.waitForFunction(() => document.querySelectorAll('#results li').length === 1);
+  await page.locator(`#results input[value="${PLUGIN.module}"]`).check();
+  assert.equal(await page.locator('#selected li').count(), 1);
+  assert.equal(await page.locator('#count').textContent(), '1');
+  await page.getByRole('button', { name: `Remove ${PLUGIN.module}` }).click();
+  assert.equal(await page.locator('#selected li').count(), 0);
+  assert.equal(await page.locator(`#results input[value="${PLUGIN.module}"]`).isChecked(), false);
+  assert.equal(await page.locator('#agents-card').isVisible(), true);
+  assert.match((await page.locator('#server').textContent())!, /Queue: \d+ waiting, \d+ building.*2 agents/);
+  assert.match((await page.locator('#agents').textContent())!, /agent-1 building.*1\/2 busy.*build aaaaaaaaaaaa.*agent-2 idle/);
+
+  // Without a catalog (404) the page says so, and custom modules still work.
+  await page.unroute('**/api/catalog*');
+  await page.route('**/api/catalog*', (r) => r.fulfill({ status: 404, json: { error: { code: 'not_found', message: 'no route' } } }));
+  await page.unroute('**/api/agents');
+  await page.route('**/api/agents', (r) => r.fulfill({ status: 404, json: { error: { code: 'not_found', message: 'no route' } } }));
+  await page.reload();
+  await page.getByText('catalog unavailable', { exact: false }).waitFor();
+  assert.equal(await page.locator('#agents-card').isVisible(), false);
+  await page.getByLabel('Custom module').fill('not a module');
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  assert.match((await page.locator('#custom-err').textContent())!, /not a Go module path/);
+  await page.getByLabel('Custom module').fill('github.com/example/caddy-thing@v1.2.3');
+  await page.getByLabel('Custom module').press('Enter');
+  assert.equal(await page.getByLabel('Version of github.com/example/caddy-thing').inputValue(), 'v1.2.3');
+
+  // Only buildable combinations: the ARM version appears for arm only.
+  assert.equal(await page.locator('#arm').isVisible(), false);
+  await page.selectOption('#arch', 'arm');
+  assert.equal(await page.locator('#arm').isVisible(), true);
+  const oses = await page.locator('#os option').evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value));
+  assert.ok(oses.includes('linux') && oses.includes('windows') && !oses.includes('plan9') && !oses.includes('js'), oses.join(','));
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
+test('a person builds Caddy with a plugin, watches the log live and downloads it', { timeout: BUILD_TIMEOUT }, async () => {
+  const { ctx, page, problems } = await newPage();
+  await page.goto(server.url);
+
+  // Every control has an accessible name.
+  const unlabelled = await page.evaluate(() =>
+    [...document.querySelectorAll('input, select, button, textarea')]
+      .filter((el) => !(el as HTMLElement).hidden && !(el as HTMLInputElement).labels?.length && !el.getAttribute('aria-label') && !el.textContent?.trim())
+      .map((el) => el.outerHTML.slice(0, 80)),
+  );
+  assert.deepEqual(unlabelled, []);
+
+  // Versions come from /api/versions with `latest` first.
+  await page.locator(`#version option[value="${CADDY_VERSION}"]`).waitFor({ state: 'attached' });
+  assert.equal(await page.locator('#version option').first().getAttribute('value'), 'latest');
+  await page.getByLabel('Caddy version').selectOption(CADDY_VERSION);
+  await page.getByLabel('Operating system').selectOption('linux');
+  await page.getByLabel('Architecture').selectOption('amd64');
+
+  // Choose the plugin: tick it in the catalog when the server has one, else add it by path.
+  await page.getByLabel('Search the plugin catalog').fill('caddy-l4');
+  await page.waitForFunction(() => (document.getElementById('catalog-msg')?.textContent ?? '') !== '');
+  const box = page.locator(`#results input[value="${PLUGIN.module}"]`);
+  if (await box.count()) await box.check();
+  else {
+    // Keyboard only: type the module and press Enter in the field.
+    await page.getByLabel('Custom module').focus();
+    await page.keyboard.type(PLUGIN.module);
+    await page.keyboard.press('Enter');
+  }
+  await page.getByLabel(`Version of ${PLUGIN.module}`).fill(PLUGIN.version);
+
+  // Record what the phase line says over time, and when log lines arrive.
+  await page.evaluate(() => {
+    const w = window as unknown as { phases: string[]; linesBeforeEnd: number };
+    w.phases = [];
+    w.linesBeforeEnd = 0;
+    new MutationObserver(() => {
+      const t = document.getElementById('b-phase')!.textContent ?? '';
+      if (t && w.phases[w.phases.length - 1] !== t.replace(/ · .*/, '')) w.phases.push(t.replace(/ · .*/, ''));
+    }).observe(document.getElementById('b-phase')!, { childList: true, characterData: true, subtree: true });
+    new MutationObserver(() => {
+      if (document.getElementById('result')!.hidden) w.linesBeforeEnd = document.getElementById('log')!.childNodes.length;
+    }).observe(document.getElementById('log')!, { childList: true });
+  });
+
+  // Build, with the keyboard.
+  await page.getByRole('button', { name: 'Build', exact: true }).focus();
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => /^#\/builds\/[0-9a-f]{64}$/.test(location.hash));
+  const id = (await page.evaluate(() => location.hash)).slice('#/builds/'.length);
+
+  // Live: log lines show up while the build is still running.
+  await page.waitForFunction(() => (window as unknown as { linesBeforeEnd: number }).linesBeforeEnd >= 3, null, { timeout: BUILD_TIMEOUT });
+  await page.locator('#dl').waitFor({ state: 'visible', timeout: BUILD_TIMEOUT });
+  const phases = await page.evaluate(() => (window as unknown as { phases: string[] }).phases);
+  assert.ok(phases.some((p) => /^(Queued|Resolving|Building)/.test(p)), `phases seen: ${phases.join(' | ')}`);
+  assert.match(phases[phases.length - 1]!, /^Done/);
+  assert.equal(await page.locator('#b-badge').textContent(), 'succeeded');
+  const logLines = await page.locator('#log').evaluate((el) => el.textContent!.split('\n').filter(Boolean).length);
+  assert.ok(logLines > 10, `log has ${logLines} lines`);
+  // Auto-scroll kept the newest line in view.
+  assert.ok(await page.locator('#log').evaluate((el) => el.scrollTop + el.clientHeight >= el.scrollHeight - 30));
+
+  const rec = await api(server.url, `/api/builds/${id}`);
+  assert.equal(rec.body.status, 'succeeded');
+  assert.equal(await page.locator('#sha').textContent(), rec.body.sha256);
+  const curl = await page.locator('#curl').inputValue();
+  assert.match(curl, new RegExp(`^curl -fL -o caddy_linux_amd64 '${server.url}/api/download\\?os=linux&arch=amd64&version=${CADDY_VERSION}&p=${PLUGIN.module}@${PLUGIN.version}'$`));
+  assert.match(await page.locator('#url').inputValue(), /\/api\/download\?os=linux&arch=amd64/);
+  assert.match(await page.locator('#cli').inputValue(), new RegExp(`--with ${PLUGIN.module}@${PLUGIN.version}`));
+
+  await page.screenshot({ path: join(OUT, 'ui.png'), fullPage: true });
+
+  // The copied caddyserver.com-style URL serves the same binary (from the cache).
+  const viaCompat = await fetch(await page.locator('#url').inputValue());
+  assert.equal(viaCompat.status, 200);
+  assert.equal(createHash('sha256').update(Buffer.from(await viaCompat.arrayBuffer())).digest('hex'), rec.body.sha256);
+
+  // Download through the link, as a person would, and check it against the API.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#dl').click()]);
+  assert.equal(download.suggestedFilename(), 'caddy_linux_amd64');
+  const file = await download.path();
+  assert.equal(await sha256File(file), rec.body.sha256);
+
+  // Recent builds list it; opening it from a fresh page shows the finished build.
+  await page.getByRole('button', { name: 'Refresh' }).click();
+  await page.locator(`#recent a[href="#/builds/${id}"]`).waitFor();
+  const { ctx: ctx2, page: page2, problems: problems2 } = await newPage({ width: 375, height: 812 });
+  await page2.goto(server.url);
+  await page2.locator(`#recent a[href="#/builds/${id}"]`).click();
+  await page2.locator('#dl').waitFor({ state: 'visible' });
+  assert.equal(await page2.locator('#sha').textContent(), rec.body.sha256);
+  const overflow = await page2.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no horizontal scrolling at phone width (overflow ${overflow}px)`);
+  await page2.screenshot({ path: join(OUT, 'ui-phone.png'), fullPage: true });
+  await ctx2.close();
+
+  // The same build again is served from the cache and can be downloaded at once.
+  await page.getByRole('button', { name: 'Build', exact: true }).click();
+  await page.waitForFunction(() => document.getElementById('b-badge')?.textContent === 'cached');
+  assert.equal(await page.locator('#dl').isVisible(), true);
+  assert.match((await page.locator('#b-phase').textContent())!, /cache/i);
+
+  assert.deepEqual(problems, []);
+  assert.deepEqual(problems2, []);
+  await ctx.close();
+});
