@@ -403,16 +403,16 @@ export class FileCatalog implements Catalog {
       const desc = p.description.toLowerCase();
       const mods = p.modules.map((m) => m.name.toLowerCase());
       let score = 0;
-      let all = true;
+      let every = true;
       for (const w of words) {
         const s = (path.includes(w) ? 4 : 0) + (mods.some((m) => m.includes(w)) ? 2 : 0) + (desc.includes(w) ? 1 : 0);
         if (s === 0) {
-          all = false;
+          every = false;
           break;
         }
         score += s + (path === w || path.endsWith(`/${w}`) ? 4 : 0);
       }
-      if (all) scored.push({ p, score });
+      if (every) scored.push({ p, score });
     }
     return scored.sort((a, b) => b.score - a.score || b.p.downloads - a.p.downloads || a.p.path.localeCompare(b.p.path)).map((s) => s.p);
   }

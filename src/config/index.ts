@@ -19,7 +19,7 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
     ctx.addIssue({ code: 'custom', message: (e as Error).message });
     return z.NEVER;
   }
-});
+}).pipe(z.number().int().positive('must be greater than zero'));
 const bytes = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
     return parseBytes(v);
@@ -27,8 +27,11 @@ const bytes = z.union([z.string(), z.number()]).transform((v, ctx) => {
     ctx.addIssue({ code: 'custom', message: (e as Error).message });
     return z.NEVER;
   }
-});
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+}).pipe(z.number().int().positive('must be greater than zero'));
+const int = (min: number, max: number) =>
+  z
+    .union([z.number(), z.string().trim().regex(/^[0-9]+$/, 'must be a whole number').transform(Number)])
+    .pipe(z.number().int().min(min).max(max));
 
 export const configSchema = z
   .object({

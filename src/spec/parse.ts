@@ -84,7 +84,7 @@ function checkToken(field: string, v: string): string {
 
 function normaliseCaddyVersion(v: string | undefined): string {
   if (v === undefined || v === '' || v === 'latest') return 'latest';
-  const version = /^2\.[0-9]/.test(v) ? `v${v}` : v;
+  const version = /^2(\.[0-9]|$)/.test(v) ? `v${v}` : v;
   const q = classifyVersionQuery(version);
   if ('error' in q) throw new SpecError('caddyVersion', q.error);
   if ((q.kind === 'exact' || q.kind === 'prefix') && !/^v2(\.|$)/.test(version)) {

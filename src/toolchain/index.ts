@@ -91,7 +91,9 @@ export class Toolchain {
       GOENV: 'off',
       GOTOOLCHAIN: 'local',
       GOTELEMETRY: 'off',
-      GOFLAGS: '-mod=mod',
+      // -buildvcs=false: builds run in temp dirs that may sit inside a VCS checkout; stamping it would
+      // make the binary depend on the server's own repository state.
+      GOFLAGS: '-mod=mod -buildvcs=false',
       GO111MODULE: 'on',
       CGO_ENABLED: '0',
       XCADDY_WHICH_GO: this.goBin,

@@ -140,6 +140,12 @@ test('catalog search and ticking; absent catalog and agents degrade gracefully',
   await page.getByLabel('Custom module').press('Enter');
   assert.equal(await page.getByLabel('Version of github.com/example/caddy-thing').inputValue(), 'v1.2.3');
 
+  // The server's refusal is shown next to the Build button.
+  await page.getByLabel('Custom module').fill('github.com/caddyserver/caddy/v2');
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  await page.getByRole('button', { name: 'Build', exact: true }).click();
+  await page.waitForFunction(() => /Caddy itself/.test(document.getElementById('form-err')?.textContent ?? ''));
+
   // Only buildable combinations: the ARM version appears for arm only.
   assert.equal(await page.locator('#arm').isVisible(), false);
   await page.selectOption('#arch', 'arm');
@@ -256,5 +262,41 @@ test('a person builds Caddy with a plugin, watches the log live and downloads it
 
   assert.deepEqual(problems, []);
   assert.deepEqual(problems2, []);
+  await ctx.close();
+});
+
+test('the live log resumes after a dropped websocket without losing or repeating lines', async () => {
+  const { body } = await api(server.url, '/api/builds');
+  const done = body.builds.find((b: { status: string }) => b.status === 'succeeded');
+  assert.ok(done, 'a finished build from the previous test');
+  const text = (await api(server.url, `/api/builds/${done.id}/log`)).body as string;
+  const expected = text.split('\n').length - 1;
+
+  const { ctx, page, problems } = await newPage();
+  const urls: string[] = [];
+  await page.routeWebSocket(/\/api\/builds\/[0-9a-f]+\/log/, (ws) => {
+    urls.push(ws.url());
+    const upstream = ws.connectToServer();
+    let n = 0;
+    const cut = urls.length === 1;
+    upstream.onMessage((m) => {
+      if (cut && ++n > 12) {
+        // The network goes away mid-log: both sides close.
+        upstream.close();
+        ws.close({ code: 4000, reason: 'test drop' });
+        return;
+      }
+      ws.send(m);
+    });
+  });
+  await page.goto(`${server.url}/#/builds/${done.id}`);
+  await page.locator('#dl').waitFor({ state: 'visible', timeout: 60_000 });
+  await page.waitForFunction((n) => document.getElementById('log')!.textContent!.split('\n').length - 1 === n, expected, { timeout: 60_000 });
+  assert.ok(urls.length >= 2, `reconnected (${urls.join(', ')})`);
+  assert.match(urls[1]!, /\?from=([1-9]\d*)$/);
+  const lines = await page.locator('#log').evaluate((el) => el.textContent!.split('\n').slice(0, -1));
+  const plain = text.split('\n').slice(0, -1).map((l) => l.replace(/^\S+ (stdout|stderr|system) /, ''));
+  assert.deepEqual(lines, plain);
+  assert.deepEqual(problems, []);
   await ctx.close();
 });
