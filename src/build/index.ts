@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ResolvedSpec } from '../spec/index.js';
 import type { Toolchain } from '../toolchain/index.js';
@@ -63,6 +63,47 @@ export interface XcaddyRunnerOptions {
 }
 
 const MAX_LINE = 8192;
+const OWNER_FILE = 'fairway-owner.json';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Cleans up after a server or agent that died mid-build (kill -9, power loss): its xcaddy
+ * process group may still run, detached. Build dirs whose owning process is gone get their
+ * group killed and are removed. Dirs of live owners (another agent sharing the cache) are kept.
+ */
+export async function sweepOrphanBuilds(tmpDir: string): Promise<string[]> {
+  const swept: string[] = [];
+  for (const name of await readdir(tmpDir).catch(() => [] as string[])) {
+    if (!name.startsWith('build-')) continue;
+    const dir = join(tmpDir, name);
+    const owner = await readFile(join(dir, OWNER_FILE), 'utf8')
+      .then((t) => JSON.parse(t) as { owner: number; pgid: number })
+      .catch(() => null);
+    if (owner && alive(owner.owner)) continue;
+    if (!owner) {
+      // No owner file: only sweep when old enough that its spawn cannot be in progress.
+      const st = await stat(dir).catch(() => null);
+      if (!st || Date.now() - st.mtimeMs < 10 * 60_000) continue;
+    } else {
+      try {
+        process.kill(-owner.pgid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+    swept.push(name);
+  }
+  return swept;
+}
 
 /** The xcaddy command line for a spec. Exported for tests and for the reproducibility benchmark. */
 export function xcaddyArgs(spec: ResolvedSpec, output: string): string[] {
@@ -129,6 +170,8 @@ export class XcaddyRunner implements BuildRunner {
         workDir,
       );
       const child = spawn(this.toolchain.xcaddyBin, args, { cwd: workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      // Lets a restarted server stop this build's process group if this process dies abruptly.
+      if (child.pid) void writeFile(join(workDir, OWNER_FILE), JSON.stringify({ owner: process.pid, pgid: child.pid })).catch(() => undefined);
       let ending: BuildFailed | null = null;
       let killTimer: NodeJS.Timeout | undefined;
       const killGroup = (sig: NodeJS.Signals) => {

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { createApi } from '../api/index.js';
 import { compatApi } from '../api/compat.js';
 import { FileCatalog, ModuleLearner } from '../catalog/index.js';
-import { XcaddyRunner } from '../build/index.js';
+import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
 import type { Config } from '../config/index.js';
 import { BullMqQueue, BullMqWorker, LocalQueue, type BuildQueue } from '../queue/index.js';
 import { GoResolver } from '../resolve/index.js';
@@ -40,6 +40,8 @@ export async function prepareToolchain(config: Config, logger: Logger): Promise<
     ...(config.gosumdb !== undefined ? { gosumdb: config.gosumdb } : {}),
   });
   logger.info({ go: toolchain.identity.go, xcaddy: toolchain.identity.xcaddy, cacheDir: config.cacheDir }, 'toolchain ready');
+  const swept = await sweepOrphanBuilds(toolchain.tmpDir);
+  if (swept.length) logger.warn({ swept }, 'stopped and removed builds left by a process that died');
   return toolchain;
 }
 

@@ -239,7 +239,13 @@ export class BuildService {
     const hit = this.index.get(key);
     if (hit) return hit;
     // Another hub or agent may have written it: the store is the source of truth.
-    const meta = await this.o.store.getMeta(key);
+    let meta: ArtifactMeta | null;
+    try {
+      meta = await this.o.store.getMeta(key);
+    } catch (err) {
+      this.log.warn({ key, err }, 'artifact store unreachable');
+      throw new AppError(503, 'store_unavailable', `the artifact store (${this.o.store.kind}) cannot be reached: ${(err as Error).message.split('\n')[0]}; try again shortly`);
+    }
     if (meta) this.index.set(key, meta);
     return meta;
   }

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { sweepOrphanBuilds } from '../../src/build/index.js';
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+test('sweepOrphanBuilds kills the process group of a build whose owner died, and keeps live owners\' builds', async () => {
+  const tmp = await mkdtemp(join(tmpdir(), 'fairway-sweep-'));
+  // A "build" left running by a dead owner: a detached process group.
+  const orphan = spawn('sleep', ['300'], { detached: true, stdio: 'ignore' });
+  orphan.unref();
+  const deadOwner = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  const deadPid = Number(deadOwner.stdout);
+  await mkdir(join(tmp, 'build-dead'));
+  await writeFile(join(tmp, 'build-dead', 'fairway-owner.json'), JSON.stringify({ owner: deadPid, pgid: orphan.pid }));
+  // A build of a live owner (this process) must be left alone.
+  const live = spawn('sleep', ['300'], { detached: true, stdio: 'ignore' });
+  live.unref();
+  await mkdir(join(tmp, 'build-live'));
+  await writeFile(join(tmp, 'build-live', 'fairway-owner.json'), JSON.stringify({ owner: process.pid, pgid: live.pid }));
+  // A fresh dir without owner file (spawn in progress) is kept; an old one is removed.
+  await mkdir(join(tmp, 'build-fresh'));
+  await mkdir(join(tmp, 'build-stale'));
+  const old = new Date(Date.now() - 3600_000);
+  await utimes(join(tmp, 'build-stale'), old, old);
+  await mkdir(join(tmp, 'resolve-x'));
+
+  try {
+    const swept = await sweepOrphanBuilds(tmp);
+    assert.deepEqual(swept.sort(), ['build-dead', 'build-stale']);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(alive(orphan.pid!), false, 'orphaned build process killed');
+    assert.equal(alive(live.pid!), true, 'a live owner\'s build keeps running');
+    assert.equal(existsSync(join(tmp, 'build-dead')), false);
+    assert.equal(existsSync(join(tmp, 'build-live')), true);
+    assert.equal(existsSync(join(tmp, 'build-fresh')), true);
+    assert.equal(existsSync(join(tmp, 'resolve-x')), true);
+  } finally {
+    for (const p of [orphan, live]) {
+      try {
+        process.kill(-p.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+});
