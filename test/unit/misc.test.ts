@@ -293,7 +293,7 @@ describe('Toolchain environment allowlist', () => {
       assert.equal(typeof v, 'string');
       for (const secret of Object.values(HOSTILE)) assert.ok(!v!.includes(secret), `a value leaks ${secret}`);
     }
-    assert.equal(env.GOFLAGS, '-mod=mod');
+    assert.equal(env.GOFLAGS, '-mod=mod -buildvcs=false');
     assert.equal(env.CGO_ENABLED, '0');
     assert.equal(env.GOTOOLCHAIN, 'local');
     assert.equal(env.GOENV, 'off');
@@ -396,7 +396,7 @@ describe('Toolchain environment allowlist', () => {
       try {
         const { stdout } = await tc.go(['env', '-json', 'GOFLAGS', 'GOPROXY', 'CGO_ENABLED', 'GOTOOLCHAIN', 'GOMODCACHE', 'GOINSECURE'], { cwd: tc.tmpDir });
         const env = JSON.parse(stdout) as Record<string, string>;
-        assert.equal(env.GOFLAGS, '-mod=mod');
+        assert.equal(env.GOFLAGS, '-mod=mod -buildvcs=false');
         assert.notEqual(env.GOPROXY, 'https://evil.example');
         assert.equal(env.CGO_ENABLED, '0');
         assert.equal(env.GOTOOLCHAIN, 'local');
