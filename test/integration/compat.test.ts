@@ -48,9 +48,24 @@ function run(cmd: string, args: string[], env?: NodeJS.ProcessEnv, timeout = BUI
 const fairway = (args: string[]) => run(process.execPath, [MAIN, ...args], { ...process.env, FAIRWAY_SERVER: '' });
 const modulesOf = async (bin: string) => (await run(bin, ['list-modules', '--versions', '--skip-standard'])).stdout;
 
-async function download(base: string, query: string, init?: RequestInit): Promise<{ res: Response; body: Buffer }> {
-  const res = await fetch(`${base}/api/download?${query}`, init);
-  return { res, body: Buffer.from(await res.arrayBuffer()) };
+/**
+ * GET /api/download like Caddy does (Go's http.Get: no header timeout). Node's fetch gives up
+ * after 300 s without response headers, shorter than a cold cross-compile on a busy 2-core box.
+ */
+function download(base: string, query: string): Promise<{ res: { status: number; headers: Headers }; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${base}/api/download?${query}`, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+        resolve({ res: { status: res.statusCode ?? 0, headers }, body: Buffer.concat(chunks) });
+      });
+    });
+    req.on('error', reject);
+  });
 }
 
 /** No download or backup files left next to the binary. */
@@ -203,7 +218,14 @@ describe('caddyserver.com-compatible API and package commands', { timeout: 90 * 
     const spec = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'arm64' };
     const before = await xcaddy.count();
     const leaving = new AbortController();
-    const first = fetch(`${server.url}/api/download?${query}`, { signal: leaving.signal }).catch((e: Error) => e);
+    const first = new Promise<unknown>((resolve) => {
+      const req = http.get(`${server.url}/api/download?${query}`, { signal: leaving.signal }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(new Error('completed')));
+        res.on('error', resolve);
+      });
+      req.on('error', resolve);
+    });
     // Wait until the build is queued or running, then hang up the first client.
     for (let i = 0; ; i++) {
       const st = await api(server.url, '/api/builds', { json: spec });
