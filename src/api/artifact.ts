@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ByteRange } from '../store/index.js';
 import type { BuildService } from '../service/index.js';
+import { contentDisposition } from './security.js';
 
 /** Parses a single `bytes=` range; null = serve everything, 'unsatisfiable' = 416. */
 export function parseRange(header: string | undefined, size: number): ByteRange | null | 'unsatisfiable' {
@@ -32,7 +33,7 @@ export async function sendArtifact(service: BuildService, id: string, req: Fasti
   reply.header('Accept-Ranges', 'bytes');
   reply.header('X-Checksum-Sha256', meta.sha256!);
   reply.header('Digest', `sha-256=${Buffer.from(meta.sha256!, 'hex').toString('base64')}`);
-  reply.header('Content-Disposition', `attachment; filename="${meta.filename}"`);
+  reply.header('Content-Disposition', contentDisposition(meta.filename));
   reply.header('Cache-Control', 'public, max-age=31536000, immutable');
   reply.header('X-Fairway-Build', meta.key);
   if (redirect && a.url) {

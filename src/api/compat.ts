@@ -20,6 +20,7 @@ import type { BuildRecord, BuildService } from '../service/index.js';
 import { CADDY_MODULE, SpecError, parsePluginArg, type ResolvedSpec } from '../spec/index.js';
 import { AppError } from '../util/errors.js';
 import { toHttpError } from './errors.js';
+import { requestContext } from './security.js';
 
 export interface CompatOptions {
   service: BuildService;
@@ -149,7 +150,7 @@ export function compatApi(o: CompatOptions) {
   /** Requests the build, waits for it (long-poll), and returns the finished record. */
   async function built(req: FastifyRequest, reply: FastifyReply): Promise<BuildRecord | null> {
     const input = downloadInput(req.query as Query);
-    let rec = await service.request(input);
+    let rec = await service.request(input, requestContext(req));
     if (rec.status === 'succeeded') return rec;
     req.log.info({ build: rec.id, status: rec.status, position: rec.position }, 'download: waiting for the build');
     // A client that goes away stops waiting; the build goes on for everyone else (and the cache).
@@ -207,6 +208,8 @@ export function compatApi(o: CompatOptions) {
     app.route({
       method: 'GET',
       url: '/api/download',
+      // It starts builds: the build scope (src/api/security.ts).
+      config: { scope: 'build' },
       exposeHeadRoute: false,
       errorHandler: compatErrorHandler,
       handler: (req, reply) => download(req, reply, false),
@@ -214,6 +217,7 @@ export function compatApi(o: CompatOptions) {
     app.route({
       method: 'HEAD',
       url: '/api/download',
+      config: { scope: 'build' },
       errorHandler: compatErrorHandler,
       handler: (req, reply) => download(req, reply, true),
     });

@@ -1,4 +1,6 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ResolveError } from '../resolve/index.js';
 import { SpecError } from '../spec/index.js';
 import { NotFoundError } from '../store/index.js';
@@ -32,4 +34,31 @@ export function installErrorHandlers(app: FastifyInstance): void {
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` } });
   });
+}
+
+/**
+ * Fastify's own routing errors (a path with bad percent-encoding, an over-long path parameter) in
+ * the same JSON shape; `status_code` also lets the Caddy CLI print them. Fastify option `frameworkErrors`.
+ */
+export function frameworkErrors(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  const long = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+  const status = long ? 414 : 400;
+  const message = long ? 'a path segment is too long (ids and names are at most 200 characters)' : 'the URL path is not valid (malformed percent-encoding)';
+  void reply.code(status).type('application/json').send({ status_code: status, error: { code: long ? 'uri_too_long' : 'bad_url', message } });
+}
+
+/** Requests Node's HTTP parser refuses (header overflow, malformed request line), as JSON. Fastify option `clientErrorHandler`. */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'header_too_large', 'the request line and headers are larger than the server accepts; shorten the URL']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', 'the request took too long to arrive']
+        : [400, 'bad_request', 'malformed HTTP request'];
+  const body = JSON.stringify({ status_code: status, error: { code, message } });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(err);
 }

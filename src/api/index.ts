@@ -8,8 +8,9 @@ import type { Logger } from 'pino';
 import { ARM_VERSIONS } from '../spec/index.js';
 import type { BuildService } from '../service/index.js';
 import { sendArtifact } from './artifact.js';
-import { installErrorHandlers } from './errors.js';
+import { clientErrorHandler, frameworkErrors, installErrorHandlers } from './errors.js';
 import { logHttp, logWebSocket } from './logs.js';
+import { DEV_SECURITY, installSecurity, requestContext, type SecurityOptions } from './security.js';
 
 export interface ApiOptions {
   service: BuildService;
@@ -21,6 +22,10 @@ export interface ApiOptions {
   ready?: () => Promise<Record<string, string>>;
   /** Extra route plugins (compat API, UI, metrics) registered by the composition root. */
   plugins?: Array<(app: FastifyInstance) => Promise<void> | void>;
+  /** Tokens, scopes and rate limits (src/api/security.ts); default: anonymous read+build, no limits. */
+  security?: SecurityOptions;
+  /** Fastify's trustProxy: take the client address from X-Forwarded-For (behind a reverse proxy). */
+  trustProxy?: boolean | string;
 }
 
 const ID_PARAMS = {
@@ -40,54 +45,61 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
     disableRequestLogging: false,
     maxParamLength: 200,
     return503OnClosing: true,
+    ...(o.trustProxy !== undefined ? { trustProxy: o.trustProxy } : {}),
+    // Errors raised before routing still answer in the JSON error shape (src/api/errors.ts).
+    frameworkErrors,
+    clientErrorHandler,
   });
   installErrorHandlers(app);
+  // Before any route: every route is checked against its `config.scope` (src/api/security.ts).
+  await installSecurity(app, o.security ?? DEV_SECURITY);
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
   const { service } = o;
 
-  app.post('/api/builds', async (req, reply) => {
-    const build = await service.request(req.body ?? {});
+  app.post('/api/builds', { config: { scope: 'build' } }, async (req, reply) => {
+    const build = await service.request(req.body ?? {}, requestContext(req));
     return reply.code(build.status === 'succeeded' ? 200 : 202).send(build);
   });
 
-  app.get('/api/builds', async (req) => {
+  app.get('/api/builds', { config: { scope: 'read' } }, async (req) => {
     const limitRaw = Number((req.query as { limit?: string }).limit ?? 50);
     const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, 500) : 50;
     return { builds: await service.list(limit), queue: await service.depth() };
   });
 
-  app.get('/api/builds/:id', { schema: { params: ID_PARAMS } }, async (req) => service.get((req.params as { id: string }).id));
+  app.get('/api/builds/:id', { schema: { params: ID_PARAMS }, config: { scope: 'read' } }, async (req) => service.get((req.params as { id: string }).id));
 
-  app.delete('/api/builds/:id', { schema: { params: ID_PARAMS } }, async (req) => service.cancel((req.params as { id: string }).id));
+  app.delete('/api/builds/:id', { schema: { params: ID_PARAMS }, config: { scope: 'build' } }, async (req) => service.cancel((req.params as { id: string }).id));
 
   app.route({
     method: 'GET',
     url: '/api/builds/:id/log',
     schema: { params: ID_PARAMS },
+    config: { scope: 'read' },
     handler: logHttp(service),
     wsHandler: logWebSocket(service),
   });
 
-  app.get('/api/builds/:id/artifact', { schema: { params: ID_PARAMS } }, async (req, reply) =>
+  app.get('/api/builds/:id/artifact', { schema: { params: ID_PARAMS }, config: { scope: 'read' } }, async (req, reply) =>
     sendArtifact(service, (req.params as { id: string }).id, req, reply, o.downloadRedirect ?? false),
   );
 
-  app.get('/api/builds/:id/buildinfo', { schema: { params: ID_PARAMS } }, async (req) => service.buildInfo((req.params as { id: string }).id));
+  app.get('/api/builds/:id/buildinfo', { schema: { params: ID_PARAMS }, config: { scope: 'read' } }, async (req) => service.buildInfo((req.params as { id: string }).id));
 
-  app.get('/api/versions', async (req) => {
+  app.get('/api/versions', { config: { scope: 'read' } }, async (req) => {
     const refresh = (req.query as { refresh?: string }).refresh === '1';
     return service.versions({ refresh });
   });
 
-  app.get('/api/platforms', async () => ({ platforms: service.platforms.list(), arm: ARM_VERSIONS }));
+  app.get('/api/platforms', { config: { scope: 'read' } }, async () => ({ platforms: service.platforms.list(), arm: ARM_VERSIONS }));
 
-  app.get('/api/stats', async () => service.stats());
+  app.get('/api/stats', { config: { scope: 'read' } }, async () => service.stats());
 
-  app.get('/api/agents', async () => ({ agents: await service.agents(), queue: await service.depth() }));
+  app.get('/api/agents', { config: { scope: 'read' } }, async () => ({ agents: await service.agents(), queue: await service.depth() }));
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', { config: { scope: 'public' } }, async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (_req, reply) => {
+  app.get('/readyz', { config: { scope: 'public' } }, async (_req, reply) => {
     try {
       const checks = o.ready ? await o.ready() : {};
       return { status: 'ready', checks };

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ResolvedSpec } from '../spec/index.js';
 import type { Toolchain } from '../toolchain/index.js';
@@ -60,6 +60,8 @@ export interface XcaddyRunnerOptions {
   maxArtifactBytes?: number;
   /** Grace period between SIGTERM and SIGKILL on cancel/timeout. */
   killGraceMs?: number;
+  /** Free bytes the build volume needs before xcaddy starts (agents check too); 0 = no check. */
+  minFreeBytes?: number;
 }
 
 const MAX_LINE = 8192;
@@ -128,6 +130,12 @@ export class XcaddyRunner implements BuildRunner {
 
   async run(spec: ResolvedSpec, hooks: BuildHooks): Promise<BuildOutput> {
     const started = Date.now();
+    if (this.opts.minFreeBytes) {
+      const s = await statfs(this.toolchain.tmpDir);
+      if (s.bavail * s.bsize < this.opts.minFreeBytes) {
+        throw new BuildFailed(`not enough free disk space to build: ${s.bavail * s.bsize} bytes free, ${this.opts.minFreeBytes} needed (minFreeDisk); nothing was written`, 'failed');
+      }
+    }
     const workDir = await mkdtemp(join(this.toolchain.tmpDir, 'build-'));
     const cleanup = () => rm(workDir, { recursive: true, force: true });
     try {

@@ -98,8 +98,11 @@ function explain(err: unknown): string {
 
 export class FairwayClient {
   readonly base: string;
+  /** `Authorization` for servers that require a token (`--token` or FAIRWAY_TOKEN). */
+  readonly auth: Record<string, string>;
 
-  constructor(server: string) {
+  constructor(server: string, token: string | undefined = process.env.FAIRWAY_TOKEN) {
+    this.auth = token ? { authorization: `Bearer ${token}` } : {};
     let url: URL;
     try {
       url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(server) ? server : `http://${server}`);
@@ -120,7 +123,7 @@ export class FairwayClient {
     try {
       res = await fetch(this.url(path), {
         method,
-        headers: { accept: 'application/json', ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        headers: { accept: 'application/json', ...this.auth, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         ...(signal ? { signal } : {}),
       });
@@ -165,7 +168,7 @@ export class FairwayClient {
   async logText(id: string): Promise<string> {
     let res: Response;
     try {
-      res = await fetch(this.url(`/api/builds/${encodeURIComponent(id)}/log`), { headers: { accept: 'text/plain' } });
+      res = await fetch(this.url(`/api/builds/${encodeURIComponent(id)}/log`), { headers: { accept: 'text/plain', ...this.auth } });
     } catch (err) {
       throw new ClientError(`cannot reach the Fairway server at ${this.base} (${explain(err)})`, EXIT.unreachable);
     }
@@ -192,7 +195,7 @@ export class FairwayClient {
     const maxRetries = opts.maxRetries ?? 8;
     for (;;) {
       const wsUrl = this.url(`/api/builds/${encodeURIComponent(id)}/log?from=${next}`).replace(/^http/, 'ws');
-      const conn = connectOnce(wsUrl, opts.signal);
+      const conn = connectOnce(wsUrl, opts.signal, this.auth);
       let ended = false;
       let reason = 'connection closed';
       try {
@@ -229,7 +232,7 @@ export class FairwayClient {
   async download(build: BuildRecord, dest: string, onProgress?: (p: DownloadProgress) => void, signal?: AbortSignal): Promise<DownloadResult> {
     let res: Response;
     try {
-      res = await fetch(this.url(build.links.artifact), signal ? { signal } : {});
+      res = await fetch(this.url(build.links.artifact), { headers: this.auth, ...(signal ? { signal } : {}) });
     } catch (err) {
       if (signal?.aborted) throw err;
       throw new ClientError(`cannot reach the Fairway server at ${this.base} to download (${explain(err)})`, EXIT.unreachable);
@@ -299,8 +302,8 @@ function httpError(status: number, body: unknown, what: string): ClientError {
 }
 
 /** One websocket connection as an async iterable of messages; ends when the socket closes. */
-async function* connectOnce(url: string, signal?: AbortSignal): AsyncGenerator<LogMessage> {
-  const ws = new WebSocket(url, { handshakeTimeout: 15_000 });
+async function* connectOnce(url: string, signal?: AbortSignal, headers: Record<string, string> = {}): AsyncGenerator<LogMessage> {
+  const ws = new WebSocket(url, { handshakeTimeout: 15_000, headers });
   const queue: Array<LogMessage | { type: 'error'; error?: { code?: string; message?: string } }> = [];
   let done = false;
   let failure: Error | null = null;

@@ -6,12 +6,14 @@ import { registerClientCommands } from './client-commands.js';
 import { createLogger } from './logger.js';
 import { registerPackageCommands } from './packages.js';
 import { startAgent, startHub, startServe } from './serve.js';
+import { registerTokenCommands } from '../auth/cli.js';
+import { opsServerOptions, registerOpsCommands } from '../ops/cli.js';
 
 const program = new Command();
 program.name('fairway').description('Build server for custom Caddy binaries').version('0.1.0');
 
 function serverOptions(cmd: Command): Command {
-  return cmd
+  return opsServerOptions(cmd) // pruning, refresh, prebuilds, Go cache budget (src/ops/cli.ts)
     .option('-c, --config <file>', 'JSON config file (env FAIRWAY_CONFIG)')
     .option('--host <host>', 'address to listen on (env FAIRWAY_HOST, default 127.0.0.1)')
     .option('-p, --port <port>', 'port to listen on, 0 for any (env FAIRWAY_PORT, default 8080)')
@@ -31,6 +33,18 @@ function serverOptions(cmd: Command): Command {
     .option('--catalog-upstream <url>', 'package list to mirror into the catalog, caddyserver.com /api/packages shape (env FAIRWAY_CATALOG_UPSTREAM)')
     .option('--catalog-refresh <duration>', 'how often to refresh the catalog mirror, e.g. 6h (env FAIRWAY_CATALOG_REFRESH)')
     .addOption(new Option('--catalog-learn <mode>', 'learn module IDs by running built binaries (env FAIRWAY_CATALOG_LEARN, default catalog)').choices(['off', 'catalog', 'all']))
+    // ---- security (issue 7, docs/SECURITY.md) ----
+    .option('--auth-file <file>', 'API tokens, JSON [{name, hash, scopes}] (env FAIRWAY_AUTH_FILE; also FAIRWAY_TOKENS)')
+    .option('--anonymous-scopes <list>', 'scopes without a token: none, read, read,build (env FAIRWAY_ANONYMOUS_SCOPES; never admin)')
+    .option('--trust-proxy <value>', 'client address from X-Forwarded-For: true or proxy addresses (env FAIRWAY_TRUST_PROXY)')
+    .option('--allow-modules <patterns>', 'module patterns that may be built, e.g. catalog,github.com/myorg/* (env FAIRWAY_ALLOW_MODULES)')
+    .option('--deny-modules <patterns>', 'module patterns that are refused (env FAIRWAY_DENY_MODULES)')
+    .option('--caddy-versions <range>', 'Caddy versions allowed, e.g. ">=v2.8.0 <v3" (env FAIRWAY_CADDY_VERSIONS)')
+    .option('--rate-limit <n>', 'requests per client per window, 0 = off (env FAIRWAY_RATE_LIMIT, default 1200)')
+    .option('--rate-limit-window <duration>', 'rate limit window (env FAIRWAY_RATE_LIMIT_WINDOW, default 1m)')
+    .option('--build-rate-limit <n>', 'build requests per client per window, 0 = off (env FAIRWAY_BUILD_RATE_LIMIT, default 120)')
+    .option('--max-active-builds <n>', 'builds one client may have queued or running, 0 = off (env FAIRWAY_MAX_ACTIVE_BUILDS, default 10)')
+    .option('--min-free-disk <size>', 'free disk needed before a build starts, 0 = off (env FAIRWAY_MIN_FREE_DISK, default 2GB)')
     .addOption(new Option('--log-level <level>', 'log level (env FAIRWAY_LOG_LEVEL)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']));
 }
 
@@ -87,6 +101,12 @@ serverOptions(program.command('agent'))
       return { close: () => agent.close() };
     })({ ...rest, ...(concurrency !== undefined ? { workers: concurrency } : {}) });
   });
+
+// `fairway prune [--dry-run]` directly against the store (src/ops/cli.ts).
+registerOpsCommands(program);
+
+// API tokens: `fairway token create` (src/auth/cli.ts).
+registerTokenCommands(program);
 
 // Client commands (build, status, logs): talk to a running server over its HTTP API.
 registerClientCommands(program);

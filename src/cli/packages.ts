@@ -173,16 +173,19 @@ export async function findCaddy(explicit?: string): Promise<string> {
 // ---- HTTP -------------------------------------------------------------------------------------
 
 /** A plain GET like Go's http.Get: no timeout (builds can be slow), up to 10 redirects. */
-function httpGet(url: URL, redirects = 0): Promise<IncomingMessage> {
+function httpGet(url: URL, redirects = 0, origin = url.origin): Promise<IncomingMessage> {
   const mod = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : null;
   if (!mod) return Promise.reject(new PackagesError(`unsupported server URL ${url.href}`, 2));
+  // The token (FAIRWAY_TOKEN) goes to the Fairway server only, never to a redirect target (a presigned store URL).
+  const token = process.env.FAIRWAY_TOKEN;
+  const auth = token && url.origin === origin ? { authorization: `Bearer ${token}` } : {};
   return new Promise((resolvePromise, reject) => {
-    const req = mod.get(url, { headers: { 'user-agent': 'fairway-cli/0.1.0', accept: '*/*' } }, (res) => {
+    const req = mod.get(url, { headers: { 'user-agent': 'fairway-cli/0.1.0', accept: '*/*', ...auth } }, (res) => {
       const s = res.statusCode ?? 0;
       if (s >= 300 && s < 400 && s !== 304 && res.headers.location) {
         res.resume();
         if (redirects >= 10) return reject(new PackagesError(`stopped after 10 redirects at ${url.href}`));
-        return resolvePromise(httpGet(new URL(res.headers.location, url), redirects + 1));
+        return resolvePromise(httpGet(new URL(res.headers.location, url), redirects + 1, origin));
       }
       resolvePromise(res);
     });

@@ -8,16 +8,20 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { createApi } from '../api/index.js';
 import { compatApi } from '../api/compat.js';
+import { authenticatorFromConfig, isLoopbackHost } from '../auth/index.js';
 import { FileCatalog, ModuleLearner } from '../catalog/index.js';
 import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
 import type { Config } from '../config/index.js';
 import { BullMqQueue, BullMqWorker, LocalQueue, type BuildQueue } from '../queue/index.js';
+import { BuildAdmission, BuildPolicy } from '../policy/index.js';
+import { freeBytesAt } from '../policy/admission.js';
 import { GoResolver } from '../resolve/index.js';
 import { BuildService, buildProcessor, type BuildPayload } from '../service/index.js';
 import { PlatformSet } from '../spec/index.js';
 import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
 import { Toolchain } from '../toolchain/index.js';
 import { uiRoutes } from '../ui/index.js';
+import { BuildGate, createHttpOps, createWorkerOps } from '../ops/index.js';
 
 /** Build flags are part of every cache key; xcaddy's defaults (-trimpath, -ldflags "-w -s"). */
 export const BUILD_FLAGS = 'xcaddy-default';
@@ -51,21 +55,19 @@ export async function prepareStore(config: Config): Promise<ArtifactStore> {
 }
 
 function runner(config: Config, toolchain: Toolchain): XcaddyRunner {
-  return new XcaddyRunner(toolchain, { timeoutMs: config.buildTimeout, maxArtifactBytes: config.maxArtifactSize });
+  return new XcaddyRunner(toolchain, { timeoutMs: config.buildTimeout, maxArtifactBytes: config.maxArtifactSize, minFreeBytes: config.minFreeDisk });
 }
 
 /** The HTTP side shared by `serve` and `hub`. */
 async function startHttp(
   config: Config,
   logger: Logger,
-  parts: { toolchain: Toolchain; store: ArtifactStore; queue: BuildQueue<BuildPayload>; role: string },
+  parts: { toolchain: Toolchain; store: ArtifactStore; queue: BuildQueue<BuildPayload>; role: string; gate?: BuildGate },
 ): Promise<Running> {
   const { toolchain, store, queue } = parts;
   const { stdout } = await toolchain.go(['tool', 'dist', 'list', '-json'], { cwd: toolchain.tmpDir });
   const platforms = PlatformSet.fromDistListJson(stdout);
   const resolver = new GoResolver(toolchain, { ttlMs: config.resolveTtl, buildFlags: BUILD_FLAGS });
-  const service = new BuildService({ resolver, queue, store, platforms, buildFlags: BUILD_FLAGS, maxPlugins: config.maxPlugins, logger });
-  await service.init();
   // Plugin catalog: curated file + optional upstream mirror + module IDs learned from builds.
   const catalog = await FileCatalog.open({
     dir: join(config.dataDir, 'catalog'),
@@ -73,6 +75,33 @@ async function startHttp(
     refreshMs: config.catalogRefresh,
     logger,
   });
+  // Security (issue 7, docs/SECURITY.md): tokens, build policy, admission of new builds.
+  const auth = authenticatorFromConfig(config);
+  const policy = new BuildPolicy({
+    ...(config.allowModules ? { allowModules: config.allowModules } : {}),
+    denyModules: config.denyModules,
+    ...(config.caddyVersions ? { caddyVersions: config.caddyVersions } : {}),
+    inCatalog: (m) => catalog.lists(m),
+  });
+  const admission = new BuildAdmission({
+    maxActivePerClient: config.maxActiveBuilds,
+    minFreeBytes: config.minFreeDisk,
+    disks: [
+      { what: 'the build cache volume', free: () => freeBytesAt(config.cacheDir) },
+      ...(store instanceof FsStore ? [{ what: 'the artifact store volume', free: () => store.freeBytes() }] : []),
+    ],
+    isActive: async (key) => ['queued', 'running'].includes((await queue.get(key))?.state ?? ''),
+    onLowDisk: (what, free) => logger.warn({ what, free, minFreeDisk: config.minFreeDisk }, 'low disk space: refusing new builds'),
+  });
+  queue.onFinished((key) => admission.release(key));
+  logger.info({ tokens: auth.size, anonymousScopes: [...auth.anonymous.scopes], policy: policy.describe(), maxActiveBuilds: config.maxActiveBuilds, minFreeDisk: config.minFreeDisk }, 'security settings');
+  if (auth.size === 0 && !isLoopbackHost(config.host)) {
+    logger.warn({ host: config.host }, 'no API tokens configured on a network address: anonymous clients may only read; create tokens with `fairway token create`');
+  }
+  const service = new BuildService({ resolver, queue, store, platforms, buildFlags: BUILD_FLAGS, maxPlugins: config.maxPlugins, logger, policy, admission });
+  await service.init();
+  // Operations (issue 6): metrics, pruning, last-download times, version refresh, prebuilds.
+  const ops = createHttpOps({ config, logger, service, store, queue, toolchain, ...(parts.gate ? { gate: parts.gate } : {}) });
   catalog.start();
   const learner = new ModuleLearner({ store, catalog, tmpDir: join(config.dataDir, 'tmp'), mode: config.catalogLearn, logger });
   queue.onFinished((key, state) => {
@@ -83,7 +112,9 @@ async function startHttp(
     logger,
     bodyLimit: config.bodyLimit,
     downloadRedirect: config.downloadRedirect,
-    plugins: [uiRoutes, compatApi({ service, catalog })],
+    security: { auth, rateLimit: config.rateLimit, rateLimitWindowMs: config.rateLimitWindow, buildRateLimit: config.buildRateLimit },
+    ...(config.trustProxy !== undefined ? { trustProxy: config.trustProxy } : {}),
+    plugins: [uiRoutes, compatApi({ service, catalog }), ops.routes],
     ready: async () => {
       await store.ping();
       await queue.ping();
@@ -95,11 +126,13 @@ async function startHttp(
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   logger.info({ url, port, role: parts.role, store: store.kind, dataDir: config.dataDir }, `fairway listening on ${url}`);
+  ops.start();
   return {
     app,
     url,
     close: async () => {
       await app.close();
+      await ops.close();
       await queue.close();
       await catalog.close();
       await store.close?.();
@@ -110,11 +143,12 @@ async function startHttp(
 export async function startServe(config: Config, logger: Logger): Promise<Running> {
   const toolchain = await prepareToolchain(config, logger);
   const store = await prepareStore(config);
-  const queue = new LocalQueue<BuildPayload>(buildProcessor(runner(config, toolchain), store), {
+  const gate = new BuildGate(); // Go cache cleaning runs between builds only (src/ops/gocache.ts)
+  const queue = new LocalQueue<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store)), {
     workers: config.workers,
     identity: toolchain.identity,
   });
-  return startHttp(config, logger, { toolchain, store, queue, role: 'serve' });
+  return startHttp(config, logger, { toolchain, store, queue, role: 'serve', gate });
 }
 
 function requireRedis(config: Config, role: string): string {
@@ -139,7 +173,9 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
   const toolchain = await prepareToolchain(config, logger);
   const store = await prepareStore(config);
   await store.ping();
-  const worker = new BullMqWorker<BuildPayload>(buildProcessor(runner(config, toolchain), store), {
+  const gate = new BuildGate();
+  const ops = createWorkerOps({ config, logger, toolchain, gate });
+  const worker = new BullMqWorker<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store)), {
     redisUrl: requireRedis(config, 'agent'),
     ...(config.agentId ? { id: config.agentId } : {}),
     concurrency: config.workers,
@@ -148,10 +184,12 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
     stalledIntervalMs: config.stalledInterval,
   });
   await worker.start();
+  ops.start();
   logger.info({ agent: worker.id, concurrency: config.workers, store: store.kind }, `fairway agent ${worker.id} ready`);
   return {
     id: worker.id,
     close: async (force = false) => {
+      await ops.close();
       await worker.close(force);
       await store.close?.();
     },

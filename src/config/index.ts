@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { SCOPES } from '../auth/index.js';
+import { goEnvError, modulePatternError, versionRangeError } from '../policy/index.js';
 import { parseBytes, parseDuration } from '../util/units.js';
 
 /** The project folder (where package.json and .tools/ are). */
@@ -32,6 +34,42 @@ const int = (min: number, max: number) =>
   z
     .union([z.number(), z.string().trim().regex(/^[0-9]+$/, 'must be a whole number').transform(Number)])
     .pipe(z.number().int().min(min).max(max));
+/** A list from JSON (array) or from a flag/env (comma-separated). */
+const list = z.union([z.array(z.string()), z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))]);
+const patterns = list.pipe(
+  z.array(z.string().superRefine((p, ctx) => {
+    const err = modulePatternError(p);
+    if (err) ctx.addIssue({ code: 'custom', message: `module pattern "${p}" ${err}` });
+  })),
+);
+const bytesOrZero = z.union([z.literal(0), z.literal('0'), bytes]).transform(Number);
+const goEnv = (name: 'gosumdb' | 'gonosumdb' | 'goprivate') =>
+  z.string().superRefine((v, ctx) => {
+    const err = goEnvError(name, v);
+    if (err) ctx.addIssue({ code: 'custom', message: err });
+  });
+
+/** Ops lists (pinned, prebuild): a JSON array in a file; from env/flags a JSON array or comma-separated items. */
+function opsList<T extends z.ZodType>(item: T, fromString: (parts: string[]) => unknown[] = (p) => p) {
+  return z
+    .union([z.array(z.unknown()), z.string()])
+    .transform((v, ctx) => {
+      if (Array.isArray(v)) return v;
+      const t = v.trim();
+      if (t === '') return [];
+      if (t.startsWith('[')) {
+        try {
+          return JSON.parse(t) as unknown[];
+        } catch (e) {
+          ctx.addIssue({ code: 'custom', message: `invalid JSON list: ${(e as Error).message}` });
+          return z.NEVER;
+        }
+      }
+      return fromString(t.split(',').map((x) => x.trim()).filter(Boolean));
+    })
+    .pipe(z.array(item));
+}
+const specObject = z.record(z.string(), z.unknown());
 
 export const configSchema = z
   .object({
@@ -61,16 +99,65 @@ export const configSchema = z
     jobLockDuration: duration.default(30_000),
     stalledInterval: duration.default(15_000),
     goproxy: z.string().optional(),
-    goprivate: z.string().optional(),
-    gonosumdb: z.string().optional(),
+    goprivate: goEnv('goprivate').optional(),
+    gonosumdb: goEnv('gonosumdb').optional(),
     gonoproxy: z.string().optional(),
-    gosumdb: z.string().optional(),
+    /** The checksum database stays on: "off" is refused (docs/SECURITY.md). */
+    gosumdb: goEnv('gosumdb').optional(),
     /** caddyserver.com-shaped package list to mirror into the catalog (e.g. https://caddyserver.com/api/packages). */
     catalogUpstream: z.url({ protocol: /^https?$/ }).optional(),
     /** How often the catalog mirror refreshes; 0 = only at start. */
     catalogRefresh: duration.default(6 * 3600_000),
     /** Learn plugins' Caddy module IDs by running built binaries: off, catalog (listed plugins only), all. */
     catalogLearn: z.enum(['off', 'catalog', 'all']).default('catalog'),
+
+    // ---- operations (issue 6, docs/operations.md) ----
+    /** Byte budget of the artifact store; least recently downloaded artifacts are pruned first. */
+    storeMaxBytes: bytes.optional(),
+    /** Artifacts not downloaded (or, never downloaded, built) for this long are pruned. */
+    storeMaxAge: duration.optional(),
+    /** Never pruned: exact cache keys, or build specs (POST /api/builds bodies) resolved to their current key. */
+    pinned: opsList(z.union([z.string().regex(/^[0-9a-f]{64}$/, 'a pinned string must be a 64-hex cache key'), specObject])).default([]),
+    /** Specs kept built; `platforms: ["linux/amd64", ...]` expands; as a string "linux/amd64,linux/arm64" = latest Caddy, no plugins. */
+    prebuild: opsList(specObject, (platforms) => [{ caddyVersion: 'latest', platforms, plugins: [] }]).default([]),
+    /** How often the Caddy version list is refreshed (and prebuilds re-checked). */
+    refreshInterval: duration.default(3_600_000),
+    /** How often the store (and the Go cache budget) is checked, besides after each new artifact. */
+    pruneInterval: duration.default(3_600_000),
+    /** Budget of this process's Go build + module caches (serve and agent); cleaned between builds. */
+    goCacheMaxBytes: bytes.optional(),
+    /** Last-download times are written to the store at most once per this interval per artifact. */
+    accessWriteInterval: duration.default(60_000),
+
+    // ---- security (issue 7, docs/SECURITY.md) ----
+    /** JSON file of API tokens: [{name, hash: "sha256:<hex>" | "scrypt:...", scopes}]. */
+    authFile: z.string().min(1).optional(),
+    /** FAIRWAY_TOKENS: "name:scope1+scope2:<sha256 hex>,...". */
+    tokens: z.string().optional(),
+    /** Scopes for requests without a token ("none" for none); default: read+build on a loopback server without tokens, else read. Never admin. */
+    anonymousScopes: list
+      .transform((l) => (l.length === 1 && l[0] === 'none' ? [] : l))
+      .pipe(z.array(z.enum(SCOPES)).refine((l) => !l.includes('admin'), 'admin is never granted to anonymous clients'))
+      .optional(),
+    /** Take the client address from X-Forwarded-For: true, or the proxies' addresses/CIDRs. */
+    trustProxy: z.union([z.boolean(), z.string().min(1)]).transform((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v)).optional(),
+    /** Module path patterns that may be built ("catalog" = listed packages); default any. */
+    allowModules: patterns.optional(),
+    /** Module path patterns that are refused. */
+    denyModules: patterns.default([]),
+    /** Caddy versions this server builds, e.g. ">=v2.8.0 <v3.0.0"; default any v2. */
+    caddyVersions: z.string().superRefine((v, ctx) => {
+      const err = versionRangeError(v);
+      if (err) ctx.addIssue({ code: 'custom', message: err });
+    }).optional(),
+    /** Requests per client per window (0 = no limit); build routes also count against buildRateLimit. */
+    rateLimit: int(0, 1_000_000).default(1200),
+    rateLimitWindow: duration.default(60_000),
+    buildRateLimit: int(0, 1_000_000).default(120),
+    /** Builds one client (token or address) may have queued or running; 0 = no limit. */
+    maxActiveBuilds: int(0, 100_000).default(10),
+    /** Free disk needed (build cache and local store) before a build is queued or started; 0 = no check. */
+    minFreeDisk: bytesOrZero.default(parseBytes('2GB')),
   })
   .strict();
 

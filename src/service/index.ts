@@ -6,7 +6,9 @@
 import type { Logger } from 'pino';
 import type { LogLine } from '../build/index.js';
 import { binaryName } from '../build/index.js';
-import type { AgentInfo, BuildQueue, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
+import type { Scope } from '../auth/index.js';
+import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
+import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
 import type { Resolver, VersionList } from '../resolve/index.js';
 import { cacheKey, isCacheKey, parseBuildRequest, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
@@ -52,11 +54,29 @@ export interface ServiceOptions {
   buildFlags: string;
   maxPlugins: number;
   logger: Logger;
+  /** Module, version and replacement rules (src/policy); absent = anything the parser accepts. */
+  policy?: BuildPolicy;
+  /** Free-disk and per-client checks before a new build is queued (src/policy/admission.ts). */
+  admission?: BuildAdmission;
+}
+
+/** Observers of the service (metrics, pruning, last-download times); see observe(). */
+export interface ServiceHooks {
+  /** A build request was answered: from the cache, by queueing a build, or by joining one. */
+  requested?(key: string, result: 'hit' | 'queued' | 'joined'): void;
+  /** An artifact is about to be served (native or compat download). */
+  downloaded?(key: string): void;
+  /** A job ended and its record (if any) was read back from the store. */
+  finished?(key: string, state: FinalState, meta: ArtifactMeta | null): void;
 }
 
 export interface RequestContext {
   /** Trusted callers (local CLI) may use local path replacements. */
   trusted?: boolean;
+  /** The caller's token scopes (HTTP); absent = no admin rights (replacements refused). */
+  scopes?: readonly Scope[];
+  /** Who is asking (`token:<name>` or `ip:<addr>`), for per-client build limits. */
+  client?: string;
 }
 
 export class BuildService {
@@ -64,12 +84,14 @@ export class BuildService {
   private readonly index = new Map<string, ArtifactMeta>();
   private readonly waiters = new Map<string, Set<() => void>>();
   private readonly log: Logger;
+  private readonly observers: ServiceHooks[] = [];
 
   constructor(private readonly o: ServiceOptions) {
     this.log = o.logger;
     o.queue.onFinished((key, state, error) => {
       void this.refresh(key).finally(() => {
         this.log.info({ key, state, error }, 'build finished');
+        this.emit((h) => h.finished?.(key, state, this.index.get(key) ?? null));
         for (const w of this.waiters.get(key) ?? []) w();
         this.waiters.delete(key);
       });
@@ -97,14 +119,19 @@ export class BuildService {
   /** Validates, pins versions, and either answers from the cache or joins/queues the build. */
   async request(input: unknown, ctx: RequestContext = {}): Promise<BuildRecord> {
     const request = this.parse(input, ctx);
+    this.o.policy?.checkRequest(request, ctx);
     const spec = await this.o.resolver.resolve(request);
+    this.o.policy?.checkResolved(spec);
     const key = cacheKey(spec);
     const done = await this.finished(key);
     if (done?.status === 'succeeded') {
       this.log.debug({ key }, 'cache hit');
+      this.emit((h) => h.requested?.(key, 'hit'));
       return this.fromMeta(done, true);
     }
+    await this.o.admission?.admit(key, ctx.client);
     const { job, created } = await this.o.queue.enqueue(key, { request, spec, requestedAt: new Date().toISOString() });
+    this.emit((h) => h.requested?.(key, created ? 'queued' : 'joined'));
     this.log.info({ key, created, caddy: spec.caddyVersion, os: spec.os, arch: spec.arch, plugins: spec.plugins.length }, created ? 'build queued' : 'joined build in flight');
     return this.fromJob({ ...job, payload: { request, spec, requestedAt: job.createdAt } });
   }
@@ -115,7 +142,8 @@ export class BuildService {
     if (job && (job.state === 'queued' || job.state === 'running')) return this.fromJob(job);
     const meta = await this.finished(key);
     if (meta) return this.fromMeta(meta, false);
-    if (job) return this.fromJob(job);
+    // A succeeded job whose artifact is no longer in the store was pruned: it is gone.
+    if (job && job.state !== 'succeeded') return this.fromJob(job);
     throw notFound(`build ${id}`);
   }
 
@@ -186,9 +214,15 @@ export class BuildService {
     }
     if (meta.status !== 'succeeded') throw new AppError(409, 'build_failed', `build ${id} ${meta.status}: ${meta.error ?? 'no artifact'}`);
     const store = this.o.store;
+    this.emit((h) => h.downloaded?.(key));
     return {
       meta,
-      open: (range) => store.openBinary(key, range),
+      open: (range) =>
+        store.openBinary(key, range).catch((err: unknown) => {
+          // Removed behind our back (pruned by another hub): forget it so the next request rebuilds.
+          if ((err as Error).name === 'NotFoundError') this.index.delete(key);
+          throw err;
+        }),
       ...(store.binaryUrl ? { url: () => store.binaryUrl!(key, meta.filename) } : {}),
     };
   }
@@ -228,6 +262,43 @@ export class BuildService {
       failed: metas.filter((m) => m.status !== 'succeeded').length,
       queue: await this.o.queue.depth(),
     };
+  }
+
+  /** Adds an observer (metrics, pruning, access tracking). */
+  observe(hooks: ServiceHooks): void {
+    this.observers.push(hooks);
+  }
+
+  /** Parses and resolves a request to its cache key without queueing anything. */
+  async resolveKey(input: unknown, ctx: RequestContext = {}): Promise<{ key: string; request: BuildRequest; spec: ResolvedSpec }> {
+    const request = this.parse(input, ctx);
+    const spec = await this.o.resolver.resolve(request);
+    return { key: cacheKey(spec), request, spec };
+  }
+
+  /** The finished record of a key (index, else the store). */
+  meta(key: string): Promise<ArtifactMeta | null> {
+    return isCacheKey(key) ? this.finished(key) : Promise.resolve(null);
+  }
+
+  /** Drops a key from the index (its artifact was pruned). */
+  forget(key: string): void {
+    this.index.delete(key);
+  }
+
+  /** Keys the index holds. */
+  indexedKeys(): string[] {
+    return [...this.index.keys()];
+  }
+
+  private emit(fn: (h: ServiceHooks) => void): void {
+    for (const h of this.observers) {
+      try {
+        fn(h);
+      } catch (err) {
+        this.log.warn({ err }, 'service observer failed');
+      }
+    }
   }
 
   private keyOf(id: string): string {

@@ -92,10 +92,10 @@ export function createUiRoutes(opts: UiOptions = {}) {
       // The page names its assets by content hash, so only the page itself must be revalidated.
       return send(req, reply, index, 'no-cache');
     };
-    app.get('/', page);
-    app.get('/index.html', page);
+    app.get('/', { config: { scope: 'public' } }, page);
+    app.get('/index.html', { config: { scope: 'public' } }, page);
 
-    app.get('/ui/:name', { schema: { params: { type: 'object', properties: { name: { type: 'string', maxLength: 100 } }, required: ['name'] } } }, async (req, reply) => {
+    app.get('/ui/:name', { config: { scope: 'public' }, schema: { params: { type: 'object', properties: { name: { type: 'string', maxLength: 100 } }, required: ['name'] } } }, async (req, reply) => {
       const { name } = req.params as { name: string };
       const a = name === 'index.html' ? undefined : assets.get(name);
       if (!a) return reply.code(404).send({ error: { code: 'not_found', message: `no UI asset ${JSON.stringify(name)}` } });

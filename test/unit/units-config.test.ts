@@ -200,10 +200,12 @@ describe('loadConfig', () => {
   });
 
   test('GOPROXY and friends are honoured from the environment', () => {
-    const c = loadConfig({ env: { GOPROXY: 'https://proxy.example,direct', GOPRIVATE: 'corp.example', GOSUMDB: 'off', GONOSUMDB: 'corp.example', GONOPROXY: 'none' } });
+    const c = loadConfig({ env: { GOPROXY: 'https://proxy.example,direct', GOPRIVATE: 'corp.example', GOSUMDB: 'sum.golang.google.cn', GONOSUMDB: 'corp.example', GONOPROXY: 'none' } });
     assert.equal(c.goproxy, 'https://proxy.example,direct');
     assert.equal(c.goprivate, 'corp.example');
-    assert.equal(c.gosumdb, 'off');
+    assert.equal(c.gosumdb, 'sum.golang.google.cn');
+    // The checksum database stays on (issue 7, docs/SECURITY.md).
+    assert.throws(() => loadConfig({ env: { GOSUMDB: 'off' } }), /GOSUMDB=off is refused/);
     assert.equal(c.gonosumdb, 'corp.example');
     assert.equal(c.gonoproxy, 'none');
   });

@@ -1,0 +1,107 @@
+/**
+ * Command-line side of operations: the server flags (pruning, refresh, prebuilds, Go cache
+ * budget) and `fairway prune`, which works directly against a store (no server needed).
+ */
+import type { Command } from 'commander';
+import { loadConfig } from '../config/index.js';
+import { createLogger } from '../cli/logger.js';
+import { BUILD_FLAGS } from '../cli/serve.js';
+import { GoResolver } from '../resolve/index.js';
+import { PlatformSet, cacheKey, parseBuildRequest } from '../spec/index.js';
+import { openAccessTracker } from '../store/access.js';
+import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
+import { Toolchain } from '../toolchain/index.js';
+import { formatBytes } from '../util/units.js';
+import { Pruner, type PinResolver, type PruneReport } from './prune.js';
+
+/** Flags shared by serve, hub and agent. */
+export function opsServerOptions(cmd: Command): Command {
+  return cmd
+    .option('--store-max-bytes <size>', 'byte budget of the artifact store, e.g. 20GB (env FAIRWAY_STORE_MAX_BYTES)')
+    .option('--store-max-age <duration>', 'prune artifacts not downloaded for this long, e.g. 30d (env FAIRWAY_STORE_MAX_AGE)')
+    .option('--pinned <list>', 'never pruned: cache keys, or a JSON list of build specs (env FAIRWAY_PINNED)')
+    .option('--prebuild <list>', 'kept built: "linux/amd64,linux/arm64" (latest Caddy, no plugins) or a JSON list of specs (env FAIRWAY_PREBUILD)')
+    .option('--refresh-interval <duration>', 'how often the Caddy version list is refreshed, default 1h (env FAIRWAY_REFRESH_INTERVAL)')
+    .option('--prune-interval <duration>', 'how often the store and Go cache budgets are checked, default 1h (env FAIRWAY_PRUNE_INTERVAL)')
+    .option('--go-cache-max-bytes <size>', 'budget of the Go build + module caches, e.g. 10GB (env FAIRWAY_GO_CACHE_MAX_BYTES)');
+}
+
+function printReport(r: PruneReport): void {
+  const out = process.stdout;
+  const budget = [r.budget.maxBytes != null ? `max ${formatBytes(r.budget.maxBytes)}` : null, r.budget.maxAgeMs != null ? `max age ${Math.round(r.budget.maxAgeMs / 1000)}s` : null].filter(Boolean).join(', ') || 'no limits';
+  out.write(`${r.dryRun ? 'dry run: would remove' : 'removed'} ${r.removed.length} of ${r.before.objects} artifacts (${budget})\n`);
+  for (const x of r.removed) out.write(`  ${x.key}  ${formatBytes(x.bytes).padStart(9)}  ${x.status.padEnd(9)}  last used ${x.lastAccess}  (${x.reason})\n`);
+  out.write(`before: ${formatBytes(r.before.bytes)} in ${r.before.objects} artifacts; after: ${formatBytes(r.after.bytes)} in ${r.after.objects}; pinned: ${r.pinned}\n`);
+  if (r.overBudget) out.write('still over budget: pinned artifacts (or unfinished uploads) exceed it\n');
+  for (const e of r.errors) out.write(`error: ${e.key}: ${e.error}\n`);
+}
+
+/** `fairway prune`: one run against the store, without a server. */
+export function registerOpsCommands(program: Command): void {
+  program
+    .command('prune')
+    .description('remove artifacts over the store budget or age limit (least recently downloaded first); works directly on the store')
+    .option('-c, --config <file>', 'JSON config file (env FAIRWAY_CONFIG)')
+    .option('-d, --data-dir <dir>', 'data dir; the default store is <data-dir>/artifacts (env FAIRWAY_DATA_DIR)')
+    .option('--cache-dir <dir>', 'Go caches, to resolve pinned specs (env FAIRWAY_CACHE_DIR)')
+    .option('--store <url>', 'artifact store: a directory or s3://bucket/prefix?endpoint=... (env FAIRWAY_STORE)')
+    .option('--store-max-bytes <size>', 'byte budget, e.g. 20GB (env FAIRWAY_STORE_MAX_BYTES)')
+    .option('--store-max-age <duration>', 'remove artifacts not downloaded for this long, e.g. 30d (env FAIRWAY_STORE_MAX_AGE)')
+    .option('--pinned <list>', 'never removed: cache keys, or a JSON list of build specs (env FAIRWAY_PINNED)')
+    .option('--dry-run', 'only report what would be removed')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: Record<string, unknown>) => {
+      const { config: file, dryRun, json, ...flags } = opts;
+      const config = loadConfig({ flags: { logLevel: 'warn', ...flags }, ...(typeof file === 'string' ? { file } : {}) });
+      const logger = createLogger(config.logLevel);
+      if (config.storeMaxBytes === undefined && config.storeMaxAge === undefined) {
+        throw new Error('nothing to prune against: give --store-max-bytes and/or --store-max-age (or set them in the config)');
+      }
+      const { join } = await import('node:path');
+      const store: ArtifactStore = config.store ? await openStore(config.store) : await FsStore.open(join(config.dataDir, 'artifacts'));
+      const access = openAccessTracker(store);
+      // Pinned specs need the toolchain to resolve; without it, matching requests are kept.
+      let pinResolver: PinResolver = {};
+      if (config.pinned.some((p) => typeof p !== 'string')) {
+        try {
+          const tc = await Toolchain.detect({
+            goBin: config.goBin,
+            xcaddyBin: config.xcaddyBin,
+            cacheDir: config.cacheDir,
+            ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
+            ...(config.goprivate !== undefined ? { goprivate: config.goprivate } : {}),
+            ...(config.gonosumdb !== undefined ? { gonosumdb: config.gonosumdb } : {}),
+          });
+          const platforms = PlatformSet.fromDistListJson((await tc.go(['tool', 'dist', 'list', '-json'], { cwd: tc.tmpDir })).stdout);
+          const resolver = new GoResolver(tc, { ttlMs: config.resolveTtl, buildFlags: BUILD_FLAGS });
+          const parse = (spec: Record<string, unknown>) => parseBuildRequest(spec, { platforms, maxPlugins: config.maxPlugins, allowLocalReplace: true });
+          pinResolver = {
+            parse,
+            resolve: async (spec) => {
+              const request = parse(spec);
+              return { key: cacheKey(await resolver.resolve(request)), request };
+            },
+          };
+        } catch (err) {
+          logger.warn({ error: (err as Error).message }, 'no Go toolchain to resolve pinned specs: keeping every artifact built from a pinned request');
+        }
+      }
+      try {
+        const pruner = new Pruner({
+          store,
+          access,
+          limits: { maxBytes: config.storeMaxBytes ?? null, maxAgeMs: config.storeMaxAge ?? null },
+          pinned: config.pinned,
+          pinResolver,
+          logger,
+        });
+        const report = await pruner.run({ dryRun: !!dryRun, trigger: 'cli' });
+        if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else printReport(report);
+        if (report.errors.length) process.exitCode = 1;
+      } finally {
+        await access.close();
+        await store.close?.();
+      }
+    });
+}

@@ -1,0 +1,211 @@
+/**
+ * Operations (issue 6, docs/operations.md): version refresh and prebuilds, store pruning with
+ * durable last-download times, the Go cache budget, Prometheus metrics and their routes.
+ * createHttpOps() wires them for `serve` and `hub`; createWorkerOps() for `agent` (Go caches).
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../config/index.js';
+import type { BuildQueue } from '../queue/index.js';
+import type { BuildPayload, BuildService } from '../service/index.js';
+import { openAccessTracker, type AccessTracker } from '../store/access.js';
+import type { ArtifactStore } from '../store/index.js';
+import type { Toolchain } from '../toolchain/index.js';
+import { BuildGate, GoCacheBudget } from './gocache.js';
+import { opsRoutes } from './http.js';
+import { OpsMetrics } from './metrics.js';
+import { Prebuilder, VersionRefresher } from './prebuilds.js';
+import { Pruner } from './prune.js';
+import { Scheduler } from './scheduler.js';
+
+export { BuildGate, GoCacheBudget, dirBytes, type CleanKind, type GoCacheReport } from './gocache.js';
+export { opsRoutes } from './http.js';
+export { OpsMetrics } from './metrics.js';
+export { Prebuilder, VersionRefresher, expandPrebuilds, type PrebuildSpec } from './prebuilds.js';
+export { Pruner, planPrune, pinnedKeys, type PinnedEntry, type PruneEntry, type PrunePlan, type PruneReport } from './prune.js';
+export { Scheduler, type ScheduledTask } from './scheduler.js';
+
+type OpsConfig = Pick<
+  Config,
+  'storeMaxBytes' | 'storeMaxAge' | 'pinned' | 'prebuild' | 'refreshInterval' | 'pruneInterval' | 'goCacheMaxBytes' | 'accessWriteInterval' | 'cacheDir'
+>;
+
+export interface HttpOps {
+  metrics: OpsMetrics;
+  pruner: Pruner;
+  access: AccessTracker;
+  scheduler: Scheduler;
+  /** Route plugin for createApi({ plugins }). */
+  routes: (app: FastifyInstance) => Promise<void>;
+  /** Starts the schedules (version refresh + prebuilds and the first prune run at once). */
+  start(): void;
+  /** Stops the schedules, waits for a prune in progress, writes pending access times. */
+  close(): Promise<void>;
+}
+
+function goCacheBudget(config: OpsConfig, toolchain: Toolchain, gate: BuildGate, logger: Logger, metrics?: OpsMetrics): GoCacheBudget | null {
+  if (config.goCacheMaxBytes === undefined) return null;
+  const budget = new GoCacheBudget({
+    cacheDir: config.cacheDir,
+    maxBytes: config.goCacheMaxBytes,
+    gate,
+    logger,
+    clean: async (kind) => {
+      await toolchain.go(['clean', kind === 'cache' ? '-cache' : '-modcache'], { cwd: toolchain.tmpDir, timeoutMs: 30 * 60_000 });
+    },
+    onClean: (kind, freed) => {
+      metrics?.goCacheCleans.inc({ kind });
+      logger.info({ kind, freedBytes: freed }, `go clean -${kind} done`);
+    },
+  });
+  gate.onIdle(() => budget.maybeEnforce());
+  return budget;
+}
+
+/**
+ * For `serve` and `hub`. `gate` is given when this process runs builds itself (serve): then the
+ * Go cache budget applies here too.
+ */
+export function createHttpOps(parts: {
+  config: OpsConfig;
+  logger: Logger;
+  service: BuildService;
+  store: ArtifactStore;
+  queue: BuildQueue<BuildPayload>;
+  toolchain: Toolchain;
+  gate?: BuildGate;
+}): HttpOps {
+  const { config, logger, service, store, queue } = parts;
+  const log = logger.child({ part: 'ops' });
+  // Fail at start on a pinned or prebuild spec the parser refuses.
+  for (const [name, list] of [['pinned', config.pinned], ['prebuild', config.prebuild]] as const) {
+    for (const entry of list) {
+      if (typeof entry === 'string') continue;
+      const { platforms, ...rest } = entry as Record<string, unknown>;
+      const bodies = Array.isArray(platforms) ? platforms.map((p) => ({ ...rest, os: String(p).split('/')[0], arch: String(p).split('/')[1] })) : [rest];
+      for (const b of bodies) {
+        try {
+          service.parse(b);
+        } catch (err) {
+          throw new Error(`invalid ${name} spec ${JSON.stringify(entry)}: ${(err as Error).message}`);
+        }
+      }
+    }
+  }
+
+  let budget: GoCacheBudget | null = null;
+  const metrics = new OpsMetrics({
+    depth: () => queue.depth(),
+    agents: () => queue.agents(),
+    storeStats: () => store.stats(),
+    ...(parts.gate && config.goCacheMaxBytes !== undefined ? { goCacheBytes: async () => budget?.lastMeasuredBytes ?? 0 } : {}),
+  });
+  if (parts.gate) budget = goCacheBudget(config, parts.toolchain, parts.gate, log, metrics);
+
+  const access = openAccessTracker(store, {
+    intervalMs: config.accessWriteInterval,
+    onError: (err, key) => log.warn({ key, error: (err as Error).message }, 'could not record the download time; retrying later'),
+  });
+  const pruner = new Pruner({
+    store,
+    access,
+    limits: { maxBytes: config.storeMaxBytes ?? null, maxAgeMs: config.storeMaxAge ?? null },
+    pinned: config.pinned,
+    pinResolver: { resolve: (spec) => service.resolveKey(spec), parse: (spec) => service.parse(spec) },
+    meta: (key) => service.meta(key),
+    onRemoved: (key) => service.forget(key),
+    onMissing: (present) => {
+      for (const k of service.indexedKeys()) if (!present.has(k)) service.forget(k);
+    },
+    onReport: (r) => metrics.pruned(r),
+    logger: log,
+  });
+
+  const prebuilder = new Prebuilder({
+    request: (body) => service.request(body),
+    specs: config.prebuild,
+    logger: log,
+    onQueued: () => metrics.prebuildsQueued.inc(),
+  });
+  const refresher = new VersionRefresher({
+    versions: (o) => service.versions(o),
+    logger: log,
+    onRefreshed: (list) => metrics.versionsRefreshed(true, list.refreshedAt),
+    onError: (err) => {
+      metrics.versionsRefreshed(false);
+      log.warn({ error: (err as Error).message }, 'could not refresh the Caddy version list; keeping the last one');
+    },
+  });
+
+  service.observe(metrics.serviceHooks());
+  service.observe({
+    downloaded: (key) => access.touch(key),
+    // A new record in the store (artifact or failure): check the budget.
+    finished: (_key, _state, meta) => {
+      if (meta) pruner.schedule('artifact');
+    },
+  });
+
+  const scheduler = new Scheduler(log);
+  let firstRefresh = true;
+  scheduler.add({
+    name: 'versions',
+    intervalMs: config.refreshInterval,
+    firstDelayMs: 0,
+    run: async () => {
+      const reason = firstRefresh ? 'start' : 'refresh';
+      firstRefresh = false;
+      const list = await refresher.refresh().catch(() => null);
+      if (prebuilder.specs.length) await prebuilder.queueAll(list?.latest ?? refresher.latest, reason);
+    },
+  });
+  if (pruner.enabled) {
+    scheduler.add({ name: 'prune', intervalMs: config.pruneInterval, firstDelayMs: 0, run: () => pruner.run({ trigger: 'schedule' }) });
+  }
+  if (budget) {
+    const b = budget;
+    scheduler.add({ name: 'go-cache', intervalMs: config.pruneInterval, firstDelayMs: 0, run: () => b.enforce() });
+  }
+  log.info(
+    {
+      storeMaxBytes: config.storeMaxBytes ?? null,
+      storeMaxAge: config.storeMaxAge ?? null,
+      pinned: config.pinned.length,
+      prebuild: prebuilder.specs.length,
+      refreshInterval: config.refreshInterval,
+      pruneInterval: config.pruneInterval,
+      goCacheMaxBytes: config.goCacheMaxBytes ?? null,
+    },
+    'operations settings',
+  );
+
+  return {
+    metrics,
+    pruner,
+    access,
+    scheduler,
+    routes: opsRoutes({ metrics, pruner }),
+    start: () => scheduler.start(),
+    close: async () => {
+      await scheduler.stop();
+      await budget?.close();
+      await pruner.close();
+      await access.close().catch((err: unknown) => log.warn({ err }, 'could not write pending download times'));
+    },
+  };
+}
+
+/** For `agent`: the Go cache budget on a schedule and between builds. */
+export function createWorkerOps(parts: { config: OpsConfig; logger: Logger; toolchain: Toolchain; gate: BuildGate }): { start(): void; close(): Promise<void> } {
+  const log = parts.logger.child({ part: 'ops' });
+  const budget = goCacheBudget(parts.config, parts.toolchain, parts.gate, log);
+  const scheduler = new Scheduler(log);
+  if (budget) scheduler.add({ name: 'go-cache', intervalMs: parts.config.pruneInterval, firstDelayMs: 0, run: () => budget.enforce() });
+  return {
+    start: () => scheduler.start(),
+    close: async () => {
+      await scheduler.stop();
+      await budget?.close();
+    },
+  };
+}

@@ -1,0 +1,229 @@
+/**
+ * Prometheus metrics (prom-client, on a private Registry, never the global one).
+ * Event metrics are updated by observers (service hooks, prune reports, version refreshes);
+ * state metrics (queue depth, agents, store size) are collected on scrape, the store's with a
+ * short cache because on S3 it is a listing.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AgentInfo, FinalState, QueueDepth } from '../queue/index.js';
+import type { ServiceHooks } from '../service/index.js';
+import type { ArtifactMeta, StoreStats } from '../store/index.js';
+import type { PruneReport } from './prune.js';
+
+export interface MetricsSources {
+  depth?: () => Promise<QueueDepth>;
+  agents?: () => Promise<AgentInfo[]>;
+  storeStats?: () => Promise<StoreStats>;
+  /** Go caches of this process's workers (serve), when budgeted. */
+  goCacheBytes?: () => Promise<number>;
+}
+
+export interface MetricsOptions {
+  /** How long a store size reading is reused. Default 30 s. */
+  storeStatsCacheMs?: number;
+  /** Longest wait for a state reading on scrape before the last value is shown. Default 5 s. */
+  collectTimeoutMs?: number;
+  /** Node process metrics (CPU, memory, event loop). Default true. */
+  processMetrics?: boolean;
+}
+
+/** One call shared by the collectors of one scrape (prom-client runs them concurrently). */
+function shared<T>(fn: () => Promise<T>): () => Promise<T> {
+  let inflight: Promise<T> | null = null;
+  return () => {
+    if (inflight) return inflight;
+    const p = fn();
+    inflight = p;
+    const clear = () => {
+      if (inflight === p) inflight = null;
+    };
+    p.then(clear, clear);
+    return p;
+  };
+}
+
+const DURATION_BUCKETS = [5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600];
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export class OpsMetrics {
+  readonly registry = new Registry();
+  readonly builds: Counter<'outcome'>;
+  readonly buildDuration: Histogram<'outcome'>;
+  readonly cacheLookups: Counter<'result'>;
+  readonly requests: Counter<'result'>;
+  readonly downloads: Counter;
+  readonly pruneRuns: Counter<'trigger' | 'dry_run'>;
+  readonly prunedArtifacts: Counter<'reason'>;
+  readonly prunedBytes: Counter;
+  readonly pruneErrors: Counter;
+  readonly versionRefreshes: Counter<'result'>;
+  readonly versionsRefreshedAt: Gauge;
+  readonly prebuildsQueued: Counter;
+  readonly goCacheCleans: Counter<'kind'>;
+  private storeCache: { at: number; value: StoreStats } | null = null;
+  private storeInflight: Promise<StoreStats> | null = null;
+
+  constructor(
+    private readonly src: MetricsSources,
+    private readonly opts: MetricsOptions = {},
+  ) {
+    const r = [this.registry];
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'fairway_' });
+    this.builds = new Counter({ name: 'fairway_builds_total', help: 'Builds that ended, by outcome (succeeded, failed, canceled).', labelNames: ['outcome'], registers: r });
+    this.buildDuration = new Histogram({
+      name: 'fairway_build_duration_seconds',
+      help: 'Time xcaddy ran for a build, by outcome.',
+      labelNames: ['outcome'],
+      buckets: DURATION_BUCKETS,
+      registers: r,
+    });
+    this.cacheLookups = new Counter({ name: 'fairway_cache_lookups_total', help: 'Build requests answered from the store (hit) or not (miss).', labelNames: ['result'], registers: r });
+    this.requests = new Counter({ name: 'fairway_build_requests_total', help: 'Build requests by result: hit, queued (new build), joined (build in flight).', labelNames: ['result'], registers: r });
+    this.downloads = new Counter({ name: 'fairway_artifact_downloads_total', help: 'Artifact downloads started (native and compat API).', registers: r });
+    this.pruneRuns = new Counter({ name: 'fairway_prune_runs_total', help: 'Prune runs by trigger (artifact, schedule, start, api).', labelNames: ['trigger', 'dry_run'], registers: r });
+    this.prunedArtifacts = new Counter({ name: 'fairway_pruned_artifacts_total', help: 'Artifacts removed by pruning, by reason (budget, max-age).', labelNames: ['reason'], registers: r });
+    this.prunedBytes = new Counter({ name: 'fairway_pruned_bytes_total', help: 'Bytes removed from the store by pruning.', registers: r });
+    this.pruneErrors = new Counter({ name: 'fairway_prune_errors_total', help: 'Artifacts pruning failed to remove.', registers: r });
+    this.versionRefreshes = new Counter({ name: 'fairway_version_refreshes_total', help: 'Refreshes of the Caddy version list, by result.', labelNames: ['result'], registers: r });
+    this.versionsRefreshedAt = new Gauge({ name: 'fairway_versions_refreshed_timestamp_seconds', help: 'When the Caddy version list was last refreshed (Unix time).', registers: r });
+    this.prebuildsQueued = new Counter({ name: 'fairway_prebuilds_queued_total', help: 'Prebuild specs that started a new build.', registers: r });
+    this.goCacheCleans = new Counter({ name: 'fairway_go_cache_cleans_total', help: 'Go cache cleans run to keep the Go cache budget, by kind (cache, modcache).', labelNames: ['kind'], registers: r });
+
+    const timeout = opts.collectTimeoutMs ?? 5000;
+    const depth = src.depth;
+    if (depth) {
+      const read = shared(() => withTimeout(depth(), timeout));
+      new Gauge({
+        name: 'fairway_queue_depth',
+        help: 'Builds waiting (queued) and running.',
+        labelNames: ['state'],
+        registers: r,
+        async collect() {
+          try {
+            const d = await read();
+            this.set({ state: 'queued' }, d.queued);
+            this.set({ state: 'running' }, d.running);
+          } catch {
+            /* keep the last values */
+          }
+        },
+      });
+    }
+    const agents = src.agents;
+    if (agents) {
+      // prom-client collects every metric at once: the three gauges share one reading per scrape.
+      const read = shared(() => withTimeout(agents(), timeout));
+      const gauge = (name: string, help: string, value: (l: AgentInfo[]) => number) =>
+        new Gauge({
+          name,
+          help,
+          registers: r,
+          async collect() {
+            try {
+              this.set(value(await read()));
+            } catch {
+              /* keep the last value */
+            }
+          },
+        });
+      gauge('fairway_agents', 'Workers/agents taking builds (with a live heartbeat).', (l) => l.length);
+      gauge('fairway_agent_slots', 'Concurrent builds the agents can run in total.', (l) => l.reduce((n, a) => n + a.concurrency, 0));
+      gauge('fairway_agent_busy_slots', 'Builds the agents run now.', (l) => l.reduce((n, a) => n + a.jobs.length, 0));
+    }
+    if (src.storeStats) {
+      const read = shared(() => withTimeout(this.storeStats(), timeout));
+      const gauge = (name: string, help: string, value: (s: StoreStats | null) => number | null) =>
+        new Gauge({
+          name,
+          help,
+          registers: r,
+          async collect() {
+            const s = await read().catch(() => null);
+            const v = value(s);
+            if (v !== null) this.set(v);
+          },
+        });
+      gauge('fairway_store_bytes', "Bytes in the store's artifact area.", (s) => s?.bytes ?? null);
+      gauge('fairway_store_objects', 'Published artifacts (and failure records) in the store.', (s) => s?.objects ?? null);
+      gauge('fairway_store_up', '1 when the last store reading succeeded.', (s) => (s ? 1 : 0));
+    }
+    const goCache = src.goCacheBytes;
+    if (goCache) {
+      new Gauge({
+        name: 'fairway_go_cache_bytes',
+        help: "Size of the Go build and module caches of this process's workers.",
+        registers: r,
+        async collect() {
+          try {
+            this.set(await withTimeout(goCache(), timeout));
+          } catch {
+            /* keep the last value */
+          }
+        },
+      });
+    }
+  }
+
+  /** Store stats, cached for a short time; a prune report refreshes the cache. */
+  private storeStats(): Promise<StoreStats> {
+    const ttl = this.opts.storeStatsCacheMs ?? 30_000;
+    if (this.storeCache && Date.now() - this.storeCache.at < ttl) return Promise.resolve(this.storeCache.value);
+    this.storeInflight ??= this.src.storeStats!()
+      .then((value) => {
+        this.storeCache = { at: Date.now(), value };
+        return value;
+      })
+      .finally(() => {
+        this.storeInflight = null;
+      });
+    return this.storeInflight;
+  }
+
+  /** Observers to register with BuildService.observe(). */
+  serviceHooks(): ServiceHooks {
+    return {
+      requested: (_key, result) => {
+        this.requests.inc({ result });
+        this.cacheLookups.inc({ result: result === 'hit' ? 'hit' : 'miss' });
+      },
+      downloaded: () => this.downloads.inc(),
+      finished: (_key: string, state: FinalState, meta: ArtifactMeta | null) => {
+        this.builds.inc({ outcome: state });
+        if (meta && meta.status === state && meta.durationMs !== undefined) this.buildDuration.observe({ outcome: state }, meta.durationMs / 1000);
+        this.storeCache = null;
+      },
+    };
+  }
+
+  pruned(report: PruneReport): void {
+    this.pruneRuns.inc({ trigger: report.trigger, dry_run: String(report.dryRun) });
+    if (report.dryRun) return;
+    for (const r of report.removed) this.prunedArtifacts.inc({ reason: r.reason });
+    const bytes = report.removed.reduce((n, r) => n + r.bytes, 0);
+    if (bytes > 0) this.prunedBytes.inc(bytes);
+    if (report.errors.length) this.pruneErrors.inc(report.errors.length);
+    this.storeCache = { at: Date.now(), value: report.after };
+  }
+
+  versionsRefreshed(ok: boolean, at?: string): void {
+    this.versionRefreshes.inc({ result: ok ? 'ok' : 'error' });
+    if (ok && at) this.versionsRefreshedAt.set(Date.parse(at) / 1000);
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

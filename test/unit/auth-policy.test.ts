@@ -1,0 +1,374 @@
+// Unit tests of issue 7's pure parts: API tokens (hashing, loading, constant-time verification,
+// scopes), the build policy (module patterns, Caddy version ranges, admin-only replacements),
+// admission (free disk, builds per client) and the security settings in the config schema.
+//   node --import tsx --test test/unit/auth-policy.test.ts
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import {
+  AuthConfigError,
+  TokenAuthenticator,
+  allows,
+  authenticatorFromConfig,
+  defaultAnonymousScopes,
+  expandScopes,
+  generateToken,
+  isLoopbackHost,
+  loadTokenFile,
+  parseTokenFile,
+  parseTokensEnv,
+  scryptHash,
+  sha256Hash,
+  tokensEnvEntry,
+} from '../../src/auth/index.js';
+import { createToken } from '../../src/auth/cli.js';
+import { contentDisposition, safeContentDisposition } from '../../src/api/security.js';
+import { loadConfig } from '../../src/config/index.js';
+import { BuildAdmission, BuildPolicy, VersionRange, compareSemver, goEnvError, matchModulePattern, modulePatternError, parseSemver } from '../../src/policy/index.js';
+import type { BuildRequest, ResolvedSpec } from '../../src/spec/index.js';
+import { AppError } from '../../src/util/errors.js';
+
+const hex = (t: string) => createHash('sha256').update(t).digest('hex');
+
+describe('tokens', () => {
+  test('generated tokens are 256-bit base64url with a prefix, and unique', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const t = generateToken();
+      assert.match(t, /^fw_[A-Za-z0-9_-]{43}$/);
+      seen.add(t);
+    }
+    assert.equal(seen.size, 200);
+  });
+
+  test('sha256 hashes and the FAIRWAY_TOKENS form round-trip', () => {
+    const t = generateToken();
+    assert.equal(sha256Hash(t), `sha256:${hex(t)}`);
+    const env = tokensEnvEntry({ name: 'ci', hash: sha256Hash(t), scopes: ['build', 'read'] });
+    assert.equal(env, `ci:build+read:${hex(t)}`);
+    assert.deepEqual(parseTokensEnv(`${env}, ops:admin:sha256:${hex('x'.repeat(20))}`), [
+      { name: 'ci', hash: `sha256:${hex(t)}`, scopes: ['build', 'read'] },
+      { name: 'ops', hash: `sha256:${hex('x'.repeat(20))}`, scopes: ['admin'] },
+    ]);
+  });
+
+  test('FAIRWAY_TOKENS and auth files refuse what they cannot use, naming the entry', () => {
+    for (const [bad, re] of [
+      ['ci:build', /expected name:scope1\+scope2:sha256hex/],
+      [`ci:root:${hex('a')}`, /scopes/],
+      [`ci::${hex('a')}`, /at least one scope/],
+      ['ci:read:abc', /hash/],
+      [`c i:read:${hex('a')}`, /name/],
+      [`ci:read:${hex('a').toUpperCase()}`, /hash/],
+    ] as const) {
+      assert.throws(() => parseTokensEnv(bad), (e: Error) => e instanceof AuthConfigError && re.test(e.message), bad);
+    }
+    assert.throws(() => parseTokenFile('{nope'), /not valid JSON/);
+    assert.throws(() => parseTokenFile('[{"name":"a","hash":"md5:00","scopes":["read"]}]'), /0\.hash/);
+    assert.throws(() => parseTokenFile('[{"name":"a","hash":"sha256:' + hex('a') + '","scopes":["read"],"extra":1}]'), /unrecognized|Unrecognized/);
+    assert.deepEqual(parseTokenFile(JSON.stringify({ tokens: [{ name: 'a', hash: sha256Hash('b'.repeat(20)), scopes: ['read'] }] })).length, 1);
+  });
+
+  test('token create: prints a secret whose hash is the configured line', async () => {
+    const c = await createToken('deploy-bot', 'build,read');
+    assert.deepEqual(c.entry.scopes, ['build', 'read']);
+    assert.equal(c.entry.hash, sha256Hash(c.token));
+    assert.equal(c.env, `deploy-bot:build+read:${hex(c.token)}`);
+    await assert.rejects(createToken('x y', 'read'), /--name/);
+    await assert.rejects(createToken('x', 'root'), /unknown scope "root"/);
+    await assert.rejects(createToken('x', ''), /at least one/);
+  });
+
+  test('scopes: admin implies build implies read', () => {
+    assert.deepEqual([...expandScopes(['admin'])].sort(), ['admin', 'build', 'read']);
+    assert.deepEqual([...expandScopes(['build'])].sort(), ['build', 'read']);
+    assert.deepEqual([...expandScopes(['read'])], ['read']);
+    const p = { name: 'x', scopes: expandScopes(['build']) };
+    assert.ok(allows(p, 'read') && allows(p, 'build') && allows(p, 'public') && !allows(p, 'admin'));
+  });
+
+  test('authenticate: the right token, its scopes; wrong, malformed and missing credentials', async () => {
+    const [a, b] = [generateToken(), generateToken()];
+    const auth = new TokenAuthenticator({
+      tokens: [
+        { name: 'reader', hash: sha256Hash(a), scopes: ['read'] },
+        { name: 'admin', hash: sha256Hash(b), scopes: ['admin'] },
+      ],
+      anonymousScopes: [],
+    });
+    const ok = await auth.authenticate(`Bearer ${b}`);
+    assert.ok(ok.ok && ok.principal.name === 'admin' && ok.principal.scopes.has('build'));
+    const lower = await auth.authenticate(`bearer ${a}`);
+    assert.ok(lower.ok && lower.principal.name === 'reader');
+    const anon = await auth.authenticate(undefined);
+    assert.ok(anon.ok && anon.principal.name === null && anon.principal.scopes.size === 0);
+    for (const h of [`Bearer ${a}x`, `Bearer ${a.slice(0, -1)}`, `Bearer ${'A'.repeat(43)}`]) {
+      const r = await auth.authenticate(h);
+      assert.ok(!r.ok && r.reason === 'invalid', h);
+    }
+    for (const h of [`Basic ${a}`, a, 'Bearer', 'Bearer short', `Bearer ${a} extra`, `Bearer ${a}\u0000`, 'Bearer ' + 'a'.repeat(600), `Bearer ${a};x`]) {
+      const r = await auth.authenticate(h);
+      assert.ok(!r.ok && r.reason === 'malformed', JSON.stringify(h));
+    }
+  });
+
+  test('authenticate never throws and accepts nothing it was not given (property)', async () => {
+    const t = generateToken();
+    const auth = new TokenAuthenticator({ tokens: [{ name: 'only', hash: sha256Hash(t), scopes: ['build'] }], anonymousScopes: ['read'] });
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(fc.string({ maxLength: 600 }), fc.string({ unit: 'binary', maxLength: 80 }).map((s) => `Bearer ${s}`), fc.base64String({ minLength: 16, maxLength: 80 }).map((s) => `Bearer ${s}`)), async (h) => {
+        const r = await auth.authenticate(h);
+        if (r.ok) assert.ok(r.principal.name === null ? h === '' : h.replace(/^bearer +/i, '').trim() === t);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('scrypt hashes verify (and the answer is memoised); a wrong token does not', async () => {
+    const t = 'correct horse battery staple';
+    const hash = await scryptHash(t, { N: 1024, r: 8, p: 1 });
+    assert.match(hash, /^scrypt:1024:8:1:/);
+    const auth = new TokenAuthenticator({ tokens: [{ name: 'human', hash, scopes: ['read'] }], anonymousScopes: [] });
+    const r = await auth.authenticate('Bearer correct-horse-battery-staple'.replace(/-/g, '+'));
+    assert.ok(!r.ok);
+    const good = await new TokenAuthenticator({ tokens: [{ name: 'human', hash: await scryptHash('correct.horse.battery.staple', { N: 1024, r: 8, p: 1 }), scopes: ['read'] }], anonymousScopes: [] }).authenticate('Bearer correct.horse.battery.staple');
+    assert.ok(good.ok && good.principal.name === 'human');
+    assert.throws(() => parseTokenFile(JSON.stringify([{ name: 'x', hash: 'scrypt:3:8:1:AAAAAAAAAAAAAAAAAAAAAA:' + 'A'.repeat(43), scopes: ['read'] }])), /hash/);
+  });
+
+  test('anonymous admin is impossible; duplicate names and hashes are refused', () => {
+    assert.throws(() => new TokenAuthenticator({ tokens: [], anonymousScopes: ['admin'] }), /never/);
+    const h = sha256Hash(generateToken());
+    assert.throws(() => new TokenAuthenticator({ tokens: [{ name: 'a', hash: h, scopes: ['read'] }, { name: 'a', hash: sha256Hash('z'.repeat(30)), scopes: ['read'] }], anonymousScopes: [] }), /twice/);
+    assert.throws(() => new TokenAuthenticator({ tokens: [{ name: 'a', hash: h, scopes: ['read'] }, { name: 'b', hash: h, scopes: ['read'] }], anonymousScopes: [] }), /same hash/);
+  });
+
+  test('default anonymous scopes: read+build only on loopback without tokens', () => {
+    assert.deepEqual(defaultAnonymousScopes({ host: '127.0.0.1', tokens: 0 }), ['read', 'build']);
+    assert.deepEqual(defaultAnonymousScopes({ host: '::1', tokens: 0 }), ['read', 'build']);
+    assert.deepEqual(defaultAnonymousScopes({ host: 'localhost', tokens: 0 }), ['read', 'build']);
+    assert.deepEqual(defaultAnonymousScopes({ host: '127.0.0.1', tokens: 1 }), ['read']);
+    assert.deepEqual(defaultAnonymousScopes({ host: '0.0.0.0', tokens: 0 }), ['read']);
+    assert.deepEqual(defaultAnonymousScopes({ host: '::', tokens: 0 }), ['read']);
+    assert.deepEqual(defaultAnonymousScopes({ host: '10.0.0.5', tokens: 0 }), ['read']);
+    assert.ok(isLoopbackHost('127.1.2.3') && isLoopbackHost('[::1]') && !isLoopbackHost('127.0.0.1.evil.com'));
+  });
+
+  test('authenticatorFromConfig merges the auth file and FAIRWAY_TOKENS', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fairway-auth-'));
+    const file = join(dir, 'tokens.json');
+    const [a, b] = [generateToken(), generateToken()];
+    await writeFile(file, JSON.stringify([{ name: 'file', hash: sha256Hash(a), scopes: ['admin'] }]));
+    assert.equal(loadTokenFile(file).length, 1);
+    const auth = authenticatorFromConfig({ host: '127.0.0.1', authFile: file, tokens: `env:read:${hex(b)}` });
+    assert.equal(auth.size, 2);
+    assert.deepEqual([...auth.anonymous.scopes], ['read'], 'tokens configured: anonymous may only read');
+    const r = await auth.authenticate(`Bearer ${b}`);
+    assert.ok(r.ok && r.principal.name === 'env');
+    assert.throws(() => authenticatorFromConfig({ host: '127.0.0.1', authFile: join(dir, 'missing.json') }), /cannot read auth file/);
+  });
+});
+
+describe('policy', () => {
+  const req = (plugins: BuildRequest['plugins'], caddyVersion = 'latest'): BuildRequest => ({ caddyVersion, os: 'linux', arch: 'amd64', plugins });
+  const spec = (caddyVersion: string): ResolvedSpec => ({ caddyVersion, os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'x' } });
+  const code = (fn: () => void): string | null => {
+    try {
+      fn();
+      return null;
+    } catch (err) {
+      assert.ok(err instanceof AppError, String(err));
+      assert.equal(err.statusCode, 403);
+      return err.code;
+    }
+  };
+
+  test('module patterns match like GOPRIVATE: element globs on a path prefix', () => {
+    const cases: Array<[string, string, boolean]> = [
+      ['github.com/myorg/*', 'github.com/myorg/plugin', true],
+      ['github.com/myorg/*', 'github.com/myorg/plugin/v2', true],
+      ['github.com/myorg', 'github.com/myorg/plugin', true],
+      ['github.com/myorg/*', 'github.com/myorg', false],
+      ['github.com/myorg/*', 'github.com/myorgx/plugin', false],
+      ['github.com/myorg/*', 'github.com/other/myorg', false],
+      ['*.corp.example.com', 'git.corp.example.com/x', true],
+      ['*.corp.example.com', 'corp.example.com/x', false],
+      ['github.com/caddy-dns/*', 'github.com/caddy-dns/cloudflare', true],
+      ['github.com/a?c/x', 'github.com/abc/x', true],
+      ['github.com/a?c/x', 'github.com/ac/x', false],
+      ['github.com/*/caddy-*', 'github.com/mholt/caddy-l4', true],
+      ['github.com/*/caddy-*', 'github.com/mholt/l4', false],
+    ];
+    for (const [p, m, want] of cases) assert.equal(matchModulePattern(p, m), want, `${p} vs ${m}`);
+    for (const bad of ['', 'github.com/[a]', 'a b', 'github.com//x', '/x', 'x/']) assert.ok(modulePatternError(bad), bad);
+    assert.equal(modulePatternError('catalog'), null);
+  });
+
+  test('pattern matching terminates fast on hostile patterns (property)', () => {
+    fc.assert(
+      fc.property(fc.stringMatching(/^[a-z*?]{0,40}$/), fc.stringMatching(/^[a-z]{0,200}$/), (p, s) => {
+        const t = Date.now();
+        matchModulePattern(p, s);
+        assert.ok(Date.now() - t < 50);
+      }),
+      { numRuns: 2000 },
+    );
+    assert.equal(matchModulePattern('*'.repeat(40) + 'b', 'a'.repeat(5000)), false);
+  });
+
+  test('allowlist, denylist and the catalog', () => {
+    const p = new BuildPolicy({ allowModules: ['catalog', 'github.com/myorg/*'], denyModules: ['github.com/myorg/evil'], inCatalog: (m) => m === 'github.com/mholt/caddy-l4' });
+    assert.equal(code(() => p.checkRequest(req([{ module: 'github.com/mholt/caddy-l4' }]))), null);
+    assert.equal(code(() => p.checkRequest(req([{ module: 'github.com/myorg/good' }]))), null);
+    assert.equal(code(() => p.checkRequest(req([{ module: 'github.com/myorg/evil' }]))), 'policy_denied');
+    assert.equal(code(() => p.checkRequest(req([{ module: 'github.com/myorg/evil/v2' }]))), 'policy_denied');
+    assert.equal(code(() => p.checkRequest(req([{ module: 'github.com/someone/else' }]))), 'policy_denied');
+    assert.match(p.moduleError('github.com/someone/else')!, /allowed: the catalog \(GET \/api\/catalog\), github\.com\/myorg\/\*/);
+    assert.equal(new BuildPolicy().moduleError('github.com/anything/at-all'), null);
+    assert.throws(() => new BuildPolicy({ allowModules: ['catalog'] }), /needs a catalog/);
+  });
+
+  test('replacements need the admin scope, and their target must be allowed too', () => {
+    const p = new BuildPolicy({ denyModules: ['github.com/evil'] });
+    const r = req([{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/fork/caddy-l4@v1.0.0' }]);
+    assert.equal(code(() => p.checkRequest(r)), 'admin_required', 'no scopes');
+    assert.equal(code(() => p.checkRequest(r, { scopes: ['build', 'read'] })), 'admin_required');
+    assert.equal(code(() => p.checkRequest(r, { scopes: ['admin'] })), null);
+    assert.equal(code(() => p.checkRequest(r, { trusted: true })), null);
+    const evil = req([{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/evil/x@v1.0.0' }]);
+    assert.equal(code(() => p.checkRequest(evil, { scopes: ['admin'] })), 'policy_denied');
+  });
+
+  test('semver precedence', () => {
+    const order = ['v1.9.9', 'v2.0.0-alpha', 'v2.0.0-alpha.1', 'v2.0.0-alpha.beta', 'v2.0.0-beta.2', 'v2.0.0-beta.11', 'v2.0.0-rc.1', 'v2.0.0', 'v2.10.0', 'v2.11.10-0.20260101000000-abcdefabcdef', 'v2.11.10'];
+    for (let i = 0; i + 1 < order.length; i++) {
+      assert.equal(compareSemver(parseSemver(order[i]!)!, parseSemver(order[i + 1]!)!), -1, `${order[i]} < ${order[i + 1]}`);
+      assert.equal(compareSemver(parseSemver(order[i + 1]!)!, parseSemver(order[i]!)!), 1);
+    }
+    assert.equal(compareSemver(parseSemver('v2.1.0+meta')!, parseSemver('2.1')!), 0);
+    assert.equal(parseSemver('vx'), null);
+  });
+
+  test('Caddy version ranges: before resolution for exact versions, after it for queries', () => {
+    const r = VersionRange.parse('>=v2.8.0 <v3 || =v2.6.4');
+    for (const v of ['v2.8.0', 'v2.11.9', 'v2.6.4']) assert.ok(r.contains(v), v);
+    for (const v of ['v2.7.6', 'v3.0.0', 'v2.8.0-beta.1', 'v2.6.3', 'nonsense']) assert.ok(!r.contains(v), v);
+    assert.ok(VersionRange.parse('>=2.9, <2.11').contains('v2.10.2'));
+    assert.throws(() => VersionRange.parse('>=banana'), /not a comparison/);
+    assert.throws(() => VersionRange.parse('>=v2 ||'), /empty/);
+    const p = new BuildPolicy({ caddyVersions: '>=v2.10.0 <v3' });
+    assert.equal(code(() => p.checkRequest(req([], 'v2.9.1'))), 'policy_denied', 'exact: refused before resolving');
+    assert.equal(code(() => p.checkRequest(req([], 'latest'))), null, 'a query: decided after resolution');
+    assert.equal(code(() => p.checkResolved(spec('v2.9.1'))), 'policy_denied');
+    assert.equal(code(() => p.checkResolved(spec('v2.11.9'))), null);
+  });
+
+  test('the checksum database stays on: GOSUMDB=off and catch-all GONOSUMDB/GOPRIVATE are refused', () => {
+    assert.match(goEnvError('gosumdb', 'off')!, /refused/);
+    assert.match(goEnvError('gosumdb', ' OFF ')!, /refused/);
+    assert.equal(goEnvError('gosumdb', 'sum.golang.org'), null);
+    for (const bad of ['*', '*.*', '*.com', 'com', '*/x', 'github.com/x,*']) assert.ok(goEnvError('gonosumdb', bad), bad);
+    for (const ok of ['corp.example.com', '*.corp.example.com', 'github.com/myorg', 'github.com/myorg/*,git.corp.io']) assert.equal(goEnvError('goprivate', ok), null, ok);
+  });
+});
+
+describe('admission', () => {
+  const make = (o: { free?: number; active?: Set<string>; max?: number; min?: number }) =>
+    new BuildAdmission({
+      maxActivePerClient: o.max ?? 2,
+      minFreeBytes: o.min ?? 1000,
+      disks: [{ what: 'the build cache volume', free: async () => o.free ?? 10_000 }],
+      isActive: async (k) => o.active?.has(k) ?? false,
+    });
+  const status = async (p: Promise<void>) => p.then(() => 0, (e: AppError) => e.statusCode);
+
+  test('a full disk refuses new builds with 507 and a clear message; joining is free', async () => {
+    const active = new Set(['k1']);
+    const a = make({ free: 10, active });
+    const err = await a.admit('k2', 'ip:1').catch((e: AppError) => e);
+    assert.ok(err instanceof AppError);
+    assert.equal(err.statusCode, 507);
+    assert.equal(err.code, 'insufficient_storage');
+    assert.match(err.message, /10 B free on the build cache volume, at least 1\.0 KB needed \(minFreeDisk\)\. Nothing was queued/);
+    assert.equal(await status(a.admit('k1', 'ip:1')), 0, 'joining an active build');
+    assert.equal(await status(make({ free: 10, min: 0 }).admit('k3', 'ip:1')), 0, 'check off');
+  });
+
+  test('per-client active builds: 429 at the limit, others unaffected, released on finish', async () => {
+    const active = new Set<string>();
+    const a = make({ active, max: 2 });
+    assert.equal(await status(a.admit('k1', 'token:a')), 0);
+    active.add('k1');
+    assert.equal(await status(a.admit('k2', 'token:a')), 0);
+    active.add('k2');
+    assert.equal(await status(a.admit('k3', 'token:a')), 429);
+    assert.equal(await status(a.admit('k3', 'token:b')), 0, 'another client');
+    assert.equal(await status(a.admit('k3', undefined)), 0, 'internal callers are not limited');
+    a.release('k1');
+    active.delete('k1');
+    assert.equal(a.active('token:a'), 1);
+    assert.equal(await status(a.admit('k4', 'token:a')), 0);
+    active.add('k4');
+    // A build that ended unnoticed is forgotten when the client hits the limit.
+    active.delete('k2');
+    assert.equal(await status(a.admit('k5', 'token:a')), 0);
+  });
+});
+
+describe('Content-Disposition', () => {
+  test('only safe file names; user input can neither inject headers nor name a path', () => {
+    assert.equal(contentDisposition('caddy_linux_amd64'), 'attachment; filename="caddy_linux_amd64"');
+    assert.equal(contentDisposition('caddy_windows_amd64.exe'), 'attachment; filename="caddy_windows_amd64.exe"');
+    for (const evil of ['a"\r\nSet-Cookie: x=1', '../../etc/passwd', '..', '', '\u0000', 'é'.repeat(10), 'x'.repeat(500), '.bashrc']) {
+      const v = contentDisposition(evil);
+      assert.match(v, /^attachment; filename="[A-Za-z0-9][A-Za-z0-9._-]{0,200}"$/, JSON.stringify(evil));
+      assert.doesNotMatch(v, /[\r\n\u0000/\\]|\.\./);
+    }
+    assert.equal(safeContentDisposition('attachment; filename="caddy_linux_arm64_custom"'), 'attachment; filename="caddy_linux_arm64_custom"');
+    assert.equal(safeContentDisposition('attachment; filename="../x"'), 'attachment; filename="x"');
+    assert.equal(safeContentDisposition('inline; evil'), 'attachment; filename="download"');
+    fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 300 }), (s) => /^attachment; filename="[A-Za-z0-9][A-Za-z0-9._-]{0,200}"$/.test(safeContentDisposition(s))), { numRuns: 2000 });
+  });
+});
+
+describe('config: security settings', () => {
+  const load = (flags: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) => loadConfig({ flags, env });
+
+  test('defaults', () => {
+    const c = load({});
+    assert.equal(c.anonymousScopes, undefined, 'decided by host and tokens');
+    assert.equal(c.rateLimit, 1200);
+    assert.equal(c.rateLimitWindow, 60_000);
+    assert.equal(c.buildRateLimit, 120);
+    assert.equal(c.maxActiveBuilds, 10);
+    assert.equal(c.minFreeDisk, 2_000_000_000);
+    assert.deepEqual(c.denyModules, []);
+  });
+
+  test('values from flags and env, lists from commas', () => {
+    const c = load({ anonymousScopes: 'none', allowModules: 'catalog, github.com/myorg/*', minFreeDisk: '0', caddyVersions: '>=v2.8.0 <v3' }, { FAIRWAY_TOKENS: 'a:read:' + hex('x'), FAIRWAY_MAX_ACTIVE_BUILDS: '3', FAIRWAY_TRUST_PROXY: 'true' });
+    assert.deepEqual(c.anonymousScopes, []);
+    assert.deepEqual(c.allowModules, ['catalog', 'github.com/myorg/*']);
+    assert.equal(c.minFreeDisk, 0);
+    assert.equal(c.maxActiveBuilds, 3);
+    assert.equal(c.trustProxy, true);
+    assert.equal(c.tokens, 'a:read:' + hex('x'));
+    assert.deepEqual(load({ anonymousScopes: 'read,build' }).anonymousScopes, ['read', 'build']);
+  });
+
+  test('refused: anonymous admin, GOSUMDB=off (flag or env), catch-all GONOSUMDB, bad patterns and ranges', () => {
+    assert.throws(() => load({ anonymousScopes: 'read,admin' }), /anonymousScopes: admin is never granted/);
+    assert.throws(() => load({}, { GOSUMDB: 'off' }), /gosumdb: GOSUMDB=off is refused/);
+    assert.throws(() => load({}, { FAIRWAY_GOSUMDB: 'off' }), /checksum database stays on/);
+    assert.throws(() => load({}, { GONOSUMDB: '*' }), /gonosumdb/);
+    assert.throws(() => load({}, { GOPRIVATE: '*.com' }), /goprivate/);
+    assert.throws(() => load({ allowModules: 'github.com/[x]' }), /allowModules/);
+    assert.throws(() => load({ caddyVersions: '>=latest' }), /caddyVersions/);
+    assert.throws(() => load({ anonymousScopes: 'root' }), /anonymousScopes/);
+    assert.equal(load({}, { GONOSUMDB: 'corp.example.com' }).gonosumdb, 'corp.example.com');
+  });
+});

@@ -1,0 +1,139 @@
+// Property-based fuzzing (fast-check) of everything that turns untrusted input into a build:
+// the spec parser, the compat API's query mapping and the policy. Every generated input must
+// either be refused with the parser's own error (SpecError -> 400) or come out as a request whose
+// every string is safe to hand to the toolchain as an argument: Go grammar only, printable ASCII,
+// nothing starting with "-", no local paths. 12,000+ inputs; the HTTP side is in
+// test/integration/security.test.ts.
+//   node --import tsx --test test/unit/fuzz-spec.test.ts
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { downloadInput } from '../../src/api/compat.js';
+import { BuildPolicy } from '../../src/policy/index.js';
+import { PlatformSet, SpecError, type BuildRequest, type ParseOptions } from '../../src/spec/index.js';
+import { AppError } from '../../src/util/errors.js';
+import { hostileQuery, hostileSpec, piece, assertSafeRequest as safe, parseOrRefuse as parse } from '../helpers/hostile.js';
+
+const platforms = PlatformSet.fromDistListJson(readFileSync(new URL('./fixtures/dist-list.json', import.meta.url), 'utf8'));
+const remote: ParseOptions = { platforms, maxPlugins: 50, allowLocalReplace: false };
+const SEED = Number(process.env.FAIRWAY_FUZZ_SEED ?? 20260707);
+let total = 0;
+const parseOrRefuse = (input: unknown) => parse(input, remote);
+const assertSafeRequest = (r: BuildRequest) => safe(r, remote);
+
+describe('fuzz: spec parser', () => {
+  test('arbitrary JSON values: a SpecError or a safe request, never a crash', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.jsonValue({ maxDepth: 4 }), fc.anything({ maxDepth: 3, withObjectString: true, withNullPrototype: true })), (input) => {
+        total++;
+        const r = parseOrRefuse(input);
+        if (r) assertSafeRequest(r);
+      }),
+      { numRuns: 3000, seed: SEED },
+    );
+  });
+
+  test('hostile build specs: a SpecError or a safe request', () => {
+    let accepted = 0;
+    fc.assert(
+      fc.property(hostileSpec, (input) => {
+        total++;
+        const r = parseOrRefuse(input);
+        if (r) {
+          accepted++;
+          assertSafeRequest(r);
+        }
+      }),
+      { numRuns: 5000, seed: SEED + 1 },
+    );
+    assert.ok(accepted > 200, `the generator also produces valid specs, so the accepting side is exercised (${accepted})`);
+  });
+
+  test('hostile JSON text (as a body would arrive): JSON.parse or parser error, never a crash', () => {
+    const text = fc.oneof(
+      fc.json({ maxDepth: 3 }),
+      hostileSpec.map((s) => JSON.stringify(s) ?? ''),
+      fc.tuple(hostileSpec.map((s) => JSON.stringify(s) ?? '{}'), fc.nat(40), piece).map(([j, at, p]) => j.slice(0, at) + p + j.slice(at)),
+      fc.constantFrom('{"__proto__":{"polluted":1},"os":"linux","arch":"amd64"}', '{"constructor":{"prototype":{"x":1}}}', '{"os":"linux","os":"windows","arch":"amd64"}'),
+    );
+    fc.assert(
+      fc.property(text, (t) => {
+        total++;
+        let v: unknown;
+        try {
+          v = JSON.parse(t);
+        } catch {
+          return;
+        }
+        const r = parseOrRefuse(v);
+        if (r) assertSafeRequest(r);
+        assert.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype pollution');
+      }),
+      { numRuns: 2000, seed: SEED + 2 },
+    );
+  });
+});
+
+describe('fuzz: compat download query and policy', () => {
+  test('downloadInput + parser: a SpecError or a safe request', () => {
+    fc.assert(
+      fc.property(hostileQuery, (q) => {
+        total++;
+        let input;
+        try {
+          input = downloadInput(q);
+        } catch (err) {
+          assert.ok(err instanceof SpecError, String(err));
+          return;
+        }
+        const r = parseOrRefuse(input);
+        if (r) assertSafeRequest(r);
+      }),
+      { numRuns: 2500, seed: SEED + 3 },
+    );
+  });
+
+  test('policy on accepted requests: passes or a 403 AppError, never another error', () => {
+    const policy = new BuildPolicy({ allowModules: ['catalog', 'github.com/myorg/*'], denyModules: ['github.com/myorg/evil'], caddyVersions: '>=v2.8.0 <v3', inCatalog: (m) => m === 'github.com/mholt/caddy-l4' });
+    const scopes = fc.subarray(['read', 'build', 'admin'] as const);
+    fc.assert(
+      fc.property(hostileSpec, scopes, (input, s) => {
+        total++;
+        const r = parseOrRefuse(input);
+        if (!r) return;
+        try {
+          policy.checkRequest(r, { scopes: s });
+        } catch (err) {
+          assert.ok(err instanceof AppError && err.statusCode === 403, String(err));
+          return;
+        }
+        for (const p of r.plugins) {
+          assert.ok(p.module === 'github.com/mholt/caddy-l4' || p.module.startsWith('github.com/myorg/'), p.module);
+          if (p.replace) assert.ok(s.includes('admin'), 'replacement without admin');
+        }
+      }),
+      { numRuns: 1500, seed: SEED + 4 },
+    );
+  });
+
+  test('the safety check itself catches unsafe requests (so the properties above mean something)', () => {
+    const ok: BuildRequest = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [{ module: 'github.com/x/y', version: 'v1.0.0' }] };
+    assertSafeRequest(ok);
+    for (const bad of [
+      { ...ok, plugins: [{ module: '-x.com/y' }] },
+      { ...ok, plugins: [{ module: 'github.com/x/y;id' }] },
+      { ...ok, plugins: [{ module: 'github.com/x/y', replace: '/etc' }] },
+      { ...ok, plugins: [{ module: 'github.com/x/y', version: '-v' }] },
+      { ...ok, os: 'plan9' },
+      { ...ok, caddyVersion: '--output=/x' },
+      { ...ok, plugins: [{ module: 'github.com/x/y' }, { module: 'github.com/x/y' }] },
+    ] as BuildRequest[]) {
+      assert.throws(() => assertSafeRequest(bad), JSON.stringify(bad));
+    }
+  });
+
+  test('at least 10,000 generated inputs in this file', () => {
+    assert.ok(total >= 10_000, `only ${total}`);
+  });
+});
