@@ -85,6 +85,7 @@ serverOptions(program.command('hub'))
   .option('--redis <url>', 'Redis URL, e.g. redis://127.0.0.1:6379 (env FAIRWAY_REDIS)')
   .option('--download-redirect', 'redirect downloads to presigned store URLs (env FAIRWAY_DOWNLOAD_REDIRECT)')
   .option('--job-attempts <n>', 'tries per build before it fails (env FAIRWAY_JOB_ATTEMPTS, default 3)')
+  .option('--index-rescan-interval <duration>', 'how often the index is resynced from the store listing (default 60s)')
   .action(daemon(startHub));
 
 serverOptions(program.command('agent'))

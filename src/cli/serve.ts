@@ -127,10 +127,17 @@ async function startHttp(
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   logger.info({ url, port, role: parts.role, store: store.kind, dataDir: config.dataDir }, `fairway listening on ${url}`);
   ops.start();
+  // A hub shares the store with other hubs and agents: resync its index from the listing now and then.
+  const rescan =
+    parts.role === 'hub'
+      ? setInterval(() => void service.rescan().catch((err: unknown) => logger.warn({ err }, 'index rescan failed')), config.indexRescanInterval)
+      : undefined;
+  rescan?.unref();
   return {
     app,
     url,
     close: async () => {
+      if (rescan) clearInterval(rescan);
       await app.close();
       await ops.close();
       await queue.close();

@@ -95,6 +95,8 @@ export const configSchema = z
     downloadRedirect: z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1').default(false),
     agentId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" and "-" only').optional(),
     jobAttempts: int(1, 20).default(3),
+    /** Hubs: how often the index is resynced from the store listing. */
+    indexRescanInterval: duration.default(60_000),
     /** How long an agent's lock on a job lasts; a dead agent's job is taken back after about this. */
     jobLockDuration: duration.default(30_000),
     stalledInterval: duration.default(15_000),

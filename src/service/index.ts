@@ -100,12 +100,22 @@ export class BuildService {
 
   /** Rebuilds the index by scanning the store (DESIGN principle 1). */
   async init(): Promise<void> {
-    let n = 0;
+    const n = await this.rescan();
+    this.log.info({ artifacts: n, store: this.o.store.kind }, 'index rebuilt from store');
+  }
+
+  /**
+   * Makes the index match the store listing: adds what other hubs or agents published (a missed
+   * event, e.g. across a Redis restart) and drops what was deleted behind this process's back.
+   */
+  async rescan(): Promise<number> {
+    const seen = new Set<string>();
     for await (const meta of this.o.store.list()) {
       this.index.set(meta.key, meta);
-      n++;
+      seen.add(meta.key);
     }
-    this.log.info({ artifacts: n, store: this.o.store.kind }, 'index rebuilt from store');
+    for (const key of this.index.keys()) if (!seen.has(key)) this.index.delete(key);
+    return seen.size;
   }
 
   get platforms(): PlatformSet {

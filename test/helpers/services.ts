@@ -209,6 +209,20 @@ function spawnWatchdog(childPid: number, dir: string): ChildProcess | undefined 
 
 // ---------------------------------------------------------------- utilities
 
+/**
+ * Holds the event loop open while `p` is pending. The service's child process is unref'd (a
+ * forgotten service must not keep a test file alive), so awaiting only its exit would let Node
+ * end the test file with "Promise resolution is still pending".
+ */
+async function keepAlive<T>(p: Promise<T>): Promise<T> {
+  const t = setInterval(() => undefined, 1000);
+  try {
+    return await p;
+  } finally {
+    clearInterval(t);
+  }
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -325,6 +339,10 @@ class ManagedProcess {
   }
 
   async start(): Promise<void> {
+    return keepAlive(this.startGuarded());
+  }
+
+  private async startGuarded(): Promise<void> {
     if (this.destroyed) throw new Error(`${this.spec.name}: start() after destroy()`);
     if (this.child) return;
     // The port may linger briefly after a stop: retry a few times on EADDRINUSE.
@@ -436,7 +454,11 @@ class ManagedProcess {
     }
   }
 
-  private async killChild(signal: NodeJS.Signals): Promise<void> {
+  private killChild(signal: NodeJS.Signals): Promise<void> {
+    return keepAlive(this.killChildGuarded(signal));
+  }
+
+  private async killChildGuarded(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
     if (!child) return;
     if (this.paused && signal !== 'SIGKILL') {

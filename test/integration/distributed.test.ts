@@ -4,7 +4,6 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import WebSocket from 'ws';
@@ -39,7 +38,7 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
   const agents: Record<string, FairwayProcess> = {};
   let s3client: S3Client;
 
-  const hubArgs = () => ['--redis', redis.url, '--store', storeUrl, '--xcaddy-bin', xcaddy.bin];
+  const hubArgs = () => ['--redis', redis.url, '--store', storeUrl, '--xcaddy-bin', xcaddy.bin, '--index-rescan-interval', '3s'];
   const startHub = (port?: number) => startFairway({ command: 'hub', args: hubArgs(), env, ...(port ? { port } : {}) });
   const startAgent = (id: string) =>
     startFairway({
@@ -203,13 +202,23 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     assert.equal(meta.sha256, done.sha256);
   });
 
-  test('a hub restarted from scratch rebuilds its index from the S3 listing', async () => {
-    const before = (await api(hubs[1]!.url, '/api/builds')).body.builds.map((b: any) => b.id).sort();
+  test('a hub started from scratch rebuilds its index from the S3 listing; running hubs resync to it', async () => {
+    const listing = await s3client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'fw/artifacts/' }));
+    const inStore = (listing.Contents ?? []).filter((o) => o.Key!.endsWith('/meta.json')).map((o) => o.Key!.split('/')[2]!).sort();
+    assert.ok(inStore.length >= 5);
     const fresh = await startHub();
     hubs.push(fresh);
-    const after = (await api(fresh.url, '/api/builds')).body.builds.map((b: any) => b.id).sort();
-    assert.deepEqual(after, before);
-    assert.ok(after.length >= 5);
-    void join;
+    const listed = (await api(fresh.url, '/api/builds')).body.builds.map((b: any) => b.id).sort();
+    assert.deepEqual(listed, inStore);
+    // The long-running hubs converge on the listing too (they resync every --index-rescan-interval).
+    for (const hub of hubs.slice(0, 2)) {
+      let ids: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        ids = (await api(hub.url, '/api/builds')).body.builds.map((b: any) => b.id).sort();
+        if (ids.join() === inStore.join()) break;
+        await sleep(250);
+      }
+      assert.deepEqual(ids, inStore);
+    }
   });
 });
