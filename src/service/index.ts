@@ -196,20 +196,29 @@ export class BuildService {
         const set = this.waiters.get(key) ?? new Set();
         this.waiters.set(key, set);
         const done = () => {
+          clearInterval(poll);
           signal?.removeEventListener('abort', abort);
           set.delete(done);
           resolve();
         };
         const abort = () => {
+          clearInterval(poll);
           set.delete(done);
           reject(new AppError(499, 'client_gone', 'the client went away'));
         };
+        // Events can be missed (a finish between get() and subscribing, a queue connection that
+        // was down): look at the job now and every few seconds too.
+        const check = () =>
+          void this.o.queue.get(key).then(
+            (j) => {
+              if (!j || (j.state !== 'queued' && j.state !== 'running')) done();
+            },
+            () => undefined,
+          );
+        const poll = setInterval(check, 5000);
         set.add(done);
         signal?.addEventListener('abort', abort, { once: true });
-        // Guard against a finish that happened between get() and subscribing.
-        void this.o.queue.get(key).then((j) => {
-          if (!j || (j.state !== 'queued' && j.state !== 'running')) done();
-        });
+        check();
       });
     }
   }
