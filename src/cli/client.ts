@@ -7,6 +7,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import WebSocket from 'ws';
+import type { BuildRecord, BuildStatus } from '../service/index.js';
+import type { PluginRequest } from '../spec/index.js';
 
 /** Exit codes of the client commands. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const;
@@ -24,36 +26,9 @@ export class ClientError extends Error {
   }
 }
 
-export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
-
-/** The server's build record (see src/service BuildRecord); only what the client reads is typed. */
-export interface BuildRecord {
-  id: string;
-  key: string;
-  status: BuildStatus;
-  phase: string;
-  position?: number;
-  cached: boolean;
-  request: { caddyVersion: string; os: string; arch: string; arm?: string; plugins: PluginSpec[] };
-  spec: { caddyVersion: string; os: string; arch: string; arm?: string; plugins: Array<{ module: string; version?: string; replace?: unknown }>; toolchain?: { go: string; xcaddy: string } };
-  filename: string;
-  sha256?: string;
-  size?: number;
-  goVersion?: string;
-  error?: string;
-  createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  durationMs?: number;
-  agent?: string;
-  links: { self: string; log: string; artifact: string; buildinfo: string };
-}
-
-export interface PluginSpec {
-  module: string;
-  version?: string;
-  replace?: string;
-}
+// The wire types are the service's own records (type-only: the client talks HTTP, never to the service).
+export type { BuildRecord, BuildStatus } from '../service/index.js';
+export type PluginSpec = PluginRequest;
 
 export interface BuildInput {
   caddyVersion?: string;

@@ -49,6 +49,12 @@ export async function prepareToolchain(config: Config, logger: Logger): Promise<
   return toolchain;
 }
 
+/** The targets this Go toolchain can build, from `go tool dist list -json`. */
+export async function loadPlatforms(toolchain: Toolchain): Promise<PlatformSet> {
+  const { stdout } = await toolchain.go(['tool', 'dist', 'list', '-json'], { cwd: toolchain.tmpDir });
+  return PlatformSet.fromDistListJson(stdout);
+}
+
 /** The artifact store named by `--store` (fs path or s3:// URL); default: `<data-dir>/artifacts`. */
 export async function prepareStore(config: Config): Promise<ArtifactStore> {
   return config.store ? openStore(config.store) : FsStore.open(join(config.dataDir, 'artifacts'));
@@ -65,8 +71,7 @@ async function startHttp(
   parts: { toolchain: Toolchain; store: ArtifactStore; queue: BuildQueue<BuildPayload>; role: string; gate?: BuildGate },
 ): Promise<Running> {
   const { toolchain, store, queue } = parts;
-  const { stdout } = await toolchain.go(['tool', 'dist', 'list', '-json'], { cwd: toolchain.tmpDir });
-  const platforms = PlatformSet.fromDistListJson(stdout);
+  const platforms = await loadPlatforms(toolchain);
   const resolver = new GoResolver(toolchain, { ttlMs: config.resolveTtl, buildFlags: BUILD_FLAGS });
   // Plugin catalog: curated file + optional upstream mirror + module IDs learned from builds.
   const catalog = await FileCatalog.open({

@@ -5,12 +5,11 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../cli/logger.js';
-import { BUILD_FLAGS } from '../cli/serve.js';
+import { BUILD_FLAGS, loadPlatforms, prepareStore, prepareToolchain } from '../cli/serve.js';
 import { GoResolver } from '../resolve/index.js';
-import { PlatformSet, cacheKey, parseBuildRequest } from '../spec/index.js';
+import { cacheKey, parseBuildRequest } from '../spec/index.js';
 import { openAccessTracker } from '../store/access.js';
-import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
-import { Toolchain } from '../toolchain/index.js';
+import type { ArtifactStore } from '../store/index.js';
 import { formatBytes } from '../util/units.js';
 import { Pruner, type PinResolver, type PruneReport } from './prune.js';
 
@@ -57,22 +56,14 @@ export function registerOpsCommands(program: Command): void {
       if (config.storeMaxBytes === undefined && config.storeMaxAge === undefined) {
         throw new Error('nothing to prune against: give --store-max-bytes and/or --store-max-age (or set them in the config)');
       }
-      const { join } = await import('node:path');
-      const store: ArtifactStore = config.store ? await openStore(config.store) : await FsStore.open(join(config.dataDir, 'artifacts'));
+      const store: ArtifactStore = await prepareStore(config);
       const access = openAccessTracker(store);
       // Pinned specs need the toolchain to resolve; without it, matching requests are kept.
       let pinResolver: PinResolver = {};
       if (config.pinned.some((p) => typeof p !== 'string')) {
         try {
-          const tc = await Toolchain.detect({
-            goBin: config.goBin,
-            xcaddyBin: config.xcaddyBin,
-            cacheDir: config.cacheDir,
-            ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
-            ...(config.goprivate !== undefined ? { goprivate: config.goprivate } : {}),
-            ...(config.gonosumdb !== undefined ? { gonosumdb: config.gonosumdb } : {}),
-          });
-          const platforms = PlatformSet.fromDistListJson((await tc.go(['tool', 'dist', 'list', '-json'], { cwd: tc.tmpDir })).stdout);
+          const tc = await prepareToolchain(config, logger);
+          const platforms = await loadPlatforms(tc);
           const resolver = new GoResolver(tc, { ttlMs: config.resolveTtl, buildFlags: BUILD_FLAGS });
           const parse = (spec: Record<string, unknown>) => parseBuildRequest(spec, { platforms, maxPlugins: config.maxPlugins, allowLocalReplace: true });
           pinResolver = {

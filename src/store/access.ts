@@ -15,9 +15,9 @@
  */
 import { mkdir, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { FsStore } from './fs.js';
-import { S3Store, describeS3Error } from './s3.js';
+import { S3Store } from './s3.js';
 import type { ArtifactStore } from './types.js';
 
 const KEY_RE = /^[0-9a-f]{64}$/;
@@ -192,23 +192,12 @@ export class S3AccessTracker extends DebouncedTracker {
   /** One listing: the objects' LastModified are the times (no GET per key). */
   protected async readAll(): Promise<Map<string, number>> {
     const out = new Map<string, number>();
-    let token: string | undefined;
-    do {
-      let page;
-      try {
-        page = await this.store.client.send(
-          new ListObjectsV2Command({ Bucket: this.store.bucket, Prefix: this.base, ...(token ? { ContinuationToken: token } : {}) }),
-          { abortSignal: AbortSignal.timeout(30_000) },
-        );
-      } catch (err) {
-        throw new Error(`S3 listing of ${this.base} in ${this.store.where} failed: ${describeS3Error(err)}`, { cause: err });
-      }
-      for (const o of page.Contents ?? []) {
+    for await (const page of this.store.listPages(this.base)) {
+      for (const o of page) {
         const k = o.Key?.slice(this.base.length) ?? '';
         if (KEY_RE.test(k) && o.LastModified) out.set(k, o.LastModified.getTime());
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+    }
     return out;
   }
 
@@ -272,18 +261,8 @@ export async function storeUsage(store: ArtifactStore): Promise<StoreUsage> {
     }
   } else if (store instanceof S3Store) {
     const base = `${store.prefix}artifacts/`;
-    let token: string | undefined;
-    do {
-      let page;
-      try {
-        page = await store.client.send(
-          new ListObjectsV2Command({ Bucket: store.bucket, Prefix: base, ...(token ? { ContinuationToken: token } : {}) }),
-          { abortSignal: AbortSignal.timeout(30_000) },
-        );
-      } catch (err) {
-        throw new Error(`S3 listing of ${base} in ${store.where} failed: ${describeS3Error(err)}`, { cause: err });
-      }
-      for (const o of page.Contents ?? []) {
+    for await (const page of store.listPages(base)) {
+      for (const o of page) {
         const rest = o.Key?.slice(base.length) ?? '';
         const slash = rest.indexOf('/');
         const key = slash === -1 ? '' : rest.slice(0, slash);
@@ -293,8 +272,7 @@ export async function storeUsage(store: ArtifactStore): Promise<StoreUsage> {
         if (rest.slice(slash + 1) === 'meta.json') e.published = true;
         entries.set(key, e);
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+    }
   } else {
     // Unknown store: the binary sizes from the metas (logs are small).
     for await (const meta of store.list()) entries.set(meta.key, { bytes: meta.size ?? 0, published: true });

@@ -22,6 +22,7 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  type _Object,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
@@ -428,21 +429,29 @@ export class S3Store implements ArtifactStore {
     return this.getMetaStrict(key);
   }
 
-  async *list(): AsyncIterable<ArtifactMeta> {
-    const base = this.artifactsPrefix;
-    const metaRe = /^([0-9a-f]{64})\/meta\.json$/;
+  /** Every object under `prefix`, a page at a time (paginated ListObjectsV2, errors naming the store). */
+  async *listPages(prefix: string): AsyncIterable<_Object[]> {
     let token: string | undefined;
     do {
       let page;
       try {
         page = await this.small((o) =>
-          this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, ...(token ? { ContinuationToken: token } : {}) }), o),
+          this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }), o),
         );
       } catch (err) {
-        throw new Error(`S3 listing of ${base} in ${this.where} failed: ${describeS3Error(err)}`, { cause: err });
+        throw new Error(`S3 listing of ${prefix} in ${this.where} failed: ${describeS3Error(err)}`, { cause: err });
       }
+      yield page.Contents ?? [];
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async *list(): AsyncIterable<ArtifactMeta> {
+    const base = this.artifactsPrefix;
+    const metaRe = /^([0-9a-f]{64})\/meta\.json$/;
+    for await (const objects of this.listPages(base)) {
       const keys: string[] = [];
-      for (const obj of page.Contents ?? []) {
+      for (const obj of objects) {
         const m = obj.Key?.startsWith(base) ? metaRe.exec(obj.Key.slice(base.length)) : null;
         if (m) keys.push(m[1]!);
       }
@@ -453,8 +462,7 @@ export class S3Store implements ArtifactStore {
         }),
       );
       for (const meta of metas) if (meta) yield meta;
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+    }
   }
 
   /** Throws NotFoundError unless the artifact is published (meta.json exists). */
@@ -519,23 +527,13 @@ export class S3Store implements ArtifactStore {
   async stats(): Promise<StoreStats> {
     let objects = 0;
     let bytes = 0;
-    let token: string | undefined;
     const base = this.artifactsPrefix;
-    do {
-      let page;
-      try {
-        page = await this.small((o) =>
-          this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, ...(token ? { ContinuationToken: token } : {}) }), o),
-        );
-      } catch (err) {
-        throw new Error(`S3 listing of ${base} in ${this.where} failed: ${describeS3Error(err)}`, { cause: err });
-      }
-      for (const obj of page.Contents ?? []) {
+    for await (const page of this.listPages(base)) {
+      for (const obj of page) {
         bytes += obj.Size ?? 0;
         if (obj.Key && /^[0-9a-f]{64}\/meta\.json$/.test(obj.Key.slice(base.length))) objects++;
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+    }
     return { objects, bytes };
   }
 
