@@ -84,7 +84,8 @@ export class FsStore implements ArtifactStore {
     await stat(path).catch(() => {
       throw new NotFoundError(`binary of ${key}`);
     });
-    return createReadStream(path, range ? { start: range.start, end: range.end } : {});
+    // 1 MiB reads: the default 64 KiB chunks cap a download at a fraction of what the disk and socket can do.
+    return createReadStream(path, { highWaterMark: 1 << 20, ...(range ? { start: range.start, end: range.end } : {}) });
   }
 
   async getLog(key: string): Promise<string | null> {

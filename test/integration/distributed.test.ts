@@ -202,6 +202,44 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     assert.equal(meta.sha256, done.sha256);
   });
 
+  test('an agent asked to stop (SIGTERM) finishes its running build, then exits cleanly', { timeout: BUILD }, async () => {
+    const res = await api(hubs[0]!.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'freebsd', arch: 'amd64' } });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    const id = res.body.id as string;
+    let runner = '';
+    for (let i = 0; i < 600 && !runner; i++) {
+      const b = (await api(hubs[0]!.url, `/api/builds/${id}`)).body;
+      if (b.status === 'running' && b.agent) runner = b.agent;
+      else await sleep(100);
+    }
+    assert.ok(runner, 'the build started on an agent');
+    const agent = agents[runner.slice(-1)]!;
+    const exit = agent.stop('SIGTERM');
+    const done = await waitForBuild(hubs[0]!.url, id, BUILD);
+    assert.equal(done.status, 'succeeded', done.error);
+    assert.equal(done.agent, runner, 'finished by the agent that was stopping, not handed over');
+    assert.equal(await exit, 0, 'clean exit after the build');
+    assert.match(agent.output(), /shutting down: finishing running builds/);
+    agents[runner.slice(-1)] = await startAgent(runner);
+  });
+
+  test('with --download-redirect and a presigning store, downloads redirect to S3 and the bytes match', async () => {
+    const listed = (await api(hubs[0]!.url, '/api/builds')).body.builds.find((b: any) => b.status === 'succeeded');
+    const redirecting = await startFairway({
+      command: 'hub',
+      args: ['--redis', redis.url, '--store', `${storeUrl}&presign=120`, '--xcaddy-bin', xcaddy.bin, '--download-redirect'],
+      env,
+    });
+    hubs.push(redirecting);
+    const res = await fetch(`${redirecting.url}/api/builds/${listed.id}/artifact`, { redirect: 'manual' });
+    assert.equal(res.status, 302);
+    const location = res.headers.get('location')!;
+    assert.ok(location.startsWith(s3.endpoint), location);
+    assert.match(location, /X-Amz-Signature=/);
+    const bin = Buffer.from(await (await fetch(location)).arrayBuffer());
+    assert.equal(createHash('sha256').update(bin).digest('hex'), listed.sha256);
+  });
+
   test('a hub started from scratch rebuilds its index from the S3 listing; running hubs resync to it', async () => {
     const listing = await s3client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'fw/artifacts/' }));
     const inStore = (listing.Contents ?? []).filter((o) => o.Key!.endsWith('/meta.json')).map((o) => o.Key!.split('/')[2]!).sort();
