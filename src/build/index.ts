@@ -151,8 +151,10 @@ export class XcaddyRunner implements BuildRunner {
       if (this.opts.maxArtifactBytes && st.size > this.opts.maxArtifactBytes) {
         throw new BuildFailed(`the binary is ${st.size} bytes, over the limit of ${this.opts.maxArtifactBytes}`, 'too_large');
       }
-      const sha256 = await sha256File(output);
-      const { stdout } = await this.toolchain.go(['version', '-m', '-json', output], { cwd: workDir, timeoutMs: 60_000 });
+      const [sha256, { stdout }] = await Promise.all([
+        sha256File(output),
+        this.toolchain.go(['version', '-m', '-json', output], { cwd: workDir, timeoutMs: 60_000 }),
+      ]);
       const buildInfo = JSON.parse(stdout) as { GoVersion?: string };
       hooks.onLine('system', `fairway: built ${binaryName(spec.os, spec.arch)}: ${st.size} bytes, sha256 ${sha256}`);
       return {

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, readFile, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readFile, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ArtifactMeta, ArtifactStore, ByteRange, PutArtifact, StoreStats } from './types.js';
@@ -16,6 +16,17 @@ const KEY_RE = /^[0-9a-f]{64}$/;
 export function assertKey(key: string): string {
   if (!KEY_RE.test(key)) throw new NotFoundError(`artifact "${key.slice(0, 80)}"`);
   return key;
+}
+
+/** Hard-links when source and store share a filesystem (instant; the caller's file stays), else copies. */
+async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EMLINK') throw err;
+    await copyFile(from, to);
+  }
 }
 
 export class FsStore implements ArtifactStore {
@@ -40,7 +51,7 @@ export class FsStore implements ArtifactStore {
     const tmp = join(this.root, `.tmp-${randomBytes(8).toString('hex')}`);
     await mkdir(tmp);
     try {
-      if (a.binaryPath) await copyFile(a.binaryPath, join(tmp, 'binary'));
+      if (a.binaryPath) await linkOrCopy(a.binaryPath, join(tmp, 'binary'));
       await writeFile(join(tmp, 'build.log'), a.log);
       if (a.buildInfo !== undefined) await writeFile(join(tmp, 'buildinfo.json'), JSON.stringify(a.buildInfo, null, 2));
       await writeFile(join(tmp, 'meta.json'), JSON.stringify(a.meta, null, 2));
