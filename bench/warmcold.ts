@@ -15,7 +15,7 @@
 import { mkdir, rm, symlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
-  benchDir, describeSpec, finish, flags, fmtMs, GO_CACHE, int, L4, log, median, report, requireSetup, spec, startBench, timedBuild, type Row,
+  benchDir, describeSpec, finish, flags, fmtMs, GO_CACHE, int, L4, log, median, removeTree, report, requireSetup, spec, startBench, timedBuild, type Row,
 } from './lib.js';
 
 const f = flags('bench/warmcold.ts: second build (other plugins) on a warm agent vs the first on a cold one', {
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
       shas.add(a.build.sha256);
     } finally {
       await server.stop();
-      await rm(cache, { recursive: true, force: true });
+      await removeTree(cache);
       await rm(join(dir, `data-${i}`), { recursive: true, force: true });
     }
   }

@@ -95,8 +95,9 @@ export class FsStore implements ArtifactStore {
     await stat(path).catch(() => {
       throw new NotFoundError(`binary of ${key}`);
     });
-    // 1 MiB reads: the default 64 KiB chunks cap a download at a fraction of what the disk and socket can do.
-    return createReadStream(path, { highWaterMark: 1 << 20, ...(range ? { start: range.start, end: range.end } : {}) });
+    // 256 KiB reads: 64 KiB chunks cap one download at a fraction of what disk and socket can do;
+    // 1 MiB chunks hold libuv's few threads too long when many clients download at once (bench/cachehit.ts).
+    return createReadStream(path, { highWaterMark: 256 * 1024, ...(range ? { start: range.start, end: range.end } : {}) });
   }
 
   async getLog(key: string): Promise<string | null> {
