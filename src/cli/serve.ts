@@ -103,7 +103,7 @@ async function startHttp(
   if (auth.size === 0 && !isLoopbackHost(config.host)) {
     logger.warn({ host: config.host }, 'no API tokens configured on a network address: anonymous clients may only read; create tokens with `fairway token create`');
   }
-  const service = new BuildService({ resolver, queue, store, platforms, buildFlags: BUILD_FLAGS, maxPlugins: config.maxPlugins, logger, policy, admission });
+  const service = new BuildService({ resolver, queue, store, platforms, maxPlugins: config.maxPlugins, logger, policy, admission });
   await service.init();
   // Operations (issue 6): metrics, pruning, last-download times, version refresh, prebuilds.
   const ops = createHttpOps({ config, logger, service, store, queue, toolchain, ...(parts.gate ? { gate: parts.gate } : {}) });

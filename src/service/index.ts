@@ -51,7 +51,6 @@ export interface ServiceOptions {
   queue: BuildQueue<BuildPayload>;
   store: ArtifactStore;
   platforms: PlatformSet;
-  buildFlags: string;
   maxPlugins: number;
   logger: Logger;
   /** Module, version and replacement rules (src/policy); absent = anything the parser accepts. */
@@ -170,7 +169,9 @@ export class BuildService {
   async *followLog(id: string, opts: { fromSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<LogEvent> {
     const key = this.keyOf(id);
     const job = await this.o.queue.get(key);
-    yield { type: 'status', build: await this.get(key) };
+    const active = job && (job.state === 'queued' || job.state === 'running');
+    // An active job is its own status (as get() would answer); otherwise ask get() for the stored one.
+    yield { type: 'status', build: active ? this.fromJob(job) : await this.get(key) };
     if (job) {
       let ended = false;
       for await (const ev of this.o.queue.follow(key, opts)) {
