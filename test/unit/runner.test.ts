@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,4 +86,33 @@ test('xcaddy exiting 0 without a binary is a failure, not a success', async () =
   const tc = await fakeXcaddy('exit 0');
   const runner = new XcaddyRunner(tc, { timeoutMs: 60_000 });
   await assert.rejects(runner.run(spec, { onLine: () => undefined }), /produced no binary/);
+});
+
+// The runner hashes the binary as soon as xcaddy logs "Build complete" (while xcaddy still cleans
+// up and runs `caddy version`); what it reports must still be the file as xcaddy left it.
+const sha256Of = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+const goBinary = () => join(execFileSync('go', ['env', 'GOROOT'], { encoding: 'utf8' }).trim(), 'bin', 'gofmt');
+
+test('the sha256 and build info of a binary left unchanged after "Build complete" are the final file\'s', async () => {
+  const tc = await fakeXcaddy(`cp "${goBinary()}" "$4"; echo "2026/11/28 21:08:14 [INFO] Build complete: $4" >&2; sleep 0.3; echo v2.11.9`);
+  const out = await new XcaddyRunner(tc, { timeoutMs: 60_000 }).run(spec, { onLine: () => undefined });
+  try {
+    assert.equal(out.sha256, sha256Of(goBinary()));
+    assert.equal(out.size, statSync(goBinary()).size);
+    assert.match(out.goVersion, /^go1\./);
+  } finally {
+    await out.cleanup();
+  }
+});
+
+test('a binary changed after "Build complete" is hashed again: the reported sha256 is the final file\'s', async () => {
+  const tc = await fakeXcaddy(`cp "${goBinary()}" "$4"; echo "[INFO] Build complete: $4" >&2; sleep 0.3; printf 'changed' >> "$4"; sleep 0.2`);
+  const out = await new XcaddyRunner(tc, { timeoutMs: 60_000 }).run(spec, { onLine: () => undefined });
+  try {
+    assert.equal(out.sha256, sha256Of(out.binaryPath));
+    assert.notEqual(out.sha256, sha256Of(goBinary()));
+    assert.equal(out.size, statSync(goBinary()).size + 'changed'.length);
+  } finally {
+    await out.cleanup();
+  }
 });
