@@ -78,12 +78,14 @@ function daemon(start: (config: ReturnType<typeof loadConfig>, logger: ReturnTyp
 
 serverOptions(program.command('serve'))
   .description('run the build server with embedded defaults: local workers, local disk, no other server')
+  .option('--memory-cache <size>', 'memory for recently downloaded binaries, served without reading the store; 0 = off (env FAIRWAY_MEMORY_CACHE, default 256MiB)')
   .action(daemon(startServe));
 
 serverOptions(program.command('hub'))
   .description('run the HTTP API and UI on a shared BullMQ/Redis queue; builds run on agents')
   .option('--redis <url>', 'Redis URL, e.g. redis://127.0.0.1:6379 (env FAIRWAY_REDIS)')
   .option('--download-redirect', 'redirect downloads to presigned store URLs (env FAIRWAY_DOWNLOAD_REDIRECT)')
+  .option('--memory-cache <size>', 'memory for recently downloaded binaries, served without reading the store; 0 = off (env FAIRWAY_MEMORY_CACHE, default 256MiB)')
   .option('--job-attempts <n>', 'tries per build before it fails (env FAIRWAY_JOB_ATTEMPTS, default 3)')
   .option('--index-rescan-interval <duration>', 'how often the index is resynced from the store listing (default 60s)')
   .action(daemon(startHub));

@@ -18,6 +18,7 @@ import { freeBytesAt } from '../policy/admission.js';
 import { GoResolver } from '../resolve/index.js';
 import { BuildService, buildProcessor, type BuildPayload } from '../service/index.js';
 import { PlatformSet } from '../spec/index.js';
+import { HotCache } from '../cache/index.js';
 import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
 import { Toolchain } from '../toolchain/index.js';
 import { uiRoutes } from '../ui/index.js';
@@ -103,10 +104,12 @@ async function startHttp(
   if (auth.size === 0 && !isLoopbackHost(config.host)) {
     logger.warn({ host: config.host }, 'no API tokens configured on a network address: anonymous clients may only read; create tokens with `fairway token create`');
   }
-  const service = new BuildService({ resolver, queue, store, platforms, maxPlugins: config.maxPlugins, logger, policy, admission });
+  // Hot tier: recently downloaded binaries in memory (src/cache, BENCHMARKS.md).
+  const hot = new HotCache({ maxBytes: config.memoryCache, logger });
+  const service = new BuildService({ resolver, queue, store, platforms, maxPlugins: config.maxPlugins, logger, policy, admission, hot });
   await service.init();
   // Operations (issue 6): metrics, pruning, last-download times, version refresh, prebuilds.
-  const ops = createHttpOps({ config, logger, service, store, queue, toolchain, ...(parts.gate ? { gate: parts.gate } : {}) });
+  const ops = createHttpOps({ config, logger, service, store, queue, toolchain, hot, ...(parts.gate ? { gate: parts.gate } : {}) });
   catalog.start();
   const learner = new ModuleLearner({ store, catalog, tmpDir: join(config.dataDir, 'tmp'), mode: config.catalogLearn, logger });
   queue.onFinished((key, state) => {

@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { HotCache } from '../cache/index.js';
 import type { Config } from '../config/index.js';
 import type { BuildQueue } from '../queue/index.js';
 import type { BuildPayload, BuildService } from '../service/index.js';
@@ -74,6 +75,8 @@ export function createHttpOps(parts: {
   queue: BuildQueue<BuildPayload>;
   toolchain: Toolchain;
   gate?: BuildGate;
+  /** The hot tier, for its metrics. */
+  hot?: HotCache;
 }): HttpOps {
   const { config, logger, service, store, queue } = parts;
   const log = logger.child({ part: 'ops' });
@@ -98,6 +101,7 @@ export function createHttpOps(parts: {
     depth: () => queue.depth(),
     agents: () => queue.agents(),
     storeStats: () => store.stats(),
+    ...(parts.hot?.enabled ? { hotCache: () => parts.hot!.stats() } : {}),
     ...(parts.gate && config.goCacheMaxBytes !== undefined ? { goCacheBytes: async () => budget?.lastMeasuredBytes ?? 0 } : {}),
   });
   if (parts.gate) budget = goCacheBudget(config, parts.toolchain, parts.gate, log, metrics);

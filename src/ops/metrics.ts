@@ -5,6 +5,7 @@
  * short cache because on S3 it is a listing.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { HotCacheStats } from '../cache/index.js';
 import type { AgentInfo, FinalState, QueueDepth } from '../queue/index.js';
 import type { ServiceHooks } from '../service/index.js';
 import type { ArtifactMeta, StoreStats } from '../store/index.js';
@@ -16,6 +17,8 @@ export interface MetricsSources {
   storeStats?: () => Promise<StoreStats>;
   /** Go caches of this process's workers (serve), when budgeted. */
   goCacheBytes?: () => Promise<number>;
+  /** The hot tier's counters (src/cache), read on scrape. */
+  hotCache?: () => HotCacheStats;
 }
 
 export interface MetricsOptions {
@@ -155,6 +158,37 @@ export class OpsMetrics {
       gauge('fairway_store_bytes', "Bytes in the store's artifact area.", (s) => s?.bytes ?? null);
       gauge('fairway_store_objects', 'Published artifacts (and failure records) in the store.', (s) => s?.objects ?? null);
       gauge('fairway_store_up', '1 when the last store reading succeeded.', (s) => (s ? 1 : 0));
+    }
+    const hot = src.hotCache;
+    if (hot) {
+      const gauge = (name: string, help: string, value: (s: HotCacheStats) => number) =>
+        new Gauge({
+          name,
+          help,
+          registers: r,
+          collect() {
+            this.set(value(hot()));
+          },
+        });
+      // Running totals kept by the cache: shown as counters (reset, then set to the total).
+      const counter = (name: string, help: string, value: (s: HotCacheStats) => number) =>
+        new Counter({
+          name,
+          help,
+          registers: r,
+          collect() {
+            this.reset();
+            this.inc(value(hot()));
+          },
+        });
+      gauge('fairway_hot_cache_bytes', 'Bytes of binaries held in memory by the hot tier.', (s) => s.bytes);
+      gauge('fairway_hot_cache_max_bytes', 'Byte budget of the hot tier (--memory-cache).', (s) => s.maxBytes);
+      gauge('fairway_hot_cache_entries', 'Binaries held in memory by the hot tier.', (s) => s.entries);
+      counter('fairway_hot_cache_hits_total', 'Downloads served from memory.', (s) => s.hits);
+      counter('fairway_hot_cache_misses_total', 'Downloads streamed from the store (not in memory).', (s) => s.misses);
+      counter('fairway_hot_cache_fills_total', 'Binaries read from the store into memory.', (s) => s.fills);
+      counter('fairway_hot_cache_evictions_total', 'Binaries dropped from memory to fit the budget.', (s) => s.evictions);
+      counter('fairway_hot_cache_failed_fills_total', 'Fills refused (sha256 or size mismatch, read error).', (s) => s.failedFills);
     }
     const goCache = src.goCacheBytes;
     if (goCache) {

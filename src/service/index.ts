@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { LogLine } from '../build/index.js';
 import { binaryName } from '../build/index.js';
 import type { Scope } from '../auth/index.js';
+import type { HotCache } from '../cache/index.js';
 import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
 import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
 import type { Resolver, VersionList } from '../resolve/index.js';
@@ -57,6 +58,8 @@ export interface ServiceOptions {
   policy?: BuildPolicy;
   /** Free-disk and per-client checks before a new build is queued (src/policy/admission.ts). */
   admission?: BuildAdmission;
+  /** Recently downloaded binaries held in memory (src/cache); absent = every download reads the store. */
+  hot?: HotCache;
 }
 
 /** Observers of the service (metrics, pruning, last-download times); see observe(). */
@@ -113,7 +116,7 @@ export class BuildService {
       this.index.set(meta.key, meta);
       seen.add(meta.key);
     }
-    for (const key of this.index.keys()) if (!seen.has(key)) this.index.delete(key);
+    for (const key of this.index.keys()) if (!seen.has(key)) this.forget(key);
     return seen.size;
   }
 
@@ -237,12 +240,15 @@ export class BuildService {
     this.emit((h) => h.downloaded?.(key));
     return {
       meta,
-      open: (range) =>
-        store.openBinary(key, range).catch((err: unknown) => {
+      open: async (range) => {
+        const hot = this.o.hot?.open(meta, () => store.openBinary(key), range);
+        if (hot) return hot;
+        return store.openBinary(key, range).catch((err: unknown) => {
           // Removed behind our back (pruned by another hub): forget it so the next request rebuilds.
-          if ((err as Error).name === 'NotFoundError') this.index.delete(key);
+          if ((err as Error).name === 'NotFoundError') this.forget(key);
           throw err;
-        }),
+        });
+      },
       ...(store.binaryUrl ? { url: () => store.binaryUrl!(key, meta.filename) } : {}),
     };
   }
@@ -304,6 +310,7 @@ export class BuildService {
   /** Drops a key from the index (its artifact was pruned). */
   forget(key: string): void {
     this.index.delete(key);
+    this.o.hot?.delete(key);
   }
 
   /** Keys the index holds. */

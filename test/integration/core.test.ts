@@ -98,6 +98,30 @@ describe('fairway serve: real builds', { timeout: 60 * 60_000 }, () => {
     assert.equal(cond.status, 304);
   });
 
+  test('downloads after the first are served from the hot tier: the same bytes, ranges as slices', async () => {
+    const metric = async (name: string) => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+      assert.ok(m, `${name} in /metrics`);
+      return Number(m[1]);
+    };
+    const url = `${server.url}/api/builds/${first.id}/artifact`;
+    // Earlier tests downloaded it: the fill has run (or runs now); wait until it is held.
+    for (let i = 0; i < 50 && (await metric('fairway_hot_cache_bytes')) !== first.size; i++) {
+      await (await fetch(url)).arrayBuffer();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(await metric('fairway_hot_cache_bytes'), first.size, 'the binary is held in memory');
+    const hits = await metric('fairway_hot_cache_hits_total');
+    const full = Buffer.from(await (await fetch(url)).arrayBuffer());
+    assert.equal(createHash('sha256').update(full).digest('hex'), first.sha256);
+    const part = await fetch(url, { headers: { range: 'bytes=1000-1999' } });
+    assert.equal(part.status, 206);
+    assert.deepEqual(Buffer.from(await part.arrayBuffer()), full.subarray(1000, 2000));
+    assert.equal(await metric('fairway_hot_cache_hits_total'), hits + 2, 'both answered from memory');
+    assert.equal(await metric('fairway_hot_cache_failed_fills_total'), 0);
+  });
+
   test('unknown module version: a clear 4xx before any build', async () => {
     const before = await xcaddy.count();
     const res = await api(server.url, '/api/builds', {
