@@ -42,7 +42,17 @@ const patterns = list.pipe(
     if (err) ctx.addIssue({ code: 'custom', message: `module pattern "${p}" ${err}` });
   })),
 );
-const bytesOrZero = z.union([z.literal(0), z.literal('0'), bytes]).transform(Number);
+/** A size, or 0 for "off". One parse, so a bad value gets parseBytes' message rather than a union's "Invalid input". */
+const bytesOrZero = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    const n = parseBytes(v);
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`invalid size "${v}": must be 0 or a positive size`);
+    return n;
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
 const goEnv = (name: 'gosumdb' | 'gonosumdb' | 'goprivate') =>
   z.string().superRefine((v, ctx) => {
     const err = goEnvError(name, v);

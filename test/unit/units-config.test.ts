@@ -143,6 +143,20 @@ describe('loadConfig', () => {
     assert.equal(c.cacheDir, join(resolve('.data'), 'go'));
     assert.equal(c.goproxy, undefined);
     assert.equal(c.gosumdb, undefined);
+    assert.equal(c.memoryCache, 256 * 1024 * 1024);
+  });
+
+  test('memoryCache: a size or 0 (off); a bad value is refused with the size syntax', () => {
+    assert.equal(loadConfig({ env: { FAIRWAY_MEMORY_CACHE: '1GiB' } }).memoryCache, 1024 ** 3);
+    assert.equal(loadConfig({ env: { FAIRWAY_MEMORY_CACHE: '0' } }).memoryCache, 0);
+    assert.equal(loadConfig({ env: {}, flags: { memoryCache: '512MB' } }).memoryCache, 512e6);
+    for (const bad of ['lots', '-5', '1XB']) {
+      assert.throws(
+        () => loadConfig({ env: { FAIRWAY_MEMORY_CACHE: bad } }),
+        (e: unknown) => e instanceof ConfigError && /memoryCache/.test(e.message) && /invalid size/.test(e.message),
+        bad,
+      );
+    }
   });
 
   test('does not read process.env when env is given', () => {
