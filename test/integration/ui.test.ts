@@ -3,7 +3,7 @@
 // log arrive live, download, compare the sha256 with the API. Screenshots go to test-output/.
 //   node --import tsx --test test/integration/ui.test.ts
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -299,4 +299,85 @@ test('the live log resumes after a dropped websocket without losing or repeating
   assert.deepEqual(lines, plain);
   assert.deepEqual(problems, []);
   await ctx.close();
+});
+
+test('on a server that wants a token, a person enters one, then builds, follows the log over SSE and downloads', { timeout: BUILD_TIMEOUT }, async () => {
+  const token = `fw_${randomBytes(32).toString('base64url')}`;
+  const locked = await startFairway({ env: { FAIRWAY_TOKENS: `ui:build:${createHash('sha256').update(token).digest('hex')}`, FAIRWAY_ANONYMOUS_SCOPES: 'none' } });
+  try {
+    const { ctx, page, problems } = await newPage();
+    const requests: Array<{ url: string; auth: string | undefined }> = [];
+    page.on('request', (r) => requests.push({ url: r.url(), auth: r.headers().authorization }));
+    await page.goto(locked.url);
+
+    // Without a token: reading and building are refused, and the page says where the token goes.
+    await page.waitForFunction(() => /API token/.test(document.getElementById('recent-msg')?.textContent ?? ''));
+    await page.getByRole('button', { name: 'Build', exact: true }).click();
+    await page.waitForFunction(() => /needs an API token/.test(document.getElementById('form-err')?.textContent ?? ''));
+
+    // A malformed token is refused by the page; the real one is taken (for this tab only).
+    await page.locator('#auth-sum').click();
+    await page.locator('#token').fill('not a token');
+    await page.getByRole('button', { name: 'Use token' }).click();
+    await page.waitForFunction(() => /not a token/.test(document.getElementById('auth-msg')?.textContent ?? ''));
+    await page.screenshot({ path: join(OUT, 'ui-token.png') });
+    await page.locator('#token').fill(token);
+    await page.getByRole('button', { name: 'Use token' }).click();
+    await page.waitForFunction(() => document.getElementById('auth-sum')?.textContent === 'Token set');
+    assert.equal(await page.locator('#token').inputValue(), '', 'the field is cleared');
+    await page.waitForFunction(() => /No builds yet/.test(document.getElementById('recent-msg')?.textContent ?? ''));
+    assert.equal(await page.evaluate(() => [localStorage.getItem('fairway.token'), sessionStorage.getItem('fairway.token') !== null]).then(([l, s]) => `${l}/${s}`), 'null/true');
+
+    // Versions and platforms load now; build a plain Caddy and follow it live.
+    await page.locator(`#version option[value="${CADDY_VERSION}"]`).waitFor({ state: 'attached' });
+    await page.getByLabel('Caddy version').selectOption(CADDY_VERSION);
+    await page.getByLabel('Operating system').selectOption('linux');
+    await page.getByLabel('Architecture').selectOption('amd64');
+    await page.getByRole('button', { name: 'Build', exact: true }).click();
+    await page.waitForFunction(() => /^#\/builds\/[0-9a-f]{64}$/.test(location.hash));
+    const id = (await page.evaluate(() => location.hash)).slice('#/builds/'.length);
+    await page.locator('#dl').waitFor({ state: 'visible', timeout: BUILD_TIMEOUT });
+    assert.equal(await page.locator('#b-badge').textContent(), 'succeeded');
+    const rec = await api(locked.url, `/api/builds/${id}`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(rec.status, 200);
+    const logText = (await api(locked.url, `/api/builds/${id}/log`, { headers: { authorization: `Bearer ${token}` } })).body as string;
+    const logLines = await page.locator('#log').evaluate((el) => el.textContent!.split('\n').length - 1);
+    assert.equal(logLines, logText.split('\n').length - 1, 'every log line arrived over SSE');
+    const sse = requests.filter((r) => /\/api\/builds\/[0-9a-f]{64}\/log\?from=/.test(r.url));
+    assert.ok(sse.length >= 1 && sse.every((r) => r.auth === `Bearer ${token}`), 'the log was followed with the token');
+
+    // The curl command reads the token from the environment; the token is never on screen.
+    assert.match(await page.locator('#curl').inputValue(), /^curl -fL -H "Authorization: Bearer \$FAIRWAY_TOKEN" -o caddy_linux_amd64 '/);
+    assert.equal((await page.content()).includes(token), false);
+
+    // The download is fetched with the token, checked, and saved under its name.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#dl').click()]);
+    assert.equal(download.suggestedFilename(), 'caddy_linux_amd64');
+    assert.equal(await sha256File(await download.path()), rec.body.sha256);
+    assert.equal(await page.locator('#b-error').textContent(), '');
+    assert.ok(requests.some((r) => r.url.endsWith(`/api/builds/${id}/artifact`) && r.auth === `Bearer ${token}`));
+
+    // A new tab of the same browser does not have it (not remembered); remembered, it does.
+    const page2 = await ctx.newPage();
+    await page2.goto(locked.url);
+    await page2.waitForFunction(() => document.getElementById('auth-sum')?.textContent === 'API token');
+    await page.locator('#auth-sum').click();
+    await page.locator('#token').fill(token);
+    await page.locator('#token-remember').check();
+    await page.getByRole('button', { name: 'Use token' }).click();
+    await page.waitForFunction(() => /remembered/.test(document.getElementById('auth-msg')?.textContent ?? ''));
+    await page2.reload();
+    await page2.waitForFunction(() => document.getElementById('auth-sum')?.textContent === 'Token set');
+    await page2.locator(`#recent a[href="#/builds/${id}"]`).waitFor();
+
+    // Forget clears it everywhere in this browser; reads are refused again.
+    await page2.locator('#auth-sum').click();
+    await page2.getByRole('button', { name: 'Forget' }).click();
+    await page2.waitForFunction(() => /needs an API token/.test(document.getElementById('recent-msg')?.textContent ?? ''));
+    assert.equal(await page2.evaluate(() => localStorage.getItem('fairway.token')), null);
+    assert.deepEqual(problems, []);
+    await ctx.close();
+  } finally {
+    await locked.stop();
+  }
 });

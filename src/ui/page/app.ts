@@ -1,6 +1,10 @@
 /**
  * Fairway's page: choose a target and plugins, build, follow the log live over the websocket,
  * download. Plain DOM, no framework; every string from the server goes in through textContent.
+ *
+ * With an API token (the "API token" control; kept in sessionStorage, or localStorage when
+ * remembered) every request carries `Authorization: Bearer`: the log is then followed over SSE
+ * with fetch (a browser WebSocket cannot send headers) and downloads are fetched, not linked.
  */
 
 type Status = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
@@ -50,6 +54,8 @@ interface View {
   id: string;
   build?: Build;
   ws?: WebSocket;
+  /** The SSE request when the log is followed with a token. */
+  sse?: AbortController;
   next: number;
   ended: boolean;
   cached: boolean;
@@ -85,10 +91,40 @@ class ApiError extends Error {
   }
 }
 
+/* -------------------------------------------------------------- API token */
+
+const TOKEN_KEY = 'fairway.token';
+
+function storage(kind: 'local' | 'session'): Storage | null {
+  try {
+    return kind === 'local' ? window.localStorage : window.sessionStorage;
+  } catch {
+    return null; // storage disabled: the token lives for this page only
+  }
+}
+
+let token = storage('local')?.getItem(TOKEN_KEY) ?? storage('session')?.getItem(TOKEN_KEY) ?? '';
+
+function auth(): Record<string, string> {
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+/** The server's message, plus what to do when it wants a token (or a better one). */
+function withHint(message: string, status: number): string {
+  const hint = authHint(status);
+  return hint ? `${message.replace(/\.?$/, '.')}${hint}` : message;
+}
+
+function authHint(status: number): string {
+  if (status === 401) return token ? ' The API token was refused: check it under “API token” at the top.' : ' This server needs an API token: enter one under “API token” at the top.';
+  if (status === 403 && !token) return ' Enter an API token with the needed scope under “API token” at the top.';
+  return '';
+}
+
 async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   const res = await fetch(path, {
     ...init,
-    headers: { accept: 'application/json', ...(init.body ? { 'content-type': 'application/json' } : {}) },
+    headers: { accept: 'application/json', ...(init.body ? { 'content-type': 'application/json' } : {}), ...auth() },
   });
   const text = await res.text();
   let body: unknown = text;
@@ -99,7 +135,7 @@ async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   }
   if (!res.ok) {
     const e = (body as { error?: { message?: string } } | null)?.error;
-    throw new ApiError(res.status, e?.message ?? `HTTP ${res.status}`);
+    throw new ApiError(res.status, withHint(e?.message ?? `HTTP ${res.status}`, res.status));
   }
   return body as T;
 }
@@ -216,7 +252,7 @@ async function search(text: string): Promise<void> {
   catalogAbort?.abort();
   const ac = (catalogAbort = new AbortController());
   try {
-    const res = await fetch(`/api/catalog${text ? `?q=${encodeURIComponent(text)}` : ''}`, { headers: { accept: 'application/json' }, signal: ac.signal });
+    const res = await fetch(`/api/catalog${text ? `?q=${encodeURIComponent(text)}` : ''}`, { headers: { accept: 'application/json', ...auth() }, signal: ac.signal });
     if (!res.ok) throw new Error(String(res.status));
     const list = normaliseCatalog(await res.json());
     if (!list) throw new Error('unexpected catalog shape');
@@ -387,7 +423,7 @@ let pending: Node[] = [];
 let frame = 0;
 
 function openBuild(id: string, initial?: Build): void {
-  if (view?.id === id && !view.ended && view.ws) {
+  if (view?.id === id && !view.ended && (view.ws || view.sse)) {
     if (initial) render(initial);
     return;
   }
@@ -417,14 +453,23 @@ function openBuild(id: string, initial?: Build): void {
 }
 
 function close(): void {
-  if (view?.ws) {
-    view.ended = true;
-    view.ws.close();
-  }
+  if (view) view.ended = true;
+  view?.ws?.close();
+  view?.sse?.abort();
   view = null;
 }
 
+/** After a dropped connection: try again with a growing pause, from the next line. */
+function reconnect(v: View): void {
+  if (view !== v || v.ended) return;
+  v.retry++;
+  const wait = Math.min(10_000, 500 * 2 ** Math.min(v.retry, 5));
+  $('b-phase').textContent = `Connection lost; reconnecting in ${Math.round(wait / 1000)}s…`;
+  setTimeout(() => view === v && !v.ended && connect(v), wait);
+}
+
 function connect(v: View): void {
+  if (token) return connectSse(v);
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/builds/${encodeURIComponent(v.id)}/log?from=${v.next}`);
   v.ws = ws;
   ws.onmessage = (e) => {
@@ -437,13 +482,55 @@ function connect(v: View): void {
     }
     onMessage(v, m);
   };
-  ws.onclose = () => {
-    if (view !== v || v.ended) return;
-    v.retry++;
-    const wait = Math.min(10_000, 500 * 2 ** Math.min(v.retry, 5));
-    $('b-phase').textContent = `Connection lost; reconnecting in ${Math.round(wait / 1000)}s…`;
-    setTimeout(() => view === v && !v.ended && connect(v), wait);
-  };
+  ws.onclose = () => reconnect(v);
+}
+
+/** The same messages over SSE, read with fetch so that the request carries the token. */
+function connectSse(v: View): void {
+  const ac = new AbortController();
+  v.sse = ac;
+  void (async () => {
+    try {
+      const res = await fetch(`/api/builds/${encodeURIComponent(v.id)}/log?from=${v.next}`, { headers: { accept: 'text/event-stream', ...auth() }, signal: ac.signal });
+      if (!res.ok || !res.body) {
+        const body = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
+        if (res.status >= 400 && res.status < 500) {
+          // Not found, or not allowed: retrying will not help.
+          if (view === v) onMessage(v, { type: 'error', error: { message: withHint(body?.error?.message ?? `HTTP ${res.status}`, res.status) } });
+          return;
+        }
+        throw new Error(`HTTP ${res.status}`);
+      }
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value;
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) !== -1) {
+          const data = buf
+            .slice(0, i)
+            .split('\n')
+            .filter((l) => l.startsWith('data: '))
+            .map((l) => l.slice(6))
+            .join('\n');
+          buf = buf.slice(i + 2);
+          if (!data || view !== v) continue;
+          let m: Msg;
+          try {
+            m = JSON.parse(data) as Msg;
+          } catch {
+            continue;
+          }
+          onMessage(v, m);
+        }
+      }
+    } catch {
+      /* network error, or closed by us */
+    }
+    if (!ac.signal.aborted) reconnect(v);
+  })();
 }
 
 function onMessage(v: View, m: Msg): void {
@@ -567,7 +654,8 @@ function renderResult(b: Build): void {
   $('go').textContent = [b.goVersion, b.spec.toolchain?.xcaddy && `xcaddy ${b.spec.toolchain.xcaddy}`, b.agent && `on ${b.agent}`].filter(Boolean).join(', ');
   const url = downloadUrl(b);
   $<HTMLInputElement>('url').value = url;
-  $<HTMLInputElement>('curl').value = `curl -fL -o ${b.filename} '${url}'`;
+  // Never the token itself on screen: the command reads it from the environment.
+  $<HTMLInputElement>('curl').value = `curl -fL ${token ? '-H "Authorization: Bearer $FAIRWAY_TOKEN" ' : ''}-o ${b.filename} '${url}'`;
   const s = b.spec;
   $<HTMLInputElement>('cli').value = [
     `fairway build --server ${location.origin}`,
@@ -607,6 +695,47 @@ logEl.addEventListener('scroll', () => {
   if (follow.checked !== atEnd && !frame) follow.checked = atEnd;
 });
 follow.addEventListener('change', () => follow.checked && (logEl.scrollTop = logEl.scrollHeight));
+
+/** With a token a link cannot authenticate: fetch the binary, check its sha256, then save it. */
+$('dl').addEventListener('click', (e) => {
+  const b = view?.build;
+  if (!token || !b || b.status !== 'succeeded') return;
+  e.preventDefault();
+  void downloadWithToken(b);
+});
+
+async function downloadWithToken(b: Build): Promise<void> {
+  const dl = $<HTMLAnchorElement>('dl');
+  if (dl.getAttribute('aria-disabled') === 'true') return;
+  const label = dl.textContent;
+  dl.setAttribute('aria-disabled', 'true');
+  dl.textContent = 'Downloading…';
+  $('b-error').textContent = '';
+  try {
+    const res = await fetch(b.links.artifact, { headers: auth() });
+    if (!res.ok) {
+      const body = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
+      throw new Error(withHint(body?.error?.message ?? `HTTP ${res.status}`, res.status));
+    }
+    const bytes = await res.arrayBuffer();
+    // crypto.subtle exists in secure contexts (https, localhost) only.
+    if (b.sha256 && window.crypto?.subtle) {
+      const sum = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((x) => x.toString(16).padStart(2, '0')).join('');
+      if (sum !== b.sha256) throw new Error(`the download does not match its SHA-256 (got ${sum}); try again`);
+    }
+    const href = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
+    const a = h('a', { href, download: b.filename, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 60_000);
+  } catch (err) {
+    $('b-error').textContent = `Download failed: ${(err as Error).message}`;
+  } finally {
+    dl.textContent = label;
+    dl.removeAttribute('aria-disabled');
+  }
+}
 
 $('cancel').addEventListener('click', async () => {
   if (!view) return;
@@ -691,7 +820,7 @@ function paintServer(): void {
 
 async function loadAgents(): Promise<void> {
   try {
-    const res = await fetch('/api/agents', { headers: { accept: 'application/json' } });
+    const res = await fetch('/api/agents', { headers: { accept: 'application/json', ...auth() } });
     if (!res.ok) throw new Error(String(res.status));
     const body = (await res.json()) as { agents?: unknown[]; queue?: { queued: number; running: number } } | unknown[];
     const list = (Array.isArray(body) ? body : body.agents) ?? [];
@@ -727,6 +856,64 @@ async function loadAgents(): Promise<void> {
 }
 
 $('refresh').addEventListener('click', () => void loadRecent());
+
+/* ------------------------------------------------------ API token control */
+
+const authEl = $<HTMLDetailsElement>('auth');
+const tokenIn = $<HTMLInputElement>('token');
+const remember = $<HTMLInputElement>('token-remember');
+
+function paintAuth(note?: string): void {
+  authEl.classList.toggle('set', !!token);
+  $('auth-sum').textContent = token ? 'Token set' : 'API token';
+  remember.checked = !!storage('local')?.getItem(TOKEN_KEY);
+  if (note) $('auth-msg').textContent = note;
+}
+
+/** Everything the page shows may depend on the token: load it again. */
+function reloadAll(): void {
+  const keep = { version: versionSel.value, os: osSel.value, arch: archSel.value };
+  const pick = (sel: HTMLSelectElement, value: string) => {
+    if ([...sel.options].some((o) => o.value === value)) sel.value = value;
+  };
+  void Promise.all([loadVersions(), loadPlatforms()]).then(() => {
+    pick(versionSel, keep.version);
+    pick(osSel, keep.os);
+    fillArch(keep.arch);
+    $('arm-field').hidden = archSel.value !== 'arm';
+  });
+  void loadRecent();
+  void loadAgents();
+  void search(q.value.trim());
+  const v = view;
+  if (v) {
+    close();
+    openBuild(v.id);
+  }
+}
+
+$('auth-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const t = tokenIn.value.trim();
+  if (!t) return paintAuth('Paste a token first: `fairway token create` prints one.');
+  if (!/^[\x21-\x7e]{1,512}$/.test(t)) return paintAuth('That is not a token: a token is printable ASCII without spaces.');
+  token = t;
+  for (const k of ['local', 'session'] as const) storage(k)?.removeItem(TOKEN_KEY);
+  storage(remember.checked ? 'local' : 'session')?.setItem(TOKEN_KEY, t);
+  tokenIn.value = '';
+  paintAuth(remember.checked ? 'Token set and remembered on this device.' : 'Token set for this tab.');
+  authEl.open = false;
+  reloadAll();
+});
+
+$('token-forget').addEventListener('click', () => {
+  token = '';
+  for (const k of ['local', 'session'] as const) storage(k)?.removeItem(TOKEN_KEY);
+  tokenIn.value = '';
+  paintAuth('Token forgotten.');
+  reloadAll();
+});
+paintAuth();
 
 /* ---------------------------------------------------------------- routing */
 
