@@ -69,7 +69,7 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
 
   app.get('/api/builds/:id', { schema: { params: ID_PARAMS }, config: { scope: 'read' } }, async (req) => service.get((req.params as { id: string }).id));
 
-  app.delete('/api/builds/:id', { schema: { params: ID_PARAMS }, config: { scope: 'build' } }, async (req) => service.cancel((req.params as { id: string }).id));
+  app.delete('/api/builds/:id', { schema: { params: ID_PARAMS }, config: { scope: 'build' } }, async (req) => service.cancel((req.params as { id: string }).id, requestContext(req)));
 
   app.route({
     method: 'GET',

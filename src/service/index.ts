@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { LogLine } from '../build/index.js';
 import { binaryName } from '../build/index.js';
-import type { Scope } from '../auth/index.js';
+import { expandScopes, type Scope } from '../auth/index.js';
 import type { HotCache } from '../cache/index.js';
 import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
 import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
@@ -142,7 +142,7 @@ export class BuildService {
       return this.fromMeta(done, true);
     }
     await this.o.admission?.admit(key, ctx.client);
-    const { job, created } = await this.o.queue.enqueue(key, { request, spec, requestedAt: new Date().toISOString() });
+    const { job, created } = await this.o.queue.enqueue(key, { request, spec, requestedAt: new Date().toISOString(), ...(ctx.client ? { requestedBy: ctx.client } : {}) });
     this.emit((h) => h.requested?.(key, created ? 'queued' : 'joined'));
     this.log.info({ key, created, caddy: spec.caddyVersion, os: spec.os, arch: spec.arch, plugins: spec.plugins.length }, created ? 'build queued' : 'joined build in flight');
     return this.fromJob({ ...job, payload: { request, spec, requestedAt: job.createdAt } });
@@ -260,8 +260,24 @@ export class BuildService {
     return info;
   }
 
-  async cancel(id: string): Promise<BuildRecord> {
+  /**
+   * Cancels a queued or running build. Builds are shared by key (clients that asked for the same
+   * spec wait on one build), so only the client that started it or an admin may stop it; builds
+   * the server started itself (prebuilds) need an admin. `ctx` absent = an in-process caller.
+   */
+  async cancel(id: string, ctx?: RequestContext): Promise<BuildRecord> {
     const key = this.keyOf(id);
+    if (ctx && !ctx.trusted && !expandScopes(ctx.scopes ?? []).has('admin')) {
+      const job = await this.o.queue.get(key);
+      const owner = job?.payload.requestedBy;
+      if (job && (job.state === 'queued' || job.state === 'running') && (!owner || owner !== ctx.client)) {
+        throw new AppError(
+          403,
+          'not_your_build',
+          `build ${id} was started by ${owner ? 'another client' : 'the server (a prebuild)'}; other clients may be waiting for it, so only ${owner ? 'that client or ' : ''}an admin token may cancel it`,
+        );
+      }
+    }
     if (!(await this.o.queue.cancel(key))) {
       throw new AppError(409, 'not_active', `build ${id} is not queued or running`);
     }

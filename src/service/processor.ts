@@ -12,6 +12,8 @@ export interface BuildPayload {
   request: BuildRequest;
   spec: ResolvedSpec;
   requestedAt: string;
+  /** The client that started the build (`token:<name>` or `ip:<addr>`); it (or an admin) may cancel it. */
+  requestedBy?: string;
 }
 
 export function buildProcessor(runner: BuildRunner, store: ArtifactStore): Processor<BuildPayload> {

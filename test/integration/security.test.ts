@@ -232,7 +232,7 @@ describe('security (issue 7)', { timeout: 30 * 60_000 }, () => {
       startFairway({
         dataDir: join(dir, 'limits-data'),
         args: ['--xcaddy-bin', stuck.bin, '--workers', '1', '--max-active-builds', '2', '--anonymous-scopes', 'none', '--rate-limit', '30', '--build-rate-limit', '12'],
-        env: { FAIRWAY_TOKENS: ['alice:build', 'bob:build', 'carol:read', 'dave:build', 'erin:read'].map((n) => `${n}:${hex(tokens[n.split(':')[0] as keyof typeof tokens])}`).join(',') },
+        env: { FAIRWAY_TOKENS: ['alice:build', 'bob:build', 'carol:read', 'dave:build', 'erin:read', 'ops:admin'].map((n) => `${n}:${hex(tokens[n.split(':')[0] as keyof typeof tokens])}`).join(',') },
       }),
       startFairway({ dataDir: diskData, args: ['--xcaddy-bin', diskXcaddy.bin, '--min-free-disk', '1000TB'] }),
       startFairway({ dataDir: join(dir, 'timeout-data'), args: ['--xcaddy-bin', stuck.bin, '--build-timeout', '2s'] }),
@@ -387,7 +387,15 @@ describe('security (issue 7)', { timeout: 30 * 60_000 }, () => {
       await waitAuthed(limits.url, a1.body.id, bearer(tokens.alice), 30_000);
       const a4 = await post(tokens.alice, 'windows', 'amd64');
       assert.equal(a4.status, 202, JSON.stringify(a4.body));
-      for (const id of [a2.body.id, b1.body.id, a4.body.id]) await api(limits.url, `/api/builds/${id}`, { method: 'DELETE', headers: bearer(tokens.bob) });
+      // Builds are shared by key: another client's token may not cancel one, its starter or an admin may.
+      const theft = await api(limits.url, `/api/builds/${a2.body.id}`, { method: 'DELETE', headers: bearer(tokens.bob) });
+      assert.equal(theft.status, 403, JSON.stringify(theft.body));
+      assert.equal(theft.body.error.code, 'not_your_build');
+      assert.match(theft.body.error.message, /started by another client.*only that client or an admin token may cancel it/);
+      assert.ok(['queued', 'running'].includes((await api(limits.url, `/api/builds/${a2.body.id}`, { headers: bearer(tokens.alice) })).body.status), 'still active');
+      assert.equal((await api(limits.url, `/api/builds/${a2.body.id}`, { method: 'DELETE', headers: bearer(tokens.ops) })).status, 200, 'an admin may');
+      assert.equal((await api(limits.url, `/api/builds/${b1.body.id}`, { method: 'DELETE', headers: bearer(tokens.bob) })).status, 200);
+      assert.equal((await api(limits.url, `/api/builds/${a4.body.id}`, { method: 'DELETE', headers: bearer(tokens.alice) })).status, 200);
     });
 
     test('rate limits per client: 429 with Retry-After; health checks and other clients unaffected', async () => {
