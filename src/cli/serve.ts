@@ -190,7 +190,9 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
   await store.ping();
   const gate = new BuildGate();
   const ops = createWorkerOps({ config, logger, toolchain, gate });
-  const worker = new BullMqWorker<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store)), {
+  // Jobs come from Redis: the processor re-checks each spec against this machine's platforms.
+  const platforms = await loadPlatforms(toolchain);
+  const worker = new BullMqWorker<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store, { trust: 'remote', platforms })), {
     redisUrl: requireRedis(config, 'agent'),
     ...(config.agentId ? { id: config.agentId } : {}),
     concurrency: config.workers,

@@ -7,6 +7,7 @@
 import { hostname } from 'node:os';
 import { Job, Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
 import { Redis } from 'ioredis';
+import { JobRefused } from './types.js';
 import type { BuildPhase } from '../build/index.js';
 import { Channel } from '../util/channel.js';
 import { RedisLog } from './redislog.js';
@@ -350,9 +351,11 @@ export class BullMqWorker<P extends { spec: { toolchain: { go: string; xcaddy: s
     const payload = job.data as P;
     const attempt = job.attemptsMade + 1;
     const attempts = job.opts.attempts ?? 1;
-    const tc = payload.spec.toolchain;
-    if (tc.go !== this.o.identity.go || tc.xcaddy !== this.o.identity.xcaddy) {
-      const msg = `agent ${this.id} has ${this.o.identity.go} and xcaddy ${this.o.identity.xcaddy}, but this build was keyed for ${tc.go} and xcaddy ${tc.xcaddy}; run the same versions on hubs and agents`;
+    const tc = (payload as { spec?: { toolchain?: { go?: unknown; xcaddy?: unknown } } } | null)?.spec?.toolchain;
+    if (!tc || tc.go !== this.o.identity.go || tc.xcaddy !== this.o.identity.xcaddy) {
+      const msg = tc
+        ? `agent ${this.id} has ${this.o.identity.go} and xcaddy ${this.o.identity.xcaddy}, but this build was keyed for ${String(tc.go)} and xcaddy ${String(tc.xcaddy)}; run the same versions on hubs and agents`
+        : `agent ${this.id} refused job ${key}: its payload has no spec.toolchain (not queued by a Fairway hub?)`;
       await this.log.append(key, 'system', `fairway: ${msg}`);
       throw new UnrecoverableError(msg);
     }
@@ -398,6 +401,10 @@ export class BullMqWorker<P extends { spec: { toolchain: { go: string; xcaddy: s
       if (ac.signal.aborted) {
         await this.log.end(key, 'canceled', 'canceled');
         throw new UnrecoverableError(`canceled: ${message}`);
+      }
+      if (err instanceof JobRefused) {
+        await this.log.end(key, 'failed', message);
+        throw new UnrecoverableError(message);
       }
       if (finalAttempt) await this.log.end(key, 'failed', message);
       else await this.log.append(key, 'system', `fairway: attempt ${attempt} failed (${message}); it will be retried`);

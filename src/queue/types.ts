@@ -43,6 +43,14 @@ export interface JobContext<P> {
  */
 export type Processor<P> = (ctx: JobContext<P>) => Promise<void>;
 
+/** Thrown by a processor for a job that must fail now, without further attempts (e.g. a refused payload). */
+export class JobRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'JobRefused';
+  }
+}
+
 /** A worker process that runs builds: an agent, or the embedded server's own workers. */
 export interface AgentInfo {
   id: string;

@@ -3,3 +3,4 @@ export { SpecError, parseBuildRequest, parsePluginArg, CADDY_MODULE, type ParseO
 export { modulePathError, classifyVersionQuery, isExactVersion, isLocalPath } from './grammar.js';
 export { PlatformSet, ARM_VERSIONS, DEFAULT_ARM, type Platform } from './platform.js';
 export { canonicalJson, canonicalSpec, cacheKey, isCacheKey } from './key.js';
+export { checkResolvedSpec, type CheckResolvedOptions } from './resolved.js';

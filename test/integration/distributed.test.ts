@@ -6,9 +6,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { Queue } from 'bullmq';
 import WebSocket from 'ws';
 import { api, CADDY_VERSION, countingXcaddy, PLUGIN, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 import { startRedis, startS3, type RedisService, type S3Service } from '../helpers/services.js';
+import { cacheKey } from '../../src/spec/index.js';
 
 const BUILD = 20 * 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -97,6 +99,37 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
       assert.equal(createHash('sha256').update(bin).digest('hex'), done.sha256);
     }
     assert.deepEqual(await objectsFor(id), ['binary', 'build.log', 'buildinfo.json', 'meta.json']);
+  });
+
+  test('a job forged in Redis (its spec is not its key\'s) is refused by the agent at once: no retry, no build, nothing stored', async () => {
+    // Someone with write access to Redis queues a job under the key of a plain linux/amd64 Caddy
+    // whose spec adds a plugin: a binary with other code under a popular key, if agents trusted it.
+    const honest = (await api(hubs[0]!.url, '/api/builds')).body.builds.find((b: any) => b.status === 'succeeded' && b.spec.plugins.length === 0);
+    assert.ok(honest, 'the plain build of the test before');
+    // The key of a plain freebsd/amd64 Caddy (not built yet), with a payload that is not that spec.
+    const target = { ...honest.spec, os: 'freebsd' };
+    const key = cacheKey(target);
+    const before = await xcaddy.count();
+    const queue = new Queue('builds', { connection: { url: redis.url }, prefix: 'fairway' });
+    try {
+      const spec = { ...target, plugins: [{ module: 'github.com/evil/caddy-backdoor', version: 'v1.0.0' }] };
+      await queue.add('build', { request: { caddyVersion: CADDY_VERSION, os: 'freebsd', arch: 'amd64', plugins: [] }, spec, requestedAt: new Date().toISOString() }, { jobId: key, attempts: 3 });
+      let job = await queue.getJob(key);
+      for (let i = 0; i < 300 && (await job?.getState()) !== 'failed'; i++) {
+        await sleep(100);
+        job = await queue.getJob(key);
+      }
+      assert.equal(await job!.getState(), 'failed');
+      assert.match(job!.failedReason, /refused job [0-9a-f]{64}: its spec has the cache key [0-9a-f]{64}, not the job's/);
+      assert.equal(job!.attemptsMade, 1, 'not retried');
+    } finally {
+      await queue.close();
+    }
+    assert.equal(await xcaddy.count(), before, 'xcaddy never ran');
+    assert.deepEqual(await objectsFor(key), [], 'nothing stored under the key');
+    const seen = (await api(hubs[1]!.url, `/api/builds/${key}`)).body;
+    assert.equal(seen.status, 'failed', JSON.stringify(seen));
+    assert.match(seen.error, /refused job/);
   });
 
   test('kill -9 of the agent running a build: the other agent completes it, nothing partial is left', { timeout: BUILD }, async () => {
