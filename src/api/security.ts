@@ -10,6 +10,7 @@
  * scope. Errors are thrown, so each route family's error handler shapes the body.
  */
 import rateLimit from '@fastify/rate-limit';
+import type { Redis } from 'ioredis';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { allows, TokenAuthenticator, type Principal, type RouteScope, type Scope } from '../auth/index.js';
 import { AppError } from '../util/errors.js';
@@ -34,6 +35,12 @@ export interface SecurityOptions {
   rateLimitWindowMs: number;
   /** Requests per client per window on routes that need the build scope (they start builds); 0 = no limit. */
   buildRateLimit: number;
+  /**
+   * Hubs: count in Redis, so that every hub shares one allowance per client (otherwise each
+   * process counts alone). A dedicated connection that fails fast: while Redis is unreachable
+   * requests are let through rather than held.
+   */
+  shared?: { redis: Redis; prefix: string };
 }
 
 /** What the API grants when nothing is configured (tests that build an API by hand). */
@@ -85,10 +92,14 @@ function formatWindow(ms: number): string {
 export async function installSecurity(app: FastifyInstance, o: SecurityOptions): Promise<void> {
   app.decorateRequest('principal', null);
   app.decorateRequest('clientId', null);
-  await app.register(rateLimit, { global: false });
-  const keyGenerator = (req: FastifyRequest) => req.clientId ?? `ip:${req.ip}`;
+  await app.register(rateLimit, {
+    global: false,
+    ...(o.shared ? { redis: o.shared.redis, nameSpace: `${o.shared.prefix}:ratelimit:`, skipOnError: true } : {}),
+  });
   const limiter = (max: number, what: string) => {
     if (max <= 0) return null;
+    // One counter per limiter and client (a shared store would otherwise mix the two limiters' counts).
+    const keyGenerator = (req: FastifyRequest) => `${what === 'requests' ? 'all' : 'build'}:${req.clientId ?? `ip:${req.ip}`}`;
     const check = app.createRateLimit({ max, timeWindow: o.rateLimitWindowMs, keyGenerator });
     return async (req: FastifyRequest, reply: FastifyReply) => {
       const r = await check(req);

@@ -12,7 +12,8 @@ import { authenticatorFromConfig, isLoopbackHost } from '../auth/index.js';
 import { FileCatalog, ModuleLearner } from '../catalog/index.js';
 import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
 import type { Config } from '../config/index.js';
-import { BullMqQueue, BullMqWorker, LocalQueue, type BuildQueue } from '../queue/index.js';
+import type { Redis } from 'ioredis';
+import { BullMqQueue, BullMqWorker, LocalQueue, redisConnection, type BuildQueue } from '../queue/index.js';
 import { BuildAdmission, BuildPolicy } from '../policy/index.js';
 import { freeBytesAt } from '../policy/admission.js';
 import { GoResolver } from '../resolve/index.js';
@@ -69,7 +70,7 @@ function runner(config: Config, toolchain: Toolchain): XcaddyRunner {
 async function startHttp(
   config: Config,
   logger: Logger,
-  parts: { toolchain: Toolchain; store: ArtifactStore; queue: BuildQueue<BuildPayload>; role: string; gate?: BuildGate },
+  parts: { toolchain: Toolchain; store: ArtifactStore; queue: BuildQueue<BuildPayload>; role: string; gate?: BuildGate; rateLimitRedis?: Redis },
 ): Promise<Running> {
   const { toolchain, store, queue } = parts;
   const platforms = await loadPlatforms(toolchain);
@@ -120,7 +121,13 @@ async function startHttp(
     logger,
     bodyLimit: config.bodyLimit,
     downloadRedirect: config.downloadRedirect,
-    security: { auth, rateLimit: config.rateLimit, rateLimitWindowMs: config.rateLimitWindow, buildRateLimit: config.buildRateLimit },
+    security: {
+      auth,
+      rateLimit: config.rateLimit,
+      rateLimitWindowMs: config.rateLimitWindow,
+      buildRateLimit: config.buildRateLimit,
+      ...(parts.rateLimitRedis ? { shared: { redis: parts.rateLimitRedis, prefix: 'fairway' } } : {}),
+    },
     ...(config.trustProxy !== undefined ? { trustProxy: config.trustProxy } : {}),
     plugins: [uiRoutes, compatApi({ service, catalog }), ops.routes],
     ready: async () => {
@@ -151,6 +158,7 @@ async function startHttp(
       await queue.close();
       await catalog.close();
       await store.close?.();
+      parts.rateLimitRedis?.disconnect();
     },
   };
 }
@@ -176,7 +184,10 @@ export async function startHub(config: Config, logger: Logger): Promise<Running>
   const store = await prepareStore(config);
   const queue = new BullMqQueue<BuildPayload>({ redisUrl: requireRedis(config, 'hub'), attempts: config.jobAttempts });
   await queue.ready();
-  return startHttp(config, logger, { toolchain, store, queue, role: 'hub' });
+  // Rate limits count in Redis, shared by all hubs. Fails fast: requests pass while Redis is down.
+  const rateLimitRedis = redisConnection(requireRedis(config, 'hub'), 'fairway-hub-ratelimit', { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 1000 });
+  rateLimitRedis.on('error', (err: Error) => logger.debug({ err: err.message }, 'rate-limit Redis connection'));
+  return startHttp(config, logger, { toolchain, store, queue, role: 'hub', rateLimitRedis });
 }
 
 export interface RunningAgent {

@@ -6,7 +6,7 @@
  */
 import { hostname } from 'node:os';
 import { Job, Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { JobRefused } from './types.js';
 import type { BuildPhase } from '../build/index.js';
 import { Channel } from '../util/channel.js';
@@ -28,7 +28,7 @@ interface Progress {
   agent?: string;
 }
 
-export function redisConnection(url: string, name: string): Redis {
+export function redisConnection(url: string, name: string, overrides: RedisOptions = {}): Redis {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -42,6 +42,7 @@ export function redisConnection(url: string, name: string): Redis {
     enableReadyCheck: true,
     retryStrategy: (times) => Math.min(200 * times, 2000),
     reconnectOnError: () => true,
+    ...overrides,
   });
 }
 

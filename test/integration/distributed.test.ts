@@ -132,6 +132,29 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     assert.match(seen.error, /refused job/);
   });
 
+  test('rate limits are shared by the hubs through Redis: one allowance per client across all of them', async () => {
+    // Behind a trusted proxy, so that this test is a client of its own (the other tests share 127.0.0.1).
+    const limited = await Promise.all([0, 1].map(() => startFairway({ command: 'hub', args: [...hubArgs(), '--rate-limit', '6', '--rate-limit-window', '1m', '--trust-proxy', '127.0.0.1'], env })));
+    const client = { 'x-forwarded-for': `198.51.100.${1 + (Date.now() % 250)}` };
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push((await api(limited[i % 2]!.url, '/api/versions', { headers: client })).status);
+      assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200]);
+      // Each hub has seen only 3 requests; counted alone, either would still allow 3 more.
+      for (const hub of limited) {
+        const r = await api(hub.url, '/api/versions', { headers: client });
+        assert.equal(r.status, 429, JSON.stringify(r.body));
+        assert.equal(r.body.error.code, 'rate_limited');
+        assert.ok(Number(r.headers.get('retry-after')) > 0);
+      }
+      // Another client has its own allowance; health checks are never limited.
+      assert.equal((await api(limited[0]!.url, '/api/versions', { headers: { 'x-forwarded-for': '192.0.2.77' } })).status, 200);
+      assert.equal((await api(limited[0]!.url, '/healthz', { headers: client })).status, 200);
+    } finally {
+      await Promise.all(limited.map((h) => h.stop()));
+    }
+  });
+
   test('kill -9 of the agent running a build: the other agent completes it, nothing partial is left', { timeout: BUILD }, async () => {
     const res = await api(hubs[0]!.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'arm64', plugins: [{ module: PLUGIN.module, version: PLUGIN.version }] } });
     assert.equal(res.status, 202, JSON.stringify(res.body));
