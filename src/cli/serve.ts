@@ -14,7 +14,7 @@ import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
 import type { Config } from '../config/index.js';
 import type { Redis } from 'ioredis';
 import { BullMqQueue, BullMqWorker, LocalQueue, redisConnection, type BuildQueue } from '../queue/index.js';
-import { BuildAdmission, BuildPolicy } from '../policy/index.js';
+import { BuildAdmission, BuildPolicy, RedisActiveBuilds } from '../policy/index.js';
 import { freeBytesAt } from '../policy/admission.js';
 import { GoResolver } from '../resolve/index.js';
 import { BuildService, buildProcessor, type BuildPayload } from '../service/index.js';
@@ -70,7 +70,7 @@ function runner(config: Config, toolchain: Toolchain): XcaddyRunner {
 async function startHttp(
   config: Config,
   logger: Logger,
-  parts: { toolchain: Toolchain; store: ArtifactStore; queue: BuildQueue<BuildPayload>; role: string; gate?: BuildGate; rateLimitRedis?: Redis },
+  parts: { toolchain: Toolchain; store: ArtifactStore; queue: BuildQueue<BuildPayload>; role: string; gate?: BuildGate; limitsRedis?: Redis },
 ): Promise<Running> {
   const { toolchain, store, queue } = parts;
   const platforms = await loadPlatforms(toolchain);
@@ -99,8 +99,11 @@ async function startHttp(
     ],
     isActive: async (key) => ['queued', 'running'].includes((await queue.get(key))?.state ?? ''),
     onLowDisk: (what, free) => logger.warn({ what, free, minFreeDisk: config.minFreeDisk }, 'low disk space: refusing new builds'),
+    // Hubs count each client's active builds in Redis, across all hubs.
+    ...(parts.limitsRedis ? { activeBuilds: new RedisActiveBuilds(parts.limitsRedis) } : {}),
+    onCountError: (err) => logger.warn({ err: err.message }, 'per-client build count unavailable (Redis): not enforced for this request'),
   });
-  queue.onFinished((key) => admission.release(key));
+  queue.onFinished((key) => void admission.release(key));
   logger.info({ tokens: auth.size, anonymousScopes: [...auth.anonymous.scopes], policy: policy.describe(), maxActiveBuilds: config.maxActiveBuilds, minFreeDisk: config.minFreeDisk }, 'security settings');
   if (auth.size === 0 && !isLoopbackHost(config.host)) {
     logger.warn({ host: config.host }, 'no API tokens configured on a network address: anonymous clients may only read; create tokens with `fairway token create`');
@@ -126,7 +129,7 @@ async function startHttp(
       rateLimit: config.rateLimit,
       rateLimitWindowMs: config.rateLimitWindow,
       buildRateLimit: config.buildRateLimit,
-      ...(parts.rateLimitRedis ? { shared: { redis: parts.rateLimitRedis, prefix: 'fairway' } } : {}),
+      ...(parts.limitsRedis ? { shared: { redis: parts.limitsRedis, prefix: 'fairway' } } : {}),
     },
     ...(config.trustProxy !== undefined ? { trustProxy: config.trustProxy } : {}),
     plugins: [uiRoutes, compatApi({ service, catalog }), ops.routes],
@@ -158,7 +161,7 @@ async function startHttp(
       await queue.close();
       await catalog.close();
       await store.close?.();
-      parts.rateLimitRedis?.disconnect();
+      parts.limitsRedis?.disconnect();
     },
   };
 }
@@ -184,10 +187,10 @@ export async function startHub(config: Config, logger: Logger): Promise<Running>
   const store = await prepareStore(config);
   const queue = new BullMqQueue<BuildPayload>({ redisUrl: requireRedis(config, 'hub'), attempts: config.jobAttempts });
   await queue.ready();
-  // Rate limits count in Redis, shared by all hubs. Fails fast: requests pass while Redis is down.
-  const rateLimitRedis = redisConnection(requireRedis(config, 'hub'), 'fairway-hub-ratelimit', { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 1000 });
-  rateLimitRedis.on('error', (err: Error) => logger.debug({ err: err.message }, 'rate-limit Redis connection'));
-  return startHttp(config, logger, { toolchain, store, queue, role: 'hub', rateLimitRedis });
+  // Rate limits and per-client build counts live in Redis, shared by all hubs. Fails fast: requests pass while Redis is down.
+  const limitsRedis = redisConnection(requireRedis(config, 'hub'), 'fairway-hub-limits', { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 1000 });
+  limitsRedis.on('error', (err: Error) => logger.debug({ err: err.message }, 'rate-limit Redis connection'));
+  return startHttp(config, logger, { toolchain, store, queue, role: 'hub', limitsRedis });
 }
 
 export interface RunningAgent {

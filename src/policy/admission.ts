@@ -25,6 +25,10 @@ export interface AdmissionOptions {
   isActive(key: string): Promise<boolean>;
   /** Told which path was short of space (for the server log). */
   onLowDisk?(what: string, free: number): void;
+  /** Where the per-client counts live; default in memory (this process only). */
+  activeBuilds?: ActiveBuilds;
+  /** Told when the per-client counts could not be read or written (the check was skipped). */
+  onCountError?(err: Error): void;
 }
 
 /** Free bytes for an unprivileged user on the filesystem holding `dir`. */
@@ -33,10 +37,48 @@ export async function freeBytesAt(dir: string): Promise<number> {
   return s.bavail * s.bsize;
 }
 
-export class BuildAdmission {
+/**
+ * Which builds each client has queued or running. In memory for `serve`; hubs keep it in Redis
+ * (`RedisActiveBuilds`) so that `maxActiveBuilds` holds across all of them.
+ */
+export interface ActiveBuilds {
+  keys(client: string): Promise<string[]>;
+  add(client: string, key: string): Promise<void>;
+  remove(client: string, key: string): Promise<void>;
+  /** The build ended: it counts against nobody. */
+  release(key: string): Promise<void>;
+}
+
+export class MemoryActiveBuilds implements ActiveBuilds {
   private readonly byClient = new Map<string, Set<string>>();
 
-  constructor(private readonly o: AdmissionOptions) {}
+  async keys(client: string): Promise<string[]> {
+    return [...(this.byClient.get(client) ?? [])];
+  }
+
+  async add(client: string, key: string): Promise<void> {
+    const mine = this.byClient.get(client) ?? new Set<string>();
+    mine.add(key);
+    this.byClient.set(client, mine);
+  }
+
+  async remove(client: string, key: string): Promise<void> {
+    const mine = this.byClient.get(client);
+    mine?.delete(key);
+    if (mine?.size === 0) this.byClient.delete(client);
+  }
+
+  async release(key: string): Promise<void> {
+    for (const client of [...this.byClient.keys()]) await this.remove(client, key);
+  }
+}
+
+export class BuildAdmission {
+  private readonly builds: ActiveBuilds;
+
+  constructor(private readonly o: AdmissionOptions) {
+    this.builds = o.activeBuilds ?? new MemoryActiveBuilds();
+  }
 
   /**
    * Throws 507 (disk) or 429 (too many builds) when a new build of `key` must not be queued;
@@ -58,32 +100,34 @@ export class BuildAdmission {
       }
     }
     if (!client || this.o.maxActivePerClient <= 0) return;
-    let mine = this.byClient.get(client);
-    if (mine && mine.size >= this.o.maxActivePerClient) {
-      // Forget builds that ended without us hearing of it (e.g. a failed enqueue).
-      for (const k of [...mine]) if (!(await this.o.isActive(k))) mine.delete(k);
+    try {
+      let mine = await this.builds.keys(client);
+      if (mine.length >= this.o.maxActivePerClient) {
+        // Forget builds that ended without us hearing of it (e.g. a failed enqueue, a restart).
+        for (const k of mine) if (!(await this.o.isActive(k))) await this.builds.remove(client, k);
+        mine = await this.builds.keys(client);
+      }
+      if (mine.length >= this.o.maxActivePerClient && !mine.includes(key)) {
+        throw new AppError(
+          429,
+          'too_many_builds',
+          `you have ${mine.length} builds queued or running, the most one client may have (maxActiveBuilds); wait for one to finish or cancel one (DELETE /api/builds/<id>)`,
+        );
+      }
+      await this.builds.add(client, key);
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      // The count cannot be read (Redis down): let the request through; queueing will tell.
+      this.o.onCountError?.(err as Error);
     }
-    mine = this.byClient.get(client) ?? new Set();
-    if (mine.size >= this.o.maxActivePerClient && !mine.has(key)) {
-      throw new AppError(
-        429,
-        'too_many_builds',
-        `you have ${mine.size} builds queued or running, the most one client may have (maxActiveBuilds); wait for one to finish or cancel one (DELETE /api/builds/<id>)`,
-      );
-    }
-    mine.add(key);
-    this.byClient.set(client, mine);
   }
 
   /** A build ended: it no longer counts against anyone. */
-  release(key: string): void {
-    for (const [client, keys] of this.byClient) {
-      keys.delete(key);
-      if (keys.size === 0) this.byClient.delete(client);
-    }
+  async release(key: string): Promise<void> {
+    await this.builds.release(key).catch((err: unknown) => this.o.onCountError?.(err as Error));
   }
 
-  active(client: string): number {
-    return this.byClient.get(client)?.size ?? 0;
+  async active(client: string): Promise<number> {
+    return (await this.builds.keys(client)).length;
   }
 }

@@ -13,7 +13,8 @@ import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
 import { isExactVersion, isLocalPath } from '../spec/index.js';
 import { AppError } from '../util/errors.js';
 
-export { BuildAdmission, type AdmissionOptions, type DiskCheck } from './admission.js';
+export { BuildAdmission, MemoryActiveBuilds, type ActiveBuilds, type AdmissionOptions, type DiskCheck } from './admission.js';
+export { RedisActiveBuilds } from './active-redis.js';
 
 /** Who is asking: the scopes of the caller's token (or the anonymous ones). */
 export interface PolicyContext {

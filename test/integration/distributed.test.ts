@@ -155,6 +155,37 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     }
   });
 
+  test('maxActiveBuilds holds across hubs: a client\'s active builds are counted in Redis', { timeout: BUILD }, async () => {
+    const limited = await Promise.all([0, 1].map(() => startFairway({ command: 'hub', args: [...hubArgs(), '--max-active-builds', '1', '--trust-proxy', '127.0.0.1'], env })));
+    const client = { 'x-forwarded-for': '203.0.113.9' };
+    const post = (hub: FairwayProcess, arch: string) => api(hub.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'freebsd', arch }, headers: client });
+    const until = async (id: string) => {
+      for (let i = 0; i < 300; i++) {
+        if (!['queued', 'running'].includes((await api(hubs[0]!.url, `/api/builds/${id}`)).body.status)) return;
+        await sleep(100);
+      }
+      throw new Error(`build ${id} did not end`);
+    };
+    try {
+      const first = await post(limited[0]!, 'arm64');
+      assert.equal(first.status, 202, JSON.stringify(first.body));
+      // On the other hub: a second build is one too many for this client; joining the first is free.
+      const second = await post(limited[1]!, '386');
+      assert.equal(second.status, 429, JSON.stringify(second.body));
+      assert.equal(second.body.error.code, 'too_many_builds');
+      assert.equal((await post(limited[1]!, 'arm64')).status, 202);
+      // Once the first has ended (canceled by its client, on the other hub), the client may start another.
+      assert.equal((await api(limited[1]!.url, `/api/builds/${first.body.id}`, { method: 'DELETE', headers: client })).status, 200);
+      await until(first.body.id);
+      const third = await post(limited[1]!, '386');
+      assert.equal(third.status, 202, JSON.stringify(third.body));
+      assert.equal((await api(limited[0]!.url, `/api/builds/${third.body.id}`, { method: 'DELETE', headers: client })).status, 200);
+      await until(third.body.id);
+    } finally {
+      await Promise.all(limited.map((h) => h.stop()));
+    }
+  });
+
   test('kill -9 of the agent running a build: the other agent completes it, nothing partial is left', { timeout: BUILD }, async () => {
     const res = await api(hubs[0]!.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'arm64', plugins: [{ module: PLUGIN.module, version: PLUGIN.version }] } });
     assert.equal(res.status, 202, JSON.stringify(res.body));

@@ -308,14 +308,32 @@ describe('admission', () => {
     assert.equal(await status(a.admit('k3', 'token:a')), 429);
     assert.equal(await status(a.admit('k3', 'token:b')), 0, 'another client');
     assert.equal(await status(a.admit('k3', undefined)), 0, 'internal callers are not limited');
-    a.release('k1');
+    await a.release('k1');
     active.delete('k1');
-    assert.equal(a.active('token:a'), 1);
+    assert.equal(await a.active('token:a'), 1);
     assert.equal(await status(a.admit('k4', 'token:a')), 0);
     active.add('k4');
     // A build that ended unnoticed is forgotten when the client hits the limit.
     active.delete('k2');
     assert.equal(await status(a.admit('k5', 'token:a')), 0);
+  });
+
+  test('when the per-client counts cannot be read (Redis down), the request passes and the error is reported', async () => {
+    const errors: string[] = [];
+    const broken = {
+      keys: async () => {
+        throw new Error('Stream isn\'t writeable');
+      },
+      add: async () => undefined,
+      remove: async () => undefined,
+      release: async () => {
+        throw new Error('down');
+      },
+    };
+    const a = new BuildAdmission({ maxActivePerClient: 1, minFreeBytes: 0, disks: [], isActive: async () => false, activeBuilds: broken, onCountError: (e) => errors.push(e.message) });
+    assert.equal(await status(a.admit('k1', 'token:a')), 0);
+    await a.release('k1');
+    assert.deepEqual(errors, ["Stream isn't writeable", 'down']);
   });
 });
 
