@@ -96,10 +96,10 @@ export async function installSecurity(app: FastifyInstance, o: SecurityOptions):
     global: false,
     ...(o.shared ? { redis: o.shared.redis, nameSpace: `${o.shared.prefix}:ratelimit:`, skipOnError: true } : {}),
   });
-  const limiter = (max: number, what: string) => {
+  /** `counter` names the limiter's own counters: a shared store would otherwise mix the two limiters' counts. */
+  const limiter = (max: number, what: string, counter: string) => {
     if (max <= 0) return null;
-    // One counter per limiter and client (a shared store would otherwise mix the two limiters' counts).
-    const keyGenerator = (req: FastifyRequest) => `${what === 'requests' ? 'all' : 'build'}:${req.clientId ?? `ip:${req.ip}`}`;
+    const keyGenerator = (req: FastifyRequest) => `${counter}:${req.clientId ?? `ip:${req.ip}`}`;
     const check = app.createRateLimit({ max, timeWindow: o.rateLimitWindowMs, keyGenerator });
     return async (req: FastifyRequest, reply: FastifyReply) => {
       const r = await check(req);
@@ -110,8 +110,8 @@ export async function installSecurity(app: FastifyInstance, o: SecurityOptions):
       throw new AppError(429, 'rate_limited', `too many ${what}: at most ${r.max} per ${formatWindow(o.rateLimitWindowMs)} per client; retry in ${r.ttlInSeconds} s`);
     };
   };
-  const general = limiter(o.rateLimit, 'requests');
-  const builds = limiter(o.buildRateLimit, 'build requests');
+  const general = limiter(o.rateLimit, 'requests', 'all');
+  const builds = limiter(o.buildRateLimit, 'build requests', 'build');
 
   app.addHook('onRequest', async (req, reply) => {
     const scope = routeScope(req);

@@ -189,7 +189,7 @@ export async function startHub(config: Config, logger: Logger): Promise<Running>
   await queue.ready();
   // Rate limits and per-client build counts live in Redis, shared by all hubs. Fails fast: requests pass while Redis is down.
   const limitsRedis = redisConnection(requireRedis(config, 'hub'), 'fairway-hub-limits', { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 1000 });
-  limitsRedis.on('error', (err: Error) => logger.debug({ err: err.message }, 'rate-limit Redis connection'));
+  limitsRedis.on('error', (err: Error) => logger.debug({ err: err.message }, 'Redis connection for the shared limits'));
   return startHttp(config, logger, { toolchain, store, queue, role: 'hub', limitsRedis });
 }
 

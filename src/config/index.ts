@@ -101,9 +101,9 @@ export const configSchema = z
     redis: z.string().optional(),
     /** Artifact store: a directory, fs:///path, or s3://bucket/prefix?endpoint=...; default <dataDir>/artifacts. */
     store: z.string().optional(),
-    /** Serve downloads by redirecting to a presigned URL when the store supports it. */
     /** Memory for the hot tier (src/cache): recently downloaded binaries served from RAM; 0 = off. */
     memoryCache: bytesOrZero.default(parseBytes('256MiB')),
+    /** Serve downloads by redirecting to a presigned URL when the store supports it. */
     downloadRedirect: z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1').default(false),
     agentId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" and "-" only').optional(),
     jobAttempts: int(1, 20).default(3),

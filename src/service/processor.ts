@@ -39,8 +39,9 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore, opts: 
       } catch (err) {
         throw new JobRefused(`refused job ${ctx.key}: ${(err as Error).message} (jobs come from the hubs; check who else writes to Redis)`);
       }
-      if (cacheKey(spec) !== ctx.key) {
-        throw new JobRefused(`refused job ${ctx.key}: its spec has the cache key ${cacheKey(spec)}, not the job's (jobs come from the hubs; check who else writes to Redis)`);
+      const key = cacheKey(spec);
+      if (key !== ctx.key) {
+        throw new JobRefused(`refused job ${ctx.key}: its spec has the cache key ${key}, not the job's (jobs come from the hubs; check who else writes to Redis)`);
       }
     }
     const startedAt = new Date().toISOString();

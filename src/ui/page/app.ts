@@ -121,6 +121,12 @@ function authHint(status: number): string {
   return '';
 }
 
+/** The message of a refused request (the JSON error body, else the status), with the token hint. */
+async function refusal(res: Response): Promise<string> {
+  const body = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
+  return withHint(body?.error?.message ?? `HTTP ${res.status}`, res.status);
+}
+
 async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   const res = await fetch(path, {
     ...init,
@@ -493,10 +499,10 @@ function connectSse(v: View): void {
     try {
       const res = await fetch(`/api/builds/${encodeURIComponent(v.id)}/log?from=${v.next}`, { headers: { accept: 'text/event-stream', ...auth() }, signal: ac.signal });
       if (!res.ok || !res.body) {
-        const body = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
         if (res.status >= 400 && res.status < 500) {
           // Not found, or not allowed: retrying will not help.
-          if (view === v) onMessage(v, { type: 'error', error: { message: withHint(body?.error?.message ?? `HTTP ${res.status}`, res.status) } });
+          const message = await refusal(res);
+          if (view === v) onMessage(v, { type: 'error', error: { message } });
           return;
         }
         throw new Error(`HTTP ${res.status}`);
@@ -713,10 +719,7 @@ async function downloadWithToken(b: Build): Promise<void> {
   $('b-error').textContent = '';
   try {
     const res = await fetch(b.links.artifact, { headers: auth() });
-    if (!res.ok) {
-      const body = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
-      throw new Error(withHint(body?.error?.message ?? `HTTP ${res.status}`, res.status));
-    }
+    if (!res.ok) throw new Error(await refusal(res));
     const bytes = await res.arrayBuffer();
     // crypto.subtle exists in secure contexts (https, localhost) only.
     if (b.sha256 && window.crypto?.subtle) {
@@ -863,6 +866,10 @@ const authEl = $<HTMLDetailsElement>('auth');
 const tokenIn = $<HTMLInputElement>('token');
 const remember = $<HTMLInputElement>('token-remember');
 
+function forgetStoredToken(): void {
+  for (const k of ['local', 'session'] as const) storage(k)?.removeItem(TOKEN_KEY);
+}
+
 function paintAuth(note?: string): void {
   authEl.classList.toggle('set', !!token);
   $('auth-sum').textContent = token ? 'Token set' : 'API token';
@@ -898,7 +905,7 @@ $('auth-form').addEventListener('submit', (e) => {
   if (!t) return paintAuth('Paste a token first: `fairway token create` prints one.');
   if (!/^[\x21-\x7e]{1,512}$/.test(t)) return paintAuth('That is not a token: a token is printable ASCII without spaces.');
   token = t;
-  for (const k of ['local', 'session'] as const) storage(k)?.removeItem(TOKEN_KEY);
+  forgetStoredToken();
   storage(remember.checked ? 'local' : 'session')?.setItem(TOKEN_KEY, t);
   tokenIn.value = '';
   paintAuth(remember.checked ? 'Token set and remembered on this device.' : 'Token set for this tab.');
@@ -908,7 +915,7 @@ $('auth-form').addEventListener('submit', (e) => {
 
 $('token-forget').addEventListener('click', () => {
   token = '';
-  for (const k of ['local', 'session'] as const) storage(k)?.removeItem(TOKEN_KEY);
+  forgetStoredToken();
   tokenIn.value = '';
   paintAuth('Token forgotten.');
   reloadAll();
