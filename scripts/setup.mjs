@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// Set-up step shared by `npm start` and `npm test`: compile TypeScript and install xcaddy at the
-// pinned version into .tools/bin with `go install` (skipped when the right version is there).
+// Set-up step shared by `npm start` and `npm test`: compile TypeScript, install xcaddy at the
+// pinned version into .tools/bin with `go install` (skipped when the right version is there), and
+// the build sandbox's OS parts (scripts/sandbox.sh: bubblewrap, socat, the build user).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const XCADDY_MODULE = 'github.com/caddyserver/xcaddy/cmd/xcaddy';
-export const XCADDY_VERSION = 'v0.4.5';
+export const XCADDY_VERSION = 'v0.4.7';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bin = join(root, '.tools', 'bin');
 const log = (msg) => process.stderr.write(`setup: ${msg}\n`);
@@ -42,7 +43,17 @@ function compile() {
   execFileSync(process.execPath, [join(root, 'scripts', 'build-ui.mjs')], { stdio: 'inherit' });
 }
 
+function installSandbox() {
+  if (process.env.FAIRWAY_SANDBOX === 'none') return log('sandbox: skipped (FAIRWAY_SANDBOX=none)');
+  const r = spawnSync('bash', [join(root, 'scripts', 'sandbox.sh')], { stdio: 'inherit' });
+  if (r.error || r.status !== 0) {
+    log('the build sandbox could not be installed (see above); Fairway refuses to build without it unless started with --sandbox none (unsafe)');
+    process.exit(1);
+  }
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   compile();
   installXcaddy();
+  installSandbox();
 }

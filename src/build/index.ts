@@ -1,14 +1,17 @@
 /**
- * Runs xcaddy for one resolved spec as a child process: argument array (never a shell), clean
- * allowlisted environment, its own temp dir, a timeout, and the whole process group killed on
- * cancel or timeout. Every output line becomes a timestamped log line.
+ * Runs xcaddy for one resolved spec inside the build sandbox (src/sandbox): argument array (never
+ * a shell), clean allowlisted environment, its own work dir (the only host dir it may write
+ * besides the Go caches), network for module downloads only, a timeout, and the whole sandbox
+ * killed on cancel or timeout. Every output line becomes a timestamped log line. The binary is
+ * then run (for this host's platform only) in a second sandbox with no network and a read-only
+ * view of it: `caddy version` proves it starts, `caddy list-modules` records its module IDs.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ResolvedSpec } from '../spec/index.js';
+import { killGroup, SandboxRunError, type Sandbox, type SandboxCommand } from '../sandbox/index.js';
+import { hostPlatform, type ResolvedSpec } from '../spec/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 
 export type LogStream = 'stdout' | 'stderr' | 'system';
@@ -37,6 +40,11 @@ export interface BuildOutput {
   /** `go version -m -json` of the binary. */
   buildInfo: unknown;
   durationMs: number;
+  /**
+   * `caddy list-modules --packages --versions --skip-standard`, as the binary printed it inside
+   * the sandbox; absent when it could not run here (another platform) or has no plugins.
+   */
+  listModules?: string;
   cleanup(): Promise<void>;
 }
 
@@ -65,7 +73,23 @@ export interface XcaddyRunnerOptions {
 }
 
 const MAX_LINE = 8192;
-const OWNER_FILE = 'fairway-owner.json';
+const OWNER_FILE = 'owner.json';
+
+/** Who started a build dir's sandbox, with start times so a reused PID is never mistaken for it. */
+interface OwnerRecord {
+  owner: number;
+  ownerStart: string | null;
+  pgid: number;
+  pgidStart: string | null;
+}
+
+/** A process's start time (clock ticks since boot, /proc/<pid>/stat field 22); null if unknown or gone. */
+export async function processStartTime(pid: number): Promise<string | null> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  if (!text) return null;
+  // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+  return text.slice(text.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+}
 
 function alive(pid: number): boolean {
   try {
@@ -76,10 +100,19 @@ function alive(pid: number): boolean {
   }
 }
 
+/** True when `pid` is still the process that was recorded (same start time). */
+async function stillRunning(pid: number, start: string | null): Promise<boolean> {
+  if (!alive(pid)) return false;
+  if (start === null) return true;
+  return (await processStartTime(pid)) === start;
+}
+
 /**
- * Cleans up after a server or agent that died mid-build (kill -9, power loss): its xcaddy
- * process group may still run, detached. Build dirs whose owning process is gone get their
- * group killed and are removed. Dirs of live owners (another agent sharing the cache) are kept.
+ * Cleans up after a server or agent that died mid-build (kill -9, power loss). Its sandboxes die
+ * with it (bwrap --die-with-parent), but a sandbox whose parent survived may still run: build dirs
+ * whose owner is gone get their process group killed, only if that group's leader is still the
+ * recorded process (a PID reused by an unrelated process is left alone), and are removed. Dirs of
+ * live owners (another agent sharing the cache) are kept.
  */
 export async function sweepOrphanBuilds(tmpDir: string): Promise<string[]> {
   const swept: string[] = [];
@@ -87,19 +120,16 @@ export async function sweepOrphanBuilds(tmpDir: string): Promise<string[]> {
     if (!name.startsWith('build-')) continue;
     const dir = join(tmpDir, name);
     const owner = await readFile(join(dir, OWNER_FILE), 'utf8')
-      .then((t) => JSON.parse(t) as { owner: number; pgid: number })
+      .then((t) => JSON.parse(t) as Partial<OwnerRecord>)
       .catch(() => null);
-    if (owner && alive(owner.owner)) continue;
-    if (!owner) {
+    const valid = owner && Number.isInteger(owner.owner) && Number.isInteger(owner.pgid) && owner.owner! > 0 && owner.pgid! > 1;
+    if (valid && (await stillRunning(owner.owner!, owner.ownerStart ?? null))) continue;
+    if (!valid) {
       // No owner file: only sweep when old enough that its spawn cannot be in progress.
       const st = await stat(dir).catch(() => null);
       if (!st || Date.now() - st.mtimeMs < 10 * 60_000) continue;
-    } else {
-      try {
-        process.kill(-owner.pgid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
+    } else if (owner.pgidStart && (await processStartTime(owner.pgid!)) === owner.pgidStart) {
+      killGroup(owner.pgid!);
     }
     await rm(dir, { recursive: true, force: true });
     swept.push(name);
@@ -130,11 +160,19 @@ interface Inspection {
   ino: number;
 }
 
+/** What a built binary sees when it runs: no server variable, a private /tmp for everything. */
+const BINARY_ENV = { PATH: '/usr/bin:/bin', HOME: '/tmp', TMPDIR: '/tmp', XDG_CONFIG_HOME: '/tmp', XDG_DATA_HOME: '/tmp', XDG_CACHE_HOME: '/tmp', LANG: 'C' };
+const LIST_MODULES = ['list-modules', '--packages', '--versions', '--skip-standard'];
+
 export class XcaddyRunner implements BuildRunner {
+  private readonly sandbox: Sandbox;
+
   constructor(
     private readonly toolchain: Toolchain,
     private readonly opts: XcaddyRunnerOptions,
-  ) {}
+  ) {
+    this.sandbox = toolchain.sandbox;
+  }
 
   async run(spec: ResolvedSpec, hooks: BuildHooks): Promise<BuildOutput> {
     const started = Date.now();
@@ -144,20 +182,24 @@ export class XcaddyRunner implements BuildRunner {
         throw new BuildFailed(`not enough free disk space to build: ${s.bavail * s.bsize} bytes free, ${this.opts.minFreeBytes} needed (minFreeDisk); nothing was written`, 'failed');
       }
     }
-    const workDir = await mkdtemp(join(this.toolchain.tmpDir, 'build-'));
-    const cleanup = () => rm(workDir, { recursive: true, force: true });
+    // build-XXXX/ is the server's (with the owner record); build-XXXX/work/ the build identity's.
+    const buildDir = await mkdtemp(join(this.toolchain.tmpDir, 'build-'));
+    const workDir = join(buildDir, 'work');
+    const cleanup = () => rm(buildDir, { recursive: true, force: true });
     try {
+      await this.sandbox.ownedDir(workDir);
       const output = join(workDir, binaryName(spec.os, spec.arch));
       const args = xcaddyArgs(spec, output);
       hooks.onLine('system', `fairway: ${spec.os}/${spec.arch}${spec.arm ? ` GOARM=${spec.arm}` : ''} caddy ${spec.caddyVersion} with ${spec.toolchain.go}, xcaddy ${spec.toolchain.xcaddy}`);
+      hooks.onLine('system', this.sandbox.kind === 'none' ? `fairway: WARNING: no sandbox (sandbox=none): this build runs with the server's privileges` : `fairway: sandboxed (${this.sandbox.kind}${this.sandbox.identity ? `, as ${this.sandbox.identity.user}` : ''}; network: module downloads only)`);
       hooks.onLine('system', `fairway: xcaddy ${args.map((a) => (a === output ? binaryName(spec.os, spec.arch) : a)).join(' ')}`);
       hooks.onPhase?.('resolving');
-      // xcaddy logs "Build complete" once `go build` has written the binary, then cleans up and
-      // runs `caddy version`: hash it and read its build info meanwhile (checked against the
-      // file after exit, so a binary changed later is inspected again).
+      // xcaddy logs "Build complete" once `go build` has written the binary, then cleans up:
+      // hash it and read its build info meanwhile (checked against the file after exit, so a
+      // binary changed later is inspected again).
       let early: Promise<Inspection> | undefined;
-      await this.spawnXcaddy(args, spec, workDir, hooks, () => {
-        early ??= this.inspect(output, workDir);
+      await this.spawnXcaddy(args, spec, buildDir, workDir, hooks, () => {
+        early ??= this.inspect(output);
         early.catch(() => undefined);
       });
       hooks.onPhase?.('storing');
@@ -166,10 +208,13 @@ export class XcaddyRunner implements BuildRunner {
       if (this.opts.maxArtifactBytes && st.size > this.opts.maxArtifactBytes) {
         throw new BuildFailed(`the binary is ${st.size} bytes, over the limit of ${this.opts.maxArtifactBytes}`, 'too_large');
       }
+      // The build identity made it; from here on it is the server's, and nobody else may change it.
+      await this.sandbox.reclaim(output);
       let info = early ? await early.catch(() => null) : null;
-      if (!info || info.size !== st.size || info.mtimeMs !== st.mtimeMs || info.ino !== st.ino) info = await this.inspect(output, workDir);
+      if (!info || info.size !== st.size || info.mtimeMs !== st.mtimeMs || info.ino !== st.ino) info = await this.inspect(output);
       const { sha256, buildInfo } = info;
       hooks.onLine('system', `fairway: built ${binaryName(spec.os, spec.arch)}: ${st.size} bytes, sha256 ${sha256}`);
+      const listModules = await this.runBuilt(spec, output, hooks);
       return {
         binaryPath: output,
         sha256,
@@ -177,6 +222,7 @@ export class XcaddyRunner implements BuildRunner {
         goVersion: buildInfo.GoVersion ?? spec.toolchain.go,
         buildInfo,
         durationMs: Date.now() - started,
+        ...(listModules !== undefined ? { listModules } : {}),
         cleanup,
       };
     } catch (err) {
@@ -185,38 +231,72 @@ export class XcaddyRunner implements BuildRunner {
     }
   }
 
+  /**
+   * The only runs of a built binary: on this host's platform, in a sandbox without network,
+   * seeing the binary read-only and nothing else of the machine. `version` must succeed (as
+   * xcaddy's own check did); `list-modules` is recorded for the catalog when it works.
+   */
+  private async runBuilt(spec: ResolvedSpec, output: string, hooks: BuildHooks): Promise<string | undefined> {
+    const host = hostPlatform();
+    if (spec.os !== host.os || spec.arch !== host.arch) {
+      hooks.onLine('system', `fairway: not running the binary (built for ${spec.os}/${spec.arch}, this machine is ${host.os}/${host.arch})`);
+      return undefined;
+    }
+    const cmd = (args: string[]): SandboxCommand => ({ argv: [output, ...args], env: BINARY_ENV, readOnly: [output], network: 'none' });
+    const emit = (r: { stdout: string; stderr: string }, stdout = true) => {
+      if (stdout) for (const l of r.stdout.split('\n').filter(Boolean).slice(0, 200)) hooks.onLine('stdout', l.slice(0, MAX_LINE));
+      for (const l of r.stderr.split('\n').filter(Boolean).slice(0, 200)) hooks.onLine('stderr', l.slice(0, MAX_LINE));
+    };
+    hooks.onLine('system', `fairway: ${binaryName(spec.os, spec.arch)} version (sandboxed: no network, read-only binary)`);
+    try {
+      emit(await this.sandbox.run(cmd(['version']), { timeoutMs: 30_000, maxBuffer: 1 << 20 }));
+    } catch (err) {
+      if (err instanceof SandboxRunError) emit(err);
+      throw new BuildFailed(`the built binary does not run: ${(err as Error).message}`, 'failed');
+    }
+    if (spec.plugins.length === 0) return undefined;
+    try {
+      const r = await this.sandbox.run(cmd(LIST_MODULES), { timeoutMs: 30_000, maxBuffer: 4 << 20 });
+      emit(r, false);
+      hooks.onLine('system', `fairway: ${binaryName(spec.os, spec.arch)} ${LIST_MODULES.join(' ')}: ${r.stdout.split('\n').filter(Boolean).length} lines recorded for the catalog`);
+      return r.stdout;
+    } catch (err) {
+      if (err instanceof SandboxRunError) emit(err, false);
+      hooks.onLine('system', `fairway: could not list the binary's modules (${(err as Error).message}); the catalog learns nothing from this build`);
+      return undefined;
+    }
+  }
+
   /** sha256 and `go version -m -json` of a binary, with the file identity they were taken from. */
-  private async inspect(path: string, workDir: string): Promise<Inspection> {
+  private async inspect(path: string): Promise<Inspection> {
     const st = await stat(path);
-    const [sha256, { stdout }] = await Promise.all([sha256File(path), this.toolchain.go(['version', '-m', '-json', path], { cwd: workDir, timeoutMs: 60_000 })]);
+    const [sha256, { stdout }] = await Promise.all([sha256File(path), this.toolchain.go(['version', '-m', '-json', path], { readOnly: [path], timeoutMs: 60_000 })]);
     return { sha256, buildInfo: JSON.parse(stdout) as { GoVersion?: string }, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino };
   }
 
-  private spawnXcaddy(args: string[], spec: ResolvedSpec, workDir: string, hooks: BuildHooks, onBinary: () => void): Promise<void> {
+  private spawnXcaddy(args: string[], spec: ResolvedSpec, buildDir: string, workDir: string, hooks: BuildHooks, onBinary: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
       if (hooks.signal?.aborted) return reject(new BuildFailed('the build was canceled before it started', 'canceled'));
       const env = this.toolchain.env(
         { GOOS: spec.os, GOARCH: spec.arch, ...(spec.arm ? { GOARM: spec.arm } : {}), TMPDIR: workDir },
         workDir,
       );
-      const child = spawn(this.toolchain.xcaddyBin, args, { cwd: workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = this.sandbox.spawn(this.toolchain.command([this.toolchain.xcaddyBin, ...args], { cwd: workDir, network: 'modules', env }));
       // Lets a restarted server stop this build's process group if this process dies abruptly.
-      if (child.pid) void writeFile(join(workDir, OWNER_FILE), JSON.stringify({ owner: process.pid, pgid: child.pid })).catch(() => undefined);
+      if (child.pid) {
+        const pid = child.pid;
+        void Promise.all([processStartTime(process.pid), processStartTime(pid)])
+          .then(([ownerStart, pgidStart]) => writeFile(join(buildDir, OWNER_FILE), JSON.stringify({ owner: process.pid, ownerStart, pgid: pid, pgidStart } satisfies OwnerRecord)))
+          .catch(() => undefined);
+      }
       let ending: BuildFailed | null = null;
       let killTimer: NodeJS.Timeout | undefined;
-      const killGroup = (sig: NodeJS.Signals) => {
-        try {
-          if (child.pid) process.kill(-child.pid, sig);
-        } catch {
-          /* already gone */
-        }
-      };
       const stop = (why: BuildFailed) => {
         if (ending) return;
         ending = why;
         hooks.onLine('system', `fairway: ${why.message}; stopping xcaddy and its children`);
-        killGroup('SIGTERM');
-        killTimer = setTimeout(() => killGroup('SIGKILL'), this.opts.killGraceMs ?? 5000);
+        killGroup(child.pid, 'SIGTERM');
+        killTimer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), this.opts.killGraceMs ?? 5000);
       };
       const timer = setTimeout(
         () => stop(new BuildFailed(`the build took longer than the timeout of ${Math.round(this.opts.timeoutMs / 1000)}s`, 'timeout')),
@@ -264,7 +344,7 @@ export class XcaddyRunner implements BuildRunner {
         clearTimeout(timer);
         hooks.signal?.removeEventListener('abort', onAbort);
         // Sweep the group: go may have left compiler children behind.
-        killGroup('SIGKILL');
+        killGroup(child.pid);
         if (killTimer) clearTimeout(killTimer);
         if (ending) return reject(ending);
         if (code === 0) return resolve();

@@ -15,7 +15,7 @@ import { z } from 'zod';
 import curatedJson from './packages.json' with { type: 'json' };
 
 export { parseListModulesText, parseListModulesJson, pluginPackages, modulesByPackage, type ListedModule, type PluginPackage } from './listmodules.js';
-export { ModuleLearner, hostPlatform, type LearnMode, type LearnResult } from './learn.js';
+export { ModuleLearner, type LearnMode, type LearnResult } from './learn.js';
 
 export type CatalogSource = 'curated' | 'upstream' | 'learned';
 

@@ -24,7 +24,7 @@ import https from 'node:https';
 import { delimiter, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
-import { hostPlatform } from '../catalog/learn.js';
+import { hostPlatform } from '../spec/index.js';
 import { parseListModulesText, pluginPackages, type PluginPackage } from '../catalog/listmodules.js';
 
 const execFileP = promisify(execFile);

@@ -52,7 +52,7 @@ function goCacheBudget(config: OpsConfig, toolchain: Toolchain, gate: BuildGate,
     gate,
     logger,
     clean: async (kind) => {
-      await toolchain.go(['clean', kind === 'cache' ? '-cache' : '-modcache'], { cwd: toolchain.tmpDir, timeoutMs: 30 * 60_000 });
+      await toolchain.go(['clean', kind === 'cache' ? '-cache' : '-modcache'], { timeoutMs: 30 * 60_000 });
     },
     onClean: (kind, freed) => {
       metrics?.goCacheCleans.inc({ kind });

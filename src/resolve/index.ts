@@ -3,7 +3,6 @@
  * cache keys never hold `latest` or a branch name (DESIGN principle 2). Answers are memoised:
  * exact versions for a long time, moving queries (latest, branches, prefixes) for a short TTL.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CADDY_MODULE, isExactVersion } from '../spec/index.js';
 import type { BuildRequest, Replacement, ResolvedPlugin, ResolvedSpec } from '../spec/index.js';
@@ -146,14 +145,12 @@ export class GoResolver implements Resolver {
   }
 
   private async goList(args: string[], what: string): Promise<string> {
-    const dir = await mkdtemp(join(this.toolchain.tmpDir, 'resolve-'));
     try {
-      const { stdout } = await this.toolchain.go(args, { cwd: dir, timeoutMs: 90_000 });
+      // Outside any module, in the toolchain's empty dir: `go list -m` only downloads .info/.mod files.
+      const { stdout } = await this.toolchain.go(args, { network: 'modules', timeoutMs: 90_000 });
       return stdout;
     } catch (err) {
       throw classifyGoError(what, err as Error & { stderr?: string; killed?: boolean });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
     }
   }
 }

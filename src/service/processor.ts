@@ -82,6 +82,7 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore, opts: 
         goVersion: out.goVersion,
         finishedAt: new Date().toISOString(),
         durationMs: out.durationMs,
+        ...(out.listModules !== undefined ? { listModules: out.listModules } : {}),
       };
       ctx.log('system', `fairway: done in ${(out.durationMs / 1000).toFixed(1)}s`);
       await store.put({ meta, binaryPath: out.binaryPath, buildInfo: out.buildInfo, log: formatLog(await ctx.lines()) });

@@ -61,3 +61,11 @@ export class PlatformSet {
     return this.list().filter((p) => p.os === os).map((p) => p.arch);
   }
 }
+
+const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', ia32: '386', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64' };
+const GOOS: Record<string, string> = { linux: 'linux', darwin: 'darwin', win32: 'windows', freebsd: 'freebsd', openbsd: 'openbsd', netbsd: 'netbsd', sunos: 'solaris', aix: 'aix' };
+
+/** This machine as GOOS/GOARCH: binaries for it are the only ones that can run here. */
+export function hostPlatform(): Platform {
+  return { os: GOOS[process.platform] ?? process.platform, arch: GOARCH[process.arch] ?? process.arch };
+}

@@ -22,6 +22,12 @@ export interface ArtifactMeta {
   finishedAt: string;
   durationMs?: number;
   agent?: string;
+  /**
+   * What the binary printed for `caddy list-modules --packages --versions --skip-standard`, run by
+   * the builder inside the sandbox (host-platform builds with plugins only); the catalog learns
+   * module IDs from it.
+   */
+  listModules?: string;
 }
 
 export interface PutArtifact {

@@ -1,14 +1,14 @@
 /**
  * The Go toolchain and xcaddy as Fairway uses them: where they are, which versions, and the
- * clean, allowlisted environment every child process gets (DESIGN principle 4). Nothing from the
- * server's own environment reaches a build unless it is named here.
+ * clean, allowlisted environment every child process gets. Nothing from the server's own
+ * environment reaches a build unless it is named here. Every go and xcaddy command runs inside
+ * the build sandbox (src/sandbox) as the build identity, seeing GOROOT read-only and only its
+ * own caches read-write.
  */
-import { execFile } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
-import { dirname, join, resolve as resolvePath } from 'node:path';
-import { promisify } from 'node:util';
-
-const execFileP = promisify(execFile);
+import { access, mkdir, realpath } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { delimiter, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import type { Sandbox, SandboxCommand, SandboxNetwork } from '../sandbox/index.js';
 
 export interface ToolchainOptions {
   /** The `go` command; default: `go` from PATH. */
@@ -23,6 +23,8 @@ export interface ToolchainOptions {
   gonosumdb?: string;
   gonoproxy?: string;
   gosumdb?: string;
+  /** Where every toolchain command runs. */
+  sandbox: Sandbox;
 }
 
 export interface ToolchainIdentity {
@@ -36,7 +38,10 @@ export const ENV_ALLOWLIST = [
   'GOPATH', 'GOMODCACHE', 'GOCACHE', 'GOENV', 'GOTOOLCHAIN', 'GOTELEMETRY', 'GOFLAGS', 'GO111MODULE',
   'GOPROXY', 'GOPRIVATE', 'GONOSUMDB', 'GONOPROXY', 'GOSUMDB', 'GOINSECURE',
   'CGO_ENABLED', 'GOOS', 'GOARCH', 'GOARM',
-  'XCADDY_SKIP_CLEANUP', 'XCADDY_SKIP_BUILD', 'XCADDY_WHICH_GO', 'XCADDY_DEBUG', 'XCADDY_RACE_DETECTOR', 'XCADDY_SETCAP', 'XCADDY_SUDO',
+  // Fixed by Fairway. Never XCADDY_SETCAP/XCADDY_SUDO (privilege escalation), XCADDY_SKIP_*,
+  // XCADDY_DEBUG, XCADDY_RACE_DETECTOR, XCADDY_GO_BUILD_FLAGS/MOD_FLAGS (they change what is built
+  // behind the cache key's back): those names cannot reach xcaddy.
+  'XCADDY_WHICH_GO', 'XCADDY_PRINT_VERSION',
 ] as const;
 export type AllowedEnvName = (typeof ENV_ALLOWLIST)[number];
 
@@ -50,40 +55,54 @@ export class ToolchainError extends Error {
 export class Toolchain {
   private constructor(
     readonly goBin: string,
+    /** GOROOT of goBin: visible read-only to every toolchain command. */
+    readonly goRoot: string,
     readonly xcaddyBin: string,
     readonly cacheDir: string,
     readonly identity: ToolchainIdentity,
+    readonly sandbox: Sandbox,
     private readonly opts: ToolchainOptions,
   ) {}
 
-  /** Finds go and xcaddy, reads their versions, prepares the cache folders. */
+  /** Finds go and xcaddy, reads their versions (in the sandbox), prepares the cache folders. */
   static async detect(opts: ToolchainOptions): Promise<Toolchain> {
     const cacheDir = resolvePath(opts.cacheDir);
-    await Promise.all(['gopath', 'mod', 'build', 'tmp'].map((d) => mkdir(join(cacheDir, d), { recursive: true })));
-    const goBin = await locateGo(opts.goBin ?? 'go');
+    const sandbox = opts.sandbox;
+    await mkdir(join(cacheDir, 'tmp'), { recursive: true });
+    // Caches the build identity writes; made by another user (or an unsandboxed run) they are handed over.
+    const owned = ['gopath', 'mod', 'build'].map((d) => join(cacheDir, d));
+    await sandbox.handOver(owned);
+    await sandbox.ownedDir(join(cacheDir, 'tmp', 'run'));
+    const { goBin, goRoot } = await locateGo(opts.goBin ?? 'go');
     const xcaddyBin = resolvePath(opts.xcaddyBin);
+    const tc = new Toolchain(goBin, goRoot, xcaddyBin, cacheDir, { go: '', xcaddy: '' }, sandbox, opts);
     let xcaddy: string;
     try {
-      const { stdout } = await execFileP(xcaddyBin, ['version'], { timeout: 30_000 });
+      await access(xcaddyBin, constants.X_OK);
+      const { stdout } = await sandbox.run(tc.command([xcaddyBin, 'version'], { network: 'none' }), { timeoutMs: 30_000 });
       xcaddy = stdout.trim().split(/\s+/)[0] ?? 'unknown';
     } catch (err) {
       throw new ToolchainError(
         `xcaddy not found or not runnable at ${xcaddyBin} (${(err as Error).message.split('\n')[0]}); run "npm run setup" to install it`,
       );
     }
-    const tc = new Toolchain(goBin, xcaddyBin, cacheDir, { go: '', xcaddy }, opts);
-    const { stdout } = await tc.go(['env', 'GOVERSION'], { cwd: join(cacheDir, 'tmp') });
-    (tc.identity as { go: string }).go = stdout.trim();
+    let go: string;
+    try {
+      go = (await tc.go(['env', 'GOVERSION'])).stdout.trim();
+    } catch (err) {
+      throw new ToolchainError(`${goBin} does not run in the build sandbox (${(err as Error).message.split('\n')[0]}); is GOROOT ${goRoot} complete?`);
+    }
+    Object.assign(tc.identity, { go, xcaddy });
     return tc;
   }
 
   /** The full environment for a toolchain child: allowlisted names only, fixed values. */
-  env(extra: Partial<Record<AllowedEnvName, string>> = {}, home?: string): NodeJS.ProcessEnv {
+  env(extra: Partial<Record<AllowedEnvName, string>> = {}, home?: string): Record<string, string> {
     const o = this.opts;
     const base: Partial<Record<AllowedEnvName, string>> = {
       PATH: `${dirname(this.goBin)}:/usr/local/bin:/usr/bin:/bin`,
-      HOME: home ?? join(this.cacheDir, 'tmp'),
-      TMPDIR: join(this.cacheDir, 'tmp'),
+      HOME: home ?? this.runDir,
+      TMPDIR: home ?? this.runDir,
       LANG: 'C',
       GOPATH: join(this.cacheDir, 'gopath'),
       GOMODCACHE: join(this.cacheDir, 'mod'),
@@ -97,6 +116,8 @@ export class Toolchain {
       GO111MODULE: 'on',
       CGO_ENABLED: '0',
       XCADDY_WHICH_GO: this.goBin,
+      // Fairway runs the built binary itself, in a sandbox without network (src/build).
+      XCADDY_PRINT_VERSION: '0',
       ...(o.goproxy !== undefined ? { GOPROXY: o.goproxy } : {}),
       ...(o.goprivate !== undefined ? { GOPRIVATE: o.goprivate } : {}),
       ...(o.gonosumdb !== undefined ? { GONOSUMDB: o.gonosumdb } : {}),
@@ -104,32 +125,73 @@ export class Toolchain {
       ...(o.gosumdb !== undefined ? { GOSUMDB: o.gosumdb } : {}),
       ...extra,
     };
-    const env: NodeJS.ProcessEnv = {};
+    const env: Record<string, string> = {};
     for (const name of ENV_ALLOWLIST) if (base[name] !== undefined) env[name] = base[name];
     return env;
   }
 
-  /** Runs `go` with an argument array (never a shell) in the clean environment. */
-  async go(args: string[], opts: { cwd: string; timeoutMs?: number }): Promise<{ stdout: string; stderr: string }> {
-    return execFileP(this.goBin, args, {
-      cwd: opts.cwd,
-      env: this.env(),
-      timeout: opts.timeoutMs ?? 120_000,
+  /**
+   * A toolchain command for the sandbox: GOROOT and xcaddy read-only, the Go caches read-write,
+   * `cwd` (default: an empty dir of the build identity) read-write, nothing else of this machine.
+   */
+  command(
+    argv: string[],
+    o: { cwd?: string; network: SandboxNetwork; env?: Record<string, string>; readOnly?: string[] },
+  ): SandboxCommand {
+    return {
+      argv,
+      cwd: o.cwd ?? this.runDir,
+      env: o.env ?? this.env(),
+      readOnly: [this.goRoot, this.xcaddyBin, ...(o.readOnly ?? [])],
+      writable: ['gopath', 'mod', 'build'].map((d) => join(this.cacheDir, d)),
+      network: o.network,
+    };
+  }
+
+  /**
+   * Runs `go` with an argument array (never a shell) in the sandbox. `network: 'modules'` lets it
+   * download modules through the module relay; nothing else is reachable.
+   */
+  async go(
+    args: string[],
+    opts: { cwd?: string; timeoutMs?: number; network?: SandboxNetwork; readOnly?: string[] } = {},
+  ): Promise<{ stdout: string; stderr: string }> {
+    return this.sandbox.run(this.command([this.goBin, ...args], { network: opts.network ?? 'none', ...(opts.cwd ? { cwd: opts.cwd } : {}), ...(opts.readOnly ? { readOnly: opts.readOnly } : {}) }), {
+      timeoutMs: opts.timeoutMs ?? 120_000,
       maxBuffer: 64 * 1024 * 1024,
-      killSignal: 'SIGKILL',
     });
   }
 
+  /** Parent of the per-build and per-resolution work dirs. */
   get tmpDir(): string {
     return join(this.cacheDir, 'tmp');
   }
+
+  /** An empty directory of the build identity, the cwd of toolchain commands that need none of their own. */
+  get runDir(): string {
+    return join(this.cacheDir, 'tmp', 'run');
+  }
 }
 
-async function locateGo(goBin: string): Promise<string> {
-  try {
-    const { stdout } = await execFileP(goBin, ['env', 'GOROOT'], { timeout: 30_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', GOTOOLCHAIN: 'local' } });
-    return join(stdout.trim(), 'bin', 'go');
-  } catch (err) {
-    throw new ToolchainError(`the Go toolchain was not found (${goBin}: ${(err as Error).message.split('\n')[0]}); install Go 1.22 or newer and put it on PATH, or set FAIRWAY_GO_BIN`);
+async function findOnPath(name: string): Promise<string | null> {
+  if (isAbsolute(name) || name.includes('/')) return resolvePath(name);
+  for (const dir of (process.env.PATH ?? '/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    if (await access(p, constants.X_OK).then(() => true, () => false)) return p;
   }
+  return null;
+}
+
+/** The real go binary and its GOROOT (`<GOROOT>/bin/go`), found without running it outside the sandbox. */
+async function locateGo(goBin: string): Promise<{ goBin: string; goRoot: string }> {
+  const found = await findOnPath(goBin);
+  const real = found ? await realpath(found).catch(() => null) : null;
+  const goRoot = real ? dirname(dirname(real)) : null;
+  if (!real || !goRoot || !(await access(join(goRoot, 'src', 'runtime'), constants.R_OK).then(() => true, () => false))) {
+    throw new ToolchainError(
+      `the Go toolchain was not found (${goBin}${real ? `: ${real} is not inside a GOROOT` : ''}); install Go 1.22 or newer and put it on PATH, or set FAIRWAY_GO_BIN`,
+    );
+  }
+  return { goBin: real, goRoot };
 }

@@ -1,0 +1,410 @@
+/**
+ * The one place that starts untrusted work: the Go toolchain (which downloads and compiles
+ * strangers' modules) and every run of a built binary (whose plugins' init code runs at start).
+ *
+ * `bwrap` (bubblewrap, Debian's package; the sandbox Flatpak uses) gives each command fresh
+ * mount, PID, network, IPC and UTS namespaces: it sees the OS's /usr read-only, a private /tmp,
+ * its own /proc (no server process in it), and only the paths the caller names. Its network
+ * namespace has nothing but loopback; a go command that needs modules gets the module relay
+ * (./modproxy.ts) bridged to 127.0.0.1 inside by socat, and nothing else. The environment is the
+ * caller's allowlisted one. Identity: when Fairway runs as root, bwrap sets up the namespaces and
+ * the command drops to the dedicated build user (`buildUser`, default `fairway-build`) with
+ * setpriv (no capabilities, no_new_privs, no supplementary groups); otherwise bwrap runs
+ * unprivileged in a user namespace of its own.
+ *
+ * `none` runs commands directly (still with the clean environment); it is an explicit, loudly
+ * logged opt-out for machines where no sandbox can run.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { chmod, chown, lstat, mkdir, readlink } from 'node:fs/promises';
+import { dirname, isAbsolute, posix } from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import { parseGoproxy, startModuleRelay, type ModuleRelay } from './modproxy.js';
+
+export { parseGoproxy, proxyPath, startModuleRelay, DEFAULT_GOPROXY, type ModuleRelay, type Upstream } from './modproxy.js';
+
+const execFileP = promisify(execFile);
+
+export type SandboxKind = 'bwrap' | 'none';
+/** `none`: loopback only. `modules`: loopback plus the module relay (go commands that download). */
+export type SandboxNetwork = 'none' | 'modules';
+
+export interface SandboxCommand {
+  /** argv[0] must be an absolute path. */
+  argv: readonly string[];
+  /** A host directory, bound read-write at the same path; absent: a private /tmp inside. */
+  cwd?: string;
+  env: Readonly<Record<string, string | undefined>>;
+  /** Host files or directories visible read-only at the same path. */
+  readOnly?: readonly string[];
+  /** Host directories visible read-write at the same path (owned by the build identity). */
+  writable?: readonly string[];
+  network: SandboxNetwork;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** A sandboxed command that failed: its exit, output and whether the timeout killed it. */
+export class SandboxRunError extends Error {
+  constructor(
+    message: string,
+    readonly code: number | null,
+    readonly signal: NodeJS.Signals | null,
+    readonly stdout: string,
+    readonly stderr: string,
+    readonly killed: boolean,
+  ) {
+    super(message);
+    this.name = 'SandboxRunError';
+  }
+}
+
+export class SandboxError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SandboxError';
+  }
+}
+
+export interface Sandbox {
+  readonly kind: SandboxKind;
+  /** uid/gid the commands run as, when Fairway drops to a build user (running as root). */
+  readonly identity: { uid: number; gid: number; user: string } | null;
+  /** What start-up logs: kind, identity, relayed proxies. */
+  describe(): Record<string, unknown>;
+  /** Starts a command in its own process group: killing the group ends everything inside. */
+  spawn(cmd: SandboxCommand, stdio?: 'pipe' | 'ignore-stdin'): ChildProcess;
+  /** Runs a command to its end; rejects with SandboxRunError on a non-zero exit or the timeout. */
+  run(cmd: SandboxCommand, o?: { timeoutMs?: number; maxBuffer?: number }): Promise<RunResult>;
+  /** Creates a directory owned by the build identity (for its work dirs and caches). */
+  ownedDir(path: string): Promise<void>;
+  /** Gives every file under these directories to the build identity (caches made by another user). */
+  handOver(dirs: readonly string[]): Promise<void>;
+  /** Takes a file the build made back to the server's own user, read-only for everyone else. */
+  reclaim(path: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface SandboxOptions {
+  kind: SandboxKind;
+  /** Build user when running as root: a name or `uid:gid`. */
+  buildUser: string;
+  /** The operator's GOPROXY (undefined: Go's default); relayed to `modules` commands. */
+  goproxy?: string;
+  logger?: Logger;
+  bwrapBin?: string;
+  socatBin?: string;
+  setprivBin?: string;
+}
+
+/** Where the relay socket and its bridge appear inside the sandbox. */
+const RELAY_SOCKET = '/run/fairway/goproxy.sock';
+const RELAY_PORT = 3128;
+export const SANDBOX_GOPROXY = `http://127.0.0.1:${RELAY_PORT}`;
+
+/**
+ * Inside a `modules` sandbox: start socat (as the build user), wait until it listens (read from
+ * this namespace's /proc/net/tcp, so no probe connection), then become the command.
+ */
+const BRIDGE_SCRIPT = [
+  `"$FAIRWAY_SOCAT" -lf /dev/null TCP-LISTEN:${RELAY_PORT},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:${RELAY_SOCKET} &`,
+  'i=0',
+  `while ! grep -q ':${RELAY_PORT.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A' /proc/net/tcp 2>/dev/null; do`,
+  '  i=$((i+1)); if [ $i -gt 500 ]; then echo "fairway sandbox: the module relay bridge did not start" >&2; exit 97; fi; sleep 0.01',
+  'done',
+  'unset FAIRWAY_SOCAT',
+  'exec "$@"',
+].join('\n');
+
+const SYSTEM_RO = ['/usr', '/etc/ssl', '/etc/ca-certificates', '/etc/alternatives'];
+const SYSTEM_LINKS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
+
+type SystemMount = { kind: 'ro'; path: string } | { kind: 'link'; path: string; target: string };
+
+async function systemMounts(): Promise<SystemMount[]> {
+  const out: SystemMount[] = [];
+  for (const p of [...SYSTEM_RO, ...SYSTEM_LINKS]) {
+    const st = await lstat(p).catch(() => null);
+    if (!st) continue;
+    if (st.isSymbolicLink()) out.push({ kind: 'link', path: p, target: await readlink(p) });
+    else if (st.isDirectory()) out.push({ kind: 'ro', path: p });
+  }
+  return out;
+}
+
+const under = (path: string, root: string) => path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
+
+export interface BwrapPlan {
+  system: SystemMount[];
+  identity: { uid: number; gid: number } | null;
+  setprivBin: string;
+  socatBin: string;
+  relaySocket?: string;
+}
+
+/** The bwrap argument vector for one command (exported for tests). */
+export function bwrapArgs(cmd: SandboxCommand, plan: BwrapPlan): string[] {
+  for (const p of [cmd.argv[0] ?? '', ...(cmd.readOnly ?? []), ...(cmd.writable ?? []), ...(cmd.cwd ? [cmd.cwd] : [])]) {
+    if (!isAbsolute(p) || posix.normalize(p) !== p || p.includes('\0')) throw new SandboxError(`sandbox: "${p}" is not a clean absolute path`);
+  }
+  const args = ['--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try'];
+  if (!plan.identity) args.push('--unshare-user');
+  args.push('--die-with-parent', '--new-session', '--hostname', 'fairway-sandbox');
+  const roots: string[] = [];
+  for (const m of plan.system) {
+    if (m.kind === 'link') args.push('--symlink', m.target, m.path);
+    else {
+      args.push('--ro-bind', m.path, m.path);
+      roots.push(m.path);
+    }
+  }
+  args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  roots.push('/proc', '/dev', '/tmp');
+  const created = new Set<string>(['/']);
+  const ensureParents = (target: string) => {
+    const chain: string[] = [];
+    for (let d = dirname(target); !created.has(d); d = dirname(d)) {
+      if (roots.some((r) => under(d, r))) break;
+      chain.unshift(d);
+    }
+    for (const d of chain) {
+      args.push('--perms', '0755', '--dir', d);
+      created.add(d);
+    }
+  };
+  const binds: Array<{ path: string; rw: boolean }> = [
+    ...(cmd.readOnly ?? []).map((path) => ({ path, rw: false })),
+    ...[...(cmd.writable ?? []), ...(cmd.cwd ? [cmd.cwd] : [])].map((path) => ({ path, rw: true })),
+  ];
+  // Parents before children; a path already covered by a system mount is not bound again.
+  binds.sort((a, b) => a.path.split('/').length - b.path.split('/').length);
+  const bound = new Set<string>();
+  for (const b of binds) {
+    if (bound.has(b.path) || (!b.rw && roots.some((r) => under(b.path, r) && SYSTEM_RO.includes(r)))) continue;
+    ensureParents(b.path);
+    args.push(b.rw ? '--bind' : '--ro-bind', b.path, b.path);
+    bound.add(b.path);
+    roots.push(b.path);
+  }
+  if (cmd.network === 'modules') {
+    if (!plan.relaySocket) throw new SandboxError('sandbox: no module relay for a command that downloads modules');
+    ensureParents(RELAY_SOCKET);
+    args.push('--ro-bind', plan.relaySocket, RELAY_SOCKET);
+  }
+  args.push('--chdir', cmd.cwd ?? '/tmp');
+  args.push('--');
+  if (plan.identity) {
+    args.push(plan.setprivBin, `--reuid=${plan.identity.uid}`, `--regid=${plan.identity.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--');
+  }
+  if (cmd.network === 'modules') args.push('/bin/sh', '-c', BRIDGE_SCRIPT, 'fairway-sandbox');
+  args.push(...cmd.argv);
+  return args;
+}
+
+/** The environment a `modules` command gets: GOPROXY is the relay, private modules skip the checksum database only. */
+function relayEnv(env: Readonly<Record<string, string | undefined>>, socatBin: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
+  const nosum = [out.GONOSUMDB, out.GOPRIVATE].filter((x): x is string => !!x).join(',');
+  delete out.GOPRIVATE;
+  delete out.GONOPROXY;
+  if (nosum) out.GONOSUMDB = nosum;
+  out.GOPROXY = SANDBOX_GOPROXY;
+  out.FAIRWAY_SOCAT = socatBin;
+  return out;
+}
+
+function cleanEnv(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+async function which(name: string, given?: string): Promise<string> {
+  if (given) return given;
+  for (const dir of ['/usr/bin', '/bin', '/usr/sbin', '/usr/local/bin']) {
+    const p = `${dir}/${name}`;
+    if (await lstat(p).then(() => true, () => false)) return p;
+  }
+  throw new SandboxError(`sandbox: ${name} not found`);
+}
+
+async function lookupUser(spec: string): Promise<{ uid: number; gid: number; user: string }> {
+  const m = /^([0-9]+):([0-9]+)$/.exec(spec);
+  if (m) return { uid: Number(m[1]), gid: Number(m[2]), user: spec };
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(spec)) throw new SandboxError(`buildUser "${spec}" is not a user name or uid:gid`);
+  try {
+    const [u, g] = await Promise.all([execFileP('id', ['-u', spec]), execFileP('id', ['-g', spec])]);
+    return { uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()), user: spec };
+  } catch {
+    throw new SandboxError(
+      `the build user "${spec}" does not exist. Create it with \`useradd --system --user-group --no-create-home --shell /usr/sbin/nologin ${spec}\` (scripts/sandbox.sh does this), or set buildUser`,
+    );
+  }
+}
+
+/** Kills a process group; quiet when it is already gone. */
+export function killGroup(pid: number | undefined, signal: NodeJS.Signals = 'SIGKILL'): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    /* gone */
+  }
+}
+
+abstract class BaseSandbox implements Sandbox {
+  abstract readonly kind: SandboxKind;
+  abstract readonly identity: { uid: number; gid: number; user: string } | null;
+  abstract describe(): Record<string, unknown>;
+  abstract spawn(cmd: SandboxCommand, stdio?: 'pipe' | 'ignore-stdin'): ChildProcess;
+
+  run(cmd: SandboxCommand, o: { timeoutMs?: number; maxBuffer?: number } = {}): Promise<RunResult> {
+    const max = o.maxBuffer ?? 64 * 1024 * 1024;
+    return new Promise((resolve, reject) => {
+      const child = this.spawn(cmd, 'ignore-stdin');
+      let stdout = '';
+      let stderr = '';
+      let killed = false;
+      const timer = setTimeout(() => {
+        killed = true;
+        killGroup(child.pid);
+      }, o.timeoutMs ?? 120_000);
+      child.stdout!.setEncoding('utf8').on('data', (c: string) => {
+        if (stdout.length < max) stdout += c;
+      });
+      child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+        if (stderr.length < max) stderr += c;
+      });
+      child.on('error', (err) => {
+        clearTimeout(timer);
+        reject(new SandboxRunError(`could not start ${cmd.argv[0]}: ${err.message}`, null, null, stdout, stderr, false));
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        killGroup(child.pid);
+        if (code === 0 && !killed) return resolve({ stdout, stderr });
+        const what = killed ? `timed out after ${o.timeoutMs ?? 120_000} ms` : code !== null ? `exited with code ${code}` : `was killed by ${signal}`;
+        reject(new SandboxRunError(`${cmd.argv.slice(0, 3).join(' ')} ${what}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`, code, signal, stdout, stderr, killed));
+      });
+    });
+  }
+
+  async ownedDir(path: string): Promise<void> {
+    await mkdir(path, { recursive: true });
+    if (this.identity) await chown(path, this.identity.uid, this.identity.gid);
+  }
+
+  async handOver(dirs: readonly string[]): Promise<void> {
+    if (!this.identity || dirs.length === 0) return;
+    await Promise.all(dirs.map((d) => mkdir(d, { recursive: true })));
+    await execFileP('chown', ['-R', `${this.identity.uid}:${this.identity.gid}`, '--', ...dirs], { timeout: 30 * 60_000 });
+  }
+
+  async reclaim(path: string): Promise<void> {
+    if (this.identity) await chown(path, process.getuid!(), process.getgid!());
+    await chmod(path, 0o755);
+  }
+
+  async close(): Promise<void> {}
+}
+
+class BwrapSandbox extends BaseSandbox {
+  readonly kind = 'bwrap' as const;
+
+  constructor(
+    private readonly bwrapBin: string,
+    private readonly plan: BwrapPlan,
+    readonly identity: { uid: number; gid: number; user: string } | null,
+    private readonly relay: ModuleRelay,
+    private readonly dropped: string[],
+  ) {
+    super();
+  }
+
+  describe(): Record<string, unknown> {
+    return {
+      sandbox: 'bwrap',
+      buildIdentity: this.identity ? `${this.identity.user} (uid ${this.identity.uid}, gid ${this.identity.gid})` : `uid ${process.getuid?.()} in a user namespace`,
+      moduleProxies: this.relay.upstreams.map((u) => u.url),
+      ...(this.dropped.length ? { notRelayed: this.dropped } : {}),
+    };
+  }
+
+  spawn(cmd: SandboxCommand, stdio: 'pipe' | 'ignore-stdin' = 'ignore-stdin'): ChildProcess {
+    const args = bwrapArgs(cmd, this.plan);
+    const env = cmd.network === 'modules' ? relayEnv(cmd.env, this.plan.socatBin) : cleanEnv(cmd.env);
+    return spawn(this.bwrapBin, args, { env, detached: true, stdio: [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+  }
+
+  override async close(): Promise<void> {
+    await this.relay.close();
+  }
+}
+
+class NoSandbox extends BaseSandbox {
+  readonly kind = 'none' as const;
+  readonly identity = null;
+
+  describe(): Record<string, unknown> {
+    return { sandbox: 'none', warning: 'plugin code runs with this server\'s user, files and network' };
+  }
+
+  spawn(cmd: SandboxCommand, stdio: 'pipe' | 'ignore-stdin' = 'ignore-stdin'): ChildProcess {
+    return spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: cmd.cwd ?? '/tmp', env: cleanEnv(cmd.env), detached: true, stdio: [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+  }
+}
+
+export const NO_SANDBOX_WARNING =
+  'SANDBOX OFF (sandbox=none): plugin code from every build runs with this server\'s user, environment, files and network. Use only on a machine where that is acceptable; install bubblewrap and socat (scripts/sandbox.sh) to turn it on';
+
+const FIX = 'install bubblewrap and socat (`apt-get install bubblewrap socat`, or run `bash scripts/sandbox.sh`), or start with `--sandbox none` to build without a sandbox (unsafe: plugin code then runs with the server\'s privileges)';
+
+/** Opens the configured sandbox and proves it works by running a command in it. */
+export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
+  if (o.kind === 'none') {
+    o.logger?.warn({ sandbox: 'none' }, NO_SANDBOX_WARNING);
+    return new NoSandbox();
+  }
+  if (process.platform !== 'linux') throw new SandboxError(`the build sandbox (bubblewrap) needs Linux; on ${process.platform} start with --sandbox none (unsafe)`);
+  let bwrapBin: string;
+  let socatBin: string;
+  try {
+    [bwrapBin, socatBin] = await Promise.all([which('bwrap', o.bwrapBin), which('socat', o.socatBin)]);
+  } catch (err) {
+    throw new SandboxError(`builds cannot start: ${(err as Error).message}. To fix: ${FIX}`);
+  }
+  const root = process.getuid?.() === 0;
+  const identity = root ? await lookupUser(o.buildUser) : null;
+  if (identity && identity.uid === 0) throw new SandboxError(`buildUser "${o.buildUser}" is root; builds must run as an unprivileged user`);
+  const setprivBin = root ? await which('setpriv', o.setprivBin).catch(() => {
+    throw new SandboxError('builds cannot start: setpriv (util-linux) not found; it drops the build to the build user');
+  }) : '';
+  const { upstreams, dropped } = parseGoproxy(o.goproxy);
+  if (dropped.length) o.logger?.warn({ notRelayed: dropped }, 'sandboxed builds fetch modules from the GOPROXY proxies only; "direct" (VCS) and entries after "off" are not available to them');
+  const relay = await startModuleRelay({ upstreams, onError: (err, path) => o.logger?.warn({ err: err.message, path }, 'module relay: upstream request failed') });
+  const plan: BwrapPlan = { system: await systemMounts(), identity, setprivBin, socatBin, relaySocket: relay.socketPath };
+  const sandbox = new BwrapSandbox(bwrapBin, plan, identity, relay, dropped);
+  try {
+    // The bridge starts, the command runs as the build identity and cannot read the sandbox's
+    // init (bwrap, which ran as root) when Fairway dropped to a build user.
+    const probe = await sandbox.run({ argv: ['/bin/sh', '-c', 'id -u; test -r /proc/1/environ && echo readable || echo hidden'], env: { PATH: '/usr/bin:/bin' }, network: 'modules' }, { timeoutMs: 20_000 });
+    const [uid, init] = probe.stdout.trim().split('\n');
+    if (identity && Number(uid) !== identity.uid) throw new Error(`the command ran as uid ${uid}, not ${identity.uid}`);
+    if (identity && init !== 'hidden') throw new Error('the sandboxed command can read the environment of the sandbox init');
+  } catch (err) {
+    await relay.close();
+    const detail = err instanceof SandboxRunError ? err.stderr.trim().split('\n').slice(-2).join(' | ') || err.message : (err as Error).message;
+    throw new SandboxError(
+      `builds cannot start: the bubblewrap sandbox does not work here (${detail}). ` +
+        (root ? '' : 'Unprivileged bubblewrap needs user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0), or run Fairway as root with a build user. ') +
+        `To fix: ${FIX}`,
+    );
+  }
+  o.logger?.info(sandbox.describe(), 'build sandbox ready');
+  return sandbox;
+}
