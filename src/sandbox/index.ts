@@ -162,8 +162,8 @@ export function bwrapArgs(cmd: SandboxCommand, plan: BwrapPlan): string[] {
       roots.push(m.path);
     }
   }
+  // /tmp is an empty tmpfs: binds under it need their parent dirs made (0755, or bwrap makes them 0700).
   args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
-  roots.push('/proc', '/dev', '/tmp');
   const created = new Set<string>(['/']);
   const ensureParents = (target: string) => {
     const chain: string[] = [];

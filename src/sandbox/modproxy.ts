@@ -84,7 +84,7 @@ export function proxyPath(rawUrl: string): string | null {
   if (!m) return null;
   if (!m[1]!.split('/').every((s) => SEGMENT.test(s))) return null;
   const last = segments[segments.length - 1]!;
-  if (!/^[A-Za-z0-9!._~+-]+$/.test(last)) return null;
+  if (!/^@?[A-Za-z0-9!._~+-]+$/.test(last)) return null;
   return path;
 }
 

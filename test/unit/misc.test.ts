@@ -12,6 +12,7 @@ import { parseRange } from '../../src/api/artifact.js';
 import { binaryName, xcaddyArgs, type LogLine } from '../../src/build/index.js';
 import { formatLog, parseLog } from '../../src/service/logformat.js';
 import { PlatformSet, SpecError, parseBuildRequest, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
+import { openSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { ENV_ALLOWLIST, Toolchain } from '../../src/toolchain/index.js';
 
 describe('parseRange', () => {
@@ -307,16 +308,20 @@ describe('Toolchain environment allowlist', () => {
   test('the allowlist names no secrets or loader variables', () => {
     for (const name of ENV_ALLOWLIST) assert.doesNotMatch(name, /SECRET|TOKEN|KEY|PASS|AWS|REDIS|FAIRWAY|NODE|^LD_|^DYLD_|^(HTTPS?|ALL|NO)_PROXY$|^SSH_|^GIT_/i, name);
     assert.equal(new Set(ENV_ALLOWLIST).size, ENV_ALLOWLIST.length);
+    // Names that make xcaddy escalate (setcap, sudo) or build something else than the key says.
+    for (const name of ['XCADDY_SETCAP', 'XCADDY_SUDO', 'XCADDY_SKIP_BUILD', 'XCADDY_SKIP_CLEANUP', 'XCADDY_DEBUG', 'XCADDY_RACE_DETECTOR', 'XCADDY_GO_BUILD_FLAGS', 'XCADDY_GO_MOD_FLAGS', 'CADDY_VERSION']) {
+      assert.ok(!(ENV_ALLOWLIST as readonly string[]).includes(name), name);
+    }
   });
 
   test('env() on a stand-in toolchain: only allowlisted names, nothing from process.env', () => {
-    const fake = {
+    const fake = Object.assign(Object.create(Toolchain.prototype) as object, {
       goBin: '/opt/go/bin/go',
       xcaddyBin: '/opt/xcaddy',
       cacheDir: '/var/cache/fairway',
       identity: { go: 'go1.26.8', xcaddy: 'v0.4.5' },
       opts: { xcaddyBin: '/opt/xcaddy', cacheDir: '/var/cache/fairway' },
-    } as unknown as Toolchain;
+    }) as Toolchain;
     setHostileEnv();
     try {
       const env = Toolchain.prototype.env.call(fake);
@@ -324,8 +329,10 @@ describe('Toolchain environment allowlist', () => {
       assert.equal(env.GOPROXY, undefined, 'GOPROXY only when configured');
       assert.equal(env.PATH, '/opt/go/bin:/usr/local/bin:/usr/bin:/bin');
       assert.equal(env.XCADDY_WHICH_GO, '/opt/go/bin/go');
-      assert.equal(env.HOME, '/var/cache/fairway/tmp');
-      assert.equal(env.TMPDIR, '/var/cache/fairway/tmp');
+      // The build identity's own empty dir (the sandbox binds it; tmp/ itself is the server's).
+      assert.equal(env.HOME, '/var/cache/fairway/tmp/run');
+      assert.equal(env.TMPDIR, '/var/cache/fairway/tmp/run');
+      assert.equal(env.XCADDY_PRINT_VERSION, '0', 'xcaddy never runs the binary itself');
       assert.equal(env.GOPATH, '/var/cache/fairway/gopath');
       assert.equal(env.GOMODCACHE, '/var/cache/fairway/mod');
       assert.equal(env.GOCACHE, '/var/cache/fairway/build');
@@ -345,11 +352,11 @@ describe('Toolchain environment allowlist', () => {
   });
 
   test('configured module settings are passed, and only those', () => {
-    const fake = {
+    const fake = Object.assign(Object.create(Toolchain.prototype) as object, {
       goBin: '/opt/go/bin/go',
       cacheDir: '/c',
       opts: { xcaddyBin: '/x', cacheDir: '/c', goproxy: 'https://proxy.example,direct', goprivate: 'corp.example', gosumdb: 'off' },
-    } as unknown as Toolchain;
+    }) as Toolchain;
     setHostileEnv();
     try {
       const env = Toolchain.prototype.env.call(fake);
@@ -367,11 +374,16 @@ describe('Toolchain environment allowlist', () => {
   describe('with the real toolchain', () => {
     let cacheDir: string;
     let tc: Toolchain;
+    let sandbox: Sandbox;
     before(async () => {
       cacheDir = mkdtempSync(join(tmpdir(), 'fairway-tc-'));
-      tc = await Toolchain.detect({ goBin: 'go', xcaddyBin: fileURLToPath(new URL('../../.tools/bin/xcaddy', import.meta.url)), cacheDir });
+      sandbox = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-build' });
+      tc = await Toolchain.detect({ goBin: 'go', xcaddyBin: fileURLToPath(new URL('../../.tools/bin/xcaddy', import.meta.url)), cacheDir, sandbox });
     });
-    after(() => rmSync(cacheDir, { recursive: true, force: true }));
+    after(async () => {
+      await sandbox.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    });
 
     test('detect() finds go and xcaddy versions', () => {
       assert.match(tc.identity.go, /^go1\.\d+/);
@@ -395,7 +407,7 @@ describe('Toolchain environment allowlist', () => {
     test('go commands run in the clean environment, not the server\'s', async () => {
       setHostileEnv();
       try {
-        const { stdout } = await tc.go(['env', '-json', 'GOFLAGS', 'GOPROXY', 'CGO_ENABLED', 'GOTOOLCHAIN', 'GOMODCACHE', 'GOINSECURE'], { cwd: tc.tmpDir });
+        const { stdout } = await tc.go(['env', '-json', 'GOFLAGS', 'GOPROXY', 'CGO_ENABLED', 'GOTOOLCHAIN', 'GOMODCACHE', 'GOINSECURE']);
         const env = JSON.parse(stdout) as Record<string, string>;
         assert.equal(env.GOFLAGS, '-mod=mod -buildvcs=false');
         assert.notEqual(env.GOPROXY, 'https://evil.example');

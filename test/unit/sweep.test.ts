@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { sweepOrphanBuilds } from '../../src/build/index.js';
+import { processStartTime, sweepOrphanBuilds } from '../../src/build/index.js';
 
 const alive = (pid: number) => {
   try {
@@ -23,13 +23,27 @@ test('sweepOrphanBuilds kills the process group of a build whose owner died, and
   orphan.unref();
   const deadOwner = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
   const deadPid = Number(deadOwner.stdout);
+  await new Promise((r) => setTimeout(r, 50));
+  const record = async (owner: number, pgid: number, start?: string | null) =>
+    JSON.stringify({ owner, ownerStart: await processStartTime(owner), pgid, pgidStart: start === undefined ? await processStartTime(pgid) : start });
   await mkdir(join(tmp, 'build-dead'));
-  await writeFile(join(tmp, 'build-dead', 'fairway-owner.json'), JSON.stringify({ owner: deadPid, pgid: orphan.pid }));
+  await writeFile(join(tmp, 'build-dead', 'owner.json'), await record(deadPid, orphan.pid!));
   // A build of a live owner (this process) must be left alone.
   const live = spawn('sleep', ['300'], { detached: true, stdio: 'ignore' });
   live.unref();
   await mkdir(join(tmp, 'build-live'));
-  await writeFile(join(tmp, 'build-live', 'fairway-owner.json'), JSON.stringify({ owner: process.pid, pgid: live.pid }));
+  await writeFile(join(tmp, 'build-live', 'owner.json'), await record(process.pid, live.pid!));
+  // A dead owner whose recorded group leader's PID now belongs to another process (other start
+  // time): the dir goes, the unrelated process is not killed.
+  const reused = spawn('sleep', ['300'], { detached: true, stdio: 'ignore' });
+  reused.unref();
+  await mkdir(join(tmp, 'build-reused'));
+  await writeFile(join(tmp, 'build-reused', 'owner.json'), await record(deadPid, reused.pid!, '1'));
+  // The owner's PID reused by another process: that owner is dead, its build is swept.
+  const ownerReused = spawn('sleep', ['300'], { detached: true, stdio: 'ignore' });
+  ownerReused.unref();
+  await mkdir(join(tmp, 'build-owner-reused'));
+  await writeFile(join(tmp, 'build-owner-reused', 'owner.json'), JSON.stringify({ owner: process.pid, ownerStart: '1', pgid: ownerReused.pid, pgidStart: await processStartTime(ownerReused.pid!) }));
   // A fresh dir without owner file (spawn in progress) is kept; an old one is removed.
   await mkdir(join(tmp, 'build-fresh'));
   await mkdir(join(tmp, 'build-stale'));
@@ -39,16 +53,19 @@ test('sweepOrphanBuilds kills the process group of a build whose owner died, and
 
   try {
     const swept = await sweepOrphanBuilds(tmp);
-    assert.deepEqual(swept.sort(), ['build-dead', 'build-stale']);
+    assert.deepEqual(swept.sort(), ['build-dead', 'build-owner-reused', 'build-reused', 'build-stale']);
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(alive(orphan.pid!), false, 'orphaned build process killed');
+    assert.equal(alive(ownerReused.pid!), false, 'a build whose owner PID was reused is orphaned: killed');
+    assert.equal(alive(reused.pid!), true, 'a process that merely reuses a recorded PID is never killed');
+    assert.equal(existsSync(join(tmp, 'build-reused')), false);
     assert.equal(alive(live.pid!), true, 'a live owner\'s build keeps running');
     assert.equal(existsSync(join(tmp, 'build-dead')), false);
     assert.equal(existsSync(join(tmp, 'build-live')), true);
     assert.equal(existsSync(join(tmp, 'build-fresh')), true);
     assert.equal(existsSync(join(tmp, 'resolve-x')), true);
   } finally {
-    for (const p of [orphan, live]) {
+    for (const p of [orphan, live, reused, ownerReused]) {
       try {
         process.kill(-p.pid!, 'SIGKILL');
       } catch {

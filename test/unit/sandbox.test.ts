@@ -1,0 +1,173 @@
+/**
+ * The build sandbox (src/sandbox) with the real bubblewrap: what a command inside can see, write,
+ * reach and who it is; the module relay's rules. Each check is made against a host resource that
+ * exists and is reachable from outside, so a sandbox that leaked would turn it red.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, writeFile, chmod, stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { bwrapArgs, openSandbox, parseGoproxy, proxyPath, SandboxRunError, startModuleRelay, type Sandbox, type SandboxCommand } from '../../src/sandbox/index.js';
+
+describe('GOPROXY for sandboxed builds', () => {
+  test('parseGoproxy keeps proxies with Go\'s fallback rule and drops direct/off', () => {
+    assert.deepEqual(parseGoproxy('https://a.example,https://b.example|file:///srv/mods,direct'), {
+      upstreams: [
+        { url: 'https://a.example', fallThrough: 'not-found' },
+        { url: 'https://b.example', fallThrough: 'any-error' },
+        { url: 'file:///srv/mods', fallThrough: 'not-found' },
+      ],
+      dropped: ['direct'],
+    });
+    assert.deepEqual(parseGoproxy(undefined).upstreams, [{ url: 'https://proxy.golang.org', fallThrough: 'not-found' }]);
+    assert.deepEqual(parseGoproxy('https://a.example,off,https://b.example'), { upstreams: [{ url: 'https://a.example', fallThrough: 'not-found' }], dropped: ['https://b.example'] });
+    assert.throws(() => parseGoproxy('ftp://x.example'), /only https, http and file/);
+    assert.throws(() => parseGoproxy('not a url'), /not a URL/);
+  });
+
+  test('the relay answers module and checksum-database paths only', () => {
+    for (const ok of ['/github.com/mholt/caddy-l4/@v/list', '/github.com/!burnt!sushi/toml/@v/v1.3.2.zip', '/example.com/x/@latest', '/golang.org/x/net/@v/v0.1.0.info', '/sumdb/sum.golang.org/supported', '/sumdb/sum.golang.org/lookup/github.com/mholt/caddy-l4@v0.1.2', '/sumdb/sum.golang.org/tile/8/0/x123/456']) {
+      assert.equal(proxyPath(ok), ok, ok);
+    }
+    for (const bad of ['/', '/metrics', '/api/builds', '/../etc/passwd', '/a/../b/@v/list', '/x/@v/%2e%2e.zip', '//evil/@v/list', '/Github.com/X/@v/list', '/x/@v/v1.zip/extra', '/sumdb/sum.golang.org/../../x', '/x/@v/list\\..']) {
+      assert.equal(proxyPath(bad), null, bad);
+    }
+  });
+});
+
+describe('the bubblewrap sandbox', () => {
+  let dir: string;
+  let sandbox: Sandbox;
+  let listener: Server;
+  let port: number;
+  let connections = 0;
+  const secret = `sandbox-secret-${process.pid}-${Date.now()}`;
+  let secretFile: string;
+  let writable: string;
+  let readonlyDir: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fairway-sbx-'));
+    await chmod(dir, 0o755);
+    secretFile = join(dir, 'secret.txt');
+    await writeFile(secretFile, secret);
+    writable = join(dir, 'work');
+    readonlyDir = join(dir, 'ro');
+    await mkdir(readonlyDir);
+    await writeFile(join(readonlyDir, 'data.txt'), 'visible\n');
+    // A module "proxy" on disk, relayed to the sandbox.
+    const mods = join(dir, 'mods', 'example.com', 'm', '@v');
+    await mkdir(mods, { recursive: true });
+    await writeFile(join(mods, 'list'), 'v1.0.0\n');
+    process.env.FAIRWAY_SANDBOX_TEST_SECRET = secret;
+    sandbox = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', goproxy: `file://${join(dir, 'mods')}` });
+    await sandbox.ownedDir(writable);
+    listener = createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', () => r()));
+    port = (listener.address() as { port: number }).port;
+  });
+  after(async () => {
+    delete process.env.FAIRWAY_SANDBOX_TEST_SECRET;
+    listener.close();
+    await sandbox.close();
+  });
+
+  const sh = (script: string, o: Partial<SandboxCommand> = {}) =>
+    sandbox.run({ argv: ['/bin/sh', '-c', script], env: { PATH: '/usr/bin:/bin' }, network: 'none', ...o }, { timeoutMs: 20_000 });
+
+  test('runs as the build user, not as the server', async () => {
+    const { stdout } = await sh('id -u; id -g; cat /proc/self/status | grep -E "^(CapEff|NoNewPrivs)"');
+    const [uid, gid, capEff, nnp] = stdout.trim().split('\n');
+    assert.equal(Number(uid), sandbox.identity!.uid);
+    assert.notEqual(Number(uid), process.getuid!());
+    assert.equal(Number(gid), sandbox.identity!.gid);
+    assert.match(capEff!, /CapEff:\s+0+$/);
+    assert.match(nnp!, /NoNewPrivs:\s+1/);
+  });
+
+  test('sees no server process and no server environment', async () => {
+    // Everything readable in /proc/*/environ and cmdline is printed; the check is made out here,
+    // so the script's own command line does not hold the secret.
+    const { stdout } = await sh(`ls /proc | grep -E '^[0-9]+$' | wc -l; test -e /proc/${process.pid}/environ && echo visible || echo hidden; cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n'; env`);
+    const [count, server] = stdout.trim().split('\n');
+    assert.ok(Number(count) <= 6, `only the sandbox's own processes: ${count}`);
+    assert.equal(server, 'hidden');
+    assert.ok(stdout.includes('PATH=/usr/bin:/bin'), 'the sandbox\'s own environ was readable, so a leak would show');
+    assert.ok(!stdout.includes(secret), 'the server environment is not visible');
+  });
+
+  test('sees only the paths it is given, read-only unless writable', async () => {
+    const { stdout } = await sh(
+      [
+        `cat ${secretFile} 2>/dev/null || echo no-secret`,
+        `cat ${join(readonlyDir, 'data.txt')}`,
+        `touch ${join(readonlyDir, 'x')} 2>/dev/null && echo ro-written || echo ro-refused`,
+        `touch ${join(writable, 'made')} && echo rw-ok`,
+        'touch /usr/x 2>/dev/null && echo usr-written || echo usr-refused',
+        `ls ${dir} 2>/dev/null | wc -l`,
+      ].join('; '),
+      { readOnly: [readonlyDir], writable: [writable] },
+    );
+    assert.deepEqual(stdout.trim().split('\n'), ['no-secret', 'visible', 'ro-refused', 'rw-ok', 'usr-refused', '2']);
+    assert.equal((await stat(join(writable, 'made'))).uid, sandbox.identity!.uid);
+  });
+
+  test('network none: no loopback service of the host, no outside', async () => {
+    const before = connections;
+    await assert.rejects(sh(`exec 3<>/dev/tcp/127.0.0.1/${port}`.replace('exec', 'bash -c "exec') + '"'), SandboxRunError);
+    await assert.rejects(sh('getent hosts proxy.golang.org || exit 1'), SandboxRunError);
+    assert.equal(connections, before, 'the host listener saw no connection');
+  });
+
+  test('network modules: the relay answers module paths; nothing else is reachable', async () => {
+    const before = connections;
+    const fetchIn = (path: string) => `bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128; printf "GET ${path} HTTP/1.0\\r\\n\\r\\n" >&3; cat <&3'`;
+    const ok = await sh(fetchIn('/example.com/m/@v/list'), { network: 'modules' });
+    assert.match(ok.stdout, /^HTTP\/1\.1 200/);
+    assert.match(ok.stdout, /v1\.0\.0/);
+    const refused = await sh(fetchIn('/api/builds'), { network: 'modules' });
+    assert.match(refused.stdout, /^HTTP\/1\.1 404/);
+    await assert.rejects(sh(`bash -c "exec 3<>/dev/tcp/127.0.0.1/${port}"`, { network: 'modules' }), SandboxRunError);
+    assert.equal(connections, before, 'the host listener saw no connection');
+  });
+
+  test('the environment is exactly the one given; GOPROXY is the relay for module commands', async () => {
+    const { stdout } = await sh('env | sort', { env: { PATH: '/usr/bin:/bin', GOPROXY: 'https://evil.example', GOPRIVATE: 'corp.example', A: 'b' }, network: 'modules' });
+    const env = Object.fromEntries(stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    assert.equal(env.GOPROXY, 'http://127.0.0.1:3128');
+    assert.equal(env.GOPRIVATE, undefined);
+    assert.equal(env.GONOSUMDB, 'corp.example', 'private modules still skip the checksum database');
+    assert.equal(env.A, 'b');
+    assert.equal(env.FAIRWAY_SANDBOX_TEST_SECRET, undefined);
+    assert.equal(env.FAIRWAY_SOCAT, undefined);
+  });
+
+  test('argument paths must be clean absolute paths', () => {
+    const plan = { system: [], identity: null, setprivBin: '', socatBin: '' };
+    for (const bad of ['relative', '/a/../b', '/a//b', '/a/\0']) {
+      assert.throws(() => bwrapArgs({ argv: ['/bin/true'], env: {}, network: 'none', readOnly: [bad] }, plan), /clean absolute path/, bad);
+    }
+    const args = bwrapArgs({ argv: ['/bin/true', '--ro-bind', '/', '/'], env: {}, network: 'none' }, plan);
+    assert.deepEqual(args.slice(args.indexOf('--') + 1), ['/bin/true', '--ro-bind', '/', '/'], 'the command\'s own arguments come after --, never read as bwrap options');
+  });
+
+  test('a file:// relay never serves outside its root', async () => {
+    const relay = await startModuleRelay({ upstreams: [{ url: `file://${join(dir, 'mods')}`, fallThrough: 'not-found' }] });
+    try {
+      const { request } = await import('node:http');
+      const get = (path: string) =>
+        new Promise<number>((ok, fail) => request({ socketPath: relay.socketPath, path }, (res) => { res.resume(); ok(res.statusCode!); }).on('error', fail).end());
+      assert.equal(await get('/example.com/m/@v/list'), 200);
+      assert.equal(await get('/example.com/m/@v/../../../secret.txt'), 404);
+      assert.equal(await get('/../secret.txt'), 404);
+      assert.equal(await readFile(secretFile, 'utf8'), secret);
+    } finally {
+      await relay.close();
+    }
+  });
+});
