@@ -16,6 +16,7 @@ import { parseArgs, promisify } from 'node:util';
 import WebSocket from 'ws';
 import { binaryName, sha256File, xcaddyArgs } from '../src/build/index.js';
 import type { ResolvedSpec } from '../src/spec/index.js';
+import { openSandbox } from '../src/sandbox/index.js';
 import { Toolchain } from '../src/toolchain/index.js';
 import { CADDY_VERSION, GO_CACHE, MAIN, PLUGIN, ROOT, startFairway, XCADDY, type FairwayProcess } from '../test/helpers/fairway.js';
 
@@ -408,7 +409,10 @@ const toolchains = new Map<string, Promise<Toolchain>>();
 export function toolchainFor(cacheDir: string): Promise<Toolchain> {
   let t = toolchains.get(cacheDir);
   if (!t) {
-    t = Toolchain.detect({ xcaddyBin: XCADDY, cacheDir, ...(process.env.GOPROXY ? { goproxy: process.env.GOPROXY } : {}) });
+    const goproxy = process.env.GOPROXY ? { goproxy: process.env.GOPROXY } : {};
+    t = openSandbox({ kind: 'bwrap', buildUser: process.env.FAIRWAY_BUILD_USER ?? 'fairway-build', ...goproxy }).then((sandbox) =>
+      Toolchain.detect({ xcaddyBin: XCADDY, cacheDir, sandbox, ...goproxy }),
+    );
     toolchains.set(cacheDir, t);
   }
   return t;
@@ -426,20 +430,24 @@ export function resolvedSpec(s: BenchSpec, tc: Toolchain): ResolvedSpec {
 }
 
 /**
- * `xcaddy build` of a spec run directly: the same xcaddy binary, the same argument list
- * (`xcaddyArgs` from src/build) and the same environment (`Toolchain.env`: GOMODCACHE, GOCACHE,
- * GOPATH under `cacheDir`, CGO_ENABLED=0, GOTOOLCHAIN=local, GOFLAGS=-mod=mod) as Fairway's runner.
+ * `xcaddy build` of a spec run directly (no sandbox): the same xcaddy binary, the same argument
+ * list (`xcaddyArgs` from src/build) and the same environment (`Toolchain.env`: GOMODCACHE,
+ * GOCACHE, GOPATH under `cacheDir`, CGO_ENABLED=0, GOTOOLCHAIN=local, GOFLAGS=-mod=mod) as
+ * Fairway's runner. Run as root, it runs as the build user (setpriv only, no namespaces), so the
+ * Go caches it shares with Fairway keep one owner.
  */
 export async function rawXcaddy(s: BenchSpec, cacheDir: string): Promise<{ ms: number; sha256: string; path: string; dir: string }> {
   const tc = await toolchainFor(cacheDir);
   const dir = await mkdtemp(join(tc.tmpDir, 'bench-xcaddy-'));
+  await tc.sandbox.ownedDir(dir);
   const output = join(dir, binaryName(s.os, s.arch));
   const args = xcaddyArgs(resolvedSpec(s, tc), output);
   const env = tc.env({ GOOS: s.os, GOARCH: s.arch, ...(s.arm ? { GOARM: s.arm } : {}), TMPDIR: dir }, dir);
   const t0 = now();
   const tail: string[] = [];
   const code = await new Promise<number | null>((resolve, reject) => {
-    const child = spawn(tc.xcaddyBin, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = asBuildUser(tc, [tc.xcaddyBin, ...args]);
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (d: Buffer) => {
       tail.push(d.toString());
       if (tail.length > 40) tail.shift();
@@ -452,6 +460,12 @@ export async function rawXcaddy(s: BenchSpec, cacheDir: string): Promise<{ ms: n
   const ms = now() - t0;
   if (code !== 0) throw new Error(`xcaddy ${args.join(' ')} exited ${code}:\n${tail.join('').slice(-3000)}`);
   return { ms, sha256: await sha256File(output), path: output, dir };
+}
+
+/** argv run as the sandbox's build user when this process is root (setpriv, no namespaces); else as is. */
+export function asBuildUser(tc: Toolchain, argv: string[]): string[] {
+  const id = tc.sandbox.identity;
+  return id ? ['setpriv', `--reuid=${id.uid}`, `--regid=${id.gid}`, '--clear-groups', '--', ...argv] : argv;
 }
 
 // ---------------------------------------------------------------- static file servers

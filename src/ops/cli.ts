@@ -60,9 +60,11 @@ export function registerOpsCommands(program: Command): void {
       const access = openAccessTracker(store);
       // Pinned specs need the toolchain to resolve; without it, matching requests are kept.
       let pinResolver: PinResolver = {};
+      let closeSandbox = async () => undefined as void;
       if (config.pinned.some((p) => typeof p !== 'string')) {
         try {
           const tc = await prepareToolchain(config, logger);
+          closeSandbox = () => tc.sandbox.close();
           const platforms = await loadPlatforms(tc);
           const resolver = new GoResolver(tc, { ttlMs: config.resolveTtl, buildFlags: BUILD_FLAGS });
           const parse = (spec: Record<string, unknown>) => parseBuildRequest(spec, { platforms, maxPlugins: config.maxPlugins, allowLocalReplace: true });
@@ -92,6 +94,7 @@ export function registerOpsCommands(program: Command): void {
         if (report.errors.length) process.exitCode = 1;
       } finally {
         await access.close();
+        await closeSandbox();
         await store.close?.();
       }
     });

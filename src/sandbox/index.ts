@@ -225,7 +225,10 @@ function cleanEnv(env: Readonly<Record<string, string | undefined>>): Record<str
 }
 
 async function which(name: string, given?: string): Promise<string> {
-  if (given) return given;
+  if (given) {
+    if (await lstat(given).then(() => true, () => false)) return given;
+    throw new SandboxError(`sandbox: ${name} not found at ${given}`);
+  }
   for (const dir of ['/usr/bin', '/bin', '/usr/sbin', '/usr/local/bin']) {
     const p = `${dir}/${name}`;
     if (await lstat(p).then(() => true, () => false)) return p;
@@ -385,7 +388,11 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
     throw new SandboxError('builds cannot start: setpriv (util-linux) not found; it drops the build to the build user');
   }) : '';
   const { upstreams, dropped } = parseGoproxy(o.goproxy);
-  if (dropped.length) o.logger?.warn({ notRelayed: dropped }, 'sandboxed builds fetch modules from the GOPROXY proxies only; "direct" (VCS) and entries after "off" are not available to them');
+  // Go's default list ends in "direct": saying so once is enough; anything else dropped is a warning.
+  if (dropped.length) {
+    const level = dropped.every((d) => d === 'direct') ? 'info' : 'warn';
+    o.logger?.[level]({ notRelayed: dropped }, 'sandboxed builds fetch modules from the GOPROXY proxies only; "direct" (VCS) and entries after "off" are not available to them');
+  }
   const relay = await startModuleRelay({ upstreams, onError: (err, path) => o.logger?.warn({ err: err.message, path }, 'module relay: upstream request failed') });
   const plan: BwrapPlan = { system: await systemMounts(), identity, setprivBin, socatBin, relaySocket: relay.socketPath };
   const sandbox = new BwrapSandbox(bwrapBin, plan, identity, relay, dropped);

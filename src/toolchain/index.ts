@@ -131,8 +131,9 @@ export class Toolchain {
   }
 
   /**
-   * A toolchain command for the sandbox: GOROOT and xcaddy read-only, the Go caches read-write,
-   * `cwd` (default: an empty dir of the build identity) read-write, nothing else of this machine.
+   * A toolchain command for the sandbox: GOROOT and the xcaddy binary read-only, the Go caches
+   * read-write, `cwd` (default: an empty dir of the build identity) read-write, nothing else of
+   * this machine.
    */
   command(
     argv: string[],

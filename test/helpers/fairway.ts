@@ -3,7 +3,8 @@
  * port, the way a user runs it, and waits for its "listening" log line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -90,18 +91,50 @@ export async function startFairway(opts: StartOptions = {}): Promise<FairwayProc
 }
 
 /**
- * A wrapper around the real xcaddy that records each invocation in a file, so a test can prove
- * how many builds really ran. The path is baked in because builds get a clean environment.
+ * Builds run in the sandbox: a stand-in xcaddy sees its own file (read-only), GOROOT, the Go
+ * caches and its work dir, nothing else. Its records go to `$GOPATH/fairway-test/<tag>` (GOPATH
+ * under the server's cache dir is one of the few dirs a build may write), read from here.
  */
-export async function countingXcaddy(dir: string): Promise<{ bin: string; count(): Promise<number> }> {
+export function recordPath(tag: string, cacheDir = GO_CACHE): { inside: string; outside: string } {
+  return { inside: `"$GOPATH/fairway-test/${tag}"`, outside: join(cacheDir, 'gopath', 'fairway-test', tag) };
+}
+
+/**
+ * The real xcaddy where a stand-in inside the sandbox can exec it: a copy in
+ * `<cache>/gopath/fairway-test/` (world-writable, so the build user may also record there).
+ */
+export function standInDir(_dir?: string, cacheDir = GO_CACHE): Promise<string> {
+  // Copied once per test process: copying over a copy that a running build executes fails (ETXTBSY).
+  let p = realCopies.get(cacheDir);
+  if (!p) {
+    p = (async () => {
+      const dir = join(cacheDir, 'gopath', 'fairway-test');
+      await mkdir(dir, { recursive: true });
+      await chmod(dir, 0o1777);
+      const real = join(dir, `xcaddy-real-${process.pid}-${randomBytes(4).toString('hex')}`);
+      await copyFile(XCADDY, real);
+      await chmod(real, 0o755);
+      return real;
+    })();
+    realCopies.set(cacheDir, p);
+  }
+  return p;
+}
+const realCopies = new Map<string, Promise<string>>();
+
+/**
+ * A wrapper around the real xcaddy that records each invocation in a file, so a test can prove
+ * how many builds really ran. The record path is baked in because builds get a clean environment.
+ */
+export async function countingXcaddy(dir: string, cacheDir = GO_CACHE): Promise<{ bin: string; count(): Promise<number> }> {
+  const real = await standInDir(dir, cacheDir);
   const bin = join(dir, 'xcaddy-counting');
-  const log = join(dir, 'xcaddy-invocations.log');
-  await writeFile(log, '');
-  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then echo "$$ $*" >> '${log}'; fi\nexec '${XCADDY}' "$@"\n`);
+  const log = recordPath(`xcaddy-invocations-${randomBytes(6).toString('hex')}.log`, cacheDir);
+  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then echo "$$ $*" >> ${log.inside}; fi\nexec '${real}' "$@"\n`);
   await chmod(bin, 0o755);
   return {
     bin,
-    count: async () => (await readFile(log, 'utf8')).split('\n').filter(Boolean).length,
+    count: async () => (await readFile(log.outside, 'utf8').catch(() => '')).split('\n').filter(Boolean).length,
   };
 }
 

@@ -171,3 +171,43 @@ describe('the bubblewrap sandbox', () => {
     }
   });
 });
+
+describe('without a working sandbox, nothing builds', () => {
+  test('a missing bwrap or socat: refused with the fix named', async () => {
+    for (const o of [{ bwrapBin: '/nonexistent/bwrap' }, { socatBin: '/nonexistent/socat' }]) {
+      await assert.rejects(openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', ...o }), (err: Error) => {
+        assert.match(err.message, /builds cannot start: sandbox: (bwrap|socat) not found/);
+        assert.match(err.message, /apt-get install bubblewrap socat/);
+        assert.match(err.message, /scripts\/sandbox\.sh/);
+        assert.match(err.message, /--sandbox none/);
+        return true;
+      });
+    }
+  });
+
+  test('a missing build user (as root): refused with the useradd line; not root: no build user is needed', async () => {
+    if (process.getuid?.() !== 0) {
+      const sb = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-no-such-user' });
+      assert.equal(sb.identity, null);
+      return sb.close();
+    }
+    await assert.rejects(openSandbox({ kind: 'bwrap', buildUser: 'fairway-no-such-user' }), /the build user "fairway-no-such-user" does not exist\. Create it with `useradd --system/);
+    await assert.rejects(openSandbox({ kind: 'bwrap', buildUser: '0:0' }), /is root; builds must run as an unprivileged user/);
+  });
+
+  test('a bwrap that cannot sandbox: refused, the probe says why', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fairway-badbwrap-'));
+    const fake = join(dir, 'bwrap');
+    await writeFile(fake, '#!/bin/sh\necho "bwrap: No permissions to creating new namespace" >&2\nexit 1\n');
+    await chmod(fake, 0o755);
+    await assert.rejects(openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', bwrapBin: fake }), /builds cannot start: the bubblewrap sandbox does not work here \(bwrap: No permissions to creating new namespace\)/);
+  });
+
+  test('--sandbox none is the explicit opt-out, and says so loudly', async () => {
+    const lines: Array<{ level: string; msg: string }> = [];
+    const logger = { warn: (_o: unknown, msg: string) => lines.push({ level: 'warn', msg }), info: () => undefined } as unknown as import('pino').Logger;
+    const none = await openSandbox({ kind: 'none', buildUser: 'fairway-build', logger });
+    assert.equal(none.kind, 'none');
+    assert.ok(lines.some((l) => l.level === 'warn' && /SANDBOX OFF/.test(l.msg)));
+  });
+});
