@@ -116,7 +116,7 @@ const BRIDGE_SCRIPT = [
   `while ! grep -q ':${RELAY_PORT.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A' /proc/net/tcp 2>/dev/null; do`,
   '  i=$((i+1)); if [ $i -gt 500 ]; then echo "fairway sandbox: the module relay bridge did not start" >&2; exit 97; fi; sleep 0.01',
   'done',
-  'unset FAIRWAY_SOCAT',
+  'unset FAIRWAY_SOCAT PWD OLDPWD',
   'exec "$@"',
 ].join('\n');
 

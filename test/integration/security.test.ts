@@ -24,10 +24,10 @@ import querystring from 'fast-querystring';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { downloadInput } from '../../src/api/compat.js';
-import { generateToken, scryptHash, sha256Hash } from '../../src/auth/index.js';
+import { generateToken, sha256Hash } from '../../src/auth/index.js';
 import { PlatformSet, type ParseOptions } from '../../src/spec/index.js';
 import { ENV_ALLOWLIST } from '../../src/toolchain/index.js';
-import { api, CADDY_VERSION, countingXcaddy, MAIN, startFairway, tempDir, waitForBuild, XCADDY, type FairwayProcess } from '../helpers/fairway.js';
+import { api, CADDY_VERSION, countingXcaddy, MAIN, recordPath, standInDir, startFairway, tempDir, waitForBuild, XCADDY, type FairwayProcess } from '../helpers/fairway.js';
 import { startRedis } from '../helpers/services.js';
 import { HOSTILE_PIECES, hostileQuery, hostileSpec, hostileString, parseOrRefuse } from '../helpers/hostile.js';
 
@@ -52,11 +52,12 @@ async function recordingProxy(): Promise<{ url: string; hits: string[]; close():
 
 /** An xcaddy wrapper that writes its exact environment (/proc/self/environ) to a file per build. */
 async function envDumpingXcaddy(dir: string): Promise<{ bin: string; dumps(): Promise<Array<Record<string, string>>> }> {
-  const out = join(dir, 'env-dumps');
-  await mkdir(out, { recursive: true });
+  const real = await standInDir(dir);
+  const rec = recordPath(`env-dumps-${randomBytes(6).toString('hex')}`);
   const bin = join(dir, 'xcaddy-envdump');
-  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then cat /proc/$$/environ > '${out}/env-'$$; fi\nexec '${XCADDY}' "$@"\n`);
+  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then mkdir -p ${rec.inside} && cat /proc/$$/environ > ${rec.inside}/env-$$; fi\nexec '${real}' "$@"\n`);
   await chmod(bin, 0o755);
+  const out = rec.outside;
   return {
     bin,
     dumps: async () =>
@@ -73,22 +74,28 @@ async function envDumpingXcaddy(dir: string): Promise<{ bin: string; dumps(): Pr
 
 /** An xcaddy whose builds never finish by themselves (for queue limits and timeouts). */
 async function stuckXcaddy(dir: string): Promise<{ bin: string; count(): Promise<number>; killAll(): Promise<void> }> {
-  const bin = join(dir, 'xcaddy-stuck');
-  const log = join(dir, 'stuck.log');
-  await writeFile(log, '');
-  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then echo "$$" >> '${log}'; exec sleep 120; fi\nexec '${XCADDY}' "$@"\n`);
+  const sub = join(dir, 'stuck');
+  await mkdir(sub, { recursive: true });
+  const real = await standInDir(sub);
+  const bin = join(sub, 'xcaddy-stuck');
+  const log = recordPath(`stuck-${randomBytes(6).toString('hex')}.log`);
+  // A sleep no other process has in its argv, so the builds' processes can be found from the host.
+  const marker = `120.${process.pid}7`;
+  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then echo "$$" >> ${log.inside}; exec sleep ${marker}; fi\nexec '${real}' "$@"\n`);
   await chmod(bin, 0o755);
-  const pids = async () => (await readFile(log, 'utf8')).split('\n').filter(Boolean).map(Number);
   return {
     bin,
-    count: async () => (await pids()).length,
-    // Each build runs in its own process group (pgid = its pid): stop any left running.
+    count: async () => (await readFile(log.outside, 'utf8').catch(() => '')).split('\n').filter(Boolean).length,
+    // Sandboxed builds die with their server; stop any whose server is still up.
     killAll: async () => {
-      for (const pid of await pids()) {
-        try {
-          process.kill(-pid, 'SIGKILL');
-        } catch {
-          /* already gone */
+      for (const pid of (await readdir('/proc')).filter((p) => /^[0-9]+$/.test(p))) {
+        const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+        if (argv.split('\0').includes(marker)) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            /* already gone */
+          }
         }
       }
     },
@@ -108,8 +115,11 @@ async function waitAuthed(base: string, id: string, headers: Record<string, stri
 
 /** An xcaddy whose `build` only copies a real Go binary (xcaddy's own) to --output: a build in a second. */
 async function instantXcaddy(dir: string): Promise<string> {
-  const bin = join(dir, 'xcaddy-instant');
-  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then\n  while [ "$#" -gt 0 ]; do if [ "$1" = "--output" ]; then cp '${XCADDY}' "$2"; exit 0; fi; shift; done\n  exit 1\nfi\nexec '${XCADDY}' "$@"\n`);
+  const sub = join(dir, 'instant');
+  await mkdir(sub, { recursive: true });
+  const real = await standInDir(sub);
+  const bin = join(sub, 'xcaddy-instant');
+  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then\n  while [ "$#" -gt 0 ]; do if [ "$1" = "--output" ]; then cp '${real}' "$2"; exit 0; fi; shift; done\n  exit 1\nfi\nexec '${real}' "$@"\n`);
   await chmod(bin, 0o755);
   return bin;
 }
@@ -218,7 +228,7 @@ describe('security (issue 7)', { timeout: 30 * 60_000 }, () => {
       stuckXcaddy(dir),
     ]);
     const authFile = join(dir, 'tokens.json');
-    await writeFile(authFile, JSON.stringify([{ name: 'ops', hash: await scryptHash(tokens.ops), scopes: ['admin'] }]));
+    await writeFile(authFile, JSON.stringify([{ name: 'ops', hash: sha256Hash(tokens.ops), scopes: ['admin'] }]));
     diskData = join(dir, 'disk-data');
     const noLimits = ['--rate-limit', '0', '--build-rate-limit', '0'];
     const started = await Promise.all([
@@ -276,7 +286,7 @@ describe('security (issue 7)', { timeout: 30 * 60_000 }, () => {
       }
     });
 
-    test('a read token cannot build or cancel (403); a build token can; scrypt admin token works', async () => {
+    test('a read token cannot build or cancel (403); a build token can; the auth file\'s admin token works', async () => {
       const post = (t: string, json: unknown) => api(authSrv.url, '/api/builds', { json, headers: bearer(t) });
       const r = await post(tokens.reader, SPEC);
       assert.equal(r.status, 403);
@@ -286,7 +296,7 @@ describe('security (issue 7)', { timeout: 30 * 60_000 }, () => {
       assert.equal((await api(authSrv.url, '/api/platforms', { headers: bearer(tokens.reader) })).status, 200);
       // Past auth: the parser speaks (400), and DELETE reaches the service (409: nothing to cancel).
       assert.equal((await post(tokens.builder, { os: 'linux' })).status, 400);
-      assert.equal((await post(tokens.ops, { os: 'linux' })).status, 400, 'scrypt-hashed admin token');
+      assert.equal((await post(tokens.ops, { os: 'linux' })).status, 400, 'admin token from the auth file');
       assert.equal((await api(authSrv.url, `/api/builds/${ZERO_ID}`, { method: 'DELETE', headers: bearer(tokens.builder) })).status, 409);
     });
 
@@ -365,6 +375,9 @@ describe('security (issue 7)', { timeout: 30 * 60_000 }, () => {
       await assert.rejects(startFairway({ dataDir: join(dir, 'x3'), args: ['--gonosumdb', '*'] }), /GONOSUMDB pattern "\*" would turn the checksum database off/);
       await writeFile(join(dir, 'bad.json'), JSON.stringify([{ name: 'x', hash: 'md5:abc', scopes: ['read'] }]));
       await assert.rejects(startFairway({ dataDir: join(dir, 'x4'), args: ['--auth-file', join(dir, 'bad.json')] }), /auth file .*bad\.json: 0\.hash/);
+      // scrypt hashes are no longer verified per request: refused at start, saying how to replace them.
+      await writeFile(join(dir, 'scrypt.json'), JSON.stringify([{ name: 'human', hash: `scrypt:16384:8:1:${'A'.repeat(22)}:${'B'.repeat(43)}`, scopes: ['read'] }]));
+      await assert.rejects(startFairway({ dataDir: join(dir, 'x5'), args: ['--auth-file', join(dir, 'scrypt.json')] }), /token "human": scrypt hashes are no longer accepted.*fairway token create --name human.*fairway token hash/);
     });
   });
 
