@@ -137,7 +137,7 @@ describe('the bubblewrap sandbox', () => {
   });
 
   test('the environment is exactly the one given; GOPROXY is the relay for module commands', async () => {
-    const { stdout } = await sh('env | sort', { env: { PATH: '/usr/bin:/bin', GOPROXY: 'https://evil.example', GOPRIVATE: 'corp.example', A: 'b' }, network: 'modules' });
+    const { stdout } = await sandbox.run({ argv: ['/usr/bin/env'], env: { PATH: '/usr/bin:/bin', GOPROXY: 'https://evil.example', GOPRIVATE: 'corp.example', A: 'b' }, network: 'modules' });
     const env = Object.fromEntries(stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
     assert.equal(env.GOPROXY, 'http://127.0.0.1:3128');
     assert.equal(env.GOPRIVATE, undefined);
