@@ -8,8 +8,10 @@ import type { Logger } from 'pino';
 import { ARM_VERSIONS } from '../spec/index.js';
 import type { BuildService } from '../service/index.js';
 import { sendArtifact } from './artifact.js';
+import { DEV_CROSS_SITE, installCrossSite, type CrossSiteOptions } from './crosssite.js';
 import { clientErrorHandler, frameworkErrors, installErrorHandlers } from './errors.js';
 import { logHttp, logWebSocket } from './logs.js';
+import { LOG_SERIALIZERS } from './redact.js';
 import { DEV_SECURITY, installSecurity, requestContext, type SecurityOptions } from './security.js';
 
 export interface ApiOptions {
@@ -26,6 +28,8 @@ export interface ApiOptions {
   security?: SecurityOptions;
   /** Fastify's trustProxy: take the client address from X-Forwarded-For (behind a reverse proxy). */
   trustProxy?: boolean | string;
+  /** Host and Origin checks (src/api/crosssite.ts); default: a loopback server with no extra hosts or origins. */
+  crossSite?: CrossSiteOptions;
 }
 
 const ID_PARAMS = {
@@ -36,7 +40,8 @@ const ID_PARAMS = {
 
 export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: o.logger as FastifyBaseLogger,
+    // Request URLs and errors are logged with secret query parameters redacted (src/api/redact.ts).
+    loggerInstance: o.logger.child({}, { serializers: LOG_SERIALIZERS }) as FastifyBaseLogger,
     bodyLimit: o.bodyLimit,
     // Builds can take many minutes; the long-poll download must not be cut by our own timeouts.
     requestTimeout: 0,
@@ -51,9 +56,13 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
     clientErrorHandler,
   });
   installErrorHandlers(app);
+  // Registered before the checks below: its hooks mark websocket upgrades, so an upgrade refused
+  // by a check still gets its socket closed after the error answer (else it stays half-open).
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  // Before authentication: Host (DNS rebinding) and Origin (cross-site) checks (src/api/crosssite.ts).
+  installCrossSite(app, o.crossSite ?? DEV_CROSS_SITE);
   // Before any route: every route is checked against its `config.scope` (src/api/security.ts).
   await installSecurity(app, o.security ?? DEV_SECURITY);
-  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
   const { service } = o;
 
   app.post('/api/builds', { config: { scope: 'build' } }, async (req, reply) => {

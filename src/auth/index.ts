@@ -1,15 +1,18 @@
 /**
  * API tokens (issue 7, docs/SECURITY.md). A token is a random secret the server never stores:
- * only a hash of it (`sha256:<hex>`, or `scrypt:...` for human-chosen secrets) is configured, in
- * an auth file (JSON) or in FAIRWAY_TOKENS. A presented bearer token is hashed and compared with
- * every configured hash in constant time (crypto.timingSafeEqual), so neither the answer nor its
- * timing tells which bytes matched.
+ * only its sha256 (`sha256:<hex>`) is configured, in an auth file (JSON) or in FAIRWAY_TOKENS.
+ * Tokens are 256-bit random (`generateToken`), so a fast hash is enough, and checking a token
+ * costs one sha256 however many tokens are configured or presented: a presented bearer token is
+ * hashed, looked up by its digest, and the match confirmed with crypto.timingSafeEqual. The lookup
+ * is keyed by a hash of the secret, so its timing says nothing usable about the secret itself.
+ * Slow password hashes (`scrypt:`) are refused at start: one per request let a flood of wrong
+ * tokens slow every request down.
  *
  * Scopes: `read` (status, logs, artifacts, lists), `build` (start and cancel builds; implies
  * read), `admin` (replacements, pruning, operator routes; implies build and read). Anonymous
  * clients get the configured anonymous scopes, never `admin`.
  */
-import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
@@ -43,7 +46,7 @@ export interface Principal {
 
 export interface TokenEntry {
   name: string;
-  /** `sha256:<64 hex>` or `scrypt:<N>:<r>:<p>:<salt b64url>:<hash b64url>`. */
+  /** `sha256:<64 hex>`. */
   hash: string;
   scopes: Scope[];
 }
@@ -59,7 +62,11 @@ export const TOKEN_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
 /** Shape of a bearer credential we even try to verify: RFC 6750 b64token, 16..512 chars. */
 const BEARER_RE = /^[A-Za-z0-9\-._~+/]{16,512}=*$/;
 const SHA256_RE = /^sha256:([0-9a-f]{64})$/;
-const SCRYPT_RE = /^scrypt:([0-9]{1,8}):([0-9]{1,3}):([0-9]{1,3}):([A-Za-z0-9_-]{16,128}):([A-Za-z0-9_-]{32,256})$/;
+
+/** Null when `s` can be sent as a bearer token (16-512 characters of the RFC 6750 b64token alphabet), else why not. */
+export function bearerTokenError(s: string): string | null {
+  return BEARER_RE.test(s) ? null : 'a token must be 16 to 512 characters of letters, digits and "-._~+/" (optionally ending in "=")';
+}
 
 // ---- creating tokens ---------------------------------------------------------------------------
 
@@ -72,38 +79,34 @@ export function sha256Hash(token: string): string {
   return `sha256:${createHash('sha256').update(token, 'utf8').digest('hex')}`;
 }
 
-const SCRYPT_DEFAULT = { N: 16384, r: 8, p: 1 };
-
-function scrypt(password: string, salt: Buffer, keylen: number, o: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => scryptCb(password, salt, keylen, o, (err, key) => (err ? reject(err) : resolve(key))));
-}
-
-/** A salted scrypt hash, for secrets chosen by people; generated tokens need only sha256. */
-export async function scryptHash(token: string, o = SCRYPT_DEFAULT): Promise<string> {
-  const salt = randomBytes(16);
-  const key = await scrypt(token, salt, 32, { N: o.N, r: o.r, p: o.p, maxmem: 256 * o.N * o.r + 1024 * 1024 });
-  return `scrypt:${o.N}:${o.r}:${o.p}:${salt.toString('base64url')}:${key.toString('base64url')}`;
-}
-
 // ---- loading configured tokens -----------------------------------------------------------------
+
+/**
+ * Why a configured `scrypt:` hash is refused, and how to replace it. Verifying one cost a scrypt
+ * computation per request that presented an unknown token.
+ */
+export function scryptRefused(name: string, scopes: readonly string[] = []): string {
+  const s = scopes.length ? scopes.join(',') : 'read';
+  return (
+    `token "${name}": scrypt hashes are no longer accepted (each check cost a slow scrypt computation, so a flood of wrong tokens slowed every request down). ` +
+    `Replace it with a sha256 hash: make a new random token with \`fairway token create --name ${name} --scopes ${s}\` and give it to the client, ` +
+    `or keep the client's secret and hash it with \`fairway token hash --name ${name} --scopes ${s}\` (reads the secret on stdin; sha256 is only safe for long random secrets)`
+  );
+}
 
 const entrySchema = z
   .object({
     name: z.string().regex(TOKEN_NAME_RE, 'letters, digits, ".", "_" and "-" only (1-64)'),
-    hash: z.string().refine((h) => SHA256_RE.test(h) || scryptParams(h) !== null, 'must be "sha256:<64 lowercase hex>" or "scrypt:N:r:p:salt:hash" (see `fairway token create`)'),
+    hash: z.string(),
     scopes: z.array(z.enum(SCOPES)).min(1, 'give at least one scope'),
   })
-  .strict();
+  .strict()
+  .superRefine((e, ctx) => {
+    if (SHA256_RE.test(e.hash)) return;
+    const message = e.hash.startsWith('scrypt:') ? scryptRefused(e.name, e.scopes) : 'must be "sha256:<64 lowercase hex>" (see `fairway token create` and `fairway token hash`)';
+    ctx.addIssue({ code: 'custom', path: ['hash'], message });
+  });
 const fileSchema = z.union([z.array(entrySchema), z.object({ tokens: z.array(entrySchema) }).strict().transform((o) => o.tokens)]);
-
-function scryptParams(h: string): { N: number; r: number; p: number; salt: Buffer; key: Buffer } | null {
-  const m = SCRYPT_RE.exec(h);
-  if (!m) return null;
-  const [N, r, p] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  // N a power of two, bounded so a configured hash cannot make each check arbitrarily slow.
-  if (N < 1024 || N > 1 << 20 || (N & (N - 1)) !== 0 || r < 1 || r > 32 || p < 1 || p > 16) return null;
-  return { N, r, p, salt: Buffer.from(m[4]!, 'base64url'), key: Buffer.from(m[5]!, 'base64url') };
-}
 
 /** The auth file: `[{name, hash, scopes}]` or `{tokens: [...]}`. */
 export function parseTokenFile(text: string, source = 'auth file'): TokenEntry[] {
@@ -131,10 +134,7 @@ export function loadTokenFile(path: string): TokenEntry[] {
   return parseTokenFile(text, `auth file ${path}`);
 }
 
-/**
- * FAIRWAY_TOKENS: `name:scope1+scope2:<sha256 hex>` entries separated by commas; the hash may
- * also be written `sha256:<hex>` or `scrypt:...`.
- */
+/** FAIRWAY_TOKENS: `name:scope1+scope2:<sha256 hex>` entries separated by commas; the hash may also be written `sha256:<hex>`. */
 export function parseTokensEnv(s: string): TokenEntry[] {
   const out: TokenEntry[] = [];
   for (const [i, raw] of s.split(',').entries()) {
@@ -174,11 +174,6 @@ interface Sha256Entry {
   scopes: ReadonlySet<Scope>;
   digest: Buffer;
 }
-interface ScryptEntry {
-  name: string;
-  scopes: ReadonlySet<Scope>;
-  params: NonNullable<ReturnType<typeof scryptParams>>;
-}
 
 export interface AuthenticatorOptions {
   tokens: TokenEntry[];
@@ -186,11 +181,9 @@ export interface AuthenticatorOptions {
 }
 
 export class TokenAuthenticator {
-  private readonly sha: Sha256Entry[] = [];
-  private readonly scr: ScryptEntry[] = [];
+  /** Configured tokens by the hex sha256 of their secret. */
+  private readonly byDigest = new Map<string, Sha256Entry>();
   readonly anonymous: Principal;
-  /** scrypt answers by sha256(token), so a client's repeated requests cost one scrypt. */
-  private readonly scryptMemo = new Map<string, string | null>();
 
   constructor(o: AuthenticatorOptions) {
     if (o.anonymousScopes.includes('admin')) throw new AuthConfigError('anonymous clients can never have the admin scope');
@@ -202,20 +195,16 @@ export class TokenAuthenticator {
       if (hashes.has(t.hash)) throw new AuthConfigError(`token "${t.name}" has the same hash as another token`);
       names.add(t.name);
       hashes.add(t.hash);
-      const scopes = expandScopes(t.scopes);
       const m = SHA256_RE.exec(t.hash);
-      if (m) {
-        this.sha.push({ name: t.name, scopes, digest: Buffer.from(m[1]!, 'hex') });
-        continue;
+      if (!m) {
+        throw new AuthConfigError(t.hash.startsWith('scrypt:') ? scryptRefused(t.name, t.scopes) : `token "${t.name}": the hash must be "sha256:<64 lowercase hex>"`);
       }
-      const params = scryptParams(t.hash);
-      if (!params) throw new AuthConfigError(`token "${t.name}": unsupported hash`);
-      this.scr.push({ name: t.name, scopes, params });
+      this.byDigest.set(m[1]!, { name: t.name, scopes: expandScopes(t.scopes), digest: Buffer.from(m[1]!, 'hex') });
     }
   }
 
   get size(): number {
-    return this.sha.length + this.scr.length;
+    return this.byDigest.size;
   }
 
   /** Verifies an `Authorization` header value; no header = the anonymous principal. */
@@ -223,33 +212,12 @@ export class TokenAuthenticator {
     if (header === undefined || header === '') return { ok: true, principal: this.anonymous };
     const m = /^Bearer +(\S+) *$/i.exec(header);
     if (!m || !BEARER_RE.test(m[1]!)) return { ok: false, reason: 'malformed', anonymous: this.anonymous };
-    const token = m[1]!;
-    const digest = createHash('sha256').update(token, 'utf8').digest();
-    // Every configured hash is compared, whether or not an earlier one matched.
-    let found: Sha256Entry | null = null;
-    for (const e of this.sha) {
-      if (timingSafeEqual(digest, e.digest) && !found) found = e;
-    }
-    if (found) return { ok: true, principal: { name: found.name, scopes: found.scopes } };
-    if (this.scr.length) {
-      const hit = await this.verifyScrypt(token, digest.toString('hex'));
-      if (hit) return { ok: true, principal: { name: hit.name, scopes: hit.scopes } };
-    }
+    // One sha256 per request, whatever is configured or presented. The map is keyed by the digest
+    // (a hash of the secret), so lookup timing reveals nothing usable; the match is confirmed in constant time.
+    const digest = createHash('sha256').update(m[1]!, 'utf8').digest();
+    const e = this.byDigest.get(digest.toString('hex'));
+    if (e && timingSafeEqual(digest, e.digest)) return { ok: true, principal: { name: e.name, scopes: e.scopes } };
     return { ok: false, reason: 'invalid', anonymous: this.anonymous };
-  }
-
-  private async verifyScrypt(token: string, memoKey: string): Promise<ScryptEntry | null> {
-    const memo = this.scryptMemo.get(memoKey);
-    if (memo !== undefined) return memo === null ? null : (this.scr.find((e) => e.name === memo) ?? null);
-    let found: ScryptEntry | null = null;
-    for (const e of this.scr) {
-      const { N, r, p, salt, key } = e.params;
-      const got = await scrypt(token, salt, key.length, { N, r, p, maxmem: 256 * N * r + 1024 * 1024 });
-      if (timingSafeEqual(got, key) && !found) found = e;
-    }
-    if (this.scryptMemo.size >= 1000) this.scryptMemo.delete(this.scryptMemo.keys().next().value!);
-    this.scryptMemo.set(memoKey, found ? found.name : null);
-    return found;
   }
 }
 

@@ -74,7 +74,7 @@ export interface Catalog {
   /** Fetches the upstream catalog now; on failure the last good copy stays in use. */
   refreshUpstream(): Promise<UpstreamStatus>;
   upstreamStatus(): UpstreamStatus;
-  /** Whether the curated list or the upstream mirror lists the package (not only learned). */
+  /** Whether the curated list or the upstream mirror lists the package (not only learned); case-insensitive, like the build policy. */
   lists(modulePath: string): boolean;
 }
 
@@ -381,7 +381,10 @@ export class FileCatalog implements Catalog {
   }
 
   lists(modulePath: string): boolean {
-    return this.curated.packages.some((p) => p.path === modulePath) || !!this.upstream?.packages.some((p) => p.path === modulePath);
+    // Case-insensitive, like the build policy's patterns: an upper-case spelling of a listed path is the same repository on GitHub.
+    const want = modulePath.toLowerCase();
+    const same = (p: { path: string }) => p.path.toLowerCase() === want;
+    return this.curated.packages.some(same) || !!this.upstream?.packages.some(same);
   }
 
   async list(): Promise<CatalogPackage[]> {

@@ -26,6 +26,8 @@ function serverOptions(cmd: Command): Command {
     .option('--max-artifact-size <size>', 'largest binary accepted, e.g. 512MB (env FAIRWAY_MAX_ARTIFACT_SIZE)')
     .option('--xcaddy-bin <path>', 'xcaddy binary (env FAIRWAY_XCADDY_BIN, default .tools/bin/xcaddy)')
     .option('--go-bin <path>', 'go command (env FAIRWAY_GO_BIN, default go)')
+    .option('--sandbox <kind>', 'bwrap (default): builds and built binaries run in bubblewrap as the build user; none: no sandbox, unsafe (env FAIRWAY_SANDBOX)')
+    .option('--build-user <user>', 'user builds run as when Fairway runs as root, a name or uid:gid (env FAIRWAY_BUILD_USER, default fairway-build)')
     .option('--goproxy <list>', 'GOPROXY for resolution and builds (env FAIRWAY_GOPROXY or GOPROXY)')
     .option('--goprivate <list>', 'GOPRIVATE (env FAIRWAY_GOPRIVATE or GOPRIVATE)')
     .option('--gonosumdb <list>', 'GONOSUMDB (env FAIRWAY_GONOSUMDB or GONOSUMDB)')
@@ -45,6 +47,8 @@ function serverOptions(cmd: Command): Command {
     .option('--build-rate-limit <n>', 'build requests per client per window, 0 = off (env FAIRWAY_BUILD_RATE_LIMIT, default 120)')
     .option('--max-active-builds <n>', 'builds one client may have queued or running, 0 = off (env FAIRWAY_MAX_ACTIVE_BUILDS, default 10)')
     .option('--min-free-disk <size>', 'free disk needed before a build starts, 0 = off (env FAIRWAY_MIN_FREE_DISK, default 2GB)')
+    .option('--allowed-hosts <list>', 'host names answered besides localhost, 127.0.0.1, [::1] and --host; checked on loopback, and on any address once set (env FAIRWAY_ALLOWED_HOSTS)')
+    .option('--allowed-origins <list>', 'origins of other web pages that may call the API, e.g. https://ci.example.com (env FAIRWAY_ALLOWED_ORIGINS)')
     .addOption(new Option('--log-level <level>', 'log level (env FAIRWAY_LOG_LEVEL)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']));
 }
 

@@ -22,6 +22,7 @@ import { PlatformSet } from '../spec/index.js';
 import { HotCache } from '../cache/index.js';
 import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
 import { Toolchain } from '../toolchain/index.js';
+import { openSandbox } from '../sandbox/index.js';
 import { uiRoutes } from '../ui/index.js';
 import { BuildGate, createHttpOps, createWorkerOps } from '../ops/index.js';
 
@@ -35,7 +36,15 @@ export interface Running {
 }
 
 export async function prepareToolchain(config: Config, logger: Logger): Promise<Toolchain> {
+  // Every go command and every run of a built binary goes through the sandbox (docs/SECURITY.md).
+  const sandbox = await openSandbox({
+    kind: config.sandbox,
+    buildUser: config.buildUser,
+    ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
+    logger,
+  });
   const toolchain = await Toolchain.detect({
+    sandbox,
     goBin: config.goBin,
     xcaddyBin: config.xcaddyBin,
     cacheDir: config.cacheDir,
@@ -45,7 +54,7 @@ export async function prepareToolchain(config: Config, logger: Logger): Promise<
     ...(config.gonoproxy !== undefined ? { gonoproxy: config.gonoproxy } : {}),
     ...(config.gosumdb !== undefined ? { gosumdb: config.gosumdb } : {}),
   });
-  logger.info({ go: toolchain.identity.go, xcaddy: toolchain.identity.xcaddy, cacheDir: config.cacheDir }, 'toolchain ready');
+  logger.info({ go: toolchain.identity.go, xcaddy: toolchain.identity.xcaddy, cacheDir: config.cacheDir, ...sandbox.describe() }, 'toolchain ready');
   const swept = await sweepOrphanBuilds(toolchain.tmpDir);
   if (swept.length) logger.warn({ swept }, 'stopped and removed builds left by a process that died');
   return toolchain;
@@ -53,7 +62,7 @@ export async function prepareToolchain(config: Config, logger: Logger): Promise<
 
 /** The targets this Go toolchain can build, from `go tool dist list -json`. */
 export async function loadPlatforms(toolchain: Toolchain): Promise<PlatformSet> {
-  const { stdout } = await toolchain.go(['tool', 'dist', 'list', '-json'], { cwd: toolchain.tmpDir });
+  const { stdout } = await toolchain.go(['tool', 'dist', 'list', '-json']);
   return PlatformSet.fromDistListJson(stdout);
 }
 
@@ -115,7 +124,7 @@ async function startHttp(
   // Operations (issue 6): metrics, pruning, last-download times, version refresh, prebuilds.
   const ops = createHttpOps({ config, logger, service, store, queue, toolchain, hot, ...(parts.gate ? { gate: parts.gate } : {}) });
   catalog.start();
-  const learner = new ModuleLearner({ store, catalog, tmpDir: join(config.dataDir, 'tmp'), mode: config.catalogLearn, logger });
+  const learner = new ModuleLearner({ store, catalog, mode: config.catalogLearn, logger });
   queue.onFinished((key, state) => {
     if (state === 'succeeded') void learner.learn(key);
   });
@@ -132,6 +141,7 @@ async function startHttp(
       ...(parts.limitsRedis ? { shared: { redis: parts.limitsRedis, prefix: 'fairway' } } : {}),
     },
     ...(config.trustProxy !== undefined ? { trustProxy: config.trustProxy } : {}),
+    crossSite: { listenHost: config.host, allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins },
     plugins: [uiRoutes, compatApi({ service, catalog }), ops.routes],
     ready: async () => {
       await store.ping();
@@ -159,6 +169,7 @@ async function startHttp(
       await app.close();
       await ops.close();
       await queue.close();
+      await toolchain.sandbox.close();
       await catalog.close();
       await store.close?.();
       parts.limitsRedis?.disconnect();
@@ -222,6 +233,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
     close: async (force = false) => {
       await ops.close();
       await worker.close(force);
+      await toolchain.sandbox.close();
       await store.close?.();
     },
   };

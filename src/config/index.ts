@@ -6,13 +6,14 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { hostNameError, normalizeOrigin, originError } from '../api/crosssite.js';
 import { SCOPES } from '../auth/index.js';
 import { goEnvError, modulePatternError, versionRangeError } from '../policy/index.js';
 import { parseBytes, parseDuration } from '../util/units.js';
 
 /** The project folder (where package.json and .tools/ are). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const XCADDY_VERSION = 'v0.4.5';
+export const XCADDY_VERSION = 'v0.4.7';
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
@@ -125,6 +126,12 @@ export const configSchema = z
     /** Learn plugins' Caddy module IDs by running built binaries: off, catalog (listed plugins only), all. */
     catalogLearn: z.enum(['off', 'catalog', 'all']).default('catalog'),
 
+    // ---- build sandbox (docs/SECURITY.md) ----
+    /** bwrap: every go command and every run of a built binary in bubblewrap; none: the unsafe, loudly logged opt-out. */
+    sandbox: z.enum(['bwrap', 'none']).default('bwrap'),
+    /** The unprivileged user builds run as when Fairway runs as root: a name or uid:gid. */
+    buildUser: z.string().regex(/^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]+:[0-9]+)$/, 'a user name or uid:gid').default('fairway-build'),
+
     // ---- operations (issue 6, docs/operations.md) ----
     /** Byte budget of the artifact store; least recently downloaded artifacts are pruned first. */
     storeMaxBytes: bytes.optional(),
@@ -144,7 +151,7 @@ export const configSchema = z
     accessWriteInterval: duration.default(60_000),
 
     // ---- security (issue 7, docs/SECURITY.md) ----
-    /** JSON file of API tokens: [{name, hash: "sha256:<hex>" | "scrypt:...", scopes}]. */
+    /** JSON file of API tokens: [{name, hash: "sha256:<hex>", scopes}] (scrypt: hashes are refused). */
     authFile: z.string().min(1).optional(),
     /** FAIRWAY_TOKENS: "name:scope1+scope2:<sha256 hex>,...". */
     tokens: z.string().optional(),
@@ -172,6 +179,22 @@ export const configSchema = z
     maxActiveBuilds: int(0, 100_000).default(10),
     /** Free disk needed (build cache and local store) before a build is queued or started; 0 = no check. */
     minFreeDisk: bytesOrZero.default(parseBytes('2GB')),
+
+    // ---- cross-site requests and DNS rebinding (src/api/crosssite.ts, docs/SECURITY.md) ----
+    /** Host names answered besides localhost, 127.0.0.1, [::1] and `host`; checked on loopback, and on any address once set. */
+    allowedHosts: list
+      .pipe(z.array(z.string().superRefine((h, ctx) => {
+        const err = hostNameError(h);
+        if (err) ctx.addIssue({ code: 'custom', message: err });
+      })))
+      .default([]),
+    /** Origins of web pages besides Fairway's own that may call the API, e.g. https://ci.example.com. */
+    allowedOrigins: list
+      .pipe(z.array(z.string().superRefine((o, ctx) => {
+        const err = originError(o);
+        if (err) ctx.addIssue({ code: 'custom', message: err });
+      }).transform((o) => normalizeOrigin(o)!)))
+      .default([]),
   })
   .strict();
 

@@ -7,6 +7,11 @@
  * prefix of the module path, `*` and `?` match within one element. So `github.com/myorg/*` (and
  * `github.com/myorg`) allow every module of myorg, including `github.com/myorg/x/v2`. The word
  * `catalog` stands for every package the plugin catalog lists.
+ *
+ * Matching ignores case (patterns and the catalog alike): GitHub and most hosts treat
+ * `github.com/MyOrg/Evil` and `github.com/myorg/evil` as one repository, so a deny pattern must
+ * not be side-stepped by writing a path in capitals (Go itself would fetch the differently-cased
+ * module path, whose go.mod may well declare it).
  */
 import { expandScopes, type Scope } from '../auth/index.js';
 import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
@@ -31,7 +36,7 @@ export interface PolicyOptions {
   denyModules?: readonly string[];
   /** Allowed Caddy versions, e.g. ">=v2.8.0 <v3.0.0"; absent = any v2. */
   caddyVersions?: string;
-  /** Whether the catalog lists a module (for the `catalog` pattern). */
+  /** Whether the catalog lists a module (for the `catalog` pattern), ignoring case like the patterns (FileCatalog.lists does). */
   inCatalog?: (module: string) => boolean;
 }
 
@@ -46,10 +51,10 @@ export function modulePatternError(p: string): string | null {
   return null;
 }
 
-/** Whether a GOPRIVATE-style glob pattern matches a prefix of the module path. */
+/** Whether a GOPRIVATE-style glob pattern matches a prefix of the module path, ignoring case. */
 export function matchModulePattern(pattern: string, module: string): boolean {
-  const pe = pattern.split('/');
-  const me = module.split('/');
+  const pe = pattern.toLowerCase().split('/');
+  const me = module.toLowerCase().split('/');
   if (me.length < pe.length) return false;
   return pe.every((p, i) => globElem(p, me[i]!));
 }

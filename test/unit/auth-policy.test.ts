@@ -2,9 +2,11 @@
 // scopes), the build policy (module patterns, Caddy version ranges, admin-only replacements),
 // admission (free disk, builds per client) and the security settings in the config schema.
 //   node --import tsx --test test/unit/auth-policy.test.ts
-import { describe, test } from 'node:test';
+import { describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import crypto, { createHash } from 'node:crypto';
+import { syncBuiltinESMExports } from 'node:module';
+import { performance } from 'node:perf_hooks';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,11 +23,11 @@ import {
   loadTokenFile,
   parseTokenFile,
   parseTokensEnv,
-  scryptHash,
   sha256Hash,
   tokensEnvEntry,
 } from '../../src/auth/index.js';
-import { createToken } from '../../src/auth/cli.js';
+import { createToken, hashSecret } from '../../src/auth/cli.js';
+import { FileCatalog } from '../../src/catalog/index.js';
 import { contentDisposition, safeContentDisposition } from '../../src/api/security.js';
 import { loadConfig } from '../../src/config/index.js';
 import { BuildAdmission, BuildPolicy, VersionRange, compareSemver, goEnvError, matchModulePattern, modulePatternError, parseSemver } from '../../src/policy/index.js';
@@ -128,16 +130,70 @@ describe('tokens', () => {
     );
   });
 
-  test('scrypt hashes verify (and the answer is memoised); a wrong token does not', async () => {
-    const t = 'correct horse battery staple';
-    const hash = await scryptHash(t, { N: 1024, r: 8, p: 1 });
-    assert.match(hash, /^scrypt:1024:8:1:/);
-    const auth = new TokenAuthenticator({ tokens: [{ name: 'human', hash, scopes: ['read'] }], anonymousScopes: [] });
-    const r = await auth.authenticate('Bearer correct-horse-battery-staple'.replace(/-/g, '+'));
-    assert.ok(!r.ok);
-    const good = await new TokenAuthenticator({ tokens: [{ name: 'human', hash: await scryptHash('correct.horse.battery.staple', { N: 1024, r: 8, p: 1 }), scopes: ['read'] }], anonymousScopes: [] }).authenticate('Bearer correct.horse.battery.staple');
-    assert.ok(good.ok && good.principal.name === 'human');
-    assert.throws(() => parseTokenFile(JSON.stringify([{ name: 'x', hash: 'scrypt:3:8:1:AAAAAAAAAAAAAAAAAAAAAA:' + 'A'.repeat(43), scopes: ['read'] }])), /hash/);
+  test('scrypt hashes are refused at start, saying how to replace them', async () => {
+    const scrypt = `scrypt:16384:8:1:${'A'.repeat(22)}:${'B'.repeat(43)}`;
+    const says = (e: unknown) =>
+      e instanceof AuthConfigError &&
+      /token "human": scrypt hashes are no longer accepted/.test(e.message) &&
+      /fairway token create --name human --scopes read/.test(e.message) &&
+      /fairway token hash --name human/.test(e.message);
+    assert.throws(() => new TokenAuthenticator({ tokens: [{ name: 'human', hash: scrypt, scopes: ['read'] }], anonymousScopes: [] }), says);
+    assert.throws(() => parseTokenFile(JSON.stringify([{ name: 'human', hash: scrypt, scopes: ['read'] }]), 'auth file t.json'), (e: unknown) => says(e) && /^auth file t\.json: 0\.hash: /.test((e as Error).message));
+    assert.throws(() => parseTokensEnv(`human:read:${scrypt}`), (e: unknown) => says(e) && /^FAIRWAY_TOKENS entry 1 \("human"\): hash: /.test((e as Error).message));
+    const dir = await mkdtemp(join(tmpdir(), 'fairway-auth-'));
+    await writeFile(join(dir, 'tokens.json'), JSON.stringify([{ name: 'human', hash: scrypt, scopes: ['read'] }]));
+    assert.throws(() => authenticatorFromConfig({ host: '127.0.0.1', authFile: join(dir, 'tokens.json') }), says);
+  });
+
+  test('1000 wrong tokens cost one sha256 each: scrypt is never called, and all of them take less than one scrypt', async () => {
+    const calls = { scrypt: 0 };
+    const original = crypto.scrypt;
+    // Counted through the builtin module, so a named `import { scrypt } from 'node:crypto'` would be seen too.
+    const s1 = mock.method(crypto, 'scrypt', function (this: unknown, ...a: unknown[]) {
+      calls.scrypt++;
+      return (original as (...x: unknown[]) => unknown).apply(this, a);
+    });
+    const s2 = mock.method(crypto, 'scryptSync', function (this: unknown, ...a: unknown[]) {
+      calls.scrypt++;
+      return (crypto.scryptSync as unknown as { mock: { original: (...x: unknown[]) => unknown } }).mock.original.apply(this, a);
+    });
+    syncBuiltinESMExports();
+    try {
+      const known = Array.from({ length: 20 }, () => generateToken());
+      const auth = new TokenAuthenticator({ tokens: known.map((t, i) => ({ name: `t${i}`, hash: sha256Hash(t), scopes: ['read'] })), anonymousScopes: ['read'] });
+      const bad = Array.from({ length: 1000 }, () => `Bearer ${generateToken()}`);
+      const t0 = performance.now();
+      let refused = 0;
+      for (const h of bad) if (!(await auth.authenticate(h)).ok) refused++;
+      const elapsed = performance.now() - t0;
+      assert.equal(refused, 1000);
+      assert.equal(calls.scrypt, 0, 'no scrypt on the request path');
+      const good = await auth.authenticate(`Bearer ${known[7]}`);
+      assert.ok(good.ok && good.principal.name === 't7');
+      // The baseline, measured here: one scrypt with the parameters `token create --hash scrypt` used.
+      const b0 = performance.now();
+      await new Promise((r, j) => original('baseline', 'salt', 32, { N: 16384, r: 8, p: 1 }, (e, k) => (e ? j(e) : r(k))));
+      const oneScrypt = performance.now() - b0;
+      assert.ok(elapsed < oneScrypt, `1000 wrong tokens took ${elapsed.toFixed(1)} ms, one scrypt ${oneScrypt.toFixed(1)} ms`);
+    } finally {
+      s1.mock.restore();
+      s2.mock.restore();
+      syncBuiltinESMExports();
+    }
+  });
+
+  test('token hash: an existing secret gets the sha256 line the server accepts', async () => {
+    const secret = 'correct.horse.battery.staple';
+    const h = hashSecret(`${secret}\n`, 'human', 'read');
+    assert.equal(h.hash, `sha256:${hex(secret)}`);
+    assert.deepEqual(h.entry, { name: 'human', hash: `sha256:${hex(secret)}`, scopes: ['read'] });
+    assert.equal(h.env, `human:read:${hex(secret)}`);
+    assert.deepEqual(hashSecret(secret), { hash: `sha256:${hex(secret)}` });
+    const r = await new TokenAuthenticator({ tokens: parseTokensEnv(h.env!), anonymousScopes: [] }).authenticate(`Bearer ${secret}`);
+    assert.ok(r.ok && r.principal.name === 'human');
+    assert.throws(() => hashSecret('short'), /cannot be used: a token must be 16 to 512 characters/);
+    assert.throws(() => hashSecret('has spaces in the secret'), /cannot be used/);
+    assert.throws(() => hashSecret(secret, 'x y'), /--name/);
   });
 
   test('anonymous admin is impossible; duplicate names and hashes are refused', () => {
@@ -230,6 +286,38 @@ describe('policy', () => {
     assert.match(p.moduleError('github.com/someone/else')!, /allowed: the catalog \(GET \/api\/catalog\), github\.com\/myorg\/\*/);
     assert.equal(new BuildPolicy().moduleError('github.com/anything/at-all'), null);
     assert.throws(() => new BuildPolicy({ allowModules: ['catalog'] }), /needs a catalog/);
+  });
+
+  test('upper-case letters defeat neither deny nor allow patterns, exact or with *, nor the catalog', async () => {
+    for (const [p, m] of [
+      ['github.com/myorg/evil', 'github.com/MyOrg/Evil'],
+      ['github.com/myorg/evil', 'GITHUB.COM/myorg/evil/v2'],
+      ['github.com/myorg/*', 'github.com/MYORG/plugin'],
+      ['github.com/*/caddy-*', 'github.com/Mholt/Caddy-L4'],
+      ['GitHub.com/MyOrg/Evil', 'github.com/myorg/evil'],
+    ]) {
+      assert.equal(matchModulePattern(p!, m!), true, `${p} vs ${m}`);
+    }
+    assert.equal(matchModulePattern('github.com/myorg/*', 'github.com/MyOrgX/plugin'), false);
+    const deny = new BuildPolicy({ denyModules: ['github.com/myorg/evil', 'github.com/bad/*'] });
+    for (const m of ['github.com/MyOrg/Evil', 'github.com/myorg/EVIL/v2', 'github.com/Bad/anything', 'GitHub.com/BAD/x']) {
+      assert.equal(code(() => deny.checkRequest(req([{ module: m }]))), 'policy_denied', m);
+    }
+    const replaced = req([{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/MyOrg/Evil@v1.0.0' }]);
+    assert.equal(code(() => deny.checkRequest(replaced, { scopes: ['admin'] })), 'policy_denied', 'a replacement target too');
+    const allow = new BuildPolicy({ allowModules: ['github.com/myorg/*'] });
+    assert.equal(code(() => allow.checkRequest(req([{ module: 'github.com/MyOrg/good' }]))), null);
+    assert.equal(code(() => allow.checkRequest(req([{ module: 'github.com/Other/good' }]))), 'policy_denied');
+    // The real catalog (the shipped list): its lookup ignores case too, for allow and deny alike.
+    const catalog = await FileCatalog.open({ dir: await mkdtemp(join(tmpdir(), 'fairway-catalog-')), refreshMs: 0 });
+    const fromCatalog = new BuildPolicy({ allowModules: ['catalog'], inCatalog: (m) => catalog.lists(m) });
+    for (const m of ['github.com/mholt/caddy-l4', 'github.com/Mholt/Caddy-L4', 'github.com/weidideng/caddy-cloudflare-ip']) {
+      assert.equal(code(() => fromCatalog.checkRequest(req([{ module: m }]))), null, m);
+    }
+    assert.equal(code(() => fromCatalog.checkRequest(req([{ module: 'github.com/Someone/Else' }]))), 'policy_denied');
+    const denyCatalog = new BuildPolicy({ denyModules: ['catalog'], inCatalog: (m) => catalog.lists(m) });
+    assert.equal(code(() => denyCatalog.checkRequest(req([{ module: 'GITHUB.COM/MHOLT/CADDY-L4' }]))), 'policy_denied');
+    await catalog.close();
   });
 
   test('replacements need the admin scope, and their target must be allowed too', () => {

@@ -321,7 +321,7 @@ describe('Toolchain environment allowlist', () => {
       cacheDir: '/var/cache/fairway',
       identity: { go: 'go1.26.8', xcaddy: 'v0.4.5' },
       opts: { xcaddyBin: '/opt/xcaddy', cacheDir: '/var/cache/fairway' },
-    }) as Toolchain;
+    }) as unknown as Toolchain;
     setHostileEnv();
     try {
       const env = Toolchain.prototype.env.call(fake);
@@ -356,7 +356,7 @@ describe('Toolchain environment allowlist', () => {
       goBin: '/opt/go/bin/go',
       cacheDir: '/c',
       opts: { xcaddyBin: '/x', cacheDir: '/c', goproxy: 'https://proxy.example,direct', goprivate: 'corp.example', gosumdb: 'off' },
-    }) as Toolchain;
+    }) as unknown as Toolchain;
     setHostileEnv();
     try {
       const env = Toolchain.prototype.env.call(fake);

@@ -1,0 +1,99 @@
+/**
+ * An in-process API for fast inject() tests: the real createApi, BuildService, LocalQueue,
+ * FsStore, compat routes (with the shipped catalog) and UI routes, with two stand-ins that keep it
+ * off the network and the toolchain: a resolver that pins versions without Go, and a job that
+ * waits until it is canceled. Counters show whether anything was resolved or started.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { BuildFailed } from '../../src/build/index.js';
+import { compatApi } from '../../src/api/compat.js';
+import { createApi, type ApiOptions } from '../../src/api/index.js';
+import { FileCatalog } from '../../src/catalog/index.js';
+import { LocalQueue } from '../../src/queue/index.js';
+import type { Resolver } from '../../src/resolve/index.js';
+import { BuildService, type BuildPayload } from '../../src/service/index.js';
+import { PlatformSet, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
+import { FsStore } from '../../src/store/index.js';
+import { createUiRoutes } from '../../src/ui/index.js';
+
+export interface TestApi {
+  app: FastifyInstance;
+  service: BuildService;
+  /** How many times each part was reached: resolution, service requests/cancels, jobs started. */
+  calls: { resolve: number; request: number; cancel: number; jobs: number };
+  close(): Promise<void>;
+}
+
+export async function testApi(o: Partial<Pick<ApiOptions, 'crossSite' | 'security' | 'trustProxy' | 'plugins'>> & { logger?: Logger } = {}): Promise<TestApi> {
+  const dir = await mkdtemp(join(tmpdir(), 'fairway-api-'));
+  const calls = { resolve: 0, request: 0, cancel: 0, jobs: 0 };
+  const resolver: Resolver = {
+    resolve: async (req: BuildRequest): Promise<ResolvedSpec> => {
+      calls.resolve++;
+      return { caddyVersion: 'v2.11.9', os: req.os, arch: req.arch, plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'test' } };
+    },
+    resolveModule: async () => {
+      throw new Error('not used');
+    },
+    caddyVersions: async () => ({ versions: ['v2.11.9'], latest: 'v2.11.9', refreshedAt: null }) as never,
+  };
+  const queue = new LocalQueue<BuildPayload>(
+    (ctx) => {
+      calls.jobs++;
+      return new Promise((_, reject) => {
+        ctx.signal.addEventListener('abort', () => reject(new BuildFailed('the build was canceled', 'canceled')), { once: true });
+      });
+    },
+    { workers: 2 },
+  );
+  const logger = o.logger ?? pino({ level: 'silent' });
+  const service = new BuildService({
+    resolver,
+    queue,
+    store: await FsStore.open(join(dir, 'artifacts')),
+    platforms: new PlatformSet([{ os: 'linux', arch: 'amd64' }, { os: 'linux', arch: 'arm64' }, { os: 'windows', arch: 'amd64' }]),
+    maxPlugins: 5,
+    logger,
+  });
+  await service.init();
+  const request = service.request.bind(service);
+  service.request = (...a) => {
+    calls.request++;
+    return request(...a);
+  };
+  const cancel = service.cancel.bind(service);
+  service.cancel = (...a) => {
+    calls.cancel++;
+    return cancel(...a);
+  };
+  const catalog = await FileCatalog.open({ dir: join(dir, 'catalog'), refreshMs: 0 });
+  const uiDir = join(dir, 'ui');
+  await mkdir(uiDir);
+  await writeFile(join(uiDir, 'index.html'), '<!doctype html><title>Fairway</title><script src="/ui/app.js"></script>');
+  await writeFile(join(uiDir, 'app.js'), 'console.log("fairway");');
+  const app = await createApi({
+    service,
+    logger,
+    bodyLimit: 64 * 1024,
+    ...(o.crossSite ? { crossSite: o.crossSite } : {}),
+    ...(o.security ? { security: o.security } : {}),
+    ...(o.trustProxy !== undefined ? { trustProxy: o.trustProxy } : {}),
+    plugins: [createUiRoutes({ dir: uiDir }), compatApi({ service, catalog }), ...(o.plugins ?? [])],
+  });
+  await app.ready();
+  return {
+    app,
+    service,
+    calls,
+    close: async () => {
+      await app.close();
+      await queue.close(0);
+      await catalog.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
