@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { api, CADDY_VERSION, countingXcaddy, PLUGIN, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 import { startRedis, startS3, type RedisService, type S3Service } from '../helpers/services.js';
 import { cacheKey } from '../../src/spec/index.js';
+import { XCADDY_VERSION } from '../../src/config/index.js';
 
 const BUILD = 20 * 60_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -78,7 +79,7 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     assert.deepEqual(ids, ['agent-a', 'agent-b']);
     for (const a of res.body.agents) {
       assert.match(a.go, /^go1\./);
-      assert.equal(a.xcaddy, 'v0.4.5');
+      assert.equal(a.xcaddy, XCADDY_VERSION, 'the pinned xcaddy (scripts/setup.mjs)');
       assert.equal(a.concurrency, 1);
       assert.ok(Date.now() - Date.parse(a.lastSeen) < 30_000);
     }
