@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { ARM_VERSIONS } from '../spec/index.js';
 import type { BuildService } from '../service/index.js';
 import { sendArtifact } from './artifact.js';
+import { checkingIntervalMs, closeAfterEarlyErrors, DEFAULT_CONNECTIONS, limitConnectionsPerClient, type ConnectionOptions } from './connections.js';
 import { DEV_CROSS_SITE, installCrossSite, type CrossSiteOptions } from './crosssite.js';
 import { clientErrorHandler, frameworkErrors, installErrorHandlers } from './errors.js';
 import { logHttp, logWebSocket } from './logs.js';
@@ -30,6 +31,8 @@ export interface ApiOptions {
   trustProxy?: boolean | string;
   /** Host and Origin checks (src/api/crosssite.ts); default: a loopback server with no extra hosts or origins. */
   crossSite?: CrossSiteOptions;
+  /** Header/body/keep-alive timeouts and the per-client connection cap (src/api/connections.ts). */
+  connections?: ConnectionOptions;
 }
 
 const ID_PARAMS = {
@@ -39,14 +42,18 @@ const ID_PARAMS = {
 } as const;
 
 export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
+  const conn = o.connections ?? DEFAULT_CONNECTIONS;
   const app = Fastify({
     // Request URLs and errors are logged with secret query parameters redacted (src/api/redact.ts).
     loggerInstance: o.logger.child({}, { serializers: LOG_SERIALIZERS }) as FastifyBaseLogger,
     bodyLimit: o.bodyLimit,
-    // Builds can take many minutes; the long-poll download must not be cut by our own timeouts.
-    requestTimeout: 0,
+    // Timeouts bound only the receiving of a request (headers, body) and idle keep-alive time.
+    // No socket inactivity timeout (connectionTimeout): a response in progress (a long download,
+    // a log stream, the blocking /api/download for up to the build timeout) is never cut.
+    requestTimeout: conn.requestTimeoutMs,
     connectionTimeout: 0,
-    keepAliveTimeout: 65_000,
+    keepAliveTimeout: conn.keepAliveTimeoutMs,
+    http: { headersTimeout: conn.headersTimeoutMs, requestTimeout: conn.requestTimeoutMs, connectionsCheckingInterval: checkingIntervalMs(conn) },
     disableRequestLogging: false,
     maxParamLength: 200,
     return503OnClosing: true,
@@ -56,6 +63,9 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
     clientErrorHandler,
   });
   installErrorHandlers(app);
+  app.server.headersTimeout = conn.headersTimeoutMs;
+  limitConnectionsPerClient(app.server, conn.maxPerClient, app.log);
+  closeAfterEarlyErrors(app);
   // Registered before the checks below: its hooks mark websocket upgrades, so an upgrade refused
   // by a check still gets its socket closed after the error answer (else it stays half-open).
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });

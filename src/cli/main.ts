@@ -49,6 +49,11 @@ function serverOptions(cmd: Command): Command {
     .option('--min-free-disk <size>', 'free disk needed before a build starts, 0 = off (env FAIRWAY_MIN_FREE_DISK, default 2GB)')
     .option('--allowed-hosts <list>', 'host names answered besides localhost, 127.0.0.1, [::1] and --host; checked on loopback, and on any address once set (env FAIRWAY_ALLOWED_HOSTS)')
     .option('--allowed-origins <list>', 'origins of other web pages that may call the API, e.g. https://ci.example.com (env FAIRWAY_ALLOWED_ORIGINS)')
+    // ---- connections and timeouts (docs/operations.md) ----
+    .option('--headers-timeout <duration>', 'time to send the request headers, e.g. 30s (env FAIRWAY_HEADERS_TIMEOUT, default 30s)')
+    .option('--request-timeout <duration>', 'time to send the whole request; responses are never cut (env FAIRWAY_REQUEST_TIMEOUT, default 60s)')
+    .option('--keep-alive-timeout <duration>', 'idle time between requests on a kept-alive connection (env FAIRWAY_KEEP_ALIVE_TIMEOUT, default 65s)')
+    .option('--max-connections-per-client <n>', 'open connections per client address, 0 = off (env FAIRWAY_MAX_CONNECTIONS_PER_CLIENT, default 256)')
     .addOption(new Option('--log-level <level>', 'log level (env FAIRWAY_LOG_LEVEL)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']));
 }
 

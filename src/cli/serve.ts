@@ -142,6 +142,12 @@ async function startHttp(
     },
     ...(config.trustProxy !== undefined ? { trustProxy: config.trustProxy } : {}),
     crossSite: { listenHost: config.host, allowedHosts: config.allowedHosts, allowedOrigins: config.allowedOrigins },
+    connections: {
+      headersTimeoutMs: config.headersTimeout,
+      requestTimeoutMs: config.requestTimeout,
+      keepAliveTimeoutMs: config.keepAliveTimeout,
+      maxPerClient: config.maxConnectionsPerClient,
+    },
     plugins: [uiRoutes, compatApi({ service, catalog }), ops.routes],
     ready: async () => {
       await store.ping();

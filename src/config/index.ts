@@ -180,6 +180,16 @@ export const configSchema = z
     /** Free disk needed (build cache and local store) before a build is queued or started; 0 = no check. */
     minFreeDisk: bytesOrZero.default(parseBytes('2GB')),
 
+    // ---- connections and timeouts (docs/operations.md "Connections and timeouts") ----
+    /** Time a client has to send the request line and headers (Node's headersTimeout); never applies to a response. */
+    headersTimeout: duration.default(30_000),
+    /** Time a client has to send the whole request, body included (Node's requestTimeout); a response in progress is never cut. */
+    requestTimeout: duration.default(60_000),
+    /** How long an idle keep-alive connection (between requests) stays open (Node's keepAliveTimeout). */
+    keepAliveTimeout: duration.default(65_000),
+    /** Open connections per client address (counted per remote address); over it a connection gets a 503; 0 = no limit. */
+    maxConnectionsPerClient: int(0, 1_000_000).default(256),
+
     // ---- cross-site requests and DNS rebinding (src/api/crosssite.ts, docs/SECURITY.md) ----
     /** Host names answered besides localhost, 127.0.0.1, [::1] and `host`; checked on loopback, and on any address once set. */
     allowedHosts: list
@@ -244,6 +254,9 @@ export function loadConfig(opts: { flags?: Record<string, unknown>; env?: NodeJS
     throw new ConfigError(`invalid configuration: ${msgs.join('; ')}`);
   }
   const c = parsed.data;
+  if (c.headersTimeout > c.requestTimeout) {
+    throw new ConfigError(`invalid configuration: headersTimeout: must not be longer than requestTimeout (${c.requestTimeout} ms)`);
+  }
   const dataDir = resolve(c.dataDir);
   return { ...c, dataDir, cacheDir: resolve(c.cacheDir ?? join(dataDir, 'go')) };
 }

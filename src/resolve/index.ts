@@ -46,7 +46,12 @@ export interface GoResolverOptions {
   exactTtlMs?: number;
   buildFlags: string;
   now?: () => number;
+  /** A refresh of the version list within this long after the last one completed gets its result. Default 10 s. */
+  refreshMemoMs?: number;
 }
+
+/** Refreshes of the Caddy version list closer together than this share one `go list`. */
+export const VERSIONS_REFRESH_MEMO_MS = 10_000;
 
 interface MemoEntry<T> {
   expires: number;
@@ -58,6 +63,10 @@ export class GoResolver implements Resolver {
   private readonly ttlMs: number;
   private readonly exactTtlMs: number;
   private readonly now: () => number;
+  private readonly refreshMemoMs: number;
+  /** The `go list -m -versions` in flight, if any: every caller shares it (at most one at a time). */
+  private versionsInFlight: Promise<VersionList> | null = null;
+  private versionsFetchedAt = -Infinity;
 
   constructor(
     private readonly toolchain: Toolchain,
@@ -66,6 +75,7 @@ export class GoResolver implements Resolver {
     this.ttlMs = opts.ttlMs ?? 10 * 60_000;
     this.exactTtlMs = opts.exactTtlMs ?? 24 * 3600_000;
     this.now = opts.now ?? Date.now;
+    this.refreshMemoMs = opts.refreshMemoMs ?? VERSIONS_REFRESH_MEMO_MS;
   }
 
   async resolve(req: BuildRequest): Promise<ResolvedSpec> {
@@ -113,18 +123,34 @@ export class GoResolver implements Resolver {
     });
   }
 
+  /**
+   * The Caddy version list. A refresh (GET /api/versions?refresh=1, the ops scheduler) joins the
+   * `go list` in flight, or gets the last result when that completed less than refreshMemoMs ago.
+   */
   caddyVersions(opts: { refresh?: boolean } = {}): Promise<VersionList> {
-    if (opts.refresh) this.memo.delete('versions:caddy');
-    return this.memoise('versions:caddy', this.ttlMs, async () => {
-      const out = await this.goList(['list', '-m', '-versions', '-json', CADDY_MODULE], CADDY_MODULE);
-      const info = JSON.parse(out) as { Versions?: string[] };
-      const versions = (info.Versions ?? [])
-        .filter((v) => v.startsWith('v2.'))
-        .reverse()
-        .map((version) => ({ version, prerelease: version.includes('-') }));
-      const latest = versions.find((v) => !v.prerelease)?.version ?? versions[0]?.version ?? null;
-      return { module: CADDY_MODULE, versions, latest, refreshedAt: new Date(this.now()).toISOString() };
+    if (this.versionsInFlight) return this.versionsInFlight;
+    if (opts.refresh && this.now() - this.versionsFetchedAt >= this.refreshMemoMs) this.memo.delete('versions:caddy');
+    return this.memoise('versions:caddy', this.ttlMs, () => {
+      const p = this.listCaddyVersions();
+      this.versionsInFlight = p;
+      const settle = (ok: boolean) => {
+        if (ok) this.versionsFetchedAt = this.now();
+        if (this.versionsInFlight === p) this.versionsInFlight = null;
+      };
+      p.then(() => settle(true), () => settle(false));
+      return p;
     });
+  }
+
+  private async listCaddyVersions(): Promise<VersionList> {
+    const out = await this.goList(['list', '-m', '-versions', '-json', CADDY_MODULE], CADDY_MODULE);
+    const info = JSON.parse(out) as { Versions?: string[] };
+    const versions = (info.Versions ?? [])
+      .filter((v) => v.startsWith('v2.'))
+      .reverse()
+      .map((version) => ({ version, prerelease: version.includes('-') }));
+    const latest = versions.find((v) => !v.prerelease)?.version ?? versions[0]?.version ?? null;
+    return { module: CADDY_MODULE, versions, latest, refreshedAt: new Date(this.now()).toISOString() };
   }
 
   /** Drops memoised moving queries so the next request re-resolves them. */

@@ -34,6 +34,8 @@ export interface StartOptions {
   dataDir?: string;
   port?: number;
   timeoutMs?: number;
+  /** Run the server with `ulimit -n` set to this (open file descriptors). */
+  maxOpenFiles?: number;
 }
 
 export async function tempDir(prefix = 'fairway-test-'): Promise<string> {
@@ -51,7 +53,10 @@ export async function startFairway(opts: StartOptions = {}): Promise<FairwayProc
     '--cache-dir', GO_CACHE,
     ...(opts.args ?? []),
   ];
-  const proc = spawn(process.execPath, args, {
+  const [cmd, argv] = opts.maxOpenFiles
+    ? ['/bin/sh', ['-c', `ulimit -n ${Math.floor(opts.maxOpenFiles)} && exec "$0" "$@"`, process.execPath, ...args]]
+    : [process.execPath, args];
+  const proc = spawn(cmd, argv, {
     env: { ...process.env, FAIRWAY_LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
