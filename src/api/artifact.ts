@@ -53,8 +53,43 @@ export async function sendArtifact(service: BuildService, id: string, req: Fasti
     reply.code(206);
     reply.header('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
     reply.header('Content-Length', String(range.end - range.start + 1));
-    return reply.send(await a.open(range));
+    return reply.send(await openOrStrip(reply, () => a.open(range)));
   }
   reply.header('Content-Length', String(size));
-  return reply.send(await a.open());
+  return reply.send(await openOrStrip(reply, () => a.open()));
+}
+
+/** Headers that describe the artifact's bytes; an error answer must not carry them. */
+const ARTIFACT_HEADERS = ['etag', 'accept-ranges', 'x-checksum-sha256', 'digest', 'content-disposition', 'cache-control', 'content-length', 'content-range', 'content-type'];
+
+/**
+ * Opens the body; when that fails (e.g. the stored binary is corrupt: IntegrityError), the
+ * artifact's headers are removed before the error answer is sent (no checksum, no `immutable`).
+ */
+export async function openOrStrip<T>(reply: FastifyReply, open: () => Promise<T>): Promise<T> {
+  const strip = () => {
+    for (const h of ARTIFACT_HEADERS) {
+      reply.removeHeader(h);
+      if (!reply.raw.headersSent) reply.raw.removeHeader(h);
+    }
+    reply.header('Cache-Control', 'no-store');
+    if (!reply.raw.headersSent) reply.raw.setHeader('Cache-Control', 'no-store');
+  };
+  let body: T;
+  try {
+    body = await open();
+  } catch (err) {
+    strip();
+    throw err;
+  }
+  // The body may fail before its first byte (a corrupt binary smaller than one chunk): the error
+  // answer Fastify then sends must not carry the artifact's headers either. Registered before
+  // Fastify's own listener, so it runs first.
+  const stream = body as unknown as NodeJS.ReadableStream;
+  if (stream && typeof stream.once === 'function') {
+    stream.once('error', () => {
+      if (!reply.raw.headersSent) strip();
+    });
+  }
+  return body;
 }

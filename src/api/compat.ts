@@ -19,6 +19,7 @@ import type { Catalog, CatalogPackage } from '../catalog/index.js';
 import type { BuildRecord, BuildService } from '../service/index.js';
 import { CADDY_MODULE, SpecError, parsePluginArg, type ResolvedSpec } from '../spec/index.js';
 import { AppError } from '../util/errors.js';
+import { openOrStrip } from './artifact.js';
 import { toHttpError } from './errors.js';
 import { requestContext } from './security.js';
 
@@ -201,7 +202,7 @@ export function compatApi(o: CompatOptions) {
       reply.header('Location', pinnedDownloadUrl(spec));
       return reply.code(200).send();
     }
-    return reply.code(200).send(await a.open());
+    return reply.code(200).send(await openOrStrip(reply, () => a.open()));
   }
 
   return async (app: FastifyInstance): Promise<void> => {

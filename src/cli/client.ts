@@ -3,12 +3,13 @@
  * over global fetch, the live log over the websocket (with reconnect from the next line), and
  * an atomic, checksum-verified artifact download.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { chmod, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import WebSocket from 'ws';
 import type { BuildRecord, BuildStatus } from '../service/index.js';
 import type { PluginRequest } from '../spec/index.js';
+import { DownloadVerifyError, expectedSha256, receiveVerified } from './download.js';
 
 /** Exit codes of the client commands. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const;
@@ -221,12 +222,13 @@ export class FairwayClient {
       }
       throw httpError(res.status, parsed, 'download');
     }
-    const headerSha = res.headers.get('x-checksum-sha256')?.toLowerCase() ?? null;
-    const recordSha = build.sha256?.toLowerCase() ?? null;
-    if (headerSha && recordSha && headerSha !== recordSha) {
-      throw new ClientError(`the server sent two different checksums (header ${headerSha}, record ${recordSha}); not writing the file`, EXIT.failed);
+    let expected: string;
+    try {
+      expected = expectedSha256(res.headers.get('x-checksum-sha256'), build.sha256);
+    } catch (err) {
+      await res.body.cancel().catch(() => undefined);
+      throw new ClientError((err as Error).message, EXIT.failed);
     }
-    const expected = headerSha ?? recordSha;
     const lengthHeader = res.headers.get('content-length');
     const total = lengthHeader ? Number(lengthHeader) : build.size ?? null;
 
@@ -235,24 +237,18 @@ export class FairwayClient {
     const fh = await open(tmp, 'wx', 0o755).catch((err: NodeJS.ErrnoException) => {
       throw new ClientError(`cannot write in ${dirname(target)}: ${err.code ?? err.message}`, EXIT.usage);
     });
-    const hash = createHash('sha256');
-    let received = 0;
     let ok = false;
     try {
-      onProgress?.({ received, total });
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        hash.update(chunk);
-        await fh.write(chunk);
-        received += chunk.length;
-        onProgress?.({ received, total });
-      }
-      await fh.sync();
+      const { sha256, size: received } = await receiveVerified(res.body as unknown as AsyncIterable<Uint8Array>, fh, {
+        sha256: expected,
+        length: total,
+        ...(build.size !== undefined ? { recordSize: build.size } : {}),
+        onProgress: (received) => onProgress?.({ received, total }),
+      }).catch((err: unknown) => {
+        if (err instanceof DownloadVerifyError) throw new ClientError(err.message, EXIT.failed);
+        throw err;
+      });
       await fh.close();
-      const sha256 = hash.digest('hex');
-      if (total !== null && received !== total) throw new ClientError(`download incomplete: got ${received} of ${total} bytes`, EXIT.failed);
-      if (build.size !== undefined && received !== build.size) throw new ClientError(`download has ${received} bytes but the build record says ${build.size}`, EXIT.failed);
-      if (!expected) throw new ClientError('the server sent no sha256 for the artifact; refusing an unverified binary', EXIT.failed);
-      if (sha256 !== expected) throw new ClientError(`checksum mismatch: downloaded sha256 ${sha256}, server says ${expected}; the file was not written`, EXIT.failed);
       await chmod(tmp, 0o755);
       await rename(tmp, target);
       ok = true;

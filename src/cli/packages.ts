@@ -16,7 +16,7 @@
  * nothing in that case).
  */
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { access, chmod, chown, copyFile, link, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
@@ -26,6 +26,7 @@ import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { hostPlatform } from '../spec/index.js';
 import { parseListModulesText, pluginPackages, type PluginPackage } from '../catalog/listmodules.js';
+import { DownloadVerifyError, expectedSha256, receiveVerified } from './download.js';
 
 const execFileP = promisify(execFile);
 
@@ -270,31 +271,29 @@ export async function runPackageCommand(cmd: PackageCommand, args: string[], o: 
   const res = await httpGet(url);
   const status = res.statusCode ?? 0;
   if (status >= 400) throw new PackagesError(`download failed: ${downloadErrorMessage(status, await readBody(res))}`);
+  let expectedSum: string;
+  try {
+    // Refused like `fairway build`: no X-Checksum-Sha256, no binary.
+    expectedSum = expectedSha256(res.headers['x-checksum-sha256']);
+  } catch (err) {
+    res.destroy();
+    throw new PackagesError(`unable to download file: ${(err as Error).message}`);
+  }
   const tmp = `${exe}.download-${randomBytes(4).toString('hex')}`;
   const backup = `${exe}.tmp`;
   let swapped = false;
   try {
     info(`build acquired; writing ${tmp}`);
-    const hash = createHash('sha256');
-    let bytes = 0;
     const fh = await open(tmp, 'wx', st.mode & 0o777);
     try {
-      for await (const chunk of res) {
-        const buf = chunk as Buffer;
-        hash.update(buf);
-        bytes += buf.length;
-        await fh.write(buf);
-      }
-      await fh.sync();
+      const lengthHeader = res.headers['content-length'];
+      await receiveVerified(res, fh, { sha256: expectedSum, length: lengthHeader === undefined ? null : Number(lengthHeader), complete: () => res.complete });
+    } catch (err) {
+      if (err instanceof DownloadVerifyError) throw new PackagesError(`unable to download file: ${err.message}`);
+      throw err;
     } finally {
       await fh.close();
     }
-    if (!res.complete) throw new PackagesError('unable to download file: the connection closed before the end of the binary');
-    const expectLen = Number(res.headers['content-length'] ?? NaN);
-    if (Number.isFinite(expectLen) && expectLen !== bytes) throw new PackagesError(`unable to download file: got ${bytes} of ${expectLen} bytes`);
-    const expectSum = res.headers['x-checksum-sha256'];
-    const sum = hash.digest('hex');
-    if (typeof expectSum === 'string' && expectSum.toLowerCase() !== sum) throw new PackagesError(`checksum mismatch: the server announced sha256 ${expectSum}, got ${sum}`);
     await chmod(tmp, st.mode & 0o7777);
     if (process.getuid?.() === 0 && (st.uid !== 0 || st.gid !== 0)) await chown(tmp, st.uid, st.gid).catch(() => undefined);
 

@@ -64,6 +64,7 @@ export class OpsMetrics {
   readonly cacheLookups: Counter<'result'>;
   readonly requests: Counter<'result'>;
   readonly downloads: Counter;
+  readonly corruptArtifacts: Counter<'reason'>;
   readonly pruneRuns: Counter<'trigger' | 'dry_run'>;
   readonly prunedArtifacts: Counter<'reason'>;
   readonly prunedBytes: Counter;
@@ -92,6 +93,12 @@ export class OpsMetrics {
     this.cacheLookups = new Counter({ name: 'fairway_cache_lookups_total', help: 'Build requests answered from the store (hit) or not (miss).', labelNames: ['result'], registers: r });
     this.requests = new Counter({ name: 'fairway_build_requests_total', help: 'Build requests by result: hit, queued (new build), joined (build in flight).', labelNames: ['result'], registers: r });
     this.downloads = new Counter({ name: 'fairway_artifact_downloads_total', help: 'Artifact downloads started (native and compat API).', registers: r });
+    this.corruptArtifacts = new Counter({
+      name: 'fairway_artifact_corrupt_total',
+      help: 'Stored binaries found not to match their record and quarantined, by reason (checksum, truncated, oversized).',
+      labelNames: ['reason'],
+      registers: r,
+    });
     this.pruneRuns = new Counter({ name: 'fairway_prune_runs_total', help: 'Prune runs by trigger (artifact, schedule, start, api).', labelNames: ['trigger', 'dry_run'], registers: r });
     this.prunedArtifacts = new Counter({ name: 'fairway_pruned_artifacts_total', help: 'Artifacts removed by pruning, by reason (budget, max-age).', labelNames: ['reason'], registers: r });
     this.prunedBytes = new Counter({ name: 'fairway_pruned_bytes_total', help: 'Bytes removed from the store by pruning.', registers: r });
@@ -230,6 +237,10 @@ export class OpsMetrics {
         this.cacheLookups.inc({ result: result === 'hit' ? 'hit' : 'miss' });
       },
       downloaded: () => this.downloads.inc(),
+      corrupt: (_key, reason) => {
+        this.corruptArtifacts.inc({ reason });
+        this.storeCache = null;
+      },
       finished: (_key: string, state: FinalState, meta: ArtifactMeta | null) => {
         this.builds.inc({ outcome: state });
         if (meta && meta.status === state && meta.durationMs !== undefined) this.buildDuration.observe({ outcome: state }, meta.durationMs / 1000);

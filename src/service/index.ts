@@ -14,11 +14,13 @@ import type { Resolver, VersionList } from '../resolve/index.js';
 import { cacheKey, isCacheKey, parseBuildRequest, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
 import { AppError, notFound } from '../util/errors.js';
+import { IntegrityError, verifyWhole, verifyingStream, type CorruptReason } from './integrity.js';
 import { parseLog } from './logformat.js';
 import type { BuildPayload } from './processor.js';
 
 export { buildProcessor, type BuildPayload } from './processor.js';
 export { formatLog, parseLog } from './logformat.js';
+export { IntegrityError, type CorruptReason } from './integrity.js';
 
 export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
 
@@ -70,7 +72,14 @@ export interface ServiceHooks {
   downloaded?(key: string): void;
   /** A job ended and its record (if any) was read back from the store. */
   finished?(key: string, state: FinalState, meta: ArtifactMeta | null): void;
+  /** A stored binary did not match its record (sha256 or size) and was quarantined. */
+  corrupt?(key: string, reason: CorruptReason): void;
 }
+
+/** Without a cheap fingerprint (s3), a binary served from the hot tier is re-read from the store this often. */
+const STORE_RECHECK_MS = 10 * 60_000;
+/** With one (fs), its fingerprint is compared at most this often per key while hot hits go on. */
+const FINGERPRINT_RECHECK_MS = 1000;
 
 export interface RequestContext {
   /** Trusted callers (local CLI) may use local path replacements. */
@@ -87,6 +96,12 @@ export class BuildService {
   private readonly waiters = new Map<string, Set<() => void>>();
   private readonly log: Logger;
   private readonly observers: ServiceHooks[] = [];
+  /** Stored binaries known good: key -> sha256 and the store's fingerprint when they were hashed. */
+  private readonly verified = new Map<string, { sha256: string; version: string }>();
+  /** Corrupt artifacts being moved aside: lookups of the key wait for it (then find nothing). */
+  private readonly quarantining = new Map<string, Promise<void>>();
+  /** Background re-checks of the store copy behind hot-tier hits: key -> last start (ms). */
+  private readonly rechecked = new Map<string, number>();
 
   constructor(private readonly o: ServiceOptions) {
     this.log = o.logger;
@@ -232,7 +247,9 @@ export class BuildService {
     const meta = await this.finished(key);
     if (!meta) {
       const job = await this.o.queue.get(key);
-      if (job) throw new AppError(409, 'not_ready', `build ${id} is ${job.state}; wait for it to finish (GET /api/builds/${id}/log)`);
+      if (job && job.state !== 'succeeded') throw new AppError(409, 'not_ready', `build ${id} is ${job.state}; wait for it to finish (GET /api/builds/${id}/log)`);
+      // A succeeded job whose artifact left the store (pruned, or quarantined as corrupt).
+      if (job) throw new AppError(404, 'not_found', `the artifact of build ${id} is no longer in the store (pruned or quarantined); request the build again (POST /api/builds) to rebuild it`);
       throw notFound(`build ${id}`);
     }
     if (meta.status !== 'succeeded') throw new AppError(409, 'build_failed', `build ${id} ${meta.status}: ${meta.error ?? 'no artifact'}`);
@@ -241,16 +258,103 @@ export class BuildService {
     return {
       meta,
       open: async (range) => {
-        const hot = this.o.hot?.open(meta, () => store.openBinary(key), range);
-        if (hot) return hot;
-        return store.openBinary(key, range).catch((err: unknown) => {
-          // Removed behind our back (pruned by another hub): forget it so the next request rebuilds.
-          if ((err as Error).name === 'NotFoundError') this.forget(key);
-          throw err;
-        });
+        // Hot-tier fills read through the same check: a corrupt store object is quarantined.
+        const hot = this.o.hot?.open(meta, () => this.openVerified(meta), range);
+        if (hot) {
+          // Good bytes (hashed on the way in); the store copy behind them is still checked now and then.
+          this.recheckBehindHot(meta);
+          return hot;
+        }
+        if (!range) return this.openVerified(meta);
+        // A range cannot be checked on its own: the whole object is verified first (once per
+        // fingerprint on fs; every time on s3), then the range is served from it.
+        await this.ensureVerified(meta);
+        return this.openStored(key, range);
       },
       ...(store.binaryUrl ? { url: () => store.binaryUrl!(key, meta.filename) } : {}),
     };
+  }
+
+  /** The whole stored binary, checked while it streams (see integrity.ts); records it as verified when it matched. */
+  private async openVerified(meta: ArtifactMeta): Promise<NodeJS.ReadableStream> {
+    const version = await this.binaryVersion(meta.key);
+    const out = verifyingStream(await this.openStored(meta.key), meta, (e) => this.quarantine(meta, e));
+    out.on('end', () => {
+      if (version) this.verified.set(meta.key, { sha256: meta.sha256!, version });
+    });
+    return out;
+  }
+
+  private async openStored(key: string, range?: ByteRange): Promise<NodeJS.ReadableStream> {
+    return this.o.store.openBinary(key, range).catch((err: unknown) => {
+      // Removed behind our back (pruned by another hub): forget it so the next request rebuilds.
+      if ((err as Error).name === 'NotFoundError') this.forget(key);
+      throw err;
+    });
+  }
+
+  private async binaryVersion(key: string): Promise<string | null> {
+    if (!this.o.store.binaryVersion) return null;
+    return this.o.store.binaryVersion(key).catch(() => null);
+  }
+
+  /** Resolves when the stored binary matches its record; throws an IntegrityError (after quarantining it) when not. */
+  private async ensureVerified(meta: ArtifactMeta): Promise<void> {
+    const version = await this.binaryVersion(meta.key);
+    const known = this.verified.get(meta.key);
+    if (version && known && known.version === version && known.sha256 === meta.sha256) return;
+    let bad: IntegrityError | null = null;
+    try {
+      await verifyWhole(await this.openStored(meta.key), meta, (e) => {
+        bad = e;
+        this.quarantine(meta, e);
+      });
+    } catch (err) {
+      if (bad) throw bad;
+      throw err;
+    }
+    if (version) this.verified.set(meta.key, { sha256: meta.sha256!, version });
+  }
+
+  /** Hot hits never read the store: look at the store copy in the background, so its corruption is found. */
+  private recheckBehindHot(meta: ArtifactMeta): void {
+    const key = meta.key;
+    const now = Date.now();
+    const every = this.o.store.binaryVersion ? FINGERPRINT_RECHECK_MS : STORE_RECHECK_MS;
+    const last = this.rechecked.get(key);
+    if (last !== undefined && now - last < every) return;
+    this.rechecked.set(key, now);
+    // The fill that put the bytes in memory verified the store copy; only later checks read it again.
+    if (last === undefined && !this.o.store.binaryVersion) return;
+    this.ensureVerified(meta).catch((err: unknown) => {
+      if (!(err instanceof IntegrityError)) this.log.warn({ key, err: (err as Error).message }, 'could not re-check the stored binary behind the hot tier');
+    });
+  }
+
+  /**
+   * A stored binary that does not match its record: counted, dropped from the index and the hot
+   * tier at once, and moved aside in the store, so the next request rebuilds it. Idempotent.
+   */
+  private quarantine(meta: ArtifactMeta, e: IntegrityError): void {
+    const key = meta.key;
+    if (this.quarantining.has(key)) return;
+    this.log.error({ key, reason: e.reason, detail: e.detail }, 'stored binary does not match its record: quarantining the artifact; the next request rebuilds it');
+    this.forget(key);
+    this.emit((h) => h.corrupt?.(key, e.reason));
+    const store = this.o.store;
+    const p = (async () => {
+      // A record replaced in the meantime (rebuilt by another hub) is not this corrupt one.
+      const cur = await store.getMeta(key).catch(() => null);
+      if (cur && (cur.sha256 !== meta.sha256 || cur.finishedAt !== meta.finishedAt)) return;
+      if (store.quarantine) await store.quarantine(key);
+      else await store.delete(key);
+    })()
+      .catch((err: unknown) => this.log.error({ key, err: (err as Error).message }, 'could not quarantine the corrupt artifact'))
+      .finally(() => {
+        this.quarantining.delete(key);
+        this.forget(key);
+      });
+    this.quarantining.set(key, p);
   }
 
   async buildInfo(id: string): Promise<unknown> {
@@ -327,6 +431,8 @@ export class BuildService {
   forget(key: string): void {
     this.index.delete(key);
     this.o.hot?.delete(key);
+    this.verified.delete(key);
+    this.rechecked.delete(key);
   }
 
   /** Keys the index holds. */
@@ -350,6 +456,9 @@ export class BuildService {
   }
 
   private async finished(key: string): Promise<ArtifactMeta | null> {
+    // A corrupt artifact being moved aside is gone already.
+    const q = this.quarantining.get(key);
+    if (q) await q;
     const hit = this.index.get(key);
     if (hit) return hit;
     // Another hub or agent may have written it: the store is the source of truth.
@@ -366,6 +475,8 @@ export class BuildService {
 
   private async refresh(key: string): Promise<void> {
     try {
+      const q = this.quarantining.get(key);
+      if (q) await q;
       const meta = await this.o.store.getMeta(key);
       if (meta) this.index.set(key, meta);
     } catch (err) {

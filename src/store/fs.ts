@@ -118,6 +118,21 @@ export class FsStore implements ArtifactStore {
     await rm(old, { recursive: true, force: true });
   }
 
+  async binaryVersion(key: string): Promise<string | null> {
+    const s = await stat(join(this.dir(key), 'binary'), { bigint: true }).catch(() => null);
+    return s ? `${s.size}:${s.mtimeNs}:${s.ctimeNs}:${s.ino}:${s.dev}` : null;
+  }
+
+  /** Renames `<root>/<key>` to `<root>/.quarantine/<key>-<time>-<random>` (kept for inspection). */
+  async quarantine(key: string): Promise<void> {
+    const dest = this.dir(key);
+    const qdir = join(this.root, '.quarantine');
+    await mkdir(qdir, { recursive: true });
+    await rename(dest, join(qdir, `${key}-${Date.now()}-${randomBytes(4).toString('hex')}`)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  }
+
   async stats(): Promise<StoreStats> {
     let objects = 0;
     let bytes = 0;

@@ -17,6 +17,7 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -521,6 +522,19 @@ export class S3Store implements ArtifactStore {
     } catch (err) {
       throw new Error(`S3 delete of ${key} in ${this.where} failed: ${describeS3Error(err)}`, { cause: err });
     }
+  }
+
+  /**
+   * Copies the binary to `<prefix>quarantine/<key>-<time>/binary` (best effort: kept for
+   * inspection), then deletes the artifact (meta.json first, as delete()).
+   */
+  async quarantine(key: string): Promise<void> {
+    assertKey(key);
+    const dest = `${this.prefix}quarantine/${key}-${Date.now()}/binary`;
+    await this.small((o) =>
+      this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: dest, CopySource: encodeURI(`${this.bucket}/${this.objectKey(key, 'binary')}`) }), o),
+    ).catch(() => undefined);
+    await this.delete(key);
   }
 
   /** bytes: every object under `<prefix>artifacts/` (also orphaned parts); objects: published artifacts. */

@@ -63,6 +63,17 @@ export interface ArtifactStore {
   getLog(key: string): Promise<string | null>;
   getBuildInfo(key: string): Promise<unknown | null>;
   delete(key: string): Promise<void>;
+  /**
+   * A fingerprint of the stored binary that changes whenever its bytes can have changed (fs: size,
+   * mtime, ctime, inode, device); null when the binary is missing. Absent when the store has no
+   * such cheap check (s3): the service then re-reads and re-hashes the object to verify it.
+   */
+  binaryVersion?(key: string): Promise<string | null>;
+  /**
+   * Moves a corrupt artifact aside: it disappears for readers like after delete(), but its files are
+   * kept for inspection where the store can (fs: `<root>/.quarantine/`, s3: `<prefix>quarantine/`).
+   */
+  quarantine?(key: string): Promise<void>;
   stats(): Promise<StoreStats>;
   /** Throws when the store cannot be reached (for readiness checks). */
   ping(): Promise<void>;
