@@ -3,7 +3,7 @@
  * port, the way a user runs it, and waits for its "listening" log line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -126,6 +126,25 @@ export function standInDir(_dir?: string, cacheDir = GO_CACHE): Promise<string> 
   return p;
 }
 const realCopies = new Map<string, Promise<string>>();
+
+/**
+ * Kills every process on this machine whose argv holds `marker` as one argument (sandboxed builds
+ * run in their own PID namespace; the host's /proc still sees them). Returns how many.
+ */
+export async function killByArgv(marker: string): Promise<number> {
+  let n = 0;
+  for (const pid of (await readdir('/proc')).filter((p) => /^[0-9]+$/.test(p))) {
+    const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!argv.split('\0').includes(marker)) continue;
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+      n++;
+    } catch {
+      /* gone */
+    }
+  }
+  return n;
+}
 
 /**
  * A wrapper around the real xcaddy that records each invocation in a file, so a test can prove

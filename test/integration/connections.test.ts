@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { api, CADDY_VERSION, standInDir, startFairway, tempDir, type FairwayProcess } from '../helpers/fairway.js';
+import { api, CADDY_VERSION, standInDir, startFairway, tempDir, killByArgv, type FairwayProcess } from '../helpers/fairway.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const TOKEN = randomBytes(16).toString('hex');
@@ -77,16 +77,7 @@ async function stuckXcaddy(dir: string): Promise<{ bin: string; killAll(): Promi
   return {
     bin,
     killAll: async () => {
-      for (const pid of (await readdir('/proc')).filter((p) => /^[0-9]+$/.test(p))) {
-        const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-        if (argv.split('\0').includes(marker)) {
-          try {
-            process.kill(Number(pid), 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }
-      }
+      await killByArgv(marker);
     },
   };
 }

@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { api, CADDY_VERSION, GO_CACHE, MAIN, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 import { startS3, type S3Service } from '../helpers/services.js';
+import { storeZip } from '../helpers/goproxy.js';
 
 const run = promisify(execFile);
 const BUILD_TIMEOUT = 20 * 60_000;
@@ -298,70 +299,6 @@ describe('pruning on an S3 store with real artifacts; /readyz when the store is 
 
 // ---- a module proxy the test controls ---------------------------------------------------------
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-function crc32(buf: Buffer): number {
-  let c = 0xffffffff;
-  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-/** A minimal zip (stored, no compression), enough for Go's module zip format. */
-function zip(files: Record<string, string>): Buffer {
-  const locals: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const [name, text] of Object.entries(files)) {
-    const data = Buffer.from(text);
-    const n = Buffer.from(name);
-    const crc = crc32(data);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0, 6);
-    local.writeUInt16LE(0, 8);
-    local.writeUInt16LE(0, 10);
-    local.writeUInt16LE(0x21, 12);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(n.length, 26);
-    local.writeUInt16LE(0, 28);
-    locals.push(local, n, data);
-    const c = Buffer.alloc(46);
-    c.writeUInt32LE(0x02014b50, 0);
-    c.writeUInt16LE(20, 4);
-    c.writeUInt16LE(20, 6);
-    c.writeUInt16LE(0, 8);
-    c.writeUInt16LE(0, 10);
-    c.writeUInt16LE(0, 12);
-    c.writeUInt16LE(0x21, 14);
-    c.writeUInt32LE(crc, 16);
-    c.writeUInt32LE(data.length, 20);
-    c.writeUInt32LE(data.length, 24);
-    c.writeUInt16LE(n.length, 28);
-    c.writeUInt32LE(offset, 42);
-    central.push(c, n);
-    offset += 30 + n.length + data.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  const count = Object.keys(files).length;
-  end.writeUInt16LE(count, 8);
-  end.writeUInt16LE(count, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cd, end]);
-}
-
 /** Publishes `version` of `module` into a GOPROXY directory (layout: <module>/@v/{list,.info,.mod,.zip}). */
 async function publish(proxyDir: string, module: string, version: string, time: string): Promise<void> {
   const dir = join(proxyDir, module, '@v');
@@ -369,7 +306,7 @@ async function publish(proxyDir: string, module: string, version: string, time: 
   const gomod = `module ${module}\n\ngo 1.21\n`;
   await writeFile(join(dir, `${version}.mod`), gomod);
   await writeFile(join(dir, `${version}.info`), JSON.stringify({ Version: version, Time: time }));
-  await writeFile(join(dir, `${version}.zip`), zip({ [`${module}@${version}/go.mod`]: gomod, [`${module}@${version}/hello.go`]: 'package hello\n' }));
+  await writeFile(join(dir, `${version}.zip`), storeZip([[`${module}@${version}/go.mod`, Buffer.from(gomod)], [`${module}@${version}/hello.go`, Buffer.from('package hello\n')]]));
   const listPath = join(dir, 'list');
   const list = await import('node:fs/promises').then((f) => f.readFile(listPath, 'utf8')).catch(() => '');
   await writeFile(listPath, `${list}${version}\n`);

@@ -27,7 +27,7 @@ import { downloadInput } from '../../src/api/compat.js';
 import { generateToken, sha256Hash } from '../../src/auth/index.js';
 import { PlatformSet, type ParseOptions } from '../../src/spec/index.js';
 import { ENV_ALLOWLIST } from '../../src/toolchain/index.js';
-import { api, CADDY_VERSION, countingXcaddy, MAIN, recordPath, standInDir, startFairway, tempDir, waitForBuild, XCADDY, type FairwayProcess } from '../helpers/fairway.js';
+import { api, CADDY_VERSION, countingXcaddy, MAIN, recordPath, standInDir, startFairway, tempDir, waitForBuild, XCADDY, killByArgv, type FairwayProcess } from '../helpers/fairway.js';
 import { startRedis } from '../helpers/services.js';
 import { HOSTILE_PIECES, hostileQuery, hostileSpec, hostileString, parseOrRefuse } from '../helpers/hostile.js';
 
@@ -88,16 +88,7 @@ async function stuckXcaddy(dir: string): Promise<{ bin: string; count(): Promise
     count: async () => (await readFile(log.outside, 'utf8').catch(() => '')).split('\n').filter(Boolean).length,
     // Sandboxed builds die with their server; stop any whose server is still up.
     killAll: async () => {
-      for (const pid of (await readdir('/proc')).filter((p) => /^[0-9]+$/.test(p))) {
-        const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-        if (argv.split('\0').includes(marker)) {
-          try {
-            process.kill(Number(pid), 'SIGKILL');
-          } catch {
-            /* already gone */
-          }
-        }
-      }
+      await killByArgv(marker);
     },
   };
 }
