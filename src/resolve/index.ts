@@ -125,16 +125,18 @@ export class GoResolver implements Resolver {
 
   /**
    * The Caddy version list. A refresh (GET /api/versions?refresh=1, the ops scheduler) joins the
-   * `go list` in flight, or gets the last result when that completed less than refreshMemoMs ago.
+   * `go list` in flight, or gets the last refresh's result when that completed less than
+   * refreshMemoMs ago (a plain read's result does not count: a refresh after it re-reads).
    */
   caddyVersions(opts: { refresh?: boolean } = {}): Promise<VersionList> {
     if (this.versionsInFlight) return this.versionsInFlight;
-    if (opts.refresh && this.now() - this.versionsFetchedAt >= this.refreshMemoMs) this.memo.delete('versions:caddy');
+    const refresh = !!opts.refresh && this.now() - this.versionsFetchedAt >= this.refreshMemoMs;
+    if (refresh) this.memo.delete('versions:caddy');
     return this.memoise('versions:caddy', this.ttlMs, () => {
       const p = this.listCaddyVersions();
       this.versionsInFlight = p;
       const settle = (ok: boolean) => {
-        if (ok) this.versionsFetchedAt = this.now();
+        if (ok && refresh) this.versionsFetchedAt = this.now();
         if (this.versionsInFlight === p) this.versionsInFlight = null;
       };
       p.then(() => settle(true), () => settle(false));
