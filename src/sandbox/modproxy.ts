@@ -72,10 +72,19 @@ const SEGMENT = /^[a-z0-9!._~+-]+$/;
 const MODULE_REQ = /^\/(.+)\/(@v\/list|@latest|@v\/[^/]+\.(?:info|mod|zip))$/;
 const SUMDB_REQ = /^\/sumdb\/([a-z0-9.-]+(?::[0-9]+)?)\/(supported|latest|lookup\/.+|tile\/.+)$/;
 
-/** The request path, if it is a GOPROXY-protocol path; null otherwise (answered 404). */
+/**
+ * The request path, if it is a GOPROXY-protocol path; null otherwise (answered 404). The go
+ * command percent-encodes the `!` of case-encoded paths (`/github.com/%21burnt%21sushi/…`): the
+ * path is decoded once, then checked, and the decoded form is what goes upstream.
+ */
 export function proxyPath(rawUrl: string): string | null {
-  const path = rawUrl.split('?')[0]!;
-  if (path.length > 1024 || path.includes('//') || path.includes('\\') || path.includes('%')) return null;
+  let path: string;
+  try {
+    path = decodeURIComponent(rawUrl.split('?')[0]!);
+  } catch {
+    return null;
+  }
+  if (path.length > 1024 || path.includes('//') || path.includes('\\') || path.includes('%') || /[\x00-\x20\x7f]/.test(path)) return null;
   const segments = path.split('/').slice(1);
   if (segments.some((s) => s === '' || s === '.' || s === '..')) return null;
   const sum = SUMDB_REQ.exec(path);
@@ -84,7 +93,7 @@ export function proxyPath(rawUrl: string): string | null {
   if (!m) return null;
   if (!m[1]!.split('/').every((s) => SEGMENT.test(s))) return null;
   const last = segments[segments.length - 1]!;
-  if (!/^@?[A-Za-z0-9!._~+-]+$/.test(last)) return null;
+  if (!/^(?:@latest|@v|list|[A-Za-z0-9][A-Za-z0-9!._~+-]*)$/.test(last)) return null;
   return path;
 }
 

@@ -31,7 +31,10 @@ describe('GOPROXY for sandboxed builds', () => {
     for (const ok of ['/github.com/mholt/caddy-l4/@v/list', '/github.com/!burnt!sushi/toml/@v/v1.3.2.zip', '/example.com/x/@latest', '/golang.org/x/net/@v/v0.1.0.info', '/sumdb/sum.golang.org/supported', '/sumdb/sum.golang.org/lookup/github.com/mholt/caddy-l4@v0.1.2', '/sumdb/sum.golang.org/tile/8/0/x123/456']) {
       assert.equal(proxyPath(ok), ok, ok);
     }
-    for (const bad of ['/', '/metrics', '/api/builds', '/../etc/passwd', '/a/../b/@v/list', '/x/@v/%2e%2e.zip', '//evil/@v/list', '/Github.com/X/@v/list', '/x/@v/v1.zip/extra', '/sumdb/sum.golang.org/../../x', '/x/@v/list\\..']) {
+    // The go command percent-encodes the "!" of case-encoded paths: decoded once, forwarded decoded.
+    assert.equal(proxyPath('/github.com/%21andreas%21briese/bbloom/@v/v0.0.0-20190825152654-46b345b51c96.mod'), '/github.com/!andreas!briese/bbloom/@v/v0.0.0-20190825152654-46b345b51c96.mod');
+    assert.equal(proxyPath('/sumdb/sum.golang.org/lookup/github.com/%21burnt%21sushi/toml@v1.3.2'), '/sumdb/sum.golang.org/lookup/github.com/!burnt!sushi/toml@v1.3.2');
+    for (const bad of ['/x/@v/%252e.zip', '/x/@v/%zz.zip', '/x/%2F@v/list', '/x/@v/v1%0a.zip', '/', '/metrics', '/api/builds', '/../etc/passwd', '/a/../b/@v/list', '/x/@v/%2e%2e.zip', '//evil/@v/list', '/Github.com/X/@v/list', '/x/@v/v1.zip/extra', '/sumdb/sum.golang.org/../../x', '/x/@v/list\\..']) {
       assert.equal(proxyPath(bad), null, bad);
     }
   });
@@ -61,6 +64,8 @@ describe('the bubblewrap sandbox', () => {
     const mods = join(dir, 'mods', 'example.com', 'm', '@v');
     await mkdir(mods, { recursive: true });
     await writeFile(join(mods, 'list'), 'v1.0.0\n');
+    await mkdir(join(dir, 'mods', 'example.com', '!upper', '@v'), { recursive: true });
+    await writeFile(join(dir, 'mods', 'example.com', '!upper', '@v', 'list'), 'v2.0.0\n');
     process.env.FAIRWAY_SANDBOX_TEST_SECRET = secret;
     sandbox = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', goproxy: `file://${join(dir, 'mods')}` });
     await sandbox.ownedDir(writable);
@@ -130,6 +135,10 @@ describe('the bubblewrap sandbox', () => {
     const ok = await sh(fetchIn('/example.com/m/@v/list'), { network: 'modules' });
     assert.match(ok.stdout, /^HTTP\/1\.1 200/);
     assert.match(ok.stdout, /v1\.0\.0/);
+    // As the go command asks for a module with upper-case letters: "!" percent-encoded.
+    const upper = await sh(fetchIn('/example.com/%%21upper/@v/list'), { network: 'modules' }); // %% for printf
+    assert.match(upper.stdout, /^HTTP\/1\.1 200/);
+    assert.match(upper.stdout, /v2\.0\.0/);
     const refused = await sh(fetchIn('/api/builds'), { network: 'modules' });
     assert.match(refused.stdout, /^HTTP\/1\.1 404/);
     await assert.rejects(sh(`bash -c "exec 3<>/dev/tcp/127.0.0.1/${port}"`, { network: 'modules' }), SandboxRunError);
