@@ -303,8 +303,9 @@ abstract class BaseSandbox implements Sandbox {
   }
 
   async handOver(dirs: readonly string[]): Promise<void> {
-    if (!this.identity || dirs.length === 0) return;
+    // Made in every mode: bwrap cannot bind a directory that does not exist.
     await Promise.all(dirs.map((d) => mkdir(d, { recursive: true })));
+    if (!this.identity || dirs.length === 0) return;
     await execFileP('chown', ['-R', `${this.identity.uid}:${this.identity.gid}`, '--', ...dirs], { timeout: 30 * 60_000 });
   }
 
