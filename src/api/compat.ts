@@ -122,8 +122,12 @@ export function pinnedDownloadUrl(spec: ResolvedSpec): string {
 export function compatErrorHandler(err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
   const { status, body } = toHttpError(err);
   const id = randomUUID();
-  if (status >= 500) req.log.error({ err, errorId: id }, 'compat request failed');
+  const retry = err instanceof AppError && err.retryAfterS ? err.retryAfterS : 0;
+  if (status >= 500 && !retry) req.log.error({ err, errorId: id }, 'compat request failed');
   else req.log.info({ errorId: id, code: body.error.code, msg: body.error.message }, 'compat request refused');
+  if (retry) reply.header('Retry-After', String(retry));
+  // Shutting down: the connection must not stay open (kept alive) and hold up the server's close.
+  if (body.error.code === 'shutting_down') reply.header('Connection', 'close');
   void reply
     .code(status)
     .type('application/json')
@@ -173,7 +177,7 @@ export function compatApi(o: CompatOptions) {
     }
     if (rec.status === 'succeeded') return rec;
     if (rec.status === 'canceled') {
-      throw new AppError(503, 'build_canceled', `the build was canceled before it finished (${rec.error ?? 'server shutting down or canceled by an operator'}); try again`);
+      throw new AppError(503, 'build_canceled', `the build was canceled before it finished (${rec.error ?? 'server shutting down or canceled by an operator'}); try again`, 10);
     }
     throw new AppError(400, 'build_failed', `build failed: ${rec.error ?? 'unknown error'} (full log: /api/builds/${rec.id}/log)`);
   }

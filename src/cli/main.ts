@@ -58,7 +58,10 @@ function serverOptions(cmd: Command): Command {
 }
 
 /** Loads config from flags/env/file; runs `start`; stops gracefully on SIGINT/SIGTERM. */
-function daemon(start: (config: ReturnType<typeof loadConfig>, logger: ReturnType<typeof createLogger>) => Promise<{ close(): Promise<void> }>) {
+function daemon(
+  start: (config: ReturnType<typeof loadConfig>, logger: ReturnType<typeof createLogger>) => Promise<{ close(): Promise<void> }>,
+  stopMessage = 'shutting down: finishing running builds (signal again to force)',
+) {
   return async (opts: Record<string, unknown>) => {
     const { config: file, ...flags } = opts;
     const config = loadConfig({ flags, ...(typeof file === 'string' ? { file } : {}) });
@@ -71,7 +74,7 @@ function daemon(start: (config: ReturnType<typeof loadConfig>, logger: ReturnTyp
         process.exit(1);
       }
       stopping = true;
-      logger.info({ signal }, 'shutting down: finishing running builds (signal again to force)');
+      logger.info({ signal }, stopMessage);
       running.close().then(
         () => process.exit(0),
         (err: unknown) => {
@@ -88,7 +91,8 @@ function daemon(start: (config: ReturnType<typeof loadConfig>, logger: ReturnTyp
 serverOptions(program.command('serve'))
   .description('run the build server with embedded defaults: local workers, local disk, no other server')
   .option('--memory-cache <size>', 'memory for recently downloaded binaries, served without reading the store; 0 = off (env FAIRWAY_MEMORY_CACHE, default 256MiB)')
-  .action(daemon(startServe));
+  // The embedded queue keeps its builds in the journal: they stop now and run again after a restart.
+  .action(daemon(startServe, 'shutting down: running builds stop and are re-queued when the server starts again (signal again to force)'));
 
 serverOptions(program.command('hub'))
   .description('run the HTTP API and UI on a shared BullMQ/Redis queue; builds run on agents')

@@ -13,7 +13,7 @@ import { FileCatalog, ModuleLearner } from '../catalog/index.js';
 import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
 import type { Config } from '../config/index.js';
 import type { Redis } from 'ioredis';
-import { BullMqQueue, BullMqWorker, LocalQueue, redisConnection, type BuildQueue } from '../queue/index.js';
+import { BullMqQueue, BullMqWorker, LocalQueue, QueueJournal, redisConnection, type BuildQueue } from '../queue/index.js';
 import { BuildAdmission, BuildPolicy, RedisActiveBuilds } from '../policy/index.js';
 import { freeBytesAt } from '../policy/admission.js';
 import { GoResolver } from '../resolve/index.js';
@@ -79,7 +79,20 @@ function runner(config: Config, toolchain: Toolchain): XcaddyRunner {
 async function startHttp(
   config: Config,
   logger: Logger,
-  parts: { toolchain: Toolchain; store: ArtifactStore; queue: BuildQueue<BuildPayload>; role: string; gate?: BuildGate; limitsRedis?: Redis },
+  parts: {
+    toolchain: Toolchain;
+    store: ArtifactStore;
+    queue: BuildQueue<BuildPayload>;
+    role: string;
+    gate?: BuildGate;
+    limitsRedis?: Redis;
+    /** Re-queues the jobs of a durable local queue; run after the index is built, before listening. */
+    restore?: () => Promise<void>;
+    /** How long running builds may go on at shutdown (the queue's default when absent). */
+    shutdownGraceMs?: number;
+    /** Where queued and running builds are kept across a shutdown (logged at shutdown). */
+    journalDir?: string;
+  },
 ): Promise<Running> {
   const { toolchain, store, queue } = parts;
   const platforms = await loadPlatforms(toolchain);
@@ -121,6 +134,7 @@ async function startHttp(
   const hot = new HotCache({ maxBytes: config.memoryCache, logger });
   const service = new BuildService({ resolver, queue, store, platforms, maxPlugins: config.maxPlugins, logger, policy, admission, hot });
   await service.init();
+  await parts.restore?.();
   // Operations (issue 6): metrics, pruning, last-download times, version refresh, prebuilds.
   const ops = createHttpOps({ config, logger, service, store, queue, toolchain, hot, ...(parts.gate ? { gate: parts.gate } : {}) });
   catalog.start();
@@ -172,9 +186,27 @@ async function startHttp(
     url,
     close: async () => {
       if (rescan) clearInterval(rescan);
-      await app.close();
-      await ops.close();
-      await queue.close();
+      // Clients blocked on /api/download get a 503 with Retry-After now, before the server closes.
+      service.shutdown();
+      // Connections that become idle while closing (answered downloads, ended log streams) are
+      // closed too, instead of waiting for the client to drop its keep-alive.
+      const idle = setInterval(() => app.server.closeIdleConnections(), 100);
+      const httpClosed = app.close().finally(() => clearInterval(idle));
+      if (parts.journalDir) {
+        // Builds stop now (they are kept in the journal), so log followers get their end and
+        // the HTTP server's close does not wait for builds.
+        await ops.close();
+        const depth = await queue.depth();
+        if (depth.queued + depth.running > 0) {
+          logger.info({ ...depth, journal: parts.journalDir }, 'stopping the builds that are queued or running: they stay in the queue journal and are re-queued when the server starts again');
+        }
+        await queue.close(parts.shutdownGraceMs);
+        await httpClosed;
+      } else {
+        await httpClosed;
+        await ops.close();
+        await queue.close(parts.shutdownGraceMs);
+      }
       await toolchain.sandbox.close();
       await catalog.close();
       await store.close?.();
@@ -187,11 +219,28 @@ export async function startServe(config: Config, logger: Logger): Promise<Runnin
   const toolchain = await prepareToolchain(config, logger);
   const store = await prepareStore(config);
   const gate = new BuildGate(); // Go cache cleaning runs between builds only (src/ops/gocache.ts)
+  // Queued and running builds survive a crash or a restart: `<data-dir>/queue/<key>.json` (docs/operations.md).
+  const journalDir = join(config.dataDir, 'queue');
+  const journal = await QueueJournal.open<BuildPayload>(journalDir);
   const queue = new LocalQueue<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store)), {
     workers: config.workers,
     identity: toolchain.identity,
+    journal,
   });
-  return startHttp(config, logger, { toolchain, store, queue, role: 'serve', gate });
+  const restore = async () => {
+    const report = await queue.restore({
+      // Ended already when the store holds a success, or a record written after the job was queued.
+      isDone: async (entry) => {
+        const meta = await store.getMeta(entry.key);
+        return !!meta && (meta.status === 'succeeded' || Date.parse(meta.finishedAt) >= Date.parse(entry.createdAt));
+      },
+    });
+    for (const c of report.corrupt) logger.warn({ file: c.file, error: c.error }, 'skipped a corrupt queue journal entry (moved aside to .corrupt)');
+    if (report.dropped.length) logger.info({ dropped: report.dropped }, 'queue journal: dropped builds whose result is already in the store');
+    if (report.requeued.length) logger.warn({ requeued: report.requeued }, `re-queued ${report.requeued.length} build(s) that were queued or running when the process stopped`);
+  };
+  // Running builds are stopped at shutdown (they stay in the journal and run again at the next start).
+  return startHttp(config, logger, { toolchain, store, queue, role: 'serve', gate, restore, shutdownGraceMs: 0, journalDir });
 }
 
 function requireRedis(config: Config, role: string): string {

@@ -95,7 +95,7 @@ export class OpsMetrics {
     this.downloads = new Counter({ name: 'fairway_artifact_downloads_total', help: 'Artifact downloads started (native and compat API).', registers: r });
     this.corruptArtifacts = new Counter({
       name: 'fairway_artifact_corrupt_total',
-      help: 'Stored binaries found not to match their record and quarantined, by reason (checksum, truncated, oversized).',
+      help: 'Damaged stored artifacts quarantined, by reason: the binary does not match its record (checksum, truncated, oversized), is missing (missing), or meta.json / buildinfo.json is unreadable (bad_meta, bad_buildinfo).',
       labelNames: ['reason'],
       registers: r,
     });

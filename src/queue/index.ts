@@ -1,4 +1,5 @@
 export * from './types.js';
-export { LocalQueue, type LocalQueueOptions } from './local.js';
+export { LocalQueue, requeuedLine, type LocalQueueOptions, type RestoreReport } from './local.js';
 export { BullMqQueue, BullMqWorker, listAgents, redisConnection, type BullConfig, type AgentOptions } from './bullmq.js';
 export { RedisLog } from './redislog.js';
+export { QueueJournal, type JournalEntry, type JournalLoad, type JournalState } from './journal.js';

@@ -7,9 +7,10 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { LogLine, LogStream } from '../build/index.js';
 import { Channel } from '../util/channel.js';
+import type { JournalEntry, JournalState, QueueJournal } from './journal.js';
 import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, JobState, Processor, QueueDepth } from './types.js';
 
-export interface LocalQueueOptions {
+export interface LocalQueueOptions<P = unknown> {
   workers: number;
   /** How long a finished job stays in memory. Default 60 s. */
   lingerMs?: number;
@@ -18,7 +19,25 @@ export interface LocalQueueOptions {
   name?: string;
   /** Toolchain versions shown in the agent list. */
   identity?: { go: string; xcaddy: string };
+  /**
+   * Durable record of queued and running jobs (src/queue/journal.ts): written before enqueue()
+   * answers, removed when a job ends. Jobs stopped by close() stay in it; restore() re-queues them.
+   */
+  journal?: QueueJournal<P>;
 }
+
+/** What restore() did with the journal found at start. */
+export interface RestoreReport {
+  /** Re-queued, oldest first, with the state they had when the process stopped. */
+  requeued: Array<{ key: string; was: JournalState }>;
+  /** Entries whose job had already ended (its result is in the store): removed. */
+  dropped: string[];
+  /** Entries that could not be read: skipped (moved aside). */
+  corrupt: Array<{ file: string; error: string }>;
+}
+
+/** The first log line of a job re-queued from the journal. */
+export const requeuedLine = (was: JournalState) => `fairway: re-queued after the server restarted (it was ${was} when the process stopped)`;
 
 interface Job<P> {
   key: string;
@@ -49,7 +68,7 @@ export class LocalQueue<P> implements BuildQueue<P> {
 
   constructor(
     private readonly processor: Processor<P>,
-    private readonly opts: LocalQueueOptions,
+    private readonly opts: LocalQueueOptions<P>,
   ) {
     if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error('workers must be a positive integer');
     this.maxLines = opts.maxLines ?? 50_000;
@@ -62,22 +81,60 @@ export class LocalQueue<P> implements BuildQueue<P> {
       return { job: this.snapshot(existing), created: false };
     }
     if (this.closing) throw new Error('the queue is shutting down; retry on another server or after restart');
-    const job: Job<P> = {
-      key,
-      payload,
-      state: 'queued',
-      phase: 'queued',
-      createdAt: new Date().toISOString(),
-      lines: [],
-      truncated: false,
-      events: new EventEmitter(),
-      abort: new AbortController(),
-    };
-    job.events.setMaxListeners(0);
+    const job = this.newJob(key, payload, new Date().toISOString());
     this.jobs.set(key, job);
+    const journal = this.opts.journal;
+    if (journal) {
+      // On disk before the caller is told it is queued; joiners see it (queued) meanwhile.
+      try {
+        await journal.add(key, payload, job.createdAt);
+      } catch (err) {
+        const message = `could not record the build in the queue journal (${journal.dir}): ${(err as Error).message}`;
+        if (job.state === 'queued') this.finish(job, 'failed', message);
+        throw new Error(message);
+      }
+      if (job.state !== 'queued') return { job: this.snapshot(job), created: true }; // canceled meanwhile
+      if (this.closing) {
+        this.log(job, 'system', 'fairway: the server is shutting down: the build is re-queued when it starts again');
+        this.finish(job, 'canceled', 'the server shut down before the build started; it is re-queued when the server starts again');
+        return { job: this.snapshot(job), created: true };
+      }
+    }
     this.pending.push(job);
     queueMicrotask(() => this.pump());
     return { job: this.snapshot(job), created: true };
+  }
+
+  /**
+   * Re-queues the jobs recorded in the journal (call once, at start, before taking requests), in
+   * their original order, each with a first log line saying so. Entries for which `isDone` says
+   * the job already ended (its result is in the store) are removed; a corrupt entry is skipped.
+   */
+  async restore(opts: { isDone?: (entry: JournalEntry<P>) => Promise<boolean> } = {}): Promise<RestoreReport> {
+    const report: RestoreReport = { requeued: [], dropped: [], corrupt: [] };
+    const journal = this.opts.journal;
+    if (!journal) return report;
+    const { entries, corrupt } = await journal.load();
+    report.corrupt = corrupt;
+    for (const entry of entries) {
+      const existing = this.jobs.get(entry.key);
+      if (existing && (existing.state === 'queued' || existing.state === 'running')) continue;
+      // When the store cannot say, the job runs again: a duplicate build beats a lost one.
+      const done = opts.isDone ? await opts.isDone(entry).catch(() => false) : false;
+      if (done) {
+        await journal.remove(entry.key).catch(() => undefined);
+        report.dropped.push(entry.key);
+        continue;
+      }
+      const job = this.newJob(entry.key, entry.payload, entry.createdAt);
+      this.push(job, 'system', requeuedLine(entry.state));
+      this.jobs.set(entry.key, job);
+      this.pending.push(job);
+      if (entry.state !== 'queued') await journal.mark(entry.key, 'queued').catch(() => undefined);
+      report.requeued.push({ key: entry.key, was: entry.state });
+    }
+    if (this.pending.length) queueMicrotask(() => this.pump());
+    return report;
   }
 
   async get(key: string): Promise<(JobSnapshot & { payload: P }) | null> {
@@ -138,7 +195,8 @@ export class LocalQueue<P> implements BuildQueue<P> {
     const job = this.jobs.get(key);
     if (!job) return false;
     if (job.state === 'queued') {
-      this.pending.splice(this.pending.indexOf(job), 1);
+      const i = this.pending.indexOf(job);
+      if (i >= 0) this.pending.splice(i, 1);
       this.log(job, 'system', 'fairway: canceled while queued');
       this.finish(job, 'canceled', 'canceled while queued');
       this.broadcastPositions();
@@ -179,14 +237,40 @@ export class LocalQueue<P> implements BuildQueue<P> {
 
   async close(graceMs = 30_000): Promise<void> {
     this.closing = true;
-    for (const job of this.pending.splice(0)) this.finish(job, 'canceled', 'the server shut down before the build started');
-    if (this.running === 0) return;
-    const done = new Promise<void>((r) => this.idle.add(r));
-    const timer = setTimeout(() => {
-      for (const job of this.jobs.values()) if (job.state === 'running') job.abort.abort();
-    }, graceMs);
-    await done;
-    clearTimeout(timer);
+    const journal = this.opts.journal;
+    for (const job of this.pending.splice(0)) {
+      if (journal) this.log(job, 'system', 'fairway: the server is shutting down: the build is re-queued when it starts again');
+      this.finish(job, 'canceled', journal ? 'the server shut down before the build started; it is re-queued when the server starts again' : 'the server shut down before the build started');
+    }
+    if (this.running > 0) {
+      const done = new Promise<void>((r) => this.idle.add(r));
+      const timer = setTimeout(() => {
+        for (const job of this.jobs.values()) {
+          if (job.state !== 'running') continue;
+          if (journal) this.log(job, 'system', 'fairway: the server is shutting down: stopping the build; it is re-queued when the server starts again');
+          job.abort.abort();
+        }
+      }, graceMs);
+      await done;
+      clearTimeout(timer);
+    }
+    await journal?.flush().catch(() => undefined);
+  }
+
+  private newJob(key: string, payload: P, createdAt: string): Job<P> {
+    const job: Job<P> = {
+      key,
+      payload,
+      state: 'queued',
+      phase: 'queued',
+      createdAt,
+      lines: [],
+      truncated: false,
+      events: new EventEmitter(),
+      abort: new AbortController(),
+    };
+    job.events.setMaxListeners(0);
+    return job;
   }
 
   private position(job: Job<P>): number {
@@ -211,6 +295,7 @@ export class LocalQueue<P> implements BuildQueue<P> {
     job.startedAt = new Date().toISOString();
     job.agent = `${this.opts.name ?? hostname()}/local-${this.running}`;
     this.setPhase(job, 'resolving');
+    this.opts.journal?.mark(job.key, 'running', job.startedAt).catch((err: unknown) => this.log(job, 'system', `fairway: could not update the queue journal: ${(err as Error).message}`));
     let state: FinalState = 'succeeded';
     let error: string | undefined;
     try {
@@ -264,6 +349,9 @@ export class LocalQueue<P> implements BuildQueue<P> {
     this.setPhase(job, state === 'succeeded' ? 'done' : state);
     job.events.emit('end', state, error);
     this.finished.emit('finished', job.key, state, error);
+    // The processor has stored the result: the job leaves the journal. A job stopped by the
+    // shutdown stays in it, so the next start re-queues it.
+    if (this.opts.journal && !(this.closing && state === 'canceled')) void this.opts.journal.remove(job.key).catch(() => undefined);
     setTimeout(() => {
       if (this.jobs.get(job.key) === job) this.jobs.delete(job.key);
     }, this.lingerMs).unref();

@@ -12,7 +12,7 @@ import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
 import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
 import type { Resolver, VersionList } from '../resolve/index.js';
 import { cacheKey, isCacheKey, parseBuildRequest, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
-import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
+import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
 import { AppError, notFound } from '../util/errors.js';
 import { IntegrityError, verifyWhole, verifyingStream, type CorruptReason } from './integrity.js';
 import { parseLog } from './logformat.js';
@@ -72,7 +72,7 @@ export interface ServiceHooks {
   downloaded?(key: string): void;
   /** A job ended and its record (if any) was read back from the store. */
   finished?(key: string, state: FinalState, meta: ArtifactMeta | null): void;
-  /** A stored binary did not match its record (sha256 or size) and was quarantined. */
+  /** A stored record was damaged (binary not matching, binary missing, unreadable meta/build info) and was quarantined. */
   corrupt?(key: string, reason: CorruptReason): void;
 }
 
@@ -80,6 +80,18 @@ export interface ServiceHooks {
 const STORE_RECHECK_MS = 10 * 60_000;
 /** With one (fs), its fingerprint is compared at most this often per key while hot hits go on. */
 const FINGERPRINT_RECHECK_MS = 1000;
+/** Parallel checks of records (binary present, build info readable) while the index is rebuilt. */
+const RESCAN_CHECK_CONCURRENCY = 16;
+
+/** What the error log says when a record is quarantined, by reason. */
+const QUARANTINE_LOG: Record<CorruptReason, string> = {
+  checksum: 'stored binary does not match its record: quarantining the artifact; the next request rebuilds it',
+  truncated: 'stored binary does not match its record: quarantining the artifact; the next request rebuilds it',
+  oversized: 'stored binary does not match its record: quarantining the artifact; the next request rebuilds it',
+  missing: 'the binary of a succeeded record is missing from the store: quarantining the record; the next request rebuilds it',
+  bad_meta: 'meta.json is unreadable: quarantining the record; the next request rebuilds it',
+  bad_buildinfo: 'buildinfo.json is unreadable: quarantining the artifact; the next request rebuilds it',
+};
 
 export interface RequestContext {
   /** Trusted callers (local CLI) may use local path replacements. */
@@ -100,8 +112,14 @@ export class BuildService {
   private readonly verified = new Map<string, { sha256: string; version: string }>();
   /** Corrupt artifacts being moved aside: lookups of the key wait for it (then find nothing). */
   private readonly quarantining = new Map<string, Promise<void>>();
+  /** Quarantines before an observer with a `corrupt` hook was added (init()), replayed to it by observe(). */
+  private readonly earlyCorrupt: Array<[string, CorruptReason]> = [];
   /** Background re-checks of the store copy behind hot-tier hits: key -> last start (ms). */
   private readonly rechecked = new Map<string, number>();
+  /** Set by shutdown(): the answer of every waitFor() from then on. */
+  private closing: AppError | null = null;
+  /** Callers blocked in waitFor(), released by shutdown(). */
+  private readonly blocked = new Set<(err: AppError) => void>();
 
   constructor(private readonly o: ServiceOptions) {
     this.log = o.logger;
@@ -117,7 +135,7 @@ export class BuildService {
 
   /** Rebuilds the index by scanning the store (DESIGN principle 1). */
   async init(): Promise<void> {
-    const n = await this.rescan();
+    const n = await this.rescan({ checkAll: true });
     this.log.info({ artifacts: n, store: this.o.store.kind }, 'index rebuilt from store');
   }
 
@@ -125,14 +143,54 @@ export class BuildService {
    * Makes the index match the store listing: adds what other hubs or agents published (a missed
    * event, e.g. across a Redis restart) and drops what was deleted behind this process's back.
    */
-  async rescan(): Promise<number> {
+  async rescan(opts: { checkAll?: boolean } = {}): Promise<number> {
     const seen = new Set<string>();
-    for await (const meta of this.o.store.list()) {
-      this.index.set(meta.key, meta);
+    const unreadable: CorruptRecordError[] = [];
+    // Succeeded records are only indexed once their binary is there (and, new ones, their build
+    // info readable): the index never answers `cached` for what it cannot serve. At start every
+    // record is checked (a stat / HeadObject and a small read each); later rescans check new ones.
+    const toCheck: ArtifactMeta[] = [];
+    for await (const meta of this.o.store.list({ onCorrupt: (_key, err) => unreadable.push(err) })) {
       seen.add(meta.key);
+      const known = this.index.get(meta.key);
+      if (meta.status === 'succeeded' && (opts.checkAll || !known || known.finishedAt !== meta.finishedAt)) toCheck.push(meta);
+      else this.index.set(meta.key, meta);
     }
     for (const key of this.index.keys()) if (!seen.has(key)) this.forget(key);
-    return seen.size;
+    for (const err of unreadable) await this.quarantineKey(err.key, 'bad_meta', err.message, null);
+    let damaged = 0;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < toCheck.length) {
+        const meta = toCheck[next++]!;
+        let damage: { reason: CorruptReason; detail: string } | null = null;
+        try {
+          damage = await this.damageOf(meta);
+        } catch (err) {
+          this.log.warn({ key: meta.key, err: (err as Error).message }, 'could not check a stored record while rebuilding the index');
+        }
+        if (damage) {
+          damaged++;
+          await this.quarantineKey(meta.key, damage.reason, damage.detail, meta);
+        } else if (!this.quarantining.has(meta.key)) {
+          this.index.set(meta.key, meta);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RESCAN_CHECK_CONCURRENCY, toCheck.length) }, worker));
+    return seen.size - damaged;
+  }
+
+  /** A succeeded record's damage that a listing does not show: its binary missing, its build info unreadable. */
+  private async damageOf(meta: ArtifactMeta): Promise<{ reason: CorruptReason; detail: string } | null> {
+    if (!(await this.o.store.hasBinary(meta.key))) return { reason: 'missing', detail: 'the binary is missing from the store' };
+    try {
+      await this.o.store.getBuildInfo(meta.key);
+    } catch (err) {
+      if (err instanceof CorruptRecordError) return { reason: 'bad_buildinfo', detail: err.message };
+      throw err;
+    }
+    return null;
   }
 
   get platforms(): PlatformSet {
@@ -151,7 +209,7 @@ export class BuildService {
     this.o.policy?.checkResolved(spec);
     const key = cacheKey(spec);
     const done = await this.finished(key);
-    if (done?.status === 'succeeded') {
+    if (done?.status === 'succeeded' && (await this.binaryThere(done))) {
       this.log.debug({ key }, 'cache hit');
       this.emit((h) => h.requested?.(key, 'hit'));
       return this.fromMeta(done, true);
@@ -205,12 +263,28 @@ export class BuildService {
     yield { type: 'end', state: meta.status, ...(meta.error ? { error: meta.error } : {}) };
   }
 
+  /**
+   * Graceful shutdown, before the HTTP server closes: every caller blocked in waitFor() (and any
+   * later one) gets a 503 with Retry-After at once. The builds themselves stay queued (journal).
+   */
+  shutdown(retryAfterS = 10): void {
+    this.closing ??= new AppError(
+      503,
+      'shutting_down',
+      `the server is shutting down; the build is not lost (it goes on elsewhere, or is re-queued when the server starts again); retry in ${retryAfterS}s`,
+      retryAfterS,
+    );
+    for (const stop of [...this.blocked]) stop(this.closing);
+  }
+
   /** Resolves when the build has ended (for the blocking download API). */
   async waitFor(id: string, signal?: AbortSignal): Promise<BuildRecord> {
     const key = this.keyOf(id);
     for (;;) {
+      if (this.closing) throw this.closing;
       const rec = await this.get(key);
       if (rec.status !== 'queued' && rec.status !== 'running') return rec;
+      if (this.closing) throw this.closing;
       await new Promise<void>((resolve, reject) => {
         const set = this.waiters.get(key) ?? new Set();
         this.waiters.set(key, set);
@@ -218,13 +292,23 @@ export class BuildService {
           clearInterval(poll);
           signal?.removeEventListener('abort', abort);
           set.delete(done);
+          this.blocked.delete(stop);
           resolve();
         };
         const abort = () => {
           clearInterval(poll);
           set.delete(done);
+          this.blocked.delete(stop);
           reject(new AppError(499, 'client_gone', 'the client went away'));
         };
+        const stop = (err: AppError) => {
+          clearInterval(poll);
+          signal?.removeEventListener('abort', abort);
+          set.delete(done);
+          this.blocked.delete(stop);
+          reject(err);
+        };
+        this.blocked.add(stop);
         // Events can be missed (a finish between get() and subscribing, a queue connection that
         // was down): look at the job now and every few seconds too.
         const check = () =>
@@ -269,28 +353,69 @@ export class BuildService {
         // A range cannot be checked on its own: the whole object is verified first (once per
         // fingerprint on fs; every time on s3), then the range is served from it.
         await this.ensureVerified(meta);
-        return this.openStored(key, range);
+        return this.openStored(meta, range);
       },
-      ...(store.binaryUrl ? { url: () => store.binaryUrl!(key, meta.filename) } : {}),
+      ...(store.binaryUrl
+        ? {
+            url: async () => {
+              // A presigned URL to a missing object would send the client to an S3 404.
+              if (!(await this.binaryThere(meta))) throw this.missingError(key);
+              return store.binaryUrl!(key, meta.filename);
+            },
+          }
+        : {}),
     };
   }
 
   /** The whole stored binary, checked while it streams (see integrity.ts); records it as verified when it matched. */
   private async openVerified(meta: ArtifactMeta): Promise<NodeJS.ReadableStream> {
     const version = await this.binaryVersion(meta.key);
-    const out = verifyingStream(await this.openStored(meta.key), meta, (e) => this.quarantine(meta, e));
+    const out = verifyingStream(await this.openStored(meta), meta, (e) => this.quarantine(meta, e));
     out.on('end', () => {
       if (version) this.verified.set(meta.key, { sha256: meta.sha256!, version });
     });
     return out;
   }
 
-  private async openStored(key: string, range?: ByteRange): Promise<NodeJS.ReadableStream> {
-    return this.o.store.openBinary(key, range).catch((err: unknown) => {
+  private async openStored(meta: ArtifactMeta, range?: ByteRange): Promise<NodeJS.ReadableStream> {
+    const key = meta.key;
+    return this.o.store.openBinary(key, range).catch(async (err: unknown) => {
+      if ((err as Error).name !== 'NotFoundError') throw err;
       // Removed behind our back (pruned by another hub): forget it so the next request rebuilds.
-      if ((err as Error).name === 'NotFoundError') this.forget(key);
-      throw err;
+      // Its record still there without the binary: a damaged record, quarantined.
+      const cur = this.quarantining.has(key) ? null : await this.o.store.getMeta(key).catch(() => null);
+      this.forget(key);
+      if (this.quarantining.has(key) || (cur && cur.finishedAt === meta.finishedAt && cur.sha256 === meta.sha256)) {
+        await this.quarantineKey(key, 'missing', 'the binary is missing from the store', meta);
+        throw this.missingError(key);
+      }
+      throw new AppError(404, 'not_found', `the artifact of build ${key} is no longer in the store (pruned or quarantined); request the build again (POST /api/builds) to rebuild it`);
     });
+  }
+
+  /**
+   * Before answering `cached`: the binary of a succeeded record is there (a stat on fs, a HeadObject
+   * on s3). When it is not, the record is quarantined (reason "missing") and false returned, so the
+   * caller builds it again. A store that cannot be asked does not turn a hit into a rebuild.
+   */
+  private async binaryThere(meta: ArtifactMeta): Promise<boolean> {
+    let there: boolean;
+    try {
+      there = await this.o.store.hasBinary(meta.key);
+    } catch (err) {
+      this.log.warn({ key: meta.key, err: (err as Error).message }, 'could not check that a stored binary is there');
+      return true;
+    }
+    if (!there) await this.quarantineKey(meta.key, 'missing', 'the binary is missing from the store', meta);
+    return there;
+  }
+
+  private missingError(key: string): AppError {
+    return new AppError(
+      410,
+      'artifact_missing',
+      `the binary of build ${key} is missing from the artifact store; its record was quarantined; request the build again (POST /api/builds) to rebuild it`,
+    );
   }
 
   private async binaryVersion(key: string): Promise<string | null> {
@@ -305,7 +430,7 @@ export class BuildService {
     if (version && known && known.version === version && known.sha256 === meta.sha256) return;
     let bad: IntegrityError | null = null;
     try {
-      await verifyWhole(await this.openStored(meta.key), meta, (e) => {
+      await verifyWhole(await this.openStored(meta), meta, (e) => {
         bad = e;
         this.quarantine(meta, e);
       });
@@ -336,30 +461,54 @@ export class BuildService {
    * tier at once, and moved aside in the store, so the next request rebuilds it. Idempotent.
    */
   private quarantine(meta: ArtifactMeta, e: IntegrityError): void {
-    const key = meta.key;
-    if (this.quarantining.has(key)) return;
-    this.log.error({ key, reason: e.reason, detail: e.detail }, 'stored binary does not match its record: quarantining the artifact; the next request rebuilds it');
+    void this.quarantineKey(meta.key, e.reason, e.detail, meta);
+  }
+
+  /**
+   * The one path for every damaged record (see CorruptReason): counted, dropped from the index and
+   * the hot tier at once, and moved aside in the store, so the next request rebuilds it.
+   * `recorded` is the record found damaged (null: its meta.json was unreadable). Idempotent while
+   * the move is in flight; resolves when it is done (never rejects).
+   */
+  private quarantineKey(key: string, reason: CorruptReason, detail: string, recorded: ArtifactMeta | null): Promise<void> {
+    const running = this.quarantining.get(key);
+    if (running) return running;
+    this.log.error({ key, reason, detail }, QUARANTINE_LOG[reason]);
     this.forget(key);
-    this.emit((h) => h.corrupt?.(key, e.reason));
+    if (!this.observers.some((h) => h.corrupt) && this.earlyCorrupt.length < 10_000) this.earlyCorrupt.push([key, reason]);
+    this.emit((h) => h.corrupt?.(key, reason));
     const store = this.o.store;
     const p = (async () => {
-      // A record replaced in the meantime (rebuilt by another hub) is not this corrupt one.
+      // A record replaced in the meantime (rebuilt by another hub) is not this damaged one.
       const cur = await store.getMeta(key).catch(() => null);
-      if (cur && (cur.sha256 !== meta.sha256 || cur.finishedAt !== meta.finishedAt)) return;
+      if (recorded ? cur && (cur.sha256 !== recorded.sha256 || cur.finishedAt !== recorded.finishedAt) : cur) return;
       if (store.quarantine) await store.quarantine(key);
       else await store.delete(key);
     })()
-      .catch((err: unknown) => this.log.error({ key, err: (err as Error).message }, 'could not quarantine the corrupt artifact'))
+      .catch((err: unknown) => this.log.error({ key, reason, err: (err as Error).message }, 'could not quarantine the damaged artifact'))
       .finally(() => {
         this.quarantining.delete(key);
         this.forget(key);
       });
     this.quarantining.set(key, p);
+    return p;
   }
 
   async buildInfo(id: string): Promise<unknown> {
     const key = this.keyOf(id);
-    const info = await this.o.store.getBuildInfo(key);
+    let info: unknown;
+    try {
+      info = await this.o.store.getBuildInfo(key);
+    } catch (err) {
+      if (!(err instanceof CorruptRecordError)) throw this.storeUnavailable(key, err);
+      const meta = await this.finished(key);
+      if (meta) await this.quarantineKey(key, 'bad_buildinfo', err.message, meta);
+      throw new AppError(
+        410,
+        'buildinfo_unreadable',
+        `the build info of build ${id} is unreadable in the artifact store; the artifact was quarantined; request the build again (POST /api/builds) to rebuild it`,
+      );
+    }
     if (info === null) throw notFound(`build info of ${id}`);
     return info;
   }
@@ -413,6 +562,8 @@ export class BuildService {
   /** Adds an observer (metrics, pruning, access tracking). */
   observe(hooks: ServiceHooks): void {
     this.observers.push(hooks);
+    // Records quarantined before anyone counted them (while init() rebuilt the index).
+    if (hooks.corrupt) for (const [key, reason] of this.earlyCorrupt) hooks.corrupt(key, reason);
   }
 
   /** Parses and resolves a request to its cache key without queueing anything. */
@@ -466,11 +617,20 @@ export class BuildService {
     try {
       meta = await this.o.store.getMeta(key);
     } catch (err) {
-      this.log.warn({ key, err }, 'artifact store unreachable');
-      throw new AppError(503, 'store_unavailable', `the artifact store (${this.o.store.kind}) cannot be reached: ${(err as Error).message.split('\n')[0]}; try again shortly`);
+      // An unreadable meta.json is one damaged record, not an outage: moved aside, then absent.
+      if (err instanceof CorruptRecordError) {
+        await this.quarantineKey(key, 'bad_meta', err.message, null);
+        return null;
+      }
+      throw this.storeUnavailable(key, err);
     }
     if (meta) this.index.set(key, meta);
     return meta;
+  }
+
+  private storeUnavailable(key: string, err: unknown): AppError {
+    this.log.warn({ key, err }, 'artifact store unreachable');
+    return new AppError(503, 'store_unavailable', `the artifact store (${this.o.store.kind}) cannot be reached: ${(err as Error).message.split('\n')[0]}; try again shortly`);
   }
 
   private async refresh(key: string): Promise<void> {

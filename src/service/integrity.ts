@@ -9,8 +9,12 @@ import { Transform, pipeline } from 'node:stream';
 import type { ArtifactMeta } from '../store/index.js';
 import { AppError } from '../util/errors.js';
 
-/** checksum: the bytes hash to another sha256; truncated / oversized: fewer / more bytes than recorded. */
-export type CorruptReason = 'checksum' | 'truncated' | 'oversized';
+/**
+ * checksum: the bytes hash to another sha256; truncated / oversized: fewer / more bytes than recorded;
+ * missing: a succeeded record without its binary; bad_meta / bad_buildinfo: an unreadable meta.json /
+ * buildinfo.json. Every one is quarantined the same way (BuildService), so the next request rebuilds.
+ */
+export type CorruptReason = 'checksum' | 'truncated' | 'oversized' | 'missing' | 'bad_meta' | 'bad_buildinfo';
 
 export class IntegrityError extends AppError {
   constructor(

@@ -8,8 +8,8 @@ import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, readFile, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { ArtifactMeta, ArtifactStore, ByteRange, PutArtifact, StoreStats } from './types.js';
-import { NotFoundError } from './types.js';
+import type { ArtifactMeta, ArtifactStore, ByteRange, ListOptions, PutArtifact, StoreStats } from './types.js';
+import { CorruptRecordError, NotFoundError, parseBuildInfo, parseMeta } from './types.js';
 
 const KEY_RE = /^[0-9a-f]{64}$/;
 
@@ -74,19 +74,36 @@ export class FsStore implements ArtifactStore {
 
   async getMeta(key: string): Promise<ArtifactMeta | null> {
     if (!KEY_RE.test(key)) return null;
+    let text: string;
     try {
-      return JSON.parse(await readFile(join(this.dir(key), 'meta.json'), 'utf8')) as ArtifactMeta;
+      text = await readFile(join(this.dir(key), 'meta.json'), 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      // A directory named meta.json, or an unreadable file: damage to this record, not an outage.
+      if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new CorruptRecordError(key, 'meta.json', 'not a file');
       throw err;
+    }
+    return parseMeta(key, text);
+  }
+
+  async *list(opts: ListOptions = {}): AsyncIterable<ArtifactMeta> {
+    for (const name of await readdir(this.root)) {
+      if (!KEY_RE.test(name)) continue;
+      const meta = await this.getMeta(name).catch((err: unknown) => {
+        if (err instanceof CorruptRecordError) opts.onCorrupt?.(name, err);
+        return null;
+      });
+      if (meta) yield meta;
     }
   }
 
-  async *list(): AsyncIterable<ArtifactMeta> {
-    for (const name of await readdir(this.root)) {
-      if (!KEY_RE.test(name)) continue;
-      const meta = await this.getMeta(name).catch(() => null);
-      if (meta) yield meta;
+  async hasBinary(key: string): Promise<boolean> {
+    try {
+      return (await stat(join(this.dir(key), 'binary'))).isFile();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+      throw err;
     }
   }
 
@@ -106,7 +123,7 @@ export class FsStore implements ArtifactStore {
 
   async getBuildInfo(key: string): Promise<unknown | null> {
     const text = await readFile(join(this.dir(key), 'buildinfo.json'), 'utf8').catch(() => null);
-    return text === null ? null : (JSON.parse(text) as unknown);
+    return text === null ? null : parseBuildInfo(key, text);
   }
 
   async delete(key: string): Promise<void> {

@@ -31,8 +31,8 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { assertKey } from './fs.js';
-import type { ArtifactMeta, ArtifactStore, ByteRange, PutArtifact, StoreStats } from './types.js';
-import { NotFoundError } from './types.js';
+import type { ArtifactMeta, ArtifactStore, ByteRange, ListOptions, PutArtifact, StoreStats } from './types.js';
+import { CorruptRecordError, NotFoundError, parseBuildInfo, parseMeta } from './types.js';
 
 const KEY_RE = /^[0-9a-f]{64}$/;
 /** Names inside one artifact, in upload order (meta.json last). */
@@ -160,8 +160,6 @@ function dispositionFor(filename: string): string {
   const safe = filename.replace(/[^A-Za-z0-9._+-]/g, '_').slice(0, 200) || 'caddy';
   return `attachment; filename="${safe}"`;
 }
-
-class CorruptMeta extends Error {}
 
 class StepError extends Error {
   constructor(
@@ -415,14 +413,7 @@ export class S3Store implements ArtifactStore {
   private async getMetaStrict(key: string): Promise<ArtifactMeta | null> {
     const text = await this.getText(key, 'meta.json');
     if (text === null) return null;
-    let meta: ArtifactMeta;
-    try {
-      meta = JSON.parse(text) as ArtifactMeta;
-    } catch {
-      throw new CorruptMeta(`corrupt meta.json for ${key} in ${this.where}`);
-    }
-    if (!meta || typeof meta !== 'object' || meta.key !== key) throw new CorruptMeta(`meta.json for ${key} in ${this.where} names another key`);
-    return meta;
+    return parseMeta(key, text);
   }
 
   async getMeta(key: string): Promise<ArtifactMeta | null> {
@@ -447,7 +438,7 @@ export class S3Store implements ArtifactStore {
     } while (token);
   }
 
-  async *list(): AsyncIterable<ArtifactMeta> {
+  async *list(opts: ListOptions = {}): AsyncIterable<ArtifactMeta> {
     const base = this.artifactsPrefix;
     const metaRe = /^([0-9a-f]{64})\/meta\.json$/;
     for await (const objects of this.listPages(base)) {
@@ -458,7 +449,10 @@ export class S3Store implements ArtifactStore {
       }
       const metas = await mapLimit(keys, this.o.listConcurrency, (k) =>
         this.getMetaStrict(k).catch((err: unknown) => {
-          if (err instanceof CorruptMeta) return null;
+          if (err instanceof CorruptRecordError) {
+            opts.onCorrupt?.(k, err);
+            return null;
+          }
           throw err;
         }),
       );
@@ -469,6 +463,11 @@ export class S3Store implements ArtifactStore {
   /** Throws NotFoundError unless the artifact is published (meta.json exists). */
   private async assertPublished(key: string, what: string): Promise<void> {
     if (!(await this.exists(key, 'meta.json'))) throw new NotFoundError(what);
+  }
+
+  async hasBinary(key: string): Promise<boolean> {
+    assertKey(key);
+    return this.exists(key, 'binary');
   }
 
   async openBinary(key: string, range?: ByteRange): Promise<Readable> {
@@ -510,7 +509,7 @@ export class S3Store implements ArtifactStore {
 
   async getBuildInfo(key: string): Promise<unknown | null> {
     const text = await this.readPublished(key, 'buildinfo.json');
-    return text === null ? null : (JSON.parse(text) as unknown);
+    return text === null ? null : parseBuildInfo(key, text);
   }
 
   async delete(key: string): Promise<void> {
@@ -525,15 +524,20 @@ export class S3Store implements ArtifactStore {
   }
 
   /**
-   * Copies the binary to `<prefix>quarantine/<key>-<time>/binary` (best effort: kept for
-   * inspection), then deletes the artifact (meta.json first, as delete()).
+   * Copies the parts that are there to `<prefix>quarantine/<key>-<time>/<name>` (best effort: kept
+   * for inspection; a missing binary is simply not copied), then deletes the artifact (meta.json
+   * first, as delete()).
    */
   async quarantine(key: string): Promise<void> {
     assertKey(key);
-    const dest = `${this.prefix}quarantine/${key}-${Date.now()}/binary`;
-    await this.small((o) =>
-      this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: dest, CopySource: encodeURI(`${this.bucket}/${this.objectKey(key, 'binary')}`) }), o),
-    ).catch(() => undefined);
+    const base = `${this.prefix}quarantine/${key}-${Date.now()}/`;
+    await Promise.all(
+      (['meta.json', ...PART_NAMES] as ObjectName[]).map((name) =>
+        this.small((o) =>
+          this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: base + name, CopySource: encodeURI(`${this.bucket}/${this.objectKey(key, name)}`) }), o),
+        ).catch(() => undefined),
+      ),
+    );
     await this.delete(key);
   }
 

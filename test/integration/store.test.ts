@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { FsStore, S3Store, openStore, parseStoreUrl, type ArtifactMeta, type ArtifactStore, type S3StoreOptions } from '../../src/store/index.js';
+import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CorruptRecordError, FsStore, S3Store, openStore, parseStoreUrl, type ArtifactMeta, type ArtifactStore, type S3StoreOptions } from '../../src/store/index.js';
 import { getFreePort, startS3, type S3Service } from '../helpers/services.js';
 
 // ------------------------------------------------------------------ helpers
@@ -105,6 +105,9 @@ interface Harness {
   binaryParts?(key: string): Promise<number>;
   /** Puts a complete-looking artifact OUTSIDE the store, where the traversal key `../<name>` would point. */
   plantOutside?(name: string, log: string): Promise<void>;
+  /** Damages a record behind the store's back: writes / removes one of its raw objects or files. */
+  writeRaw(key: string, name: string, body: string): Promise<void>;
+  removeRaw(key: string, name: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -205,6 +208,46 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       assert.deepEqual(listed, [success]);
     });
 
+    test('damaged records: a missing binary, an unreadable meta.json or buildinfo.json are not outages', async () => {
+      const bin = await binaryFile(3_000);
+      const [gone, badJson, badSchema, badInfo] = [randomKey(), randomKey(), randomKey(), randomKey()];
+      for (const k of [gone, badJson, badSchema, badInfo]) await store.put({ meta: succeeded(k, bin), binaryPath: bin.path, log: 'x\n', buildInfo: BUILD_INFO });
+      assert.equal(await store.hasBinary(gone), true);
+      await h.removeRaw(gone, 'binary');
+      assert.equal(await store.hasBinary(gone), false, 'hasBinary sees the binary gone');
+      assert.equal(await store.hasBinary(randomKey()), false, 'hasBinary of an unknown key');
+      assert.ok(await store.getMeta(gone), 'the record itself is still there');
+      await assert.rejects(() => store.openBinary(gone), isNotFound);
+
+      await h.writeRaw(badJson, 'meta.json', '{"key": "trunc');
+      await h.writeRaw(badSchema, 'meta.json', JSON.stringify({ key: badSchema, status: 'succeeded' }));
+      const isCorrupt = (part: string) => (err: unknown) => {
+        assert.ok(err instanceof CorruptRecordError, `expected CorruptRecordError, got ${String(err)}`);
+        assert.equal(err.part, part);
+        assert.match(err.message, /unreadable/);
+        return true;
+      };
+      await assert.rejects(() => store.getMeta(badJson), isCorrupt('meta.json'));
+      await assert.rejects(() => store.getMeta(badSchema), isCorrupt('meta.json'));
+      const reported: string[] = [];
+      const listed = (await collect(store.list({ onCorrupt: (k, err) => (assert.ok(err instanceof CorruptRecordError), reported.push(k)) }))).map((m) => m.key);
+      assert.ok(!listed.includes(badJson) && !listed.includes(badSchema), 'unreadable records are not listed');
+      assert.ok(listed.includes(gone) && listed.includes(badInfo), 'the others are');
+      assert.ok(reported.includes(badJson) && reported.includes(badSchema), `unreadable records are reported: ${reported.join(',')}`);
+      assert.ok(!(await collect(store.list())).some((m) => m.key === badJson), 'list() without options skips them too');
+
+      await h.writeRaw(badInfo, 'buildinfo.json', '{{{');
+      await assert.rejects(() => store.getBuildInfo(badInfo), isCorrupt('buildinfo.json'));
+      assert.ok(await store.getMeta(badInfo));
+
+      // quarantine() takes each of them out of the store, whatever is missing or broken.
+      for (const k of [gone, badJson, badSchema, badInfo]) {
+        await store.quarantine!(k);
+        assert.equal(await store.getMeta(k), null, `quarantined ${k}`);
+      }
+      assert.ok(!(await collect(store.list())).some((m) => [gone, badJson, badSchema, badInfo].includes(m.key)));
+    });
+
     test('invalid keys (traversal, uppercase, wrong length) are refused without touching the backend', async () => {
       const valid = randomKey();
       const bin = await binaryFile(1_000);
@@ -257,6 +300,8 @@ storeContract('fs', async () => {
   return {
     store,
     rawNames: (key) => readdir(join(root, key)).catch(() => []),
+    writeRaw: (key, name, body) => writeFile(join(root, key, name), body),
+    removeRaw: (key, name) => rm(join(root, key, name)),
     plantOutside: async (name, log) => {
       await mkdir(join(dir, name), { recursive: true });
       await writeFile(join(dir, name, 'build.log'), log);
@@ -312,6 +357,8 @@ storeContract('s3', async () => {
     store,
     requests: countRequests(store.client),
     rawNames: (key) => rawS3Names(raw, s3.bucket, prefix, key),
+    writeRaw: async (key, name, body) => void (await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}artifacts/${key}/${name}`, Body: body }))),
+    removeRaw: async (key, name) => void (await raw.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: `${prefix}artifacts/${key}/${name}` }))),
     binaryParts: async (key) => {
       const head = await raw.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `${prefix}artifacts/${key}/binary` }));
       const m = /-(\d+)"?$/.exec(head.ETag ?? '');
