@@ -8,8 +8,9 @@
  *  - learned: module IDs read from `list-modules` of binaries Fairway built, in `<dir>/learned.json`.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../util/fs.js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import curatedJson from './packages.json' with { type: 'json' };
@@ -171,22 +172,6 @@ function repoOf(path: string): string {
   return `https://pkg.go.dev/${path}`;
 }
 
-async function writeAtomic(file: string, data: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fh = await open(tmp, 'w', 0o644);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
 
 async function readJson(file: string): Promise<unknown | undefined> {
   let text: string;
@@ -355,7 +340,7 @@ export class FileCatalog implements Catalog {
       const { packages, dropped } = parseUpstream(body);
       const etag = res.headers.get('etag') ?? undefined;
       const file: UpstreamFile = { url, fetchedAt: checkedAt, ...(etag ? { etag } : {}), packages };
-      await writeAtomic(this.upstreamFile, JSON.stringify(file));
+      await writeFileAtomic(this.upstreamFile, JSON.stringify(file));
       this.upstream = file;
       this.merged = null;
       this.status = { url, ok: true, fetchedAt: checkedAt, checkedAt, packages: packages.length, refreshMs: this.status.refreshMs };
@@ -375,7 +360,7 @@ export class FileCatalog implements Catalog {
     this.learned = { version: 1, packages: { ...this.learned.packages, [modulePath]: entry } };
     this.merged = null;
     const snapshot = JSON.stringify(this.learned, null, 1);
-    const write = this.writing.then(() => writeAtomic(this.learnedFile, snapshot));
+    const write = this.writing.then(() => writeFileAtomic(this.learnedFile, snapshot));
     this.writing = write.catch((err: unknown) => this.o.logger?.error({ err }, 'catalog: could not save learned module IDs'));
     await write;
   }

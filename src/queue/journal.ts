@@ -5,9 +5,10 @@
  * of the directory) and removed when the job has ended. The payload is opaque: stored as the
  * JSON it serializes to. Writes for one key are applied in the order they were asked for.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../util/fs.js';
 
 export type JournalState = 'queued' | 'running';
 
@@ -125,21 +126,7 @@ export class QueueJournal<P = unknown> {
   }
 
   private async writeEntry(entry: JournalEntry<P>): Promise<void> {
-    const file = this.fileOf(entry.key);
-    const tmp = join(this.dir, `.tmp-${randomBytes(6).toString('hex')}`);
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(`${JSON.stringify(entry)}\n`);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await rename(tmp, file);
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw err;
-    }
+    await writeFileAtomic(this.fileOf(entry.key), `${JSON.stringify(entry)}\n`, 0o600);
     await this.syncDir();
   }
 

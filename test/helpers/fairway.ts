@@ -128,6 +128,20 @@ export function standInDir(_dir?: string, cacheDir = GO_CACHE): Promise<string> 
 const realCopies = new Map<string, Promise<string>>();
 
 /**
+ * An xcaddy whose `build` only copies a real Go binary (xcaddy's own) to --output: a build in a
+ * second, inside the real sandbox. Other commands go to the real xcaddy.
+ */
+export async function instantXcaddy(dir: string): Promise<string> {
+  const sub = join(dir, 'instant');
+  await mkdir(sub, { recursive: true });
+  const real = await standInDir(sub);
+  const bin = join(sub, 'xcaddy-instant');
+  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then\n  while [ "$#" -gt 0 ]; do if [ "$1" = "--output" ]; then cp '${real}' "$2"; exit 0; fi; shift; done\n  exit 1\nfi\nexec '${real}' "$@"\n`);
+  await chmod(bin, 0o755);
+  return bin;
+}
+
+/**
  * Kills every process on this machine whose argv holds `marker` as one argument (sandboxed builds
  * run in their own PID namespace; the host's /proc still sees them). Returns how many.
  */

@@ -8,22 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { api, CADDY_VERSION, standInDir, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
+import { api, CADDY_VERSION, instantXcaddy, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 import { startS3, type S3Service } from '../helpers/services.js';
 
-async function instantXcaddy(dir: string): Promise<string> {
-  const sub = join(dir, 'instant');
-  await mkdir(sub, { recursive: true });
-  const real = await standInDir(sub);
-  const bin = join(sub, 'xcaddy-instant');
-  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then\n  while [ "$#" -gt 0 ]; do if [ "$1" = "--output" ]; then cp '${real}' "$2"; exit 0; fi; shift; done\n  exit 1\nfi\nexec '${real}' "$@"\n`);
-  await chmod(bin, 0o755);
-  return bin;
-}
 
 const spec = (os: string, arch: string) => ({ caddyVersion: CADDY_VERSION, os, arch });
 // Damaged while the server runs:

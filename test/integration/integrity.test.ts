@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, open, stat, truncate, writeFile } from 'node:fs/promises';
+import { open, stat, truncate } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { api, CADDY_VERSION, standInDir, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
+import { api, CADDY_VERSION, instantXcaddy, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 import { startS3, type S3Service } from '../helpers/services.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -26,15 +26,6 @@ async function until<T>(what: string, fn: () => Promise<T | null | undefined | f
   }
 }
 
-async function instantXcaddy(dir: string): Promise<string> {
-  const sub = join(dir, 'instant');
-  await mkdir(sub, { recursive: true });
-  const real = await standInDir(sub);
-  const bin = join(sub, 'xcaddy-instant');
-  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then\n  while [ "$#" -gt 0 ]; do if [ "$1" = "--output" ]; then cp '${real}' "$2"; exit 0; fi; shift; done\n  exit 1\nfi\nexec '${real}' "$@"\n`);
-  await chmod(bin, 0o755);
-  return bin;
-}
 
 interface Got {
   status: number;

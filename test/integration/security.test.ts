@@ -27,7 +27,7 @@ import { downloadInput } from '../../src/api/compat.js';
 import { generateToken, sha256Hash } from '../../src/auth/index.js';
 import { PlatformSet, type ParseOptions } from '../../src/spec/index.js';
 import { ENV_ALLOWLIST } from '../../src/toolchain/index.js';
-import { api, CADDY_VERSION, countingXcaddy, MAIN, recordPath, standInDir, startFairway, tempDir, waitForBuild, XCADDY, killByArgv, type FairwayProcess } from '../helpers/fairway.js';
+import { api, CADDY_VERSION, countingXcaddy, instantXcaddy, killByArgv, MAIN, recordPath, standInDir, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 import { startRedis } from '../helpers/services.js';
 import { HOSTILE_PIECES, hostileQuery, hostileSpec, hostileString, parseOrRefuse } from '../helpers/hostile.js';
 
@@ -105,15 +105,6 @@ async function waitAuthed(base: string, id: string, headers: Record<string, stri
 }
 
 /** An xcaddy whose `build` only copies a real Go binary (xcaddy's own) to --output: a build in a second. */
-async function instantXcaddy(dir: string): Promise<string> {
-  const sub = join(dir, 'instant');
-  await mkdir(sub, { recursive: true });
-  const real = await standInDir(sub);
-  const bin = join(sub, 'xcaddy-instant');
-  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then\n  while [ "$#" -gt 0 ]; do if [ "$1" = "--output" ]; then cp '${real}' "$2"; exit 0; fi; shift; done\n  exit 1\nfi\nexec '${real}' "$@"\n`);
-  await chmod(bin, 0o755);
-  return bin;
-}
 
 async function pool<T>(items: T[], concurrency: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
   let next = 0;
