@@ -153,7 +153,9 @@ export function bwrapArgs(cmd: SandboxCommand, plan: BwrapPlan): string[] {
   }
   const args = ['--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try'];
   if (!plan.identity) args.push('--unshare-user');
-  args.push('--die-with-parent', '--new-session', '--hostname', 'fairway-sandbox');
+  // --as-pid-1: the command itself is the namespace's init, so when it exits the kernel kills
+  // everything it left behind (socat, a plugin's daemon). bwrap's own reaper would wait for them.
+  args.push('--as-pid-1', '--die-with-parent', '--new-session', '--hostname', 'fairway-sandbox');
   const roots: string[] = [];
   for (const m of plan.system) {
     if (m.kind === 'link') args.push('--symlink', m.target, m.path);
@@ -276,6 +278,9 @@ abstract class BaseSandbox implements Sandbox {
       const timer = setTimeout(() => {
         killed = true;
         killGroup(child.pid);
+        // Whatever still holds the pipes is killed with the namespace; do not wait on it.
+        child.stdout?.destroy();
+        child.stderr?.destroy();
       }, o.timeoutMs ?? 120_000);
       child.stdout!.setEncoding('utf8').on('data', (c: string) => {
         if (stdout.length < max) stdout += c;
@@ -398,12 +403,12 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
   const plan: BwrapPlan = { system: await systemMounts(), identity, setprivBin, socatBin, relaySocket: relay.socketPath };
   const sandbox = new BwrapSandbox(bwrapBin, plan, identity, relay, dropped);
   try {
-    // The bridge starts, the command runs as the build identity and cannot read the sandbox's
-    // init (bwrap, which ran as root) when Fairway dropped to a build user.
-    const probe = await sandbox.run({ argv: ['/bin/sh', '-c', 'id -u; test -r /proc/1/environ && echo readable || echo hidden'], env: { PATH: '/usr/bin:/bin' }, network: 'modules' }, { timeoutMs: 20_000 });
+    // The bridge starts, and the command runs as the build identity with nothing in its
+    // namespace above it: it is pid 1 itself (no root process it could reach).
+    const probe = await sandbox.run({ argv: ['/bin/sh', '-c', "id -u; sed -n 's/^Uid:[[:space:]]*\\([0-9]*\\).*/\\1/p' /proc/1/status"], env: { PATH: '/usr/bin:/bin' }, network: 'modules' }, { timeoutMs: 20_000 });
     const [uid, init] = probe.stdout.trim().split('\n');
     if (identity && Number(uid) !== identity.uid) throw new Error(`the command ran as uid ${uid}, not ${identity.uid}`);
-    if (identity && init !== 'hidden') throw new Error('the sandboxed command can read the environment of the sandbox init');
+    if (identity && Number(init) !== identity.uid) throw new Error(`the sandbox's pid 1 runs as uid ${init}, not as the build user`);
   } catch (err) {
     await relay.close();
     const detail = err instanceof SandboxRunError ? err.stderr.trim().split('\n').slice(-2).join(' | ') || err.message : (err as Error).message;

@@ -220,3 +220,30 @@ describe('without a working sandbox, nothing builds', () => {
     assert.ok(lines.some((l) => l.level === 'warn' && /SANDBOX OFF/.test(l.msg)));
   });
 });
+
+describe('nothing outlives a sandboxed command', () => {
+  test('a background process the command leaves behind dies with it, and run() returns at once', async () => {
+    const sandbox = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-build' });
+    const marker = `300.${process.pid}9`;
+    const { readdir, readFile } = await import('node:fs/promises');
+    const left = async () => {
+      let n = 0;
+      for (const pid of (await readdir('/proc')).filter((p) => /^[0-9]+$/.test(p))) {
+        if ((await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').includes(marker)) n++;
+      }
+      return n;
+    };
+    try {
+      for (const network of ['none', 'modules'] as const) {
+        const t0 = Date.now();
+        // A plugin's init() could start a daemon the same way; with network "modules", socat is one too.
+        await sandbox.run({ argv: ['/bin/sh', '-c', `sleep ${marker} & echo started`], env: { PATH: '/usr/bin:/bin' }, network }, { timeoutMs: 20_000 });
+        assert.ok(Date.now() - t0 < 5000, `${network}: returned after ${Date.now() - t0} ms`);
+        await new Promise((r) => setTimeout(r, 200));
+        assert.equal(await left(), 0, `${network}: the background process was killed with the sandbox`);
+      }
+    } finally {
+      await sandbox.close();
+    }
+  });
+});
