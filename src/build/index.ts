@@ -282,21 +282,24 @@ export class XcaddyRunner implements BuildRunner {
         workDir,
       );
       const child = this.sandbox.spawn(this.toolchain.command([this.toolchain.xcaddyBin, ...args], { cwd: workDir, network: 'modules', env }));
-      // Lets a restarted server stop this build's process group if this process dies abruptly.
-      if (child.pid) {
-        const pid = child.pid;
-        void Promise.all([processStartTime(process.pid), processStartTime(pid)])
-          .then(([ownerStart, pgidStart]) => writeFile(join(buildDir, OWNER_FILE), JSON.stringify({ owner: process.pid, ownerStart, pgid: pid, pgidStart } satisfies OwnerRecord)))
-          .catch(() => undefined);
-      }
+      // Lets a restarted server stop this build's sandbox if this process dies abruptly: the
+      // sandbox outlives its bwrap, so the record names the sandbox's own pid 1 (a group leader).
+      void this.sandbox
+        .pidOf(child)
+        .then(async (pid) => {
+          if (!pid) return;
+          const [ownerStart, pgidStart] = await Promise.all([processStartTime(process.pid), processStartTime(pid)]);
+          await writeFile(join(buildDir, OWNER_FILE), JSON.stringify({ owner: process.pid, ownerStart, pgid: pid, pgidStart } satisfies OwnerRecord));
+        })
+        .catch(() => undefined);
       let ending: BuildFailed | null = null;
       let killTimer: NodeJS.Timeout | undefined;
       const stop = (why: BuildFailed) => {
         if (ending) return;
         ending = why;
         hooks.onLine('system', `fairway: ${why.message}; stopping xcaddy and its children`);
-        killGroup(child.pid, 'SIGTERM');
-        killTimer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), this.opts.killGraceMs ?? 5000);
+        this.sandbox.kill(child, 'SIGTERM');
+        killTimer = setTimeout(() => this.sandbox.kill(child, 'SIGKILL'), this.opts.killGraceMs ?? 5000);
       };
       const timer = setTimeout(
         () => stop(new BuildFailed(`the build took longer than the timeout of ${Math.round(this.opts.timeoutMs / 1000)}s`, 'timeout')),
@@ -343,8 +346,8 @@ export class XcaddyRunner implements BuildRunner {
       child.on('close', (code, signal) => {
         clearTimeout(timer);
         hooks.signal?.removeEventListener('abort', onAbort);
-        // Sweep the group: go may have left compiler children behind.
-        killGroup(child.pid);
+        // Sweep the sandbox: go may have left compiler children behind.
+        this.sandbox.kill(child);
         if (killTimer) clearTimeout(killTimer);
         if (ending) return reject(ending);
         if (code === 0) return resolve();

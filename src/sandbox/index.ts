@@ -76,8 +76,17 @@ export interface Sandbox {
   readonly identity: { uid: number; gid: number; user: string } | null;
   /** What start-up logs: kind, identity, relayed proxies. */
   describe(): Record<string, unknown>;
-  /** Starts a command in its own process group: killing the group ends everything inside. */
+  /** Starts a command; stop it with kill(), which ends everything it started. */
   spawn(cmd: SandboxCommand, stdio?: 'pipe' | 'ignore-stdin'): ChildProcess;
+  /**
+   * Signals a spawned command and everything it started. bwrap: the namespace's pid 1 (the
+   * command itself, a session of its own) and its bwrap; SIGKILL to pid 1 ends the whole PID
+   * namespace. The build user's uid change clears the parent-death signal, so killing bwrap alone
+   * would leave the sandbox running.
+   */
+  kill(child: ChildProcess, signal?: NodeJS.Signals): void;
+  /** The host PID that stands for the whole sandbox (its pid 1, a process group leader), once known. */
+  pidOf(child: ChildProcess): Promise<number | null>;
   /** Runs a command to its end; rejects with SandboxRunError on a non-zero exit or the timeout. */
   run(cmd: SandboxCommand, o?: { timeoutMs?: number; maxBuffer?: number }): Promise<RunResult>;
   /** Creates a directory owned by the build identity (for its work dirs and caches). */
@@ -267,6 +276,8 @@ abstract class BaseSandbox implements Sandbox {
   abstract readonly identity: { uid: number; gid: number; user: string } | null;
   abstract describe(): Record<string, unknown>;
   abstract spawn(cmd: SandboxCommand, stdio?: 'pipe' | 'ignore-stdin'): ChildProcess;
+  abstract kill(child: ChildProcess, signal?: NodeJS.Signals): void;
+  abstract pidOf(child: ChildProcess): Promise<number | null>;
 
   run(cmd: SandboxCommand, o: { timeoutMs?: number; maxBuffer?: number } = {}): Promise<RunResult> {
     const max = o.maxBuffer ?? 64 * 1024 * 1024;
@@ -277,7 +288,7 @@ abstract class BaseSandbox implements Sandbox {
       let killed = false;
       const timer = setTimeout(() => {
         killed = true;
-        killGroup(child.pid);
+        this.kill(child);
         // Whatever still holds the pipes is killed with the namespace; do not wait on it.
         child.stdout?.destroy();
         child.stderr?.destroy();
@@ -294,7 +305,7 @@ abstract class BaseSandbox implements Sandbox {
       });
       child.on('close', (code, signal) => {
         clearTimeout(timer);
-        killGroup(child.pid);
+        this.kill(child);
         if (code === 0 && !killed) return resolve({ stdout, stderr });
         const what = killed ? `timed out after ${o.timeoutMs ?? 120_000} ms` : code !== null ? `exited with code ${code}` : `was killed by ${signal}`;
         reject(new SandboxRunError(`${cmd.argv.slice(0, 3).join(' ')} ${what}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`, code, signal, stdout, stderr, killed));
@@ -344,10 +355,45 @@ class BwrapSandbox extends BaseSandbox {
     };
   }
 
+  private readonly inner = new WeakMap<ChildProcess, { pid: number | null; wanted: NodeJS.Signals | null; known: Promise<number | null> }>();
+
   spawn(cmd: SandboxCommand, stdio: 'pipe' | 'ignore-stdin' = 'ignore-stdin'): ChildProcess {
-    const args = bwrapArgs(cmd, this.plan);
+    // --info-fd 3: bwrap tells the host PID of the sandbox's pid 1, the handle kill() needs.
+    const args = ['--info-fd', '3', ...bwrapArgs(cmd, this.plan)];
     const env = cmd.network === 'modules' ? relayEnv(cmd.env, this.plan.socatBin) : cleanEnv(cmd.env);
-    return spawn(this.bwrapBin, args, { env, detached: true, stdio: [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    const child = spawn(this.bwrapBin, args, { env, detached: true, stdio: [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'] });
+    let settle: (pid: number | null) => void = () => undefined;
+    const entry = { pid: null as number | null, wanted: null as NodeJS.Signals | null, known: new Promise<number | null>((r) => (settle = r)) };
+    this.inner.set(child, entry);
+    const info = child.stdio[3] as NodeJS.ReadableStream | null;
+    let text = '';
+    info?.setEncoding('utf8');
+    info?.on('data', (chunk: string) => {
+      text += chunk;
+      const m = /"child-pid"\s*:\s*([0-9]+)/.exec(text);
+      if (!m || entry.pid !== null) return;
+      entry.pid = Number(m[1]);
+      settle(entry.pid);
+      if (entry.wanted) this.kill(child, entry.wanted);
+    });
+    info?.on('error', () => undefined);
+    child.once('close', () => settle(entry.pid));
+    return child;
+  }
+
+  kill(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
+    const entry = this.inner.get(child);
+    if (entry) {
+      entry.wanted ??= signal;
+      if (signal === 'SIGKILL') entry.wanted = 'SIGKILL';
+      // The sandbox's pid 1 leads its own session and process group.
+      if (entry.pid !== null) killGroup(entry.pid, signal);
+    }
+    killGroup(child.pid, signal);
+  }
+
+  pidOf(child: ChildProcess): Promise<number | null> {
+    return this.inner.get(child)?.known ?? Promise.resolve(null);
   }
 
   override async close(): Promise<void> {
@@ -365,6 +411,14 @@ class NoSandbox extends BaseSandbox {
 
   spawn(cmd: SandboxCommand, stdio: 'pipe' | 'ignore-stdin' = 'ignore-stdin'): ChildProcess {
     return spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: cmd.cwd ?? '/tmp', env: cleanEnv(cmd.env), detached: true, stdio: [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+  }
+
+  kill(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
+    killGroup(child.pid, signal);
+  }
+
+  pidOf(child: ChildProcess): Promise<number | null> {
+    return Promise.resolve(child.pid ?? null);
   }
 }
 

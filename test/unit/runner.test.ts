@@ -69,7 +69,7 @@ test('the marker count sees a running marker process (the survivor checks below 
   }
 });
 
-test('a build over its timeout fails with reason "timeout" and its whole process group is killed', async () => {
+test('a build over its timeout fails with reason "timeout" and its whole process group is killed', { timeout: 30_000 }, async () => {
   // The stand-in starts a grandchild (like go build's compiler processes) and waits.
   const tc = await fakeXcaddy(`echo starting; sh -c 'exec sleep ${marker}' & sleep ${marker}\nwait`);
   const runner = new XcaddyRunner(tc, { timeoutMs: 1500, killGraceMs: 500 });
@@ -85,7 +85,7 @@ test('a build over its timeout fails with reason "timeout" and its whole process
   assert.equal(running(), 0, 'no process of the build survives');
 });
 
-test('cancel through the AbortSignal stops the build with reason "canceled"', async () => {
+test('cancel through the AbortSignal stops the build with reason "canceled"', { timeout: 30_000 }, async () => {
   const tc = await fakeXcaddy(`echo working; sleep ${marker}`);
   const runner = new XcaddyRunner(tc, { timeoutMs: 60_000, killGraceMs: 500 });
   const ac = new AbortController();
