@@ -68,6 +68,28 @@ async function main(): Promise<void> {
   };
 
   const { a, b } = await interleave(reps, bare, boxed);
+
+  // The sandbox's fixed cost per command, measured directly (the builds above vary by far more):
+  // `go version` as the build user without a sandbox vs in it, with and without the module bridge.
+  const goDirect = async () => {
+    const t0 = now();
+    const argv = asBuildUser(tc, [tc.goBin, 'version']);
+    await execFileP(argv[0]!, argv.slice(1), { env: tc.env(), cwd: '/tmp' });
+    return now() - t0;
+  };
+  const goBoxed = (network: 'none' | 'modules') => async () => {
+    const t0 = now();
+    await tc.sandbox.run(tc.command([tc.goBin, 'version'], { network }), { timeoutMs: 30_000 });
+    return now() - t0;
+  };
+  const N = 25;
+  const direct = await interleave(N, goDirect, goBoxed('none'));
+  const bridged = await interleave(N, goDirect, goBoxed('modules'));
+  const costNone = Math.max(0, median(direct.b) - median(direct.a));
+  const costModules = Math.max(0, median(bridged.b) - median(bridged.a));
+  // Per build: xcaddy with the bridge; go version -m, caddy version and list-modules without.
+  const perBuild = costModules + 3 * costNone;
+  log(`fixed cost per sandboxed command: ${fmtMs(costNone)} (network none), ${fmtMs(costModules)} (with the module bridge); per build ${fmtMs(perBuild)}`);
   const base = median(a);
   const subj = median(b);
   const ratio = subj / base;
@@ -84,6 +106,16 @@ async function main(): Promise<void> {
       target: '≤ 1.03',
       pass: ratio <= 1.03,
       notes: `cost ${fmtMs(subj - base)}; per-pair ratios ${b.map((x, i) => (x / a[i]!).toFixed(2)).join('/')}; same sha256 both sides: ${shas.size === 1 ? 'yes' : 'NO'}`,
+    },
+    {
+      bench: 'sandbox',
+      figure: `the sandbox's fixed cost per build (1 bridged + 3 plain sandboxed commands, each measured as go version in vs out of the sandbox, medians of ${N} pairs), on the no-sandbox build time`,
+      value: fmtMs(perBuild),
+      baseline: `no sandbox ${fmtMs(base)}`,
+      ratio: 1 + perBuild / base,
+      target: '≤ 1.03',
+      pass: 1 + perBuild / base <= 1.03,
+      notes: `per command ${fmtMs(costNone)} (no network), ${fmtMs(costModules)} (module bridge); go version ${fmtMs(median(direct.a))} without a sandbox`,
     },
   ]);
 }
