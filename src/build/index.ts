@@ -66,7 +66,7 @@ export interface XcaddyRunnerOptions {
   timeoutMs: number;
   /** Artifacts larger than this fail the build. */
   maxArtifactBytes?: number;
-  /** Grace period between SIGTERM and SIGKILL on cancel/timeout. */
+  /** Grace between SIGTERM and SIGKILL on cancel/timeout (default 1 s). The command is the sandbox's pid 1, which only a signal it handles reaches: xcaddy (Go) exits on SIGTERM, anything else gets SIGKILL, which ends the whole sandbox. */
   killGraceMs?: number;
   /** Free bytes the build volume needs before xcaddy starts (agents check too); 0 = no check. */
   minFreeBytes?: number;
@@ -299,7 +299,7 @@ export class XcaddyRunner implements BuildRunner {
         ending = why;
         hooks.onLine('system', `fairway: ${why.message}; stopping xcaddy and its children`);
         this.sandbox.kill(child, 'SIGTERM');
-        killTimer = setTimeout(() => this.sandbox.kill(child, 'SIGKILL'), this.opts.killGraceMs ?? 5000);
+        killTimer = setTimeout(() => this.sandbox.kill(child, 'SIGKILL'), this.opts.killGraceMs ?? 1000);
       };
       const timer = setTimeout(
         () => stop(new BuildFailed(`the build took longer than the timeout of ${Math.round(this.opts.timeoutMs / 1000)}s`, 'timeout')),
