@@ -108,3 +108,4 @@ fi
 "$BIN/versitygw" --version | sed 's/^/[deps]   /'
 
 log "done in $(( $(date +%s) - started ))s"
+bash "$ROOT/scripts/image-tools.sh"   # skopeo, umoci, crane for the image tests (docs/images.md)

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Tools that read OCI images, for the image tests (test/integration/image-layout.test.ts).
+# Idempotent: installs only what is missing; fails loudly when something cannot be installed.
+#
+#   OS packages (apt-get, only if the binary is missing):
+#     skopeo                    -> inspects/copies OCI image layouts (oci:<dir>:<tag>)
+#     umoci                     -> unpacks an OCI image layout into a runtime bundle (--rootless)
+#   Project-local tools in .tools/ (gitignored):
+#     .tools/bin/crane          -> go-containerregistry's crane, pinned, `go install` from the
+#                                  Go module proxy (validate, registry serve, push/pull)
+#
+# Usage: bash scripts/image-tools.sh
+# Env:   FAIRWAY_DEPS_SKIP_APT=1   do not touch OS packages (skopeo/umoci must then be present)
+#        FAIRWAY_DEPS_FORCE=1      rebuild crane even if up to date
+# See docs/images.md.
+set -euo pipefail
+
+CRANE_MODULE="github.com/google/go-containerregistry"
+CRANE_VERSION="v0.22.1"             # pinned; bump deliberately (see docs/images.md)
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+BIN="$TOOLS/bin"
+
+log()  { printf '[image-tools] %s\n' "$*"; }
+die()  { printf '\n[image-tools] ERROR: %s\n\n' "$*" >&2; exit 1; }
+trap 'rc=$?; if [ $rc -ne 0 ]; then printf "[image-tools] FAILED (exit %s); last command: %s\n" "$rc" "$BASH_COMMAND" >&2; fi' EXIT
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/bin/$1" ] || [ -x "/usr/sbin/$1" ]; }
+
+# ---------------------------------------------------------------- skopeo, umoci (OS packages)
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+apt_pkgs=()
+for tool in skopeo umoci; do
+  if have "$tool"; then log "$tool: present"; else apt_pkgs+=("$tool"); fi
+done
+
+if [ "${#apt_pkgs[@]}" -gt 0 ]; then
+  [ "${FAIRWAY_DEPS_SKIP_APT:-0}" != "1" ] || die "missing ${apt_pkgs[*]} and FAIRWAY_DEPS_SKIP_APT=1; install them yourself"
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install manually: ${apt_pkgs[*]}"
+  if [ "$(id -u)" -ne 0 ] && [ -z "$SUDO" ]; then
+    die "need root (or sudo) to apt-get install: ${apt_pkgs[*]}"
+  fi
+  log "apt-get update"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q || die "apt-get update failed"
+  log "apt-get install ${apt_pkgs[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${apt_pkgs[@]}" \
+    || die "apt-get install failed: ${apt_pkgs[*]}"
+  for tool in "${apt_pkgs[@]}"; do have "$tool" || die "$tool still missing after apt-get install"; done
+  log "OS packages installed"
+fi
+skopeo --version | sed 's/^/[image-tools]   /'
+umoci --version | sed 's/^/[image-tools]   /'
+
+# ---------------------------------------------------------------- crane
+STAMP="$TOOLS/crane.version"
+if [ "${FAIRWAY_DEPS_FORCE:-0}" != "1" ] && [ -x "$BIN/crane" ] && [ -f "$STAMP" ] \
+   && [ "$(cat "$STAMP")" = "$CRANE_VERSION" ]; then
+  log "crane $CRANE_VERSION: present ($BIN/crane)"
+else
+  command -v go >/dev/null 2>&1 || die "go not found in PATH (needed to build crane)"
+  log "building crane $CRANE_VERSION with $(go env GOVERSION) (go install)"
+  mkdir -p "$BIN"
+  tmpbin="$(mktemp -d "$TOOLS/.gobin.XXXXXX")"
+  if ! CGO_ENABLED=0 GOBIN="$tmpbin" GOFLAGS="-mod=mod -buildvcs=false" \
+       go install -trimpath "$CRANE_MODULE/cmd/crane@$CRANE_VERSION"; then
+    rm -rf "$tmpbin"
+    die "go install $CRANE_MODULE/cmd/crane@$CRANE_VERSION failed (is the Go module proxy reachable?)"
+  fi
+  mv -f "$tmpbin/crane" "$BIN/crane"
+  rm -rf "$tmpbin"
+  printf '%s\n' "$CRANE_VERSION" > "$STAMP"
+  log "crane installed: $BIN/crane"
+fi
+"$BIN/crane" version | sed 's/^/[image-tools]   crane /'

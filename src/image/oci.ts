@@ -1,0 +1,84 @@
+/** OCI image-spec v1.1 types and media types used by the image builder, and its JSON encoding. */
+import type { OciPlatform } from './platform.js';
+
+export const MEDIA_TYPE = {
+  manifest: 'application/vnd.oci.image.manifest.v1+json',
+  index: 'application/vnd.oci.image.index.v1+json',
+  config: 'application/vnd.oci.image.config.v1+json',
+  layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  layoutHeader: 'application/vnd.oci.layout.header.v1+json',
+} as const;
+
+export const ANNOTATION = {
+  created: 'org.opencontainers.image.created',
+  version: 'org.opencontainers.image.version',
+  source: 'org.opencontainers.image.source',
+  title: 'org.opencontainers.image.title',
+  description: 'org.opencontainers.image.description',
+  url: 'org.opencontainers.image.url',
+  documentation: 'org.opencontainers.image.documentation',
+  licenses: 'org.opencontainers.image.licenses',
+  refName: 'org.opencontainers.image.ref.name',
+  fairwayKey: 'dev.fairway.key',
+  fairwaySpec: 'dev.fairway.spec',
+} as const;
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: OciPlatform;
+  annotations?: Record<string, string>;
+}
+
+export interface ImageManifest {
+  schemaVersion: 2;
+  mediaType: typeof MEDIA_TYPE.manifest;
+  config: Descriptor;
+  layers: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface ImageIndex {
+  schemaVersion: 2;
+  mediaType: typeof MEDIA_TYPE.index;
+  manifests: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface ImageConfig {
+  created: string;
+  architecture: string;
+  os: string;
+  variant?: string;
+  config: {
+    Env: string[];
+    Cmd: string[];
+    WorkingDir: string;
+    ExposedPorts: Record<string, Record<string, never>>;
+    Labels: Record<string, string>;
+  };
+  rootfs: { type: 'layers'; diff_ids: string[] };
+  history: Array<{ created: string; created_by: string; comment?: string }>;
+}
+
+/**
+ * JSON with object keys sorted at every level and no whitespace: the same document always
+ * serialises to the same bytes, hence the same digest. (Arrays keep their order.)
+ */
+export function canonicalBytes(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(sortKeys(value)), 'utf8');
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+    for (const k of Object.keys(v).sort()) {
+      const x = (v as Record<string, unknown>)[k];
+      if (x !== undefined) out[k] = sortKeys(x);
+    }
+    return out;
+  }
+  return v;
+}
