@@ -11,16 +11,21 @@
  *  - GET  /api/catalog[?q=|?path=]  the catalog in Fairway's own shape, with the mirror status.
  *
  * Errors on these routes use the envelope Caddy's CLI decodes:
- * `{"status_code": N, "error": {"message": "...", "id": "..."}}`.
+ * `{"status_code": N, "error": {"message": "...", "id": "...", "code": "..."}}` (the plugin's own
+ * error handler; `code` as in the native API).
  */
 import { randomUUID } from 'node:crypto';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import type { Catalog, CatalogPackage } from '../catalog/index.js';
 import type { BuildRecord, BuildService } from '../service/index.js';
 import { CADDY_MODULE, SpecError, parsePluginArg, type ResolvedSpec } from '../spec/index.js';
+import type { ArtifactMeta } from '../store/index.js';
 import { AppError } from '../util/errors.js';
 import { openOrStrip } from './artifact.js';
 import { toHttpError } from './errors.js';
+import { BINARY, QueryValue, compatErrors } from './schemas.js';
 import { requestContext } from './security.js';
 
 export interface CompatOptions {
@@ -134,7 +139,8 @@ export function compatErrorHandler(err: FastifyError | Error, req: FastifyReques
     .send({ status_code: status, error: { message: body.error.message, id, code: body.error.code } });
 }
 
-function toCaddyPackage(p: CatalogPackage): Record<string, unknown> {
+/** A catalog entry in caddyserver.com's shape. */
+function toCaddyPackage(p: CatalogPackage) {
   return {
     id: p.id,
     path: p.path,
@@ -149,106 +155,149 @@ function toCaddyPackage(p: CatalogPackage): Record<string, unknown> {
   };
 }
 
-export function compatApi(o: CompatOptions) {
-  const { service, catalog } = o;
+const DownloadQuery = z.object({
+  os: QueryValue.optional().describe('GOOS'),
+  arch: QueryValue.optional().describe('GOARCH'),
+  arm: QueryValue.optional().describe('GOARM (arch arm only)'),
+  version: QueryValue.optional().describe('Caddy version (default latest)'),
+  p: QueryValue.optional().describe('a plugin, `module[@version][=replacement]`; repeat for more (an unordered set)'),
+  idempotency: QueryValue.optional().describe('ignored: identical requests share one build anyway'),
+});
+const PackagesQuery = z.object({ q: QueryValue.optional().describe('search text') });
+const CatalogQuery = z.object({ q: QueryValue.optional().describe('search text'), path: QueryValue.optional().describe('one package by module path') });
 
-  /** Requests the build, waits for it (long-poll), and returns the finished record. */
-  async function built(req: FastifyRequest, reply: FastifyReply): Promise<BuildRecord | null> {
-    const input = downloadInput(req.query as Query);
-    let rec = await service.request(input, requestContext(req));
-    if (rec.status === 'succeeded') return rec;
-    req.log.info({ build: rec.id, status: rec.status, position: rec.position }, 'download: waiting for the build');
-    // A client that goes away stops waiting; the build goes on for everyone else (and the cache).
-    const ac = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableFinished) ac.abort();
-    };
-    reply.raw.once('close', onClose);
-    try {
-      rec = await service.waitFor(rec.id, ac.signal);
-    } catch (err) {
-      if (ac.signal.aborted) {
-        req.log.info({ build: rec.id }, 'download: client went away; the build continues');
-        return null;
-      }
-      throw err;
-    } finally {
-      reply.raw.off('close', onClose);
+const CaddyPackage = z.object({ id: z.string(), path: z.string(), repo: z.string(), downloads: z.number(), listed: z.boolean(), available: z.boolean(), description: z.string() });
+const Package = z.object({ id: z.string(), path: z.string(), repo: z.string(), description: z.string(), downloads: z.number(), listed: z.boolean(), available: z.boolean() });
+const DOWNLOAD_ERRORS = compatErrors(400, 401, 403, 422, 429, 502, 503, 507);
+
+/** Requests the build, waits for it (long-poll), and returns the finished record; null when the client went away. */
+async function waitForBuild(service: BuildService, input: DownloadInput, req: FastifyRequest, reply: FastifyReply): Promise<BuildRecord | null> {
+  let rec = await service.request(input, requestContext(req));
+  if (rec.status === 'succeeded') return rec;
+  req.log.info({ build: rec.id, status: rec.status, position: rec.position }, 'download: waiting for the build');
+  // A client that goes away stops waiting; the build goes on for everyone else (and the cache).
+  const ac = new AbortController();
+  const onClose = () => {
+    if (!reply.raw.writableFinished) ac.abort();
+  };
+  reply.raw.once('close', onClose);
+  try {
+    rec = await service.waitFor(rec.id, ac.signal);
+  } catch (err) {
+    if (ac.signal.aborted) {
+      req.log.info({ build: rec.id }, 'download: client went away; the build continues');
+      return null;
     }
-    if (rec.status === 'succeeded') return rec;
-    if (rec.status === 'canceled') {
-      throw new AppError(503, 'build_canceled', `the build was canceled before it finished (${rec.error ?? 'server shutting down or canceled by an operator'}); try again`, 10);
-    }
-    throw new AppError(400, 'build_failed', `build failed: ${rec.error ?? 'unknown error'} (full log: /api/builds/${rec.id}/log)`);
+    throw err;
+  } finally {
+    reply.raw.off('close', onClose);
   }
-
-  async function download(req: FastifyRequest, reply: FastifyReply, head: boolean): Promise<FastifyReply | void> {
-    const rec = await built(req, reply);
-    if (!rec) {
-      reply.hijack();
-      if (!reply.raw.destroyed) reply.raw.destroy();
-      return;
-    }
-    const a = await service.artifact(rec.id);
-    const { meta } = a;
-    const spec = meta.spec as ResolvedSpec;
-    reply.header('Content-Type', 'application/octet-stream');
-    reply.header('Content-Disposition', `attachment; filename="${downloadFilename(spec.os, spec.arch)}"`);
-    reply.header('Content-Length', String(meta.size));
-    reply.header('X-Checksum-Sha256', meta.sha256!);
-    reply.header('Digest', `sha-256=${Buffer.from(meta.sha256!, 'hex').toString('base64')}`);
-    reply.header('ETag', `"${meta.sha256}"`);
-    // The same query may name a newer build later (`latest`), so caches must revalidate.
-    reply.header('Cache-Control', 'no-cache');
-    reply.header('X-Fairway-Build', meta.key);
-    reply.header('X-Fairway-Caddy-Version', spec.caddyVersion);
-    if (head) {
-      reply.header('Location', pinnedDownloadUrl(spec));
-      return reply.code(200).send();
-    }
-    return reply.code(200).send(await openOrStrip(reply, () => a.open()));
+  if (rec.status === 'succeeded') return rec;
+  if (rec.status === 'canceled') {
+    throw new AppError(503, 'build_canceled', `the build was canceled before it finished (${rec.error ?? 'server shutting down or canceled by an operator'}); try again`, 10);
   }
+  throw new AppError(400, 'build_failed', `build failed: ${rec.error ?? 'unknown error'} (full log: /api/builds/${rec.id}/log)`);
+}
 
-  return async (app: FastifyInstance): Promise<void> => {
-    app.route({
-      method: 'GET',
-      url: '/api/download',
-      // It starts builds: the build scope (src/api/security.ts).
-      config: { scope: 'build' },
-      exposeHeadRoute: false,
-      errorHandler: compatErrorHandler,
-      handler: (req, reply) => download(req, reply, false),
-    });
-    app.route({
-      method: 'HEAD',
-      url: '/api/download',
-      config: { scope: 'build' },
-      errorHandler: compatErrorHandler,
-      handler: (req, reply) => download(req, reply, true),
-    });
+/** The headers caddyserver.com sends with a binary (name, size, checksums, pinned version). */
+function downloadHeaders(reply: FastifyReply, meta: ArtifactMeta): ResolvedSpec {
+  const spec = meta.spec as ResolvedSpec;
+  reply.header('Content-Type', 'application/octet-stream');
+  reply.header('Content-Disposition', `attachment; filename="${downloadFilename(spec.os, spec.arch)}"`);
+  reply.header('Content-Length', String(meta.size));
+  reply.header('X-Checksum-Sha256', meta.sha256!);
+  reply.header('Digest', `sha-256=${Buffer.from(meta.sha256!, 'hex').toString('base64')}`);
+  reply.header('ETag', `"${meta.sha256}"`);
+  // The same query may name a newer build later (`latest`), so caches must revalidate.
+  reply.header('Cache-Control', 'no-cache');
+  reply.header('X-Fairway-Build', meta.key);
+  reply.header('X-Fairway-Caddy-Version', spec.caddyVersion);
+  return spec;
+}
 
-    app.route({
-      method: 'GET',
-      url: '/api/packages',
-      errorHandler: compatErrorHandler,
-      handler: async (req) => {
-        const q = one(req.query as Query, 'q');
-        const pkgs = q ? await catalog.search(q) : await catalog.list();
-        return { status_code: 200, result: pkgs.map(toCaddyPackage) };
+/** GET streams the binary; HEAD answers its headers and a `Location` of the pinned GET URL. */
+async function download(service: BuildService, query: Query, req: FastifyRequest, reply: FastifyReply, head: boolean): Promise<void> {
+  const rec = await waitForBuild(service, downloadInput(query), req, reply);
+  if (!rec) {
+    reply.hijack();
+    if (!reply.raw.destroyed) reply.raw.destroy();
+    return;
+  }
+  const a = await service.artifact(rec.id);
+  const spec = downloadHeaders(reply, a.meta);
+  if (head) {
+    reply.header('Location', pinnedDownloadUrl(spec));
+    await reply.code(200).send();
+    return;
+  }
+  await reply.code(200).send(await openOrStrip(reply, () => a.open()));
+}
+
+/** /api/download (GET and HEAD): build or serve from cache, block until ready, stream. */
+const downloadRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { service }) => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  const summary = 'Build (or serve from cache) and download, blocking until the binary is ready';
+  app.route({
+    method: 'GET',
+    url: '/api/download',
+    // It starts builds: the build scope (src/api/security.ts).
+    config: { scope: 'build' },
+    exposeHeadRoute: false,
+    schema: { tags: ['compat'], summary, querystring: DownloadQuery, response: { 200: BINARY, ...DOWNLOAD_ERRORS } },
+    handler: (req, reply) => download(service, req.query, req, reply, false),
+  });
+  app.route({
+    method: 'HEAD',
+    url: '/api/download',
+    config: { scope: 'build', swagger: { exposeHeadRoute: true } },
+    schema: { tags: ['compat'], summary: `${summary}; HEAD: headers and a Location of the pinned GET URL`, querystring: DownloadQuery, response: { 200: z.undefined().describe('the headers of the binary (no body)'), ...DOWNLOAD_ERRORS } },
+    handler: (req, reply) => download(service, req.query, req, reply, true),
+  });
+};
+
+/** The plugin catalog: caddyserver.com's shape (/api/packages) and Fairway's own (/api/catalog). */
+const catalogRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { catalog }) => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  app.get(
+    '/api/packages',
+    { schema: { tags: ['compat'], summary: "The plugin catalog in caddyserver.com's shape", querystring: PackagesQuery, response: { 200: z.object({ status_code: z.number().int(), result: z.array(CaddyPackage) }), ...compatErrors(400) } } },
+    async (req) => {
+      const q = one(req.query, 'q');
+      const pkgs = q ? await catalog.search(q) : await catalog.list();
+      return { status_code: 200, result: pkgs.map(toCaddyPackage) };
+    },
+  );
+  app.get(
+    '/api/catalog',
+    {
+      schema: {
+        tags: ['compat'],
+        summary: "The plugin catalog in Fairway's own shape with the mirror status, or one package (?path=)",
+        querystring: CatalogQuery,
+        response: { 200: z.union([z.object({ total: z.number().int(), packages: z.array(Package), upstream: z.object({ url: z.string().nullable(), ok: z.boolean() }) }), Package]), ...compatErrors(400, 404) },
       },
-    });
-
-    app.get('/api/catalog', async (req) => {
-      const query = req.query as Query;
-      const path = one(query, 'path');
+    },
+    async (req) => {
+      const path = one(req.query, 'path');
       if (path !== undefined) {
         const p = await catalog.get(path);
         if (!p) throw new AppError(404, 'not_found', `package ${JSON.stringify(path.slice(0, 300))} is not in the catalog`);
         return p;
       }
-      const q = one(query, 'q') ?? '';
+      const q = one(req.query, 'q') ?? '';
       const packages = q ? await catalog.search(q) : await catalog.list();
       return { total: packages.length, packages, upstream: catalog.upstreamStatus() };
-    });
-  };
-}
+    },
+  );
+};
+
+/**
+ * The compatible API as a Fastify plugin: `app.register(compatApi, { service, catalog })`. Its
+ * own encapsulated error handler answers every route in it (and whatever a hook refuses on them,
+ * such as a missing token) in Caddy's envelope.
+ */
+export const compatApi: FastifyPluginAsync<CompatOptions> = async (app, o) => {
+  app.setErrorHandler(compatErrorHandler);
+  await app.register(downloadRoutes, o);
+  await app.register(catalogRoutes, o);
+};

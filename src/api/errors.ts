@@ -1,24 +1,45 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ResolveError } from '../resolve/index.js';
-import { SpecError } from '../spec/index.js';
-import { NotFoundError } from '../store/index.js';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { AppError } from '../util/errors.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; field?: string };
 }
 
-/** Maps any thrown error to a status and the JSON error body `{error:{code,message}}`. */
+/** What each part of a request is called in a validation message. */
+const PARTS: Record<string, string> = { params: 'path parameter', querystring: 'query parameter', body: 'body field', headers: 'header' };
+
+/**
+ * A request that failed its route's zod schema (fastify-type-provider-zod), as `{code, message,
+ * field}`: the message names the parameter and what is wrong with it.
+ */
+function validationError(err: FastifyError): ErrorBody['error'] | null {
+  if (!hasZodFastifySchemaValidationErrors(err)) return null;
+  const issue = err.validation[0]!;
+  const field = issue.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  const part = PARTS[err.validationContext ?? ''] ?? 'request';
+  const what = field ? `${part} "${field}"` : part.replace(/ (parameter|field)$/, '');
+  return { code: 'bad_request', message: `${what}: ${issue.message}`, ...(field ? { field } : {}) };
+}
+
+const FASTIFY_CODES: Record<string, string> = { FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large', FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type' };
+
+/**
+ * Maps any thrown error to a status and the JSON error body `{error:{code,message,field?}}`: an
+ * AppError (every error meant for a client: src/util/errors.ts) by its own status and code; a
+ * Fastify 4xx (bad JSON, body too large, schema validation) by its status; anything else is a 500.
+ */
 export function toHttpError(err: unknown): { status: number; body: ErrorBody } {
-  if (err instanceof SpecError) return { status: 400, body: { error: { code: err.code, message: err.message, field: err.field } } };
-  if (err instanceof ResolveError) return { status: err.statusCode, body: { error: { code: err.code, message: err.message } } };
-  if (err instanceof AppError) return { status: err.statusCode, body: { error: { code: err.code, message: err.message } } };
-  if (err instanceof NotFoundError) return { status: 404, body: { error: { code: 'not_found', message: err.message } } };
+  if (err instanceof AppError) {
+    return { status: err.statusCode, body: { error: { code: err.code, message: err.message, ...(err.field !== undefined ? { field: err.field } : {}) } } };
+  }
   const fe = err as FastifyError;
   if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    const code = fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'body_too_large' : fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'unsupported_media_type' : fe.statusCode === 429 ? 'rate_limited' : 'bad_request';
+    const invalid = validationError(fe);
+    if (invalid) return { status: 400, body: { error: invalid } };
+    const code = FASTIFY_CODES[fe.code] ?? (fe.statusCode === 429 ? 'rate_limited' : 'bad_request');
     return { status: fe.statusCode, body: { error: { code, message: fe.message } } };
   }
   return { status: 500, body: { error: { code: 'internal', message: 'internal server error; the server log has the details' } } };

@@ -1,19 +1,27 @@
 /**
- * The HTTP API (Fastify): native JSON API, websocket/SSE logs, artifacts. Routes only translate
- * HTTP to service calls; validation of build specs happens in the service's spec parser.
+ * The HTTP API (Fastify): the app, its error model, security, the OpenAPI document
+ * (`GET /openapi.json`) and the native API plugin (src/api/native.ts). The other route groups are
+ * Fastify plugins too, registered by the composition root: compatApi (src/api/compat.ts),
+ * uiRoutes (src/ui/index.ts), opsRoutes (src/ops/http.ts).
  */
+import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import type { OpenAPIV3 } from 'openapi-types';
 import type { Logger } from 'pino';
-import { ARM_VERSIONS } from '../spec/index.js';
 import type { BuildService } from '../service/index.js';
-import { sendArtifact } from './artifact.js';
 import { checkingIntervalMs, closeAfterEarlyErrors, DEFAULT_CONNECTIONS, limitConnectionsPerClient, type ConnectionOptions } from './connections.js';
 import { DEV_CROSS_SITE, installCrossSite, type CrossSiteOptions } from './crosssite.js';
 import { clientErrorHandler, frameworkErrors, installErrorHandlers } from './errors.js';
-import { logHttp, logWebSocket } from './logs.js';
+import { nativeApi } from './native.js';
 import { LOG_SERIALIZERS } from './redact.js';
-import { DEV_SECURITY, installSecurity, requestContext, type SecurityOptions } from './security.js';
+import { edgeValidator, responseSerializer, TAGS } from './schemas.js';
+import { DEV_SECURITY, installSecurity, type SecurityOptions } from './security.js';
+
+export { compatApi, compatErrorHandler, downloadFilename, downloadInput, pinnedDownloadUrl, type CompatOptions, type DownloadInput } from './compat.js';
+export { nativeApi, type NativeApiOptions } from './native.js';
+export { ErrorBody, documented, errors } from './schemas.js';
 
 export interface ApiOptions {
   service: BuildService;
@@ -23,8 +31,6 @@ export interface ApiOptions {
   downloadRedirect?: boolean;
   /** Extra readiness checks (store, Redis). */
   ready?: () => Promise<Record<string, string>>;
-  /** Extra route plugins (compat API, UI, metrics) registered by the composition root. */
-  plugins?: Array<(app: FastifyInstance) => Promise<void> | void>;
   /** Tokens, scopes and rate limits (src/api/security.ts); default: anonymous read+build, no limits. */
   security?: SecurityOptions;
   /** Fastify's trustProxy: take the client address from X-Forwarded-For (behind a reverse proxy). */
@@ -35,12 +41,25 @@ export interface ApiOptions {
   connections?: ConnectionOptions;
 }
 
-const ID_PARAMS = {
-  type: 'object',
-  properties: { id: { type: 'string', maxLength: 128 } },
-  required: ['id'],
-} as const;
+/** The OpenAPI document's fixed part; paths come from the route schemas (src/api/schemas.ts). */
+const OPENAPI_INFO: Partial<OpenAPIV3.Document> = {
+  openapi: '3.0.3',
+  info: {
+    title: 'Fairway',
+    description: 'A self-hosted build server for custom Caddy binaries: native JSON API, caddyserver.com-compatible download API, operations.',
+    version: '1',
+  },
+  tags: TAGS.map((t) => ({ ...t })),
+  // A bearer token, or none where the anonymous scopes (anonymousScopes) allow the route.
+  security: [{ bearer: [] }, {}],
+  components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'an API token (`fairway token create`); scopes read, build, admin' } } },
+};
 
+/**
+ * The Fastify app with the native API registered; the composition root registers the other route
+ * plugins on it (`app.register(compatApi, …)`, `uiRoutes`, `opsRoutes`) before `listen`. Every
+ * route declares its zod schema (for validation, types and /openapi.json) and `config.scope`.
+ */
 export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
   const conn = o.connections ?? DEFAULT_CONNECTIONS;
   const app = Fastify({
@@ -54,18 +73,27 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
     connectionTimeout: 0,
     keepAliveTimeout: conn.keepAliveTimeoutMs,
     http: { headersTimeout: conn.headersTimeoutMs, requestTimeout: conn.requestTimeoutMs, connectionsCheckingInterval: checkingIntervalMs(conn) },
-    disableRequestLogging: false,
-    maxParamLength: 200,
+    // Request logging stays on (Fastify's default); ids and names in paths are at most 200 characters.
+    routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
     ...(o.trustProxy !== undefined ? { trustProxy: o.trustProxy } : {}),
     // Errors raised before routing still answer in the JSON error shape (src/api/errors.ts).
     frameworkErrors,
     clientErrorHandler,
   });
+  // Route schemas are zod (src/api/schemas.ts): validation, handler types, response serialization.
+  app.setValidatorCompiler(edgeValidator);
+  app.setSerializerCompiler(responseSerializer);
   installErrorHandlers(app);
   app.server.headersTimeout = conn.headersTimeoutMs;
   limitConnectionsPerClient(app.server, conn.maxPerClient, app.log);
   closeAfterEarlyErrors(app);
+  // The document marks the routes that need no token (`config.scope: 'public'`).
+  app.addHook('onRoute', (route) => {
+    if (route.config?.scope === 'public' && route.schema) route.schema = { ...route.schema, security: [] };
+  });
+  // Before any route: it collects every route registered after it for the document.
+  await app.register(swagger, { openapi: OPENAPI_INFO, transform: jsonSchemaTransform });
   // Registered before the checks below: its hooks mark websocket upgrades, so an upgrade refused
   // by a check still gets its socket closed after the error answer (else it stays half-open).
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
@@ -73,60 +101,8 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
   installCrossSite(app, o.crossSite ?? DEV_CROSS_SITE);
   // Before any route: every route is checked against its `config.scope` (src/api/security.ts).
   await installSecurity(app, o.security ?? DEV_SECURITY);
-  const { service } = o;
 
-  app.post('/api/builds', { config: { scope: 'build' } }, async (req, reply) => {
-    const build = await service.request(req.body ?? {}, requestContext(req));
-    return reply.code(build.status === 'succeeded' ? 200 : 202).send(build);
-  });
-
-  app.get('/api/builds', { config: { scope: 'read' } }, async (req) => {
-    const limitRaw = Number((req.query as { limit?: string }).limit ?? 50);
-    const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, 500) : 50;
-    return { builds: await service.list(limit), queue: await service.depth() };
-  });
-
-  app.get('/api/builds/:id', { schema: { params: ID_PARAMS }, config: { scope: 'read' } }, async (req) => service.get((req.params as { id: string }).id));
-
-  app.delete('/api/builds/:id', { schema: { params: ID_PARAMS }, config: { scope: 'build' } }, async (req) => service.cancel((req.params as { id: string }).id, requestContext(req)));
-
-  app.route({
-    method: 'GET',
-    url: '/api/builds/:id/log',
-    schema: { params: ID_PARAMS },
-    config: { scope: 'read' },
-    handler: logHttp(service),
-    wsHandler: logWebSocket(service),
-  });
-
-  app.get('/api/builds/:id/artifact', { schema: { params: ID_PARAMS }, config: { scope: 'read' } }, async (req, reply) =>
-    sendArtifact(service, (req.params as { id: string }).id, req, reply, o.downloadRedirect ?? false),
-  );
-
-  app.get('/api/builds/:id/buildinfo', { schema: { params: ID_PARAMS }, config: { scope: 'read' } }, async (req) => service.buildInfo((req.params as { id: string }).id));
-
-  app.get('/api/versions', { config: { scope: 'read' } }, async (req) => {
-    const refresh = (req.query as { refresh?: string }).refresh === '1';
-    return service.versions({ refresh });
-  });
-
-  app.get('/api/platforms', { config: { scope: 'read' } }, async () => ({ platforms: service.platforms.list(), arm: ARM_VERSIONS }));
-
-  app.get('/api/stats', { config: { scope: 'read' } }, async () => service.stats());
-
-  app.get('/api/agents', { config: { scope: 'read' } }, async () => ({ agents: await service.agents(), queue: await service.depth() }));
-
-  app.get('/healthz', { config: { scope: 'public' } }, async () => ({ status: 'ok' }));
-
-  app.get('/readyz', { config: { scope: 'public' } }, async (_req, reply) => {
-    try {
-      const checks = o.ready ? await o.ready() : {};
-      return { status: 'ready', checks };
-    } catch (err) {
-      return reply.code(503).send({ error: { code: 'not_ready', message: (err as Error).message } });
-    }
-  });
-
-  for (const p of o.plugins ?? []) await p(app);
+  app.get('/openapi.json', { config: { scope: 'public' }, schema: { hide: true } }, async () => app.swagger());
+  await app.register(nativeApi, { service: o.service, ...(o.downloadRedirect !== undefined ? { downloadRedirect: o.downloadRedirect } : {}), ...(o.ready ? { ready: o.ready } : {}) });
   return app;
 }

@@ -17,9 +17,8 @@ async function toMessage(service: BuildService, id: string, ev: LogEvent): Promi
   }
 }
 
-function fromSeq(req: FastifyRequest): number {
-  const q = (req.query as { from?: string }).from;
-  const last = req.headers['last-event-id'];
+/** The first line to send: `?from=N`, else after the SSE `Last-Event-ID`, else 0 (anything unusable counts as 0). */
+export function fromSeq(q: string | undefined, last: string | string[] | undefined): number {
   const v = q ?? (typeof last === 'string' ? String(Number(last) + 1) : undefined);
   const n = v === undefined ? 0 : Number(v);
   return Number.isInteger(n) && n >= 0 ? n : 0;
@@ -27,13 +26,12 @@ function fromSeq(req: FastifyRequest): number {
 
 /** WebSocket: replay from the first line (or `?from=N`), live lines, then a final status message. */
 export function logWebSocket(service: BuildService) {
-  return async (socket: WebSocket, req: FastifyRequest) => {
-    const { id } = req.params as { id: string };
+  return async (socket: WebSocket, id: string, from: number) => {
     const ac = new AbortController();
     socket.on('close', () => ac.abort());
     socket.on('error', () => ac.abort());
     try {
-      for await (const ev of service.followLog(id, { fromSeq: fromSeq(req), signal: ac.signal })) {
+      for await (const ev of service.followLog(id, { fromSeq: from, signal: ac.signal })) {
         if (ac.signal.aborted) break;
         socket.send(JSON.stringify(await toMessage(service, id, ev)));
       }
@@ -48,11 +46,10 @@ export function logWebSocket(service: BuildService) {
 
 /** SSE (Accept: text/event-stream) or plain text log. */
 export function logHttp(service: BuildService) {
-  return async (req: FastifyRequest, reply: FastifyReply) => {
-    const { id } = req.params as { id: string };
+  return async (req: FastifyRequest, reply: FastifyReply, id: string, from: number) => {
     const sse = (req.headers.accept ?? '').includes('text/event-stream');
     const ac = new AbortController();
-    const events = service.followLog(id, { fromSeq: fromSeq(req), signal: ac.signal });
+    const events = service.followLog(id, { fromSeq: from, signal: ac.signal });
     const first = await events.next(); // throws 404 before any header is written
     if (!sse) {
       // Plain text: what exists now, without following.

@@ -1,5 +1,5 @@
 /**
- * HTTP side of issue 7 (docs/SECURITY.md): bearer-token authentication, route scopes, per-client
+ * The HTTP side of security (docs/SECURITY.md): bearer-token authentication, route scopes, per-client
  * rate limits and a few response hardening headers. `installSecurity` runs in createApi before
  * any route is registered.
  *

@@ -1,5 +1,5 @@
 /**
- * API tokens (issue 7, docs/SECURITY.md). A token is a random secret the server never stores:
+ * API tokens (docs/SECURITY.md). A token is a random secret the server never stores:
  * only its sha256 (`sha256:<hex>`) is configured, in an auth file (JSON) or in FAIRWAY_TOKENS.
  * Tokens are 256-bit random (`generateToken`), so a fast hash is enough, and checking a token
  * costs one sha256 however many tokens are configured or presented: a presented bearer token is

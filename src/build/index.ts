@@ -6,6 +6,7 @@
  * then run (for this host's platform only) in a second sandbox with no network and a read-only
  * view of it: `caddy version` proves it starts, `caddy list-modules` records its module IDs.
  */
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
@@ -274,6 +275,22 @@ export class XcaddyRunner implements BuildRunner {
     return { sha256, buildInfo: JSON.parse(stdout) as { GoVersion?: string }, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino };
   }
 
+  /**
+   * Lets a restarted server stop this build's sandbox if this process dies abruptly: the sandbox
+   * outlives its bwrap, so the record names the sandbox's own pid 1 (a group leader).
+   */
+  private async recordOwner(buildDir: string, child: ChildProcess): Promise<void> {
+    try {
+      const pid = await this.sandbox.pidOf(child);
+      if (!pid) return;
+      const [ownerStart, pgidStart] = await Promise.all([processStartTime(process.pid), processStartTime(pid)]);
+      await writeFile(join(buildDir, OWNER_FILE), JSON.stringify({ owner: process.pid, ownerStart, pgid: pid, pgidStart } satisfies OwnerRecord));
+    } catch {
+      // Best effort: without the record, the next start's sweep cannot stop this sandbox if we crash.
+    }
+  }
+
+  /** Runs xcaddy in the sandbox with the build's log, phases, timeout and cancel; resolves when it succeeded. */
   private spawnXcaddy(args: string[], spec: ResolvedSpec, buildDir: string, workDir: string, hooks: BuildHooks, onBinary: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
       if (hooks.signal?.aborted) return reject(new BuildFailed('the build was canceled before it started', 'canceled'));
@@ -282,16 +299,7 @@ export class XcaddyRunner implements BuildRunner {
         workDir,
       );
       const child = this.sandbox.spawn(this.toolchain.command([this.toolchain.xcaddyBin, ...args], { cwd: workDir, network: 'modules', env }));
-      // Lets a restarted server stop this build's sandbox if this process dies abruptly: the
-      // sandbox outlives its bwrap, so the record names the sandbox's own pid 1 (a group leader).
-      void this.sandbox
-        .pidOf(child)
-        .then(async (pid) => {
-          if (!pid) return;
-          const [ownerStart, pgidStart] = await Promise.all([processStartTime(process.pid), processStartTime(pid)]);
-          await writeFile(join(buildDir, OWNER_FILE), JSON.stringify({ owner: process.pid, ownerStart, pgid: pid, pgidStart } satisfies OwnerRecord));
-        })
-        .catch(() => undefined);
+      void this.recordOwner(buildDir, child);
       let ending: BuildFailed | null = null;
       let killTimer: NodeJS.Timeout | undefined;
       const stop = (why: BuildFailed) => {
@@ -309,35 +317,15 @@ export class XcaddyRunner implements BuildRunner {
       hooks.signal?.addEventListener('abort', onAbort, { once: true });
 
       const tail: string[] = [];
-      const pipe = (stream: NodeJS.ReadableStream, name: LogStream) => {
-        let buf = '';
-        const emit = (line: string) => {
-          const text = line.length > MAX_LINE ? `${line.slice(0, MAX_LINE)}…` : line;
-          if (/\bexec\b.*\bgo build\b/.test(text)) hooks.onPhase?.('building');
-          else if (/\[INFO\] Build complete: /.test(text)) onBinary();
-          tail.push(text);
-          if (tail.length > 20) tail.shift();
-          hooks.onLine(name, text);
-        };
-        stream.setEncoding('utf8');
-        stream.on('data', (chunk: string) => {
-          buf += chunk;
-          let i: number;
-          while ((i = buf.indexOf('\n')) !== -1) {
-            emit(buf.slice(0, i).replace(/\r$/, ''));
-            buf = buf.slice(i + 1);
-          }
-          if (buf.length > MAX_LINE * 4) {
-            emit(buf);
-            buf = '';
-          }
-        });
-        stream.on('end', () => {
-          if (buf) emit(buf);
-        });
+      const onLine = (name: LogStream) => (text: string) => {
+        if (/\bexec\b.*\bgo build\b/.test(text)) hooks.onPhase?.('building');
+        else if (/\[INFO\] Build complete: /.test(text)) onBinary();
+        tail.push(text);
+        if (tail.length > 20) tail.shift();
+        hooks.onLine(name, text);
       };
-      pipe(child.stdout!, 'stdout');
-      pipe(child.stderr!, 'stderr');
+      readLines(child.stdout!, onLine('stdout'));
+      readLines(child.stderr!, onLine('stderr'));
 
       child.on('error', (err) => {
         clearTimeout(timer);
@@ -356,6 +344,28 @@ export class XcaddyRunner implements BuildRunner {
       });
     });
   }
+}
+
+/** Calls `onLine` with each line of a child's output: `\r\n` trimmed, very long lines cut into pieces and shortened. */
+function readLines(stream: NodeJS.ReadableStream, onLine: (text: string) => void): void {
+  let buf = '';
+  const emit = (line: string) => onLine(line.length > MAX_LINE ? `${line.slice(0, MAX_LINE)}…` : line);
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    buf += chunk;
+    let i: number;
+    while ((i = buf.indexOf('\n')) !== -1) {
+      emit(buf.slice(0, i).replace(/\r$/, ''));
+      buf = buf.slice(i + 1);
+    }
+    if (buf.length > MAX_LINE * 4) {
+      emit(buf);
+      buf = '';
+    }
+  });
+  stream.on('end', () => {
+    if (buf) emit(buf);
+  });
 }
 
 export async function sha256File(path: string): Promise<string> {

@@ -8,7 +8,7 @@ import { chmod, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import WebSocket from 'ws';
 import type { BuildRecord, BuildStatus } from '../service/index.js';
-import type { PluginRequest } from '../spec/index.js';
+import { isCacheKey, type PluginRequest } from '../spec/index.js';
 import { DownloadVerifyError, expectedSha256, receiveVerified } from './download.js';
 
 /** Exit codes of the client commands. */
@@ -132,7 +132,7 @@ export class FairwayClient {
 
   /** A full build id, or the unique recent build whose id starts with `prefix`. */
   async resolveId(prefix: string): Promise<string> {
-    if (/^[0-9a-f]{64}$/.test(prefix)) return prefix;
+    if (isCacheKey(prefix)) return prefix;
     if (!/^[0-9a-f]{4,63}$/.test(prefix)) throw new ClientError(`"${prefix}" is not a build id (64 hex digits, or a unique prefix of at least 4)`, EXIT.usage);
     const hits = (await this.listBuilds()).filter((b) => b.id.startsWith(prefix));
     if (hits.length === 1) return hits[0]!.id;

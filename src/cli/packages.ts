@@ -25,7 +25,7 @@ import { delimiter, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { hostPlatform } from '../spec/index.js';
-import { parseListModulesText, pluginPackages, type PluginPackage } from '../catalog/listmodules.js';
+import { parseListModulesText, pluginPackages, type PluginPackage } from '../catalog/index.js';
 import { DownloadVerifyError, expectedSha256, receiveVerified } from './download.js';
 
 const execFileP = promisify(execFile);
@@ -224,12 +224,11 @@ export interface PackageResult {
   replaced: boolean;
 }
 
-export async function runPackageCommand(cmd: PackageCommand, args: string[], o: PackageOptions): Promise<PackageResult> {
-  const out = o.stdout ?? ((s: string) => process.stdout.write(s));
-  const log = o.stderr ?? ((s: string) => process.stderr.write(s));
-  const info = (msg: string) => log(`fairway: ${msg}\n`);
+type Say = (msg: string) => void;
 
-  const named = await findCaddy(o.caddy);
+/** The real file behind the named caddy (a symlink's target is what gets replaced). */
+async function targetExecutable(caddy: string | undefined, info: Say): Promise<{ exe: string; mode: number; uid: number; gid: number }> {
+  const named = await findCaddy(caddy);
   let exe: string;
   try {
     exe = await realpath(named);
@@ -239,8 +238,11 @@ export async function runPackageCommand(cmd: PackageCommand, args: string[], o: 
   if (exe !== resolve(named)) info(`${named} is a symlink; replacing its target ${exe}`);
   const st = await stat(exe);
   info(`this executable will be replaced: ${exe}`);
+  return { exe, mode: st.mode, uid: st.uid, gid: st.gid };
+}
 
-  // 1. What the binary has, the way Caddy's getModules/getPluginPackages sees it.
+/** What the binary has, the way Caddy's getModules/getPluginPackages sees it, and its platform. */
+async function inspectCaddy(exe: string, info: Say): Promise<{ current: Map<string, PluginPackage>; platform: TargetPlatform }> {
   let current: Map<string, PluginPackage>;
   try {
     const { stdout } = await runCaddy(exe, ['list-modules', '--packages', '--versions', '--skip-standard']);
@@ -251,23 +253,22 @@ export async function runPackageCommand(cmd: PackageCommand, args: string[], o: 
   const version = (await runCaddy(exe, ['version']).catch(() => ({ stdout: '' }))).stdout.trim().split(/\s+/)[0];
   if (version) info(`current version: ${version}`);
   const platform: TargetPlatform = platformFromBuildInfo((await runCaddy(exe, ['build-info']).catch(() => ({ stdout: '' }))).stdout) ?? hostPlatform();
+  return { current, platform };
+}
 
-  // 2. The edits and the query.
-  const pkgs = planPackages(cmd, current, args);
+/** Caddy's /api/download request on the given server. */
+function downloadUrl(server: string, platform: TargetPlatform, pkgs: PluginPackage[], caddyVersion: string | undefined): URL {
   let base: URL;
   try {
-    base = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(o.server) ? o.server : `http://${o.server}`);
+    base = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(server) ? server : `http://${server}`);
   } catch {
-    throw new PackagesError(`--server: "${o.server}" is not a URL (like http://build.example.com:8080)`, 2);
+    throw new PackagesError(`--server: "${server}" is not a URL (like http://build.example.com:8080)`, 2);
   }
-  const url = new URL(`api/download?${downloadQuery(platform, pkgs, o.caddyVersion)}`, base.href.replace(/\/*$/, '/'));
-  info(`requesting build os=${platform.os} arch=${platform.arch}${platform.arm ? ` arm=${platform.arm}` : ''} packages=[${pkgs.map((p) => (p.version ? `${p.path}@${p.version}` : p.path)).join(' ')}]`);
-  if (o.dryRun) {
-    out(`${url.href}\n`);
-    return { url: url.href, path: exe, packages: pkgs, replaced: false };
-  }
+  return new URL(`api/download?${downloadQuery(platform, pkgs, caddyVersion)}`, base.href.replace(/\/*$/, '/'));
+}
 
-  // 3. Download next to the target (same filesystem, so the swap is one rename).
+/** Downloads to `tmp` (next to the target: same filesystem) with the target's mode and owner; refused without a matching sha256. */
+async function downloadVerified(url: URL, tmp: string, target: { mode: number; uid: number; gid: number }): Promise<void> {
   const res = await httpGet(url);
   const status = res.statusCode ?? 0;
   if (status >= 400) throw new PackagesError(`download failed: ${downloadErrorMessage(status, await readBody(res))}`);
@@ -279,63 +280,88 @@ export async function runPackageCommand(cmd: PackageCommand, args: string[], o: 
     res.destroy();
     throw new PackagesError(`unable to download file: ${(err as Error).message}`);
   }
+  const fh = await open(tmp, 'wx', target.mode & 0o777);
+  try {
+    const lengthHeader = res.headers['content-length'];
+    await receiveVerified(res, fh, { sha256: expectedSum, length: lengthHeader === undefined ? null : Number(lengthHeader), complete: () => res.complete });
+  } catch (err) {
+    if (err instanceof DownloadVerifyError) throw new PackagesError(`unable to download file: ${err.message}`);
+    throw err;
+  } finally {
+    await fh.close();
+  }
+  await chmod(tmp, target.mode & 0o7777);
+  if (process.getuid?.() === 0 && (target.uid !== 0 || target.gid !== 0)) await chown(tmp, target.uid, target.gid).catch(() => undefined);
+}
+
+/** Runs the new binary before the old one is touched (Caddy runs these after the swap). */
+async function checkNewBinary(tmp: string, pkgs: PluginPackage[], out: Say, info: Say): Promise<void> {
+  out('\nModule versions:\n\n');
+  const listed = await runCaddy(tmp, ['list-modules', '--packages', '--versions', '--skip-standard']).catch((err: Error) => {
+    throw new PackagesError(`download succeeded, but unable to execute 'caddy list-modules': ${err.message}`);
+  });
+  out(listed.stdout);
+  out('\nVersion:\n');
+  const ver = await runCaddy(tmp, ['version']).catch((err: Error) => {
+    throw new PackagesError(`download succeeded, but unable to execute 'caddy version': ${err.message}`);
+  });
+  out(`${ver.stdout.trim()}\n\n`);
+  const got = pluginPackages(parseListModulesText(listed.stdout));
+  for (const p of pkgs) {
+    if (!got.has(p.path)) info(`warning: ${p.path} registers no Caddy modules in the new binary (an adapter or command only?); a later upgrade cannot see it`);
+  }
+}
+
+/** Backup as `backup` (a hard link: the target never disappears), then one atomic rename; the original comes back when the new one fails to run. */
+async function swapIn(exe: string, tmp: string, backup: string, info: Say, state: { swapped: boolean }): Promise<void> {
+  await unlink(backup).catch(() => undefined);
+  try {
+    await link(exe, backup);
+  } catch {
+    await copyFile(exe, backup);
+  }
+  info(`backed up the current executable to ${backup}`);
+  await rename(tmp, exe);
+  state.swapped = true;
+  try {
+    await runCaddy(exe, ['version']);
+  } catch (err) {
+    try {
+      await rename(backup, exe);
+    } catch (err2) {
+      throw new PackagesError(`the new binary failed after the swap (${(err as Error).message}) and restoring the original failed (${(err2 as Error).message}); restore ${backup} to ${exe} by hand`);
+    }
+    throw new PackagesError(`the new binary failed after the swap (${(err as Error).message}); restored the original from ${backup}`);
+  }
+}
+
+export async function runPackageCommand(cmd: PackageCommand, args: string[], o: PackageOptions): Promise<PackageResult> {
+  const out = o.stdout ?? ((s: string) => process.stdout.write(s));
+  const log = o.stderr ?? ((s: string) => process.stderr.write(s));
+  const info = (msg: string) => log(`fairway: ${msg}\n`);
+
+  const target = await targetExecutable(o.caddy, info);
+  const { exe } = target;
+  const { current, platform } = await inspectCaddy(exe, info);
+  const pkgs = planPackages(cmd, current, args);
+  const url = downloadUrl(o.server, platform, pkgs, o.caddyVersion);
+  info(`requesting build os=${platform.os} arch=${platform.arch}${platform.arm ? ` arm=${platform.arm}` : ''} packages=[${pkgs.map((p) => (p.version ? `${p.path}@${p.version}` : p.path)).join(' ')}]`);
+  if (o.dryRun) {
+    out(`${url.href}\n`);
+    return { url: url.href, path: exe, packages: pkgs, replaced: false };
+  }
+
   const tmp = `${exe}.download-${randomBytes(4).toString('hex')}`;
   const backup = `${exe}.tmp`;
-  let swapped = false;
+  const state = { swapped: false };
   try {
     info(`build acquired; writing ${tmp}`);
-    const fh = await open(tmp, 'wx', st.mode & 0o777);
-    try {
-      const lengthHeader = res.headers['content-length'];
-      await receiveVerified(res, fh, { sha256: expectedSum, length: lengthHeader === undefined ? null : Number(lengthHeader), complete: () => res.complete });
-    } catch (err) {
-      if (err instanceof DownloadVerifyError) throw new PackagesError(`unable to download file: ${err.message}`);
-      throw err;
-    } finally {
-      await fh.close();
-    }
-    await chmod(tmp, st.mode & 0o7777);
-    if (process.getuid?.() === 0 && (st.uid !== 0 || st.gid !== 0)) await chown(tmp, st.uid, st.gid).catch(() => undefined);
-
-    // 4. Verify the new binary before touching the old one (Caddy runs these after the swap).
-    out('\nModule versions:\n\n');
-    const listed = await runCaddy(tmp, ['list-modules', '--packages', '--versions', '--skip-standard']).catch((err: Error) => {
-      throw new PackagesError(`download succeeded, but unable to execute 'caddy list-modules': ${err.message}`);
-    });
-    out(listed.stdout);
-    out('\nVersion:\n');
-    const ver = await runCaddy(tmp, ['version']).catch((err: Error) => {
-      throw new PackagesError(`download succeeded, but unable to execute 'caddy version': ${err.message}`);
-    });
-    out(`${ver.stdout.trim()}\n\n`);
-    const got = pluginPackages(parseListModulesText(listed.stdout));
-    for (const p of pkgs) {
-      if (!got.has(p.path)) info(`warning: ${p.path} registers no Caddy modules in the new binary (an adapter or command only?); a later upgrade cannot see it`);
-    }
-
-    // 5. Backup as <exe>.tmp (a hard link: the target never disappears), then one atomic rename.
-    await unlink(backup).catch(() => undefined);
-    try {
-      await link(exe, backup);
-    } catch {
-      await copyFile(exe, backup);
-    }
-    info(`backed up the current executable to ${backup}`);
-    await rename(tmp, exe);
-    swapped = true;
-    try {
-      await runCaddy(exe, ['version']);
-    } catch (err) {
-      try {
-        await rename(backup, exe);
-      } catch (err2) {
-        throw new PackagesError(`the new binary failed after the swap (${(err as Error).message}) and restoring the original failed (${(err2 as Error).message}); restore ${backup} to ${exe} by hand`);
-      }
-      throw new PackagesError(`the new binary failed after the swap (${(err as Error).message}); restored the original from ${backup}`);
-    }
+    await downloadVerified(url, tmp, target);
+    await checkNewBinary(tmp, pkgs, out, info);
+    await swapIn(exe, tmp, backup, info, state);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
-    if (!swapped) await unlink(backup).catch(() => undefined);
+    if (!state.swapped) await unlink(backup).catch(() => undefined);
     throw err;
   }
   if (!o.keepBackup) {

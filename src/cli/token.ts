@@ -7,7 +7,7 @@
  * read on stdin (to replace a `scrypt:` hash the server no longer accepts, keeping the client's secret).
  */
 import { Command } from 'commander';
-import { SCOPES, TOKEN_NAME_RE, bearerTokenError, generateToken, isScope, sha256Hash, tokensEnvEntry, type Scope, type TokenEntry } from './index.js';
+import { SCOPES, TOKEN_NAME_RE, bearerTokenError, generateToken, isScope, sha256Hash, tokensEnvEntry, type Scope, type TokenEntry } from '../auth/index.js';
 
 export interface CreatedToken {
   token: string;

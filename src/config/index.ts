@@ -6,9 +6,10 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { hostNameError, normalizeOrigin, originError } from '../api/crosssite.js';
+import { hostNameError, normalizeOrigin, originError } from '../util/hosts.js';
 import { SCOPES } from '../auth/index.js';
 import { goEnvError, modulePatternError, versionRangeError } from '../policy/index.js';
+import { isCacheKey } from '../spec/index.js';
 import { parseBytes, parseDuration } from '../util/units.js';
 
 /** The project folder (where package.json and .tools/ are). */
@@ -96,6 +97,8 @@ export const configSchema = z
     maxArtifactSize: bytes.default(parseBytes('512MB')),
     bodyLimit: bytes.default(64 * 1024),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** `auto`: readable lines on a terminal, JSON lines otherwise; `json` or `pretty` to force one. */
+    logFormat: z.enum(['auto', 'json', 'pretty']).default('auto'),
     goBin: z.string().min(1).default('go'),
     xcaddyBin: z.string().min(1).default(join(PROJECT_ROOT, '.tools', 'bin', 'xcaddy')),
     /** Distributed mode: the Redis that carries the BullMQ queue, logs and agent heartbeats. */
@@ -132,13 +135,13 @@ export const configSchema = z
     /** The unprivileged user builds run as when Fairway runs as root: a name or uid:gid. */
     buildUser: z.string().regex(/^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]+:[0-9]+)$/, 'a user name or uid:gid').default('fairway-build'),
 
-    // ---- operations (issue 6, docs/operations.md) ----
+    // ---- operations (docs/operations.md) ----
     /** Byte budget of the artifact store; least recently downloaded artifacts are pruned first. */
     storeMaxBytes: bytes.optional(),
     /** Artifacts not downloaded (or, never downloaded, built) for this long are pruned. */
     storeMaxAge: duration.optional(),
     /** Never pruned: exact cache keys, or build specs (POST /api/builds bodies) resolved to their current key. */
-    pinned: opsList(z.union([z.string().regex(/^[0-9a-f]{64}$/, 'a pinned string must be a 64-hex cache key'), specObject])).default([]),
+    pinned: opsList(z.union([z.string().refine(isCacheKey, 'a pinned string must be a 64-hex cache key'), specObject])).default([]),
     /** Specs kept built; `platforms: ["linux/amd64", ...]` expands; as a string "linux/amd64,linux/arm64" = latest Caddy, no plugins. */
     prebuild: opsList(specObject, (platforms) => [{ caddyVersion: 'latest', platforms, plugins: [] }]).default([]),
     /** How often the Caddy version list is refreshed (and prebuilds re-checked). */
@@ -150,7 +153,7 @@ export const configSchema = z
     /** Last-download times are written to the store at most once per this interval per artifact. */
     accessWriteInterval: duration.default(60_000),
 
-    // ---- security (issue 7, docs/SECURITY.md) ----
+    // ---- security (docs/SECURITY.md) ----
     /** JSON file of API tokens: [{name, hash: "sha256:<hex>", scopes}] (scrypt: hashes are refused). */
     authFile: z.string().min(1).optional(),
     /** FAIRWAY_TOKENS: "name:scope1+scope2:<sha256 hex>,...". */
@@ -209,7 +212,6 @@ export const configSchema = z
   .strict();
 
 export type Config = z.output<typeof configSchema> & { cacheDir: string };
-export type ConfigInput = z.input<typeof configSchema>;
 
 /** FAIRWAY_DATA_DIR -> dataDir, etc. */
 export function envToConfig(env: NodeJS.ProcessEnv): Record<string, string> {

@@ -1,61 +1,18 @@
 #!/usr/bin/env node
-/** The `fairway` command line. */
-import { Command, Option } from 'commander';
+/**
+ * The composition root: the `fairway` command line and the only place that wires the parts
+ * together (servers.ts, parts.ts, prune.ts). Nothing imports src/main.
+ */
+import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/index.js';
-import { registerClientCommands } from './client-commands.js';
-import { createLogger } from './logger.js';
-import { registerPackageCommands } from './packages.js';
-import { startAgent, startHub, startServe } from './serve.js';
-import { registerTokenCommands } from '../auth/cli.js';
-import { opsServerOptions, registerOpsCommands } from '../ops/cli.js';
+import { registerClientCommands, registerPackageCommands, registerTokenCommands } from '../cli/index.js';
+import { createLogger } from '../util/logger.js';
+import { agentFlags, hubFlags, serveFlags } from './flags.js';
+import { registerPruneCommand } from './prune.js';
+import { startAgent, startHub, startServe } from './servers.js';
 
 const program = new Command();
 program.name('fairway').description('Build server for custom Caddy binaries').version('0.1.0');
-
-function serverOptions(cmd: Command): Command {
-  return opsServerOptions(cmd) // pruning, refresh, prebuilds, Go cache budget (src/ops/cli.ts)
-    .option('-c, --config <file>', 'JSON config file (env FAIRWAY_CONFIG)')
-    .option('--host <host>', 'address to listen on (env FAIRWAY_HOST, default 127.0.0.1)')
-    .option('-p, --port <port>', 'port to listen on, 0 for any (env FAIRWAY_PORT, default 8080)')
-    .option('-d, --data-dir <dir>', 'artifacts and state (env FAIRWAY_DATA_DIR, default .data)')
-    .option('--cache-dir <dir>', 'Go module/build caches (env FAIRWAY_CACHE_DIR, default <data-dir>/go)')
-    .option('-w, --workers <n>', 'concurrent builds (env FAIRWAY_WORKERS, default 1)')
-    .option('--build-timeout <duration>', 'per-build timeout, e.g. 30m (env FAIRWAY_BUILD_TIMEOUT)')
-    .option('--resolve-ttl <duration>', 'how long `latest` stays pinned, e.g. 10m (env FAIRWAY_RESOLVE_TTL)')
-    .option('--max-plugins <n>', 'plugins per build (env FAIRWAY_MAX_PLUGINS, default 50)')
-    .option('--max-artifact-size <size>', 'largest binary accepted, e.g. 512MB (env FAIRWAY_MAX_ARTIFACT_SIZE)')
-    .option('--xcaddy-bin <path>', 'xcaddy binary (env FAIRWAY_XCADDY_BIN, default .tools/bin/xcaddy)')
-    .option('--go-bin <path>', 'go command (env FAIRWAY_GO_BIN, default go)')
-    .option('--sandbox <kind>', 'bwrap (default): builds and built binaries run in bubblewrap as the build user; none: no sandbox, unsafe (env FAIRWAY_SANDBOX)')
-    .option('--build-user <user>', 'user builds run as when Fairway runs as root, a name or uid:gid (env FAIRWAY_BUILD_USER, default fairway-build)')
-    .option('--goproxy <list>', 'GOPROXY for resolution and builds (env FAIRWAY_GOPROXY or GOPROXY)')
-    .option('--goprivate <list>', 'GOPRIVATE (env FAIRWAY_GOPRIVATE or GOPRIVATE)')
-    .option('--gonosumdb <list>', 'GONOSUMDB (env FAIRWAY_GONOSUMDB or GONOSUMDB)')
-    .option('--store <url>', 'artifact store: a directory or s3://bucket/prefix?endpoint=... (env FAIRWAY_STORE)')
-    .option('--catalog-upstream <url>', 'package list to mirror into the catalog, caddyserver.com /api/packages shape (env FAIRWAY_CATALOG_UPSTREAM)')
-    .option('--catalog-refresh <duration>', 'how often to refresh the catalog mirror, e.g. 6h (env FAIRWAY_CATALOG_REFRESH)')
-    .addOption(new Option('--catalog-learn <mode>', 'learn module IDs by running built binaries (env FAIRWAY_CATALOG_LEARN, default catalog)').choices(['off', 'catalog', 'all']))
-    // ---- security (issue 7, docs/SECURITY.md) ----
-    .option('--auth-file <file>', 'API tokens, JSON [{name, hash, scopes}] (env FAIRWAY_AUTH_FILE; also FAIRWAY_TOKENS)')
-    .option('--anonymous-scopes <list>', 'scopes without a token: none, read, read,build (env FAIRWAY_ANONYMOUS_SCOPES; never admin)')
-    .option('--trust-proxy <value>', 'client address from X-Forwarded-For: true or proxy addresses (env FAIRWAY_TRUST_PROXY)')
-    .option('--allow-modules <patterns>', 'module patterns that may be built, e.g. catalog,github.com/myorg/* (env FAIRWAY_ALLOW_MODULES)')
-    .option('--deny-modules <patterns>', 'module patterns that are refused (env FAIRWAY_DENY_MODULES)')
-    .option('--caddy-versions <range>', 'Caddy versions allowed, e.g. ">=v2.8.0 <v3" (env FAIRWAY_CADDY_VERSIONS)')
-    .option('--rate-limit <n>', 'requests per client per window, 0 = off (env FAIRWAY_RATE_LIMIT, default 1200)')
-    .option('--rate-limit-window <duration>', 'rate limit window (env FAIRWAY_RATE_LIMIT_WINDOW, default 1m)')
-    .option('--build-rate-limit <n>', 'build requests per client per window, 0 = off (env FAIRWAY_BUILD_RATE_LIMIT, default 120)')
-    .option('--max-active-builds <n>', 'builds one client may have queued or running, 0 = off (env FAIRWAY_MAX_ACTIVE_BUILDS, default 10)')
-    .option('--min-free-disk <size>', 'free disk needed before a build starts, 0 = off (env FAIRWAY_MIN_FREE_DISK, default 2GB)')
-    .option('--allowed-hosts <list>', 'host names answered besides localhost, 127.0.0.1, [::1] and --host; checked on loopback, and on any address once set (env FAIRWAY_ALLOWED_HOSTS)')
-    .option('--allowed-origins <list>', 'origins of other web pages that may call the API, e.g. https://ci.example.com (env FAIRWAY_ALLOWED_ORIGINS)')
-    // ---- connections and timeouts (docs/operations.md) ----
-    .option('--headers-timeout <duration>', 'time to send the request headers, e.g. 30s (env FAIRWAY_HEADERS_TIMEOUT, default 30s)')
-    .option('--request-timeout <duration>', 'time to send the whole request; responses are never cut (env FAIRWAY_REQUEST_TIMEOUT, default 60s)')
-    .option('--keep-alive-timeout <duration>', 'idle time between requests on a kept-alive connection (env FAIRWAY_KEEP_ALIVE_TIMEOUT, default 65s)')
-    .option('--max-connections-per-client <n>', 'open connections per client address, 0 = off (env FAIRWAY_MAX_CONNECTIONS_PER_CLIENT, default 256)')
-    .addOption(new Option('--log-level <level>', 'log level (env FAIRWAY_LOG_LEVEL)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']));
-}
 
 /** Loads config from flags/env/file; runs `start`; stops gracefully on SIGINT/SIGTERM. */
 function daemon(
@@ -65,7 +22,7 @@ function daemon(
   return async (opts: Record<string, unknown>) => {
     const { config: file, ...flags } = opts;
     const config = loadConfig({ flags, ...(typeof file === 'string' ? { file } : {}) });
-    const logger = createLogger(config.logLevel);
+    const logger = createLogger(config.logLevel, { format: config.logFormat });
     const running = await start(config, logger);
     let stopping = false;
     const stop = (signal: string) => {
@@ -88,28 +45,17 @@ function daemon(
   };
 }
 
-serverOptions(program.command('serve'))
+serveFlags(program.command('serve'))
   .description('run the build server with embedded defaults: local workers, local disk, no other server')
-  .option('--memory-cache <size>', 'memory for recently downloaded binaries, served without reading the store; 0 = off (env FAIRWAY_MEMORY_CACHE, default 256MiB)')
   // The embedded queue keeps its builds in the journal: they stop now and run again after a restart.
   .action(daemon(startServe, 'shutting down: running builds stop and are re-queued when the server starts again (signal again to force)'));
 
-serverOptions(program.command('hub'))
+hubFlags(program.command('hub'))
   .description('run the HTTP API and UI on a shared BullMQ/Redis queue; builds run on agents')
-  .option('--redis <url>', 'Redis URL, e.g. redis://127.0.0.1:6379 (env FAIRWAY_REDIS)')
-  .option('--download-redirect', 'redirect downloads to presigned store URLs (env FAIRWAY_DOWNLOAD_REDIRECT)')
-  .option('--memory-cache <size>', 'memory for recently downloaded binaries, served without reading the store; 0 = off (env FAIRWAY_MEMORY_CACHE, default 256MiB)')
-  .option('--job-attempts <n>', 'tries per build before it fails (env FAIRWAY_JOB_ATTEMPTS, default 3)')
-  .option('--index-rescan-interval <duration>', 'how often the index is resynced from the store listing (default 60s)')
   .action(daemon(startHub));
 
-serverOptions(program.command('agent'))
+agentFlags(program.command('agent'))
   .description('take builds from the shared queue, run xcaddy, upload artifacts to the store')
-  .option('--redis <url>', 'Redis URL (env FAIRWAY_REDIS)')
-  .option('--concurrency <n>', 'builds at once (alias of --workers)')
-  .option('--agent-id <id>', 'name shown in /api/agents (env FAIRWAY_AGENT_ID, default host-pid)')
-  .option('--job-lock-duration <duration>', 'lock on a running job; a dead agent\'s job is retaken after it (default 30s)')
-  .option('--stalled-interval <duration>', 'how often stalled jobs are looked for (default 15s)')
   .action((opts: Record<string, unknown>) => {
     const { concurrency, ...rest } = opts;
     return daemon(async (config, logger) => {
@@ -118,10 +64,10 @@ serverOptions(program.command('agent'))
     })({ ...rest, ...(concurrency !== undefined ? { workers: concurrency } : {}) });
   });
 
-// `fairway prune [--dry-run]` directly against the store (src/ops/cli.ts).
-registerOpsCommands(program);
+// `fairway prune [--dry-run]` directly against the store (prune.ts).
+registerPruneCommand(program);
 
-// API tokens: `fairway token create` (src/auth/cli.ts).
+// API tokens: `fairway token create|hash` (src/cli/token.ts).
 registerTokenCommands(program);
 
 // Client commands (build, status, logs): talk to a running server over its HTTP API.

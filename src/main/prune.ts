@@ -1,29 +1,16 @@
 /**
- * Command-line side of operations: the server flags (pruning, refresh, prebuilds, Go cache
- * budget) and `fairway prune`, which works directly against a store (no server needed).
+ * `fairway prune`: one pruning run directly against a store, no server needed (the same Pruner the
+ * servers run on their interval, src/ops/prune.ts).
  */
 import type { Command } from 'commander';
 import { loadConfig } from '../config/index.js';
-import { createLogger } from '../cli/logger.js';
-import { BUILD_FLAGS, loadPlatforms, prepareStore, prepareToolchain } from '../cli/serve.js';
+import { createLogger } from '../util/logger.js';
+import { loadPlatforms, prepareStore, prepareToolchain } from './parts.js';
 import { GoResolver } from '../resolve/index.js';
-import { cacheKey, parseBuildRequest } from '../spec/index.js';
-import { openAccessTracker } from '../store/access.js';
+import { BUILD_FLAGS, cacheKey, parseBuildRequest } from '../spec/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import { formatBytes } from '../util/units.js';
-import { Pruner, type PinResolver, type PruneReport } from './prune.js';
-
-/** Flags shared by serve, hub and agent. */
-export function opsServerOptions(cmd: Command): Command {
-  return cmd
-    .option('--store-max-bytes <size>', 'byte budget of the artifact store, e.g. 20GB (env FAIRWAY_STORE_MAX_BYTES)')
-    .option('--store-max-age <duration>', 'prune artifacts not downloaded for this long, e.g. 30d (env FAIRWAY_STORE_MAX_AGE)')
-    .option('--pinned <list>', 'never pruned: cache keys, or a JSON list of build specs (env FAIRWAY_PINNED)')
-    .option('--prebuild <list>', 'kept built: "linux/amd64,linux/arm64" (latest Caddy, no plugins) or a JSON list of specs (env FAIRWAY_PREBUILD)')
-    .option('--refresh-interval <duration>', 'how often the Caddy version list is refreshed, default 1h (env FAIRWAY_REFRESH_INTERVAL)')
-    .option('--prune-interval <duration>', 'how often the store and Go cache budgets are checked, default 1h (env FAIRWAY_PRUNE_INTERVAL)')
-    .option('--go-cache-max-bytes <size>', 'budget of the Go build + module caches, e.g. 10GB (env FAIRWAY_GO_CACHE_MAX_BYTES)');
-}
+import { Pruner, type PinResolver, type PruneReport } from '../ops/index.js';
 
 function printReport(r: PruneReport): void {
   const out = process.stdout;
@@ -36,7 +23,7 @@ function printReport(r: PruneReport): void {
 }
 
 /** `fairway prune`: one run against the store, without a server. */
-export function registerOpsCommands(program: Command): void {
+export function registerPruneCommand(program: Command): void {
   program
     .command('prune')
     .description('remove artifacts over the store budget or age limit (least recently downloaded first); works directly on the store')
@@ -52,12 +39,12 @@ export function registerOpsCommands(program: Command): void {
     .action(async (opts: Record<string, unknown>) => {
       const { config: file, dryRun, json, ...flags } = opts;
       const config = loadConfig({ flags: { logLevel: 'warn', ...flags }, ...(typeof file === 'string' ? { file } : {}) });
-      const logger = createLogger(config.logLevel);
+      const logger = createLogger(config.logLevel, { format: config.logFormat });
       if (config.storeMaxBytes === undefined && config.storeMaxAge === undefined) {
         throw new Error('nothing to prune against: give --store-max-bytes and/or --store-max-age (or set them in the config)');
       }
       const store: ArtifactStore = await prepareStore(config);
-      const access = openAccessTracker(store);
+      const access = store.accessTracker();
       // Pinned specs need the toolchain to resolve; without it, matching requests are kept.
       let pinResolver: PinResolver = {};
       let closeSandbox = async () => undefined as void;

@@ -1,33 +1,27 @@
 /**
- * Composition roots. `fairway serve`: HTTP API + in-process queue with N workers + local disk
+ * The composition root's servers. `fairway serve`: HTTP API + in-process queue with N workers + local disk
  * store, no other server. `fairway hub`: the same HTTP service on a BullMQ queue and any store.
  * `fairway agent`: a BullMQ worker that builds and uploads. The service code is the same in all.
  */
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { createApi } from '../api/index.js';
-import { compatApi } from '../api/compat.js';
+import { compatApi, createApi } from '../api/index.js';
 import { authenticatorFromConfig, isLoopbackHost } from '../auth/index.js';
 import { FileCatalog, ModuleLearner } from '../catalog/index.js';
-import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
 import type { Config } from '../config/index.js';
 import type { Redis } from 'ioredis';
 import { BullMqQueue, BullMqWorker, LocalQueue, QueueJournal, redisConnection, type BuildQueue } from '../queue/index.js';
-import { BuildAdmission, BuildPolicy, RedisActiveBuilds } from '../policy/index.js';
-import { freeBytesAt } from '../policy/admission.js';
+import { BuildAdmission, BuildPolicy, RedisActiveBuilds, freeBytesAt } from '../policy/index.js';
 import { GoResolver } from '../resolve/index.js';
-import { BuildService, buildProcessor, type BuildPayload } from '../service/index.js';
-import { PlatformSet } from '../spec/index.js';
+import { BuildService, buildProcessor, remoteJobCheck, type BuildPayload } from '../service/index.js';
+import { BUILD_FLAGS } from '../spec/index.js';
 import { HotCache } from '../cache/index.js';
-import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
+import type { ArtifactStore } from '../store/index.js';
 import { Toolchain } from '../toolchain/index.js';
-import { openSandbox } from '../sandbox/index.js';
+import { loadPlatforms, prepareStore, prepareToolchain, runner } from './parts.js';
 import { uiRoutes } from '../ui/index.js';
-import { BuildGate, createHttpOps, createWorkerOps } from '../ops/index.js';
-
-/** Build flags are part of every cache key; xcaddy's defaults (-trimpath, -ldflags "-w -s"). */
-export const BUILD_FLAGS = 'xcaddy-default';
+import { BuildGate, createHttpOps, createWorkerOps, opsRoutes } from '../ops/index.js';
 
 export interface Running {
   app: FastifyInstance;
@@ -35,76 +29,25 @@ export interface Running {
   close(): Promise<void>;
 }
 
-export async function prepareToolchain(config: Config, logger: Logger): Promise<Toolchain> {
-  // Every go command and every run of a built binary goes through the sandbox (docs/SECURITY.md).
-  const sandbox = await openSandbox({
-    kind: config.sandbox,
-    buildUser: config.buildUser,
-    ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
-    logger,
-  });
-  const toolchain = await Toolchain.detect({
-    sandbox,
-    goBin: config.goBin,
-    xcaddyBin: config.xcaddyBin,
-    cacheDir: config.cacheDir,
-    ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
-    ...(config.goprivate !== undefined ? { goprivate: config.goprivate } : {}),
-    ...(config.gonosumdb !== undefined ? { gonosumdb: config.gonosumdb } : {}),
-    ...(config.gonoproxy !== undefined ? { gonoproxy: config.gonoproxy } : {}),
-    ...(config.gosumdb !== undefined ? { gosumdb: config.gosumdb } : {}),
-  });
-  logger.info({ go: toolchain.identity.go, xcaddy: toolchain.identity.xcaddy, cacheDir: config.cacheDir, ...sandbox.describe() }, 'toolchain ready');
-  const swept = await sweepOrphanBuilds(toolchain.tmpDir);
-  if (swept.length) logger.warn({ swept }, 'stopped and removed builds left by a process that died');
-  return toolchain;
+/** What `serve` and `hub` differ in; everything else of the HTTP side is the same. */
+interface HttpParts {
+  toolchain: Toolchain;
+  store: ArtifactStore;
+  queue: BuildQueue<BuildPayload>;
+  role: string;
+  gate?: BuildGate;
+  limitsRedis?: Redis;
+  /** Re-queues the jobs of a durable local queue; run after the index is built, before listening. */
+  restore?: () => Promise<void>;
+  /** How long running builds may go on at shutdown (the queue's default when absent). */
+  shutdownGraceMs?: number;
+  /** Where queued and running builds are kept across a shutdown (logged at shutdown). */
+  journalDir?: string;
 }
 
-/** The targets this Go toolchain can build, from `go tool dist list -json`. */
-export async function loadPlatforms(toolchain: Toolchain): Promise<PlatformSet> {
-  const { stdout } = await toolchain.go(['tool', 'dist', 'list', '-json']);
-  return PlatformSet.fromDistListJson(stdout);
-}
-
-/** The artifact store named by `--store` (fs path or s3:// URL); default: `<data-dir>/artifacts`. */
-export async function prepareStore(config: Config): Promise<ArtifactStore> {
-  return config.store ? openStore(config.store) : FsStore.open(join(config.dataDir, 'artifacts'));
-}
-
-function runner(config: Config, toolchain: Toolchain): XcaddyRunner {
-  return new XcaddyRunner(toolchain, { timeoutMs: config.buildTimeout, maxArtifactBytes: config.maxArtifactSize, minFreeBytes: config.minFreeDisk });
-}
-
-/** The HTTP side shared by `serve` and `hub`. */
-async function startHttp(
-  config: Config,
-  logger: Logger,
-  parts: {
-    toolchain: Toolchain;
-    store: ArtifactStore;
-    queue: BuildQueue<BuildPayload>;
-    role: string;
-    gate?: BuildGate;
-    limitsRedis?: Redis;
-    /** Re-queues the jobs of a durable local queue; run after the index is built, before listening. */
-    restore?: () => Promise<void>;
-    /** How long running builds may go on at shutdown (the queue's default when absent). */
-    shutdownGraceMs?: number;
-    /** Where queued and running builds are kept across a shutdown (logged at shutdown). */
-    journalDir?: string;
-  },
-): Promise<Running> {
-  const { toolchain, store, queue } = parts;
-  const platforms = await loadPlatforms(toolchain);
-  const resolver = new GoResolver(toolchain, { ttlMs: config.resolveTtl, buildFlags: BUILD_FLAGS });
-  // Plugin catalog: curated file + optional upstream mirror + module IDs learned from builds.
-  const catalog = await FileCatalog.open({
-    dir: join(config.dataDir, 'catalog'),
-    ...(config.catalogUpstream ? { upstreamUrl: config.catalogUpstream } : {}),
-    refreshMs: config.catalogRefresh,
-    logger,
-  });
-  // Security (issue 7, docs/SECURITY.md): tokens, build policy, admission of new builds.
+/** Tokens, the build policy and the admission of new builds (docs/SECURITY.md). */
+function guards(config: Config, logger: Logger, catalog: FileCatalog, parts: HttpParts) {
+  const { store, queue } = parts;
   const auth = authenticatorFromConfig(config);
   const policy = new BuildPolicy({
     ...(config.allowModules ? { allowModules: config.allowModules } : {}),
@@ -117,7 +60,8 @@ async function startHttp(
     minFreeBytes: config.minFreeDisk,
     disks: [
       { what: 'the build cache volume', free: () => freeBytesAt(config.cacheDir) },
-      ...(store instanceof FsStore ? [{ what: 'the artifact store volume', free: () => store.freeBytes() }] : []),
+      // null from a store with no disk of its own (S3): not checked.
+      { what: 'the artifact store volume', free: () => store.freeBytes() },
     ],
     isActive: async (key) => ['queued', 'running'].includes((await queue.get(key))?.state ?? ''),
     onLowDisk: (what, free) => logger.warn({ what, free, minFreeDisk: config.minFreeDisk }, 'low disk space: refusing new builds'),
@@ -130,12 +74,28 @@ async function startHttp(
   if (auth.size === 0 && !isLoopbackHost(config.host)) {
     logger.warn({ host: config.host }, 'no API tokens configured on a network address: anonymous clients may only read; create tokens with `fairway token create`');
   }
+  return { auth, policy, admission };
+}
+
+/** The HTTP side shared by `serve` and `hub`. */
+async function startHttp(config: Config, logger: Logger, parts: HttpParts): Promise<Running> {
+  const { toolchain, store, queue } = parts;
+  const platforms = await loadPlatforms(toolchain);
+  const resolver = new GoResolver(toolchain, { ttlMs: config.resolveTtl, buildFlags: BUILD_FLAGS });
+  // Plugin catalog: curated file + optional upstream mirror + module IDs learned from builds.
+  const catalog = await FileCatalog.open({
+    dir: join(config.dataDir, 'catalog'),
+    ...(config.catalogUpstream ? { upstreamUrl: config.catalogUpstream } : {}),
+    refreshMs: config.catalogRefresh,
+    logger,
+  });
+  const { auth, policy, admission } = guards(config, logger, catalog, parts);
   // Hot tier: recently downloaded binaries in memory (src/cache, BENCHMARKS.md).
   const hot = new HotCache({ maxBytes: config.memoryCache, logger });
   const service = new BuildService({ resolver, queue, store, platforms, maxPlugins: config.maxPlugins, logger, policy, admission, hot });
   await service.init();
   await parts.restore?.();
-  // Operations (issue 6): metrics, pruning, last-download times, version refresh, prebuilds.
+  // Operations (docs/operations.md): metrics, pruning, last-download times, version refresh, prebuilds.
   const ops = createHttpOps({ config, logger, service, store, queue, toolchain, hot, ...(parts.gate ? { gate: parts.gate } : {}) });
   catalog.start();
   const learner = new ModuleLearner({ store, catalog, mode: config.catalogLearn, logger });
@@ -162,13 +122,16 @@ async function startHttp(
       keepAliveTimeoutMs: config.keepAliveTimeout,
       maxPerClient: config.maxConnectionsPerClient,
     },
-    plugins: [uiRoutes, compatApi({ service, catalog }), ops.routes],
     ready: async () => {
       await store.ping();
       await queue.ping();
       return { store: 'ok', queue: 'ok' };
     },
   });
+  // The other route groups, each a Fastify plugin (createApi has the native API and /openapi.json).
+  await app.register(uiRoutes, {});
+  await app.register(compatApi, { service, catalog });
+  await app.register(opsRoutes, { metrics: ops.metrics, pruner: ops.pruner });
   await app.listen({ host: config.host, port: config.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
@@ -181,38 +144,44 @@ async function startHttp(
       ? setInterval(() => void service.rescan().catch((err: unknown) => logger.warn({ err }, 'index rescan failed')), config.indexRescanInterval)
       : undefined;
   rescan?.unref();
-  return {
-    app,
-    url,
-    close: async () => {
-      if (rescan) clearInterval(rescan);
-      // Clients blocked on /api/download get a 503 with Retry-After now, before the server closes.
-      service.shutdown();
-      // Connections that become idle while closing (answered downloads, ended log streams) are
-      // closed too, instead of waiting for the client to drop its keep-alive.
-      const idle = setInterval(() => app.server.closeIdleConnections(), 100);
-      const httpClosed = app.close().finally(() => clearInterval(idle));
-      if (parts.journalDir) {
-        // Builds stop now (they are kept in the journal), so log followers get their end and
-        // the HTTP server's close does not wait for builds.
-        await ops.close();
-        const depth = await queue.depth();
-        if (depth.queued + depth.running > 0) {
-          logger.info({ ...depth, journal: parts.journalDir }, 'stopping the builds that are queued or running: they stay in the queue journal and are re-queued when the server starts again');
-        }
-        await queue.close(parts.shutdownGraceMs);
-        await httpClosed;
-      } else {
-        await httpClosed;
-        await ops.close();
-        await queue.close(parts.shutdownGraceMs);
-      }
-      await toolchain.sandbox.close();
-      await catalog.close();
-      await store.close?.();
-      parts.limitsRedis?.disconnect();
-    },
+  const close = async () => {
+    if (rescan) clearInterval(rescan);
+    await shutdown({ app, service, ops, parts, logger });
+    await catalog.close();
   };
+  return { app, url, close };
+}
+
+/**
+ * Stops the HTTP side: blocked downloads get a 503 with Retry-After first, then the server closes
+ * while the builds stop (a journaled queue keeps them for the next start) or finish (a shared queue).
+ */
+async function shutdown(o: { app: FastifyInstance; service: BuildService; ops: { close(): Promise<void> }; parts: HttpParts; logger: Logger }): Promise<void> {
+  const { app, service, ops, parts, logger } = o;
+  const { queue } = parts;
+  service.shutdown();
+  // Connections that become idle while closing (answered downloads, ended log streams) are
+  // closed too, instead of waiting for the client to drop its keep-alive.
+  const idle = setInterval(() => app.server.closeIdleConnections(), 100);
+  const httpClosed = app.close().finally(() => clearInterval(idle));
+  if (parts.journalDir) {
+    // Builds stop now (they are kept in the journal), so log followers get their end and
+    // the HTTP server's close does not wait for builds.
+    await ops.close();
+    const depth = await queue.depth();
+    if (depth.queued + depth.running > 0) {
+      logger.info({ ...depth, journal: parts.journalDir }, 'stopping the builds that are queued or running: they stay in the queue journal and are re-queued when the server starts again');
+    }
+    await queue.close(parts.shutdownGraceMs);
+    await httpClosed;
+  } else {
+    await httpClosed;
+    await ops.close();
+    await queue.close(parts.shutdownGraceMs);
+  }
+  await parts.toolchain.sandbox.close();
+  await parts.store.close?.();
+  parts.limitsRedis?.disconnect();
 }
 
 export async function startServe(config: Config, logger: Logger): Promise<Running> {
@@ -226,6 +195,7 @@ export async function startServe(config: Config, logger: Logger): Promise<Runnin
     workers: config.workers,
     identity: toolchain.identity,
     journal,
+    logger,
   });
   const restore = async () => {
     const report = await queue.restore({
@@ -251,7 +221,7 @@ function requireRedis(config: Config, role: string): string {
 export async function startHub(config: Config, logger: Logger): Promise<Running> {
   const toolchain = await prepareToolchain(config, logger);
   const store = await prepareStore(config);
-  const queue = new BullMqQueue<BuildPayload>({ redisUrl: requireRedis(config, 'hub'), attempts: config.jobAttempts });
+  const queue = new BullMqQueue<BuildPayload>({ redisUrl: requireRedis(config, 'hub'), attempts: config.jobAttempts, logger });
   await queue.ready();
   // Rate limits and per-client build counts live in Redis, shared by all hubs. Fails fast: requests pass while Redis is down.
   const limitsRedis = redisConnection(requireRedis(config, 'hub'), 'fairway-hub-limits', { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 1000 });
@@ -270,13 +240,15 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
   await store.ping();
   const gate = new BuildGate();
   const ops = createWorkerOps({ config, logger, toolchain, gate });
-  // Jobs come from Redis: the processor re-checks each spec against this machine's platforms.
+  // Jobs come from Redis: the worker runs only what the job check accepts (src/service/jobcheck.ts).
   const platforms = await loadPlatforms(toolchain);
-  const worker = new BullMqWorker<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store, { trust: 'remote', platforms })), {
+  const worker = new BullMqWorker<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store)), {
     redisUrl: requireRedis(config, 'agent'),
     ...(config.agentId ? { id: config.agentId } : {}),
     concurrency: config.workers,
     identity: toolchain.identity,
+    check: remoteJobCheck({ identity: toolchain.identity, platforms }),
+    logger,
     lockDurationMs: config.jobLockDuration,
     stalledIntervalMs: config.stalledInterval,
   });

@@ -3,8 +3,10 @@
  * Every route declares its scope for the security layer (src/api/security.ts): /metrics is
  * `read` (like the other read-only API routes), pruning is `admin`.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { documented, errors } from '../api/index.js';
 import { AppError } from '../util/errors.js';
 import { parseBytes, parseDuration } from '../util/units.js';
 import type { OpsMetrics } from './metrics.js';
@@ -43,28 +45,66 @@ export interface OpsRoutesOptions {
   pruner: Pruner;
 }
 
-export function opsRoutes(o: OpsRoutesOptions) {
-  return async (app: FastifyInstance): Promise<void> => {
-    app.get('/metrics', { config: { scope: 'read' } }, async (_req, reply) => {
+const PruneQuery = z.object({ dryRun: z.string().optional().describe('`true`/`1`: report what would go, remove nothing') });
+const Usage = z.object({ bytes: z.number(), objects: z.number().int() });
+const PruneReport = z
+  .object({
+    dryRun: z.boolean(),
+    trigger: z.string(),
+    budget: z.object({ maxBytes: z.number().nullable(), maxAgeMs: z.number().nullable() }),
+    before: Usage,
+    after: Usage,
+    removed: z.array(z.object({ key: z.string(), bytes: z.number(), status: z.string(), lastAccess: z.string(), reason: z.string() })),
+    pinned: z.number().int(),
+    overBudget: z.boolean(),
+    errors: z.array(z.object({ key: z.string(), error: z.string() })),
+    startedAt: z.string(),
+    durationMs: z.number(),
+  })
+  .describe('what was (or would be) removed');
+
+/** Parses the prune options from the body and `?dryRun=`, with the message clients know. */
+function pruneOptions(dryRun: string | undefined, rawBody: unknown): z.output<typeof pruneBody> {
+  const body = rawBody === undefined || rawBody === null || rawBody === '' ? {} : rawBody;
+  const parsed = pruneBody.safeParse({ ...(typeof body === 'object' ? body : {}), ...(dryRun !== undefined ? { dryRun } : {}) });
+  if (!parsed.success || typeof body !== 'object') {
+    const issue = parsed.success ? undefined : parsed.error.issues[0];
+    throw new AppError(400, 'bad_request', `invalid prune request: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'expected a JSON object'} (fields: dryRun, maxBytes, maxAge)`);
+  }
+  return parsed.data;
+}
+
+/**
+ * The operations routes as a Fastify plugin: `app.register(opsRoutes, { metrics, pruner })`.
+ * The prune options are checked in the handler (body and query together, with their own
+ * message); the schema describes them for the document.
+ */
+export const opsRoutes: FastifyPluginAsync<OpsRoutesOptions> = async (instance, o) => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  const tags = ['ops'];
+  app.get(
+    '/metrics',
+    { config: { scope: 'read' }, schema: { tags, summary: 'Prometheus metrics (text format)', response: { 200: { description: 'metrics', content: { 'text/plain': { schema: z.string() } } } } } },
+    async (_req, reply) => {
       const text = await o.metrics.metrics();
       return reply.header('Cache-Control', 'no-store').type(o.metrics.contentType).send(text);
-    });
+    },
+  );
 
-    app.post('/api/admin/prune', { config: { scope: 'admin' } }, async (req) => {
-      const q = (req.query ?? {}) as Record<string, unknown>;
-      const body = req.body === undefined || req.body === null || req.body === '' ? {} : req.body;
-      const parsed = pruneBody.safeParse({ ...(typeof body === 'object' ? body : {}), ...(q.dryRun !== undefined ? { dryRun: q.dryRun } : {}) });
-      if (!parsed.success || typeof body !== 'object') {
-        const issue = parsed.success ? undefined : parsed.error.issues[0];
-        throw new AppError(400, 'bad_request', `invalid prune request: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'expected a JSON object'} (fields: dryRun, maxBytes, maxAge)`);
-      }
-      const p = parsed.data;
+  app.post(
+    '/api/admin/prune',
+    {
+      config: { scope: 'admin' },
+      schema: { tags, summary: 'Apply the store budget now (or report what it would remove)', querystring: PruneQuery, body: documented(pruneBody.optional()), response: { 200: PruneReport, ...errors(400, 401, 403) } },
+    },
+    async (req) => {
+      const p = pruneOptions(req.query.dryRun, req.body);
       return o.pruner.run({
         dryRun: p.dryRun ?? false,
         trigger: 'api',
         ...(p.maxBytes !== undefined ? { maxBytes: p.maxBytes } : {}),
         ...(p.maxAge !== undefined ? { maxAgeMs: p.maxAge } : {}),
       });
-    });
-  };
-}
+    },
+  );
+};

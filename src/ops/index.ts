@@ -1,21 +1,19 @@
 /**
- * Operations (issue 6, docs/operations.md): version refresh and prebuilds, store pruning with
+ * Operations (docs/operations.md): version refresh and prebuilds, store pruning with
  * durable last-download times, the Go cache budget, Prometheus metrics and their routes.
  * createHttpOps() wires them for `serve` and `hub`; createWorkerOps() for `agent` (Go caches).
  */
-import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { HotCache } from '../cache/index.js';
 import type { Config } from '../config/index.js';
 import type { BuildQueue } from '../queue/index.js';
 import type { BuildPayload, BuildService } from '../service/index.js';
-import { openAccessTracker, type AccessTracker } from '../store/access.js';
+import type { AccessTracker } from '../store/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { BuildGate, GoCacheBudget } from './gocache.js';
-import { opsRoutes } from './http.js';
 import { OpsMetrics } from './metrics.js';
-import { Prebuilder, VersionRefresher } from './prebuilds.js';
+import { Prebuilder, VersionRefresher, expandPrebuilds } from './prebuilds.js';
 import { Pruner } from './prune.js';
 import { Scheduler } from './scheduler.js';
 
@@ -23,7 +21,7 @@ export { BuildGate, GoCacheBudget, dirBytes, type CleanKind, type GoCacheReport 
 export { opsRoutes } from './http.js';
 export { OpsMetrics } from './metrics.js';
 export { Prebuilder, VersionRefresher, expandPrebuilds, type PrebuildSpec } from './prebuilds.js';
-export { Pruner, planPrune, pinnedKeys, type PinnedEntry, type PruneEntry, type PrunePlan, type PruneReport } from './prune.js';
+export { Pruner, planPrune, pinnedKeys, type PinnedEntry, type PinResolver, type PruneEntry, type PrunePlan, type PruneReport } from './prune.js';
 export { Scheduler, type ScheduledTask } from './scheduler.js';
 
 type OpsConfig = Pick<
@@ -36,8 +34,6 @@ export interface HttpOps {
   pruner: Pruner;
   access: AccessTracker;
   scheduler: Scheduler;
-  /** Route plugin for createApi({ plugins }). */
-  routes: (app: FastifyInstance) => Promise<void>;
   /** Starts the schedules (version refresh + prebuilds and the first prune run at once). */
   start(): void;
   /** Stops the schedules, waits for a prune in progress, writes pending access times. */
@@ -63,11 +59,7 @@ function goCacheBudget(config: OpsConfig, toolchain: Toolchain, gate: BuildGate,
   return budget;
 }
 
-/**
- * For `serve` and `hub`. `gate` is given when this process runs builds itself (serve): then the
- * Go cache budget applies here too.
- */
-export function createHttpOps(parts: {
+interface HttpOpsParts {
   config: OpsConfig;
   logger: Logger;
   service: BuildService;
@@ -77,15 +69,15 @@ export function createHttpOps(parts: {
   gate?: BuildGate;
   /** The hot tier, for its metrics. */
   hot?: HotCache;
-}): HttpOps {
-  const { config, logger, service, store, queue } = parts;
-  const log = logger.child({ part: 'ops' });
-  // Fail at start on a pinned or prebuild spec the parser refuses.
+}
+
+/** Fails at start on a pinned or prebuild spec the parser refuses. */
+function checkConfiguredSpecs(config: OpsConfig, service: BuildService): void {
   for (const [name, list] of [['pinned', config.pinned], ['prebuild', config.prebuild]] as const) {
     for (const entry of list) {
       if (typeof entry === 'string') continue;
       const { platforms, ...rest } = entry as Record<string, unknown>;
-      const bodies = Array.isArray(platforms) ? platforms.map((p) => ({ ...rest, os: String(p).split('/')[0], arch: String(p).split('/')[1] })) : [rest];
+      const bodies = Array.isArray(platforms) ? expandPrebuilds([entry]) : [rest];
       for (const b of bodies) {
         try {
           service.parse(b);
@@ -95,7 +87,11 @@ export function createHttpOps(parts: {
       }
     }
   }
+}
 
+/** Metrics, and the Go cache budget when this process builds (it reports to them). */
+function metricsAndBudget(parts: HttpOpsParts, log: Logger): { metrics: OpsMetrics; budget: GoCacheBudget | null } {
+  const { config, store, queue } = parts;
   let budget: GoCacheBudget | null = null;
   const metrics = new OpsMetrics({
     depth: () => queue.depth(),
@@ -105,8 +101,13 @@ export function createHttpOps(parts: {
     ...(parts.gate && config.goCacheMaxBytes !== undefined ? { goCacheBytes: async () => budget?.lastMeasuredBytes ?? 0 } : {}),
   });
   if (parts.gate) budget = goCacheBudget(config, parts.toolchain, parts.gate, log, metrics);
+  return { metrics, budget };
+}
 
-  const access = openAccessTracker(store, {
+/** Last-download times and the pruner that reads them. */
+function pruning(parts: HttpOpsParts, metrics: OpsMetrics, log: Logger): { access: AccessTracker; pruner: Pruner } {
+  const { config, store, service } = parts;
+  const access = store.accessTracker({
     intervalMs: config.accessWriteInterval,
     onError: (err, key) => log.warn({ key, error: (err as Error).message }, 'could not record the download time; retrying later'),
   });
@@ -124,7 +125,12 @@ export function createHttpOps(parts: {
     onReport: (r) => metrics.pruned(r),
     logger: log,
   });
+  return { access, pruner };
+}
 
+/** The version list refresher and the prebuilds queued when a new Caddy appears. */
+function prebuilding(parts: HttpOpsParts, metrics: OpsMetrics, log: Logger): { prebuilder: Prebuilder; refresher: VersionRefresher } {
+  const { config, service } = parts;
   const prebuilder = new Prebuilder({
     request: (body) => service.request(body),
     specs: config.prebuild,
@@ -141,15 +147,12 @@ export function createHttpOps(parts: {
     },
   });
 
-  service.observe(metrics.serviceHooks());
-  service.observe({
-    downloaded: (key) => access.touch(key),
-    // A new record in the store (artifact or failure): check the budget.
-    finished: (_key, _state, meta) => {
-      if (meta) pruner.schedule('artifact');
-    },
-  });
+  return { prebuilder, refresher };
+}
 
+/** The schedules: version refresh (+ prebuilds), pruning, the Go cache budget. */
+function schedules(config: OpsConfig, log: Logger, o: { prebuilder: Prebuilder; refresher: VersionRefresher; pruner: Pruner; budget: GoCacheBudget | null }): Scheduler {
+  const { prebuilder, refresher, pruner, budget } = o;
   const scheduler = new Scheduler(log);
   let firstRefresh = true;
   scheduler.add({
@@ -170,6 +173,31 @@ export function createHttpOps(parts: {
     const b = budget;
     scheduler.add({ name: 'go-cache', intervalMs: config.pruneInterval, firstDelayMs: 0, run: () => b.enforce() });
   }
+  return scheduler;
+}
+
+/**
+ * For `serve` and `hub`. `gate` is given when this process runs builds itself (serve): then the
+ * Go cache budget applies here too. The routes are a plugin of their own:
+ * `app.register(opsRoutes, { metrics, pruner })` (src/ops/http.ts).
+ */
+export function createHttpOps(parts: HttpOpsParts): HttpOps {
+  const { config, logger, service } = parts;
+  const log = logger.child({ part: 'ops' });
+  checkConfiguredSpecs(config, service);
+  const { metrics, budget } = metricsAndBudget(parts, log);
+  const { access, pruner } = pruning(parts, metrics, log);
+  const { prebuilder, refresher } = prebuilding(parts, metrics, log);
+
+  service.observe(metrics.serviceHooks());
+  service.observe({
+    downloaded: (key) => access.touch(key),
+    // A new record in the store (artifact or failure): check the budget.
+    finished: (_key, _state, meta) => {
+      if (meta) pruner.schedule('artifact');
+    },
+  });
+  const scheduler = schedules(config, log, { prebuilder, refresher, pruner, budget });
   log.info(
     {
       storeMaxBytes: config.storeMaxBytes ?? null,
@@ -188,7 +216,6 @@ export function createHttpOps(parts: {
     pruner,
     access,
     scheduler,
-    routes: opsRoutes({ metrics, pruner }),
     start: () => scheduler.start(),
     close: async () => {
       await scheduler.stop();

@@ -57,6 +57,158 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   ]).finally(() => clearTimeout(timer));
 }
 
+interface EventMetrics {
+  builds: Counter<'outcome'>;
+  buildDuration: Histogram<'outcome'>;
+  cacheLookups: Counter<'result'>;
+  requests: Counter<'result'>;
+  downloads: Counter;
+  corruptArtifacts: Counter<'reason'>;
+  pruneRuns: Counter<'trigger' | 'dry_run'>;
+  prunedArtifacts: Counter<'reason'>;
+  prunedBytes: Counter;
+  pruneErrors: Counter;
+  versionRefreshes: Counter<'result'>;
+  versionsRefreshedAt: Gauge;
+  prebuildsQueued: Counter;
+  goCacheCleans: Counter<'kind'>;
+}
+
+/** The event metrics, updated by observers (service hooks, prune reports, version refreshes). */
+function eventMetrics(r: Registry[]): EventMetrics {
+  return {
+    builds: new Counter({ name: 'fairway_builds_total', help: 'Builds that ended, by outcome (succeeded, failed, canceled).', labelNames: ['outcome'], registers: r }),
+    buildDuration: new Histogram({
+      name: 'fairway_build_duration_seconds',
+      help: 'Time xcaddy ran for a build, by outcome.',
+      labelNames: ['outcome'],
+      buckets: DURATION_BUCKETS,
+      registers: r,
+    }),
+    cacheLookups: new Counter({ name: 'fairway_cache_lookups_total', help: 'Build requests answered from the store (hit) or not (miss).', labelNames: ['result'], registers: r }),
+    requests: new Counter({ name: 'fairway_build_requests_total', help: 'Build requests by result: hit, queued (new build), joined (build in flight).', labelNames: ['result'], registers: r }),
+    downloads: new Counter({ name: 'fairway_artifact_downloads_total', help: 'Artifact downloads started (native and compat API).', registers: r }),
+    corruptArtifacts: new Counter({
+      name: 'fairway_artifact_corrupt_total',
+      help: 'Damaged stored artifacts quarantined, by reason: the binary does not match its record (checksum, truncated, oversized), is missing (missing), or meta.json / buildinfo.json is unreadable (bad_meta, bad_buildinfo).',
+      labelNames: ['reason'],
+      registers: r,
+    }),
+    pruneRuns: new Counter({ name: 'fairway_prune_runs_total', help: 'Prune runs by trigger (artifact, schedule, start, api).', labelNames: ['trigger', 'dry_run'], registers: r }),
+    prunedArtifacts: new Counter({ name: 'fairway_pruned_artifacts_total', help: 'Artifacts removed by pruning, by reason (budget, max-age).', labelNames: ['reason'], registers: r }),
+    prunedBytes: new Counter({ name: 'fairway_pruned_bytes_total', help: 'Bytes removed from the store by pruning.', registers: r }),
+    pruneErrors: new Counter({ name: 'fairway_prune_errors_total', help: 'Artifacts pruning failed to remove.', registers: r }),
+    versionRefreshes: new Counter({ name: 'fairway_version_refreshes_total', help: 'Refreshes of the Caddy version list, by result.', labelNames: ['result'], registers: r }),
+    versionsRefreshedAt: new Gauge({ name: 'fairway_versions_refreshed_timestamp_seconds', help: 'When the Caddy version list was last refreshed (Unix time).', registers: r }),
+    prebuildsQueued: new Counter({ name: 'fairway_prebuilds_queued_total', help: 'Prebuild specs that started a new build.', registers: r }),
+    goCacheCleans: new Counter({ name: 'fairway_go_cache_cleans_total', help: 'Go cache cleans run to keep the Go cache budget, by kind (cache, modcache).', labelNames: ['kind'], registers: r }),
+  };
+}
+
+function queueDepthGauge(r: Registry[], depth: () => Promise<QueueDepth>, timeout: number): void {
+  const read = shared(() => withTimeout(depth(), timeout));
+  new Gauge({
+    name: 'fairway_queue_depth',
+    help: 'Builds waiting (queued) and running.',
+    labelNames: ['state'],
+    registers: r,
+    async collect() {
+      try {
+        const d = await read();
+        this.set({ state: 'queued' }, d.queued);
+        this.set({ state: 'running' }, d.running);
+      } catch {
+        /* keep the last values */
+      }
+    },
+  });
+}
+
+function agentGauges(r: Registry[], agents: () => Promise<AgentInfo[]>, timeout: number): void {
+  // prom-client collects every metric at once: the three gauges share one reading per scrape.
+  const read = shared(() => withTimeout(agents(), timeout));
+  const gauge = (name: string, help: string, value: (l: AgentInfo[]) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: r,
+      async collect() {
+        try {
+          this.set(value(await read()));
+        } catch {
+          /* keep the last value */
+        }
+      },
+    });
+  gauge('fairway_agents', 'Workers/agents taking builds (with a live heartbeat).', (l) => l.length);
+  gauge('fairway_agent_slots', 'Concurrent builds the agents can run in total.', (l) => l.reduce((n, a) => n + a.concurrency, 0));
+  gauge('fairway_agent_busy_slots', 'Builds the agents run now.', (l) => l.reduce((n, a) => n + a.jobs.length, 0));
+}
+
+function storeGauges(r: Registry[], storeStats: () => Promise<StoreStats>, timeout: number): void {
+  const read = shared(() => withTimeout(storeStats(), timeout));
+  const gauge = (name: string, help: string, value: (s: StoreStats | null) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      registers: r,
+      async collect() {
+        const s = await read().catch(() => null);
+        const v = value(s);
+        if (v !== null) this.set(v);
+      },
+    });
+  gauge('fairway_store_bytes', "Bytes in the store's artifact area.", (s) => s?.bytes ?? null);
+  gauge('fairway_store_objects', 'Published artifacts (and failure records) in the store.', (s) => s?.objects ?? null);
+  gauge('fairway_store_up', '1 when the last store reading succeeded.', (s) => (s ? 1 : 0));
+}
+
+function hotCacheMetrics(r: Registry[], hot: () => HotCacheStats): void {
+  const gauge = (name: string, help: string, value: (s: HotCacheStats) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: r,
+      collect() {
+        this.set(value(hot()));
+      },
+    });
+  // Running totals kept by the cache: shown as counters (reset, then set to the total).
+  const counter = (name: string, help: string, value: (s: HotCacheStats) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: r,
+      collect() {
+        this.reset();
+        this.inc(value(hot()));
+      },
+    });
+  gauge('fairway_hot_cache_bytes', 'Bytes of binaries held in memory by the hot tier.', (s) => s.bytes);
+  gauge('fairway_hot_cache_max_bytes', 'Byte budget of the hot tier (--memory-cache).', (s) => s.maxBytes);
+  gauge('fairway_hot_cache_entries', 'Binaries held in memory by the hot tier.', (s) => s.entries);
+  counter('fairway_hot_cache_hits_total', 'Downloads served from memory.', (s) => s.hits);
+  counter('fairway_hot_cache_misses_total', 'Downloads streamed from the store (not in memory).', (s) => s.misses);
+  counter('fairway_hot_cache_fills_total', 'Binaries read from the store into memory.', (s) => s.fills);
+  counter('fairway_hot_cache_evictions_total', 'Binaries dropped from memory to fit the budget.', (s) => s.evictions);
+  counter('fairway_hot_cache_failed_fills_total', 'Fills refused (sha256 or size mismatch, read error).', (s) => s.failedFills);
+}
+
+function goCacheGauge(r: Registry[], goCache: () => Promise<number>, timeout: number): void {
+  new Gauge({
+    name: 'fairway_go_cache_bytes',
+    help: "Size of the Go build and module caches of this process's workers.",
+    registers: r,
+    async collect() {
+      try {
+        this.set(await withTimeout(goCache(), timeout));
+      } catch {
+        /* keep the last value */
+      }
+    },
+  });
+}
+
 export class OpsMetrics {
   readonly registry = new Registry();
   readonly builds: Counter<'outcome'>;
@@ -80,138 +232,34 @@ export class OpsMetrics {
     private readonly src: MetricsSources,
     private readonly opts: MetricsOptions = {},
   ) {
-    const r = [this.registry];
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'fairway_' });
-    this.builds = new Counter({ name: 'fairway_builds_total', help: 'Builds that ended, by outcome (succeeded, failed, canceled).', labelNames: ['outcome'], registers: r });
-    this.buildDuration = new Histogram({
-      name: 'fairway_build_duration_seconds',
-      help: 'Time xcaddy ran for a build, by outcome.',
-      labelNames: ['outcome'],
-      buckets: DURATION_BUCKETS,
-      registers: r,
-    });
-    this.cacheLookups = new Counter({ name: 'fairway_cache_lookups_total', help: 'Build requests answered from the store (hit) or not (miss).', labelNames: ['result'], registers: r });
-    this.requests = new Counter({ name: 'fairway_build_requests_total', help: 'Build requests by result: hit, queued (new build), joined (build in flight).', labelNames: ['result'], registers: r });
-    this.downloads = new Counter({ name: 'fairway_artifact_downloads_total', help: 'Artifact downloads started (native and compat API).', registers: r });
-    this.corruptArtifacts = new Counter({
-      name: 'fairway_artifact_corrupt_total',
-      help: 'Damaged stored artifacts quarantined, by reason: the binary does not match its record (checksum, truncated, oversized), is missing (missing), or meta.json / buildinfo.json is unreadable (bad_meta, bad_buildinfo).',
-      labelNames: ['reason'],
-      registers: r,
-    });
-    this.pruneRuns = new Counter({ name: 'fairway_prune_runs_total', help: 'Prune runs by trigger (artifact, schedule, start, api).', labelNames: ['trigger', 'dry_run'], registers: r });
-    this.prunedArtifacts = new Counter({ name: 'fairway_pruned_artifacts_total', help: 'Artifacts removed by pruning, by reason (budget, max-age).', labelNames: ['reason'], registers: r });
-    this.prunedBytes = new Counter({ name: 'fairway_pruned_bytes_total', help: 'Bytes removed from the store by pruning.', registers: r });
-    this.pruneErrors = new Counter({ name: 'fairway_prune_errors_total', help: 'Artifacts pruning failed to remove.', registers: r });
-    this.versionRefreshes = new Counter({ name: 'fairway_version_refreshes_total', help: 'Refreshes of the Caddy version list, by result.', labelNames: ['result'], registers: r });
-    this.versionsRefreshedAt = new Gauge({ name: 'fairway_versions_refreshed_timestamp_seconds', help: 'When the Caddy version list was last refreshed (Unix time).', registers: r });
-    this.prebuildsQueued = new Counter({ name: 'fairway_prebuilds_queued_total', help: 'Prebuild specs that started a new build.', registers: r });
-    this.goCacheCleans = new Counter({ name: 'fairway_go_cache_cleans_total', help: 'Go cache cleans run to keep the Go cache budget, by kind (cache, modcache).', labelNames: ['kind'], registers: r });
+    const e = eventMetrics([this.registry]);
+    this.builds = e.builds;
+    this.buildDuration = e.buildDuration;
+    this.cacheLookups = e.cacheLookups;
+    this.requests = e.requests;
+    this.downloads = e.downloads;
+    this.corruptArtifacts = e.corruptArtifacts;
+    this.pruneRuns = e.pruneRuns;
+    this.prunedArtifacts = e.prunedArtifacts;
+    this.prunedBytes = e.prunedBytes;
+    this.pruneErrors = e.pruneErrors;
+    this.versionRefreshes = e.versionRefreshes;
+    this.versionsRefreshedAt = e.versionsRefreshedAt;
+    this.prebuildsQueued = e.prebuildsQueued;
+    this.goCacheCleans = e.goCacheCleans;
+    this.addStateMetrics(opts.collectTimeoutMs ?? 5000);
+  }
 
-    const timeout = opts.collectTimeoutMs ?? 5000;
-    const depth = src.depth;
-    if (depth) {
-      const read = shared(() => withTimeout(depth(), timeout));
-      new Gauge({
-        name: 'fairway_queue_depth',
-        help: 'Builds waiting (queued) and running.',
-        labelNames: ['state'],
-        registers: r,
-        async collect() {
-          try {
-            const d = await read();
-            this.set({ state: 'queued' }, d.queued);
-            this.set({ state: 'running' }, d.running);
-          } catch {
-            /* keep the last values */
-          }
-        },
-      });
-    }
-    const agents = src.agents;
-    if (agents) {
-      // prom-client collects every metric at once: the three gauges share one reading per scrape.
-      const read = shared(() => withTimeout(agents(), timeout));
-      const gauge = (name: string, help: string, value: (l: AgentInfo[]) => number) =>
-        new Gauge({
-          name,
-          help,
-          registers: r,
-          async collect() {
-            try {
-              this.set(value(await read()));
-            } catch {
-              /* keep the last value */
-            }
-          },
-        });
-      gauge('fairway_agents', 'Workers/agents taking builds (with a live heartbeat).', (l) => l.length);
-      gauge('fairway_agent_slots', 'Concurrent builds the agents can run in total.', (l) => l.reduce((n, a) => n + a.concurrency, 0));
-      gauge('fairway_agent_busy_slots', 'Builds the agents run now.', (l) => l.reduce((n, a) => n + a.jobs.length, 0));
-    }
-    if (src.storeStats) {
-      const read = shared(() => withTimeout(this.storeStats(), timeout));
-      const gauge = (name: string, help: string, value: (s: StoreStats | null) => number | null) =>
-        new Gauge({
-          name,
-          help,
-          registers: r,
-          async collect() {
-            const s = await read().catch(() => null);
-            const v = value(s);
-            if (v !== null) this.set(v);
-          },
-        });
-      gauge('fairway_store_bytes', "Bytes in the store's artifact area.", (s) => s?.bytes ?? null);
-      gauge('fairway_store_objects', 'Published artifacts (and failure records) in the store.', (s) => s?.objects ?? null);
-      gauge('fairway_store_up', '1 when the last store reading succeeded.', (s) => (s ? 1 : 0));
-    }
-    const hot = src.hotCache;
-    if (hot) {
-      const gauge = (name: string, help: string, value: (s: HotCacheStats) => number) =>
-        new Gauge({
-          name,
-          help,
-          registers: r,
-          collect() {
-            this.set(value(hot()));
-          },
-        });
-      // Running totals kept by the cache: shown as counters (reset, then set to the total).
-      const counter = (name: string, help: string, value: (s: HotCacheStats) => number) =>
-        new Counter({
-          name,
-          help,
-          registers: r,
-          collect() {
-            this.reset();
-            this.inc(value(hot()));
-          },
-        });
-      gauge('fairway_hot_cache_bytes', 'Bytes of binaries held in memory by the hot tier.', (s) => s.bytes);
-      gauge('fairway_hot_cache_max_bytes', 'Byte budget of the hot tier (--memory-cache).', (s) => s.maxBytes);
-      gauge('fairway_hot_cache_entries', 'Binaries held in memory by the hot tier.', (s) => s.entries);
-      counter('fairway_hot_cache_hits_total', 'Downloads served from memory.', (s) => s.hits);
-      counter('fairway_hot_cache_misses_total', 'Downloads streamed from the store (not in memory).', (s) => s.misses);
-      counter('fairway_hot_cache_fills_total', 'Binaries read from the store into memory.', (s) => s.fills);
-      counter('fairway_hot_cache_evictions_total', 'Binaries dropped from memory to fit the budget.', (s) => s.evictions);
-      counter('fairway_hot_cache_failed_fills_total', 'Fills refused (sha256 or size mismatch, read error).', (s) => s.failedFills);
-    }
-    const goCache = src.goCacheBytes;
-    if (goCache) {
-      new Gauge({
-        name: 'fairway_go_cache_bytes',
-        help: "Size of the Go build and module caches of this process's workers.",
-        registers: r,
-        async collect() {
-          try {
-            this.set(await withTimeout(goCache(), timeout));
-          } catch {
-            /* keep the last value */
-          }
-        },
-      });
-    }
+  /** The state metrics of the sources given, read on scrape. */
+  private addStateMetrics(timeout: number): void {
+    const r = [this.registry];
+    const { depth, agents, hotCache, goCacheBytes } = this.src;
+    if (depth) queueDepthGauge(r, depth, timeout);
+    if (agents) agentGauges(r, agents, timeout);
+    if (this.src.storeStats) storeGauges(r, () => this.storeStats(), timeout);
+    if (hotCache) hotCacheMetrics(r, hotCache);
+    if (goCacheBytes) goCacheGauge(r, goCacheBytes, timeout);
   }
 
   /** Store stats, cached for a short time; a prune report refreshes the cache. */

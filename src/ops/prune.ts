@@ -13,9 +13,7 @@
  */
 import type { Logger } from 'pino';
 import { canonicalJson, isCacheKey } from '../spec/index.js';
-import type { AccessTracker } from '../store/access.js';
-import { storeUsage } from '../store/access.js';
-import type { ArtifactMeta, ArtifactStore } from '../store/index.js';
+import type { AccessTracker, ArtifactMeta, ArtifactStore, StoreUsage } from '../store/index.js';
 
 export type PruneReason = 'max-age' | 'budget';
 
@@ -254,11 +252,33 @@ export class Pruner {
     const now = (this.o.now ?? Date.now)();
     const started = Date.now();
     const dryRun = !!opts.dryRun;
-    const trigger = opts.trigger ?? 'manual';
     const maxBytes = opts.maxBytes !== undefined ? opts.maxBytes : (this.o.limits.maxBytes ?? null);
     const maxAgeMs = opts.maxAgeMs !== undefined ? opts.maxAgeMs : (this.o.limits.maxAgeMs ?? null);
+    const input = await this.gather();
+    const plan = planPrune(input.entries, { maxBytes, maxAgeMs, now, unaccountedBytes: input.unaccounted });
+    const outcome: PruneOutcome = dryRun ? { removed: plan.remove.map(reported), errors: [], after: plan.after } : await this.execute(plan, input);
+    const report: PruneReport = {
+      dryRun,
+      trigger: opts.trigger ?? 'manual',
+      budget: { maxBytes, maxAgeMs },
+      before: plan.before,
+      removed: outcome.removed,
+      after: outcome.after,
+      pinned: plan.pinned,
+      overBudget: maxBytes != null && outcome.after.bytes > maxBytes,
+      errors: outcome.errors,
+      startedAt: new Date(started).toISOString(),
+      durationMs: Date.now() - started,
+    };
+    this.log(report);
+    this.o.onReport?.(report);
+    return report;
+  }
+
+  /** The plan's inputs: per-artifact bytes (one store listing), last-download times, metas, pinned keys. */
+  private async gather(): Promise<PruneInput> {
     const { store, access } = this.o;
-    const usage = await storeUsage(store);
+    const usage = await store.usage();
     const times = await access.all();
     const metaOf = this.o.meta ?? ((k: string) => store.getMeta(k));
     const metas: ArtifactMeta[] = [];
@@ -279,61 +299,80 @@ export class Pruner {
         pinned: pinned.has(m.key),
       };
     });
-    const plan = planPrune(entries, { maxBytes, maxAgeMs, now, unaccountedBytes: unaccounted });
+    return { usage, times, metas, unaccounted, entries };
+  }
+
+  /** Deletes what the plan removes, then drops the records of artifacts that no longer exist. */
+  private async execute(plan: PrunePlan, input: PruneInput): Promise<PruneOutcome> {
+    const { access } = this.o;
     const errors: PruneReport['errors'] = [];
     const removed: PruneReport['removed'] = [];
-    let after = plan.after;
-    if (!dryRun) {
-      let freed = 0;
-      const byKey = new Map(metas.map((m) => [m.key, m]));
-      for (const r of plan.remove) {
-        try {
-          // A record replaced since the listing (a failed build retried and now published) stays.
-          const cur = await store.getMeta(r.key);
-          if (!cur) {
-            this.o.onRemoved?.(r.key); // someone else (another hub) removed it
-            continue;
-          }
-          if (cur.finishedAt !== byKey.get(r.key)?.finishedAt) continue;
-          await store.delete(r.key);
-          freed += r.bytes;
-          this.o.onRemoved?.(r.key);
-          await access.forget(r.key).catch(() => undefined);
-          removed.push({ key: r.key, bytes: r.bytes, status: r.status, lastAccess: new Date(r.lastAccess).toISOString(), reason: r.reason });
-        } catch (err) {
-          errors.push({ key: r.key, error: (err as Error).message });
-        }
+    let freed = 0;
+    const byKey = new Map(input.metas.map((m) => [m.key, m]));
+    for (const r of plan.remove) {
+      try {
+        if (!(await this.deleteIfUnchanged(r.key, byKey.get(r.key)))) continue;
+        freed += r.bytes;
+        this.o.onRemoved?.(r.key);
+        await access.forget(r.key).catch(() => undefined);
+        removed.push(reported(r));
+      } catch (err) {
+        errors.push({ key: r.key, error: (err as Error).message });
       }
-      after = { bytes: plan.before.bytes - freed, objects: plan.before.objects - removed.length };
-      // Records of artifacts that no longer exist.
-      for (const k of times.keys()) if (!usage.entries.has(k)) await access.forget(k).catch(() => undefined);
-      this.o.onMissing?.(new Set(metas.map((m) => m.key)));
-    } else {
-      for (const r of plan.remove) removed.push({ key: r.key, bytes: r.bytes, status: r.status, lastAccess: new Date(r.lastAccess).toISOString(), reason: r.reason });
     }
-    const report: PruneReport = {
-      dryRun,
-      trigger,
-      budget: { maxBytes, maxAgeMs },
-      before: plan.before,
-      removed,
-      after,
-      pinned: plan.pinned,
-      overBudget: maxBytes != null && after.bytes > maxBytes,
-      errors,
-      startedAt: new Date(started).toISOString(),
-      durationMs: Date.now() - started,
-    };
+    const after = { bytes: plan.before.bytes - freed, objects: plan.before.objects - removed.length };
+    // Records of artifacts that no longer exist.
+    for (const k of input.times.keys()) if (!input.usage.entries.has(k)) await access.forget(k).catch(() => undefined);
+    this.o.onMissing?.(new Set(input.metas.map((m) => m.key)));
+    return { removed, errors, after };
+  }
+
+  /**
+   * Deletes `key` unless its record changed since the listing (a failed build retried and now
+   * published stays). False when nothing was deleted: changed, or already gone.
+   */
+  private async deleteIfUnchanged(key: string, listed: ArtifactMeta | undefined): Promise<boolean> {
+    const cur = await this.o.store.getMeta(key);
+    if (!cur) {
+      this.o.onRemoved?.(key); // someone else (another hub) removed it
+      return false;
+    }
+    if (cur.finishedAt !== listed?.finishedAt) return false;
+    await this.o.store.delete(key);
+    return true;
+  }
+
+  private log(report: PruneReport): void {
+    const { dryRun, trigger, removed, errors, before, after, pinned, overBudget } = report;
     const log = this.o.logger;
-    if (removed.length || errors.length || report.overBudget) {
+    if (removed.length || errors.length || overBudget) {
       log?.info(
-        { dryRun, trigger, removed: removed.length, freedBytes: plan.before.bytes - after.bytes, before: plan.before, after, pinned: plan.pinned, errors: errors.length, overBudget: report.overBudget },
+        { dryRun, trigger, removed: removed.length, freedBytes: before.bytes - after.bytes, before, after, pinned, errors: errors.length, overBudget },
         dryRun ? 'prune (dry run): would remove artifacts' : 'prune: removed artifacts',
       );
     } else {
-      log?.debug({ trigger, before: plan.before }, 'prune: nothing to remove');
+      log?.debug({ trigger, before }, 'prune: nothing to remove');
     }
-    this.o.onReport?.(report);
-    return report;
   }
+}
+
+/** What one run works from (Pruner.gather). */
+interface PruneInput {
+  usage: StoreUsage;
+  times: Map<string, number>;
+  metas: ArtifactMeta[];
+  /** Bytes of unpublished leftovers (and records unreadable now): counted, never removed. */
+  unaccounted: number;
+  entries: PruneEntry[];
+}
+
+interface PruneOutcome {
+  removed: PruneReport['removed'];
+  errors: PruneReport['errors'];
+  after: Usage;
+}
+
+/** A planned removal as the report shows it. */
+function reported(r: PlannedRemoval): PruneReport['removed'][number] {
+  return { key: r.key, bytes: r.bytes, status: r.status, lastAccess: new Date(r.lastAccess).toISOString(), reason: r.reason };
 }

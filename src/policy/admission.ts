@@ -1,5 +1,5 @@
 /**
- * Admission of new builds (issue 7): before a cache miss is queued, the server checks that the
+ * Admission of new builds: before a cache miss is queued, the server checks that the
  * disks it builds and stores on have room (507 with a clear message otherwise, so a build never
  * dies half-written on a full disk), and that the client has fewer than `maxActivePerClient`
  * builds queued or running (429 otherwise). Joining a build already in flight costs nothing and
@@ -12,7 +12,8 @@ import { formatBytes } from '../util/units.js';
 export interface DiskCheck {
   /** Shown to the client, e.g. "the build cache". Never a path. */
   what: string;
-  free(): Promise<number>;
+  /** Free bytes; null when the volume has no meaningful figure (an S3 store): not checked. */
+  free(): Promise<number | null>;
 }
 
 export interface AdmissionOptions {
@@ -89,7 +90,7 @@ export class BuildAdmission {
     if (this.o.minFreeBytes > 0) {
       for (const d of this.o.disks) {
         const free = await d.free();
-        if (free < this.o.minFreeBytes) {
+        if (free !== null && free < this.o.minFreeBytes) {
           this.o.onLowDisk?.(d.what, free);
           throw new AppError(
             507,

@@ -1,5 +1,5 @@
 /**
- * Build policy (issue 7, docs/SECURITY.md): which modules may be built, which Caddy versions,
+ * Build policy (docs/SECURITY.md): which modules may be built, which Caddy versions,
  * and who may use replacements. A pure class: the service calls `checkRequest` right after the
  * spec parser (before anything is fetched) and `checkResolved` after versions are pinned.
  *
@@ -18,7 +18,7 @@ import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
 import { isExactVersion, isLocalPath } from '../spec/index.js';
 import { AppError } from '../util/errors.js';
 
-export { BuildAdmission, MemoryActiveBuilds, type ActiveBuilds, type AdmissionOptions, type DiskCheck } from './admission.js';
+export { BuildAdmission, freeBytesAt, MemoryActiveBuilds, type ActiveBuilds, type AdmissionOptions, type DiskCheck } from './admission.js';
 export { RedisActiveBuilds } from './active-redis.js';
 
 /** Who is asking: the scopes of the caller's token (or the anonymous ones). */

@@ -4,14 +4,14 @@
  * QueueEvents. Agents run a BullMQ Worker: retries with backoff, stalled-job recovery when an
  * agent dies, graceful shutdown, a heartbeat in Redis.
  */
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Job, Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
+import { Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
-import { JobRefused } from './types.js';
-import type { BuildPhase } from '../build/index.js';
+import pino, { type Logger } from 'pino';
 import { Channel } from '../util/channel.js';
-import { RedisLog } from './redislog.js';
-import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, JobState, Processor, QueueDepth } from './types.js';
+import { RedisLog, type LogEntry } from './redislog.js';
+import { JobRefused, type AgentInfo, type BuildQueue, type BuildWorker, type Enqueued, type FinalState, type JobEvent, type JobPhase, type JobSnapshot, type JobState, type LogStream, type Processor, type QueueDepth, type RunPhase } from './types.js';
 
 export interface BullConfig {
   redisUrl: string;
@@ -20,13 +20,83 @@ export interface BullConfig {
   queueName?: string;
   attempts?: number;
   backoffMs?: number;
+  /** Where the adapter's own errors go (Redis unreachable, a log append lost, ...). Default: nowhere. */
+  logger?: Logger;
 }
 
-
+/** What a job reports in BullMQ's progress field: its phase, its agent, and how it ended when BullMQ cannot say. */
 interface Progress {
   phase?: JobPhase;
   agent?: string;
+  /** Set by the agent before a canceled job is moved to failed (BullMQ knows no "canceled"). */
+  outcome?: 'canceled';
 }
+
+/** A job canceled while queued: BullMQ removes it, so what get() answers is kept here for a while. */
+interface CanceledRecord {
+  createdAt: string;
+  finishedAt: string;
+  error: string;
+  payload: unknown;
+}
+
+/** How long finished jobs (and canceled-while-queued records) stay in Redis, seconds. */
+const FINISHED_TTL_S = 3600;
+
+const JOB_PHASES: ReadonlySet<string> = new Set<JobPhase>(['queued', 'resolving', 'building', 'storing', 'done', 'failed', 'canceled']);
+
+function progressOf(job: Job): Progress {
+  const p: unknown = job.progress;
+  if (!p || typeof p !== 'object') return {};
+  const r = p as Record<string, unknown>;
+  return {
+    ...(typeof r.phase === 'string' && JOB_PHASES.has(r.phase) ? { phase: r.phase as JobPhase } : {}),
+    ...(typeof r.agent === 'string' ? { agent: r.agent } : {}),
+    ...(r.outcome === 'canceled' ? { outcome: 'canceled' as const } : {}),
+  };
+}
+
+function parseCanceled(text: string | null): CanceledRecord | null {
+  if (!text) return null;
+  try {
+    const v = JSON.parse(text) as Partial<CanceledRecord> | null;
+    if (!v || typeof v.createdAt !== 'string' || typeof v.finishedAt !== 'string' || typeof v.error !== 'string') return null;
+    return { createdAt: v.createdAt, finishedAt: v.finishedAt, error: v.error, payload: v.payload };
+  } catch {
+    return null; // not ours (written by something else): as if absent
+  }
+}
+
+/**
+ * Warns about an error the adapter survives (it retries, or a later read repairs it), at most
+ * once per `what` every few seconds, so an outage of Redis does not flood the log.
+ */
+class Warner {
+  private readonly last = new Map<string, { at: number; suppressed: number }>();
+  constructor(
+    readonly log: Logger,
+    private readonly everyMs = 5000,
+  ) {}
+
+  warn(what: string, err: unknown, fields: Record<string, unknown> = {}): void {
+    const now = Date.now();
+    const seen = this.last.get(what);
+    if (seen && now - seen.at < this.everyMs) {
+      seen.suppressed++;
+      return;
+    }
+    this.last.set(what, { at: now, suppressed: 0 });
+    this.log.warn({ ...fields, err, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) }, what);
+  }
+}
+
+const silent = (): Logger => pino({ level: 'silent' });
+
+/** Deletes a key's log and canceled record, unless a job exists under it again (atomically: a new job's lines are never lost). */
+const RESET_IF_NO_JOB = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+return 1`;
 
 export function redisConnection(url: string, name: string, overrides: RedisOptions = {}): Redis {
   let parsed: URL;
@@ -48,14 +118,14 @@ export function redisConnection(url: string, name: string, overrides: RedisOptio
 
 const names = (c: BullConfig) => ({ prefix: c.prefix ?? 'fairway', queue: c.queueName ?? 'builds' });
 
-function stateOf(bullState: string, failedReason?: string): JobState {
+function stateOf(bullState: string, progress: Progress): JobState {
   switch (bullState) {
     case 'active':
       return 'running';
     case 'completed':
       return 'succeeded';
     case 'failed':
-      return failedReason?.startsWith('canceled') ? 'canceled' : 'failed';
+      return progress.outcome === 'canceled' ? 'canceled' : 'failed';
     default:
       return 'queued';
   }
@@ -65,29 +135,63 @@ export class BullMqQueue<P> implements BuildQueue<P> {
   private readonly queue: Queue;
   private readonly events: QueueEvents;
   private readonly redis: Redis;
+  private readonly eventsRedis: Redis;
   private readonly log: RedisLog;
   private readonly prefix: string;
+  private readonly warner: Warner;
+  private closing = false;
   private readonly listeners: Array<(key: string, state: FinalState, error?: string) => void> = [];
 
   constructor(private readonly c: BullConfig) {
     const n = names(c);
     this.prefix = n.prefix;
+    this.warner = new Warner(c.logger ?? silent());
     this.redis = redisConnection(c.redisUrl, 'fairway-hub');
+    this.eventsRedis = redisConnection(c.redisUrl, 'fairway-hub-events');
+    // BullMQ listens to the connections it is given only while open; these keep errors from going unhandled.
+    this.redis.on('error', (err: Error) => this.warner.warn('Redis connection error (reconnecting)', err));
+    this.eventsRedis.on('error', (err: Error) => this.warner.warn('Redis connection error (reconnecting)', err));
     this.queue = new Queue(n.queue, { connection: this.redis as unknown as ConnectionOptions, prefix: n.prefix });
-    this.events = new QueueEvents(n.queue, { connection: redisConnection(c.redisUrl, 'fairway-hub-events') as unknown as ConnectionOptions, prefix: n.prefix });
+    this.events = new QueueEvents(n.queue, { connection: this.eventsRedis as unknown as ConnectionOptions, prefix: n.prefix });
     this.log = new RedisLog(this.redis, { prefix: n.prefix });
+    if (!(this.redis as unknown as { fairwayResetIfNoJob?: unknown }).fairwayResetIfNoJob) {
+      this.redis.defineCommand('fairwayResetIfNoJob', { numberOfKeys: 4, lua: RESET_IF_NO_JOB });
+    }
     const emit = async (key: string) => {
-      const job = await this.queue.getJob(key).catch(() => undefined);
-      if (!job) return;
-      const state = stateOf(await job.getState(), job.failedReason);
+      let job: Job | undefined;
+      let state: JobState;
+      try {
+        job = await this.queue.getJob(key);
+        if (!job) return;
+        state = stateOf(await job.getState(), progressOf(job));
+      } catch (err) {
+        if (this.closing) return; // an event that came in while closing: nobody listens any more
+        // The waiters of this key poll too (src/service), so a missed event is late, not lost.
+        this.warner.warn('could not read a finished job from Redis to report its end', err, { key });
+        return;
+      }
       if (state === 'succeeded' || state === 'failed' || state === 'canceled') {
         for (const l of this.listeners) l(key, state, job.failedReason || undefined);
       }
     };
+    // A job canceled while queued is removed: every hub learns it from the record left behind.
+    const emitCanceled = async (key: string) => {
+      let rec: CanceledRecord | null;
+      try {
+        rec = parseCanceled(await this.redis.get(this.canceledKey(key)));
+      } catch (err) {
+        if (this.closing) return;
+        this.warner.warn('could not read a canceled job from Redis to report its end', err, { key });
+        return;
+      }
+      if (rec) for (const l of this.listeners) l(key, 'canceled', rec.error);
+    };
     this.events.on('completed', ({ jobId }) => void emit(jobId));
     this.events.on('failed', ({ jobId }) => void emit(jobId));
-    this.queue.on('error', () => undefined);
-    this.events.on('error', () => undefined);
+    this.events.on('removed', ({ jobId }) => void emitCanceled(jobId));
+    // Connection errors: ioredis reconnects by itself (redisConnection's retryStrategy).
+    this.queue.on('error', (err) => this.warner.warn('BullMQ queue connection error (reconnecting)', err));
+    this.events.on('error', (err) => this.warner.warn('BullMQ queue events connection error (reconnecting)', err));
   }
 
   async ready(): Promise<void> {
@@ -95,30 +199,49 @@ export class BullMqQueue<P> implements BuildQueue<P> {
     await this.events.waitUntilReady();
   }
 
-  async enqueue(key: string, payload: P): Promise<{ job: JobSnapshot; created: boolean }> {
+  async enqueue(key: string, payload: P): Promise<Enqueued> {
+    if (this.closing) throw new Error('the queue is shutting down; retry on another server or after restart');
     const existing = await this.queue.getJob(key);
     if (existing) {
       const st = await existing.getState();
       if (st !== 'completed' && st !== 'failed' && st !== 'unknown') return { job: await this.snapshot(existing), created: false };
       // A finished job under this key (a failure being retried): clear it and start afresh.
-      await existing.remove().catch(() => undefined);
-      await this.log.reset(key);
+      await existing.remove().catch((err: unknown) => this.warner.warn('could not remove the finished job before queueing its key again', err, { key }));
     }
-    const added = await this.queue.add('build', payload, {
+    // What a job before left under this key (its log, a canceled-while-queued record) goes; never a new job's.
+    await this.resetIfNoJob(key);
+    // The job name carries a token of this call: BullMQ's add() of an existing id is a no-op
+    // that still answers with a Job, so the stored name says who created it (one job per key, across hubs).
+    const name = `build:${randomUUID()}`;
+    const added = await this.queue.add(name, payload, {
       jobId: key,
       attempts: this.c.attempts ?? 3,
       backoff: { type: 'exponential', delay: this.c.backoffMs ?? 5000 },
-      removeOnComplete: { age: 3600 },
-      removeOnFail: { age: 3600 },
+      removeOnComplete: { age: FINISHED_TTL_S },
+      removeOnFail: { age: FINISHED_TTL_S },
     });
-    const created = (added.data as { requestedAt?: string }).requestedAt === (payload as { requestedAt?: string }).requestedAt;
-    return { job: await this.snapshot(added), created };
+    const stored = await this.queue.getJob(key);
+    return { job: await this.snapshot(stored ?? added), created: !stored || stored.name === name };
+  }
+
+  private async resetIfNoJob(key: string): Promise<void> {
+    const r = this.redis as unknown as { fairwayResetIfNoJob(...a: string[]): Promise<number> };
+    await r.fairwayResetIfNoJob(this.queue.toKey(key), this.log.streamKey(key), `${this.prefix}:logseq:${key}`, this.canceledKey(key));
+  }
+
+  private canceledKey(key: string): string {
+    return `${this.prefix}:canceled:${key}`;
   }
 
   async get(key: string): Promise<(JobSnapshot & { payload: P }) | null> {
     const job = await this.queue.getJob(key);
-    if (!job) return null;
-    return { ...(await this.snapshot(job)), payload: job.data as P };
+    if (job) return { ...(await this.snapshot(job)), payload: job.data as P };
+    const rec = parseCanceled(await this.redis.get(this.canceledKey(key)));
+    return rec ? { ...(await this.canceledSnapshot(key, rec)), payload: rec.payload as P } : null;
+  }
+
+  private async canceledSnapshot(key: string, rec: CanceledRecord): Promise<JobSnapshot> {
+    return { key, state: 'canceled', phase: 'canceled', createdAt: rec.createdAt, finishedAt: rec.finishedAt, error: rec.error, lines: await this.log.count(key) };
   }
 
   private async position(job: Job): Promise<number | undefined> {
@@ -128,8 +251,8 @@ export class BullMqQueue<P> implements BuildQueue<P> {
   }
 
   private async snapshot(job: Job): Promise<JobSnapshot> {
-    const state = stateOf(await job.getState(), job.failedReason);
-    const progress = (typeof job.progress === 'object' ? job.progress : {}) as Progress;
+    const progress = progressOf(job);
+    const state = stateOf(await job.getState(), progress);
     const phase: JobPhase =
       state === 'succeeded' ? 'done' : state === 'failed' || state === 'canceled' ? state : state === 'queued' ? 'queued' : (progress.phase ?? 'resolving');
     const position = state === 'queued' ? await this.position(job) : undefined;
@@ -143,13 +266,16 @@ export class BullMqQueue<P> implements BuildQueue<P> {
       ...(job.finishedOn ? { finishedAt: new Date(job.finishedOn).toISOString() } : {}),
       ...(job.failedReason ? { error: job.failedReason } : {}),
       ...(progress.agent ? { agent: progress.agent } : {}),
-      lines: 0,
+      lines: await this.log.count(job.id!),
     };
   }
 
   follow(key: string, opts: { fromSeq?: number; signal?: AbortSignal } = {}): AsyncIterable<JobEvent> {
     const ch = new Channel<JobEvent>();
-    void this.pump(key, ch, opts).catch(() => ch.close());
+    void this.pump(key, ch, opts).catch((err: unknown) => {
+      this.warner.warn('following a job log in Redis failed; the follower is closed', err, { key });
+      ch.close();
+    });
     return ch;
   }
 
@@ -165,9 +291,14 @@ export class BullMqQueue<P> implements BuildQueue<P> {
     opts.signal?.addEventListener('abort', close, { once: true });
     try {
       const job = await this.queue.getJob(key);
+      const canceled = job ? null : parseCanceled(await this.redis.get(this.canceledKey(key)));
       if (job) {
         const snap = await this.snapshot(job);
         ch.push({ type: 'phase', phase: snap.phase, ...(snap.position ? { position: snap.position } : {}) });
+      } else if (canceled) {
+        ch.push({ type: 'phase', phase: 'canceled' });
+      } else if (!(await this.log.exists(key))) {
+        return; // no such job: nothing to follow (as the local queue)
       }
       if (opts.signal?.aborted) {
         // Already aborted: the caller wants what exists now, without following.
@@ -177,11 +308,16 @@ export class BullMqQueue<P> implements BuildQueue<P> {
       let lastPosition: number | undefined;
       for (;;) {
         if (opts.signal?.aborted) return;
-        let entries;
+        let entries: LogEntry[];
         if (lastId === '-') entries = await this.log.range(key);
         else {
-          conn ??= this.redis.duplicate({ connectionName: 'fairway-hub-follow' });
-          entries = await RedisLog.read(conn, this.log.streamKey(key), lastId, 3000).catch(async () => {
+          if (!conn) {
+            conn = this.redis.duplicate({ connectionName: 'fairway-hub-follow' });
+            conn.on('error', (err: Error) => this.warner.warn('Redis connection error while following a log (reconnecting)', err, { key }));
+          }
+          entries = await RedisLog.read(conn, this.log.streamKey(key), lastId, 3000).catch(async (err: unknown) => {
+            // Redis away (restarting): wait and read again; the stream ids make the resume exact.
+            this.warner.warn('could not read a job log from Redis; retrying', err, { key });
             await new Promise((r) => setTimeout(r, 1000));
             return [];
           });
@@ -199,12 +335,15 @@ export class BullMqQueue<P> implements BuildQueue<P> {
         if (opts.signal?.aborted) return;
         if (entries.length === 0) {
           // Quiet: is the job still there? (It may have been lost with Redis, or finished without a stream.)
-          const j = await this.queue.getJob(key).catch(() => undefined);
+          const j = await this.queue.getJob(key).catch((err: unknown) => {
+            this.warner.warn('could not look up a followed job in Redis', err, { key });
+            return undefined;
+          });
           if (!j) {
             ch.push({ type: 'end', state: 'failed', error: 'the job is no longer in the queue (was Redis restarted?); request the build again' });
             return;
           }
-          const st = stateOf(await j.getState(), j.failedReason);
+          const st = stateOf(await j.getState(), progressOf(j));
           if (st === 'succeeded' || st === 'failed' || st === 'canceled') {
             // Give the agent's final stream entry a moment to land, then end.
             const tail = await this.log.range(key, lastId === '0-0' ? '-' : lastId);
@@ -231,18 +370,30 @@ export class BullMqQueue<P> implements BuildQueue<P> {
     const job = await this.queue.getJob(key);
     if (!job) return false;
     const st = await job.getState();
-    if (st === 'active') {
-      await this.redis.set(`${this.prefix}:cancel:${key}`, '1', 'EX', 3600);
-      return true;
-    }
     if (st === 'waiting' || st === 'delayed' || st === 'prioritized') {
-      await job.remove();
-      await this.log.append(key, 'system', 'fairway: canceled while queued');
-      await this.log.end(key, 'canceled', 'canceled while queued');
-      for (const l of this.listeners) l(key, 'canceled', 'canceled while queued');
+      const error = 'canceled while queued';
+      const rec: CanceledRecord = { createdAt: new Date(job.timestamp).toISOString(), finishedAt: new Date().toISOString(), error, payload: job.data };
+      // The record first: the hubs read it when they hear of the removal (onFinished).
+      await this.redis.set(this.canceledKey(key), JSON.stringify(rec), 'EX', FINISHED_TTL_S);
+      try {
+        await job.remove();
+      } catch (err) {
+        // Taken by an agent in the meantime (BullMQ refuses to remove a locked job): cancel it running.
+        this.warner.log.debug({ key, err }, 'a queued job started while being canceled; canceling it running');
+        await this.redis.del(this.canceledKey(key));
+        return this.cancelRunning(key);
+      }
+      await this.log.append(key, 'system', `fairway: ${error}`);
+      await this.log.end(key, 'canceled', error);
       return true;
     }
+    if (st === 'active') return this.cancelRunning(key);
     return false;
+  }
+
+  private async cancelRunning(key: string): Promise<boolean> {
+    await this.redis.set(`${this.prefix}:cancel:${key}`, '1', 'EX', FINISHED_TTL_S);
+    return true;
   }
 
   async depth(): Promise<QueueDepth> {
@@ -262,9 +413,13 @@ export class BullMqQueue<P> implements BuildQueue<P> {
     await this.redis.ping();
   }
 
+  /** Stops queueing and closes the connections (the hub side: builds go on on the agents). */
   async close(): Promise<void> {
+    this.closing = true;
     await this.events.close();
     await this.queue.close();
+    // BullMQ does not close connections it was given.
+    this.eventsRedis.disconnect();
     this.redis.disconnect();
   }
 }
@@ -283,10 +438,23 @@ export async function listAgents(redis: Redis, prefix: string): Promise<AgentInf
   return out.sort((a, b) => a.id.localeCompare(b.id));
 }
 
-export interface AgentOptions extends BullConfig {
+/** A job as it comes out of Redis: its key, its data as stored (unchecked), and the agent about to run it. */
+export interface RemoteJob {
+  key: string;
+  data: unknown;
+  agent: string;
+}
+
+export interface AgentOptions<P> extends BullConfig {
   id?: string;
   concurrency: number;
   identity: { go: string; xcaddy: string };
+  /**
+   * Decides whether this agent takes a job from Redis (anyone with write access to Redis can
+   * queue one): returns the payload to run, or throws (a JobRefused) to refuse it. A refused job
+   * fails at once, without further attempts, with the thrown message; the processor never sees it.
+   */
+  check: (job: RemoteJob) => P | Promise<P>;
   /** BullMQ lock: a dead agent's job is taken back after about this long. Default 30 s. */
   lockDurationMs?: number;
   stalledIntervalMs?: number;
@@ -294,27 +462,33 @@ export interface AgentOptions extends BullConfig {
 }
 
 /** The agent side: runs jobs with the shared processor, streams logs to Redis, heartbeats. */
-export class BullMqWorker<P extends { spec: { toolchain: { go: string; xcaddy: string } } }> {
+export class BullMqWorker<P> implements BuildWorker {
   readonly id: string;
   private readonly worker: Worker;
   private readonly redis: Redis;
+  private readonly workerRedis: Redis;
   private readonly log: RedisLog;
   private readonly prefix: string;
+  private readonly warner: Warner;
   private readonly startedAt = new Date().toISOString();
   private readonly current = new Set<string>();
   private heartbeat?: NodeJS.Timeout;
 
   constructor(
     private readonly processor: Processor<P>,
-    private readonly o: AgentOptions,
+    private readonly o: AgentOptions<P>,
   ) {
     const n = names(o);
     this.prefix = n.prefix;
     this.id = o.id ?? `${hostname()}-${process.pid}`;
+    this.warner = new Warner((o.logger ?? silent()).child({ agent: this.id }));
     this.redis = redisConnection(o.redisUrl, `fairway-agent-${this.id}`);
+    this.workerRedis = redisConnection(o.redisUrl, `fairway-agent-worker-${this.id}`);
+    this.redis.on('error', (err: Error) => this.warner.warn('Redis connection error (reconnecting)', err));
+    this.workerRedis.on('error', (err: Error) => this.warner.warn('Redis connection error (reconnecting)', err));
     this.log = new RedisLog(this.redis, { prefix: n.prefix });
     this.worker = new Worker(n.queue, (job) => this.run(job), {
-      connection: redisConnection(o.redisUrl, `fairway-agent-worker-${this.id}`) as unknown as ConnectionOptions,
+      connection: this.workerRedis as unknown as ConnectionOptions,
       prefix: n.prefix,
       concurrency: o.concurrency,
       lockDuration: o.lockDurationMs ?? 30_000,
@@ -322,12 +496,13 @@ export class BullMqWorker<P extends { spec: { toolchain: { go: string; xcaddy: s
       maxStalledCount: 3,
       autorun: false,
     });
-    this.worker.on('error', () => undefined);
+    // Connection errors: ioredis reconnects by itself (redisConnection's retryStrategy).
+    this.worker.on('error', (err) => this.warner.warn('BullMQ worker error', err));
   }
 
   async start(): Promise<void> {
     await this.beat();
-    this.heartbeat = setInterval(() => void this.beat().catch(() => undefined), this.o.heartbeatMs ?? 5000);
+    this.heartbeat = setInterval(() => void this.beat().catch((err: unknown) => this.warner.warn('could not write the agent heartbeat to Redis', err)), this.o.heartbeatMs ?? 5000);
     void this.worker.run();
     await this.worker.waitUntilReady();
   }
@@ -347,35 +522,48 @@ export class BullMqWorker<P extends { spec: { toolchain: { go: string; xcaddy: s
     await this.redis.set(`${this.prefix}:agent:${this.id}`, JSON.stringify(info), 'EX', ttl);
   }
 
+  private beatSoon(): void {
+    void this.beat().catch((err: unknown) => this.warner.warn('could not write the agent heartbeat to Redis', err));
+  }
+
   private async run(job: Job): Promise<void> {
     const key = job.id!;
-    const payload = job.data as P;
     const attempt = job.attemptsMade + 1;
     const attempts = job.opts.attempts ?? 1;
-    const tc = (payload as { spec?: { toolchain?: { go?: unknown; xcaddy?: unknown } } } | null)?.spec?.toolchain;
-    if (!tc || tc.go !== this.o.identity.go || tc.xcaddy !== this.o.identity.xcaddy) {
-      const msg = tc
-        ? `agent ${this.id} has ${this.o.identity.go} and xcaddy ${this.o.identity.xcaddy}, but this build was keyed for ${String(tc.go)} and xcaddy ${String(tc.xcaddy)}; run the same versions on hubs and agents`
-        : `agent ${this.id} refused job ${key}: its payload has no spec.toolchain (not queued by a Fairway hub?)`;
-      await this.log.append(key, 'system', `fairway: ${msg}`);
+    let payload: P;
+    try {
+      payload = await this.o.check({ key, data: job.data as unknown, agent: this.id });
+    } catch (err) {
+      // Refused: nothing runs; the job fails now, for good, with the check's message.
+      const msg = (err as Error).message;
+      this.warner.log.warn({ key, err: msg }, 'refused a job taken from Redis');
+      try {
+        await this.log.append(key, 'system', `fairway: ${msg}`);
+        await this.log.end(key, 'failed', msg);
+      } catch (logErr) {
+        this.warner.warn('could not write a refused job\'s log to Redis', logErr, { key });
+      }
       throw new UnrecoverableError(msg);
     }
     this.current.add(key);
-    void this.beat().catch(() => undefined);
+    this.beatSoon();
     const ac = new AbortController();
     const cancelKey = `${this.prefix}:cancel:${key}`;
     const poll = setInterval(() => {
-      void this.redis.get(cancelKey).then((v) => v && ac.abort(), () => undefined);
+      void this.redis.get(cancelKey).then(
+        (v) => v && ac.abort(),
+        (err: unknown) => this.warner.warn('could not look for a cancel request in Redis', err, { key }),
+      );
     }, 1000);
     // Log appends are fire-and-forget for the runner; keep them ordered and await them at the end.
     let chain: Promise<unknown> = Promise.resolve();
-    const append = (stream: 'stdout' | 'stderr' | 'system', text: string) => {
-      chain = chain.then(() => this.log.append(key, stream, text)).catch(() => undefined);
+    const append = (stream: LogStream, text: string) => {
+      chain = chain.then(() => this.log.append(key, stream, text)).catch((err: unknown) => this.warner.warn('could not append a log line to Redis (the line is lost)', err, { key }));
     };
-    const setPhase = (phase: BuildPhase | JobPhase) => {
+    const setPhase = (phase: RunPhase) => {
       chain = chain
         .then(() => Promise.all([this.log.phase(key, phase), job.updateProgress({ phase, agent: this.id } satisfies Progress)]))
-        .catch(() => undefined);
+        .catch((err: unknown) => this.warner.warn('could not record a job phase in Redis', err, { key, phase }));
     };
     append('system', `fairway: attempt ${attempt} of ${attempts} on agent ${this.id}`);
     setPhase('resolving');
@@ -400,8 +588,14 @@ export class BullMqWorker<P extends { spec: { toolchain: { go: string; xcaddy: s
       const message = (err as Error).message;
       await chain;
       if (ac.signal.aborted) {
-        await this.log.end(key, 'canceled', 'canceled');
-        throw new UnrecoverableError(`canceled: ${message}`);
+        // Canceled: recorded on the job itself (BullMQ has no such state), then failed for good.
+        try {
+          await job.updateProgress({ phase: 'canceled', agent: this.id, outcome: 'canceled' } satisfies Progress);
+          await this.log.end(key, 'canceled', message);
+        } catch (recErr) {
+          this.warner.warn('could not record a canceled job in Redis (it may show as failed)', recErr, { key });
+        }
+        throw new UnrecoverableError(message);
       }
       if (err instanceof JobRefused) {
         await this.log.end(key, 'failed', message);
@@ -412,9 +606,9 @@ export class BullMqWorker<P extends { spec: { toolchain: { go: string; xcaddy: s
       throw err;
     } finally {
       clearInterval(poll);
-      await this.redis.del(cancelKey).catch(() => undefined);
+      await this.redis.del(cancelKey).catch((err: unknown) => this.warner.warn('could not clear a cancel request in Redis', err, { key }));
       this.current.delete(key);
-      void this.beat().catch(() => undefined);
+      this.beatSoon();
     }
   }
 
@@ -422,7 +616,10 @@ export class BullMqWorker<P extends { spec: { toolchain: { go: string; xcaddy: s
   async close(force = false): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
     await this.worker.close(force);
-    await this.redis.del(`${this.prefix}:agent:${this.id}`).catch(() => undefined);
+    // Its heartbeat expires by itself within a few seconds anyway.
+    await this.redis.del(`${this.prefix}:agent:${this.id}`).catch((err: unknown) => this.warner.warn('could not remove the agent heartbeat from Redis', err));
+    // BullMQ does not close connections it was given.
+    this.workerRedis.disconnect();
     this.redis.disconnect();
   }
 }

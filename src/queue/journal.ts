@@ -51,6 +51,7 @@ export class QueueJournal<P = unknown> {
     for (const name of (await readdir(this.dir)).sort()) {
       const file = join(this.dir, name);
       if (name.startsWith('.tmp-')) {
+        // A write that a crash interrupted; gone already (another load) is as good as removed.
         await unlink(file).catch(() => undefined);
         continue;
       }
@@ -61,6 +62,7 @@ export class QueueJournal<P = unknown> {
         entries.push(entry);
       } catch (err) {
         corrupt.push({ file, error: (err as Error).message });
+        // Best effort: the entry is reported as corrupt (and skipped) either way.
         await rename(file, `${file}.corrupt`).catch(() => undefined);
       }
     }
@@ -116,6 +118,7 @@ export class QueueJournal<P = unknown> {
 
   private chain(key: string, op: () => Promise<void>): Promise<void> {
     const prev = this.chains.get(key) ?? Promise.resolve();
+    // The previous write's error belongs to its caller (who got `next`); it does not stop this one.
     const next = prev.catch(() => undefined).then(op);
     const tail = next.catch(() => undefined);
     this.chains.set(key, tail);

@@ -5,10 +5,10 @@
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import type { LogLine, LogStream } from '../build/index.js';
+import pino, { type Logger } from 'pino';
 import { Channel } from '../util/channel.js';
 import type { JournalEntry, JournalState, QueueJournal } from './journal.js';
-import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, JobState, Processor, QueueDepth } from './types.js';
+import type { AgentInfo, BuildQueue, Enqueued, FinalState, JobEvent, JobPhase, JobSnapshot, JobState, LogLine, LogStream, Processor, QueueDepth } from './types.js';
 
 export interface LocalQueueOptions<P = unknown> {
   workers: number;
@@ -24,6 +24,8 @@ export interface LocalQueueOptions<P = unknown> {
    * answers, removed when a job ends. Jobs stopped by close() stay in it; restore() re-queues them.
    */
   journal?: QueueJournal<P>;
+  /** Where errors the queue survives go (a journal write that failed). Default: nowhere. */
+  logger?: Logger;
 }
 
 /** What restore() did with the journal found at start. */
@@ -65,6 +67,7 @@ export class LocalQueue<P> implements BuildQueue<P> {
   private readonly lingerMs: number;
   private readonly idle = new Set<() => void>();
   private readonly startedAt = new Date().toISOString();
+  private readonly logger: Logger;
 
   constructor(
     private readonly processor: Processor<P>,
@@ -73,9 +76,14 @@ export class LocalQueue<P> implements BuildQueue<P> {
     if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error('workers must be a positive integer');
     this.maxLines = opts.maxLines ?? 50_000;
     this.lingerMs = opts.lingerMs ?? 60_000;
+    this.logger = opts.logger ?? pino({ level: 'silent' });
   }
 
-  async enqueue(key: string, payload: P): Promise<{ job: JobSnapshot; created: boolean }> {
+  private journalFailed(what: string, key: string | undefined, err: unknown): void {
+    this.logger.warn({ err, ...(key ? { key } : {}), journal: this.opts.journal?.dir }, what);
+  }
+
+  async enqueue(key: string, payload: P): Promise<Enqueued> {
     const existing = this.jobs.get(key);
     if (existing && (existing.state === 'queued' || existing.state === 'running')) {
       return { job: this.snapshot(existing), created: false };
@@ -120,9 +128,14 @@ export class LocalQueue<P> implements BuildQueue<P> {
       const existing = this.jobs.get(entry.key);
       if (existing && (existing.state === 'queued' || existing.state === 'running')) continue;
       // When the store cannot say, the job runs again: a duplicate build beats a lost one.
-      const done = opts.isDone ? await opts.isDone(entry).catch(() => false) : false;
+      const done = opts.isDone
+        ? await opts.isDone(entry).catch((err: unknown) => {
+            this.logger.warn({ err, key: entry.key }, 'could not ask whether a journaled build already ended; it runs again');
+            return false;
+          })
+        : false;
       if (done) {
-        await journal.remove(entry.key).catch(() => undefined);
+        await journal.remove(entry.key).catch((err: unknown) => this.journalFailed('could not remove a finished build from the queue journal (it is dropped again at the next start)', entry.key, err));
         report.dropped.push(entry.key);
         continue;
       }
@@ -130,7 +143,7 @@ export class LocalQueue<P> implements BuildQueue<P> {
       this.push(job, 'system', requeuedLine(entry.state));
       this.jobs.set(entry.key, job);
       this.pending.push(job);
-      if (entry.state !== 'queued') await journal.mark(entry.key, 'queued').catch(() => undefined);
+      if (entry.state !== 'queued') await journal.mark(entry.key, 'queued').catch((err: unknown) => this.journalFailed('could not mark a re-queued build in the queue journal', entry.key, err));
       report.requeued.push({ key: entry.key, was: entry.state });
     }
     if (this.pending.length) queueMicrotask(() => this.pump());
@@ -254,7 +267,7 @@ export class LocalQueue<P> implements BuildQueue<P> {
       await done;
       clearTimeout(timer);
     }
-    await journal?.flush().catch(() => undefined);
+    await journal?.flush().catch((err: unknown) => this.journalFailed('could not finish writing the queue journal at shutdown', undefined, err));
   }
 
   private newJob(key: string, payload: P, createdAt: string): Job<P> {
@@ -351,7 +364,7 @@ export class LocalQueue<P> implements BuildQueue<P> {
     this.finished.emit('finished', job.key, state, error);
     // The processor has stored the result: the job leaves the journal. A job stopped by the
     // shutdown stays in it, so the next start re-queues it.
-    if (this.opts.journal && !(this.closing && state === 'canceled')) void this.opts.journal.remove(job.key).catch(() => undefined);
+    if (this.opts.journal && !(this.closing && state === 'canceled')) void this.opts.journal.remove(job.key).catch((err: unknown) => this.journalFailed('could not remove an ended build from the queue journal (it may run again at the next start)', job.key, err));
     setTimeout(() => {
       if (this.jobs.get(job.key) === job) this.jobs.delete(job.key);
     }, this.lingerMs).unref();

@@ -4,8 +4,7 @@
  * `phase` and `end`. Agents append; hubs replay and follow.
  */
 import type { Redis } from 'ioredis';
-import type { LogLine, LogStream } from '../build/index.js';
-import type { FinalState, JobPhase } from './types.js';
+import type { FinalState, JobPhase, LogLine, LogStream } from './types.js';
 
 export type LogEntry =
   | { id: string; t: 'line'; line: LogLine }
@@ -70,6 +69,11 @@ export class RedisLog {
   /** Forgets a build's log (before a fresh retry of a failed key). */
   async reset(key: string): Promise<void> {
     await this.redis.del(this.streamKey(key), this.seqKey(key));
+  }
+
+  /** Lines appended so far (all attempts). */
+  async count(key: string): Promise<number> {
+    return Number((await this.redis.get(this.seqKey(key))) ?? 0);
   }
 
   async exists(key: string): Promise<boolean> {

@@ -1,7 +1,24 @@
-import type { BuildPhase, LogLine, LogStream } from '../build/index.js';
+/**
+ * The queue's contract. Generic over the payload `P`: nothing here (or in local.ts, bullmq.ts)
+ * knows a payload's fields; what a worker must decide about one is given to it as a function.
+ */
+
+/** Where a log line came from: the job's own output, or the system around it. */
+export type LogStream = 'stdout' | 'stderr' | 'system';
+
+export interface LogLine {
+  /** 0-based, per job, kept across attempts and workers. */
+  seq: number;
+  ts: string;
+  stream: LogStream;
+  text: string;
+}
+
+/** The phases a running job reports (the processor's progress); the first is set when it starts. */
+export type RunPhase = 'resolving' | 'building' | 'storing';
 
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
-export type JobPhase = 'queued' | BuildPhase | 'done' | 'failed' | 'canceled';
+export type JobPhase = 'queued' | RunPhase | 'done' | 'failed' | 'canceled';
 export type FinalState = Extract<JobState, 'succeeded' | 'failed' | 'canceled'>;
 
 export interface JobSnapshot {
@@ -32,7 +49,7 @@ export interface JobContext<P> {
   /** False when a failure will be retried (distributed queue); record failures only on the last. */
   finalAttempt: boolean;
   log(stream: LogStream, text: string): void;
-  phase(phase: BuildPhase): void;
+  phase(phase: RunPhase): void;
   /** Every line logged so far (all attempts), for storing with the artifact. */
   lines(): Promise<LogLine[]>;
 }
@@ -43,7 +60,10 @@ export interface JobContext<P> {
  */
 export type Processor<P> = (ctx: JobContext<P>) => Promise<void>;
 
-/** Thrown by a processor for a job that must fail now, without further attempts (e.g. a refused payload). */
+/**
+ * Thrown by a processor, or by a worker's job check, for a job that must fail now, without
+ * further attempts (e.g. a refused payload).
+ */
 export class JobRefused extends Error {
   constructor(message: string) {
     super(message);
@@ -69,14 +89,21 @@ export interface QueueDepth {
   running: number;
 }
 
+/** What enqueue() did: `created` true when this call queued the job, false when it joined the one queued or running. */
+export interface Enqueued {
+  job: JobSnapshot;
+  created: boolean;
+}
+
 /** Builds by key: one job per key, workers, progress, live logs. `local` and `bullmq`. */
 export interface BuildQueue<P> {
-  /** Queues a job unless one with this key is queued or running (then that one is returned). */
-  enqueue(key: string, payload: P): Promise<{ job: JobSnapshot; created: boolean }>;
+  /** Queues a job unless one with this key is queued or running (then that one is returned, `created: false`). */
+  enqueue(key: string, payload: P): Promise<Enqueued>;
   /** The job if it is active or finished recently, else null (look in the store then). */
   get(key: string): Promise<(JobSnapshot & { payload: P }) | null>;
   /** Replays the log from line `fromSeq`, follows it live, and ends with an `end` event. */
   follow(key: string, opts?: { fromSeq?: number; signal?: AbortSignal }): AsyncIterable<JobEvent>;
+  /** Cancels a queued job (it never runs) or a running one (its signal aborts); false when it is neither. */
   cancel(key: string): Promise<boolean>;
   depth(): Promise<QueueDepth>;
   /** Called after a job ended (the processor has already stored its result). */
@@ -87,4 +114,15 @@ export interface BuildQueue<P> {
   ping(): Promise<void>;
   /** Stops taking jobs; lets running jobs finish up to `graceMs`, then cancels them. */
   close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * The worker side of a queue whose jobs run elsewhere (an agent): takes jobs, runs them with the
+ * processor it was built with, after the job check it was given. `bullmq`.
+ */
+export interface BuildWorker {
+  readonly id: string;
+  start(): Promise<void>;
+  /** Graceful: stops taking jobs and lets running ones finish; with `force`, hands them back. */
+  close(force?: boolean): Promise<void>;
 }

@@ -1,20 +1,18 @@
 /**
  * Pins every version of a request through the Go toolchain (`go list -m -json mod@query`), so
- * cache keys never hold `latest` or a branch name (DESIGN principle 2). Answers are memoised:
+ * cache keys never hold `latest` or a branch name: the same key always means the same binary. Answers are memoised:
  * exact versions for a long time, moving queries (latest, branches, prefixes) for a short TTL.
  */
 import { join } from 'node:path';
 import { CADDY_MODULE, isExactVersion } from '../spec/index.js';
 import type { BuildRequest, Replacement, ResolvedPlugin, ResolvedSpec } from '../spec/index.js';
 import type { Toolchain } from '../toolchain/index.js';
+import { AppError } from '../util/errors.js';
 
-export class ResolveError extends Error {
-  constructor(
-    readonly code: 'unknown_version' | 'upstream_error',
-    readonly statusCode: number,
-    message: string,
-  ) {
-    super(message);
+export class ResolveError extends AppError {
+  declare readonly code: 'unknown_version' | 'upstream_error';
+  constructor(code: 'unknown_version' | 'upstream_error', statusCode: number, message: string) {
+    super(statusCode, code, message);
     this.name = 'ResolveError';
   }
 }

@@ -13,12 +13,13 @@ import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot
 import type { Resolver, VersionList } from '../resolve/index.js';
 import { cacheKey, isCacheKey, parseBuildRequest, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
-import { AppError, notFound } from '../util/errors.js';
+import { AppError, NotFoundError } from '../util/errors.js';
 import { IntegrityError, verifyWhole, verifyingStream, type CorruptReason } from './integrity.js';
 import { parseLog } from './logformat.js';
 import type { BuildPayload } from './processor.js';
 
 export { buildProcessor, type BuildPayload } from './processor.js';
+export { checkRemoteJob, remoteJobCheck, type RemoteJobCheckOptions } from './jobcheck.js';
 export { formatLog, parseLog } from './logformat.js';
 export { IntegrityError, type CorruptReason } from './integrity.js';
 
@@ -133,7 +134,7 @@ export class BuildService {
     });
   }
 
-  /** Rebuilds the index by scanning the store (DESIGN principle 1). */
+  /** Rebuilds the index by scanning the store: the store is the truth, the index only a cache of it. */
   async init(): Promise<void> {
     const n = await this.rescan({ checkAll: true });
     this.log.info({ artifacts: n, store: this.o.store.kind }, 'index rebuilt from store');
@@ -229,7 +230,7 @@ export class BuildService {
     if (meta) return this.fromMeta(meta, false);
     // A succeeded job whose artifact is no longer in the store was pruned: it is gone.
     if (job && job.state !== 'succeeded') return this.fromJob(job);
-    throw notFound(`build ${id}`);
+    throw new NotFoundError(`build ${id}`);
   }
 
   /** Finished builds (newest first) and active ones. */
@@ -334,7 +335,7 @@ export class BuildService {
       if (job && job.state !== 'succeeded') throw new AppError(409, 'not_ready', `build ${id} is ${job.state}; wait for it to finish (GET /api/builds/${id}/log)`);
       // A succeeded job whose artifact left the store (pruned, or quarantined as corrupt).
       if (job) throw new AppError(404, 'not_found', `the artifact of build ${id} is no longer in the store (pruned or quarantined); request the build again (POST /api/builds) to rebuild it`);
-      throw notFound(`build ${id}`);
+      throw new NotFoundError(`build ${id}`);
     }
     if (meta.status !== 'succeeded') throw new AppError(409, 'build_failed', `build ${id} ${meta.status}: ${meta.error ?? 'no artifact'}`);
     const store = this.o.store;
@@ -380,7 +381,7 @@ export class BuildService {
   private async openStored(meta: ArtifactMeta, range?: ByteRange): Promise<NodeJS.ReadableStream> {
     const key = meta.key;
     return this.o.store.openBinary(key, range).catch(async (err: unknown) => {
-      if ((err as Error).name !== 'NotFoundError') throw err;
+      if (!(err instanceof NotFoundError)) throw err;
       // Removed behind our back (pruned by another hub): forget it so the next request rebuilds.
       // Its record still there without the binary: a damaged record, quarantined.
       const cur = this.quarantining.has(key) ? null : await this.o.store.getMeta(key).catch(() => null);
@@ -509,7 +510,7 @@ export class BuildService {
         `the build info of build ${id} is unreadable in the artifact store; the artifact was quarantined; request the build again (POST /api/builds) to rebuild it`,
       );
     }
-    if (info === null) throw notFound(`build info of ${id}`);
+    if (info === null) throw new NotFoundError(`build info of ${id}`);
     return info;
   }
 
@@ -602,7 +603,7 @@ export class BuildService {
   }
 
   private keyOf(id: string): string {
-    if (!isCacheKey(id)) throw notFound(`build ${JSON.stringify(id.slice(0, 80))}`);
+    if (!isCacheKey(id)) throw new NotFoundError(`build ${JSON.stringify(id.slice(0, 80))}`);
     return id;
   }
 

@@ -3,8 +3,8 @@
  * run xcaddy, then publish the artifact (or the failure record, with its log) to the store.
  */
 import { BuildFailed, binaryName, type BuildRunner } from '../build/index.js';
-import { JobRefused, type Processor } from '../queue/index.js';
-import { cacheKey, checkResolvedSpec, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import type { Processor } from '../queue/index.js';
+import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore } from '../store/index.js';
 import { formatLog } from './logformat.js';
 
@@ -16,34 +16,14 @@ export interface BuildPayload {
   requestedBy?: string;
 }
 
-export interface ProcessorOptions {
-  /**
-   * Where jobs come from decides how far they are trusted. `serve` queues in-process (its own
-   * parsed and resolved specs; local directory replacements from the trusted CLI allowed);
-   * an agent takes them from Redis, so it re-checks every spec (src/spec/resolved.ts), refuses
-   * local directories and checks that the spec's cache key is the job's key.
-   */
-  trust: 'in-process' | 'remote';
-  /** Targets this machine can build (remote jobs are checked against it). */
-  platforms?: PlatformSet;
-}
-
-export function buildProcessor(runner: BuildRunner, store: ArtifactStore, opts: ProcessorOptions = { trust: 'in-process' }): Processor<BuildPayload> {
+/**
+ * The processor trusts its payload: `serve` queues in-process (its own parsed and resolved specs;
+ * local directory replacements from the trusted CLI allowed), and an agent's worker runs only
+ * what checkRemoteJob (src/service/jobcheck.ts) accepted from Redis.
+ */
+export function buildProcessor(runner: BuildRunner, store: ArtifactStore): Processor<BuildPayload> {
   return async (ctx) => {
-    const { request } = ctx.payload;
-    let spec: ResolvedSpec = ctx.payload.spec;
-    if (opts.trust === 'remote') {
-      // Nothing is written for a refused job: its key may belong to another spec.
-      try {
-        spec = checkResolvedSpec(ctx.payload.spec, { allowLocalPaths: false, ...(opts.platforms ? { platforms: opts.platforms } : {}) });
-      } catch (err) {
-        throw new JobRefused(`refused job ${ctx.key}: ${(err as Error).message} (jobs come from the hubs; check who else writes to Redis)`);
-      }
-      const key = cacheKey(spec);
-      if (key !== ctx.key) {
-        throw new JobRefused(`refused job ${ctx.key}: its spec has the cache key ${key}, not the job's (jobs come from the hubs; check who else writes to Redis)`);
-      }
-    }
+    const { request, spec } = ctx.payload;
     const startedAt = new Date().toISOString();
     const base = {
       key: ctx.key,

@@ -28,7 +28,17 @@ export function canonicalSpec(spec: ResolvedSpec): ResolvedSpec {
 
 export const KEY_VERSION = 'fairway-key-v1';
 
-/** The cache key: sha256 of the canonical JSON of a fully resolved spec (DESIGN principle 2). */
+/**
+ * The build flags every artifact is built with, recorded in every spec's toolchain and so part of
+ * every cache key: xcaddy's defaults (-trimpath, -ldflags "-w -s"). A change of flags must change
+ * this name, so that binaries built differently never share a key.
+ */
+export const BUILD_FLAGS = 'xcaddy-default';
+
+/**
+ * The cache key: sha256 of the canonical JSON of a fully resolved spec. Only resolved inputs go in
+ * (exact versions, target, toolchain), so the same key always means the same binary.
+ */
 export function cacheKey(spec: ResolvedSpec): string {
   return createHash('sha256').update(KEY_VERSION).update('\n').update(canonicalJson(canonicalSpec(spec))).digest('hex');
 }

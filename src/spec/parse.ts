@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AppError } from '../util/errors.js';
 import { classifyVersionQuery, isLocalPath, modulePathError } from './grammar.js';
 import { ARM_VERSIONS, DEFAULT_ARM, PlatformSet } from './platform.js';
 import type { BuildRequest, PluginRequest } from './types.js';
@@ -6,10 +7,9 @@ import type { BuildRequest, PluginRequest } from './types.js';
 export const CADDY_MODULE = 'github.com/caddyserver/caddy/v2';
 
 /** A request that cannot be built as given; `field` names the offending input. */
-export class SpecError extends Error {
-  readonly code = 'invalid_spec';
-  constructor(readonly field: string, message: string) {
-    super(`${field}: ${message}`);
+export class SpecError extends AppError {
+  constructor(override readonly field: string, message: string) {
+    super(400, 'invalid_spec', `${field}: ${message}`);
     this.name = 'SpecError';
   }
 }

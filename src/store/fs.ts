@@ -8,13 +8,13 @@ import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, readFile, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { ArtifactMeta, ArtifactStore, ByteRange, ListOptions, PutArtifact, StoreStats } from './types.js';
+import { isCacheKey } from '../spec/index.js';
+import { FsAccessTracker, usageOf } from './access.js';
+import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, ByteRange, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
 import { CorruptRecordError, NotFoundError, parseBuildInfo, parseMeta } from './types.js';
 
-const KEY_RE = /^[0-9a-f]{64}$/;
-
 export function assertKey(key: string): string {
-  if (!KEY_RE.test(key)) throw new NotFoundError(`artifact "${key.slice(0, 80)}"`);
+  if (!isCacheKey(key)) throw new NotFoundError(`artifact "${key.slice(0, 80)}"`);
   return key;
 }
 
@@ -73,7 +73,7 @@ export class FsStore implements ArtifactStore {
   }
 
   async getMeta(key: string): Promise<ArtifactMeta | null> {
-    if (!KEY_RE.test(key)) return null;
+    if (!isCacheKey(key)) return null;
     let text: string;
     try {
       text = await readFile(join(this.dir(key), 'meta.json'), 'utf8');
@@ -88,7 +88,7 @@ export class FsStore implements ArtifactStore {
 
   async *list(opts: ListOptions = {}): AsyncIterable<ArtifactMeta> {
     for (const name of await readdir(this.root)) {
-      if (!KEY_RE.test(name)) continue;
+      if (!isCacheKey(name)) continue;
       const meta = await this.getMeta(name).catch((err: unknown) => {
         if (err instanceof CorruptRecordError) opts.onCorrupt?.(name, err);
         return null;
@@ -154,13 +154,36 @@ export class FsStore implements ArtifactStore {
     let objects = 0;
     let bytes = 0;
     for (const name of await readdir(this.root)) {
-      if (!KEY_RE.test(name)) continue;
+      if (!isCacheKey(name)) continue;
       objects++;
       for (const f of await readdir(join(this.root, name)).catch(() => [] as string[])) {
         bytes += (await stat(join(this.root, name, f)).catch(() => ({ size: 0 }))).size;
       }
     }
     return { objects, bytes };
+  }
+
+  /** A directory walk: the bytes of every file in each `<root>/<key>/`. */
+  async usage(): Promise<StoreUsage> {
+    const entries = new Map<string, ArtifactUsage>();
+    for (const name of await readdir(this.root)) {
+      if (!isCacheKey(name)) continue;
+      let bytes = 0;
+      let published = false;
+      for (const f of await readdir(join(this.root, name)).catch(() => [] as string[])) {
+        const s = await stat(join(this.root, name, f)).catch(() => null);
+        if (!s) continue;
+        bytes += s.size;
+        if (f === 'meta.json') published = true;
+      }
+      entries.set(name, { bytes, published });
+    }
+    return usageOf(entries);
+  }
+
+  /** Records in `<root>/.access/<key>` (outside every artifact folder). */
+  accessTracker(opts?: AccessTrackerOptions): AccessTracker {
+    return new FsAccessTracker(this.root, opts);
   }
 
   async ping(): Promise<void> {
@@ -172,4 +195,7 @@ export class FsStore implements ArtifactStore {
     const s = await statfs(this.root);
     return s.bavail * s.bsize;
   }
+
+  /** Nothing to release (the same close() as other stores, so callers need not know the kind). */
+  async close(): Promise<void> {}
 }

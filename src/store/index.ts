@@ -139,7 +139,7 @@ export async function openStore(spec: string, opts: OpenStoreOptions = {}): Prom
     try {
       await store.ping();
     } catch (err) {
-      if (store instanceof S3Store) await store.close();
+      await store.close();
       throw err;
     }
   }

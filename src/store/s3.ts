@@ -30,11 +30,12 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { isCacheKey } from '../spec/index.js';
+import { DebouncedTracker, usageOf } from './access.js';
 import { assertKey } from './fs.js';
-import type { ArtifactMeta, ArtifactStore, ByteRange, ListOptions, PutArtifact, StoreStats } from './types.js';
+import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, ByteRange, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
 import { CorruptRecordError, NotFoundError, parseBuildInfo, parseMeta } from './types.js';
 
-const KEY_RE = /^[0-9a-f]{64}$/;
 /** Names inside one artifact, in upload order (meta.json last). */
 const PART_NAMES = ['binary', 'build.log', 'buildinfo.json'] as const;
 type ObjectName = (typeof PART_NAMES)[number] | 'meta.json';
@@ -159,6 +160,48 @@ async function hashFile(path: string): Promise<{ sha256: string; size: number }>
 function dispositionFor(filename: string): string {
   const safe = filename.replace(/[^A-Za-z0-9._+-]/g, '_').slice(0, 200) || 'caddy';
   return `attachment; filename="${safe}"`;
+}
+
+/** `<key>/<name>` (an object name below `<prefix>artifacts/`): its key and name; null for anything else. */
+function splitArtifactName(rel: string): { key: string; name: string } | null {
+  const slash = rel.indexOf('/');
+  if (slash === -1) return null;
+  const key = rel.slice(0, slash);
+  return isCacheKey(key) ? { key, name: rel.slice(slash + 1) } : null;
+}
+
+/** What an S3AccessTracker needs from its store: one small object per key under one prefix. */
+export interface S3AccessRecords {
+  put(key: string, body: string): Promise<void>;
+  /** Every record: its key and LastModified (one listing, no GET per key). */
+  list(): AsyncIterable<{ key: string; time: number }>;
+  delete(key: string): Promise<void>;
+}
+
+/** Last-download times as tiny objects `<prefix>access/<key>`; an object's LastModified is the time. */
+export class S3AccessTracker extends DebouncedTracker {
+  readonly kind = 's3';
+
+  constructor(
+    private readonly records: S3AccessRecords,
+    opts?: AccessTrackerOptions,
+  ) {
+    super(opts);
+  }
+
+  protected async write(key: string, at: number): Promise<void> {
+    await this.records.put(key, new Date(at).toISOString());
+  }
+
+  protected async readAll(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for await (const r of this.records.list()) out.set(r.key, r.time);
+    return out;
+  }
+
+  protected async remove(key: string): Promise<void> {
+    await this.records.delete(key);
+  }
 }
 
 class StepError extends Error {
@@ -417,7 +460,7 @@ export class S3Store implements ArtifactStore {
   }
 
   async getMeta(key: string): Promise<ArtifactMeta | null> {
-    if (!KEY_RE.test(key)) return null;
+    if (!isCacheKey(key)) return null;
     return this.getMetaStrict(key);
   }
 
@@ -440,12 +483,11 @@ export class S3Store implements ArtifactStore {
 
   async *list(opts: ListOptions = {}): AsyncIterable<ArtifactMeta> {
     const base = this.artifactsPrefix;
-    const metaRe = /^([0-9a-f]{64})\/meta\.json$/;
     for await (const objects of this.listPages(base)) {
       const keys: string[] = [];
       for (const obj of objects) {
-        const m = obj.Key?.startsWith(base) ? metaRe.exec(obj.Key.slice(base.length)) : null;
-        if (m) keys.push(m[1]!);
+        const part = obj.Key?.startsWith(base) ? splitArtifactName(obj.Key.slice(base.length)) : null;
+        if (part?.name === 'meta.json') keys.push(part.key);
       }
       const metas = await mapLimit(keys, this.o.listConcurrency, (k) =>
         this.getMetaStrict(k).catch((err: unknown) => {
@@ -549,10 +591,60 @@ export class S3Store implements ArtifactStore {
     for await (const page of this.listPages(base)) {
       for (const obj of page) {
         bytes += obj.Size ?? 0;
-        if (obj.Key && /^[0-9a-f]{64}\/meta\.json$/.test(obj.Key.slice(base.length))) objects++;
+        if (obj.Key && splitArtifactName(obj.Key.slice(base.length))?.name === 'meta.json') objects++;
       }
     }
     return { objects, bytes };
+  }
+
+  /** One listing of `<prefix>artifacts/`: the sizes of each key's objects. */
+  async usage(): Promise<StoreUsage> {
+    const entries = new Map<string, ArtifactUsage>();
+    const base = this.artifactsPrefix;
+    for await (const page of this.listPages(base)) {
+      for (const o of page) {
+        const part = splitArtifactName(o.Key?.slice(base.length) ?? '');
+        if (!part) continue;
+        const e = entries.get(part.key) ?? { bytes: 0, published: false };
+        e.bytes += o.Size ?? 0;
+        if (part.name === 'meta.json') e.published = true;
+        entries.set(part.key, e);
+      }
+    }
+    return usageOf(entries);
+  }
+
+  /** Records as tiny objects `<prefix>access/<key>` (outside `artifacts/`). */
+  accessTracker(opts?: AccessTrackerOptions): AccessTracker {
+    const base = `${this.prefix}access/`;
+    return new S3AccessTracker(
+      {
+        put: async (key, body) => {
+          await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: base + key, Body: body, ContentType: 'text/plain' }), {
+            abortSignal: AbortSignal.timeout(15_000),
+          });
+        },
+        list: () => this.listAccessRecords(base),
+        delete: async (key) => {
+          await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: base + key }), { abortSignal: AbortSignal.timeout(15_000) });
+        },
+      },
+      opts,
+    );
+  }
+
+  private async *listAccessRecords(base: string): AsyncIterable<{ key: string; time: number }> {
+    for await (const page of this.listPages(base)) {
+      for (const o of page) {
+        const key = o.Key?.slice(base.length) ?? '';
+        if (isCacheKey(key) && o.LastModified) yield { key, time: o.LastModified.getTime() };
+      }
+    }
+  }
+
+  /** A bucket has no free space to speak of. */
+  async freeBytes(): Promise<null> {
+    return null;
   }
 
   async ping(): Promise<void> {

@@ -54,6 +54,48 @@ export interface StoreStats {
   bytes: number;
 }
 
+export interface ArtifactUsage {
+  bytes: number;
+  /** meta.json exists (the artifact is visible); unpublished leftovers are never pruned. */
+  published: boolean;
+}
+
+export interface StoreUsage {
+  /** Per key under the artifacts area. */
+  entries: Map<string, ArtifactUsage>;
+  /** All bytes under the artifacts area (as store.stats() counts them). */
+  bytes: number;
+  /** Published artifacts. */
+  objects: number;
+}
+
+/**
+ * Last-download times of artifacts, kept durably next to the store (src/store/access.ts), so that
+ * pruning (least recently *downloaded* first) survives restarts and works across hubs.
+ */
+export interface AccessTracker {
+  readonly kind: string;
+  /** Records a download of `key` (now by default). Cheap: the durable write is debounced. */
+  touch(key: string, at?: number): void;
+  /** Last recorded download (ms since epoch) per key: durable records merged with pending ones. */
+  all(): Promise<Map<string, number>>;
+  get(key: string): Promise<number | null>;
+  /** Drops the record of a key (after the artifact was pruned). */
+  forget(key: string): Promise<void>;
+  /** Writes every pending time now. */
+  flush(): Promise<void>;
+  /** Stops the flush timer and flushes. */
+  close(): Promise<void>;
+}
+
+export interface AccessTrackerOptions {
+  /** Per key, at most one durable write per this many ms. Default 60 s. */
+  intervalMs?: number;
+  /** Called when a durable write fails (it is retried at the next flush). */
+  onError?: (err: unknown, key: string) => void;
+  now?: () => number;
+}
+
 /** Artifacts by cache key. Implementations: `fs` (local disk) and `s3`. */
 export interface ArtifactStore {
   readonly kind: string;
@@ -91,17 +133,30 @@ export interface ArtifactStore {
    */
   quarantine?(key: string): Promise<void>;
   stats(): Promise<StoreStats>;
+  /**
+   * Bytes per artifact in one pass (fs: a directory walk, s3: one listing), for the pruner:
+   * `bytes` agrees with stats().bytes, `objects` counts published artifacts.
+   */
+  usage(): Promise<StoreUsage>;
+  /**
+   * A tracker of last-download times whose records live with this store, outside the artifacts
+   * area (fs: `<root>/.access/<key>`, s3: `<prefix>access/<key>`). A new tracker (with its own
+   * flush timer) per call: close() it. A store with nowhere durable to keep them returns a
+   * MemoryAccessTracker, explicitly.
+   */
+  accessTracker(opts?: AccessTrackerOptions): AccessTracker;
+  /**
+   * Free bytes for new artifacts where the store writes (fs: the filesystem holding the root);
+   * null when the kind has no meaningful figure (s3), so a free-space check skips it.
+   */
+  freeBytes(): Promise<number | null>;
   /** Throws when the store cannot be reached (for readiness checks). */
   ping(): Promise<void>;
   close?(): Promise<void>;
 }
 
-export class NotFoundError extends Error {
-  constructor(what: string) {
-    super(`${what} not found`);
-    this.name = 'NotFoundError';
-  }
-}
+/** The common client error (404 `not_found`), from src/util/errors.ts. */
+export { NotFoundError } from '../util/errors.js';
 
 /**
  * A part of a record that exists but cannot be read as what it must be: a meta.json that is not

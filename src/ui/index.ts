@@ -8,7 +8,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { ErrorBody } from '../api/index.js';
 
 export const UI_BUDGET_BYTES = 60_000;
 
@@ -77,32 +80,41 @@ function send(req: FastifyRequest, reply: FastifyReply, a: Asset, cacheControl: 
   return reply.type(a.type).send(a.body);
 }
 
-export function createUiRoutes(opts: UiOptions = {}) {
-  return async function uiRoutes(app: FastifyInstance): Promise<void> {
-    const dir = opts.dir ?? defaultUiDir();
-    const assets = loadAssets(dir);
-    const index = assets.get('index.html');
-    if (!index) app.log.warn({ dir }, 'the web UI is not built (run `node scripts/setup.mjs`); / will answer 503');
+const Html = { description: 'the web UI page', content: { 'text/html': { schema: z.string() } } };
+const Asset = { description: 'a content-hashed asset (script, stylesheet)', content: { 'text/javascript': { schema: z.string() }, 'text/css': { schema: z.string() } } };
+const UNBUILT = { description: 'the UI is not built', content: { 'text/plain': { schema: z.string() } } };
 
-    const page = async (req: FastifyRequest, reply: FastifyReply) => {
-      if (!index) {
-        securityHeaders(reply);
-        return reply.code(503).type('text/plain; charset=utf-8').send('The Fairway web UI is not built. Run `node scripts/setup.mjs` and restart. The API under /api works without it.\n');
-      }
-      // The page names its assets by content hash, so only the page itself must be revalidated.
-      return send(req, reply, index, 'no-cache');
-    };
-    app.get('/', { config: { scope: 'public' } }, page);
-    app.get('/index.html', { config: { scope: 'public' } }, page);
+/**
+ * The web UI as a Fastify plugin: `app.register(uiRoutes, { dir })` (default dir: dist/ui/static).
+ * Its routes are `public` (src/api/security.ts): the page and its assets load without a token.
+ */
+export const uiRoutes: FastifyPluginAsync<UiOptions> = async (instance, opts) => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  const dir = opts.dir ?? defaultUiDir();
+  const assets = loadAssets(dir);
+  const index = assets.get('index.html');
+  if (!index) app.log.warn({ dir }, 'the web UI is not built (run `node scripts/setup.mjs`); / will answer 503');
 
-    app.get('/ui/:name', { config: { scope: 'public' }, schema: { params: { type: 'object', properties: { name: { type: 'string', maxLength: 100 } }, required: ['name'] } } }, async (req, reply) => {
-      const { name } = req.params as { name: string };
+  const page = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!index) {
+      securityHeaders(reply);
+      return reply.code(503).type('text/plain; charset=utf-8').send('The Fairway web UI is not built. Run `node scripts/setup.mjs` and restart. The API under /api works without it.\n');
+    }
+    // The page names its assets by content hash, so only the page itself must be revalidated.
+    return send(req, reply, index, 'no-cache');
+  };
+  const schema = { tags: ['ui'], summary: 'The web UI', response: { 200: Html, 503: UNBUILT } };
+  app.get('/', { config: { scope: 'public' }, schema }, page);
+  app.get('/index.html', { config: { scope: 'public' }, schema }, page);
+
+  app.get(
+    '/ui/:name',
+    { config: { scope: 'public' }, schema: { tags: ['ui'], summary: 'A UI asset', params: z.object({ name: z.string().max(100) }), response: { 200: Asset, 404: ErrorBody } } },
+    async (req, reply) => {
+      const { name } = req.params;
       const a = name === 'index.html' ? undefined : assets.get(name);
       if (!a) return reply.code(404).send({ error: { code: 'not_found', message: `no UI asset ${JSON.stringify(name)}` } });
       return send(req, reply, a, 'public, max-age=31536000, immutable');
-    });
-  };
-}
-
-/** The UI route plugin with defaults, for createApi's `plugins` option. */
-export const uiRoutes = createUiRoutes();
+    },
+  );
+};

@@ -1,5 +1,11 @@
-/** An error meant for the client: a stable code, an HTTP status, and a message saying what to do. */
+/**
+ * The one base class of every error meant for a client (as Fastify's own lib/errors.js does): a
+ * stable `code`, an HTTP `statusCode`, and a message saying what to do. src/api/errors.ts maps any
+ * AppError to its status and `{error:{code,message,field?}}`; anything else is a 500.
+ */
 export class AppError extends Error {
+  /** The offending input, when the error is about one (SpecError). */
+  readonly field?: string;
   constructor(
     readonly statusCode: number,
     readonly code: string,
@@ -12,4 +18,10 @@ export class AppError extends Error {
   }
 }
 
-export const notFound = (what: string) => new AppError(404, 'not_found', `${what} not found`);
+/** Something the client named does not exist (a build, its artifact in a store, a record). */
+export class NotFoundError extends AppError {
+  constructor(what: string) {
+    super(404, 'not_found', `${what} not found`);
+    this.name = 'NotFoundError';
+  }
+}

@@ -4,21 +4,22 @@
  * off the network and the toolchain: a resolver that pins versions without Go, and a job that
  * waits until it is canceled. Counters show whether anything was resolved or started.
  */
+import diagnostics from 'node:diagnostics_channel';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { BuildFailed } from '../../src/build/index.js';
-import { compatApi } from '../../src/api/compat.js';
-import { createApi, type ApiOptions } from '../../src/api/index.js';
+import { compatApi, createApi, type ApiOptions } from '../../src/api/index.js';
 import { FileCatalog } from '../../src/catalog/index.js';
 import { LocalQueue } from '../../src/queue/index.js';
 import type { Resolver } from '../../src/resolve/index.js';
 import { BuildService, type BuildPayload } from '../../src/service/index.js';
 import { PlatformSet, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
+import { OpsMetrics, Pruner, opsRoutes } from '../../src/ops/index.js';
 import { FsStore } from '../../src/store/index.js';
-import { createUiRoutes } from '../../src/ui/index.js';
+import { uiRoutes } from '../../src/ui/index.js';
 
 export interface TestApi {
   app: FastifyInstance;
@@ -28,7 +29,15 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-export async function testApi(o: Partial<Pick<ApiOptions, 'crossSite' | 'security' | 'trustProxy' | 'plugins'>> & { logger?: Logger } = {}): Promise<TestApi> {
+export async function testApi(
+  o: Partial<Pick<ApiOptions, 'crossSite' | 'security' | 'trustProxy'>> & {
+    logger?: Logger;
+    /** More route plugins, registered after the UI and compat plugins (like the composition root does). */
+    plugins?: FastifyPluginAsync[];
+    /** Called with the Fastify instance as soon as it exists, before any route (e.g. to add an onRoute hook). */
+    onApp?: (app: FastifyInstance) => void;
+  } = {},
+): Promise<TestApi> {
   const dir = await mkdtemp(join(tmpdir(), 'fairway-api-'));
   const calls = { resolve: 0, request: 0, cancel: 0, jobs: 0 };
   const resolver: Resolver = {
@@ -75,6 +84,8 @@ export async function testApi(o: Partial<Pick<ApiOptions, 'crossSite' | 'securit
   await mkdir(uiDir);
   await writeFile(join(uiDir, 'index.html'), '<!doctype html><title>Fairway</title><script src="/ui/app.js"></script>');
   await writeFile(join(uiDir, 'app.js'), 'console.log("fairway");');
+  const onInit = (message: unknown) => o.onApp?.((message as { fastify: FastifyInstance }).fastify);
+  if (o.onApp) diagnostics.subscribe('fastify.initialization', onInit);
   const app = await createApi({
     service,
     logger,
@@ -82,8 +93,11 @@ export async function testApi(o: Partial<Pick<ApiOptions, 'crossSite' | 'securit
     ...(o.crossSite ? { crossSite: o.crossSite } : {}),
     ...(o.security ? { security: o.security } : {}),
     ...(o.trustProxy !== undefined ? { trustProxy: o.trustProxy } : {}),
-    plugins: [createUiRoutes({ dir: uiDir }), compatApi({ service, catalog }), ...(o.plugins ?? [])],
   });
+  if (o.onApp) diagnostics.unsubscribe('fastify.initialization', onInit);
+  await app.register(uiRoutes, { dir: uiDir });
+  await app.register(compatApi, { service, catalog });
+  for (const p of o.plugins ?? []) await app.register(p);
   await app.ready();
   return {
     app,
@@ -93,6 +107,25 @@ export async function testApi(o: Partial<Pick<ApiOptions, 'crossSite' | 'securit
       await app.close();
       await queue.close(0);
       await catalog.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The ops routes (/metrics, /api/admin/prune) on a throwaway empty store, for testApi({ plugins }). */
+export async function opsTestPlugin(): Promise<{ plugin: FastifyPluginAsync; close(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'fairway-ops-'));
+  const store = await FsStore.open(dir);
+  const access = store.accessTracker({ intervalMs: 60_000 });
+  const pruner = new Pruner({ store, access, limits: { maxBytes: null, maxAgeMs: null } });
+  const metrics = new OpsMetrics({}, { processMetrics: false });
+  return {
+    plugin: async (app) => {
+      await app.register(opsRoutes, { metrics, pruner });
+    },
+    close: async () => {
+      await pruner.close();
+      await access.close();
       await rm(dir, { recursive: true, force: true });
     },
   };

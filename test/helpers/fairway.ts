@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
-export const MAIN = join(ROOT, 'dist', 'cli', 'main.js');
+export const MAIN = join(ROOT, 'dist', 'main', 'index.js');
 export const XCADDY = join(ROOT, '.tools', 'bin', 'xcaddy');
 /** Go caches shared by the tests and kept between runs (second runs are fast). */
 export const GO_CACHE = process.env.FAIRWAY_TEST_CACHE ?? join(ROOT, '.cache', 'go');

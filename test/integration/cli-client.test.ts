@@ -1,4 +1,4 @@
-// The `fairway build/status/logs` client, run as a user runs it (node dist/cli/main.js, a child
+// The `fairway build/status/logs` client, run as a user runs it (node dist/main/index.js, a child
 // process) against a real `fairway serve`: a real Caddy build with a plugin through a proxy that
 // drops the log websocket once (the client must resume without losing or repeating lines), the
 // downloaded binary checked and run, the cache, status and logs, and every exit code.

@@ -1,6 +1,6 @@
 /**
  * Distributed mode with real parts: a real Redis, a real S3-compatible server (versitygw), two
- * hubs and two agents as separate OS processes, real xcaddy builds, and the faults of issue 4.
+ * hubs and two agents as separate OS processes, real xcaddy builds, and the faults they must survive.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';

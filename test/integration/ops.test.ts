@@ -1,5 +1,5 @@
 /**
- * Operations (issue 6) end to end against real `fairway serve` processes, real builds, a real
+ * Operations end to end against real `fairway serve` processes, real builds, a real
  * fs store and a real S3 server: prebuilds queued at start, pruning under a small budget (least
  * recently downloaded first, durable across restarts, after each new artifact, on a schedule,
  * pinned specs kept), `fairway prune --dry-run`, POST /api/admin/prune, /metrics, /readyz with
@@ -47,10 +47,19 @@ async function metrics(base: string): Promise<string> {
   return res.text();
 }
 
-function metric(text: string, name: string): number {
+/**
+ * The value of one exported sample. A sample that is not exported fails (so "== 0" cannot pass
+ * for a metric that does not exist); only a poll waiting for a counter to appear passes
+ * `ifMissing`.
+ */
+function metric(text: string, name: string, ifMissing?: number): number {
   const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const m = new RegExp(`^${esc} ([0-9.e+-]+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : 0;
+  if (m) return Number(m[1]);
+  if (ifMissing !== undefined) return ifMissing;
+  const family = name.replace(/\{.*$/, '');
+  const present = text.split('\n').filter((l) => l.startsWith(family)).slice(0, 10);
+  throw new assert.AssertionError({ message: `metric ${name} is not exported${present.length ? `; its family has: ${present.join(' | ')}` : ''}` });
 }
 
 async function download(base: string, id: string): Promise<Buffer> {
@@ -242,7 +251,7 @@ describe('pruning on an S3 store with real artifacts; /readyz when the store is 
   });
 
   test('pruning runs on a schedule; POST /api/admin/prune dry run, then for real, under a small budget', async () => {
-    await until('two scheduled runs', async () => metric(await metrics(server.url), 'fairway_prune_runs_total{trigger="schedule",dry_run="false"}') >= 2, 20_000, 500);
+    await until('two scheduled runs', async () => metric(await metrics(server.url), 'fairway_prune_runs_total{trigger="schedule",dry_run="false"}', 0) >= 2, 20_000, 500);
     const dry = await api(server.url, '/api/admin/prune', { json: { dryRun: true, maxBytes: budget }, headers: admin });
     assert.equal(dry.status, 200, JSON.stringify(dry.body));
     assert.deepEqual(dry.body.removed.map((r: any) => [r.key, r.reason]), [[Y.id, 'budget']]);
@@ -287,7 +296,7 @@ describe('pruning on an S3 store with real artifacts; /readyz when the store is 
     assert.equal(cliPinned.pinned, 1);
 
     server = await start(['--store-max-bytes', '1', '--pinned', pinned]);
-    await until('a prune run at start', async () => metric(await metrics(server.url), 'fairway_prune_runs_total{trigger="schedule",dry_run="false"}') >= 1, 20_000, 250);
+    await until('a prune run at start', async () => metric(await metrics(server.url), 'fairway_prune_runs_total{trigger="schedule",dry_run="false"}', 0) >= 1, 20_000, 250);
     const res = await api(server.url, '/api/admin/prune', { json: { dryRun: true }, headers: admin });
     assert.deepEqual(res.body.removed, []);
     assert.equal(res.body.pinned, 1);

@@ -1,5 +1,5 @@
 /**
- * Reproducibility (issue 8): two agents with separate Go caches build the same spec and produce
+ * Reproducibility: two agents with separate Go caches build the same spec and produce
  * the same binary: same sha256, same size, same Go build info.
  *
  * Real parts: Redis, an S3-compatible server, a hub and two `fairway agent` processes, real

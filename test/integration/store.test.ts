@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -108,7 +108,15 @@ interface Harness {
   /** Damages a record behind the store's back: writes / removes one of its raw objects or files. */
   writeRaw(key: string, name: string, body: string): Promise<void>;
   removeRaw(key: string, name: string): Promise<void>;
+  /** What freeBytes() must give: the free bytes of this directory's filesystem, or null (no disk). */
+  freeBytesOf: { dir: string } | null;
   close(): Promise<void>;
+}
+
+/** The bytes put() stores for an artifact: binary, build.log, buildinfo.json and meta.json as written. */
+function storedBytes(meta: ArtifactMeta, log: string, binary?: Binary, buildInfo?: unknown): number {
+  const json = (v: unknown) => Buffer.byteLength(JSON.stringify(v, null, 2));
+  return (binary?.bytes.length ?? 0) + Buffer.byteLength(log) + (buildInfo === undefined ? 0 : json(buildInfo)) + json(meta);
 }
 
 function storeContract(name: string, makeStore: () => Promise<Harness>): void {
@@ -285,6 +293,82 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       }
     });
 
+    test('usage(): per-artifact bytes that follow puts and deletes, leftovers unpublished, in agreement with stats()', async () => {
+      const before = await store.usage();
+      assert.equal(before.bytes, (await store.stats()).bytes);
+      const bin = await binaryFile(40_000);
+      const [ok, bad, leftover] = [randomKey(), randomKey(), randomKey()];
+      const okMeta = succeeded(ok, bin);
+      const badMeta = failed(bad);
+      await store.put({ meta: okMeta, binaryPath: bin.path, log: 'log\n', buildInfo: BUILD_INFO });
+      await store.put({ meta: badMeta, log: 'boom\n' });
+      await h.writeRaw(leftover, 'build.log', 'partial\n'); // a crashed upload: parts without meta.json
+      const okBytes = storedBytes(okMeta, 'log\n', bin, BUILD_INFO);
+      const badBytes = storedBytes(badMeta, 'boom\n');
+      const mid = await store.usage();
+      assert.deepEqual(mid.entries.get(ok), { bytes: okBytes, published: true });
+      assert.deepEqual(mid.entries.get(bad), { bytes: badBytes, published: true });
+      assert.deepEqual(mid.entries.get(leftover), { bytes: 'partial\n'.length, published: false });
+      assert.equal(mid.objects, before.objects + 2, 'published artifacts only');
+      assert.equal(mid.bytes, before.bytes + okBytes + badBytes + 'partial\n'.length);
+      assert.equal(mid.bytes, (await store.stats()).bytes, 'usage agrees with stats()');
+      await store.delete(ok);
+      const after = await store.usage();
+      assert.equal(after.entries.has(ok), false);
+      assert.equal(after.objects, before.objects + 1);
+      assert.equal(after.bytes, before.bytes + badBytes + 'partial\n'.length);
+      await store.delete(bad);
+      await store.delete(leftover);
+      const end = await store.usage();
+      assert.deepEqual([end.bytes, end.objects, end.entries.size], [before.bytes, before.objects, before.entries.size]);
+    });
+
+    test('accessTracker(): last-download times round-trip through the store, survive a new tracker, are forgotten, never count as artifacts', async () => {
+      const [a, b, never] = [randomKey(), randomKey(), randomKey()];
+      const usageBefore = await store.usage();
+      const first = store.accessTracker({ intervalMs: 60_000 });
+      assert.equal(first.kind, store.kind, 'the tracker belongs to the store kind');
+      const at = Date.now();
+      first.touch(a, at);
+      first.touch(b, at);
+      first.touch('../not-a-key', at);
+      assert.equal(await first.get(a), at, 'a pending time is visible at once');
+      await first.close();
+
+      // "Restart": a new tracker reads the durable records (s3: an object's LastModified, whole seconds).
+      const second = store.accessTracker();
+      const all = await second.all();
+      for (const k of [a, b]) {
+        const t = all.get(k);
+        assert.ok(t !== undefined && Math.abs(t - at) <= 2_000, `the recorded time of ${k.slice(0, 8)}: ${t} vs ${at}`);
+        assert.equal(await second.get(k), t);
+      }
+      assert.equal(await second.get(never), null);
+      assert.ok(![...all.keys()].some((k) => k.includes('not-a-key')), 'only cache keys are recorded');
+      const usageAfter = await store.usage();
+      assert.deepEqual([usageAfter.bytes, usageAfter.objects], [usageBefore.bytes, usageBefore.objects], 'records live outside the artifacts area');
+      assert.ok(!(await collect(store.list())).some((m) => m.key === a || m.key === b));
+
+      await second.forget(a);
+      await second.close();
+      const third = store.accessTracker();
+      assert.equal(await third.get(a), null, 'forget() removed the durable record');
+      assert.notEqual(await third.get(b), null);
+      await third.forget(b);
+      await third.close();
+    });
+
+    test('freeBytes(): the free bytes of the disk the store writes to, or null where there is none', async () => {
+      const free = await store.freeBytes();
+      if (h.freeBytesOf === null) {
+        assert.equal(free, null);
+        return;
+      }
+      assert.ok(typeof free === 'number' && Number.isSafeInteger(free) && free > 0, `freeBytes() = ${free}`);
+      const s = await statfs(h.freeBytesOf.dir);
+      assert.ok(Math.abs(free - s.bavail * s.bsize) < 512 * 1024 * 1024, `freeBytes() ${free} vs statfs ${s.bavail * s.bsize}`);
+    });
+
     test('ping() answers', async () => {
       await store.ping();
     });
@@ -300,8 +384,12 @@ storeContract('fs', async () => {
   return {
     store,
     rawNames: (key) => readdir(join(root, key)).catch(() => []),
-    writeRaw: (key, name, body) => writeFile(join(root, key, name), body),
+    writeRaw: async (key, name, body) => {
+      await mkdir(join(root, key), { recursive: true });
+      await writeFile(join(root, key, name), body);
+    },
     removeRaw: (key, name) => rm(join(root, key, name)),
+    freeBytesOf: { dir: root },
     plantOutside: async (name, log) => {
       await mkdir(join(dir, name), { recursive: true });
       await writeFile(join(dir, name, 'build.log'), log);
@@ -359,6 +447,7 @@ storeContract('s3', async () => {
     rawNames: (key) => rawS3Names(raw, s3.bucket, prefix, key),
     writeRaw: async (key, name, body) => void (await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}artifacts/${key}/${name}`, Body: body }))),
     removeRaw: async (key, name) => void (await raw.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: `${prefix}artifacts/${key}/${name}` }))),
+    freeBytesOf: null,
     binaryParts: async (key) => {
       const head = await raw.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `${prefix}artifacts/${key}/binary` }));
       const m = /-(\d+)"?$/.exec(head.ETag ?? '');

@@ -97,24 +97,28 @@ test('the page and its assets fit the 60 KB budget and use no external resources
 
 test('catalog search and ticking; absent catalog and agents degrade gracefully', async () => {
   const { ctx, page, problems } = await newPage();
-  // A catalog in the announced shape (the real endpoint may not exist yet).
-  await page.route('**/api/catalog*', (r) =>
-    r.fulfill({
-      json: {
-        packages: [
-          { path: PLUGIN.module, repo: `https://${PLUGIN.module}`, description: 'Layer 4 (TCP/UDP) app', modules: [PLUGIN.caddyModule] },
-          { path: 'github.com/caddy-dns/cloudflare', description: 'Cloudflare DNS provider', modules: [{ name: 'dns.providers.cloudflare', docs: 'DNS' }] },
-        ],
-      },
-    }),
-  );
-  await page.route('**/api/agents', (r) => r.fulfill({ json: { agents: [agent('agent-1', ['a'.repeat(64)]), agent('agent-2', [])], queue: { queued: 3, running: 1 } } }));
+  // The server's real /api/catalog (the curated catalog, src/catalog/packages.json) and /api/agents.
+  const catalog = await api(server.url, '/api/catalog');
+  assert.equal(catalog.status, 200, JSON.stringify(catalog.body));
+  const paths: string[] = catalog.body.packages.map((p: { path: string }) => p.path);
+  assert.ok(paths.includes(PLUGIN.module) && paths.includes('github.com/caddy-dns/cloudflare'), paths.join(', '));
+  const agents = await api(server.url, '/api/agents');
+  assert.equal(agents.status, 200, JSON.stringify(agents.body));
+  assert.equal(agents.body.agents.length, 1, 'a single server: its embedded workers');
+  const catalogCalls: string[] = [];
+  page.on('request', (r) => {
+    if (/\/api\/(catalog|agents)/.test(r.url())) catalogCalls.push(new URL(r.url()).pathname);
+  });
   await page.goto(server.url);
   await page.locator('#results li').first().waitFor();
+  const all = await page.locator('#results li').count();
+  assert.ok(all > 1, `the catalog lists its packages (${all})`);
   await page.fill('#q', 'cloudflare dns');
-  await page.waitForFunction(() => document.querySelectorAll('#results li').length === 1);
+  await page.locator('#results input[value="github.com/caddy-dns/cloudflare"]').waitFor();
+  await page.waitForFunction((n) => document.querySelectorAll('#results li').length < n, all);
   await page.fill('#q', 'layer 4');
-  await page.waitForFunction(() => document.querySelectorAll('#results li').length === 1);
+  await page.locator(`#results input[value="${PLUGIN.module}"]`).waitFor();
+  await page.waitForFunction((n) => document.querySelectorAll('#results li').length < n, all);
   await page.locator(`#results input[value="${PLUGIN.module}"]`).check();
   assert.equal(await page.locator('#selected li').count(), 1);
   assert.equal(await page.locator('#count').textContent(), '1');
@@ -122,11 +126,22 @@ test('catalog search and ticking; absent catalog and agents degrade gracefully',
   assert.equal(await page.locator('#selected li').count(), 0);
   assert.equal(await page.locator(`#results input[value="${PLUGIN.module}"]`).isChecked(), false);
   assert.equal(await page.locator('#agents-card').isVisible(), true);
+  assert.match((await page.locator('#server').textContent())!, /Queue: \d+ waiting, \d+ building.*1 agent/);
+  const [real] = agents.body.agents;
+  assert.match((await page.locator('#agents').textContent())!, new RegExp(`${real.id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} idle.*0/${real.concurrency} busy`));
+  assert.ok(catalogCalls.includes('/api/catalog') && catalogCalls.includes('/api/agents'), `the page asked the server: ${catalogCalls.join(', ')}`);
+
+  // Several busy agents (a hub's view; this single server has one idle agent): the stand-in below
+  // has exactly the fields of the real /api/agents answer, so it cannot drift from it.
+  assert.deepEqual(Object.keys(agent('x', [])).sort(), Object.keys(real).sort(), 'the stand-in agent has the real fields');
+  await page.route('**/api/agents', (r) => r.fulfill({ json: { agents: [agent('agent-1', ['a'.repeat(64)]), agent('agent-2', [])], queue: { queued: 3, running: 1 } } }));
+  await page.reload();
+  await page.locator('#results li').first().waitFor();
+  await page.waitForFunction(() => /2 agents/.test(document.getElementById('server')?.textContent ?? ''));
   assert.match((await page.locator('#server').textContent())!, /Queue: \d+ waiting, \d+ building.*2 agents/);
   assert.match((await page.locator('#agents').textContent())!, /agent-1 building.*1\/2 busy.*build aaaaaaaaaaaa.*agent-2 idle/);
 
-  // Without a catalog (404) the page says so, and custom modules still work.
-  await page.unroute('**/api/catalog*');
+  // Without a catalog (404, as a server without the route answers) the page says so, and custom modules still work.
   await page.route('**/api/catalog*', (r) => r.fulfill({ status: 404, json: { error: { code: 'not_found', message: 'no route' } } }));
   await page.unroute('**/api/agents');
   await page.route('**/api/agents', (r) => r.fulfill({ status: 404, json: { error: { code: 'not_found', message: 'no route' } } }));
@@ -178,14 +193,11 @@ test('a person builds Caddy with a plugin, watches the log live and downloads it
   // Choose the plugin: tick it in the catalog when the server has one, else add it by path.
   await page.getByLabel('Search the plugin catalog').fill('caddy-l4');
   await page.waitForFunction(() => (document.getElementById('catalog-msg')?.textContent ?? '') !== '');
+  // The server's catalog has it: tick it there (no fallback that would pass without the catalog).
   const box = page.locator(`#results input[value="${PLUGIN.module}"]`);
-  if (await box.count()) await box.check();
-  else {
-    // Keyboard only: type the module and press Enter in the field.
-    await page.getByLabel('Custom module').focus();
-    await page.keyboard.type(PLUGIN.module);
-    await page.keyboard.press('Enter');
-  }
+  await box.waitFor();
+  assert.equal(await box.count(), 1, 'the real catalog offers the plugin');
+  await box.check();
   await page.getByLabel(`Version of ${PLUGIN.module}`).fill(PLUGIN.version);
 
   // Record what the phase line says over time, and when log lines arrive.

@@ -69,15 +69,35 @@ test('another client may not cancel a build; the client that started it may, and
   await assert.rejects(service.cancel(b.id, bob), refused);
   assert.ok(['queued', 'running'].includes((await service.get(b.id)).status), 'still active');
   assert.equal((await service.cancel(b.id, alice)).id, b.id);
+  await ended(b.id);
 });
+
+/** The build is no longer active, its failure says it was canceled, and a second cancel is refused (409, nothing to stop). */
+async function ended(id: string): Promise<void> {
+  const end = Date.now() + 5000;
+  let st = await service.get(id);
+  while (['queued', 'running'].includes(st.status) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 20));
+    st = await service.get(id);
+  }
+  assert.ok(!['queued', 'running'].includes(st.status), `the build stopped (status ${st.status})`);
+  assert.notEqual(st.status, 'succeeded');
+  assert.match(JSON.stringify(st), /cancel/i, 'the record says it was canceled');
+  await assert.rejects(service.cancel(id, admin), (err: unknown) => err instanceof AppError && err.statusCode === 409 && err.code === 'not_active');
+}
 
 test('an admin may cancel any build', async () => {
   const b = await service.request({ os: 'linux', arch: 'arm64' }, alice);
-  await service.cancel(b.id, admin);
+  const r = await service.cancel(b.id, admin);
+  assert.equal(r.id, b.id);
+  await ended(b.id);
 });
 
 test('a build the server started (no client) needs an admin; in-process callers may cancel it', async () => {
   const p = await service.request({ os: 'windows', arch: 'amd64' });
   await assert.rejects(service.cancel(p.id, alice), (err: unknown) => refused(err) && /the server \(a prebuild\)/.test((err as Error).message));
-  await service.cancel(p.id);
+  assert.ok(['queued', 'running'].includes((await service.get(p.id)).status), 'the refused cancel left it running');
+  const r = await service.cancel(p.id);
+  assert.equal(r.id, p.id);
+  await ended(p.id);
 });

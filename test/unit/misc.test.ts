@@ -1,18 +1,15 @@
 // Unit tests of small pure pieces: HTTP Range parsing, the build.log format, the xcaddy command
-// line and binary names, and the allowlisted toolchain environment.
+// line and binary names, and the allowlisted toolchain environment. No Go here: the checks with
+// the real toolchain are in test/integration/toolchain.test.ts.
 //   node --import tsx --test test/unit/misc.test.ts
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { parseRange } from '../../src/api/artifact.js';
 import { binaryName, xcaddyArgs, type LogLine } from '../../src/build/index.js';
 import { formatLog, parseLog } from '../../src/service/logformat.js';
 import { PlatformSet, SpecError, parseBuildRequest, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
-import { openSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { ENV_ALLOWLIST, Toolchain } from '../../src/toolchain/index.js';
 
 describe('parseRange', () => {
@@ -369,55 +366,5 @@ describe('Toolchain environment allowlist', () => {
     } finally {
       restoreEnv();
     }
-  });
-
-  describe('with the real toolchain', () => {
-    let cacheDir: string;
-    let tc: Toolchain;
-    let sandbox: Sandbox;
-    before(async () => {
-      cacheDir = mkdtempSync(join(tmpdir(), 'fairway-tc-'));
-      sandbox = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-build' });
-      tc = await Toolchain.detect({ goBin: 'go', xcaddyBin: fileURLToPath(new URL('../../.tools/bin/xcaddy', import.meta.url)), cacheDir, sandbox });
-    });
-    after(async () => {
-      await sandbox.close();
-      rmSync(cacheDir, { recursive: true, force: true });
-    });
-
-    test('detect() finds go and xcaddy versions', () => {
-      assert.match(tc.identity.go, /^go1\.\d+/);
-      assert.match(tc.identity.xcaddy, /^v\d+\.\d+\.\d+/);
-      assert.ok(tc.goBin.endsWith('/bin/go'));
-      assert.equal(tc.tmpDir, join(cacheDir, 'tmp'));
-    });
-
-    test('env() is clean even with secrets in process.env', () => {
-      setHostileEnv();
-      try {
-        const env = tc.env({ GOOS: 'linux', GOARCH: 'arm64' });
-        assertClean(env);
-        assert.equal(env.GOMODCACHE, join(cacheDir, 'mod'));
-        assert.equal(env.GOOS, 'linux');
-      } finally {
-        restoreEnv();
-      }
-    });
-
-    test('go commands run in the clean environment, not the server\'s', async () => {
-      setHostileEnv();
-      try {
-        const { stdout } = await tc.go(['env', '-json', 'GOFLAGS', 'GOPROXY', 'CGO_ENABLED', 'GOTOOLCHAIN', 'GOMODCACHE', 'GOINSECURE']);
-        const env = JSON.parse(stdout) as Record<string, string>;
-        assert.equal(env.GOFLAGS, '-mod=mod -buildvcs=false');
-        assert.notEqual(env.GOPROXY, 'https://evil.example');
-        assert.equal(env.CGO_ENABLED, '0');
-        assert.equal(env.GOTOOLCHAIN, 'local');
-        assert.equal(env.GOMODCACHE, join(cacheDir, 'mod'));
-        assert.equal(env.GOINSECURE, '');
-      } finally {
-        restoreEnv();
-      }
-    });
   });
 });

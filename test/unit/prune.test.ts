@@ -1,4 +1,4 @@
-// Unit tests of operations (issue 6): the prune planner and Pruner on a real fs store, durable
+// Unit tests of operations: the prune planner and Pruner on a real fs store, durable
 // last-download times, pinned specs, the scheduler, the Go cache budget, prebuild expansion,
 // version refresh timestamps, metrics and the ops config keys.
 //   node --import tsx --test test/unit/prune.test.ts
@@ -15,7 +15,7 @@ import { Prebuilder, VersionRefresher, expandPrebuilds } from '../../src/ops/pre
 import { Pruner, pinnedKeys, planPrune, type PruneEntry } from '../../src/ops/prune.js';
 import { Scheduler } from '../../src/ops/scheduler.js';
 import { GoResolver } from '../../src/resolve/index.js';
-import { FsAccessTracker, MemoryAccessTracker, openAccessTracker, storeUsage } from '../../src/store/access.js';
+import { FsAccessTracker, MemoryAccessTracker } from '../../src/store/access.js';
 import { FsStore, type ArtifactMeta } from '../../src/store/index.js';
 import type { Toolchain } from '../../src/toolchain/index.js';
 
@@ -132,7 +132,7 @@ describe('Pruner on a real fs store', () => {
     await putArtifact(store, dir, meta(4, T0 + 3 * HOUR, { status: 'failed', error: 'boom' }), 0);
 
     // Artifact 1 (oldest build) was downloaded last.
-    const access1 = openAccessTracker(store, { intervalMs: 60_000 });
+    const access1 = store.accessTracker({ intervalMs: 60_000 });
     assert.ok(access1 instanceof FsAccessTracker);
     access1.touch(key(1), T0 + 5 * HOUR);
     await access1.close();
@@ -140,9 +140,9 @@ describe('Pruner on a real fs store', () => {
     assert.equal(recorded, new Date(T0 + 5 * HOUR).toISOString());
 
     // "Restart": a new tracker reads the durable record.
-    const access = openAccessTracker(store);
+    const access = store.accessTracker();
     assert.equal(await access.get(key(1)), T0 + 5 * HOUR);
-    const usage = await storeUsage(store);
+    const usage = await store.usage();
     assert.equal(usage.objects, 4);
     assert.equal(usage.bytes, (await store.stats()).bytes, 'usage agrees with store.stats()');
     const one = usage.entries.get(key(1))!.bytes;
@@ -275,6 +275,15 @@ describe('access tracker', () => {
   });
 });
 
+/** Polls `f` every 5 ms until it is true; fails after 10 s. */
+async function until(f: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 describe('scheduler', () => {
   test('runs at start when asked, repeats, never overlaps, stop() waits for a run', async () => {
     const s = new Scheduler(silent);
@@ -294,11 +303,17 @@ describe('scheduler', () => {
         active--;
       },
     });
-    await s.runNow('t').catch(() => undefined);
+    // runNow() resolves (it must not reject); a second call while it runs joins the same run.
+    const first = s.runNow('t');
+    assert.equal(s.runNow('t'), first, 'a run in progress is joined, not started again');
+    await first;
+    assert.equal(runs, 1);
     s.start();
-    await new Promise((r) => setTimeout(r, 200));
-    void s.runNow('t');
+    // Repeats: wait for the runs themselves (not a fixed wall time), failing after 10 s.
+    await until(() => runs >= 3, 'three runs');
+    const inFlight = s.runNow('t');
     await s.stop();
+    await inFlight;
     const after = runs;
     assert.ok(after >= 3, `ran ${after} times`);
     assert.equal(maxActive, 1);
@@ -309,14 +324,24 @@ describe('scheduler', () => {
   });
 
   test('a failing task is logged and rescheduled', async () => {
-    const s = new Scheduler(silent);
+    // The scheduler's pino log, captured: one JSON line per entry.
+    const lines: Array<Record<string, any>> = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+    const s = new Scheduler(logger);
     let runs = 0;
     s.add({ name: 'f', intervalMs: 10, firstDelayMs: 0, jitter: 0, run: async () => { runs++; throw new Error('nope'); } });
     s.start();
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => runs >= 2, 'a second run after the failure');
     await s.stop();
     assert.ok(runs >= 2);
     assert.equal(s.status()[0]!.lastError, 'nope');
+    const failed = lines.filter((l) => l.msg === 'scheduled task f failed');
+    assert.ok(failed.length >= 2, `each failure is logged: ${JSON.stringify(lines)}`);
+    for (const l of failed) {
+      assert.equal(l.level, 40, 'as a warning');
+      assert.equal(l.task, 'f');
+      assert.equal(l.err?.message, 'nope', 'with the error');
+    }
   });
 });
 

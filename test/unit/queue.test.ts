@@ -502,10 +502,22 @@ describe('LocalQueue', () => {
   });
 
   test('close() with nothing running returns at once', async () => {
+    // Timed against a job of 2 s on the same machine: a close() that waited for anything (the
+    // grace period, the finished job's linger) would take about as long, or much longer.
     const { q } = setup();
-    await q.enqueue('k', noop);
-    await waitFor('k done', async () => (await q.get('k'))?.state === 'succeeded');
+    const jobMs = 2000;
+    let ranMs = 0;
+    await q.enqueue('k', async () => {
+      const t0 = performance.now();
+      await new Promise((r) => setTimeout(r, jobMs));
+      ranMs = performance.now() - t0;
+    });
+    await waitFor('k done', async () => (await q.get('k'))?.state === 'succeeded', 5 * jobMs);
+    assert.ok(ranMs >= jobMs * 0.9, `the job took its ${jobMs} ms (${ranMs.toFixed(0)} ms)`);
+    const t0 = performance.now();
     await q.close();
+    const closeMs = performance.now() - t0;
+    assert.ok(closeMs < ranMs / 4, `close() took ${closeMs.toFixed(0)} ms, not well under the ${ranMs.toFixed(0)} ms of a job`);
     await assert.rejects(q.enqueue('k', noop), /shutting down/);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * What an agent accepts from Redis: checkResolvedSpec holds a job's spec to the request grammar
- * (every version exact, no local directories, a buildable target), and the remote-trust
- * processor refuses a spec whose cache key is not the job's, writing nothing to the store.
+ * (every version exact, no local directories, a buildable target), and the agent's job check
+ * (checkRemoteJob, before the processor) refuses a spec whose cache key is not the job's, writing
+ * nothing to the store.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -9,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { BuildRunner } from '../../src/build/index.js';
-import { JobRefused } from '../../src/queue/index.js';
-import { buildProcessor, type BuildPayload } from '../../src/service/index.js';
+import { JobRefused, type JobContext } from '../../src/queue/index.js';
+import { buildProcessor, checkRemoteJob, type BuildPayload } from '../../src/service/index.js';
 import { cacheKey, checkResolvedSpec, PlatformSet, SpecError, type ResolvedSpec } from '../../src/spec/index.js';
 import { FsStore } from '../../src/store/index.js';
 
@@ -73,7 +74,10 @@ test('a remote job whose spec does not hash to its key is refused before anythin
         throw new Error('must not run');
       },
     };
-    const process = buildProcessor(runner, store, { trust: 'remote', platforms });
+    // As an agent runs a job from Redis: the job check, then (only when it passes) the processor.
+    const processor = buildProcessor(runner, store);
+    const identity = { go: good.toolchain.go, xcaddy: good.toolchain.xcaddy };
+    const process = async (c: JobContext<BuildPayload>) => processor({ ...c, payload: checkRemoteJob({ key: c.key, data: c.payload, agent: c.agent }, { identity, platforms }) });
     const ctx = (key: string, spec: unknown) => ({
       key,
       payload: { request: { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [] }, spec, requestedAt: new Date().toISOString() } as BuildPayload,

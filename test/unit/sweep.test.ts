@@ -61,6 +61,8 @@ test('sweepOrphanBuilds kills the process group of a build whose owner died, and
     assert.equal(existsSync(join(tmp, 'build-reused')), false);
     assert.equal(alive(live.pid!), true, 'a live owner\'s build keeps running');
     assert.equal(existsSync(join(tmp, 'build-dead')), false);
+    assert.equal(existsSync(join(tmp, 'build-owner-reused')), false, 'the dir of a build whose owner PID was reused is removed');
+    assert.equal(existsSync(join(tmp, 'build-stale')), false, 'an old dir without an owner file is removed, not only reported');
     assert.equal(existsSync(join(tmp, 'build-live')), true);
     assert.equal(existsSync(join(tmp, 'build-fresh')), true);
     assert.equal(existsSync(join(tmp, 'resolve-x')), true);

@@ -218,7 +218,7 @@ describe('loadConfig', () => {
     assert.equal(c.goproxy, 'https://proxy.example,direct');
     assert.equal(c.goprivate, 'corp.example');
     assert.equal(c.gosumdb, 'sum.golang.google.cn');
-    // The checksum database stays on (issue 7, docs/SECURITY.md).
+    // The checksum database stays on (docs/SECURITY.md).
     assert.throws(() => loadConfig({ env: { GOSUMDB: 'off' } }), /GOSUMDB=off is refused/);
     assert.equal(c.gonosumdb, 'corp.example');
     assert.equal(c.gonoproxy, 'none');

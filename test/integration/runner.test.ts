@@ -2,6 +2,8 @@
  * XcaddyRunner's process handling with a stand-in xcaddy (a shell script) in the real build
  * sandbox: timeout and cancel kill everything the build started, output lines are streamed,
  * failures carry the tail of the log, and the built binary is run (sandboxed) for its version.
+ * An integration test: it needs the real Go toolchain (Toolchain.detect, gofmt, a Go binary with
+ * build info) and the real bwrap sandbox, so it is not a unit test.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -9,7 +11,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before, beforeEach, test } from 'node:test';
 import { BuildFailed, XcaddyRunner } from '../../src/build/index.js';
 import { openSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import type { ResolvedSpec } from '../../src/spec/index.js';
@@ -36,27 +38,66 @@ async function fakeXcaddy(body: string): Promise<Toolchain> {
   return Toolchain.detect({ xcaddyBin: bin, cacheDir: join(dir, 'cache'), sandbox });
 }
 
-/** Processes on this machine (any namespace: the host /proc sees them all) whose argv holds the marker. */
-const running = () => {
-  let n = 0;
+/** Every live process on this machine (any namespace: the host /proc sees them all): pid, process group, session, argv. */
+function processes(): Array<{ pid: number; pgid: number; sid: number; argv: string[] }> {
+  if (!statSync('/proc/self/stat', { throwIfNoEntry: false })) throw new Error('/proc is not mounted: the survivor checks cannot count processes');
+  const out: Array<{ pid: number; pgid: number; sid: number; argv: string[] }> = [];
   for (const pid of readdirSync('/proc').filter((p) => /^[0-9]+$/.test(p))) {
     try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(marker)) n++;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the command name "(...)": state ppid pgrp session ...
+      const [state, , pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // A zombie (exited, not yet reaped by its parent) runs nothing: not a survivor.
+      if (state === 'Z' || state === 'X') continue;
+      out.push({ pid: Number(pid), pgid: Number(pgrp), sid: Number(session), argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0') });
     } catch {
       /* exited meanwhile */
     }
   }
-  return n;
+  if (!out.some((p) => p.pid === process.pid)) throw new Error('this process is missing from /proc: the survivor checks cannot count processes');
+  return out;
+}
+
+/** Processes whose argv holds the marker. */
+const running = () => processes().filter((p) => p.argv.includes(marker)).length;
+
+/** The process groups (and sessions) of the build's marker processes, taken while the build runs. */
+const buildGroups = () => {
+  const mine = processes().filter((p) => p.argv.includes(marker));
+  return { pgids: new Set(mine.map((p) => p.pgid)), sids: new Set(mine.map((p) => p.sid)), count: mine.length };
 };
+
+/** Processes still in one of those groups or sessions (the group's processes, whatever their argv). */
+const survivors = (g: { pgids: Set<number>; sids: Set<number> }) => processes().filter((p) => g.pgids.has(p.pgid) || g.sids.has(p.sid));
+
+/** Waits up to `ms` for the build to end; if it has not, the survivors are what keeps it open: fail naming them, not by the test's timeout. */
+async function endsWithin(p: Promise<unknown>, groups: { pgids: Set<number>; sids: Set<number> }, ms: number): Promise<void> {
+  const ended = await Promise.race([p.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+  if (!ended) assert.deepEqual(survivors(groups), [], `the build has not ended ${ms} ms after it was stopped; its processes survive`);
+  assert.ok(ended, `the build has not ended ${ms} ms after it was stopped`);
+}
+
+/** Polls until `f` is true (the build's processes are up), failing after `ms`. */
+async function until(f: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'fairway-runner-'));
-  marker = `300.${process.pid}1`;
   sandbox = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-build' });
   await mkdir(join(dir, 'cache', 'gopath'), { recursive: true });
   await copyFile(XCADDY, goBinary());
 });
 after(() => sandbox.close());
+// A new marker for each test, so a survivor of one test cannot confuse the next one's counts.
+let markers = 0;
+beforeEach(() => {
+  marker = `300.${process.pid}${++markers}`;
+});
 
 test('the marker count sees a running marker process (the survivor checks below can fail)', async () => {
   const { spawn } = await import('node:child_process');
@@ -75,13 +116,20 @@ test('a build over its timeout fails with reason "timeout" and its whole process
   const runner = new XcaddyRunner(tc, { timeoutMs: 1500, killGraceMs: 500 });
   const lines: string[] = [];
   const t0 = Date.now();
-  await assert.rejects(
-    runner.run(spec, { onLine: (_s, text) => lines.push(text) }),
-    (err: unknown) => err instanceof BuildFailed && err.reason === 'timeout' && /timeout of 2s|timeout of 1s/.test(err.message),
-  );
+  const p = runner.run(spec, { onLine: (_s, text) => lines.push(text) });
+  p.catch(() => undefined);
+  // While it runs, the count sees both sleeps (the sandboxed build user's processes, in their own group).
+  await until(() => running() === 2, 'the two marker sleeps of the build');
+  const groups = buildGroups();
+  assert.equal(groups.count, 2);
+  assert.ok(!groups.pgids.has(process.pid) && !groups.sids.has(process.pid), 'the build runs in its own process group and session');
+  assert.ok(survivors(groups).length >= 3, 'the group holds the stand-in shell and both sleeps');
+  await endsWithin(p, groups, 8_000);
+  await assert.rejects(p, (err: unknown) => err instanceof BuildFailed && err.reason === 'timeout' && /timeout of 2s|timeout of 1s/.test(err.message));
   assert.ok(Date.now() - t0 < 10_000);
   assert.ok(lines.includes('starting'), 'output was streamed');
   await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(survivors(groups), [], 'no process of the build\'s process group or session survives');
   assert.equal(running(), 0, 'no process of the build survives');
 });
 
@@ -89,9 +137,16 @@ test('cancel through the AbortSignal stops the build with reason "canceled"', { 
   const tc = await fakeXcaddy(`echo working; sleep ${marker}`);
   const runner = new XcaddyRunner(tc, { timeoutMs: 60_000, killGraceMs: 500 });
   const ac = new AbortController();
-  const p = runner.run(spec, { onLine: (_s, text) => text === 'working' && setTimeout(() => ac.abort(), 200), signal: ac.signal });
+  const p = runner.run(spec, { onLine: () => undefined, signal: ac.signal });
+  p.catch(() => undefined);
+  await until(() => running() === 1, 'the marker sleep of the build');
+  const groups = buildGroups();
+  assert.ok(survivors(groups).length >= 2, 'the group holds the stand-in shell and its sleep');
+  ac.abort();
+  await endsWithin(p, groups, 5_000);
   await assert.rejects(p, (err: unknown) => err instanceof BuildFailed && err.reason === 'canceled');
   await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(survivors(groups), [], 'no process of the build\'s process group or session survives');
   assert.equal(running(), 0);
 });
 

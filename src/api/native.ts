@@ -1,0 +1,184 @@
+/**
+ * The native JSON API as a Fastify plugin: builds (request, status, cancel, log, artifact, build
+ * info), version/platform/statistics/agent listings, and the health checks. Routes only
+ * translate HTTP to service calls; build specs are validated by the service's spec parser.
+ * Registered by createApi (src/api/index.ts) with `app.register(nativeApi, opts)`.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { BuildService } from '../service/index.js';
+import { ARM_VERSIONS } from '../spec/index.js';
+import { sendArtifact } from './artifact.js';
+import { fromSeq, logHttp, logWebSocket } from './logs.js';
+import { BINARY, BuildIdParams, BuildRecord, BuildRequestBody, QueueDepth, errors } from './schemas.js';
+import { requestContext } from './security.js';
+
+export interface NativeApiOptions {
+  service: BuildService;
+  /** Redirect artifact downloads to presigned store URLs when available. */
+  downloadRedirect?: boolean;
+  /** Extra readiness checks (store, Redis). */
+  ready?: () => Promise<Record<string, string>>;
+}
+
+const ListQuery = z.object({
+  limit: z.string().optional().describe('how many recent builds (1–500, default 50; anything else means 50)'),
+});
+const VersionsQuery = z.object({ refresh: z.string().optional().describe('`1`: ask the module proxy again now') });
+const LogQuery = z.object({ from: z.string().optional().describe('first line number to send (default 0, or after `Last-Event-ID`)') });
+
+/** The builds resource: request, list, status, cancel. */
+const buildRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  const { service } = o;
+  const tags = ['builds'];
+
+  app.post(
+    '/api/builds',
+    {
+      config: { scope: 'build' },
+      schema: {
+        tags,
+        summary: 'Request a build (200 on a cache hit, else 202 queued)',
+        body: BuildRequestBody,
+        response: { 200: BuildRecord, 202: BuildRecord, ...errors(400, 401, 403, 413, 415, 422, 429, 502, 507) },
+      },
+    },
+    async (req, reply) => {
+      const build = await service.request(req.body ?? {}, requestContext(req));
+      return reply.code(build.status === 'succeeded' ? 200 : 202).send(build);
+    },
+  );
+
+  app.get(
+    '/api/builds',
+    { config: { scope: 'read' }, schema: { tags, summary: 'Recent builds and the queue depth', querystring: ListQuery, response: { 200: z.object({ builds: z.array(BuildRecord), queue: QueueDepth }) } } },
+    async (req) => {
+      const limitRaw = Number(req.query.limit ?? 50);
+      const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, 500) : 50;
+      return { builds: await service.list(limit), queue: await service.depth() };
+    },
+  );
+
+  app.get(
+    '/api/builds/:id',
+    { config: { scope: 'read' }, schema: { tags, summary: "A build's status and record", params: BuildIdParams, response: { 200: BuildRecord, ...errors(400, 404) } } },
+    async (req) => service.get(req.params.id),
+  );
+
+  app.delete(
+    '/api/builds/:id',
+    {
+      config: { scope: 'build' },
+      schema: { tags, summary: 'Cancel a queued or running build (its client, or an admin)', params: BuildIdParams, response: { 200: BuildRecord, ...errors(400, 403, 404, 409) } },
+    },
+    async (req) => service.cancel(req.params.id, requestContext(req)),
+  );
+};
+
+/** A build's log (text, SSE, websocket), artifact and build info. */
+const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  const { service } = o;
+  const tags = ['builds'];
+
+  app.route({
+    method: 'GET',
+    url: '/api/builds/:id/log',
+    config: { scope: 'read' },
+    schema: {
+      tags,
+      summary: 'The build log: plain text, SSE (Accept: text/event-stream) or a websocket; replayed from the first line',
+      params: BuildIdParams,
+      querystring: LogQuery,
+      response: { 200: { description: 'the log', content: { 'text/plain': { schema: z.string() }, 'text/event-stream': { schema: z.string() } } }, ...errors(404) },
+    },
+    handler: (req, reply) => logHttp(service)(req, reply, req.params.id, fromSeq(req.query.from, req.headers['last-event-id'])),
+    wsHandler: (socket, req) => logWebSocket(service)(socket, req.params.id, fromSeq(req.query.from, req.headers['last-event-id'])),
+  });
+
+  app.get(
+    '/api/builds/:id/artifact',
+    { config: { scope: 'read' }, schema: { tags, summary: 'Download the binary (Range, ETag, X-Checksum-Sha256)', params: BuildIdParams, response: { 200: BINARY, ...errors(404, 409, 416) } } },
+    async (req, reply) => sendArtifact(service, req.params.id, req, reply, o.downloadRedirect ?? false),
+  );
+
+  app.get(
+    '/api/builds/:id/buildinfo',
+    { config: { scope: 'read' }, schema: { tags, summary: "The binary's Go build info", params: BuildIdParams, response: { 200: z.unknown().describe('the build info Go recorded in the binary'), ...errors(404, 410) } } },
+    async (req) => service.buildInfo(req.params.id),
+  );
+};
+
+const Stats = z.object({ artifacts: z.number().int(), succeeded: z.number().int(), failed: z.number().int(), queue: QueueDepth });
+const Agents = z.object({
+  agents: z.array(
+    z.object({
+      id: z.string(),
+      host: z.string().optional(),
+      go: z.string().optional(),
+      xcaddy: z.string().optional(),
+      concurrency: z.number().optional(),
+      jobs: z.array(z.string()).optional().describe('keys of the builds it runs now'),
+      startedAt: z.string().optional(),
+      lastSeen: z.string().optional().describe('last heartbeat'),
+    }),
+  ),
+  queue: QueueDepth,
+});
+
+/** Versions, platforms, statistics and agents. */
+const infoRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, { service }) => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  const tags = ['info'];
+  app.get(
+    '/api/versions',
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        summary: 'Caddy versions (newest first)',
+        querystring: VersionsQuery,
+        response: { 200: z.object({ versions: z.array(z.object({ version: z.string(), prerelease: z.boolean() })), latest: z.string().nullable() }) },
+      },
+    },
+    async (req) => service.versions({ refresh: req.query.refresh === '1' }),
+  );
+  app.get(
+    '/api/platforms',
+    { config: { scope: 'read' }, schema: { tags, summary: 'GOOS/GOARCH pairs this toolchain builds', response: { 200: z.object({ platforms: z.array(z.object({ os: z.string(), arch: z.string() })), arm: z.array(z.string()) }) } } },
+    async () => ({ platforms: service.platforms.list(), arm: [...ARM_VERSIONS] }),
+  );
+  app.get('/api/stats', { config: { scope: 'read' }, schema: { tags, summary: 'Artifact and queue counts', response: { 200: Stats } } }, async () => service.stats());
+  app.get('/api/agents', { config: { scope: 'read' }, schema: { tags, summary: 'Workers that run builds, and the queue depth', response: { 200: Agents } } }, async () => ({ agents: await service.agents(), queue: await service.depth() }));
+};
+
+const Status = z.object({ status: z.string() });
+
+/** Liveness and readiness, without authentication. */
+const healthRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) => {
+  const app = instance.withTypeProvider<ZodTypeProvider>();
+  const tags = ['health'];
+  app.get('/healthz', { config: { scope: 'public' }, schema: { tags, summary: 'The process answers', response: { 200: Status } } }, async () => ({ status: 'ok' }));
+  app.get(
+    '/readyz',
+    { config: { scope: 'public' }, schema: { tags, summary: 'The store and the queue answer', response: { 200: z.object({ status: z.string(), checks: z.record(z.string(), z.string()) }), ...errors(503) } } },
+    async (_req, reply) => {
+      try {
+        const checks = o.ready ? await o.ready() : {};
+        return { status: 'ready', checks };
+      } catch (err) {
+        return reply.code(503).send({ error: { code: 'not_ready', message: (err as Error).message } });
+      }
+    },
+  );
+};
+
+/** The native API: every route group above, sharing the app's JSON error handler. */
+export const nativeApi: FastifyPluginAsync<NativeApiOptions> = async (app, o) => {
+  await app.register(buildRoutes, o);
+  await app.register(buildOutputRoutes, o);
+  await app.register(infoRoutes, o);
+  await app.register(healthRoutes, o);
+};

@@ -1,0 +1,138 @@
+/**
+ * Route schemas, declared once in zod: Fastify validates params and queries with them
+ * (fastify-type-provider-zod), types the handlers from them, serializes the main responses with
+ * them, and @fastify/swagger turns them into the OpenAPI document served at /openapi.json.
+ *
+ * A schema wrapped in `documented()` only describes: the route's handler validates that part
+ * itself (POST /api/builds: the service's spec parser, whose SpecError messages clients rely on).
+ */
+import type { FastifySchemaCompiler, FastifySerializerCompiler } from 'fastify';
+import { ResponseSerializationError, validatorCompiler } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
+const DESCRIBED_ONLY = new WeakSet<object>();
+
+/**
+ * `schema` in the OpenAPI document, but not checked at the edge: the value reaches the handler as
+ * it came (typed `unknown`), and the handler's own validation answers with its own messages.
+ */
+export function documented(schema: z.ZodType): z.ZodType<unknown> {
+  DESCRIBED_ONLY.add(schema);
+  return schema;
+}
+
+/** The zod validator compiler, except for `documented()` parts (passed through unchanged). */
+export const edgeValidator: FastifySchemaCompiler<z.ZodType> = (route) =>
+  DESCRIBED_ONLY.has(route.schema) ? (data: unknown) => ({ value: data }) : validatorCompiler(route);
+
+/**
+ * Responses are checked against their schema (a mismatch is a 500, like the plugin's own
+ * serializerCompiler) and then sent as they are: a schema describes a record's main fields, and
+ * fields it does not list are not dropped on the way out.
+ */
+export const responseSerializer: FastifySerializerCompiler<z.ZodType> =
+  ({ schema, method, url }) =>
+  (data: unknown) => {
+    const checked = z.safeEncode(schema, data);
+    if (!checked.success) throw new ResponseSerializationError(method, url, { cause: checked.error });
+    return JSON.stringify(data);
+  };
+
+/** Tags of the OpenAPI document, one per route group. */
+export const TAGS = [
+  { name: 'builds', description: 'Native JSON API: request, follow and download builds' },
+  { name: 'info', description: 'Versions, platforms, statistics and agents' },
+  { name: 'compat', description: "caddyserver.com-compatible download API (errors in Caddy's envelope)" },
+  { name: 'ops', description: 'Operations: Prometheus metrics and administration' },
+  { name: 'health', description: 'Liveness and readiness (no authentication)' },
+  { name: 'ui', description: 'The web UI (HTML and its assets)' },
+] as const;
+
+export type Tag = (typeof TAGS)[number]['name'];
+
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.string().describe('stable machine-readable code, e.g. invalid_spec, not_found, unauthorized'),
+      message: z.string().describe('what went wrong and what to do'),
+      field: z.string().optional().describe('the offending input, when there is one'),
+    }),
+  })
+  .describe('Fairway error');
+
+export const CompatErrorBody = z
+  .object({
+    status_code: z.number().int(),
+    error: z.object({
+      message: z.string(),
+      id: z.string().describe('error id, also in the server log'),
+      code: z.string().describe("Fairway's error code (as in the native API)"),
+    }),
+  })
+  .describe("caddyserver.com's error envelope, as Caddy's CLI decodes it");
+
+/** Error responses a route may answer with, for the document. */
+export function errors<S extends number>(...statuses: S[]): Record<S, typeof ErrorBody> {
+  return Object.fromEntries(statuses.map((s) => [s, ErrorBody])) as Record<S, typeof ErrorBody>;
+}
+
+export function compatErrors<S extends number>(...statuses: S[]): Record<S, typeof CompatErrorBody> {
+  return Object.fromEntries(statuses.map((s) => [s, CompatErrorBody])) as Record<S, typeof CompatErrorBody>;
+}
+
+/** A build id (its cache key, 64 hex characters); longer values are refused at the edge. */
+export const BuildIdParams = z.object({ id: z.string().max(128).describe('build id (the cache key: 64 hex digits)') });
+
+export const PluginBody = z.object({
+  module: z.string().describe('Go module path, e.g. github.com/mholt/caddy-l4'),
+  version: z.string().optional().describe('version, branch or `latest` (default)'),
+  replace: z.string().optional().describe('replacement `module@version` (needs the admin scope)'),
+});
+
+/** What POST /api/builds accepts; checked by the service's spec parser (src/spec), not at the edge. */
+export const BuildRequestBody = documented(
+  z
+    .strictObject({
+      caddyVersion: z.string().optional().describe('Caddy version (default `latest`)'),
+      os: z.string().describe('GOOS, e.g. linux'),
+      arch: z.string().describe('GOARCH, e.g. amd64'),
+      arm: z.union([z.string(), z.number().int()]).optional().describe('GOARM (arch arm only)'),
+      plugins: z.array(PluginBody).optional(),
+    })
+    .describe('a build request'),
+);
+
+const PluginSpec = z.object({ module: z.string(), version: z.string().optional() });
+const ResolvedSpec = z
+  .object({ caddyVersion: z.string(), os: z.string(), arch: z.string(), arm: z.string().optional(), plugins: z.array(PluginSpec) })
+  .describe('the fully resolved spec the cache key hashes');
+
+export const BuildRecord = z
+  .object({
+    id: z.string(),
+    key: z.string(),
+    status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']),
+    phase: z.string().describe('queued, resolving, building, storing, done, failed or canceled'),
+    position: z.number().int().optional().describe('place in the queue (queued builds)'),
+    cached: z.boolean().describe('served from the store without building'),
+    spec: ResolvedSpec,
+    filename: z.string(),
+    sha256: z.string().optional(),
+    size: z.number().optional(),
+    error: z.string().optional(),
+    createdAt: z.string(),
+    startedAt: z.string().optional(),
+    finishedAt: z.string().optional(),
+    durationMs: z.number().optional(),
+    agent: z.string().optional(),
+    links: z.object({ self: z.string(), log: z.string(), artifact: z.string(), buildinfo: z.string() }),
+  })
+  .describe('a build');
+
+export const QueueDepth = z.object({ queued: z.number().int(), running: z.number().int() });
+
+/** Query values as Fastify parses them: one string, or a list when the parameter repeats. */
+export const QueryValue = z.union([z.string(), z.array(z.string())]);
+
+/** Binary or text bodies, for the document only (no serialization schema). */
+export const BINARY = { description: 'the binary', content: { 'application/octet-stream': { schema: z.string().describe('bytes') } } };

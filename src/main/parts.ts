@@ -1,0 +1,53 @@
+/**
+ * The parts every process of the composition root starts from: the sandboxed toolchain, the
+ * platforms it can build, the artifact store, the builder. Shared by `serve`, `hub`, `agent` and
+ * `fairway prune`; imported only inside src/main.
+ */
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
+import type { Config } from '../config/index.js';
+import { openSandbox } from '../sandbox/index.js';
+import { PlatformSet } from '../spec/index.js';
+import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
+import { Toolchain } from '../toolchain/index.js';
+
+export async function prepareToolchain(config: Config, logger: Logger): Promise<Toolchain> {
+  // Every go command and every run of a built binary goes through the sandbox (docs/SECURITY.md).
+  const sandbox = await openSandbox({
+    kind: config.sandbox,
+    buildUser: config.buildUser,
+    ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
+    logger,
+  });
+  const toolchain = await Toolchain.detect({
+    sandbox,
+    goBin: config.goBin,
+    xcaddyBin: config.xcaddyBin,
+    cacheDir: config.cacheDir,
+    ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
+    ...(config.goprivate !== undefined ? { goprivate: config.goprivate } : {}),
+    ...(config.gonosumdb !== undefined ? { gonosumdb: config.gonosumdb } : {}),
+    ...(config.gonoproxy !== undefined ? { gonoproxy: config.gonoproxy } : {}),
+    ...(config.gosumdb !== undefined ? { gosumdb: config.gosumdb } : {}),
+  });
+  logger.info({ go: toolchain.identity.go, xcaddy: toolchain.identity.xcaddy, cacheDir: config.cacheDir, ...sandbox.describe() }, 'toolchain ready');
+  const swept = await sweepOrphanBuilds(toolchain.tmpDir);
+  if (swept.length) logger.warn({ swept }, 'stopped and removed builds left by a process that died');
+  return toolchain;
+}
+
+/** The targets this Go toolchain can build, from `go tool dist list -json`. */
+export async function loadPlatforms(toolchain: Toolchain): Promise<PlatformSet> {
+  const { stdout } = await toolchain.go(['tool', 'dist', 'list', '-json']);
+  return PlatformSet.fromDistListJson(stdout);
+}
+
+/** The artifact store named by `--store` (fs path or s3:// URL); default: `<data-dir>/artifacts`. */
+export async function prepareStore(config: Config): Promise<ArtifactStore> {
+  return config.store ? openStore(config.store) : FsStore.open(join(config.dataDir, 'artifacts'));
+}
+
+export function runner(config: Config, toolchain: Toolchain): XcaddyRunner {
+  return new XcaddyRunner(toolchain, { timeoutMs: config.buildTimeout, maxArtifactBytes: config.maxArtifactSize, minFreeBytes: config.minFreeDisk });
+}

@@ -1,0 +1,59 @@
+/**
+ * Every check an agent makes on a job it takes from Redis, in one place. Anyone with write
+ * access to Redis can queue a job, so nothing of it is trusted: the toolchain it was keyed for
+ * must be this agent's, its spec must hold to the request grammar (every version exact, no local
+ * directory, a target this machine builds: src/spec/resolved.ts), and the spec must hash to the
+ * job's key (else a binary with other code would be stored under a popular key). The queue
+ * adapter (src/queue/bullmq.ts) calls the check it is given before anything runs; a refused job
+ * fails at once, without retries, and nothing is written to the store.
+ */
+import { JobRefused, type RemoteJob } from '../queue/index.js';
+import { cacheKey, checkResolvedSpec, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import type { BuildPayload } from './processor.js';
+
+export interface RemoteJobCheckOptions {
+  /** The agent's toolchain: jobs keyed for other versions are refused. */
+  identity: { go: string; xcaddy: string };
+  /** Targets this machine can build; absent = not checked. */
+  platforms?: PlatformSet;
+}
+
+const FROM_HUBS = '(jobs come from the hubs; check who else writes to Redis)';
+
+/** The payload of a job taken from Redis, with its spec checked; throws a JobRefused saying why not. */
+export function checkRemoteJob(job: RemoteJob, opts: RemoteJobCheckOptions): BuildPayload {
+  const { key, agent } = job;
+  const data = job.data && typeof job.data === 'object' ? (job.data as Record<string, unknown>) : null;
+  const rawSpec = data?.spec && typeof data.spec === 'object' ? (data.spec as Record<string, unknown>) : null;
+  const tc = rawSpec?.toolchain && typeof rawSpec.toolchain === 'object' ? (rawSpec.toolchain as Record<string, unknown>) : null;
+  if (!data || !tc) throw new JobRefused(`agent ${agent} refused job ${key}: its payload has no spec.toolchain (not queued by a Fairway hub?)`);
+  if (tc.go !== opts.identity.go || tc.xcaddy !== opts.identity.xcaddy) {
+    throw new JobRefused(
+      `agent ${agent} has ${opts.identity.go} and xcaddy ${opts.identity.xcaddy}, but this build was keyed for ${String(tc.go)} and xcaddy ${String(tc.xcaddy)}; run the same versions on hubs and agents`,
+    );
+  }
+  let spec: ResolvedSpec;
+  try {
+    spec = checkResolvedSpec(rawSpec, { allowLocalPaths: false, ...(opts.platforms ? { platforms: opts.platforms } : {}) });
+  } catch (err) {
+    throw new JobRefused(`refused job ${key}: ${(err as Error).message} ${FROM_HUBS}`);
+  }
+  const specKey = cacheKey(spec);
+  if (specKey !== key) throw new JobRefused(`refused job ${key}: its spec has the cache key ${specKey}, not the job's ${FROM_HUBS}`);
+  if (!data.request || typeof data.request !== 'object') throw new JobRefused(`refused job ${key}: its payload has no request ${FROM_HUBS}`);
+  if (typeof data.requestedAt !== 'string' || Number.isNaN(Date.parse(data.requestedAt))) {
+    throw new JobRefused(`refused job ${key}: its payload has no valid requestedAt ${FROM_HUBS}`);
+  }
+  if (data.requestedBy !== undefined && typeof data.requestedBy !== 'string') throw new JobRefused(`refused job ${key}: its requestedBy is not a string ${FROM_HUBS}`);
+  return {
+    request: data.request as BuildPayload['request'],
+    spec,
+    requestedAt: data.requestedAt,
+    ...(typeof data.requestedBy === 'string' ? { requestedBy: data.requestedBy } : {}),
+  };
+}
+
+/** The check for an agent's BullMqWorker (its `check` option). */
+export function remoteJobCheck(opts: RemoteJobCheckOptions): (job: RemoteJob) => BuildPayload {
+  return (job) => checkRemoteJob(job, opts);
+}

@@ -1,0 +1,119 @@
+// The OpenAPI document at /openapi.json: valid OpenAPI 3.0, tags per group, and every route the
+// app registers (seen with an onRoute hook) in `paths` with its method: a route without a schema fails.
+// In-process (inject(): no Go, no network; test/helpers/api.ts), milliseconds per test.
+//   node --import tsx --test test/unit/api-openapi.test.ts
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import type { OpenAPIV3 } from 'openapi-types';
+import { opsTestPlugin, testApi, type TestApi } from '../helpers/api.js';
+
+/**
+ * What OpenAPI 3.0 requires of the parts Fairway uses (no validator package is installed): a
+ * version and info, paths starting with '/', operations with at least one response each with a
+ * description, declared path parameters for every `{name}` in the path (in: path, required),
+ * parameters with a name, a known `in` and a schema, tags that are declared, unique operation ids,
+ * JSON schemas with a single string `type` (3.0 has no type arrays or 'null').
+ */
+function openApiProblems(doc: OpenAPIV3.Document): string[] {
+  const problems: string[] = [];
+  if (!/^3\.0\.\d+$/.test(doc.openapi)) problems.push(`openapi: ${doc.openapi}`);
+  if (typeof doc.info?.title !== 'string' || typeof doc.info?.version !== 'string') problems.push('info.title/info.version');
+  const tags = new Set((doc.tags ?? []).map((x) => x.name));
+  const ids = new Set<string>();
+  const schemas: Array<[string, unknown]> = [];
+  for (const [path, item] of Object.entries(doc.paths)) {
+    if (!path.startsWith('/')) problems.push(`path ${path}`);
+    for (const method of ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const) {
+      const op = item?.[method];
+      if (!op) continue;
+      const where = `${method.toUpperCase()} ${path}`;
+      if (op.operationId && ids.has(op.operationId)) problems.push(`${where}: duplicate operationId`);
+      if (op.operationId) ids.add(op.operationId);
+      for (const t of op.tags ?? []) if (!tags.has(t)) problems.push(`${where}: undeclared tag ${t}`);
+      const responses = Object.entries(op.responses ?? {});
+      if (!responses.length) problems.push(`${where}: no responses`);
+      for (const [status, r] of responses) {
+        if (!('$ref' in r) && typeof r.description !== 'string') problems.push(`${where} ${status}: no description`);
+        for (const [type, media] of Object.entries(('content' in r && r.content) || {})) schemas.push([`${where} ${status} ${type}`, media.schema]);
+      }
+      const params = (op.parameters ?? []).filter((p): p is OpenAPIV3.ParameterObject => !('$ref' in p));
+      for (const p of params) {
+        if (!p.name || !['path', 'query', 'header', 'cookie'].includes(p.in) || !p.schema) problems.push(`${where}: parameter ${JSON.stringify(p)}`);
+        if (p.in === 'path' && p.required !== true) problems.push(`${where}: path parameter ${p.name} not required`);
+        schemas.push([`${where} ${p.name}`, p.schema]);
+      }
+      for (const [, name] of path.matchAll(/\{([^}]+)\}/g)) if (!params.some((p) => p.in === 'path' && p.name === name)) problems.push(`${where}: {${name}} not declared`);
+      const body = op.requestBody;
+      if (body && !('$ref' in body)) for (const [type, media] of Object.entries(body.content)) schemas.push([`${where} body ${type}`, media.schema]);
+    }
+  }
+  const walk = (where: string, s: unknown): void => {
+    if (Array.isArray(s)) return s.forEach((x) => walk(where, x));
+    if (s === null || typeof s !== 'object') return;
+    const type = (s as { type?: unknown }).type;
+    if (type !== undefined && (typeof type !== 'string' || type === 'null')) problems.push(`${where}: schema type ${JSON.stringify(type)}`);
+    for (const v of Object.values(s)) walk(where, v);
+  };
+  for (const [where, s] of schemas) walk(where, s);
+  return problems;
+}
+
+describe('the OpenAPI document', () => {
+  let t: TestApi;
+  let ops: Awaited<ReturnType<typeof opsTestPlugin>>;
+  const routes: Array<{ method: string; url: string; exposeHead: boolean }> = [];
+  before(async () => {
+    ops = await opsTestPlugin();
+    const collect = (app: FastifyInstance) =>
+      app.addHook('onRoute', (r) => {
+        for (const method of [r.method].flat()) routes.push({ method, url: r.url ?? r.path, exposeHead: r.exposeHeadRoute !== false });
+      });
+    t = await testApi({ onApp: collect, plugins: [ops.plugin] });
+  });
+  after(async () => {
+    await t?.close();
+    await ops?.close();
+  });
+
+  test('is OpenAPI 3 with the groups as tags', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/openapi.json' });
+    assert.equal(res.statusCode, 200);
+    const doc = res.json() as OpenAPIV3.Document;
+    assert.deepEqual(openApiProblems(doc), []);
+    assert.equal(doc.info.title, 'Fairway');
+    assert.deepEqual(new Set((doc.tags ?? []).map((x) => x.name)), new Set(['builds', 'info', 'compat', 'ops', 'health', 'ui']));
+    const post = doc.paths['/api/builds']?.post;
+    assert.ok(post?.requestBody, 'POST /api/builds documents its body');
+    assert.deepEqual(doc.paths['/healthz']?.get?.security, [], 'public routes need no token');
+    assert.equal(doc.paths['/api/builds']?.get?.security, undefined, 'others: the document-wide bearer token');
+    assert.ok((doc.paths['/api/builds/{id}']?.get?.parameters ?? []).some((p) => 'name' in p && p.name === 'id' && p.in === 'path'));
+  });
+
+  test('responses are checked against their schema and keep the fields it does not list', async () => {
+    const res = await t.app.inject({ method: 'POST', url: '/api/builds', payload: { os: 'linux', arch: 'amd64' } });
+    assert.equal(res.statusCode, 202, res.body);
+    const build = res.json();
+    assert.equal(build.status, 'queued');
+    assert.deepEqual(build.request, { caddyVersion: 'latest', os: 'linux', arch: 'amd64', plugins: [] }, 'request is not in the schema, still sent');
+    assert.equal((await t.app.inject({ method: 'GET', url: `/api/builds/${build.id}` })).json().id, build.id);
+  });
+
+  test('lists every route the app registered, with its method and a tag', async () => {
+    const doc = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json() as OpenAPIV3.Document;
+    const gets = new Map(routes.filter((r) => r.method === 'GET').map((r) => [r.url, r]));
+    const expected = routes.filter((r) => r.url !== '/openapi.json' && !(r.method === 'HEAD' && gets.get(r.url)?.exposeHead));
+    assert.ok(expected.length >= 20, `routes seen: ${expected.length}`);
+    for (const groupRoute of ['/api/builds', '/api/download', '/api/catalog', '/metrics', '/api/admin/prune', '/ui/:name', '/healthz']) {
+      assert.ok(expected.some((r) => r.url === groupRoute), `${groupRoute} was registered`);
+    }
+    const missing: string[] = [];
+    for (const r of expected) {
+      const path = r.url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+      const op = (doc.paths[path] as Record<string, OpenAPIV3.OperationObject> | undefined)?.[r.method.toLowerCase()];
+      if (!op) missing.push(`${r.method} ${r.url}`);
+      else if (!op.tags?.length) missing.push(`${r.method} ${r.url} (no tag)`);
+    }
+    assert.deepEqual(missing, [], 'every route is in the document (a route without a schema is not)');
+  });
+});

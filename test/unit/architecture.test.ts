@@ -1,0 +1,106 @@
+// The architecture as a test (docs/architecture.md): the parts under src/ import each other only
+// through their index.ts, the arrows between parts go one way (no cycle), nothing imports the
+// composition root (src/main), and util imports no part. The import graph is read from the
+// sources with the TypeScript compiler's own scanner, so comments and strings do not count.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+
+const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src');
+
+interface Edge {
+  file: string;
+  from: string;
+  to: string;
+  target: string;
+}
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    return e.isDirectory() ? sources(p) : e.name.endsWith('.ts') ? [p] : [];
+  });
+}
+
+/** Every relative import/export of every file, as an edge between parts (top-level folders of src/). */
+function edges(): Edge[] {
+  const out: Edge[] = [];
+  for (const file of sources(SRC)) {
+    const info = ts.preProcessFile(readFileSync(file, 'utf8'), true, true);
+    for (const ref of info.importedFiles) {
+      if (!ref.fileName.startsWith('.')) continue;
+      const target = resolve(dirname(file), ref.fileName.replace(/\.js$/, '.ts'));
+      const from = relative(SRC, file).split('/')[0]!;
+      const to = relative(SRC, target).split('/')[0]!;
+      out.push({ file: relative(SRC, file), from, to, target: relative(SRC, target) });
+    }
+  }
+  return out;
+}
+
+/** A cycle among parts, as a list of parts, or null. */
+export function findCycle(graph: Map<string, Set<string>>): string[] | null {
+  const state = new Map<string, 'open' | 'done'>();
+  const stack: string[] = [];
+  const visit = (n: string): string[] | null => {
+    if (state.get(n) === 'done') return null;
+    if (state.get(n) === 'open') return [...stack.slice(stack.indexOf(n)), n];
+    state.set(n, 'open');
+    stack.push(n);
+    for (const m of graph.get(n) ?? []) {
+      const c = visit(m);
+      if (c) return c;
+    }
+    stack.pop();
+    state.set(n, 'done');
+    return null;
+  };
+  for (const n of graph.keys()) {
+    const c = visit(n);
+    if (c) return c;
+  }
+  return null;
+}
+
+describe('architecture', () => {
+  const all = edges();
+  const across = all.filter((e) => e.from !== e.to);
+
+  test('the scan sees the code base (a guard against a scanner that finds nothing)', () => {
+    assert.ok(all.length > 200, `only ${all.length} imports found`);
+    assert.ok(across.length > 80, `only ${across.length} imports between parts found`);
+  });
+
+  test('a part is imported only through its index.ts (util, a folder of helpers, excepted)', () => {
+    const bypass = across.filter((e) => e.to !== 'util' && e.target !== `${e.to}/index.ts`);
+    assert.deepEqual(bypass.map((e) => `${e.file} -> ${e.target}`), []);
+  });
+
+  test('nothing imports the composition root, and util imports no part', () => {
+    assert.deepEqual(across.filter((e) => e.to === 'main').map((e) => `${e.file} -> ${e.target}`), []);
+    assert.deepEqual(across.filter((e) => e.from === 'util').map((e) => `${e.file} -> ${e.target}`), []);
+  });
+
+  test('the arrows between parts go one way', () => {
+    const graph = new Map<string, Set<string>>();
+    for (const e of across) {
+      if (!graph.has(e.from)) graph.set(e.from, new Set());
+      graph.get(e.from)!.add(e.to);
+    }
+    const cycle = findCycle(graph);
+    assert.equal(cycle, null, `import cycle between parts: ${cycle?.join(' -> ')}`);
+  });
+
+  test('the cycle finder finds a cycle (the check above can fail)', () => {
+    const g = new Map([
+      ['a', new Set(['b'])],
+      ['b', new Set(['c'])],
+      ['c', new Set(['a'])],
+    ]);
+    assert.deepEqual(findCycle(g), ['a', 'b', 'c', 'a']);
+    assert.equal(findCycle(new Map([['a', new Set(['b'])], ['b', new Set<string>()]])), null);
+  });
+});

@@ -1,0 +1,66 @@
+/**
+ * checkRemoteJob (src/service/jobcheck.ts): every check an agent makes on a job taken from
+ * Redis, in one function. The BullMQ worker calls it before anything runs
+ * (test/integration/queue-contract.test.ts, distributed.test.ts).
+ *   node --import tsx --test test/unit/jobcheck.test.ts
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { JobRefused } from '../../src/queue/index.js';
+import { checkRemoteJob, remoteJobCheck } from '../../src/service/index.js';
+import { cacheKey, PlatformSet, type ResolvedSpec } from '../../src/spec/index.js';
+
+const platforms = new PlatformSet([{ os: 'linux', arch: 'amd64' }, { os: 'linux', arch: 'arm' }]);
+const identity = { go: 'go1.26.8', xcaddy: 'v0.4.5' };
+const spec: ResolvedSpec = {
+  caddyVersion: 'v2.11.9',
+  os: 'linux',
+  arch: 'amd64',
+  plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' }],
+  toolchain: { go: identity.go, xcaddy: identity.xcaddy, flags: 'xcaddy-default' },
+};
+const request = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' }] };
+const requestedAt = '2026-12-01T00:00:00.000Z';
+const key = cacheKey(spec);
+const payload = { request, spec, requestedAt, requestedBy: 'ip:127.0.0.1' };
+const check = (data: unknown, k = key) => checkRemoteJob({ key: k, data: JSON.parse(JSON.stringify(data ?? null)), agent: 'agent-a' }, { identity, platforms });
+const refused = (data: unknown, message: RegExp, k = key) =>
+  assert.throws(() => check(data, k), (e: unknown) => e instanceof JobRefused && message.test(e.message), JSON.stringify(data)?.slice(0, 200));
+
+test('a job a hub queued passes, its payload typed and unchanged (after a JSON round trip, as from Redis)', () => {
+  assert.deepEqual(check(payload), payload);
+  const { requestedBy: _, ...anonymous } = payload;
+  assert.deepEqual(check(anonymous), anonymous);
+  assert.deepEqual(remoteJobCheck({ identity, platforms })({ key, data: payload, agent: 'a' }), payload);
+});
+
+test('the toolchain must be this agent\'s', () => {
+  refused({ ...payload, spec: { ...spec, toolchain: { ...spec.toolchain, go: 'go1.20.1' } } }, /^agent agent-a has go1\.26\.8 and xcaddy v0\.4\.5, but this build was keyed for go1\.20\.1 and xcaddy v0\.4\.5; run the same versions on hubs and agents$/);
+  refused({ ...payload, spec: { ...spec, toolchain: { ...spec.toolchain, xcaddy: 'v0.4.4' } } }, /keyed for go1\.26\.8 and xcaddy v0\.4\.4/);
+  refused({ ...payload, spec: { ...spec, toolchain: undefined } }, /^agent agent-a refused job [0-9a-f]{64}: its payload has no spec\.toolchain \(not queued by a Fairway hub\?\)$/);
+  refused(null, /has no spec\.toolchain/);
+  refused('a string', /has no spec\.toolchain/);
+});
+
+test('the spec must hold to the grammar: exact versions, no local directory, a target this machine builds', () => {
+  const bad = (s: object) => ({ ...payload, spec: { ...spec, ...s } });
+  refused(bad({ caddyVersion: 'latest' }), /^refused job [0-9a-f]{64}: .*caddyVersion.* \(jobs come from the hubs; check who else writes to Redis\)$/);
+  refused(bad({ plugins: [{ module: 'github.com/a/b', version: 'master' }] }), /plugins\[0\]\.version/);
+  refused(bad({ plugins: [{ module: 'github.com/a/b', replace: { kind: 'path', path: '/etc' } }] }), /plugins\[0\]\.replace.*local directory/);
+  refused(bad({ os: 'windows' }), /spec\.os/);
+  refused(bad({ extra: 1 }), /^refused job .*spec/);
+});
+
+test('the spec must hash to the job\'s key', () => {
+  const other = cacheKey({ ...spec, plugins: [] });
+  refused(payload, /^refused job [0-9a-f]{64}: its spec has the cache key [0-9a-f]{64}, not the job's \(jobs come from the hubs; check who else writes to Redis\)$/, other);
+  // A spec that hashes to its key but is not the key's: a plugin added under a plain key.
+  const plain = { ...spec, plugins: [] };
+  refused({ ...payload, spec: { ...plain, plugins: [{ module: 'github.com/evil/caddy-backdoor', version: 'v1.0.0' }] } }, /its spec has the cache key/, cacheKey(plain));
+});
+
+test('the rest of the payload must be there', () => {
+  refused({ ...payload, request: undefined }, /has no request/);
+  refused({ ...payload, requestedAt: 'yesterday' }, /no valid requestedAt/);
+  refused({ ...payload, requestedBy: 7 }, /requestedBy is not a string/);
+});
