@@ -22,8 +22,33 @@ import { createRequire } from 'node:module';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  benchDir, curlConcurrent, curlDownload, describeSpec, downloadPath, findNginx, finish, flags, fmtMs, fmtRate, fmtRatio, getFreePort, GO_CACHE, int, interleave, log, median, percentile,
-  report, requireSetup, spec, startCaddyFileServer, startBench, startNginx, timedBuild, type Row, type StaticServer,
+  benchDir,
+  curlConcurrent,
+  curlDownload,
+  describeSpec,
+  downloadPath,
+  findNginx,
+  finish,
+  flags,
+  fmtMs,
+  fmtRate,
+  fmtRatio,
+  getFreePort,
+  GO_CACHE,
+  int,
+  interleave,
+  log,
+  median,
+  percentile,
+  report,
+  requireSetup,
+  spec,
+  startCaddyFileServer,
+  startBench,
+  startNginx,
+  timedBuild,
+  type Row,
+  type StaticServer,
 } from './lib.js';
 
 const f = flags('bench/cachehit.ts: cached download from Fairway vs a static file server on loopback', {
@@ -32,7 +57,7 @@ const f = flags('bench/cachehit.ts: cached download from Fairway vs a static fil
   seconds: { type: 'string', default: '8', help: 'duration of one autocannon round per side' },
   rounds: { type: 'string', default: '2', help: 'autocannon and aggregate rounds per side, interleaved' },
   each: { type: 'string', default: '2', help: 'downloads per curl client in the aggregate-throughput run' },
-  baseline: { type: 'string', default: 'nginx', help: 'nginx or caddy (the built binary\'s file-server)' },
+  baseline: { type: 'string', default: 'nginx', help: "nginx or caddy (the built binary's file-server)" },
   'nginx-workers': { type: 'string', default: '1', help: 'nginx worker processes (Fairway is one Node process)' },
   'cache-dir': { type: 'string', default: GO_CACHE, help: 'Go caches for the one build that fills the store' },
 });
@@ -130,7 +155,7 @@ async function main(): Promise<void> {
     await chmod(file, 0o755);
     const port = await getFreePort();
     const useNginx = f.baseline !== 'caddy' && !!findNginx();
-    if (f.baseline === 'nginx' && !useNginx) log('nginx not found (apt-get install -y nginx-light): using the built caddy\'s file-server');
+    if (f.baseline === 'nginx' && !useNginx) log("nginx not found (apt-get install -y nginx-light): using the built caddy's file-server");
     baseline = useNginx ? await startNginx(root, port, int(f['nginx-workers'], 'nginx-workers')) : await startCaddyFileServer(file, root, port);
     const staticUrl = `${baseline.url}/caddy_linux_amd64`;
     const bname = useNginx ? `nginx (${f['nginx-workers']} worker, sendfile)` : 'caddy file-server';
@@ -153,9 +178,16 @@ async function main(): Promise<void> {
 
     const rows: Row[] = [];
     for (const p of paths) {
-      for (const [name, url] of [['/api/download', `${p.server.url}${downloadPath(s)}`], ['/api/builds/:id/artifact', `${p.server.url}/api/builds/${id}/artifact`]] as const) {
+      for (const [name, url] of [
+        ['/api/download', `${p.server.url}${downloadPath(s)}`],
+        ['/api/builds/:id/artifact', `${p.server.url}/api/builds/${id}/artifact`],
+      ] as const) {
         log(`single stream, ${p.path}: ${name} vs ${bname}, ${reps} pairs`);
-        const { a, b } = await interleave(reps, () => curlDownload(staticUrl), () => curlDownload(url));
+        const { a, b } = await interleave(
+          reps,
+          () => curlDownload(staticUrl),
+          () => curlDownload(url),
+        );
         const base = median(a.map((x) => x.rate));
         const subj = median(b.map((x) => x.rate));
         log(`  static ${a.map((x) => fmtRate(x.rate)).join(' ')}`);
@@ -174,7 +206,11 @@ async function main(): Promise<void> {
     }
 
     log(`${connections} concurrent clients: /api/download vs ${bname}, ${rounds} × ${seconds}s per side`);
-    const { a, b } = await interleave(rounds, () => load(staticUrl, connections, seconds), () => load(downloadUrl, connections, seconds));
+    const { a, b } = await interleave(
+      rounds,
+      () => load(staticUrl, connections, seconds),
+      () => load(downloadUrl, connections, seconds),
+    );
     const merge = (xs: LoadResult[]) => ({
       ttfb: xs.flatMap((x) => x.ttfb),
       probe: xs.flatMap((x) => x.probe),
@@ -214,7 +250,11 @@ async function main(): Promise<void> {
     for (const p of paths) {
       const url = `${p.server.url}${downloadPath(s)}`;
       log(`aggregate throughput, ${p.path}: ${connections} curl clients × ${f.each} downloads, ${rounds} rounds per side`);
-      const agg = await interleave(rounds, () => curlConcurrent(staticUrl, connections, int(f.each, 'each')), () => curlConcurrent(url, connections, int(f.each, 'each')));
+      const agg = await interleave(
+        rounds,
+        () => curlConcurrent(staticUrl, connections, int(f.each, 'each')),
+        () => curlConcurrent(url, connections, int(f.each, 'each')),
+      );
       const aggBase = median(agg.a.map((x) => x.rate));
       const aggSubj = median(agg.b.map((x) => x.rate));
       log(`  aggregate ${fmtRate(aggSubj)} vs ${fmtRate(aggBase)} (ratio ${fmtRatio(aggSubj / aggBase)})`);

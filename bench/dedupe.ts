@@ -8,9 +8,7 @@
 import { Agent, request } from 'node:http';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import {
-  benchDir, countingXcaddy, describeSpec, downloadPath, finish, flags, fmtMs, GO_CACHE, int, L4, log, now, report, requireSetup, spec, startBench,
-} from './lib.js';
+import { benchDir, countingXcaddy, describeSpec, downloadPath, finish, flags, fmtMs, GO_CACHE, int, L4, log, now, report, requireSetup, spec, startBench } from './lib.js';
 
 const f = flags('bench/dedupe.ts: N concurrent identical cold requests make one build', {
   clients: { type: 'string', default: '100', help: 'concurrent identical requests' },

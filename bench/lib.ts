@@ -82,7 +82,9 @@ export function flags<K extends string>(usage: string, defs: Record<K, FlagDef>)
     process.exit(2);
   }
   if (values.help) {
-    const lines = (Object.entries(defs) as Array<[string, FlagDef]>).map(([k, d]) => `  --${k}${d.type === 'string' ? ' <v>' : ''}  ${d.help}${d.default !== undefined && d.default !== false ? ` (default ${String(d.default)})` : ''}`);
+    const lines = (Object.entries(defs) as Array<[string, FlagDef]>).map(
+      ([k, d]) => `  --${k}${d.type === 'string' ? ' <v>' : ''}  ${d.help}${d.default !== undefined && d.default !== false ? ` (default ${String(d.default)})` : ''}`,
+    );
     process.stdout.write(`${usage}\n\n${lines.join('\n')}\n  --no-record  print only, do not append to BENCHMARKS.md\n`);
     process.exit(0);
   }
@@ -251,7 +253,10 @@ export async function report(rows: Row[]): Promise<void> {
     await writeFile(BENCHMARKS_MD, `# Benchmarks\n\nRows appended by \`bench/*.ts\`; method in docs/benchmarks.md.\n\n## Results\n\n${TABLE_HEAD}`);
   }
   const text = await readFile(BENCHMARKS_MD, 'utf8');
-  const lines = rows.map((r) => `| ${date} | ${esc(r.bench)} | ${esc(r.figure)} | ${esc(r.value)} | ${esc(r.baseline)} | ${fmtRatio(r.ratio)} | ${esc(r.target)} | ${passMark(r)} | ${esc(machineLabel(m))} | ${esc(r.notes ?? '')} |\n`);
+  const lines = rows.map(
+    (r) =>
+      `| ${date} | ${esc(r.bench)} | ${esc(r.figure)} | ${esc(r.value)} | ${esc(r.baseline)} | ${fmtRatio(r.ratio)} | ${esc(r.target)} | ${passMark(r)} | ${esc(machineLabel(m))} | ${esc(r.notes ?? '')} |\n`,
+  );
   await appendFile(BENCHMARKS_MD, (text.endsWith('\n') ? '' : '\n') + lines.join(''));
   log(`appended ${rows.length} row(s) to BENCHMARKS.md`);
 }
@@ -342,7 +347,10 @@ export function waitForEnd(base: string, id: string, timeoutMs = 30 * 60_000): P
       // Closed without an end message: ask for the status once.
       void fetch(`${base}/api/builds/${id}`)
         .then((r) => r.json() as Promise<any>)
-        .then((b) => (b.status === 'succeeded' || b.status === 'failed' ? resolve({ status: b.status, at: now(), build: b }) : reject(new Error(`log of ${id} closed early: ${JSON.stringify(b)}`))), reject);
+        .then(
+          (b) => (b.status === 'succeeded' || b.status === 'failed' ? resolve({ status: b.status, at: now(), build: b }) : reject(new Error(`log of ${id} closed early: ${JSON.stringify(b)}`))),
+          reject,
+        );
     });
     ws.on('error', (e) => {
       if (!done) {

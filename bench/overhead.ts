@@ -14,7 +14,26 @@ import { join } from 'node:path';
 import { parseLog } from '../src/service/logformat.js';
 import { rm } from 'node:fs/promises';
 import {
-  benchDir, describeSpec, finish, flags, fmtMs, fmtRatio, GO_CACHE, int, L4, log, median, interleave, now, quiesce, rawXcaddy, report, requireSetup, spec, startBench, timedBuild,
+  benchDir,
+  describeSpec,
+  finish,
+  flags,
+  fmtMs,
+  fmtRatio,
+  GO_CACHE,
+  int,
+  L4,
+  log,
+  median,
+  interleave,
+  now,
+  quiesce,
+  rawXcaddy,
+  report,
+  requireSetup,
+  spec,
+  startBench,
+  timedBuild,
 } from './lib.js';
 
 const f = flags('bench/overhead.ts: Fairway cold build vs raw xcaddy build on the same warm Go caches', {

@@ -14,7 +14,25 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { binaryName, xcaddyArgs } from '../src/build/index.js';
 import {
-  asBuildUser, describeSpec, finish, flags, fmtMs, fmtRatio, GO_CACHE, int, interleave, L4, log, median, now, rawXcaddy, report, requireSetup, resolvedSpec, spec, toolchainFor,
+  asBuildUser,
+  describeSpec,
+  finish,
+  flags,
+  fmtMs,
+  fmtRatio,
+  GO_CACHE,
+  int,
+  interleave,
+  L4,
+  log,
+  median,
+  now,
+  rawXcaddy,
+  report,
+  requireSetup,
+  resolvedSpec,
+  spec,
+  toolchainFor,
 } from './lib.js';
 
 const execFileP = promisify(execFile);

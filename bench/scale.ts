@@ -17,8 +17,27 @@
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import {
-  benchDir, type BenchSpec, describeSpec, finish, flags, fmtMs, GO_CACHE, int, L4, log, median, now, rawXcaddy, report, requireSetup, spec, startBench, startRedis, waitForEnd,
-  type FairwayProcess, type Row,
+  benchDir,
+  type BenchSpec,
+  describeSpec,
+  finish,
+  flags,
+  fmtMs,
+  GO_CACHE,
+  int,
+  L4,
+  log,
+  median,
+  now,
+  rawXcaddy,
+  report,
+  requireSetup,
+  spec,
+  startBench,
+  startRedis,
+  waitForEnd,
+  type FairwayProcess,
+  type Row,
 } from './lib.js';
 import { simTable, simulateBurst } from './sim.js';
 
@@ -28,13 +47,20 @@ const f = flags('bench/scale.ts: builds/hour with 1, 2, 4 agents, and a queue si
   specs: { type: 'string', default: '6', help: 'distinct specs per stream (6 are warm from the test suite; more compile new platforms)' },
   hours: { type: 'string', default: '8', help: 'simulated hours of arrivals' },
   'sim-agents': { type: 'string', default: '1,2,4,8', help: 'agent counts to simulate' },
-  loads: { type: 'string', default: '0.5,0.9,1.5,3,6', help: 'arrival rates to simulate, as multiples of one agent\'s capacity' },
+  loads: { type: 'string', default: '0.5,0.9,1.5,3,6', help: "arrival rates to simulate, as multiples of one agent's capacity" },
   'cache-dir': { type: 'string', default: GO_CACHE, help: 'Go caches shared by all agents' },
 });
 
 /** Distinct specs: platforms × plugin sets, warm ones first. */
 function specs(n: number): BenchSpec[] {
-  const platforms: Array<[string, string]> = [['linux', 'amd64'], ['linux', 'arm64'], ['windows', 'amd64'], ['darwin', 'arm64'], ['freebsd', 'amd64'], ['linux', 'riscv64']];
+  const platforms: Array<[string, string]> = [
+    ['linux', 'amd64'],
+    ['linux', 'arm64'],
+    ['windows', 'amd64'],
+    ['darwin', 'arm64'],
+    ['freebsd', 'amd64'],
+    ['linux', 'riscv64'],
+  ];
   const out: BenchSpec[] = [];
   for (const [os, arch] of platforms) for (const plugins of [[], [L4]]) out.push(spec(os, arch, plugins));
   if (n > out.length) throw new Error(`at most ${out.length} specs`);
@@ -98,8 +124,6 @@ async function main(): Promise<void> {
   const cacheDir = f['cache-dir'];
   const dir = await benchDir();
   log(`${list.length} distinct specs: ${list.map(describeSpec).join('; ')}`);
-
-  {
     // Not timed: every spec's modules and packages in the shared Go caches, so each stream
     // measures builds with warm caches (a cold first compile would land on whichever run is first).
     log('warm-up: one raw xcaddy build per spec');
@@ -108,7 +132,6 @@ async function main(): Promise<void> {
       await rm(r.dir, { recursive: true, force: true });
       log(`  ${describeSpec(s)}: ${fmtMs(r.ms)}`);
     }
-  }
 
   const results: StreamResult[] = [];
   for (let round = 0; round < rounds; round++) {
@@ -148,7 +171,9 @@ async function main(): Promise<void> {
   process.stdout.write(`Model of the burst above (${list.length} builds at once, agents on separate machines) vs measured here:\n`);
   for (const b of burst) {
     const measured = byCount(b.agents);
-    process.stdout.write(`  ${b.agents} agent(s): model ${b.throughputPerHour.toFixed(0)} builds/h${measured.length ? `, measured ${median(measured.map((r) => r.perHour)).toFixed(0)} builds/h` : ''}\n`);
+    process.stdout.write(
+      `  ${b.agents} agent(s): model ${b.throughputPerHour.toFixed(0)} builds/h${measured.length ? `, measured ${median(measured.map((r) => r.perHour)).toFixed(0)} builds/h` : ''}\n`,
+    );
   }
   const top = loads[loads.length - 1]!;
   const topRate = Math.max(...table.results.map((x) => x.arrivalsPerHour));

@@ -135,7 +135,9 @@ export function simTable(durations: number[], agentsList: number[], loads: numbe
       // Same seed for every agent count: the same arrivals and build times meet 1, 2, 4… agents.
       const s = simulatePoisson(durations, agents, load * capacity1, hours, 7 + i);
       results.push(s);
-      lines.push(`| ${s.arrivalsPerHour.toFixed(0)} (${load}×) | ${agents} | ${(s.utilisation * 100).toFixed(0)}% | ${s.throughputPerHour.toFixed(0)} | ${fmt(s.waitP50)} | ${fmt(s.waitP95)} | ${s.backlogAtEnd} |`);
+      lines.push(
+        `| ${s.arrivalsPerHour.toFixed(0)} (${load}×) | ${agents} | ${(s.utilisation * 100).toFixed(0)}% | ${s.throughputPerHour.toFixed(0)} | ${fmt(s.waitP50)} | ${fmt(s.waitP95)} | ${s.backlogAtEnd} |`,
+      );
     }
   }
   return { text: lines.join('\n'), results };
@@ -144,9 +146,12 @@ export function simTable(durations: number[], agentsList: number[], loads: numbe
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const arg = (name: string, def: string) => {
     const i = process.argv.indexOf(`--${name}`);
-    return i === -1 ? def : process.argv[i + 1] ?? def;
+    return i === -1 ? def : (process.argv[i + 1] ?? def);
   };
-  const durations = arg('durations', '').split(',').filter(Boolean).map((s) => Number(s) * 1000);
+  const durations = arg('durations', '')
+    .split(',')
+    .filter(Boolean)
+    .map((s) => Number(s) * 1000);
   if (!durations.length || durations.some((d) => !(d > 0))) {
     process.stderr.write('usage: node --import tsx bench/sim.ts --durations 8.1,7.9,9.4 [--agents 1,2,4,8] [--loads 0.5,0.9,1.5,3,6] [--hours 8]\n');
     process.exit(2);

@@ -14,9 +14,7 @@
  */
 import { mkdir, rm, symlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import {
-  benchDir, describeSpec, finish, flags, fmtMs, GO_CACHE, int, L4, log, median, removeTree, report, requireSetup, spec, startBench, timedBuild, type Row,
-} from './lib.js';
+import { benchDir, describeSpec, finish, flags, fmtMs, GO_CACHE, int, L4, log, median, removeTree, report, requireSetup, spec, startBench, timedBuild, type Row } from './lib.js';
 
 const f = flags('bench/warmcold.ts: second build (other plugins) on a warm agent vs the first on a cold one', {
   cold: { type: 'string', default: 'full', help: 'full (empty module and build caches) or compile (shared module downloads, empty build cache)' },

@@ -49,7 +49,11 @@ export async function buildUi({ typecheck = true } = {}) {
     total += Buffer.byteLength(text);
   }
   writeFileSync(join(out, 'manifest.json'), JSON.stringify({ index: 'index.html', js: jsName, css: cssName, bytes: total, budget: UI_BUDGET_BYTES }, null, 2) + '\n');
-  log(`wrote dist/ui/static: ${Object.entries(files).map(([n, t]) => `${n} ${Buffer.byteLength(t)} B`).join(', ')}; total ${total} of ${UI_BUDGET_BYTES} B budget`);
+  log(
+    `wrote dist/ui/static: ${Object.entries(files)
+      .map(([n, t]) => `${n} ${Buffer.byteLength(t)} B`)
+      .join(', ')}; total ${total} of ${UI_BUDGET_BYTES} B budget`,
+  );
   if (total > UI_BUDGET_BYTES) log(`WARNING: the UI is over its ${UI_BUDGET_BYTES} B budget`);
   return { out, files: Object.keys(files), total };
 }

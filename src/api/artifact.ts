@@ -46,7 +46,10 @@ export async function sendArtifact(service: BuildService, id: string, req: Fasti
   const range = ifRange && ifRange !== etag ? null : parseRange(req.headers.range, size);
   if (range === 'unsatisfiable') {
     reply.header('Content-Range', `bytes */${size}`);
-    return reply.code(416).type('application/json').send({ error: { code: 'range_not_satisfiable', message: `the artifact has ${size} bytes` } });
+    return reply
+      .code(416)
+      .type('application/json')
+      .send({ error: { code: 'range_not_satisfiable', message: `the artifact has ${size} bytes` } });
   }
   reply.type('application/octet-stream');
   if (range) {

@@ -250,7 +250,12 @@ const downloadRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { ser
     method: 'HEAD',
     url: '/api/download',
     config: { scope: 'build', swagger: { exposeHeadRoute: true } },
-    schema: { tags: ['compat'], summary: `${summary}; HEAD: headers and a Location of the pinned GET URL`, querystring: DownloadQuery, response: { 200: z.undefined().describe('the headers of the binary (no body)'), ...DOWNLOAD_ERRORS } },
+    schema: {
+      tags: ['compat'],
+      summary: `${summary}; HEAD: headers and a Location of the pinned GET URL`,
+      querystring: DownloadQuery,
+      response: { 200: z.undefined().describe('the headers of the binary (no body)'), ...DOWNLOAD_ERRORS },
+    },
     handler: (req, reply) => download(service, req.query, req, reply, true),
   });
 };
@@ -260,7 +265,14 @@ const catalogRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { cata
   const app = instance.withTypeProvider<ZodTypeProvider>();
   app.get(
     '/api/packages',
-    { schema: { tags: ['compat'], summary: "The plugin catalog in caddyserver.com's shape", querystring: PackagesQuery, response: { 200: z.object({ status_code: z.number().int(), result: z.array(CaddyPackage) }), ...compatErrors(400) } } },
+    {
+      schema: {
+        tags: ['compat'],
+        summary: "The plugin catalog in caddyserver.com's shape",
+        querystring: PackagesQuery,
+        response: { 200: z.object({ status_code: z.number().int(), result: z.array(CaddyPackage) }), ...compatErrors(400) },
+      },
+    },
     async (req) => {
       const q = one(req.query, 'q');
       const pkgs = q ? await catalog.search(q) : await catalog.list();
@@ -274,7 +286,10 @@ const catalogRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { cata
         tags: ['compat'],
         summary: "The plugin catalog in Fairway's own shape with the mirror status, or one package (?path=)",
         querystring: CatalogQuery,
-        response: { 200: z.union([z.object({ total: z.number().int(), packages: z.array(Package), upstream: z.object({ url: z.string().nullable(), ok: z.boolean() }) }), Package]), ...compatErrors(400, 404) },
+        response: {
+          200: z.union([z.object({ total: z.number().int(), packages: z.array(Package), upstream: z.object({ url: z.string().nullable(), ok: z.boolean() }) }), Package]),
+          ...compatErrors(400, 404),
+        },
       },
     },
     async (req) => {

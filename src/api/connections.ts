@@ -79,9 +79,7 @@ function refuse(socket: Socket, max: number): void {
   });
   socket.on('error', () => {});
   socket.resume(); // whatever the client sends is discarded
-  socket.end(
-    `HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: ${RETRY_AFTER_S}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: ${RETRY_AFTER_S}\r\nConnection: close\r\n\r\n${body}`);
   setTimeout(() => socket.destroy(), 2_000).unref();
 }
 

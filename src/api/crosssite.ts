@@ -154,9 +154,6 @@ export function installCrossSite(app: FastifyInstance, o: CrossSiteOptions): Cro
     guard.checkHost(req);
     if (!exempt(req)) guard.checkOrigin(req);
   });
-  app.log.info(
-    { hostCheck: guard.checksHost ? guard.allowedHosts() : 'off (not on loopback; set allowedHosts)', allowedOrigins: guard.allowedOrigins() },
-    'cross-site settings',
-  );
+  app.log.info({ hostCheck: guard.checksHost ? guard.allowedHosts() : 'off (not on loopback; set allowedHosts)', allowedOrigins: guard.allowedOrigins() }, 'cross-site settings');
   return guard;
 }

@@ -67,7 +67,10 @@ export function frameworkErrors(err: FastifyError, _req: FastifyRequest, reply: 
   const long = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
   const status = long ? 414 : 400;
   const message = long ? 'a path segment is too long (ids and names are at most 200 characters)' : 'the URL path is not valid (malformed percent-encoding)';
-  void reply.code(status).type('application/json').send({ status_code: status, error: { code: long ? 'uri_too_long' : 'bad_url', message } });
+  void reply
+    .code(status)
+    .type('application/json')
+    .send({ status_code: status, error: { code: long ? 'uri_too_long' : 'bad_url', message } });
 }
 
 /** Requests Node's HTTP parser refuses (header overflow, malformed request line), as JSON. Fastify option `clientErrorHandler`. */

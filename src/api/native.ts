@@ -53,7 +53,10 @@ const buildRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) =>
 
   app.get(
     '/api/builds',
-    { config: { scope: 'read' }, schema: { tags, summary: 'Recent builds and the queue depth', querystring: ListQuery, response: { 200: z.object({ builds: z.array(BuildRecord), queue: QueueDepth }) } } },
+    {
+      config: { scope: 'read' },
+      schema: { tags, summary: 'Recent builds and the queue depth', querystring: ListQuery, response: { 200: z.object({ builds: z.array(BuildRecord), queue: QueueDepth }) } },
+    },
     async (req) => {
       const limitRaw = Number(req.query.limit ?? 50);
       const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, 500) : 50;
@@ -106,7 +109,10 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
 
   app.get(
     '/api/builds/:id/buildinfo',
-    { config: { scope: 'read' }, schema: { tags, summary: "The binary's Go build info", params: BuildIdParams, response: { 200: z.unknown().describe('the build info Go recorded in the binary'), ...errors(404, 410) } } },
+    {
+      config: { scope: 'read' },
+      schema: { tags, summary: "The binary's Go build info", params: BuildIdParams, response: { 200: z.unknown().describe('the build info Go recorded in the binary'), ...errors(404, 410) } },
+    },
     async (req) => service.buildInfo(req.params.id),
   );
 };
@@ -147,11 +153,21 @@ const infoRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, { serv
   );
   app.get(
     '/api/platforms',
-    { config: { scope: 'read' }, schema: { tags, summary: 'GOOS/GOARCH pairs this toolchain builds', response: { 200: z.object({ platforms: z.array(z.object({ os: z.string(), arch: z.string() })), arm: z.array(z.string()) }) } } },
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        summary: 'GOOS/GOARCH pairs this toolchain builds',
+        response: { 200: z.object({ platforms: z.array(z.object({ os: z.string(), arch: z.string() })), arm: z.array(z.string()) }) },
+      },
+    },
     async () => ({ platforms: service.platforms.list(), arm: [...ARM_VERSIONS] }),
   );
   app.get('/api/stats', { config: { scope: 'read' }, schema: { tags, summary: 'Artifact and queue counts', response: { 200: Stats } } }, async () => service.stats());
-  app.get('/api/agents', { config: { scope: 'read' }, schema: { tags, summary: 'Workers that run builds, and the queue depth', response: { 200: Agents } } }, async () => ({ agents: await service.agents(), queue: await service.depth() }));
+  app.get('/api/agents', { config: { scope: 'read' }, schema: { tags, summary: 'Workers that run builds, and the queue depth', response: { 200: Agents } } }, async () => ({
+    agents: await service.agents(),
+    queue: await service.depth(),
+  }));
 };
 
 const Status = z.object({ status: z.string() });
@@ -163,7 +179,10 @@ const healthRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) =
   app.get('/healthz', { config: { scope: 'public' }, schema: { tags, summary: 'The process answers', response: { 200: Status } } }, async () => ({ status: 'ok' }));
   app.get(
     '/readyz',
-    { config: { scope: 'public' }, schema: { tags, summary: 'The store and the queue answer', response: { 200: z.object({ status: z.string(), checks: z.record(z.string(), z.string()) }), ...errors(503) } } },
+    {
+      config: { scope: 'public' },
+      schema: { tags, summary: 'The store and the queue answer', response: { 200: z.object({ status: z.string(), checks: z.record(z.string(), z.string()) }), ...errors(503) } },
+    },
     async (_req, reply) => {
       try {
         const checks = o.ready ? await o.ready() : {};

@@ -22,8 +22,7 @@ export function documented(schema: z.ZodType): z.ZodType<unknown> {
 }
 
 /** The zod validator compiler, except for `documented()` parts (passed through unchanged). */
-export const edgeValidator: FastifySchemaCompiler<z.ZodType> = (route) =>
-  DESCRIBED_ONLY.has(route.schema) ? (data: unknown) => ({ value: data }) : validatorCompiler(route);
+export const edgeValidator: FastifySchemaCompiler<z.ZodType> = (route) => (DESCRIBED_ONLY.has(route.schema) ? (data: unknown) => ({ value: data }) : validatorCompiler(route));
 
 /**
  * Responses are checked against their schema (a mismatch is a 500, like the plugin's own

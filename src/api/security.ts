@@ -73,7 +73,10 @@ const FILENAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
 
 /** A Content-Disposition value that can carry no header injection and no path. */
 export function contentDisposition(filename: string): string {
-  let name = filename.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[._-]+/, '').slice(0, 200);
+  let name = filename
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .replace(/^[._-]+/, '')
+    .slice(0, 200);
   if (!FILENAME_RE.test(name)) name = 'download';
   return `attachment; filename="${name}"`;
 }
@@ -125,11 +128,7 @@ export async function installSecurity(app: FastifyInstance, o: SecurityOptions):
     if (scope === 'build' || scope === 'admin') await builds?.(req, reply);
     if (!result.ok) {
       reply.header('WWW-Authenticate', 'Bearer realm="fairway", error="invalid_token"');
-      throw new AppError(
-        401,
-        'unauthorized',
-        result.reason === 'malformed' ? 'the Authorization header must be "Bearer <token>"' : 'the token is not valid (unknown or revoked)',
-      );
+      throw new AppError(401, 'unauthorized', result.reason === 'malformed' ? 'the Authorization header must be "Bearer <token>"' : 'the token is not valid (unknown or revoked)');
     }
     if (!allows(principal, scope)) {
       if (principal.name === null) {

@@ -106,7 +106,13 @@ const entrySchema = z
     const message = e.hash.startsWith('scrypt:') ? scryptRefused(e.name, e.scopes) : 'must be "sha256:<64 lowercase hex>" (see `fairway token create` and `fairway token hash`)';
     ctx.addIssue({ code: 'custom', path: ['hash'], message });
   });
-const fileSchema = z.union([z.array(entrySchema), z.object({ tokens: z.array(entrySchema) }).strict().transform((o) => o.tokens)]);
+const fileSchema = z.union([
+  z.array(entrySchema),
+  z
+    .object({ tokens: z.array(entrySchema) })
+    .strict()
+    .transform((o) => o.tokens),
+]);
 
 /** The auth file: `[{name, hash, scopes}]` or `{tokens: [...]}`. */
 export function parseTokenFile(text: string, source = 'auth file'): TokenEntry[] {

@@ -192,7 +192,12 @@ export class XcaddyRunner implements BuildRunner {
       const output = join(workDir, binaryName(spec.os, spec.arch));
       const args = xcaddyArgs(spec, output);
       hooks.onLine('system', `fairway: ${spec.os}/${spec.arch}${spec.arm ? ` GOARM=${spec.arm}` : ''} caddy ${spec.caddyVersion} with ${spec.toolchain.go}, xcaddy ${spec.toolchain.xcaddy}`);
-      hooks.onLine('system', this.sandbox.kind === 'none' ? `fairway: WARNING: no sandbox (sandbox=none): this build runs with the server's privileges` : `fairway: sandboxed (${this.sandbox.kind}${this.sandbox.identity ? `, as ${this.sandbox.identity.user}` : ''}; network: module downloads only)`);
+      hooks.onLine(
+        'system',
+        this.sandbox.kind === 'none'
+          ? `fairway: WARNING: no sandbox (sandbox=none): this build runs with the server's privileges`
+          : `fairway: sandboxed (${this.sandbox.kind}${this.sandbox.identity ? `, as ${this.sandbox.identity.user}` : ''}; network: module downloads only)`,
+      );
       hooks.onLine('system', `fairway: xcaddy ${args.map((a) => (a === output ? binaryName(spec.os, spec.arch) : a)).join(' ')}`);
       hooks.onPhase?.('resolving');
       // xcaddy logs "Build complete" once `go build` has written the binary, then cleans up:
@@ -294,10 +299,7 @@ export class XcaddyRunner implements BuildRunner {
   private spawnXcaddy(args: string[], spec: ResolvedSpec, buildDir: string, workDir: string, hooks: BuildHooks, onBinary: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
       if (hooks.signal?.aborted) return reject(new BuildFailed('the build was canceled before it started', 'canceled'));
-      const env = this.toolchain.env(
-        { GOOS: spec.os, GOARCH: spec.arch, ...(spec.arm ? { GOARM: spec.arm } : {}), TMPDIR: workDir },
-        workDir,
-      );
+      const env = this.toolchain.env({ GOOS: spec.os, GOARCH: spec.arch, ...(spec.arm ? { GOARM: spec.arm } : {}), TMPDIR: workDir }, workDir);
       const child = this.sandbox.spawn(this.toolchain.command([this.toolchain.xcaddyBin, ...args], { cwd: workDir, network: 'modules', env }));
       void this.recordOwner(buildDir, child);
       let ending: BuildFailed | null = null;
@@ -309,10 +311,7 @@ export class XcaddyRunner implements BuildRunner {
         this.sandbox.kill(child, 'SIGTERM');
         killTimer = setTimeout(() => this.sandbox.kill(child, 'SIGKILL'), this.opts.killGraceMs ?? 1000);
       };
-      const timer = setTimeout(
-        () => stop(new BuildFailed(`the build took longer than the timeout of ${Math.round(this.opts.timeoutMs / 1000)}s`, 'timeout')),
-        this.opts.timeoutMs,
-      );
+      const timer = setTimeout(() => stop(new BuildFailed(`the build took longer than the timeout of ${Math.round(this.opts.timeoutMs / 1000)}s`, 'timeout')), this.opts.timeoutMs);
       const onAbort = () => stop(new BuildFailed('the build was canceled', 'canceled'));
       hooks.signal?.addEventListener('abort', onAbort, { once: true });
 
@@ -339,7 +338,10 @@ export class XcaddyRunner implements BuildRunner {
         if (killTimer) clearTimeout(killTimer);
         if (ending) return reject(ending);
         if (code === 0) return resolve();
-        const why = tail.filter((l) => !/^\s*$/.test(l)).slice(-5).join(' | ');
+        const why = tail
+          .filter((l) => !/^\s*$/.test(l))
+          .slice(-5)
+          .join(' | ');
         reject(new BuildFailed(`xcaddy exited with ${code !== null ? `code ${code}` : `signal ${signal}`}: ${why}`, 'failed'));
       });
     });

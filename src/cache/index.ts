@@ -165,7 +165,10 @@ export class HotCache {
     if (at !== size) throw new Error(`the stored binary has ${at} bytes, its record says ${size}`);
     const sum = hash.digest('hex');
     if (sum !== meta.sha256) {
-      this.o.logger?.error({ key: meta.key, expected: meta.sha256, actual: sum }, 'the stored binary does not match its recorded sha256: the store object is corrupt; delete the artifact (DELETE it from the store or prune it) so that the next request rebuilds it');
+      this.o.logger?.error(
+        { key: meta.key, expected: meta.sha256, actual: sum },
+        'the stored binary does not match its recorded sha256: the store object is corrupt; delete the artifact (DELETE it from the store or prune it) so that the next request rebuilds it',
+      );
       throw new Error(`sha256 mismatch: stored bytes hash to ${sum}, the record says ${meta.sha256}`);
     }
     return buf;

@@ -81,8 +81,16 @@ export interface Catalog {
 
 // ---- file formats ---------------------------------------------------------------------------
 
-const modulePathStr = z.string().min(1).max(300).regex(/^[A-Za-z0-9._~\-/+]+$/, 'not a Go module path');
-const moduleId = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.\-]+$/, 'not a Caddy module ID');
+const modulePathStr = z
+  .string()
+  .min(1)
+  .max(300)
+  .regex(/^[A-Za-z0-9._~\-/+]+$/, 'not a Go module path');
+const moduleId = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9_.-]+$/, 'not a Caddy module ID');
 
 export const curatedSchema = z.object({
   updated: z.string().optional(),
@@ -129,10 +137,7 @@ type UpstreamFile = z.infer<typeof upstreamFileSchema>;
 
 const learnedFileSchema = z.object({
   version: z.literal(1),
-  packages: z.record(
-    z.string(),
-    z.object({ modules: z.array(moduleId), version: z.string().optional(), build: z.string().optional(), at: z.string() }),
-  ),
+  packages: z.record(z.string(), z.object({ modules: z.array(moduleId), version: z.string().optional(), build: z.string().optional(), at: z.string() })),
 });
 type LearnedFile = z.infer<typeof learnedFileSchema>;
 
@@ -171,7 +176,6 @@ function repoOf(path: string): string {
   }
   return `https://pkg.go.dev/${path}`;
 }
-
 
 async function readJson(file: string): Promise<unknown | undefined> {
   let text: string;

@@ -6,7 +6,7 @@
  */
 import { endianness } from 'node:os';
 import { join } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { type Command, type CommanderError, Option } from 'commander';
 import { classifyVersionQuery, modulePathError, parsePluginArg } from '../spec/index.js';
 import { formatBytes } from '../util/units.js';
 import { ClientError, EXIT, FairwayClient, isActive, isDirectory, type BuildInput, type BuildRecord, type LogMessage, type PluginSpec } from './client.js';
@@ -20,7 +20,7 @@ const GOARCH: Record<string, string> = { x64: 'amd64', ia32: '386', arm64: 'arm6
 /** This machine as GOOS/GOARCH/GOARM. */
 export function hostPlatform(): { os: string; arch: string; arm?: string } {
   const os = GOOS[process.platform] ?? process.platform;
-  const arch = process.arch === 'ppc64' ? (endianness() === 'LE' ? 'ppc64le' : 'ppc64') : GOARCH[process.arch] ?? process.arch;
+  const arch = process.arch === 'ppc64' ? (endianness() === 'LE' ? 'ppc64le' : 'ppc64') : (GOARCH[process.arch] ?? process.arch);
   const armVersion = (process.config.variables as { arm_version?: string }).arm_version;
   return { os, arch, ...(arch === 'arm' && armVersion && /^[567]$/.test(armVersion) ? { arm: armVersion } : {}) };
 }
@@ -85,7 +85,7 @@ export function buildInput(version: string | undefined, o: BuildOpts, env: NodeJ
   const host = hostPlatform();
   const os = o.os ?? (env.GOOS || undefined) ?? host.os;
   const arch = o.arch ?? (env.GOARCH || undefined) ?? host.arch;
-  const armDefault = arch === 'arm' ? (env.GOARM || undefined) ?? (o.arch === undefined && !env.GOARCH ? host.arm : undefined) : undefined;
+  const armDefault = arch === 'arm' ? ((env.GOARM || undefined) ?? (o.arch === undefined && !env.GOARCH ? host.arm : undefined)) : undefined;
   const arm = o.arm ?? armDefault;
   if (o.arm !== undefined && arch !== 'arm') throw new ClientError(`--arm is only valid with --arch arm (the target arch is ${arch})`, EXIT.usage);
   const seen = new Set<string>();
@@ -111,7 +111,14 @@ function describe(b: BuildRecord): string {
 }
 
 /** Follows a build's log until it ends; returns the final record. */
-async function watch(client: FairwayClient, b: BuildRecord, progress: Progress, tail: string[], signal: AbortSignal, onLine?: (m: Extract<LogMessage, { type: 'line' }>) => void): Promise<BuildRecord> {
+async function watch(
+  client: FairwayClient,
+  b: BuildRecord,
+  progress: Progress,
+  tail: string[],
+  signal: AbortSignal,
+  onLine?: (m: Extract<LogMessage, { type: 'line' }>) => void,
+): Promise<BuildRecord> {
   let record = b;
   let final: BuildRecord | null = null;
   let endStatus: BuildRecord['status'] | null = null;
@@ -187,7 +194,8 @@ async function buildCommand(version: string | undefined, o: BuildOpts): Promise<
       if (o.json) process.stdout.write(`${JSON.stringify(b, null, 2)}\n`);
       return EXIT.failed;
     }
-    if (!o.quiet) progress.info(`fairway: built ${b.filename}: ${formatBytes(b.size ?? 0)}, sha256 ${b.sha256}${b.durationMs !== undefined && !b.cached ? `, in ${(b.durationMs / 1000).toFixed(1)}s` : ''}`);
+    if (!o.quiet)
+      progress.info(`fairway: built ${b.filename}: ${formatBytes(b.size ?? 0)}, sha256 ${b.sha256}${b.durationMs !== undefined && !b.cached ? `, in ${(b.durationMs / 1000).toFixed(1)}s` : ''}`);
     if (o.download) {
       const dest = (await isDirectory(out)) ? join(out, b.filename) : out;
       const r = await client.download(b, dest, (p) => progress.download(p.received, p.total), ctl.signal);
@@ -273,7 +281,7 @@ export function registerClientCommands(program: Command): void {
     .option('--arch <arch>', 'target GOARCH (default: $GOARCH, else this machine)')
     .option('--arm <n>', 'GOARM for --arch arm: 5, 6 or 7 (default: $GOARM, else 7)')
     .addOption(new Option('--with <module[@version][=replacement]>', 'add a plugin; repeat for more').argParser(collect))
-    .option('-o, --output <file>', 'where to write the binary (default ./caddy, caddy.exe for windows); a directory gets the server\'s file name')
+    .option('-o, --output <file>', "where to write the binary (default ./caddy, caddy.exe for windows); a directory gets the server's file name")
     .option('--no-download', 'build (or find in the cache) without downloading')
     .option('--json', 'print the build record as JSON on stdout')
     .option('-v, --verbose', 'print the live build log on stderr')
@@ -296,7 +304,7 @@ export function registerClientCommands(program: Command): void {
     .argument('<id>', 'build id (or a unique prefix of a recent one)')
     .addOption(serverOption())
     .option('-f, --follow', 'follow the log live; exit 0 when the build succeeds, 1 when it fails')
-    .option('-t, --timestamps', 'show each line\'s timestamp and stream')
+    .option('-t, --timestamps', "show each line's timestamp and stream")
     .exitOverride(usageExit)
     .action(run(logsCommand));
 }

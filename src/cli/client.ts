@@ -230,7 +230,7 @@ export class FairwayClient {
       throw new ClientError((err as Error).message, EXIT.failed);
     }
     const lengthHeader = res.headers.get('content-length');
-    const total = lengthHeader ? Number(lengthHeader) : build.size ?? null;
+    const total = lengthHeader ? Number(lengthHeader) : (build.size ?? null);
 
     const target = resolve(dest);
     const tmp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.fairway-part`);

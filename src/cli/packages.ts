@@ -345,7 +345,9 @@ export async function runPackageCommand(cmd: PackageCommand, args: string[], o: 
   const { current, platform } = await inspectCaddy(exe, info);
   const pkgs = planPackages(cmd, current, args);
   const url = downloadUrl(o.server, platform, pkgs, o.caddyVersion);
-  info(`requesting build os=${platform.os} arch=${platform.arch}${platform.arm ? ` arm=${platform.arm}` : ''} packages=[${pkgs.map((p) => (p.version ? `${p.path}@${p.version}` : p.path)).join(' ')}]`);
+  info(
+    `requesting build os=${platform.os} arch=${platform.arch}${platform.arm ? ` arm=${platform.arm}` : ''} packages=[${pkgs.map((p) => (p.version ? `${p.path}@${p.version}` : p.path)).join(' ')}]`,
+  );
   if (o.dryRun) {
     out(`${url.href}\n`);
     return { url: url.href, path: exe, packages: pkgs, replaced: false };
@@ -382,26 +384,26 @@ export function registerPackageCommands(program: Command): void {
       .option('-k, --keep-backup', 'keep the backed up binary (<caddy>.tmp) instead of deleting it')
       .option('--caddy-version <version>', "Caddy version to build (default: the server's latest, like caddyserver.com)")
       .option('--dry-run', 'print the download URL Caddy would request and stop');
-  const action = (cmd: PackageCommand) => async (...a: unknown[]) => {
-    const args = cmd === 'upgrade' ? [] : (a[0] as string[]);
-    const opts = (cmd === 'upgrade' ? a[0] : a[1]) as { server?: string; caddy?: string; keepBackup?: boolean; caddyVersion?: string; dryRun?: boolean };
-    try {
-      await runPackageCommand(cmd, args, {
-        server: opts.server ?? process.env.FAIRWAY_SERVER ?? 'http://127.0.0.1:8080',
-        ...(opts.caddy ? { caddy: opts.caddy } : {}),
-        keepBackup: !!opts.keepBackup,
-        ...(opts.caddyVersion ? { caddyVersion: opts.caddyVersion } : {}),
-        dryRun: !!opts.dryRun,
-      });
-    } catch (err) {
-      const code = err instanceof PackagesError ? err.exitCode : 1;
-      process.stderr.write(`Error: ${(err as Error).message}\n`);
-      process.exit(code);
-    }
-  };
-  common(program.command('upgrade'))
-    .description('replace a local caddy binary with a Fairway build of the same plugins (like `caddy upgrade`)')
-    .action(action('upgrade'));
+  const action =
+    (cmd: PackageCommand) =>
+    async (...a: unknown[]) => {
+      const args = cmd === 'upgrade' ? [] : (a[0] as string[]);
+      const opts = (cmd === 'upgrade' ? a[0] : a[1]) as { server?: string; caddy?: string; keepBackup?: boolean; caddyVersion?: string; dryRun?: boolean };
+      try {
+        await runPackageCommand(cmd, args, {
+          server: opts.server ?? process.env.FAIRWAY_SERVER ?? 'http://127.0.0.1:8080',
+          ...(opts.caddy ? { caddy: opts.caddy } : {}),
+          keepBackup: !!opts.keepBackup,
+          ...(opts.caddyVersion ? { caddyVersion: opts.caddyVersion } : {}),
+          dryRun: !!opts.dryRun,
+        });
+      } catch (err) {
+        const code = err instanceof PackagesError ? err.exitCode : 1;
+        process.stderr.write(`Error: ${(err as Error).message}\n`);
+        process.exit(code);
+      }
+    };
+  common(program.command('upgrade')).description('replace a local caddy binary with a Fairway build of the same plugins (like `caddy upgrade`)').action(action('upgrade'));
   common(program.command('add-package').argument('<module...>', 'Go module path, optionally @version'))
     .description('replace a local caddy binary with a Fairway build that adds packages (like `caddy add-package`)')
     .action(action('add-package'));

@@ -6,7 +6,7 @@
  * `fairway token hash [--name ci --scopes build] [--json]`: the same lines for an existing secret
  * read on stdin (to replace a `scrypt:` hash the server no longer accepts, keeping the client's secret).
  */
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { SCOPES, TOKEN_NAME_RE, bearerTokenError, generateToken, isScope, sha256Hash, tokensEnvEntry, type Scope, type TokenEntry } from '../auth/index.js';
 
 export interface CreatedToken {

@@ -16,33 +16,56 @@ import { parseBytes, parseDuration } from '../util/units.js';
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const XCADDY_VERSION = 'v0.4.7';
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseDuration(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-}).pipe(z.number().int().positive('must be greater than zero'));
-const bytes = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseBytes(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-}).pipe(z.number().int().positive('must be greater than zero'));
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    try {
+      return parseDuration(v);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.number().int().positive('must be greater than zero'));
+const bytes = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    try {
+      return parseBytes(v);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.number().int().positive('must be greater than zero'));
 const int = (min: number, max: number) =>
   z
-    .union([z.number(), z.string().trim().regex(/^[0-9]+$/, 'must be a whole number').transform(Number)])
+    .union([
+      z.number(),
+      z
+        .string()
+        .trim()
+        .regex(/^[0-9]+$/, 'must be a whole number')
+        .transform(Number),
+    ])
     .pipe(z.number().int().min(min).max(max));
 /** A list from JSON (array) or from a flag/env (comma-separated). */
-const list = z.union([z.array(z.string()), z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))]);
+const list = z.union([
+  z.array(z.string()),
+  z.string().transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  ),
+]);
 const patterns = list.pipe(
-  z.array(z.string().superRefine((p, ctx) => {
-    const err = modulePatternError(p);
-    if (err) ctx.addIssue({ code: 'custom', message: `module pattern "${p}" ${err}` });
-  })),
+  z.array(
+    z.string().superRefine((p, ctx) => {
+      const err = modulePatternError(p);
+      if (err) ctx.addIssue({ code: 'custom', message: `module pattern "${p}" ${err}` });
+    }),
+  ),
 );
 /** A size, or 0 for "off". One parse, so a bad value gets parseBytes' message rather than a union's "Invalid input". */
 const bytesOrZero = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -77,7 +100,12 @@ function opsList<T extends z.ZodType>(item: T, fromString: (parts: string[]) => 
           return z.NEVER;
         }
       }
-      return fromString(t.split(',').map((x) => x.trim()).filter(Boolean));
+      return fromString(
+        t
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean),
+      );
     })
     .pipe(z.array(item));
 }
@@ -100,7 +128,10 @@ export const configSchema = z
     /** `auto`: readable lines on a terminal, JSON lines otherwise; `json` or `pretty` to force one. */
     logFormat: z.enum(['auto', 'json', 'pretty']).default('auto'),
     goBin: z.string().min(1).default('go'),
-    xcaddyBin: z.string().min(1).default(join(PROJECT_ROOT, '.tools', 'bin', 'xcaddy')),
+    xcaddyBin: z
+      .string()
+      .min(1)
+      .default(join(PROJECT_ROOT, '.tools', 'bin', 'xcaddy')),
     /** Distributed mode: the Redis that carries the BullMQ queue, logs and agent heartbeats. */
     redis: z.string().optional(),
     /** Artifact store: a directory, fs:///path, or s3://bucket/prefix?endpoint=...; default <dataDir>/artifacts. */
@@ -108,8 +139,14 @@ export const configSchema = z
     /** Memory for the hot tier (src/cache): recently downloaded binaries served from RAM; 0 = off. */
     memoryCache: bytesOrZero.default(parseBytes('256MiB')),
     /** Serve downloads by redirecting to a presigned URL when the store supports it. */
-    downloadRedirect: z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1').default(false),
-    agentId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" and "-" only').optional(),
+    downloadRedirect: z
+      .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
+      .transform((v) => v === true || v === 'true' || v === '1')
+      .default(false),
+    agentId: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" and "-" only')
+      .optional(),
     jobAttempts: int(1, 20).default(3),
     /** Hubs: how often the index is resynced from the store listing. */
     indexRescanInterval: duration.default(60_000),
@@ -133,7 +170,10 @@ export const configSchema = z
     /** bwrap: every go command and every run of a built binary in bubblewrap; none: the unsafe, loudly logged opt-out. */
     sandbox: z.enum(['bwrap', 'none']).default('bwrap'),
     /** The unprivileged user builds run as when Fairway runs as root: a name or uid:gid. */
-    buildUser: z.string().regex(/^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]+:[0-9]+)$/, 'a user name or uid:gid').default('fairway-build'),
+    buildUser: z
+      .string()
+      .regex(/^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]+:[0-9]+)$/, 'a user name or uid:gid')
+      .default('fairway-build'),
 
     // ---- operations (docs/operations.md) ----
     /** Byte budget of the artifact store; least recently downloaded artifacts are pruned first. */
@@ -164,16 +204,22 @@ export const configSchema = z
       .pipe(z.array(z.enum(SCOPES)).refine((l) => !l.includes('admin'), 'admin is never granted to anonymous clients'))
       .optional(),
     /** Take the client address from X-Forwarded-For: true, or the proxies' addresses/CIDRs. */
-    trustProxy: z.union([z.boolean(), z.string().min(1)]).transform((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v)).optional(),
+    trustProxy: z
+      .union([z.boolean(), z.string().min(1)])
+      .transform((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v))
+      .optional(),
     /** Module path patterns that may be built ("catalog" = listed packages); default any. */
     allowModules: patterns.optional(),
     /** Module path patterns that are refused. */
     denyModules: patterns.default([]),
     /** Caddy versions this server builds, e.g. ">=v2.8.0 <v3.0.0"; default any v2. */
-    caddyVersions: z.string().superRefine((v, ctx) => {
-      const err = versionRangeError(v);
-      if (err) ctx.addIssue({ code: 'custom', message: err });
-    }).optional(),
+    caddyVersions: z
+      .string()
+      .superRefine((v, ctx) => {
+        const err = versionRangeError(v);
+        if (err) ctx.addIssue({ code: 'custom', message: err });
+      })
+      .optional(),
     /** Requests per client per window (0 = no limit); build routes also count against buildRateLimit. */
     rateLimit: int(0, 1_000_000).default(1200),
     rateLimitWindow: duration.default(60_000),
@@ -196,17 +242,28 @@ export const configSchema = z
     // ---- cross-site requests and DNS rebinding (src/api/crosssite.ts, docs/SECURITY.md) ----
     /** Host names answered besides localhost, 127.0.0.1, [::1] and `host`; checked on loopback, and on any address once set. */
     allowedHosts: list
-      .pipe(z.array(z.string().superRefine((h, ctx) => {
-        const err = hostNameError(h);
-        if (err) ctx.addIssue({ code: 'custom', message: err });
-      })))
+      .pipe(
+        z.array(
+          z.string().superRefine((h, ctx) => {
+            const err = hostNameError(h);
+            if (err) ctx.addIssue({ code: 'custom', message: err });
+          }),
+        ),
+      )
       .default([]),
     /** Origins of web pages besides Fairway's own that may call the API, e.g. https://ci.example.com. */
     allowedOrigins: list
-      .pipe(z.array(z.string().superRefine((o, ctx) => {
-        const err = originError(o);
-        if (err) ctx.addIssue({ code: 'custom', message: err });
-      }).transform((o) => normalizeOrigin(o)!)))
+      .pipe(
+        z.array(
+          z
+            .string()
+            .superRefine((o, ctx) => {
+              const err = originError(o);
+              if (err) ctx.addIssue({ code: 'custom', message: err });
+            })
+            .transform((o) => normalizeOrigin(o)!),
+        ),
+      )
       .default([]),
   })
   .strict();

@@ -1,5 +1,5 @@
 /** The flags of `serve`, `hub` and `agent` (each maps to a config setting: src/config). */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 
 /** Operations: pruning, refresh, prebuilds, Go cache budget (docs/operations.md). */
 function opsServerOptions(cmd: Command): Command {
@@ -15,54 +15,55 @@ function opsServerOptions(cmd: Command): Command {
 }
 
 function serverOptions(cmd: Command): Command {
-  return opsServerOptions(cmd) 
-    .option('-c, --config <file>', 'JSON config file (env FAIRWAY_CONFIG)')
-    .option('--host <host>', 'address to listen on (env FAIRWAY_HOST, default 127.0.0.1)')
-    .option('-p, --port <port>', 'port to listen on, 0 for any (env FAIRWAY_PORT, default 8080)')
-    .option('-d, --data-dir <dir>', 'artifacts and state (env FAIRWAY_DATA_DIR, default .data)')
-    .option('--cache-dir <dir>', 'Go module/build caches (env FAIRWAY_CACHE_DIR, default <data-dir>/go)')
-    .option('-w, --workers <n>', 'concurrent builds (env FAIRWAY_WORKERS, default 1)')
-    .option('--build-timeout <duration>', 'per-build timeout, e.g. 30m (env FAIRWAY_BUILD_TIMEOUT)')
-    .option('--resolve-ttl <duration>', 'how long `latest` stays pinned, e.g. 10m (env FAIRWAY_RESOLVE_TTL)')
-    .option('--max-plugins <n>', 'plugins per build (env FAIRWAY_MAX_PLUGINS, default 50)')
-    .option('--max-artifact-size <size>', 'largest binary accepted, e.g. 512MB (env FAIRWAY_MAX_ARTIFACT_SIZE)')
-    .option('--xcaddy-bin <path>', 'xcaddy binary (env FAIRWAY_XCADDY_BIN, default .tools/bin/xcaddy)')
-    .option('--go-bin <path>', 'go command (env FAIRWAY_GO_BIN, default go)')
-    .option('--sandbox <kind>', 'bwrap (default): builds and built binaries run in bubblewrap as the build user; none: no sandbox, unsafe (env FAIRWAY_SANDBOX)')
-    .option('--build-user <user>', 'user builds run as when Fairway runs as root, a name or uid:gid (env FAIRWAY_BUILD_USER, default fairway-build)')
-    .option('--goproxy <list>', 'GOPROXY for resolution and builds (env FAIRWAY_GOPROXY or GOPROXY)')
-    .option('--goprivate <list>', 'GOPRIVATE (env FAIRWAY_GOPRIVATE or GOPRIVATE)')
-    .option('--gonosumdb <list>', 'GONOSUMDB (env FAIRWAY_GONOSUMDB or GONOSUMDB)')
-    .option('--gonoproxy <list>', 'GONOPROXY (env FAIRWAY_GONOPROXY or GONOPROXY)')
-    .option('--gosumdb <value>', 'GOSUMDB, the checksum database (env FAIRWAY_GOSUMDB or GOSUMDB)')
-    .option('--body-limit <size>', 'largest request body accepted, e.g. 64KB (env FAIRWAY_BODY_LIMIT)')
-    .option('--store <url>', 'artifact store: a directory or s3://bucket/prefix?endpoint=... (env FAIRWAY_STORE)')
-    .option('--catalog-upstream <url>', 'package list to mirror into the catalog, caddyserver.com /api/packages shape (env FAIRWAY_CATALOG_UPSTREAM)')
-    .option('--catalog-refresh <duration>', 'how often to refresh the catalog mirror, e.g. 6h (env FAIRWAY_CATALOG_REFRESH)')
-    .addOption(new Option('--catalog-learn <mode>', 'learn module IDs by running built binaries (env FAIRWAY_CATALOG_LEARN, default catalog)').choices(['off', 'catalog', 'all']))
-    // ---- security (docs/SECURITY.md) ----
-    .option('--auth-file <file>', 'API tokens, JSON [{name, hash, scopes}] (env FAIRWAY_AUTH_FILE; also FAIRWAY_TOKENS)')
-    .option('--anonymous-scopes <list>', 'scopes without a token: none, read, read,build (env FAIRWAY_ANONYMOUS_SCOPES; never admin)')
-    .option('--trust-proxy <value>', 'client address from X-Forwarded-For: true or proxy addresses (env FAIRWAY_TRUST_PROXY)')
-    .option('--allow-modules <patterns>', 'module patterns that may be built, e.g. catalog,github.com/myorg/* (env FAIRWAY_ALLOW_MODULES)')
-    .option('--deny-modules <patterns>', 'module patterns that are refused (env FAIRWAY_DENY_MODULES)')
-    .option('--caddy-versions <range>', 'Caddy versions allowed, e.g. ">=v2.8.0 <v3" (env FAIRWAY_CADDY_VERSIONS)')
-    .option('--rate-limit <n>', 'requests per client per window, 0 = off (env FAIRWAY_RATE_LIMIT, default 1200)')
-    .option('--rate-limit-window <duration>', 'rate limit window (env FAIRWAY_RATE_LIMIT_WINDOW, default 1m)')
-    .option('--build-rate-limit <n>', 'build requests per client per window, 0 = off (env FAIRWAY_BUILD_RATE_LIMIT, default 120)')
-    .option('--max-active-builds <n>', 'builds one client may have queued or running, 0 = off (env FAIRWAY_MAX_ACTIVE_BUILDS, default 10)')
-    .option('--min-free-disk <size>', 'free disk needed before a build starts, 0 = off (env FAIRWAY_MIN_FREE_DISK, default 2GB)')
-    .option('--allowed-hosts <list>', 'host names answered besides localhost, 127.0.0.1, [::1] and --host; checked on loopback, and on any address once set (env FAIRWAY_ALLOWED_HOSTS)')
-    .option('--allowed-origins <list>', 'origins of other web pages that may call the API, e.g. https://ci.example.com (env FAIRWAY_ALLOWED_ORIGINS)')
-    // ---- connections and timeouts (docs/operations.md) ----
-    .option('--headers-timeout <duration>', 'time to send the request headers, e.g. 30s (env FAIRWAY_HEADERS_TIMEOUT, default 30s)')
-    .option('--request-timeout <duration>', 'time to send the whole request; responses are never cut (env FAIRWAY_REQUEST_TIMEOUT, default 60s)')
-    .option('--keep-alive-timeout <duration>', 'idle time between requests on a kept-alive connection (env FAIRWAY_KEEP_ALIVE_TIMEOUT, default 65s)')
-    .option('--max-connections-per-client <n>', 'open connections per client address, 0 = off (env FAIRWAY_MAX_CONNECTIONS_PER_CLIENT, default 256)')
-    .addOption(new Option('--log-level <level>', 'log level (env FAIRWAY_LOG_LEVEL)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-    .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON otherwise (env FAIRWAY_LOG_FORMAT)').choices(['auto', 'json', 'pretty']));
+  return (
+    opsServerOptions(cmd)
+      .option('-c, --config <file>', 'JSON config file (env FAIRWAY_CONFIG)')
+      .option('--host <host>', 'address to listen on (env FAIRWAY_HOST, default 127.0.0.1)')
+      .option('-p, --port <port>', 'port to listen on, 0 for any (env FAIRWAY_PORT, default 8080)')
+      .option('-d, --data-dir <dir>', 'artifacts and state (env FAIRWAY_DATA_DIR, default .data)')
+      .option('--cache-dir <dir>', 'Go module/build caches (env FAIRWAY_CACHE_DIR, default <data-dir>/go)')
+      .option('-w, --workers <n>', 'concurrent builds (env FAIRWAY_WORKERS, default 1)')
+      .option('--build-timeout <duration>', 'per-build timeout, e.g. 30m (env FAIRWAY_BUILD_TIMEOUT)')
+      .option('--resolve-ttl <duration>', 'how long `latest` stays pinned, e.g. 10m (env FAIRWAY_RESOLVE_TTL)')
+      .option('--max-plugins <n>', 'plugins per build (env FAIRWAY_MAX_PLUGINS, default 50)')
+      .option('--max-artifact-size <size>', 'largest binary accepted, e.g. 512MB (env FAIRWAY_MAX_ARTIFACT_SIZE)')
+      .option('--xcaddy-bin <path>', 'xcaddy binary (env FAIRWAY_XCADDY_BIN, default .tools/bin/xcaddy)')
+      .option('--go-bin <path>', 'go command (env FAIRWAY_GO_BIN, default go)')
+      .option('--sandbox <kind>', 'bwrap (default): builds and built binaries run in bubblewrap as the build user; none: no sandbox, unsafe (env FAIRWAY_SANDBOX)')
+      .option('--build-user <user>', 'user builds run as when Fairway runs as root, a name or uid:gid (env FAIRWAY_BUILD_USER, default fairway-build)')
+      .option('--goproxy <list>', 'GOPROXY for resolution and builds (env FAIRWAY_GOPROXY or GOPROXY)')
+      .option('--goprivate <list>', 'GOPRIVATE (env FAIRWAY_GOPRIVATE or GOPRIVATE)')
+      .option('--gonosumdb <list>', 'GONOSUMDB (env FAIRWAY_GONOSUMDB or GONOSUMDB)')
+      .option('--gonoproxy <list>', 'GONOPROXY (env FAIRWAY_GONOPROXY or GONOPROXY)')
+      .option('--gosumdb <value>', 'GOSUMDB, the checksum database (env FAIRWAY_GOSUMDB or GOSUMDB)')
+      .option('--body-limit <size>', 'largest request body accepted, e.g. 64KB (env FAIRWAY_BODY_LIMIT)')
+      .option('--store <url>', 'artifact store: a directory or s3://bucket/prefix?endpoint=... (env FAIRWAY_STORE)')
+      .option('--catalog-upstream <url>', 'package list to mirror into the catalog, caddyserver.com /api/packages shape (env FAIRWAY_CATALOG_UPSTREAM)')
+      .option('--catalog-refresh <duration>', 'how often to refresh the catalog mirror, e.g. 6h (env FAIRWAY_CATALOG_REFRESH)')
+      .addOption(new Option('--catalog-learn <mode>', 'learn module IDs by running built binaries (env FAIRWAY_CATALOG_LEARN, default catalog)').choices(['off', 'catalog', 'all']))
+      // ---- security (docs/SECURITY.md) ----
+      .option('--auth-file <file>', 'API tokens, JSON [{name, hash, scopes}] (env FAIRWAY_AUTH_FILE; also FAIRWAY_TOKENS)')
+      .option('--anonymous-scopes <list>', 'scopes without a token: none, read, read,build (env FAIRWAY_ANONYMOUS_SCOPES; never admin)')
+      .option('--trust-proxy <value>', 'client address from X-Forwarded-For: true or proxy addresses (env FAIRWAY_TRUST_PROXY)')
+      .option('--allow-modules <patterns>', 'module patterns that may be built, e.g. catalog,github.com/myorg/* (env FAIRWAY_ALLOW_MODULES)')
+      .option('--deny-modules <patterns>', 'module patterns that are refused (env FAIRWAY_DENY_MODULES)')
+      .option('--caddy-versions <range>', 'Caddy versions allowed, e.g. ">=v2.8.0 <v3" (env FAIRWAY_CADDY_VERSIONS)')
+      .option('--rate-limit <n>', 'requests per client per window, 0 = off (env FAIRWAY_RATE_LIMIT, default 1200)')
+      .option('--rate-limit-window <duration>', 'rate limit window (env FAIRWAY_RATE_LIMIT_WINDOW, default 1m)')
+      .option('--build-rate-limit <n>', 'build requests per client per window, 0 = off (env FAIRWAY_BUILD_RATE_LIMIT, default 120)')
+      .option('--max-active-builds <n>', 'builds one client may have queued or running, 0 = off (env FAIRWAY_MAX_ACTIVE_BUILDS, default 10)')
+      .option('--min-free-disk <size>', 'free disk needed before a build starts, 0 = off (env FAIRWAY_MIN_FREE_DISK, default 2GB)')
+      .option('--allowed-hosts <list>', 'host names answered besides localhost, 127.0.0.1, [::1] and --host; checked on loopback, and on any address once set (env FAIRWAY_ALLOWED_HOSTS)')
+      .option('--allowed-origins <list>', 'origins of other web pages that may call the API, e.g. https://ci.example.com (env FAIRWAY_ALLOWED_ORIGINS)')
+      // ---- connections and timeouts (docs/operations.md) ----
+      .option('--headers-timeout <duration>', 'time to send the request headers, e.g. 30s (env FAIRWAY_HEADERS_TIMEOUT, default 30s)')
+      .option('--request-timeout <duration>', 'time to send the whole request; responses are never cut (env FAIRWAY_REQUEST_TIMEOUT, default 60s)')
+      .option('--keep-alive-timeout <duration>', 'idle time between requests on a kept-alive connection (env FAIRWAY_KEEP_ALIVE_TIMEOUT, default 65s)')
+      .option('--max-connections-per-client <n>', 'open connections per client address, 0 = off (env FAIRWAY_MAX_CONNECTIONS_PER_CLIENT, default 256)')
+      .addOption(new Option('--log-level <level>', 'log level (env FAIRWAY_LOG_LEVEL)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+      .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON otherwise (env FAIRWAY_LOG_FORMAT)').choices(['auto', 'json', 'pretty']))
+  );
 }
-
 
 const MEMORY_CACHE = 'memory for recently downloaded binaries, served without reading the store; 0 = off (env FAIRWAY_MEMORY_CACHE, default 256MiB)';
 

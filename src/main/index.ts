@@ -50,9 +50,7 @@ serveFlags(program.command('serve'))
   // The embedded queue keeps its builds in the journal: they stop now and run again after a restart.
   .action(daemon(startServe, 'shutting down: running builds stop and are re-queued when the server starts again (signal again to force)'));
 
-hubFlags(program.command('hub'))
-  .description('run the HTTP API and UI on a shared BullMQ/Redis queue; builds run on agents')
-  .action(daemon(startHub));
+hubFlags(program.command('hub')).description('run the HTTP API and UI on a shared BullMQ/Redis queue; builds run on agents').action(daemon(startHub));
 
 agentFlags(program.command('agent'))
   .description('take builds from the shared queue, run xcaddy, upload artifacts to the store')

@@ -14,7 +14,9 @@ import { Pruner, type PinResolver, type PruneReport } from '../ops/index.js';
 
 function printReport(r: PruneReport): void {
   const out = process.stdout;
-  const budget = [r.budget.maxBytes != null ? `max ${formatBytes(r.budget.maxBytes)}` : null, r.budget.maxAgeMs != null ? `max age ${Math.round(r.budget.maxAgeMs / 1000)}s` : null].filter(Boolean).join(', ') || 'no limits';
+  const budget =
+    [r.budget.maxBytes != null ? `max ${formatBytes(r.budget.maxBytes)}` : null, r.budget.maxAgeMs != null ? `max age ${Math.round(r.budget.maxAgeMs / 1000)}s` : null].filter(Boolean).join(', ') ||
+    'no limits';
   out.write(`${r.dryRun ? 'dry run: would remove' : 'removed'} ${r.removed.length} of ${r.before.objects} artifacts (${budget})\n`);
   for (const x of r.removed) out.write(`  ${x.key}  ${formatBytes(x.bytes).padStart(9)}  ${x.status.padEnd(9)}  last used ${x.lastAccess}  (${x.reason})\n`);
   out.write(`before: ${formatBytes(r.before.bytes)} in ${r.before.objects} artifacts; after: ${formatBytes(r.after.bytes)} in ${r.after.objects}; pinned: ${r.pinned}\n`);

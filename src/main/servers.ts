@@ -18,7 +18,7 @@ import { BuildService, buildProcessor, remoteJobCheck, type BuildPayload } from 
 import { BUILD_FLAGS } from '../spec/index.js';
 import { HotCache } from '../cache/index.js';
 import type { ArtifactStore } from '../store/index.js';
-import { Toolchain } from '../toolchain/index.js';
+import type { Toolchain } from '../toolchain/index.js';
 import { loadPlatforms, prepareStore, prepareToolchain, runner } from './parts.js';
 import { uiRoutes } from '../ui/index.js';
 import { BuildGate, createHttpOps, createWorkerOps, opsRoutes } from '../ops/index.js';
@@ -70,7 +70,10 @@ function guards(config: Config, logger: Logger, catalog: FileCatalog, parts: Htt
     onCountError: (err) => logger.warn({ err: err.message }, 'per-client build count unavailable (Redis): not enforced for this request'),
   });
   queue.onFinished((key) => void admission.release(key));
-  logger.info({ tokens: auth.size, anonymousScopes: [...auth.anonymous.scopes], policy: policy.describe(), maxActiveBuilds: config.maxActiveBuilds, minFreeDisk: config.minFreeDisk }, 'security settings');
+  logger.info(
+    { tokens: auth.size, anonymousScopes: [...auth.anonymous.scopes], policy: policy.describe(), maxActiveBuilds: config.maxActiveBuilds, minFreeDisk: config.minFreeDisk },
+    'security settings',
+  );
   if (auth.size === 0 && !isLoopbackHost(config.host)) {
     logger.warn({ host: config.host }, 'no API tokens configured on a network address: anonymous clients may only read; create tokens with `fairway token create`');
   }
@@ -139,10 +142,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   logger.info({ url, port, role: parts.role, store: store.kind, dataDir: config.dataDir }, `fairway listening on ${url}`);
   ops.start();
   // A hub shares the store with other hubs and agents: resync its index from the listing now and then.
-  const rescan =
-    parts.role === 'hub'
-      ? setInterval(() => void service.rescan().catch((err: unknown) => logger.warn({ err }, 'index rescan failed')), config.indexRescanInterval)
-      : undefined;
+  const rescan = parts.role === 'hub' ? setInterval(() => void service.rescan().catch((err: unknown) => logger.warn({ err }, 'index rescan failed')), config.indexRescanInterval) : undefined;
   rescan?.unref();
   const close = async () => {
     if (rescan) clearInterval(rescan);

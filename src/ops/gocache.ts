@@ -71,7 +71,14 @@ export async function dirBytes(dir: string): Promise<number> {
     }
     // Stat a directory's files in parallel batches (GOCACHE has ~256 folders of many files).
     for (let i = 0; i < files.length; i += 64) {
-      const sizes = await Promise.all(files.slice(i, i + 64).map((p) => lstat(p).then((s) => s.size, () => 0)));
+      const sizes = await Promise.all(
+        files.slice(i, i + 64).map((p) =>
+          lstat(p).then(
+            (s) => s.size,
+            () => 0,
+          ),
+        ),
+      );
       for (const n of sizes) total += n;
     }
   }

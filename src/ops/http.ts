@@ -95,7 +95,13 @@ export const opsRoutes: FastifyPluginAsync<OpsRoutesOptions> = async (instance, 
     '/api/admin/prune',
     {
       config: { scope: 'admin' },
-      schema: { tags, summary: 'Apply the store budget now (or report what it would remove)', querystring: PruneQuery, body: documented(pruneBody.optional()), response: { 200: PruneReport, ...errors(400, 401, 403) } },
+      schema: {
+        tags,
+        summary: 'Apply the store budget now (or report what it would remove)',
+        querystring: PruneQuery,
+        body: documented(pruneBody.optional()),
+        response: { 200: PruneReport, ...errors(400, 401, 403) },
+      },
     },
     async (req) => {
       const p = pruneOptions(req.query.dryRun, req.body);

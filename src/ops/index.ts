@@ -11,7 +11,7 @@ import type { BuildPayload, BuildService } from '../service/index.js';
 import type { AccessTracker } from '../store/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
-import { BuildGate, GoCacheBudget } from './gocache.js';
+import { type BuildGate, GoCacheBudget } from './gocache.js';
 import { OpsMetrics } from './metrics.js';
 import { Prebuilder, VersionRefresher, expandPrebuilds } from './prebuilds.js';
 import { Pruner } from './prune.js';
@@ -24,10 +24,7 @@ export { Prebuilder, VersionRefresher, expandPrebuilds, type PrebuildSpec } from
 export { Pruner, planPrune, pinnedKeys, type PinnedEntry, type PinResolver, type PruneEntry, type PrunePlan, type PruneReport } from './prune.js';
 export { Scheduler, type ScheduledTask } from './scheduler.js';
 
-type OpsConfig = Pick<
-  Config,
-  'storeMaxBytes' | 'storeMaxAge' | 'pinned' | 'prebuild' | 'refreshInterval' | 'pruneInterval' | 'goCacheMaxBytes' | 'accessWriteInterval' | 'cacheDir'
->;
+type OpsConfig = Pick<Config, 'storeMaxBytes' | 'storeMaxAge' | 'pinned' | 'prebuild' | 'refreshInterval' | 'pruneInterval' | 'goCacheMaxBytes' | 'accessWriteInterval' | 'cacheDir'>;
 
 export interface HttpOps {
   metrics: OpsMetrics;
@@ -73,7 +70,10 @@ interface HttpOpsParts {
 
 /** Fails at start on a pinned or prebuild spec the parser refuses. */
 function checkConfiguredSpecs(config: OpsConfig, service: BuildService): void {
-  for (const [name, list] of [['pinned', config.pinned], ['prebuild', config.prebuild]] as const) {
+  for (const [name, list] of [
+    ['pinned', config.pinned],
+    ['prebuild', config.prebuild],
+  ] as const) {
     for (const entry of list) {
       if (typeof entry === 'string') continue;
       const { platforms, ...rest } = entry as Record<string, unknown>;

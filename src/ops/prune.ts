@@ -131,12 +131,7 @@ function requestShape(r: unknown): string | null {
  * The keys that must stay: exact keys as given; specs resolved to their current key. A spec that
  * cannot be resolved now (proxy down) pins, to be safe, every artifact built from the same request.
  */
-export async function pinnedKeys(
-  pinned: readonly PinnedEntry[],
-  metas: readonly ArtifactMeta[],
-  r: PinResolver,
-  log?: Logger,
-): Promise<Set<string>> {
+export async function pinnedKeys(pinned: readonly PinnedEntry[], metas: readonly ArtifactMeta[], r: PinResolver, log?: Logger): Promise<Set<string>> {
   const keys = new Set<string>();
   for (const p of pinned) {
     if (typeof p === 'string') {

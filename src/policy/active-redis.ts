@@ -29,13 +29,7 @@ export class RedisActiveBuilds implements ActiveBuilds {
   }
 
   async add(client: string, key: string): Promise<void> {
-    await this.redis
-      .multi()
-      .sadd(this.clientSet(client), key)
-      .expire(this.clientSet(client), TTL_S)
-      .sadd(this.keySet(key), client)
-      .expire(this.keySet(key), TTL_S)
-      .exec();
+    await this.redis.multi().sadd(this.clientSet(client), key).expire(this.clientSet(client), TTL_S).sadd(this.keySet(key), client).expire(this.keySet(key), TTL_S).exec();
   }
 
   async remove(client: string, key: string): Promise<void> {

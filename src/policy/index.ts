@@ -137,7 +137,10 @@ export class VersionRange {
 
   static parse(text: string): VersionRange {
     const alternatives = text.split('||').map((alt, i) => {
-      const parts = alt.trim().split(/[\s,]+/).filter(Boolean);
+      const parts = alt
+        .trim()
+        .split(/[\s,]+/)
+        .filter(Boolean);
       if (!parts.length) throw new Error(`version range "${text}": alternative ${i + 1} is empty`);
       return parts.map((p) => {
         const m = /^(>=|<=|>|<|=)?(.+)$/.exec(p)!;

@@ -11,7 +11,22 @@ import { Redis, type RedisOptions } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { Channel } from '../util/channel.js';
 import { RedisLog, type LogEntry } from './redislog.js';
-import { JobRefused, type AgentInfo, type BuildQueue, type BuildWorker, type Enqueued, type FinalState, type JobEvent, type JobPhase, type JobSnapshot, type JobState, type LogStream, type Processor, type QueueDepth, type RunPhase } from './types.js';
+import {
+  JobRefused,
+  type AgentInfo,
+  type BuildQueue,
+  type BuildWorker,
+  type Enqueued,
+  type FinalState,
+  type JobEvent,
+  type JobPhase,
+  type JobSnapshot,
+  type JobState,
+  type LogStream,
+  type Processor,
+  type QueueDepth,
+  type RunPhase,
+} from './types.js';
 
 export interface BullConfig {
   redisUrl: string;
@@ -253,8 +268,7 @@ export class BullMqQueue<P> implements BuildQueue<P> {
   private async snapshot(job: Job): Promise<JobSnapshot> {
     const progress = progressOf(job);
     const state = stateOf(await job.getState(), progress);
-    const phase: JobPhase =
-      state === 'succeeded' ? 'done' : state === 'failed' || state === 'canceled' ? state : state === 'queued' ? 'queued' : (progress.phase ?? 'resolving');
+    const phase: JobPhase = state === 'succeeded' ? 'done' : state === 'failed' || state === 'canceled' ? state : state === 'queued' ? 'queued' : (progress.phase ?? 'resolving');
     const position = state === 'queued' ? await this.position(job) : undefined;
     return {
       key: job.id!,
@@ -541,7 +555,7 @@ export class BullMqWorker<P> implements BuildWorker {
         await this.log.append(key, 'system', `fairway: ${msg}`);
         await this.log.end(key, 'failed', msg);
       } catch (logErr) {
-        this.warner.warn('could not write a refused job\'s log to Redis', logErr, { key });
+        this.warner.warn("could not write a refused job's log to Redis", logErr, { key });
       }
       throw new UnrecoverableError(msg);
     }

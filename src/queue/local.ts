@@ -364,7 +364,8 @@ export class LocalQueue<P> implements BuildQueue<P> {
     this.finished.emit('finished', job.key, state, error);
     // The processor has stored the result: the job leaves the journal. A job stopped by the
     // shutdown stays in it, so the next start re-queues it.
-    if (this.opts.journal && !(this.closing && state === 'canceled')) void this.opts.journal.remove(job.key).catch((err: unknown) => this.journalFailed('could not remove an ended build from the queue journal (it may run again at the next start)', job.key, err));
+    if (this.opts.journal && !(this.closing && state === 'canceled'))
+      void this.opts.journal.remove(job.key).catch((err: unknown) => this.journalFailed('could not remove an ended build from the queue journal (it may run again at the next start)', job.key, err));
     setTimeout(() => {
       if (this.jobs.get(job.key) === job) this.jobs.delete(job.key);
     }, this.lingerMs).unref();

@@ -6,10 +6,7 @@
 import type { Redis } from 'ioredis';
 import type { FinalState, JobPhase, LogLine, LogStream } from './types.js';
 
-export type LogEntry =
-  | { id: string; t: 'line'; line: LogLine }
-  | { id: string; t: 'phase'; phase: JobPhase }
-  | { id: string; t: 'end'; state: FinalState; error?: string };
+export type LogEntry = { id: string; t: 'line'; line: LogLine } | { id: string; t: 'phase'; phase: JobPhase } | { id: string; t: 'end'; state: FinalState; error?: string };
 
 const APPEND = `
 local seq = redis.call('INCR', KEYS[2]) - 1

@@ -36,10 +36,7 @@ export interface JobSnapshot {
   lines: number;
 }
 
-export type JobEvent =
-  | { type: 'line'; line: LogLine }
-  | { type: 'phase'; phase: JobPhase; position?: number }
-  | { type: 'end'; state: FinalState; error?: string };
+export type JobEvent = { type: 'line'; line: LogLine } | { type: 'phase'; phase: JobPhase; position?: number } | { type: 'end'; state: FinalState; error?: string };
 
 export interface JobContext<P> {
   key: string;

@@ -77,10 +77,7 @@ export class GoResolver implements Resolver {
   }
 
   async resolve(req: BuildRequest): Promise<ResolvedSpec> {
-    const [caddy, ...plugins] = await Promise.all([
-      this.resolveModule(CADDY_MODULE, req.caddyVersion),
-      ...req.plugins.map((p) => this.resolvePlugin(p)),
-    ]);
+    const [caddy, ...plugins] = await Promise.all([this.resolveModule(CADDY_MODULE, req.caddyVersion), ...req.plugins.map((p) => this.resolvePlugin(p))]);
     return {
       caddyVersion: caddy!.version,
       os: req.os,
@@ -137,7 +134,10 @@ export class GoResolver implements Resolver {
         if (ok && refresh) this.versionsFetchedAt = this.now();
         if (this.versionsInFlight === p) this.versionsInFlight = null;
       };
-      p.then(() => settle(true), () => settle(false));
+      p.then(
+        () => settle(true),
+        () => settle(false),
+      );
       return p;
     });
   }
@@ -181,7 +181,8 @@ export class GoResolver implements Resolver {
   }
 }
 
-const NOT_FOUND = /not found|unknown revision|no matching versions|invalid version|not available|410 Gone|404 Not Found|403 Forbidden|malformed module path|does not contain package|disallowed|unrecognized import path|no such host|verifying module/i;
+const NOT_FOUND =
+  /not found|unknown revision|no matching versions|invalid version|not available|410 Gone|404 Not Found|403 Forbidden|malformed module path|does not contain package|disallowed|unrecognized import path|no such host|verifying module/i;
 
 export function classifyGoError(what: string, err: Error & { stderr?: string; killed?: boolean }): ResolveError {
   const detail = (err.stderr || err.message).trim().split('\n').filter(Boolean).slice(-3).join(' | ').slice(0, 600);

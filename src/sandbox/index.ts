@@ -237,12 +237,24 @@ function cleanEnv(env: Readonly<Record<string, string | undefined>>): Record<str
 
 async function which(name: string, given?: string): Promise<string> {
   if (given) {
-    if (await lstat(given).then(() => true, () => false)) return given;
+    if (
+      await lstat(given).then(
+        () => true,
+        () => false,
+      )
+    )
+      return given;
     throw new SandboxError(`sandbox: ${name} not found at ${given}`);
   }
   for (const dir of ['/usr/bin', '/bin', '/usr/sbin', '/usr/local/bin']) {
     const p = `${dir}/${name}`;
-    if (await lstat(p).then(() => true, () => false)) return p;
+    if (
+      await lstat(p).then(
+        () => true,
+        () => false,
+      )
+    )
+      return p;
   }
   throw new SandboxError(`sandbox: ${name} not found`);
 }
@@ -406,7 +418,7 @@ class NoSandbox extends BaseSandbox {
   readonly identity = null;
 
   describe(): Record<string, unknown> {
-    return { sandbox: 'none', warning: 'plugin code runs with this server\'s user, files and network' };
+    return { sandbox: 'none', warning: "plugin code runs with this server's user, files and network" };
   }
 
   spawn(cmd: SandboxCommand, stdio: 'pipe' | 'ignore-stdin' = 'ignore-stdin'): ChildProcess {
@@ -423,9 +435,10 @@ class NoSandbox extends BaseSandbox {
 }
 
 export const NO_SANDBOX_WARNING =
-  'SANDBOX OFF (sandbox=none): plugin code from every build runs with this server\'s user, environment, files and network. Use only on a machine where that is acceptable; install bubblewrap and socat (scripts/sandbox.sh) to turn it on';
+  "SANDBOX OFF (sandbox=none): plugin code from every build runs with this server's user, environment, files and network. Use only on a machine where that is acceptable; install bubblewrap and socat (scripts/sandbox.sh) to turn it on";
 
-const FIX = 'install bubblewrap and socat (`apt-get install bubblewrap socat`, or run `bash scripts/sandbox.sh`), or start with `--sandbox none` to build without a sandbox (unsafe: plugin code then runs with the server\'s privileges)';
+const FIX =
+  "install bubblewrap and socat (`apt-get install bubblewrap socat`, or run `bash scripts/sandbox.sh`), or start with `--sandbox none` to build without a sandbox (unsafe: plugin code then runs with the server's privileges)";
 
 /** Opens the configured sandbox and proves it works by running a command in it. */
 export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
@@ -444,9 +457,11 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
   const root = process.getuid?.() === 0;
   const identity = root ? await lookupUser(o.buildUser) : null;
   if (identity && identity.uid === 0) throw new SandboxError(`buildUser "${o.buildUser}" is root; builds must run as an unprivileged user`);
-  const setprivBin = root ? await which('setpriv', o.setprivBin).catch(() => {
-    throw new SandboxError('builds cannot start: setpriv (util-linux) not found; it drops the build to the build user');
-  }) : '';
+  const setprivBin = root
+    ? await which('setpriv', o.setprivBin).catch(() => {
+        throw new SandboxError('builds cannot start: setpriv (util-linux) not found; it drops the build to the build user');
+      })
+    : '';
   const { upstreams, dropped } = parseGoproxy(o.goproxy);
   // Go's default list ends in "direct": saying so once is enough; anything else dropped is a warning.
   if (dropped.length) {
@@ -459,7 +474,10 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
   try {
     // The bridge starts, and the command runs as the build identity with nothing in its
     // namespace above it: it is pid 1 itself (no root process it could reach).
-    const probe = await sandbox.run({ argv: ['/bin/sh', '-c', "id -u; sed -n 's/^Uid:[[:space:]]*\\([0-9]*\\).*/\\1/p' /proc/1/status"], env: { PATH: '/usr/bin:/bin' }, network: 'modules' }, { timeoutMs: 20_000 });
+    const probe = await sandbox.run(
+      { argv: ['/bin/sh', '-c', "id -u; sed -n 's/^Uid:[[:space:]]*\\([0-9]*\\).*/\\1/p' /proc/1/status"], env: { PATH: '/usr/bin:/bin' }, network: 'modules' },
+      { timeoutMs: 20_000 },
+    );
     const [uid, init] = probe.stdout.trim().split('\n');
     if (identity && Number(uid) !== identity.uid) throw new Error(`the command ran as uid ${uid}, not ${identity.uid}`);
     if (identity && Number(init) !== identity.uid) throw new Error(`the sandbox's pid 1 runs as uid ${init}, not as the build user`);

@@ -412,11 +412,7 @@ export class BuildService {
   }
 
   private missingError(key: string): AppError {
-    return new AppError(
-      410,
-      'artifact_missing',
-      `the binary of build ${key} is missing from the artifact store; its record was quarantined; request the build again (POST /api/builds) to rebuild it`,
-    );
+    return new AppError(410, 'artifact_missing', `the binary of build ${key} is missing from the artifact store; its record was quarantined; request the build again (POST /api/builds) to rebuild it`);
   }
 
   private async binaryVersion(key: string): Promise<string | null> {

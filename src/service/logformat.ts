@@ -3,7 +3,14 @@ import type { LogLine, LogStream } from '../build/index.js';
 /** build.log is plain text, one line per log line: `<ISO time> <stream> <text>`. */
 export function formatLog(lines: LogLine[]): string {
   // A text with newlines (a multi-line error) becomes several lines, so the file stays parseable.
-  return lines.map((l) => l.text.split(/\r?\n/).map((t) => `${l.ts} ${l.stream} ${t}\n`).join('')).join('');
+  return lines
+    .map((l) =>
+      l.text
+        .split(/\r?\n/)
+        .map((t) => `${l.ts} ${l.stream} ${t}\n`)
+        .join(''),
+    )
+    .join('');
 }
 
 export function parseLog(text: string): LogLine[] {

@@ -10,9 +10,28 @@ export const MAX_VERSION = 128;
 const ELEM_CHARS = /^[A-Za-z0-9._~-]+$/;
 const FIRST_ELEM = /^[a-z0-9.-]+$/;
 const WINDOWS_RESERVED = new Set([
-  'con', 'prn', 'aux', 'nul',
-  'com1', 'com2', 'com3', 'com4', 'com5', 'com6', 'com7', 'com8', 'com9',
-  'lpt1', 'lpt2', 'lpt3', 'lpt4', 'lpt5', 'lpt6', 'lpt7', 'lpt8', 'lpt9',
+  'con',
+  'prn',
+  'aux',
+  'nul',
+  'com1',
+  'com2',
+  'com3',
+  'com4',
+  'com5',
+  'com6',
+  'com7',
+  'com8',
+  'com9',
+  'lpt1',
+  'lpt2',
+  'lpt3',
+  'lpt4',
+  'lpt5',
+  'lpt6',
+  'lpt7',
+  'lpt8',
+  'lpt9',
 ]);
 
 /** Returns null when `path` is a valid Go module path, else a human-readable reason. */

@@ -40,7 +40,11 @@ export const BUILD_FLAGS = 'xcaddy-default';
  * (exact versions, target, toolchain), so the same key always means the same binary.
  */
 export function cacheKey(spec: ResolvedSpec): string {
-  return createHash('sha256').update(KEY_VERSION).update('\n').update(canonicalJson(canonicalSpec(spec))).digest('hex');
+  return createHash('sha256')
+    .update(KEY_VERSION)
+    .update('\n')
+    .update(canonicalJson(canonicalSpec(spec)))
+    .digest('hex');
 }
 
 export function isCacheKey(s: string): boolean {

@@ -1,14 +1,17 @@
 import { z } from 'zod';
 import { AppError } from '../util/errors.js';
 import { classifyVersionQuery, isLocalPath, modulePathError } from './grammar.js';
-import { ARM_VERSIONS, DEFAULT_ARM, PlatformSet } from './platform.js';
+import { ARM_VERSIONS, DEFAULT_ARM, type PlatformSet } from './platform.js';
 import type { BuildRequest, PluginRequest } from './types.js';
 
 export const CADDY_MODULE = 'github.com/caddyserver/caddy/v2';
 
 /** A request that cannot be built as given; `field` names the offending input. */
 export class SpecError extends AppError {
-  constructor(override readonly field: string, message: string) {
+  constructor(
+    override readonly field: string,
+    message: string,
+  ) {
     super(400, 'invalid_spec', `${field}: ${message}`);
     this.name = 'SpecError';
   }
@@ -22,9 +25,7 @@ export interface ParseOptions {
 }
 
 const str = (max: number) => z.string().max(max * 4);
-const pluginShape = z
-  .object({ module: str(255), version: str(128).optional(), replace: str(512).optional() })
-  .strict();
+const pluginShape = z.object({ module: str(255), version: str(128).optional(), replace: str(512).optional() }).strict();
 const requestShape = z
   .object({
     caddyVersion: str(128).optional(),

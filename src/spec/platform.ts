@@ -7,7 +7,7 @@ export interface Platform {
 
 /** Targets Go lists but cannot build Caddy for with CGO_ENABLED=0, with the reason shown to users. */
 const UNBUILDABLE: Array<[RegExp, string]> = [
-  [/^ios\//, 'iOS targets need cgo and Apple\'s linker'],
+  [/^ios\//, "iOS targets need cgo and Apple's linker"],
   [/^android\/(386|amd64|arm)$/, 'this Android target needs cgo; android/arm64 is supported'],
   [/^js\/wasm$/, 'Caddy does not run on js/wasm'],
   [/^wasip1\/wasm$/, 'Caddy does not run on wasip1/wasm'],
@@ -58,7 +58,9 @@ export class PlatformSet {
   }
 
   archesFor(os: string): string[] {
-    return this.list().filter((p) => p.os === os).map((p) => p.arch);
+    return this.list()
+      .filter((p) => p.os === os)
+      .map((p) => p.arch);
   }
 }
 

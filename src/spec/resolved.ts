@@ -25,10 +25,7 @@ const schema = z.strictObject({
         module: text(255),
         version: text(128).optional(),
         replace: z
-          .discriminatedUnion('kind', [
-            z.strictObject({ kind: z.literal('module'), module: text(255), version: text(128) }),
-            z.strictObject({ kind: z.literal('path'), path: text(4096) }),
-          ])
+          .discriminatedUnion('kind', [z.strictObject({ kind: z.literal('module'), module: text(255), version: text(128) }), z.strictObject({ kind: z.literal('path'), path: text(4096) })])
           .optional(),
       }),
     )

@@ -16,9 +16,7 @@ export interface BuildRequest {
   plugins: PluginRequest[];
 }
 
-export type Replacement =
-  | { kind: 'module'; module: string; version: string }
-  | { kind: 'path'; path: string };
+export type Replacement = { kind: 'module'; module: string; version: string } | { kind: 'path'; path: string };
 
 export interface ResolvedPlugin {
   module: string;

@@ -333,9 +333,7 @@ export class S3Store implements ArtifactStore {
 
   private async putSmall(key: string, name: ObjectName, body: string, contentType: string): Promise<void> {
     try {
-      await this.small((o) =>
-        this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key, name), Body: body, ContentType: contentType }), o),
-      );
+      await this.small((o) => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key, name), Body: body, ContentType: contentType }), o));
     } catch (err) {
       throw new StepError(name, err);
     }
@@ -470,9 +468,7 @@ export class S3Store implements ArtifactStore {
     do {
       let page;
       try {
-        page = await this.small((o) =>
-          this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }), o),
-        );
+        page = await this.small((o) => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }), o));
       } catch (err) {
         throw new Error(`S3 listing of ${prefix} in ${this.where} failed: ${describeS3Error(err)}`, { cause: err });
       }
@@ -517,9 +513,7 @@ export class S3Store implements ArtifactStore {
     await this.assertPublished(key, `binary of ${key}`);
     let res;
     try {
-      res = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key, 'binary'), ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) }),
-      );
+      res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key, 'binary'), ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) }));
     } catch (err) {
       if (isNotFound(err)) throw new NotFoundError(`binary of ${key}`);
       throw this.readError(key, 'binary', err);
@@ -532,11 +526,9 @@ export class S3Store implements ArtifactStore {
   async binaryUrl(key: string, filename: string): Promise<string | null> {
     assertKey(key);
     if (!this.presign) return null;
-    return getSignedUrl(
-      this.client,
-      new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key, 'binary'), ResponseContentDisposition: dispositionFor(filename) }),
-      { expiresIn: this.presign },
-    );
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key, 'binary'), ResponseContentDisposition: dispositionFor(filename) }), {
+      expiresIn: this.presign,
+    });
   }
 
   private async readPublished(key: string, name: ObjectName): Promise<string | null> {
@@ -575,9 +567,9 @@ export class S3Store implements ArtifactStore {
     const base = `${this.prefix}quarantine/${key}-${Date.now()}/`;
     await Promise.all(
       (['meta.json', ...PART_NAMES] as ObjectName[]).map((name) =>
-        this.small((o) =>
-          this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: base + name, CopySource: encodeURI(`${this.bucket}/${this.objectKey(key, name)}`) }), o),
-        ).catch(() => undefined),
+        this.small((o) => this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: base + name, CopySource: encodeURI(`${this.bucket}/${this.objectKey(key, name)}`) }), o)).catch(
+          () => undefined,
+        ),
       ),
     );
     await this.delete(key);

@@ -34,14 +34,33 @@ export interface ToolchainIdentity {
 
 /** Variables that may reach the toolchain. Everything else, including server secrets, is dropped. */
 export const ENV_ALLOWLIST = [
-  'PATH', 'HOME', 'TMPDIR', 'LANG',
-  'GOPATH', 'GOMODCACHE', 'GOCACHE', 'GOENV', 'GOTOOLCHAIN', 'GOTELEMETRY', 'GOFLAGS', 'GO111MODULE',
-  'GOPROXY', 'GOPRIVATE', 'GONOSUMDB', 'GONOPROXY', 'GOSUMDB', 'GOINSECURE',
-  'CGO_ENABLED', 'GOOS', 'GOARCH', 'GOARM',
+  'PATH',
+  'HOME',
+  'TMPDIR',
+  'LANG',
+  'GOPATH',
+  'GOMODCACHE',
+  'GOCACHE',
+  'GOENV',
+  'GOTOOLCHAIN',
+  'GOTELEMETRY',
+  'GOFLAGS',
+  'GO111MODULE',
+  'GOPROXY',
+  'GOPRIVATE',
+  'GONOSUMDB',
+  'GONOPROXY',
+  'GOSUMDB',
+  'GOINSECURE',
+  'CGO_ENABLED',
+  'GOOS',
+  'GOARCH',
+  'GOARM',
   // Fixed by Fairway. Never XCADDY_SETCAP/XCADDY_SUDO (privilege escalation), XCADDY_SKIP_*,
   // XCADDY_DEBUG, XCADDY_RACE_DETECTOR, XCADDY_GO_BUILD_FLAGS/MOD_FLAGS (they change what is built
   // behind the cache key's back): those names cannot reach xcaddy.
-  'XCADDY_WHICH_GO', 'XCADDY_PRINT_VERSION',
+  'XCADDY_WHICH_GO',
+  'XCADDY_PRINT_VERSION',
 ] as const;
 export type AllowedEnvName = (typeof ENV_ALLOWLIST)[number];
 
@@ -82,9 +101,7 @@ export class Toolchain {
       const { stdout } = await sandbox.run(tc.command([xcaddyBin, 'version'], { network: 'none' }), { timeoutMs: 30_000 });
       xcaddy = stdout.trim().split(/\s+/)[0] ?? 'unknown';
     } catch (err) {
-      throw new ToolchainError(
-        `xcaddy not found or not runnable at ${xcaddyBin} (${(err as Error).message.split('\n')[0]}); run "npm run setup" to install it`,
-      );
+      throw new ToolchainError(`xcaddy not found or not runnable at ${xcaddyBin} (${(err as Error).message.split('\n')[0]}); run "npm run setup" to install it`);
     }
     let go: string;
     try {
@@ -135,10 +152,7 @@ export class Toolchain {
    * read-write, `cwd` (default: an empty dir of the build identity) read-write, nothing else of
    * this machine.
    */
-  command(
-    argv: string[],
-    o: { cwd?: string; network: SandboxNetwork; env?: Record<string, string>; readOnly?: string[] },
-  ): SandboxCommand {
+  command(argv: string[], o: { cwd?: string; network: SandboxNetwork; env?: Record<string, string>; readOnly?: string[] }): SandboxCommand {
     return {
       argv,
       cwd: o.cwd ?? this.runDir,
@@ -153,10 +167,7 @@ export class Toolchain {
    * Runs `go` with an argument array (never a shell) in the sandbox. `network: 'modules'` lets it
    * download modules through the module relay; nothing else is reachable.
    */
-  async go(
-    args: string[],
-    opts: { cwd?: string; timeoutMs?: number; network?: SandboxNetwork; readOnly?: string[] } = {},
-  ): Promise<{ stdout: string; stderr: string }> {
+  async go(args: string[], opts: { cwd?: string; timeoutMs?: number; network?: SandboxNetwork; readOnly?: string[] } = {}): Promise<{ stdout: string; stderr: string }> {
     return this.sandbox.run(this.command([this.goBin, ...args], { network: opts.network ?? 'none', ...(opts.cwd ? { cwd: opts.cwd } : {}), ...(opts.readOnly ? { readOnly: opts.readOnly } : {}) }), {
       timeoutMs: opts.timeoutMs ?? 120_000,
       maxBuffer: 64 * 1024 * 1024,
@@ -179,7 +190,13 @@ async function findOnPath(name: string): Promise<string | null> {
   for (const dir of (process.env.PATH ?? '/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
     if (!dir) continue;
     const p = join(dir, name);
-    if (await access(p, constants.X_OK).then(() => true, () => false)) return p;
+    if (
+      await access(p, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return p;
   }
   return null;
 }
@@ -189,10 +206,15 @@ async function locateGo(goBin: string): Promise<{ goBin: string; goRoot: string 
   const found = await findOnPath(goBin);
   const real = found ? await realpath(found).catch(() => null) : null;
   const goRoot = real ? dirname(dirname(real)) : null;
-  if (!real || !goRoot || !(await access(join(goRoot, 'src', 'runtime'), constants.R_OK).then(() => true, () => false))) {
-    throw new ToolchainError(
-      `the Go toolchain was not found (${goBin}${real ? `: ${real} is not inside a GOROOT` : ''}); install Go 1.22 or newer and put it on PATH, or set FAIRWAY_GO_BIN`,
-    );
+  if (
+    !real ||
+    !goRoot ||
+    !(await access(join(goRoot, 'src', 'runtime'), constants.R_OK).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    throw new ToolchainError(`the Go toolchain was not found (${goBin}${real ? `: ${real} is not inside a GOROOT` : ''}); install Go 1.22 or newer and put it on PATH, or set FAIRWAY_GO_BIN`);
   }
   return { goBin: real, goRoot };
 }

@@ -64,7 +64,11 @@ export async function testApi(
     resolver,
     queue,
     store: await FsStore.open(join(dir, 'artifacts')),
-    platforms: new PlatformSet([{ os: 'linux', arch: 'amd64' }, { os: 'linux', arch: 'arm64' }, { os: 'windows', arch: 'amd64' }]),
+    platforms: new PlatformSet([
+      { os: 'linux', arch: 'amd64' },
+      { os: 'linux', arch: 'arm64' },
+      { os: 'windows', arch: 'amd64' },
+    ]),
     maxPlugins: 5,
     logger,
   });

@@ -45,17 +45,8 @@ export async function tempDir(prefix = 'fairway-test-'): Promise<string> {
 export async function startFairway(opts: StartOptions = {}): Promise<FairwayProcess> {
   const dataDir = opts.dataDir ?? (await tempDir());
   const agent = opts.command === 'agent';
-  const args = [
-    MAIN,
-    opts.command ?? 'serve',
-    ...(agent ? [] : ['--port', String(opts.port ?? 0)]),
-    '--data-dir', dataDir,
-    '--cache-dir', GO_CACHE,
-    ...(opts.args ?? []),
-  ];
-  const [cmd, argv] = opts.maxOpenFiles
-    ? ['/bin/sh', ['-c', `ulimit -n ${Math.floor(opts.maxOpenFiles)} && exec "$0" "$@"`, process.execPath, ...args]]
-    : [process.execPath, args];
+  const args = [MAIN, opts.command ?? 'serve', ...(agent ? [] : ['--port', String(opts.port ?? 0)]), '--data-dir', dataDir, '--cache-dir', GO_CACHE, ...(opts.args ?? [])];
+  const [cmd, argv] = opts.maxOpenFiles ? ['/bin/sh', ['-c', `ulimit -n ${Math.floor(opts.maxOpenFiles)} && exec "$0" "$@"`, process.execPath, ...args]] : [process.execPath, args];
   const proc = spawn(cmd, argv, {
     env: { ...process.env, FAIRWAY_LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -136,7 +127,10 @@ export async function instantXcaddy(dir: string): Promise<string> {
   await mkdir(sub, { recursive: true });
   const real = await standInDir(sub);
   const bin = join(sub, 'xcaddy-instant');
-  await writeFile(bin, `#!/bin/sh\nif [ "$1" = "build" ]; then\n  while [ "$#" -gt 0 ]; do if [ "$1" = "--output" ]; then cp '${real}' "$2"; exit 0; fi; shift; done\n  exit 1\nfi\nexec '${real}' "$@"\n`);
+  await writeFile(
+    bin,
+    `#!/bin/sh\nif [ "$1" = "build" ]; then\n  while [ "$#" -gt 0 ]; do if [ "$1" = "--output" ]; then cp '${real}' "$2"; exit 0; fi; shift; done\n  exit 1\nfi\nexec '${real}' "$@"\n`,
+  );
   await chmod(bin, 0o755);
   return bin;
 }

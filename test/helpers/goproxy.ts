@@ -228,7 +228,15 @@ export async function startGoProxy(modules: SyntheticModule[] = []): Promise<GoP
       const top = [...versions.keys()].sort(compareSemver).pop()!;
       return send(200, 'application/json', versions.get(top)!.info);
     }
-    if (m[2] === 'list') return send(200, 'text/plain; charset=utf-8', [...versions.keys()].sort(compareSemver).map((v) => `${v}\n`).join(''));
+    if (m[2] === 'list')
+      return send(
+        200,
+        'text/plain; charset=utf-8',
+        [...versions.keys()]
+          .sort(compareSemver)
+          .map((v) => `${v}\n`)
+          .join(''),
+      );
     const ext = m[3]!;
     const version = unescapeModulePath(m[2]!.slice(0, -(ext.length + 1)));
     const served = version === null ? undefined : versions.get(version);

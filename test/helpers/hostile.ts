@@ -6,21 +6,71 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { xcaddyArgs } from '../../src/build/index.js';
 import { readFileSync } from 'node:fs';
-import {
-  CADDY_MODULE,
-  SpecError,
-  parseBuildRequest,
-  type BuildRequest,
-  type ParseOptions,
-  type ResolvedSpec,
-} from '../../src/spec/index.js';
+import { CADDY_MODULE, SpecError, parseBuildRequest, type BuildRequest, type ParseOptions, type ResolvedSpec } from '../../src/spec/index.js';
 
 /** Pieces attackers like: option injection, shell syntax, traversal, CRLF, NUL, unicode look-alikes. */
 export const HOSTILE_PIECES = [
-  '-', '--with=evil', '-o', '--output=/tmp/x', ';', '&&', '|', '$(id)', '`id`', '${IFS}', ' ', '\t', '\n', '\r\n', '\0', '%00', '%0d%0a',
-  '..', '../', '..%2f', '%2e%2e%2f', '//', '/etc/passwd', 'C:\\Windows', '\\', '@', '=', '==', '@@', '"', "'", '<', '>', '*', '?', '#',
-  '\u200b', '\u202e', 'а', 'é', '\ud83d\ude00', '__proto__', 'constructor', 'prototype', 'latest', 'v1.2.3', 'v2.11.9', 'master', 'none', 'upgrade',
-  'github.com/', 'github.com/x/y', 'golang.org/x/', CADDY_MODULE, 'x', 'v', '.lock', 'com1', '~1', '/v1', '/v0',
+  '-',
+  '--with=evil',
+  '-o',
+  '--output=/tmp/x',
+  ';',
+  '&&',
+  '|',
+  '$(id)',
+  '`id`',
+  '${IFS}',
+  ' ',
+  '\t',
+  '\n',
+  '\r\n',
+  '\0',
+  '%00',
+  '%0d%0a',
+  '..',
+  '../',
+  '..%2f',
+  '%2e%2e%2f',
+  '//',
+  '/etc/passwd',
+  'C:\\Windows',
+  '\\',
+  '@',
+  '=',
+  '==',
+  '@@',
+  '"',
+  "'",
+  '<',
+  '>',
+  '*',
+  '?',
+  '#',
+  '\u200b',
+  '\u202e',
+  'а',
+  'é',
+  '\ud83d\ude00',
+  '__proto__',
+  'constructor',
+  'prototype',
+  'latest',
+  'v1.2.3',
+  'v2.11.9',
+  'master',
+  'none',
+  'upgrade',
+  'github.com/',
+  'github.com/x/y',
+  'golang.org/x/',
+  CADDY_MODULE,
+  'x',
+  'v',
+  '.lock',
+  'com1',
+  '~1',
+  '/v1',
+  '/v0',
 ];
 export const piece = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom(...HOSTILE_PIECES) },
@@ -61,7 +111,11 @@ export const validSpec = fc.record(
 /** A valid request with one hostile piece spliced into one of its strings. */
 export const mutantSpec = fc.tuple(validSpec, fc.nat(), piece, fc.nat()).map(([spec, which, p, at]) => {
   const s = JSON.parse(JSON.stringify(spec)) as Record<string, any>;
-  const slots: Array<[Record<string, any>, string]> = [[s, 'caddyVersion'], [s, 'os'], [s, 'arch']];
+  const slots: Array<[Record<string, any>, string]> = [
+    [s, 'caddyVersion'],
+    [s, 'os'],
+    [s, 'arch'],
+  ];
   for (const pl of s.plugins ?? []) slots.push([pl, 'module'], [pl, 'version'], [pl, 'replace']);
   const [obj, key] = slots[which % slots.length]!;
   const cur = typeof obj[key] === 'string' ? (obj[key] as string) : '';

@@ -39,7 +39,27 @@ export interface MitmProxy {
 async function makeCerts(dir: string, host: string): Promise<{ caFile: string; key: Buffer; cert: Buffer }> {
   const p = (f: string) => join(dir, f);
   const ossl = (args: string[]) => execFileP('openssl', args, { cwd: dir });
-  await ossl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.pem'), '-days', '2', '-subj', '/CN=Fairway test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  await ossl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.pem'),
+    '-days',
+    '2',
+    '-subj',
+    '/CN=Fairway test CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
   await ossl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p('leaf.key'), '-out', p('leaf.csr'), '-subj', `/CN=${host}`]);
   const ext = p('leaf.ext');
   await writeFile(ext, `subjectAltName=DNS:${host}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n`);
@@ -58,14 +78,11 @@ export async function startMitmProxy(target: string, host = 'caddyserver.com'): 
   const inner = http.createServer((req, res) => {
     const rec: RecordedRequest = { method: req.method ?? '', host: req.headers.host ?? '', url: req.url ?? '', headers: req.headers };
     requests.push(rec);
-    const fwd = http.request(
-      { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: { ...req.headers, host: upstream.host } },
-      (up) => {
-        rec.status = up.statusCode;
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
+    const fwd = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: { ...req.headers, host: upstream.host } }, (up) => {
+      rec.status = up.statusCode;
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
     fwd.on('error', (err) => {
       res.writeHead(502, { 'content-type': 'text/plain' });
       res.end(`mitm proxy: ${err.message}`);

@@ -207,7 +207,11 @@ export function runQueueContract(impl: QueueImplementation): void {
         await waitFor('the agent list shows A running', async () => (await t.q.agents()).some((ag) => ag.jobs.includes('A')));
         const agents = await t.q.agents();
         assert.ok(agents.length >= 1);
-        assert.equal(agents.reduce((n, ag) => n + ag.concurrency, 0), 1, 'one worker in all');
+        assert.equal(
+          agents.reduce((n, ag) => n + ag.concurrency, 0),
+          1,
+          'one worker in all',
+        );
 
         a.release();
         await t.ended('C', 'succeeded');
@@ -250,12 +254,19 @@ export function runQueueContract(impl: QueueImplementation): void {
         const all = await early;
         assert.deepEqual(jobTexts(all), ['one', 'two two', '', 'four', 'five']);
         const n = seqs(all).length;
-        assert.deepEqual(seqs(all), Array.from({ length: n }, (_, i) => i), 'seq numbers are 0, 1, 2, ... without gaps');
+        assert.deepEqual(
+          seqs(all),
+          Array.from({ length: n }, (_, i) => i),
+          'seq numbers are 0, 1, 2, ... without gaps',
+        );
         assert.deepEqual(seen, seqs(all), 'ctx.lines() holds every line logged so far');
         for (const e of all) if (e.type === 'line') assert.ok(!Number.isNaN(Date.parse(e.line.ts)), 'lines carry ISO timestamps');
         const streams = all.flatMap((e) => (e.type === 'line' && !isQueueLine(e.line.text) ? [e.line.stream] : []));
         assert.deepEqual(streams, ['stdout', 'stderr', 'stdout', 'stdout', 'system']);
-        assert.ok(all.some((e) => e.type === 'phase' && e.phase === 'building'), 'phases reach followers');
+        assert.ok(
+          all.some((e) => e.type === 'phase' && e.phase === 'building'),
+          'phases reach followers',
+        );
         assert.deepEqual(all.at(-1), { type: 'end', state: 'succeeded' });
         assert.equal(all.filter((e) => e.type === 'end').length, 1);
 
@@ -305,7 +316,10 @@ export function runQueueContract(impl: QueueImplementation): void {
         assert.equal(await t.q.cancel('unknown'), false);
 
         // The canceled key is queued afresh: a new job, with a log of its own.
-        const again = await t.q.enqueue('B', t.job(async (ctx) => ctx.log('stdout', 'B at last')));
+        const again = await t.q.enqueue(
+          'B',
+          t.job(async (ctx) => ctx.log('stdout', 'B at last')),
+        );
         assert.equal(again.created, true);
         const events2 = await collect(t.q.follow('B'));
         assert.deepEqual(jobTexts(events2), ['B at last']);
@@ -313,7 +327,14 @@ export function runQueueContract(impl: QueueImplementation): void {
         assert.deepEqual(events2.at(-1), { type: 'end', state: 'succeeded' });
         await t.ended('B', 'succeeded');
         await sleep(200);
-        assert.deepEqual(t.finished.filter(([k]) => k === 'B'), [['B', 'canceled', 'canceled while queued'], ['B', 'succeeded', undefined]], 'onFinished once per job');
+        assert.deepEqual(
+          t.finished.filter(([k]) => k === 'B'),
+          [
+            ['B', 'canceled', 'canceled while queued'],
+            ['B', 'succeeded', undefined],
+          ],
+          'onFinished once per job',
+        );
       });
     });
 

@@ -40,11 +40,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  CreateBucketCommand,
-  S3Client,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
+import { CreateBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 
 export const LOOPBACK = '127.0.0.1';
 
@@ -192,11 +188,7 @@ function spawnWatchdog(childPid: number, dir: string): ChildProcess | undefined 
     'if ! kill -0 "$p" 2>/dev/null; then kill -9 "$c" 2>/dev/null; sleep 0.3; ' +
     'case "$d" in */fairway-*) rm -rf -- "$d";; esac; fi; exit 0';
   try {
-    const w = spawn(
-      '/bin/sh',
-      ['-c', script, 'fairway-test-watchdog', String(process.pid), String(childPid), dir],
-      { stdio: 'ignore', detached: true },
-    );
+    const w = spawn('/bin/sh', ['-c', script, 'fairway-test-watchdog', String(process.pid), String(childPid), dir], { stdio: 'ignore', detached: true });
     w.on('error', () => liveWatchdogs.delete(w));
     w.on('exit', () => liveWatchdogs.delete(w));
     w.unref();
@@ -419,14 +411,11 @@ class ManagedProcess {
     for (;;) {
       if (spawnError) {
         const e = spawnError as NodeJS.ErrnoException;
-        throw new Error(
-          `${spec.name}: cannot run ${spec.binary}: ${e.code ?? ''} ${e.message}. ${DEPS_HINT}`,
-        );
+        throw new Error(`${spec.name}: cannot run ${spec.binary}: ${e.code ?? ''} ${e.message}. ${DEPS_HINT}`);
       }
       if (exitInfo !== undefined || this.child !== child) {
         throw new Error(
-          `${spec.name} exited during startup on ${LOOPBACK}:${port} (${exitInfo ?? 'stopped'}).\n` +
-            `Command: ${spec.binary} ${spec.args(port).join(' ')}\nOutput:\n${this.output.toString()}`,
+          `${spec.name} exited during startup on ${LOOPBACK}:${port} (${exitInfo ?? 'stopped'}).\n` + `Command: ${spec.binary} ${spec.args(port).join(' ')}\nOutput:\n${this.output.toString()}`,
         );
       }
       try {
@@ -592,17 +581,23 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
     binary,
     cwd: dir,
     args: (port) => [
-      '--port', String(port),
-      '--bind', LOOPBACK,
-      '--dir', dir,
-      '--daemonize', 'no',
-      '--logfile', '',
-      '--loglevel', 'warning',
-      '--save', '',
-      '--unixsocket', '',
-      ...(persistence
-        ? ['--appendonly', 'yes', '--appendfsync', 'always']
-        : ['--appendonly', 'no']),
+      '--port',
+      String(port),
+      '--bind',
+      LOOPBACK,
+      '--dir',
+      dir,
+      '--daemonize',
+      'no',
+      '--logfile',
+      '',
+      '--loglevel',
+      'warning',
+      '--save',
+      '',
+      '--unixsocket',
+      '',
+      ...(persistence ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
       ...(opts.extraArgs ?? []),
     ],
     probe: (port) => redisPing(port),
@@ -624,13 +619,9 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
 // ---------------------------------------------------------------- S3 (versitygw)
 
 function resolveVersitygwBinary(explicit?: string): string {
-  const candidate =
-    explicit ?? process.env.FAIRWAY_VERSITYGW_BIN ?? path.join(REPO_ROOT, '.tools', 'bin', 'versitygw');
+  const candidate = explicit ?? process.env.FAIRWAY_VERSITYGW_BIN ?? path.join(REPO_ROOT, '.tools', 'bin', 'versitygw');
   if (!isExecutable(candidate)) {
-    throw new Error(
-      `S3 server binary (versitygw) not found at ${candidate}. ${DEPS_HINT} ` +
-        `It builds the pinned version into .tools/bin/ (see docs/s3-server.md).`,
-    );
+    throw new Error(`S3 server binary (versitygw) not found at ${candidate}. ${DEPS_HINT} ` + `It builds the pinned version into .tools/bin/ (see docs/s3-server.md).`);
   }
   return candidate;
 }
@@ -672,16 +663,7 @@ export async function startS3(opts: StartS3Options = {}): Promise<S3Service> {
     binary,
     cwd: dir,
     env,
-    args: (port) => [
-      '--access', accessKeyId,
-      '--secret', secretAccessKey,
-      '--region', region,
-      '--port', `${LOOPBACK}:${port}`,
-      '--quiet',
-      ...(opts.extraArgs ?? []),
-      'posix',
-      dataDir,
-    ],
+    args: (port) => ['--access', accessKeyId, '--secret', secretAccessKey, '--region', region, '--port', `${LOOPBACK}:${port}`, '--quiet', ...(opts.extraArgs ?? []), 'posix', dataDir],
     probe: (port) => httpAnswers(port),
     afterReady: async (port) => {
       const client = new S3Client(clientConfig(port, { maxAttempts: 3 }));

@@ -115,7 +115,10 @@ test('fairway build: live log survives a dropped connection, the binary is verif
     const rec = JSON.parse(r.stdout);
     assert.equal(rec.status, 'succeeded');
     assert.equal(rec.spec.caddyVersion, CADDY_VERSION);
-    assert.deepEqual(rec.spec.plugins.map((p: { module: string; version: string }) => `${p.module}@${p.version}`), [WITH]);
+    assert.deepEqual(
+      rec.spec.plugins.map((p: { module: string; version: string }) => `${p.module}@${p.version}`),
+      [WITH],
+    );
 
     // Every log line exactly once and in order, despite the reconnect.
     const logs = await cli(['logs', rec.id, '--server', server.url]);
@@ -131,7 +134,10 @@ test('fairway build: live log survives a dropped connection, the binary is verif
     assert.equal(sha256(bin), rec.sha256);
     assert.equal(bin.length, rec.size);
     assert.equal((await stat(out)).mode & 0o777, 0o755);
-    assert.deepEqual((await readdir(dir)).filter((f) => f.includes('fairway-part')), []);
+    assert.deepEqual(
+      (await readdir(dir)).filter((f) => f.includes('fairway-part')),
+      [],
+    );
     const mods = spawnSync(out, ['list-modules', '--versions', '--skip-standard'], { encoding: 'utf8' });
     assert.equal(mods.status, 0, mods.stderr);
     assert.match(mods.stdout, new RegExp(`^${PLUGIN.caddyModule} ${PLUGIN.version.replace(/\./g, '\\.')}$`, 'm'));

@@ -40,7 +40,7 @@ interface Ran {
 function run(cmd: string, args: string[], env?: NodeJS.ProcessEnv, timeout = BUILD_TIMEOUT): Promise<Ran> {
   return new Promise((resolve) => {
     execFile(cmd, args, { env: env ?? process.env, timeout, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? ((err as unknown as { code: number }).code) : 1) : 0;
+      const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? (err as unknown as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
   });
@@ -114,7 +114,7 @@ describe('caddyserver.com-compatible API and package commands', { timeout: 90 * 
     assert.equal(await xcaddy.count(), 1);
   });
 
-  test('module IDs are learned from the build into the catalog; /api/packages has caddyserver.com\'s shape', async () => {
+  test("module IDs are learned from the build into the catalog; /api/packages has caddyserver.com's shape", async () => {
     let pkg: any;
     for (let i = 0; i < 100; i++) {
       pkg = (await api(server.url, `/api/catalog?path=${encodeURIComponent(PLUGIN.module)}`)).body;
@@ -147,9 +147,15 @@ describe('caddyserver.com-compatible API and package commands', { timeout: 90 * 
     assert.equal(nginx.modules, null, 'no modules → null, as the download page expects');
 
     const q = await api(server.url, '/api/packages?q=layer4');
-    assert.deepEqual(q.body.result.map((p: any) => p.path), [PLUGIN.module]);
+    assert.deepEqual(
+      q.body.result.map((p: any) => p.path),
+      [PLUGIN.module],
+    );
     const native = await api(server.url, '/api/catalog?q=dns%20cloudflare');
-    assert.deepEqual(native.body.packages.map((p: any) => p.path), ['github.com/caddy-dns/cloudflare']);
+    assert.deepEqual(
+      native.body.packages.map((p: any) => p.path),
+      ['github.com/caddy-dns/cloudflare'],
+    );
     assert.deepEqual(native.body.upstream, { url: null, ok: true, packages: 0, refreshMs: 6 * 3600_000 });
   });
 
@@ -362,7 +368,7 @@ describe('caddyserver.com-compatible API and package commands', { timeout: 90 * 
       if (binDir) await rm(binDir, { recursive: true, force: true });
     });
 
-    test('caddy add-package: Caddy\'s exact request, the plugin is in the new binary', { timeout: BUILD_TIMEOUT }, async () => {
+    test("caddy add-package: Caddy's exact request, the plugin is in the new binary", { timeout: BUILD_TIMEOUT }, async () => {
       const r = await run(bin, ['add-package', L4], env);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /"msg":"upgrade successful; please restart any running Caddy instances"/);
@@ -377,7 +383,7 @@ describe('caddyserver.com-compatible API and package commands', { timeout: 90 * 
       assert.deepEqual(await leftovers(binDir), []);
     });
 
-    test('caddy upgrade: plugins pinned, served from Fairway\'s cache', { timeout: BUILD_TIMEOUT }, async () => {
+    test("caddy upgrade: plugins pinned, served from Fairway's cache", { timeout: BUILD_TIMEOUT }, async () => {
       const builds = await xcaddy.count();
       const r = await run(bin, ['upgrade'], env);
       assert.equal(r.code, 0, r.stderr);
@@ -386,7 +392,7 @@ describe('caddyserver.com-compatible API and package commands', { timeout: 90 * 
       assert.equal(await xcaddy.count(), builds);
     });
 
-    test('caddy add-package of an unknown package prints Fairway\'s message and id', async () => {
+    test("caddy add-package of an unknown package prints Fairway's message and id", async () => {
       const beforeSha = await fileSha(bin);
       const r = await run(bin, ['add-package', UNKNOWN], env);
       assert.equal(r.code, 1);
@@ -400,7 +406,11 @@ describe('caddyserver.com-compatible API and package commands', { timeout: 90 * 
       assert.equal(r.code, 0, r.stderr);
       assert.equal(proxy.requests.at(-1)!.url, '/api/download?arch=amd64&os=linux');
       assert.equal(await modulesOf(bin), '');
-      assert.deepEqual(proxy.connects.filter((c) => c !== 'caddyserver.com:443'), [], 'Caddy only ever asked for caddyserver.com');
+      assert.deepEqual(
+        proxy.connects.filter((c) => c !== 'caddyserver.com:443'),
+        [],
+        'Caddy only ever asked for caddyserver.com',
+      );
     });
   });
 });

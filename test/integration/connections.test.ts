@@ -142,7 +142,10 @@ describe('connections and timeouts (real server)', { timeout: 60_000 }, () => {
       assert.match(c.data(), /^HTTP\/1\.1 503 /);
       assert.match(c.data(), /\r\nRetry-After: \d+\r\n/);
     }
-    assert.ok(held.every((c) => !c.isClosed()), 'the connections under the cap stay');
+    assert.ok(
+      held.every((c) => !c.isClosed()),
+      'the connections under the cap stay',
+    );
     // Another address is not affected.
     const other = raw(short.port, '127.0.1.5');
     other.socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
@@ -166,18 +169,20 @@ describe('connections and timeouts (real server)', { timeout: 60_000 }, () => {
     const followers: http.ClientRequest[] = [];
     let events = 0;
     await Promise.all(
-      Array.from({ length: 500 }, (_, i) =>
-        new Promise<void>((resolve, reject) => {
-          const req = http.get({ host: '127.0.0.1', port: load.port, path: `/api/builds/${id}/log`, localAddress: addr(i + 500), headers: { accept: 'text/event-stream' }, agent: false }, (res) => {
-            if (res.statusCode !== 200) reject(new Error(`follower ${i}: ${res.statusCode}`));
-            res.once('data', () => {
-              events++;
-              resolve();
+      Array.from(
+        { length: 500 },
+        (_, i) =>
+          new Promise<void>((resolve, reject) => {
+            const req = http.get({ host: '127.0.0.1', port: load.port, path: `/api/builds/${id}/log`, localAddress: addr(i + 500), headers: { accept: 'text/event-stream' }, agent: false }, (res) => {
+              if (res.statusCode !== 200) reject(new Error(`follower ${i}: ${res.statusCode}`));
+              res.once('data', () => {
+                events++;
+                resolve();
+              });
             });
-          });
-          req.on('error', reject);
-          followers.push(req);
-        }),
+            req.on('error', reject);
+            followers.push(req);
+          }),
       ),
     );
     assert.equal(events, 500);
@@ -194,8 +199,15 @@ describe('connections and timeouts (real server)', { timeout: 60_000 }, () => {
     const p99 = await within(healthzP99(load.url), 10_000, '/healthz answers');
     assert.ok(p99 < 50, `/healthz p99 ${p99.toFixed(1)} ms`);
     assert.equal(refused, FLOOD - 20, `flood refused: ${refused} of ${FLOOD}, cap 20`);
-    const cut = opened.slice(0, 500).map((c, i) => [i, c] as const).filter(([, c]) => c.isClosed());
-    assert.deepEqual(cut.map(([i, c]) => `${i}: ${c.data().slice(0, 200)}`), [], 'slow clients still connected (timeouts are long here)');
+    const cut = opened
+      .slice(0, 500)
+      .map((c, i) => [i, c] as const)
+      .filter(([, c]) => c.isClosed());
+    assert.deepEqual(
+      cut.map(([i, c]) => `${i}: ${c.data().slice(0, 200)}`),
+      [],
+      'slow clients still connected (timeouts are long here)',
+    );
     assert.doesNotMatch(load.output(), /EMFILE/);
     for (const f of followers) f.destroy();
   });

@@ -70,7 +70,10 @@ describe('fairway serve: real builds', { timeout: 60 * 60_000 }, () => {
 
     const info = await api(server.url, `/api/builds/${first.id}/buildinfo`);
     assert.equal(info.status, 200);
-    assert.ok(info.body.Deps.some((d: any) => d.Path === PLUGIN.module && d.Version === PLUGIN.version), 'build info lists the plugin');
+    assert.ok(
+      info.body.Deps.some((d: any) => d.Path === PLUGIN.module && d.Version === PLUGIN.version),
+      'build info lists the plugin',
+    );
   });
 
   test('the same request again is a cache hit: no second xcaddy, same sha256', async () => {
@@ -187,7 +190,11 @@ describe('fairway serve: real builds', { timeout: 60 * 60_000 }, () => {
     assert.ok(['running', 'queued'].includes(messages[0].build.status), 'connected while the build was in progress');
     const lines = messages.filter((m) => m.type === 'line');
     assert.ok(lines.length > 10);
-    assert.deepEqual(lines.map((l) => l.seq), lines.map((_, i) => i), 'every line from the first, in order, once');
+    assert.deepEqual(
+      lines.map((l) => l.seq),
+      lines.map((_, i) => i),
+      'every line from the first, in order, once',
+    );
     assert.match(lines[0].text, /^fairway: linux\/arm64/);
     const end = messages[messages.length - 1];
     assert.equal(end.type, 'end');

@@ -165,7 +165,10 @@ describe('cross-site requests and DNS rebinding (real server)', { timeout: 5 * 6
   });
 
   test('a malformed allowedOrigins entry is refused at start, naming the setting', async () => {
-    await assert.rejects(startFairway({ dataDir: join(dir, 'bad'), args: ['--allowed-origins', 'ci.example.com'] }), /allowedOrigins\.0: "ci\.example\.com" is not an origin such as https:\/\/ci\.example\.com/);
+    await assert.rejects(
+      startFairway({ dataDir: join(dir, 'bad'), args: ['--allowed-origins', 'ci.example.com'] }),
+      /allowedOrigins\.0: "ci\.example\.com" is not an origin such as https:\/\/ci\.example\.com/,
+    );
     await assert.rejects(startFairway({ dataDir: join(dir, 'bad2'), env: { FAIRWAY_ALLOWED_HOSTS: 'http://x' } }), /allowedHosts\.0: "http:\/\/x" is not a host name/);
   });
 });

@@ -102,7 +102,7 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     assert.deepEqual(await objectsFor(id), ['binary', 'build.log', 'buildinfo.json', 'meta.json']);
   });
 
-  test('a job forged in Redis (its spec is not its key\'s) is refused by the agent at once: no retry, no build, nothing stored', async () => {
+  test("a job forged in Redis (its spec is not its key's) is refused by the agent at once: no retry, no build, nothing stored", async () => {
     // Someone with write access to Redis queues a job under the key of a plain linux/amd64 Caddy
     // whose spec adds a plugin: a binary with other code under a popular key, if agents trusted it.
     const honest = (await api(hubs[0]!.url, '/api/builds')).body.builds.find((b: any) => b.status === 'succeeded' && b.spec.plugins.length === 0);
@@ -156,7 +156,7 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     }
   });
 
-  test('maxActiveBuilds holds across hubs: a client\'s active builds are counted in Redis', { timeout: BUILD }, async () => {
+  test("maxActiveBuilds holds across hubs: a client's active builds are counted in Redis", { timeout: BUILD }, async () => {
     const limited = await Promise.all([0, 1].map(() => startFairway({ command: 'hub', args: [...hubArgs(), '--max-active-builds', '1', '--trust-proxy', '127.0.0.1'], env })));
     const client = { 'x-forwarded-for': '203.0.113.9' };
     const post = (hub: FairwayProcess, arch: string) => api(hub.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'freebsd', arch }, headers: client });
@@ -208,7 +208,10 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     const end = msgs[msgs.length - 1];
     assert.equal(end.type, 'end');
     assert.equal(end.status, 'succeeded');
-    assert.ok(msgs.some((m) => m.type === 'line' && /attempt \d of \d on agent/.test(m.text) && !m.text.includes(victim)), 'log shows the hand-over');
+    assert.ok(
+      msgs.some((m) => m.type === 'line' && /attempt \d of \d on agent/.test(m.text) && !m.text.includes(victim)),
+      'log shows the hand-over',
+    );
     assert.deepEqual(await objectsFor(id), ['binary', 'buildinfo.json', 'build.log', 'meta.json'].sort());
     const bin = Buffer.from(await (await fetch(`${hubs[0]!.url}/api/builds/${id}/artifact`)).arrayBuffer());
     assert.equal(createHash('sha256').update(bin).digest('hex'), done.sha256);
@@ -231,7 +234,11 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     const next = got[got.length - 1].seq + 1;
     const rest = await collect(`${wsUrl}?from=${next}`);
     const lines = [...got, ...rest.filter((m) => m.type === 'line')];
-    assert.deepEqual(lines.map((l) => l.seq), lines.map((_, i) => i), 'no line lost or repeated across the restart');
+    assert.deepEqual(
+      lines.map((l) => l.seq),
+      lines.map((_, i) => i),
+      'no line lost or repeated across the restart',
+    );
     const end = rest[rest.length - 1];
     assert.equal(end.type, 'end');
     assert.equal(end.status, 'succeeded', end.error);
@@ -241,7 +248,12 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     assert.ok(listed.body.builds.some((b: any) => b.id === id && b.status === 'succeeded'));
     const dl = await fetch(`${hubs[0]!.url}/api/builds/${id}/artifact`);
     assert.equal(dl.headers.get('content-disposition'), 'attachment; filename="caddy_windows_amd64.exe"');
-    assert.equal(Buffer.from(await dl.arrayBuffer()).subarray(0, 2).toString(), 'MZ');
+    assert.equal(
+      Buffer.from(await dl.arrayBuffer())
+        .subarray(0, 2)
+        .toString(),
+      'MZ',
+    );
   });
 
   test('restart Redis: hubs and agents reconnect by themselves and new builds work', { timeout: BUILD }, async () => {
@@ -330,7 +342,10 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
 
   test('a hub started from scratch rebuilds its index from the S3 listing; running hubs resync to it', async () => {
     const listing = await s3client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'fw/artifacts/' }));
-    const inStore = (listing.Contents ?? []).filter((o) => o.Key!.endsWith('/meta.json')).map((o) => o.Key!.split('/')[2]!).sort();
+    const inStore = (listing.Contents ?? [])
+      .filter((o) => o.Key!.endsWith('/meta.json'))
+      .map((o) => o.Key!.split('/')[2]!)
+      .sort();
     assert.ok(inStore.length >= 5);
     const fresh = await startHub();
     hubs.push(fresh);

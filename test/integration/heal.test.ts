@@ -15,7 +15,6 @@ import { DeleteObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 import { api, CADDY_VERSION, instantXcaddy, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 import { startS3, type S3Service } from '../helpers/services.js';
 
-
 const spec = (os: string, arch: string) => ({ caddyVersion: CADDY_VERSION, os, arch });
 // Damaged while the server runs:
 const MISSING_GET = spec('linux', 'amd64'); // binary deleted; first the artifact is asked for
@@ -155,7 +154,11 @@ function healSuite(name: string, setup: () => Promise<Ctx>): void {
       assert.equal(await metricValue(base, 'fairway_artifact_corrupt_total{reason="bad_buildinfo"}'), 1, 'the index rebuild counted the bad build info');
       const out = next.output();
       assert.match(out, /meta\.json is unreadable: quarantining/, 'logged');
-      for (const [k, m] of [['not JSON', built.BAD_JSON], ['not the schema', built.BAD_SCHEMA], ['bad meta', built.R_BAD_META]] as const) {
+      for (const [k, m] of [
+        ['not JSON', built.BAD_JSON],
+        ['not the schema', built.BAD_SCHEMA],
+        ['bad meta', built.R_BAD_META],
+      ] as const) {
         // Before the fix: 503 "the artifact store cannot be reached", for a store that answers.
         const st = await api(base, `/api/builds/${m.id}`);
         assertClearError(st, [404], `${k}: GET /api/builds/:id`);
@@ -225,8 +228,7 @@ healSuite('s3', async () => {
     server: await start(),
     damage: {
       deleteBinary: async (key) => void (await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: objectKey(key, 'binary') }))),
-      writePart: async (key, name, body) =>
-        void (await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: objectKey(key, name), Body: body, ContentType: 'application/json' }))),
+      writePart: async (key, name, body) => void (await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: objectKey(key, name), Body: body, ContentType: 'application/json' }))),
     },
     restart: async (damage) => {
       await ctx.server.stop('SIGKILL');

@@ -26,7 +26,6 @@ async function until<T>(what: string, fn: () => Promise<T | null | undefined | f
   }
 }
 
-
 interface Got {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -128,7 +127,15 @@ function faultSuite(name: string, setup: () => Promise<{ server: FairwayProcess;
       base = ctx.server.url;
       diag = async () => {
         const text = await (await fetch(`${base}/metrics`)).text();
-        return `${text.split('\n').filter((l) => l.startsWith('fairway_artifact_corrupt')).join(' | ')}\n${ctx.server.output().split('\n').filter((l) => /corrupt|quarantin|error/i.test(l)).slice(-8).join('\n')}`;
+        return `${text
+          .split('\n')
+          .filter((l) => l.startsWith('fairway_artifact_corrupt'))
+          .join(' | ')}\n${ctx.server
+          .output()
+          .split('\n')
+          .filter((l) => /corrupt|quarantin|error/i.test(l))
+          .slice(-8)
+          .join('\n')}`;
       };
       for (const [k, spec] of Object.entries({ A: SPEC_A, B: SPEC_B, C: SPEC_C, D: SPEC_D, E: SPEC_E })) built[k] = await build(base, spec);
     });
@@ -153,10 +160,12 @@ function faultSuite(name: string, setup: () => Promise<{ server: FairwayProcess;
       assertNotServedAsGood(tiny, 'truncated to 100 bytes, native');
       if (tiny.complete) assert.equal(tiny.status, 500, 'nothing was sent yet: a clean error answer');
 
-      await until(`the corrupt metric (${name})`, async () =>
-        // fs: 2 checksum + 3 truncated; s3: the SDK's own CRC check may see a truncation first (reason checksum).
-        (await metricValue(base, 'fairway_artifact_corrupt_total{reason="checksum"}')) + (await metricValue(base, 'fairway_artifact_corrupt_total{reason="truncated"}')) >= 5 &&
-        (name === 's3' || (await metricValue(base, 'fairway_artifact_corrupt_total{reason="truncated"}')) >= 3),
+      await until(
+        `the corrupt metric (${name})`,
+        async () =>
+          // fs: 2 checksum + 3 truncated; s3: the SDK's own CRC check may see a truncation first (reason checksum).
+          (await metricValue(base, 'fairway_artifact_corrupt_total{reason="checksum"}')) + (await metricValue(base, 'fairway_artifact_corrupt_total{reason="truncated"}')) >= 5 &&
+          (name === 's3' || (await metricValue(base, 'fairway_artifact_corrupt_total{reason="truncated"}')) >= 3),
       );
       for (const [k, spec] of Object.entries({ A: SPEC_A, B: SPEC_B, C: SPEC_C, D: SPEC_D, E: SPEC_E })) {
         const r = await api(base, '/api/builds', { json: spec });

@@ -58,7 +58,10 @@ function metric(text: string, name: string, ifMissing?: number): number {
   if (m) return Number(m[1]);
   if (ifMissing !== undefined) return ifMissing;
   const family = name.replace(/\{.*$/, '');
-  const present = text.split('\n').filter((l) => l.startsWith(family)).slice(0, 10);
+  const present = text
+    .split('\n')
+    .filter((l) => l.startsWith(family))
+    .slice(0, 10);
   throw new assert.AssertionError({ message: `metric ${name} is not exported${present.length ? `; its family has: ${present.join(' | ')}` : ''}` });
 }
 
@@ -146,7 +149,10 @@ describe('pruning on an fs store with real artifacts; prebuilds; metrics', { tim
     const report = await pruneCli(['--data-dir', dataDir, '--store-max-bytes', String(budget), '--dry-run']);
     assert.equal(report.dryRun, true);
     assert.equal(report.before.objects, 2);
-    assert.deepEqual(report.removed.map((r: any) => [r.key, r.reason]), [[Y.id, 'budget']]);
+    assert.deepEqual(
+      report.removed.map((r: any) => [r.key, r.reason]),
+      [[Y.id, 'budget']],
+    );
     assert.ok(report.after.bytes <= budget);
     assert.equal(report.budget.maxBytes, budget);
     const left = (await readdir(join(dataDir, 'artifacts'))).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
@@ -164,7 +170,7 @@ describe('pruning on an fs store with real artifacts; prebuilds; metrics', { tim
     assert.equal(metric(text, 'fairway_prune_runs_total{trigger="schedule",dry_run="false"}'), 1);
     assert.ok(metric(text, 'fairway_pruned_bytes_total') >= Y.size);
     assert.ok(metric(text, 'fairway_store_bytes') <= budget);
-    assert.equal((await stat(join(dataDir, 'artifacts', Y.id)).catch(() => null)), null, 'gone from disk');
+    assert.equal(await stat(join(dataDir, 'artifacts', Y.id)).catch(() => null), null, 'gone from disk');
   });
 
   test('a new artifact triggers a prune: rebuilding Y makes X the least recently used', { timeout: BUILD_TIMEOUT }, async () => {
@@ -193,7 +199,10 @@ describe('pruning on an fs store with real artifacts; prebuilds; metrics', { tim
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.equal(res.body.dryRun, true);
     assert.equal(res.body.trigger, 'api');
-    assert.deepEqual(res.body.removed.map((r: any) => r.key), [Y.id]);
+    assert.deepEqual(
+      res.body.removed.map((r: any) => r.key),
+      [Y.id],
+    );
     assert.equal((await api(server.url, `/api/builds/${Y.id}`)).status, 200, 'a dry run removes nothing');
   });
 });
@@ -213,8 +222,7 @@ describe('pruning on an S3 store with real artifacts; /readyz when the store is 
     const res = await s3client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: prefix }));
     return (res.Contents ?? []).map((o) => o.Key!);
   };
-  const start = (extra: string[] = []) =>
-    startFairway({ dataDir, args: ['--store', storeUrl, '--workers', '2', '--store-max-age', '30d', '--prune-interval', '1s', ...AUTH_ARGS, ...extra], env });
+  const start = (extra: string[] = []) => startFairway({ dataDir, args: ['--store', storeUrl, '--workers', '2', '--store-max-age', '30d', '--prune-interval', '1s', ...AUTH_ARGS, ...extra], env });
 
   before(async () => {
     s3 = await startS3();
@@ -254,12 +262,18 @@ describe('pruning on an S3 store with real artifacts; /readyz when the store is 
     await until('two scheduled runs', async () => metric(await metrics(server.url), 'fairway_prune_runs_total{trigger="schedule",dry_run="false"}', 0) >= 2, 20_000, 500);
     const dry = await api(server.url, '/api/admin/prune', { json: { dryRun: true, maxBytes: budget }, headers: admin });
     assert.equal(dry.status, 200, JSON.stringify(dry.body));
-    assert.deepEqual(dry.body.removed.map((r: any) => [r.key, r.reason]), [[Y.id, 'budget']]);
+    assert.deepEqual(
+      dry.body.removed.map((r: any) => [r.key, r.reason]),
+      [[Y.id, 'budget']],
+    );
     assert.ok((await objectsFor(`fw/artifacts/${Y.id}/`)).length >= 3, 'the dry run removed nothing');
 
     const real = await api(server.url, '/api/admin/prune', { json: { maxBytes: budget }, headers: admin });
     assert.equal(real.status, 200);
-    assert.deepEqual(real.body.removed.map((r: any) => r.key), [Y.id]);
+    assert.deepEqual(
+      real.body.removed.map((r: any) => r.key),
+      [Y.id],
+    );
     assert.equal(real.body.before.objects, 2);
     assert.equal(real.body.after.objects, 1);
     assert.ok(real.body.after.bytes <= budget);
@@ -289,7 +303,10 @@ describe('pruning on an S3 store with real artifacts; /readyz when the store is 
   test('fairway prune on the bucket (dry run) and a pinned spec is kept across restart even over budget', { timeout: 120_000 }, async () => {
     assert.equal(await server.stop('SIGTERM'), 0);
     const cli = await pruneCli(['--store', storeUrl, '--store-max-bytes', '1', '--dry-run'], env);
-    assert.deepEqual(cli.removed.map((r: any) => r.key), [X.id]);
+    assert.deepEqual(
+      cli.removed.map((r: any) => r.key),
+      [X.id],
+    );
     const pinned = JSON.stringify([spec(X.spec.arch)]);
     const cliPinned = await pruneCli(['--store', storeUrl, '--store-max-bytes', '1', '--pinned', pinned, '--dry-run'], env);
     assert.deepEqual(cliPinned.removed, []);
@@ -315,7 +332,13 @@ async function publish(proxyDir: string, module: string, version: string, time: 
   const gomod = `module ${module}\n\ngo 1.21\n`;
   await writeFile(join(dir, `${version}.mod`), gomod);
   await writeFile(join(dir, `${version}.info`), JSON.stringify({ Version: version, Time: time }));
-  await writeFile(join(dir, `${version}.zip`), storeZip([[`${module}@${version}/go.mod`, Buffer.from(gomod)], [`${module}@${version}/hello.go`, Buffer.from('package hello\n')]]));
+  await writeFile(
+    join(dir, `${version}.zip`),
+    storeZip([
+      [`${module}@${version}/go.mod`, Buffer.from(gomod)],
+      [`${module}@${version}/hello.go`, Buffer.from('package hello\n')],
+    ]),
+  );
   const listPath = join(dir, 'list');
   const list = await import('node:fs/promises').then((f) => f.readFile(listPath, 'utf8')).catch(() => '');
   await writeFile(listPath, `${list}${version}\n`);
@@ -364,12 +387,7 @@ describe('version refresh: `latest` moves when the module proxy publishes a new 
     assert.ok(a.body.versions.some((v: any) => v.version === CADDY_VERSION));
     assert.match(a.body.latest, /^v2\./);
     assert.ok(Date.parse(a.body.refreshedAt) > 0);
-    await until(
-      'a newer refreshedAt',
-      async () => Date.parse((await api(server.url, '/api/versions')).body.refreshedAt) > Date.parse(a.body.refreshedAt),
-      30_000,
-      500,
-    );
+    await until('a newer refreshedAt', async () => Date.parse((await api(server.url, '/api/versions')).body.refreshedAt) > Date.parse(a.body.refreshedAt), 30_000, 500);
     assert.ok(metric(await metrics(server.url), 'fairway_version_refreshes_total{result="ok"}') >= 2);
   });
 });

@@ -87,7 +87,7 @@ describe('BullMQ on a real Redis', { timeout: 10 * 60_000 }, () => {
     },
   });
 
-  test('the worker runs only what its check accepts: a refused job fails at once with the check\'s message, the processor never sees it, and the refusal is logged', async () => {
+  test("the worker runs only what its check accepts: a refused job fails at once with the check's message, the processor never sees it, and the refusal is logged", async () => {
     const prefix = `contract${process.pid}-check`;
     const log = capture();
     const queue = new BullMqQueue<unknown>({ redisUrl: redis.url, prefix, attempts: 3, backoffMs: 50, logger: log.logger });
@@ -118,13 +118,19 @@ describe('BullMQ on a real Redis', { timeout: 10 * 60_000 }, () => {
       const events: JobEvent[] = [];
       for await (const e of queue.follow('bad')) events.push(e);
       assert.deepEqual(events.at(-1), { type: 'end', state: 'failed', error: 'refused job bad: not ok' });
-      assert.ok(events.some((e) => e.type === 'line' && e.line.text === 'fairway: refused job bad: not ok'), 'the refusal is in the job log');
+      assert.ok(
+        events.some((e) => e.type === 'line' && e.line.text === 'fairway: refused job bad: not ok'),
+        'the refusal is in the job log',
+      );
       await until('bad failed', async () => (await queue.get('bad'))?.state === 'failed');
       assert.equal((await queue.get('bad'))?.error, 'refused job bad: not ok');
       await sleep(300);
       assert.deepEqual(checked, [{ key: 'bad', data: { ok: false, note: 'forged' }, agent: 'checking-agent' }], 'checked once, with the data as stored, no other attempt');
       assert.deepEqual(ran, [], 'the processor never saw it');
-      assert.ok(log.warnings().some((r) => r.msg === 'refused a job taken from Redis' && r.key === 'bad'), JSON.stringify(log.records));
+      assert.ok(
+        log.warnings().some((r) => r.msg === 'refused a job taken from Redis' && r.key === 'bad'),
+        JSON.stringify(log.records),
+      );
 
       await queue.enqueue('good', { ok: true });
       await until('good succeeded', async () => (await queue.get('good'))?.state === 'succeeded');

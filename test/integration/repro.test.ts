@@ -40,7 +40,11 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     return p;
   };
   const agent = async (id: string, cacheArgs: string[] = []) => {
-    const p = await startFairway({ command: 'agent', args: ['--redis', redis.url, '--store', storeUrl, '--xcaddy-bin', XCADDY, '--agent-id', id, '--concurrency', '1', '--build-timeout', '25m', ...cacheArgs], env });
+    const p = await startFairway({
+      command: 'agent',
+      args: ['--redis', redis.url, '--store', storeUrl, '--xcaddy-bin', XCADDY, '--agent-id', id, '--concurrency', '1', '--build-timeout', '25m', ...cacheArgs],
+      env,
+    });
     procs.push(p);
     return p;
   };

@@ -72,7 +72,13 @@ const survivors = (g: { pgids: Set<number>; sids: Set<number> }) => processes().
 
 /** Waits up to `ms` for the build to end; if it has not, the survivors are what keeps it open: fail naming them, not by the test's timeout. */
 async function endsWithin(p: Promise<unknown>, groups: { pgids: Set<number>; sids: Set<number> }, ms: number): Promise<void> {
-  const ended = await Promise.race([p.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+  const ended = await Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((r) => setTimeout(() => r(false), ms)),
+  ]);
   if (!ended) assert.deepEqual(survivors(groups), [], `the build has not ended ${ms} ms after it was stopped; its processes survive`);
   assert.ok(ended, `the build has not ended ${ms} ms after it was stopped`);
 }
@@ -129,7 +135,7 @@ test('a build over its timeout fails with reason "timeout" and its whole process
   assert.ok(Date.now() - t0 < 10_000);
   assert.ok(lines.includes('starting'), 'output was streamed');
   await new Promise((r) => setTimeout(r, 300));
-  assert.deepEqual(survivors(groups), [], 'no process of the build\'s process group or session survives');
+  assert.deepEqual(survivors(groups), [], "no process of the build's process group or session survives");
   assert.equal(running(), 0, 'no process of the build survives');
 });
 
@@ -146,7 +152,7 @@ test('cancel through the AbortSignal stops the build with reason "canceled"', { 
   await endsWithin(p, groups, 5_000);
   await assert.rejects(p, (err: unknown) => err instanceof BuildFailed && err.reason === 'canceled');
   await new Promise((r) => setTimeout(r, 300));
-  assert.deepEqual(survivors(groups), [], 'no process of the build\'s process group or session survives');
+  assert.deepEqual(survivors(groups), [], "no process of the build's process group or session survives");
   assert.equal(running(), 0);
 });
 
@@ -154,10 +160,7 @@ test('a failing xcaddy gives reason "failed" with the last output lines in the m
   const tc = await fakeXcaddy(`echo "go: module example.com/x@v9: not found" >&2; exit 1`);
   const runner = new XcaddyRunner(tc, { timeoutMs: 60_000 });
   const streams: string[] = [];
-  await assert.rejects(
-    runner.run(spec, { onLine: (s) => streams.push(s) }),
-    (err: unknown) => err instanceof BuildFailed && err.reason === 'failed' && /code 1: .*not found/.test(err.message),
-  );
+  await assert.rejects(runner.run(spec, { onLine: (s) => streams.push(s) }), (err: unknown) => err instanceof BuildFailed && err.reason === 'failed' && /code 1: .*not found/.test(err.message));
   assert.ok(streams.includes('stderr'));
 });
 
@@ -205,8 +208,11 @@ test('the built binary runs only inside the sandbox: its version is logged, a fa
   try {
     const at = lines.findIndex(([, t]) => /caddy_linux_amd64 version \(sandboxed: no network, read-only binary\)/.test(t));
     assert.ok(at >= 0, lines.map((l) => l.join(' ')).join('\n'));
-    assert.match(lines[at + 1]![1], /^v0\.4\.\d+ h1:/, 'the binary\'s own version output follows');
-    assert.ok(lines.some(([, t]) => /could not list the binary's modules/.test(t)), 'xcaddy has no list-modules: logged, not fatal');
+    assert.match(lines[at + 1]![1], /^v0\.4\.\d+ h1:/, "the binary's own version output follows");
+    assert.ok(
+      lines.some(([, t]) => /could not list the binary's modules/.test(t)),
+      'xcaddy has no list-modules: logged, not fatal',
+    );
     assert.equal(out.listModules, undefined);
   } finally {
     await out.cleanup();
@@ -216,5 +222,8 @@ test('the built binary runs only inside the sandbox: its version is logged, a fa
 test('a built binary that does not run fails the build', async () => {
   // gofmt has Go build info but takes "version" for a file name and exits 2.
   const tc = await fakeXcaddy(`cp "$(dirname "$XCADDY_WHICH_GO")/gofmt" "$4"`);
-  await assert.rejects(new XcaddyRunner(tc, { timeoutMs: 60_000 }).run(spec, { onLine: () => undefined }), (err: unknown) => err instanceof BuildFailed && /the built binary does not run: .*exited with code 2/.test(err.message));
+  await assert.rejects(
+    new XcaddyRunner(tc, { timeoutMs: 60_000 }).run(spec, { onLine: () => undefined }),
+    (err: unknown) => err instanceof BuildFailed && /the built binary does not run: .*exited with code 2/.test(err.message),
+  );
 });

@@ -143,7 +143,10 @@ interface Done {
 
 /** The text of each line of the plain-text log (`<ts> <stream> <text>`). */
 function logTexts(log: string): string[] {
-  return log.split('\n').filter(Boolean).map((l) => /^\S+ \S+ (.*)$/.exec(l)?.[1] ?? l);
+  return log
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => /^\S+ \S+ (.*)$/.exec(l)?.[1] ?? l);
 }
 
 function hostileLines(log: string, run: string): { attempts: Attempt[]; done: Done[]; broken: string[]; raw: string[] } {
@@ -326,7 +329,11 @@ async function rmForce(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true });
 }
 
-const exists = (p: string) => stat(p).then(() => true, () => false);
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 interface Case {
   name: string;
@@ -442,7 +449,7 @@ function describeOutcome(o: Outcome): string {
 
 // ---------------------------------------------------------------- the test
 
-describe('sandbox: code from a build never runs with Fairway\'s privileges (attack test)', { timeout: 30 * 60_000 }, () => {
+describe("sandbox: code from a build never runs with Fairway's privileges (attack test)", { timeout: 30 * 60_000 }, () => {
   let proxy: GoProxy;
   const listeners: Listener[] = [];
   const watch = new ProcWatch();
@@ -494,7 +501,15 @@ describe('sandbox: code from a build never runs with Fairway\'s privileges (atta
     const { c, cfg } = o;
     const h = hostileLines(o.log, c.run);
     const hits = watch.hitsFor(markOf(c.run));
-    const hitText = () => (hits.length ? hits.map((x) => `pid ${x.pid} uids ${x.uids.join('/')} gids ${x.gids.join('/')} NSpid ${x.nspid} CapEff ${x.capEff} argv ${JSON.stringify(x.cmdline)} parents ${x.ancestors.map((a) => `${a.pid}(${a.comm})`).join(' < ')}`).join('\n') : '(none seen)');
+    const hitText = () =>
+      hits.length
+        ? hits
+            .map(
+              (x) =>
+                `pid ${x.pid} uids ${x.uids.join('/')} gids ${x.gids.join('/')} NSpid ${x.nspid} CapEff ${x.capEff} argv ${JSON.stringify(x.cmdline)} parents ${x.ancestors.map((a) => `${a.pid}(${a.comm})`).join(' < ')}`,
+            )
+            .join('\n')
+        : '(none seen)';
 
     // The evidence, also when everything passes: what each attempt met, and who ran the binary.
     for (const name of new Set(h.attempts.map((a) => a.attempt))) {
@@ -503,12 +518,22 @@ describe('sandbox: code from a build never runs with Fairway\'s privileges (atta
       t.diagnostic(`${won ? `SUCCEEDED in ${won} of ${runs.length} runs` : `blocked in all ${runs.length} runs`} ${name}: ${(runs.find((a) => a.ok) ?? runs[0]!).detail.slice(0, 160)}`);
     }
     for (const d of h.done) t.diagnostic(`ran: pid ${d.pid} uid ${d.uid} gid ${d.gid} hostname ${d.hostname} args ${JSON.stringify(d.args)}`);
-    for (const x of hits) t.diagnostic(`seen from the host: pid ${x.pid} uids ${x.uids.join('/')} gids ${x.gids.join('/')} CapEff ${x.capEff} parents ${x.ancestors.map((a) => `${a.pid}(${a.comm})`).join(' < ')}`);
+    for (const x of hits)
+      t.diagnostic(`seen from the host: pid ${x.pid} uids ${x.uids.join('/')} gids ${x.gids.join('/')} CapEff ${x.capEff} parents ${x.ancestors.map((a) => `${a.pid}(${a.comm})`).join(' < ')}`);
 
     await t.test('(i) the build succeeded and the hostile code ran (a FAIRWAY-HOSTILE-DONE line in the build log)', () => {
-      assert.equal(o.build.status, 'succeeded', `the build did not succeed, so nothing was proven:\n${describeOutcome(o)}\n--- build log (tail) ---\n${tail(o.log, 80)}${Object.entries(o.outputs).map(([k, v]) => `\n--- ${k} output (tail) ---\n${tail(v, 30)}`).join('')}`);
+      assert.equal(
+        o.build.status,
+        'succeeded',
+        `the build did not succeed, so nothing was proven:\n${describeOutcome(o)}\n--- build log (tail) ---\n${tail(o.log, 80)}${Object.entries(o.outputs)
+          .map(([k, v]) => `\n--- ${k} output (tail) ---\n${tail(v, 30)}`)
+          .join('')}`,
+      );
       assert.deepEqual(h.broken, [], `the plugin could not read its config:\n${h.broken.join('\n')}`);
-      assert.ok(h.done.length >= 1, `no FAIRWAY-HOSTILE-DONE line of run ${c.run} in the build log: the binary was never run where its output reaches the log\n--- build log (tail) ---\n${tail(o.log, 80)}`);
+      assert.ok(
+        h.done.length >= 1,
+        `no FAIRWAY-HOSTILE-DONE line of run ${c.run} in the build log: the binary was never run where its output reaches the log\n--- build log (tail) ---\n${tail(o.log, 80)}`,
+      );
     });
 
     await t.test('(ii) every attack attempt failed (ok:false), and every one was made', () => {
@@ -524,18 +549,26 @@ describe('sandbox: code from a build never runs with Fairway\'s privileges (atta
       assert.deepEqual(missing, [], `attempts not reported: ${missing.join(', ')}\n${describeOutcome(o)}`);
     });
 
-    await t.test('(iii) the binary ran neither as root nor as the server\'s user (its own report, and its processes seen from the host)', () => {
+    await t.test("(iii) the binary ran neither as root nor as the server's user (its own report, and its processes seen from the host)", () => {
       const bad = [0, TEST_UID];
       const violations = [
         ...h.done.filter((d) => bad.includes(d.uid) || bad.includes(d.euid)).map((d) => `reported: pid ${d.pid} uid ${d.uid} euid ${d.euid} gid ${d.gid} args ${JSON.stringify(d.args)}`),
         ...(hits.length ? [] : [`no process of the hostile binary was seen from the host (the process watch found none; scan errors: ${watch.errors})`]),
-        ...hits.filter((x) => x.uids.length === 0 || x.uids.some((u) => bad.includes(u))).map((x) => `seen from the host: pid ${x.pid} uids ${x.uids.join('/') || '?'} argv ${JSON.stringify(x.cmdline)}`),
+        ...hits
+          .filter((x) => x.uids.length === 0 || x.uids.some((u) => bad.includes(u)))
+          .map((x) => `seen from the host: pid ${x.pid} uids ${x.uids.join('/') || '?'} argv ${JSON.stringify(x.cmdline)}`),
       ];
-      assert.deepEqual(violations, [], `uid 0 and the server's uid ${TEST_UID} are forbidden.\n--- FAIRWAY-HOSTILE-DONE lines ---\n${h.raw.filter((l) => l.startsWith('FAIRWAY-HOSTILE-DONE')).join('\n') || '(none)'}\n--- hostile processes seen from the host ---\n${hitText()}`);
+      assert.deepEqual(
+        violations,
+        [],
+        `uid 0 and the server's uid ${TEST_UID} are forbidden.\n--- FAIRWAY-HOSTILE-DONE lines ---\n${h.raw.filter((l) => l.startsWith('FAIRWAY-HOSTILE-DONE')).join('\n') || '(none)'}\n--- hostile processes seen from the host ---\n${hitText()}`,
+      );
     });
 
-    await t.test('(iv) host-side: nothing reached this test\'s listener, no file the plugin tried to create exists', async () => {
-      const violations = o.listener.connections.map((x) => `the loopback listener ${o.listener.addr}, which only the plugin knows of, got a connection from ${x.from}: ${JSON.stringify(x.data.trim())}`);
+    await t.test("(iv) host-side: nothing reached this test's listener, no file the plugin tried to create exists", async () => {
+      const violations = o.listener.connections.map(
+        (x) => `the loopback listener ${o.listener.addr}, which only the plugin knows of, got a connection from ${x.from}: ${JSON.stringify(x.data.trim())}`,
+      );
       for (const p of c.writeTargets) if (await exists(p)) violations.push(`created outside its work dir: ${p}: ${(await readFile(p, 'utf8').catch(() => '')).trim()}`);
       assert.deepEqual(violations, []);
     });
@@ -549,17 +582,38 @@ describe('sandbox: code from a build never runs with Fairway\'s privileges (atta
       own.add({ path: upper, version: 'v1.2.3', files: { 'go.mod': `module ${upper}\n\ngo 1.21\n`, 'x.go': 'package r\n\nconst X = 1\n', 'sub/dir/y.go': 'package dir\n' } });
       own.add({ path: upper, version: 'v1.10.0', files: { 'go.mod': `module ${upper}\n\ngo 1.21\n`, 'x.go': 'package r\n' } });
       const run = hex(6);
-      const cfg: HostileConfig = { run, canaries: ['no-such-canary'], serverPids: [], serverUids: [], readFiles: [], listDirs: [], writeFiles: [], openForWrite: [], connect: [], dialTimeoutMs: 1000, lingerMs: 0 };
+      const cfg: HostileConfig = {
+        run,
+        canaries: ['no-such-canary'],
+        serverPids: [],
+        serverUids: [],
+        readFiles: [],
+        listDirs: [],
+        writeFiles: [],
+        openForWrite: [],
+        connect: [],
+        dialTimeoutMs: 1000,
+        lingerMs: 0,
+      };
       own.add(await hostileModule(cfg));
       const main = join(dir, 'main');
       await mkdir(main);
       await writeFile(join(main, 'go.mod'), 'module example.com/check\n\ngo 1.21\n');
       await writeFile(join(main, 'main.go'), `package main\n\nimport _ "${modulePathOf(run)}"\n\nfunc main() { println("main ran") }\n`);
       const env = {
-        PATH: process.env.PATH, HOME: dir, GOMODCACHE: join(dir, 'mod'), GOPATH: join(dir, 'gopath'),
+        PATH: process.env.PATH,
+        HOME: dir,
+        GOMODCACHE: join(dir, 'mod'),
+        GOPATH: join(dir, 'gopath'),
         // Compiled packages only (content-addressed): a cache of this test's own, kept between runs.
         GOCACHE: join(dirname(GO_CACHE), 'go-sandbox-test-build'),
-        GOFLAGS: '-mod=mod', GOPROXY: own.url, GONOSUMDB: SYNTHETIC_PREFIX, GOTOOLCHAIN: 'local', GOENV: 'off', GOTELEMETRY: 'off', CGO_ENABLED: '0',
+        GOFLAGS: '-mod=mod',
+        GOPROXY: own.url,
+        GONOSUMDB: SYNTHETIC_PREFIX,
+        GOTOOLCHAIN: 'local',
+        GOENV: 'off',
+        GOTELEMETRY: 'off',
+        CGO_ENABLED: '0',
       };
       const go = (args: string[]) => execFileP('go', args, { cwd: main, env, timeout: 5 * 60_000 }).catch((e) => assert.fail(`go ${args.join(' ')}: ${e.stderr || e.message}`));
       const dl = JSON.parse((await go(['mod', 'download', '-json', `${upper}@v1.2.3`])).stdout);
@@ -573,9 +627,19 @@ describe('sandbox: code from a build never runs with Fairway\'s privileges (atta
       await go(['get', `${modulePathOf(run)}@v1.0.0`]);
       await go(['build', '-o', join(dir, 'prog'), '.']);
       const r = await execFileP(join(dir, 'prog'), [], { cwd: dir, env: { PATH: '/usr/bin:/bin' } });
-      const h = hostileLines(r.stderr.split('\n').map((l) => `ts stderr ${l}`).join('\n'), run);
+      const h = hostileLines(
+        r.stderr
+          .split('\n')
+          .map((l) => `ts stderr ${l}`)
+          .join('\n'),
+        run,
+      );
       assert.deepEqual(h.broken, []);
-      assert.deepEqual(h.attempts.map((a) => a.attempt), expectedAttempts(cfg), r.stderr);
+      assert.deepEqual(
+        h.attempts.map((a) => a.attempt),
+        expectedAttempts(cfg),
+        r.stderr,
+      );
       assert.equal(h.done.length, 1, r.stderr);
       assert.equal(h.done[0]!.mark, markOf(run));
       assert.equal(h.done[0]!.uid, TEST_UID);
@@ -587,7 +651,7 @@ describe('sandbox: code from a build never runs with Fairway\'s privileges (atta
     }
   });
 
-  test('fairway serve: the hostile plugin\'s code gets none of the server\'s privileges', async (t) => {
+  test("fairway serve: the hostile plugin's code gets none of the server's privileges", async (t) => {
     const c = await newCase('serve');
     cases.push(c);
     const dataDir = join(c.root, 'data');
@@ -620,7 +684,7 @@ describe('sandbox: code from a build never runs with Fairway\'s privileges (atta
     await check(t, o);
   });
 
-  test('fairway hub + agent (Redis with a password, S3 store): the agent\'s builds get none of their privileges, the hub never runs the binary', async (t) => {
+  test("fairway hub + agent (Redis with a password, S3 store): the agent's builds get none of their privileges, the hub never runs the binary", async (t) => {
     const c = await newCase('distributed');
     cases.push(c);
     const redisPassword = `fwredis${hex(12)}`;
@@ -681,9 +745,17 @@ describe('sandbox: code from a build never runs with Fairway\'s privileges (atta
       const hits = watch.hitsFor(markOf(c.run));
       const chain = (x: ProcHit) => x.ancestors.map((a) => `${a.pid}(${a.comm})`).join(' < ');
       const violations = [
-        ...hits.filter((x) => x.ancestors.some((a) => a.pid === hub.proc.pid)).map((x) => `the hub (pid ${hub.proc.pid}) ran the binary: pid ${x.pid} argv ${JSON.stringify(x.cmdline)} parents ${chain(x)}`),
-        ...hub.output().split('\n').filter((l) => l.includes('FAIRWAY-HOSTILE')).map((l) => `hostile output in the hub's own output: ${l.slice(0, 500)}`),
-        ...(hits.some((x) => x.ancestors.some((a) => a.pid === agent.proc.pid)) ? [] : [`no run of the binary under the agent (pid ${agent.proc.pid}) was seen; seen: ${hits.map(chain).join('; ') || 'none'}`]),
+        ...hits
+          .filter((x) => x.ancestors.some((a) => a.pid === hub.proc.pid))
+          .map((x) => `the hub (pid ${hub.proc.pid}) ran the binary: pid ${x.pid} argv ${JSON.stringify(x.cmdline)} parents ${chain(x)}`),
+        ...hub
+          .output()
+          .split('\n')
+          .filter((l) => l.includes('FAIRWAY-HOSTILE'))
+          .map((l) => `hostile output in the hub's own output: ${l.slice(0, 500)}`),
+        ...(hits.some((x) => x.ancestors.some((a) => a.pid === agent.proc.pid))
+          ? []
+          : [`no run of the binary under the agent (pid ${agent.proc.pid}) was seen; seen: ${hits.map(chain).join('; ') || 'none'}`]),
       ];
       assert.deepEqual(violations, []);
     });

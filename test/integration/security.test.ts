@@ -187,7 +187,16 @@ describe('security', { timeout: 30 * 60_000 }, () => {
   let dir: string;
   let proxy: Awaited<ReturnType<typeof recordingProxy>>;
   const servers: FairwayProcess[] = [];
-  const tokens = { reader: generateToken(), builder: generateToken(), ops: generateToken(), alice: generateToken(), bob: generateToken(), carol: generateToken(), dave: generateToken(), erin: generateToken() };
+  const tokens = {
+    reader: generateToken(),
+    builder: generateToken(),
+    ops: generateToken(),
+    alice: generateToken(),
+    bob: generateToken(),
+    carol: generateToken(),
+    dave: generateToken(),
+    erin: generateToken(),
+  };
   const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
   // A: the fuzz target (anonymous read+build, the embedded default), its proxy and xcaddy recorded.
   let fuzz: FairwayProcess;
@@ -219,8 +228,23 @@ describe('security', { timeout: 30 * 60_000 }, () => {
       startFairway({ dataDir: join(dir, 'fuzz-data'), args: ['--xcaddy-bin', fuzzXcaddy.bin, '--goproxy', proxy.url, ...noLimits] }),
       startFairway({
         dataDir: join(dir, 'auth-data'),
-        args: ['--xcaddy-bin', authXcaddy.bin, '--goproxy', proxy.url, '--auth-file', authFile, '--anonymous-scopes', 'read', ...noLimits,
-          '--allow-modules', 'catalog,github.com/myorg/*', '--deny-modules', 'github.com/myorg/evil', '--caddy-versions', '>=v2.10.0 <v3'],
+        args: [
+          '--xcaddy-bin',
+          authXcaddy.bin,
+          '--goproxy',
+          proxy.url,
+          '--auth-file',
+          authFile,
+          '--anonymous-scopes',
+          'read',
+          ...noLimits,
+          '--allow-modules',
+          'catalog,github.com/myorg/*',
+          '--deny-modules',
+          'github.com/myorg/evil',
+          '--caddy-versions',
+          '>=v2.10.0 <v3',
+        ],
         env: { FAIRWAY_TOKENS: `reader:read:${hex(tokens.reader)},builder:build:${hex(tokens.builder)}` },
       }),
       startFairway({
@@ -270,7 +294,7 @@ describe('security', { timeout: 30 * 60_000 }, () => {
       }
     });
 
-    test('a read token cannot build or cancel (403); a build token can; the auth file\'s admin token works', async () => {
+    test("a read token cannot build or cancel (403); a build token can; the auth file's admin token works", async () => {
       const post = (t: string, json: unknown) => api(authSrv.url, '/api/builds', { json, headers: bearer(t) });
       const r = await post(tokens.reader, SPEC);
       assert.equal(r.status, 403);
@@ -361,7 +385,10 @@ describe('security', { timeout: 30 * 60_000 }, () => {
       await assert.rejects(startFairway({ dataDir: join(dir, 'x4'), args: ['--auth-file', join(dir, 'bad.json')] }), /auth file .*bad\.json: 0\.hash/);
       // scrypt hashes are no longer verified per request: refused at start, saying how to replace them.
       await writeFile(join(dir, 'scrypt.json'), JSON.stringify([{ name: 'human', hash: `scrypt:16384:8:1:${'A'.repeat(22)}:${'B'.repeat(43)}`, scopes: ['read'] }]));
-      await assert.rejects(startFairway({ dataDir: join(dir, 'x5'), args: ['--auth-file', join(dir, 'scrypt.json')] }), /token "human": scrypt hashes are no longer accepted.*fairway token create --name human.*fairway token hash/);
+      await assert.rejects(
+        startFairway({ dataDir: join(dir, 'x5'), args: ['--auth-file', join(dir, 'scrypt.json')] }),
+        /token "human": scrypt hashes are no longer accepted.*fairway token create --name human.*fairway token hash/,
+      );
     });
   });
 
@@ -439,12 +466,19 @@ describe('security', { timeout: 30 * 60_000 }, () => {
       const r = await api(disk.url, '/api/builds', { json: SPEC });
       assert.equal(r.status, 507, JSON.stringify(r.body));
       assert.equal(r.body.error.code, 'insufficient_storage');
-      assert.match(r.body.error.message, /not enough free disk space to start a build: .* free on the (build cache|artifact store) volume, at least 1000\.0 TB needed \(minFreeDisk\)\. Nothing was queued/);
+      assert.match(
+        r.body.error.message,
+        /not enough free disk space to start a build: .* free on the (build cache|artifact store) volume, at least 1000\.0 TB needed \(minFreeDisk\)\. Nothing was queued/,
+      );
       const dl = await api(disk.url, '/api/download?os=linux&arch=amd64&version=v2.11.9');
       assert.equal(dl.status, 507);
       assert.equal(dl.body.status_code, 507);
       assert.equal(await diskXcaddy.count(), 0);
-      assert.deepEqual((await readdir(join(diskData, 'artifacts'))).filter((n) => !n.startsWith('.')), [], 'no artifact, not even a failure record');
+      assert.deepEqual(
+        (await readdir(join(diskData, 'artifacts'))).filter((n) => !n.startsWith('.')),
+        [],
+        'no artifact, not even a failure record',
+      );
       assert.equal((await api(disk.url, '/api/builds')).body.queue.queued, 0);
       assert.match(disk.output(), /low disk space: refusing new builds/);
     });
@@ -468,19 +502,52 @@ describe('security', { timeout: 30 * 60_000 }, () => {
     });
 
     test(`${FUZZ_PER_ROUTE} hostile POST /api/builds: each a 4xx JSON error, nothing resolved or built`, { timeout: 120_000 }, async () => {
-      const bodies = fc.sample(
-        fc.oneof(
-          { weight: 6, arbitrary: hostileSpec.map((s) => ({ ct: 'application/json', text: JSON.stringify(s) ?? 'null' })) },
-          { weight: 2, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v) => ({ ct: 'application/json', text: JSON.stringify(v) ?? 'null' })) },
-          { weight: 1, arbitrary: fc.tuple(hostileSpec, fc.nat(60), fc.constantFrom(...HOSTILE_PIECES)).map(([s, at, p]) => {
-            const j = JSON.stringify(s) ?? '{}';
-            return { ct: 'application/json', text: j.slice(0, at) + p + j.slice(at) };
-          }) },
-          { weight: 1, arbitrary: fc.tuple(fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=utf-16', 'multipart/form-data; boundary=x', 'application/json\r\nX-Injected: 1'.replace(/\r\n.*/, '')), hostileString).map(([ct, text]) => ({ ct, text })) },
-          { weight: 1, arbitrary: fc.constantFrom('{"__proto__":{"os":"linux"}}', '{"constructor":{"prototype":{"polluted":true}}}', '', '[]', 'null', '"linux"', '{"os":"linux","arch":"amd64","plugins":[{"module":"github.com/x/y","replace":"/etc"}]}').map((text) => ({ ct: 'application/json', text })) },
-        ),
-        { numRuns: FUZZ_PER_ROUTE * 3, seed: SEED },
-      ).filter(({ ct, text }) => oracleMustRefuseBody(ct, text)).slice(0, FUZZ_PER_ROUTE);
+      const bodies = fc
+        .sample(
+          fc.oneof(
+            { weight: 6, arbitrary: hostileSpec.map((s) => ({ ct: 'application/json', text: JSON.stringify(s) ?? 'null' })) },
+            { weight: 2, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v) => ({ ct: 'application/json', text: JSON.stringify(v) ?? 'null' })) },
+            {
+              weight: 1,
+              arbitrary: fc.tuple(hostileSpec, fc.nat(60), fc.constantFrom(...HOSTILE_PIECES)).map(([s, at, p]) => {
+                const j = JSON.stringify(s) ?? '{}';
+                return { ct: 'application/json', text: j.slice(0, at) + p + j.slice(at) };
+              }),
+            },
+            {
+              weight: 1,
+              arbitrary: fc
+                .tuple(
+                  fc.constantFrom(
+                    'text/plain',
+                    'application/x-www-form-urlencoded',
+                    'application/json; charset=utf-16',
+                    'multipart/form-data; boundary=x',
+                    'application/json\r\nX-Injected: 1'.replace(/\r\n.*/, ''),
+                  ),
+                  hostileString,
+                )
+                .map(([ct, text]) => ({ ct, text })),
+            },
+            {
+              weight: 1,
+              arbitrary: fc
+                .constantFrom(
+                  '{"__proto__":{"os":"linux"}}',
+                  '{"constructor":{"prototype":{"polluted":true}}}',
+                  '',
+                  '[]',
+                  'null',
+                  '"linux"',
+                  '{"os":"linux","arch":"amd64","plugins":[{"module":"github.com/x/y","replace":"/etc"}]}',
+                )
+                .map((text) => ({ ct: 'application/json', text })),
+            },
+          ),
+          { numRuns: FUZZ_PER_ROUTE * 3, seed: SEED },
+        )
+        .filter(({ ct, text }) => oracleMustRefuseBody(ct, text))
+        .slice(0, FUZZ_PER_ROUTE);
       assert.equal(bodies.length, FUZZ_PER_ROUTE);
       const failures: string[] = [];
       await pool(bodies, 24, async ({ ct, text }) => {
@@ -498,18 +565,40 @@ describe('security', { timeout: 30 * 60_000 }, () => {
 
     test(`${FUZZ_PER_ROUTE} hostile GET /api/download: each a 4xx JSON error, nothing resolved or built`, { timeout: 120_000 }, async () => {
       const rawPiece = fc.constantFrom('%0d%0aX-Injected:%20yes', '%00', '%zz', '%', '%E2%80%AE', '..%2f..%2f', '%2e%2e%2f', '+', '&&', '==', '@@', '%40', 'p=', '%25', ';', '%u002e');
-      const queries = fc.sample(
-        fc.oneof(
-          { weight: 5, arbitrary: hostileQuery.map((q) => {
-            const u = new URLSearchParams();
-            for (const [k, v] of Object.entries(q)) for (const x of Array.isArray(v) ? v : [v]) u.append(k, x);
-            return u.toString();
-          }) },
-          { weight: 3, arbitrary: fc.tuple(fc.constantFrom('', 'os=linux&arch=amd64&', 'os=windows&arch=arm64&version=v2.11.9&'), fc.array(fc.tuple(fc.constantFrom('p', 'os', 'arch', 'arm', 'version'), fc.oneof(rawPiece, hostileString.map(encodeURIComponent), fc.tuple(fc.constantFrom('github.com/mholt/caddy-l4', 'github.com/x/y'), rawPiece).map(([a, b]) => a + b))), { minLength: 1, maxLength: 4 })).map(([base, kvs]) => base + kvs.map(([k, v]) => `${k}=${v}`).join('&')) },
-          { weight: 1, arbitrary: hostileString.map((s) => s.replace(/[#]/g, '')) },
-        ),
-        { numRuns: FUZZ_PER_ROUTE * 3, seed: SEED + 1 },
-      )
+      const queries = fc
+        .sample(
+          fc.oneof(
+            {
+              weight: 5,
+              arbitrary: hostileQuery.map((q) => {
+                const u = new URLSearchParams();
+                for (const [k, v] of Object.entries(q)) for (const x of Array.isArray(v) ? v : [v]) u.append(k, x);
+                return u.toString();
+              }),
+            },
+            {
+              weight: 3,
+              arbitrary: fc
+                .tuple(
+                  fc.constantFrom('', 'os=linux&arch=amd64&', 'os=windows&arch=arm64&version=v2.11.9&'),
+                  fc.array(
+                    fc.tuple(
+                      fc.constantFrom('p', 'os', 'arch', 'arm', 'version'),
+                      fc.oneof(
+                        rawPiece,
+                        hostileString.map(encodeURIComponent),
+                        fc.tuple(fc.constantFrom('github.com/mholt/caddy-l4', 'github.com/x/y'), rawPiece).map(([a, b]) => a + b),
+                      ),
+                    ),
+                    { minLength: 1, maxLength: 4 },
+                  ),
+                )
+                .map(([base, kvs]) => base + kvs.map(([k, v]) => `${k}=${v}`).join('&')),
+            },
+            { weight: 1, arbitrary: hostileString.map((s) => s.replace(/[#]/g, '')) },
+          ),
+          { numRuns: FUZZ_PER_ROUTE * 3, seed: SEED + 1 },
+        )
         .map((q) => new URL(`${fuzz.url}/api/download?${q}`))
         // The oracle reads what the server receives, with the query-string parser Fastify's router uses.
         .filter((u) => oracleMustRefuseQuery(querystring.parse(u.search.slice(1)) as Record<string, string | string[]>))
@@ -539,16 +628,41 @@ describe('security', { timeout: 30 * 60_000 }, () => {
       // Control: a valid request does reach the recording proxy, so a zero above means something.
       const r = await api(fuzz.url, '/api/builds', { json: { ...SPEC, plugins: [{ module: 'github.com/fairway-fuzz/detector', version: 'v1.0.0' }] } });
       assert.equal(r.status, 422, JSON.stringify(r.body));
-      assert.ok(proxy.hits.slice(hitsBefore).some((h) => h.includes('fairway-fuzz/detector')), 'resolution goes through the recording proxy');
+      assert.ok(
+        proxy.hits.slice(hitsBefore).some((h) => h.includes('fairway-fuzz/detector')),
+        'resolution goes through the recording proxy',
+      );
     });
   });
 
   describe('path traversal and header injection on routes that take an id or a name', () => {
     const PAYLOADS = [
-      '..', '.', '../../../../etc/passwd', '..%2F..%2Fetc%2Fpasswd', '..%2f..%2f..%2fetc%2fpasswd', '%2e%2e%2f%2e%2e%2fetc%2fpasswd', '..%252f..%252fetc%252fpasswd', '%2e%2e',
-      '..%5c..%5cwindows%5cwin.ini', '%00', 'abc%00.json', `${ZERO_ID}%00`, `${ZERO_ID}%2f..%2f..`, '%0d%0aX-Injected:%20yes', '%0aX-Injected:%20yes',
-      `${ZERO_ID}%0d%0aContent-Disposition:%20attachment`, 'a'.repeat(5000), '%E2%80%AE%E2%80%8B', '%C0%AE%C0%AE%2F', '%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E',
-      'CON', 'NUL', '~root', '%zz', ZERO_ID.toUpperCase(), `${'0'.repeat(63)}g`,
+      '..',
+      '.',
+      '../../../../etc/passwd',
+      '..%2F..%2Fetc%2Fpasswd',
+      '..%2f..%2f..%2fetc%2fpasswd',
+      '%2e%2e%2f%2e%2e%2fetc%2fpasswd',
+      '..%252f..%252fetc%252fpasswd',
+      '%2e%2e',
+      '..%5c..%5cwindows%5cwin.ini',
+      '%00',
+      'abc%00.json',
+      `${ZERO_ID}%00`,
+      `${ZERO_ID}%2f..%2f..`,
+      '%0d%0aX-Injected:%20yes',
+      '%0aX-Injected:%20yes',
+      `${ZERO_ID}%0d%0aContent-Disposition:%20attachment`,
+      'a'.repeat(5000),
+      '%E2%80%AE%E2%80%8B',
+      '%C0%AE%C0%AE%2F',
+      '%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E',
+      'CON',
+      'NUL',
+      '~root',
+      '%zz',
+      ZERO_ID.toUpperCase(),
+      `${'0'.repeat(63)}g`,
     ];
     const ROUTES: Array<[string, (p: string) => string, string?]> = [
       ['GET', (p) => `/api/builds/${p}`],
@@ -643,7 +757,11 @@ describe('security', { timeout: 30 * 60_000 }, () => {
         const store = join(dir, 'acl-store');
         const hub = await startFairway({ command: 'hub', dataDir: join(dir, 'acl-hub'), args: ['--redis', url('fairway-hub', 'hub-pw'), '--store', store, '--xcaddy-bin', bin] });
         servers.push(hub);
-        const agent = await startFairway({ command: 'agent', dataDir: join(dir, 'acl-agent'), args: ['--redis', url('fairway-agent', 'agent-pw'), '--store', store, '--xcaddy-bin', bin, '--agent-id', 'acl-agent'] });
+        const agent = await startFairway({
+          command: 'agent',
+          dataDir: join(dir, 'acl-agent'),
+          args: ['--redis', url('fairway-agent', 'agent-pw'), '--store', store, '--xcaddy-bin', bin, '--agent-id', 'acl-agent'],
+        });
         servers.push(agent);
         const r = await api(hub.url, '/api/builds', { json: { ...SPEC, arch: 'arm64', plugins: [{ module: PLUGIN.module, version: PLUGIN.version }] } });
         assert.equal(r.status, 202, JSON.stringify(r.body));
@@ -652,14 +770,23 @@ describe('security', { timeout: 30 * 60_000 }, () => {
         assert.equal(await xcaddy.count(), 1, 'the agent ran one real xcaddy build');
         const info = await api(hub.url, `/api/builds/${done.id}/buildinfo`);
         assert.equal(info.status, 200, JSON.stringify(info.body));
-        assert.ok(info.body.Deps.some((d: any) => d.Path === PLUGIN.module && d.Version === PLUGIN.version), 'the built binary holds the plugin');
-        assert.ok(info.body.Deps.some((d: any) => d.Path === 'github.com/caddyserver/caddy/v2' && d.Version === CADDY_VERSION), 'and that Caddy');
+        assert.ok(
+          info.body.Deps.some((d: any) => d.Path === PLUGIN.module && d.Version === PLUGIN.version),
+          'the built binary holds the plugin',
+        );
+        assert.ok(
+          info.body.Deps.some((d: any) => d.Path === 'github.com/caddyserver/caddy/v2' && d.Version === CADDY_VERSION),
+          'and that Caddy',
+        );
         const art = await fetch(`${hub.url}/api/builds/${done.id}/artifact`);
         assert.equal(art.status, 200);
         const binary = Buffer.from(await art.arrayBuffer());
         assert.equal(binary.subarray(1, 4).toString(), 'ELF', 'a real binary from the store');
         assert.ok(binary.length > 10_000_000, `a real Caddy binary (${binary.length} bytes)`);
-        assert.deepEqual((await api(hub.url, '/api/agents')).body.agents.map((a: any) => a.id), ['acl-agent']);
+        assert.deepEqual(
+          (await api(hub.url, '/api/agents')).body.agents.map((a: any) => a.id),
+          ['acl-agent'],
+        );
         assert.deepEqual(await admin.call('ACL', 'LOG'), [], 'no command or key was denied');
         // And the agent user really is confined.
         const confined = new Redis(url('fairway-agent', 'agent-pw'), { lazyConnect: true, maxRetriesPerRequest: 1 });
@@ -677,7 +804,7 @@ describe('security', { timeout: 30 * 60_000 }, () => {
   });
 
   describe('the build environment', () => {
-    test('a real build: xcaddy gets only allowlisted variables, none of the server\'s secrets; limits apply', { timeout: BUILD_TIMEOUT }, async () => {
+    test("a real build: xcaddy gets only allowlisted variables, none of the server's secrets; limits apply", { timeout: BUILD_TIMEOUT }, async () => {
       const secrets = {
         FAIRWAY_TEST_SECRET: `hunter2-${randomBytes(12).toString('hex')}`,
         AWS_SECRET_ACCESS_KEY: randomBytes(30).toString('base64'),
@@ -718,7 +845,7 @@ describe('security', { timeout: 30 * 60_000 }, () => {
         for (const [k, v] of Object.entries(env)) assert.ok(!v.includes(value), `the value of ${name} leaked into ${k}`);
       }
       assert.equal(env.CGO_ENABLED, '0');
-      assert.match(env.GOFLAGS ?? '', /^-mod=mod( -buildvcs=false)?$/, 'the server\'s fixed GOFLAGS, not the inherited one');
+      assert.match(env.GOFLAGS ?? '', /^-mod=mod( -buildvcs=false)?$/, "the server's fixed GOFLAGS, not the inherited one");
       assert.equal(env.GOINSECURE, undefined);
       assert.notEqual(env.GOSUMDB, 'off');
       assert.equal(env.GOOS, 'linux');

@@ -6,14 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { startRedis, startS3, type S3Service } from '../helpers/services.js';
@@ -61,10 +54,7 @@ test('redis: PING, SET/GET, restart keeps the port (and loses data)', async () =
     // stop() -> unreachable; start() -> back on the same port.
     await redis.stop();
     assert.equal(redis.running, false);
-    await assert.rejects(
-      () => withRedis(redis.url, (r) => r.ping()).then(() => undefined),
-      /ECONNREFUSED|Connection is closed|connect/i,
-    );
+    await assert.rejects(() => withRedis(redis.url, (r) => r.ping()).then(() => undefined), /ECONNREFUSED|Connection is closed|connect/i);
     await redis.start();
     assert.equal(await withRedis(redis.url, (r) => r.ping()), 'PONG');
   } finally {
@@ -149,7 +139,10 @@ test('s3: PutObject, GetObject, HeadObject, ListObjectsV2 with prefix, DeleteObj
     (err: Error) => err.name === 'NoSuchKey',
   );
   const after = await client.send(new ListObjectsV2Command({ Bucket, Prefix: 'a/' }));
-  assert.deepEqual(after.Contents?.map((o) => o.Key), ['a/two.txt']);
+  assert.deepEqual(
+    after.Contents?.map((o) => o.Key),
+    ['a/two.txt'],
+  );
 });
 
 test('s3: multipart upload (lib-storage Upload, ~12 MB in 5 MB parts)', async () => {

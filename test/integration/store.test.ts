@@ -414,10 +414,7 @@ function s3Options(s3: S3Service, over: Partial<S3StoreOptions> = {}): S3StoreOp
 }
 
 /** An initialize-step middleware (typed loosely to avoid importing @smithy/types). */
-type Middleware = (
-  next: (args: { input: object }) => Promise<unknown>,
-  context: { commandName?: string },
-) => (args: { input: object }) => Promise<unknown>;
+type Middleware = (next: (args: { input: object }) => Promise<unknown>, context: { commandName?: string }) => (args: { input: object }) => Promise<unknown>;
 
 /** Counts every command the client sends (before retries). */
 function countRequests(client: S3Client): () => number {
@@ -530,10 +527,7 @@ describe('s3 store specifics', { timeout: 5 * 60_000 }, () => {
     const st = open();
     const key = randomKey();
     const bin = await binaryFile(4_096);
-    await assert.rejects(
-      () => st.put({ meta: succeeded(key, bin, { sha256: 'f'.repeat(64) }), binaryPath: bin.path, log: 'l\n' }),
-      /integrity check failed .*meta\.sha256.*not published/,
-    );
+    await assert.rejects(() => st.put({ meta: succeeded(key, bin, { sha256: 'f'.repeat(64) }), binaryPath: bin.path, log: 'l\n' }), /integrity check failed .*meta\.sha256.*not published/);
     await assert.rejects(() => st.put({ meta: succeeded(key, bin, { size: 1 }), binaryPath: bin.path, log: 'l\n' }), /integrity check failed .*meta\.size/);
     assert.deepEqual(await names(st, key), []);
   });
@@ -645,7 +639,12 @@ describe('s3 store specifics', { timeout: 5 * 60_000 }, () => {
     const st = open({ queueSize: 1 });
     const key = randomKey();
     const bin = await binaryFile(20 * 1024 * 1024);
-    injectOnce(st.client, 'killMidUpload', (cmd, input) => cmd === 'UploadPartCommand' && input.PartNumber === 2, () => killS3(s3));
+    injectOnce(
+      st.client,
+      'killMidUpload',
+      (cmd, input) => cmd === 'UploadPartCommand' && input.PartNumber === 2,
+      () => killS3(s3),
+    );
     const t0 = Date.now();
     try {
       await assert.rejects(
@@ -664,7 +663,12 @@ describe('s3 store specifics', { timeout: 5 * 60_000 }, () => {
     const st = open();
     const key = randomKey();
     const bin = await binaryFile(50_000);
-    injectOnce(st.client, 'killBeforeMeta', (cmd, input) => cmd === 'PutObjectCommand' && String(input.Key).endsWith('/meta.json'), () => killS3(s3));
+    injectOnce(
+      st.client,
+      'killBeforeMeta',
+      (cmd, input) => cmd === 'PutObjectCommand' && String(input.Key).endsWith('/meta.json'),
+      () => killS3(s3),
+    );
     try {
       await assert.rejects(
         () => st.put({ meta: succeeded(key, bin), binaryPath: bin.path, log: 'l\n', buildInfo: BUILD_INFO }),

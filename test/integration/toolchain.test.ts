@@ -89,7 +89,7 @@ describe('with the real toolchain', () => {
     }
   });
 
-  test('go commands run in the clean environment, not the server\'s', async () => {
+  test("go commands run in the clean environment, not the server's", async () => {
     setHostileEnv();
     try {
       const { stdout } = await tc.go(['env', '-json', 'GOFLAGS', 'GOPROXY', 'CGO_ENABLED', 'GOTOOLCHAIN', 'GOMODCACHE', 'GOINSECURE']);

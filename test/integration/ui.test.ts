@@ -46,7 +46,16 @@ async function newPage(viewport = { width: 1366, height: 900 }): Promise<{ ctx: 
   return { ctx, page, problems };
 }
 
-const agent = (id: string, jobs: string[]) => ({ id, host: `${id}.example`, go: 'go1.26.8', xcaddy: 'v0.4.5', concurrency: 2, jobs, startedAt: new Date().toISOString(), lastSeen: new Date().toISOString() });
+const agent = (id: string, jobs: string[]) => ({
+  id,
+  host: `${id}.example`,
+  go: 'go1.26.8',
+  xcaddy: 'v0.4.5',
+  concurrency: 2,
+  jobs,
+  startedAt: new Date().toISOString(),
+  lastSeen: new Date().toISOString(),
+});
 
 async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
@@ -224,7 +233,10 @@ test('a person builds Caddy with a plugin, watches the log live and downloads it
   await page.waitForFunction(() => (window as unknown as { linesBeforeEnd: number }).linesBeforeEnd >= 3, null, { timeout: BUILD_TIMEOUT });
   await page.locator('#dl').waitFor({ state: 'visible', timeout: BUILD_TIMEOUT });
   const phases = await page.evaluate(() => (window as unknown as { phases: string[] }).phases);
-  assert.ok(phases.some((p) => /^(Queued|Resolving|Building)/.test(p)), `phases seen: ${phases.join(' | ')}`);
+  assert.ok(
+    phases.some((p) => /^(Queued|Resolving|Building)/.test(p)),
+    `phases seen: ${phases.join(' | ')}`,
+  );
   assert.match(phases[phases.length - 1]!, /^Done/);
   assert.equal(await page.locator('#b-badge').textContent(), 'succeeded');
   const logLines = await page.locator('#log').evaluate((el) => el.textContent!.split('\n').filter(Boolean).length);
@@ -245,7 +257,12 @@ test('a person builds Caddy with a plugin, watches the log live and downloads it
   // The copied caddyserver.com-style URL serves the same binary (from the cache).
   const viaCompat = await fetch(await page.locator('#url').inputValue());
   assert.equal(viaCompat.status, 200);
-  assert.equal(createHash('sha256').update(Buffer.from(await viaCompat.arrayBuffer())).digest('hex'), rec.body.sha256);
+  assert.equal(
+    createHash('sha256')
+      .update(Buffer.from(await viaCompat.arrayBuffer()))
+      .digest('hex'),
+    rec.body.sha256,
+  );
 
   // Download through the link, as a person would, and check it against the API.
   const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#dl').click()]);
@@ -307,7 +324,10 @@ test('the live log resumes after a dropped websocket without losing or repeating
   assert.ok(urls.length >= 2, `reconnected (${urls.join(', ')})`);
   assert.match(urls[1]!, /\?from=([1-9]\d*)$/);
   const lines = await page.locator('#log').evaluate((el) => el.textContent!.split('\n').slice(0, -1));
-  const plain = text.split('\n').slice(0, -1).map((l) => l.replace(/^\S+ (stdout|stderr|system) /, ''));
+  const plain = text
+    .split('\n')
+    .slice(0, -1)
+    .map((l) => l.replace(/^\S+ (stdout|stderr|system) /, ''));
   assert.deepEqual(lines, plain);
   assert.deepEqual(problems, []);
   await ctx.close();

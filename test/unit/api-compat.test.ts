@@ -8,7 +8,6 @@ import { testApi, type TestApi } from '../helpers/api.js';
 
 const LONG_ID = 'a'.repeat(150); // over the schema's 128, under the router's 200
 
-
 describe("the compat envelope on every compat route (caddyserver.com's shape)", () => {
   let t: TestApi;
   before(async () => {
@@ -57,4 +56,3 @@ describe("the compat envelope on every compat route (caddyserver.com's shape)", 
     assert.equal(res.json().error.code, 'bad_request');
   });
 });
-

@@ -10,7 +10,6 @@ import { testApi, type TestApi } from '../helpers/api.js';
 
 const LONG_ID = 'a'.repeat(150); // over the schema's 128, under the router's 200
 
-
 describe('error shapes', () => {
   let t: TestApi;
   before(async () => {

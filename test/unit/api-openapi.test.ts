@@ -105,7 +105,10 @@ describe('the OpenAPI document', () => {
     const expected = routes.filter((r) => r.url !== '/openapi.json' && !(r.method === 'HEAD' && gets.get(r.url)?.exposeHead));
     assert.ok(expected.length >= 20, `routes seen: ${expected.length}`);
     for (const groupRoute of ['/api/builds', '/api/download', '/api/catalog', '/metrics', '/api/admin/prune', '/ui/:name', '/healthz']) {
-      assert.ok(expected.some((r) => r.url === groupRoute), `${groupRoute} was registered`);
+      assert.ok(
+        expected.some((r) => r.url === groupRoute),
+        `${groupRoute} was registered`,
+      );
     }
     const missing: string[] = [];
     for (const r of expected) {

@@ -72,4 +72,3 @@ describe('security: tokens required', () => {
     for (const url of ['/healthz', '/', '/openapi.json']) assert.equal((await t.app.inject({ method: 'GET', url })).statusCode, 200, url);
   });
 });
-

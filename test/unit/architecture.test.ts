@@ -76,12 +76,21 @@ describe('architecture', () => {
 
   test('a part is imported only through its index.ts (util, a folder of helpers, excepted)', () => {
     const bypass = across.filter((e) => e.to !== 'util' && e.target !== `${e.to}/index.ts`);
-    assert.deepEqual(bypass.map((e) => `${e.file} -> ${e.target}`), []);
+    assert.deepEqual(
+      bypass.map((e) => `${e.file} -> ${e.target}`),
+      [],
+    );
   });
 
   test('nothing imports the composition root, and util imports no part', () => {
-    assert.deepEqual(across.filter((e) => e.to === 'main').map((e) => `${e.file} -> ${e.target}`), []);
-    assert.deepEqual(across.filter((e) => e.from === 'util').map((e) => `${e.file} -> ${e.target}`), []);
+    assert.deepEqual(
+      across.filter((e) => e.to === 'main').map((e) => `${e.file} -> ${e.target}`),
+      [],
+    );
+    assert.deepEqual(
+      across.filter((e) => e.from === 'util').map((e) => `${e.file} -> ${e.target}`),
+      [],
+    );
   });
 
   test('the arrows between parts go one way', () => {
@@ -101,6 +110,14 @@ describe('architecture', () => {
       ['c', new Set(['a'])],
     ]);
     assert.deepEqual(findCycle(g), ['a', 'b', 'c', 'a']);
-    assert.equal(findCycle(new Map([['a', new Set(['b'])], ['b', new Set<string>()]])), null);
+    assert.equal(
+      findCycle(
+        new Map([
+          ['a', new Set(['b'])],
+          ['b', new Set<string>()],
+        ]),
+      ),
+      null,
+    );
   });
 });

@@ -67,7 +67,11 @@ describe('tokens', () => {
       [`c i:read:${hex('a')}`, /name/],
       [`ci:read:${hex('a').toUpperCase()}`, /hash/],
     ] as const) {
-      assert.throws(() => parseTokensEnv(bad), (e: Error) => e instanceof AuthConfigError && re.test(e.message), bad);
+      assert.throws(
+        () => parseTokensEnv(bad),
+        (e: Error) => e instanceof AuthConfigError && re.test(e.message),
+        bad,
+      );
     }
     assert.throws(() => parseTokenFile('{nope'), /not valid JSON/);
     assert.throws(() => parseTokenFile('[{"name":"a","hash":"md5:00","scopes":["read"]}]'), /0\.hash/);
@@ -122,10 +126,17 @@ describe('tokens', () => {
     const t = generateToken();
     const auth = new TokenAuthenticator({ tokens: [{ name: 'only', hash: sha256Hash(t), scopes: ['build'] }], anonymousScopes: ['read'] });
     await fc.assert(
-      fc.asyncProperty(fc.oneof(fc.string({ maxLength: 600 }), fc.string({ unit: 'binary', maxLength: 80 }).map((s) => `Bearer ${s}`), fc.base64String({ minLength: 16, maxLength: 80 }).map((s) => `Bearer ${s}`)), async (h) => {
-        const r = await auth.authenticate(h);
-        if (r.ok) assert.ok(r.principal.name === null ? h === '' : h.replace(/^bearer +/i, '').trim() === t);
-      }),
+      fc.asyncProperty(
+        fc.oneof(
+          fc.string({ maxLength: 600 }),
+          fc.string({ unit: 'binary', maxLength: 80 }).map((s) => `Bearer ${s}`),
+          fc.base64String({ minLength: 16, maxLength: 80 }).map((s) => `Bearer ${s}`),
+        ),
+        async (h) => {
+          const r = await auth.authenticate(h);
+          if (r.ok) assert.ok(r.principal.name === null ? h === '' : h.replace(/^bearer +/i, '').trim() === t);
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -138,8 +149,14 @@ describe('tokens', () => {
       /fairway token create --name human --scopes read/.test(e.message) &&
       /fairway token hash --name human/.test(e.message);
     assert.throws(() => new TokenAuthenticator({ tokens: [{ name: 'human', hash: scrypt, scopes: ['read'] }], anonymousScopes: [] }), says);
-    assert.throws(() => parseTokenFile(JSON.stringify([{ name: 'human', hash: scrypt, scopes: ['read'] }]), 'auth file t.json'), (e: unknown) => says(e) && /^auth file t\.json: 0\.hash: /.test((e as Error).message));
-    assert.throws(() => parseTokensEnv(`human:read:${scrypt}`), (e: unknown) => says(e) && /^FAIRWAY_TOKENS entry 1 \("human"\): hash: /.test((e as Error).message));
+    assert.throws(
+      () => parseTokenFile(JSON.stringify([{ name: 'human', hash: scrypt, scopes: ['read'] }]), 'auth file t.json'),
+      (e: unknown) => says(e) && /^auth file t\.json: 0\.hash: /.test((e as Error).message),
+    );
+    assert.throws(
+      () => parseTokensEnv(`human:read:${scrypt}`),
+      (e: unknown) => says(e) && /^FAIRWAY_TOKENS entry 1 \("human"\): hash: /.test((e as Error).message),
+    );
     const dir = await mkdtemp(join(tmpdir(), 'fairway-auth-'));
     await writeFile(join(dir, 'tokens.json'), JSON.stringify([{ name: 'human', hash: scrypt, scopes: ['read'] }]));
     assert.throws(() => authenticatorFromConfig({ host: '127.0.0.1', authFile: join(dir, 'tokens.json') }), says);
@@ -209,8 +226,28 @@ describe('tokens', () => {
   test('anonymous admin is impossible; duplicate names and hashes are refused', () => {
     assert.throws(() => new TokenAuthenticator({ tokens: [], anonymousScopes: ['admin'] }), /never/);
     const h = sha256Hash(generateToken());
-    assert.throws(() => new TokenAuthenticator({ tokens: [{ name: 'a', hash: h, scopes: ['read'] }, { name: 'a', hash: sha256Hash('z'.repeat(30)), scopes: ['read'] }], anonymousScopes: [] }), /twice/);
-    assert.throws(() => new TokenAuthenticator({ tokens: [{ name: 'a', hash: h, scopes: ['read'] }, { name: 'b', hash: h, scopes: ['read'] }], anonymousScopes: [] }), /same hash/);
+    assert.throws(
+      () =>
+        new TokenAuthenticator({
+          tokens: [
+            { name: 'a', hash: h, scopes: ['read'] },
+            { name: 'a', hash: sha256Hash('z'.repeat(30)), scopes: ['read'] },
+          ],
+          anonymousScopes: [],
+        }),
+      /twice/,
+    );
+    assert.throws(
+      () =>
+        new TokenAuthenticator({
+          tokens: [
+            { name: 'a', hash: h, scopes: ['read'] },
+            { name: 'b', hash: h, scopes: ['read'] },
+          ],
+          anonymousScopes: [],
+        }),
+      /same hash/,
+    );
   });
 
   test('default anonymous scopes: read+build only on loopback without tokens', () => {
@@ -312,11 +349,26 @@ describe('policy', () => {
 
   test('allowlist, denylist and the catalog', () => {
     const p = new BuildPolicy({ allowModules: ['catalog', 'github.com/myorg/*'], denyModules: ['github.com/myorg/evil'], inCatalog: (m) => m === 'github.com/mholt/caddy-l4' });
-    assert.equal(code(() => p.checkRequest(req([{ module: 'github.com/mholt/caddy-l4' }]))), null);
-    assert.equal(code(() => p.checkRequest(req([{ module: 'github.com/myorg/good' }]))), null);
-    assert.equal(code(() => p.checkRequest(req([{ module: 'github.com/myorg/evil' }]))), 'policy_denied');
-    assert.equal(code(() => p.checkRequest(req([{ module: 'github.com/myorg/evil/v2' }]))), 'policy_denied');
-    assert.equal(code(() => p.checkRequest(req([{ module: 'github.com/someone/else' }]))), 'policy_denied');
+    assert.equal(
+      code(() => p.checkRequest(req([{ module: 'github.com/mholt/caddy-l4' }]))),
+      null,
+    );
+    assert.equal(
+      code(() => p.checkRequest(req([{ module: 'github.com/myorg/good' }]))),
+      null,
+    );
+    assert.equal(
+      code(() => p.checkRequest(req([{ module: 'github.com/myorg/evil' }]))),
+      'policy_denied',
+    );
+    assert.equal(
+      code(() => p.checkRequest(req([{ module: 'github.com/myorg/evil/v2' }]))),
+      'policy_denied',
+    );
+    assert.equal(
+      code(() => p.checkRequest(req([{ module: 'github.com/someone/else' }]))),
+      'policy_denied',
+    );
     assert.match(p.moduleError('github.com/someone/else')!, /allowed: the catalog \(GET \/api\/catalog\), github\.com\/myorg\/\*/);
     assert.equal(new BuildPolicy().moduleError('github.com/anything/at-all'), null);
     assert.throws(() => new BuildPolicy({ allowModules: ['catalog'] }), /needs a catalog/);
@@ -335,38 +387,90 @@ describe('policy', () => {
     assert.equal(matchModulePattern('github.com/myorg/*', 'github.com/MyOrgX/plugin'), false);
     const deny = new BuildPolicy({ denyModules: ['github.com/myorg/evil', 'github.com/bad/*'] });
     for (const m of ['github.com/MyOrg/Evil', 'github.com/myorg/EVIL/v2', 'github.com/Bad/anything', 'GitHub.com/BAD/x']) {
-      assert.equal(code(() => deny.checkRequest(req([{ module: m }]))), 'policy_denied', m);
+      assert.equal(
+        code(() => deny.checkRequest(req([{ module: m }]))),
+        'policy_denied',
+        m,
+      );
     }
     const replaced = req([{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/MyOrg/Evil@v1.0.0' }]);
-    assert.equal(code(() => deny.checkRequest(replaced, { scopes: ['admin'] })), 'policy_denied', 'a replacement target too');
+    assert.equal(
+      code(() => deny.checkRequest(replaced, { scopes: ['admin'] })),
+      'policy_denied',
+      'a replacement target too',
+    );
     const allow = new BuildPolicy({ allowModules: ['github.com/myorg/*'] });
-    assert.equal(code(() => allow.checkRequest(req([{ module: 'github.com/MyOrg/good' }]))), null);
-    assert.equal(code(() => allow.checkRequest(req([{ module: 'github.com/Other/good' }]))), 'policy_denied');
+    assert.equal(
+      code(() => allow.checkRequest(req([{ module: 'github.com/MyOrg/good' }]))),
+      null,
+    );
+    assert.equal(
+      code(() => allow.checkRequest(req([{ module: 'github.com/Other/good' }]))),
+      'policy_denied',
+    );
     // The real catalog (the shipped list): its lookup ignores case too, for allow and deny alike.
     const catalog = await FileCatalog.open({ dir: await mkdtemp(join(tmpdir(), 'fairway-catalog-')), refreshMs: 0 });
     const fromCatalog = new BuildPolicy({ allowModules: ['catalog'], inCatalog: (m) => catalog.lists(m) });
     for (const m of ['github.com/mholt/caddy-l4', 'github.com/Mholt/Caddy-L4', 'github.com/weidideng/caddy-cloudflare-ip']) {
-      assert.equal(code(() => fromCatalog.checkRequest(req([{ module: m }]))), null, m);
+      assert.equal(
+        code(() => fromCatalog.checkRequest(req([{ module: m }]))),
+        null,
+        m,
+      );
     }
-    assert.equal(code(() => fromCatalog.checkRequest(req([{ module: 'github.com/Someone/Else' }]))), 'policy_denied');
+    assert.equal(
+      code(() => fromCatalog.checkRequest(req([{ module: 'github.com/Someone/Else' }]))),
+      'policy_denied',
+    );
     const denyCatalog = new BuildPolicy({ denyModules: ['catalog'], inCatalog: (m) => catalog.lists(m) });
-    assert.equal(code(() => denyCatalog.checkRequest(req([{ module: 'GITHUB.COM/MHOLT/CADDY-L4' }]))), 'policy_denied');
+    assert.equal(
+      code(() => denyCatalog.checkRequest(req([{ module: 'GITHUB.COM/MHOLT/CADDY-L4' }]))),
+      'policy_denied',
+    );
     await catalog.close();
   });
 
   test('replacements need the admin scope, and their target must be allowed too', () => {
     const p = new BuildPolicy({ denyModules: ['github.com/evil'] });
     const r = req([{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/fork/caddy-l4@v1.0.0' }]);
-    assert.equal(code(() => p.checkRequest(r)), 'admin_required', 'no scopes');
-    assert.equal(code(() => p.checkRequest(r, { scopes: ['build', 'read'] })), 'admin_required');
-    assert.equal(code(() => p.checkRequest(r, { scopes: ['admin'] })), null);
-    assert.equal(code(() => p.checkRequest(r, { trusted: true })), null);
+    assert.equal(
+      code(() => p.checkRequest(r)),
+      'admin_required',
+      'no scopes',
+    );
+    assert.equal(
+      code(() => p.checkRequest(r, { scopes: ['build', 'read'] })),
+      'admin_required',
+    );
+    assert.equal(
+      code(() => p.checkRequest(r, { scopes: ['admin'] })),
+      null,
+    );
+    assert.equal(
+      code(() => p.checkRequest(r, { trusted: true })),
+      null,
+    );
     const evil = req([{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/evil/x@v1.0.0' }]);
-    assert.equal(code(() => p.checkRequest(evil, { scopes: ['admin'] })), 'policy_denied');
+    assert.equal(
+      code(() => p.checkRequest(evil, { scopes: ['admin'] })),
+      'policy_denied',
+    );
   });
 
   test('semver precedence', () => {
-    const order = ['v1.9.9', 'v2.0.0-alpha', 'v2.0.0-alpha.1', 'v2.0.0-alpha.beta', 'v2.0.0-beta.2', 'v2.0.0-beta.11', 'v2.0.0-rc.1', 'v2.0.0', 'v2.10.0', 'v2.11.10-0.20260101000000-abcdefabcdef', 'v2.11.10'];
+    const order = [
+      'v1.9.9',
+      'v2.0.0-alpha',
+      'v2.0.0-alpha.1',
+      'v2.0.0-alpha.beta',
+      'v2.0.0-beta.2',
+      'v2.0.0-beta.11',
+      'v2.0.0-rc.1',
+      'v2.0.0',
+      'v2.10.0',
+      'v2.11.10-0.20260101000000-abcdefabcdef',
+      'v2.11.10',
+    ];
     for (let i = 0; i + 1 < order.length; i++) {
       assert.equal(compareSemver(parseSemver(order[i]!)!, parseSemver(order[i + 1]!)!), -1, `${order[i]} < ${order[i + 1]}`);
       assert.equal(compareSemver(parseSemver(order[i + 1]!)!, parseSemver(order[i]!)!), 1);
@@ -383,10 +487,24 @@ describe('policy', () => {
     assert.throws(() => VersionRange.parse('>=banana'), /not a comparison/);
     assert.throws(() => VersionRange.parse('>=v2 ||'), /empty/);
     const p = new BuildPolicy({ caddyVersions: '>=v2.10.0 <v3' });
-    assert.equal(code(() => p.checkRequest(req([], 'v2.9.1'))), 'policy_denied', 'exact: refused before resolving');
-    assert.equal(code(() => p.checkRequest(req([], 'latest'))), null, 'a query: decided after resolution');
-    assert.equal(code(() => p.checkResolved(spec('v2.9.1'))), 'policy_denied');
-    assert.equal(code(() => p.checkResolved(spec('v2.11.9'))), null);
+    assert.equal(
+      code(() => p.checkRequest(req([], 'v2.9.1'))),
+      'policy_denied',
+      'exact: refused before resolving',
+    );
+    assert.equal(
+      code(() => p.checkRequest(req([], 'latest'))),
+      null,
+      'a query: decided after resolution',
+    );
+    assert.equal(
+      code(() => p.checkResolved(spec('v2.9.1'))),
+      'policy_denied',
+    );
+    assert.equal(
+      code(() => p.checkResolved(spec('v2.11.9'))),
+      null,
+    );
   });
 
   test('the checksum database stays on: GOSUMDB=off and catch-all GONOSUMDB/GOPRIVATE are refused', () => {
@@ -406,7 +524,11 @@ describe('admission', () => {
       disks: [{ what: 'the build cache volume', free: async () => o.free ?? 10_000 }],
       isActive: async (k) => o.active?.has(k) ?? false,
     });
-  const status = async (p: Promise<void>) => p.then(() => 0, (e: AppError) => e.statusCode);
+  const status = async (p: Promise<void>) =>
+    p.then(
+      () => 0,
+      (e: AppError) => e.statusCode,
+    );
 
   test('a full disk refuses new builds with 507 and a clear message; joining is free', async () => {
     const active = new Set(['k1']);
@@ -444,7 +566,7 @@ describe('admission', () => {
     const errors: string[] = [];
     const broken = {
       keys: async () => {
-        throw new Error('Stream isn\'t writeable');
+        throw new Error("Stream isn't writeable");
       },
       add: async () => undefined,
       remove: async () => undefined,
@@ -471,7 +593,10 @@ describe('Content-Disposition', () => {
     assert.equal(safeContentDisposition('attachment; filename="caddy_linux_arm64_custom"'), 'attachment; filename="caddy_linux_arm64_custom"');
     assert.equal(safeContentDisposition('attachment; filename="../x"'), 'attachment; filename="x"');
     assert.equal(safeContentDisposition('inline; evil'), 'attachment; filename="download"');
-    fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 300 }), (s) => /^attachment; filename="[A-Za-z0-9][A-Za-z0-9._-]{0,200}"$/.test(safeContentDisposition(s))), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 300 }), (s) => /^attachment; filename="[A-Za-z0-9][A-Za-z0-9._-]{0,200}"$/.test(safeContentDisposition(s))),
+      { numRuns: 2000 },
+    );
   });
 });
 
@@ -490,7 +615,10 @@ describe('config: security settings', () => {
   });
 
   test('values from flags and env, lists from commas', () => {
-    const c = load({ anonymousScopes: 'none', allowModules: 'catalog, github.com/myorg/*', minFreeDisk: '0', caddyVersions: '>=v2.8.0 <v3' }, { FAIRWAY_TOKENS: 'a:read:' + hex('x'), FAIRWAY_MAX_ACTIVE_BUILDS: '3', FAIRWAY_TRUST_PROXY: 'true' });
+    const c = load(
+      { anonymousScopes: 'none', allowModules: 'catalog, github.com/myorg/*', minFreeDisk: '0', caddyVersions: '>=v2.8.0 <v3' },
+      { FAIRWAY_TOKENS: 'a:read:' + hex('x'), FAIRWAY_MAX_ACTIVE_BUILDS: '3', FAIRWAY_TRUST_PROXY: 'true' },
+    );
     assert.deepEqual(c.anonymousScopes, []);
     assert.deepEqual(c.allowModules, ['catalog', 'github.com/myorg/*']);
     assert.equal(c.minFreeDisk, 0);

@@ -49,7 +49,11 @@ before(async () => {
     resolver,
     queue,
     store: await FsStore.open(join(dir, 'artifacts')),
-    platforms: new PlatformSet([{ os: 'linux', arch: 'amd64' }, { os: 'linux', arch: 'arm64' }, { os: 'windows', arch: 'amd64' }]),
+    platforms: new PlatformSet([
+      { os: 'linux', arch: 'amd64' },
+      { os: 'linux', arch: 'arm64' },
+      { os: 'windows', arch: 'amd64' },
+    ]),
     maxPlugins: 5,
     logger: pino({ level: 'silent' }),
   });
@@ -65,7 +69,7 @@ test('another client may not cancel a build; the client that started it may, and
   const b = await service.request({ os: 'linux', arch: 'amd64' }, alice);
   assert.equal(b.status, 'queued');
   const joined = await service.request({ os: 'linux', arch: 'amd64' }, bob);
-  assert.equal(joined.id, b.id, 'bob joined alice\'s build');
+  assert.equal(joined.id, b.id, "bob joined alice's build");
   await assert.rejects(service.cancel(b.id, bob), refused);
   assert.ok(['queued', 'running'].includes((await service.get(b.id)).status), 'still active');
   assert.equal((await service.cancel(b.id, alice)).id, b.id);

@@ -9,17 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  FileCatalog,
-  modulesByPackage,
-  packageId,
-  parseListModulesJson,
-  parseListModulesText,
-  parseUpstream,
-  pluginPackages,
-  shippedCatalog,
-  type CuratedFile,
-} from '../../src/catalog/index.js';
+import { FileCatalog, modulesByPackage, packageId, parseListModulesJson, parseListModulesText, parseUpstream, pluginPackages, shippedCatalog, type CuratedFile } from '../../src/catalog/index.js';
 
 const tmp = () => mkdtemp(join(tmpdir(), 'fairway-catalog-'));
 
@@ -73,7 +63,14 @@ const UPSTREAM = {
       updated: '2025-03-01T09:12:44.654321Z',
       listed: true,
       available: true,
-      modules: [{ name: 'dns.providers.cloudflare', docs: 'Provider wraps the provider implementation as a Caddy module.', package: 'github.com/caddy-dns/cloudflare', repo: 'https://github.com/caddy-dns/cloudflare' }],
+      modules: [
+        {
+          name: 'dns.providers.cloudflare',
+          docs: 'Provider wraps the provider implementation as a Caddy module.',
+          package: 'github.com/caddy-dns/cloudflare',
+          repo: 'https://github.com/caddy-dns/cloudflare',
+        },
+      ],
     },
     {
       id: 'aaaaaaaa-0000-4000-8000-000000000002',
@@ -104,7 +101,20 @@ describe('shipped catalog (src/catalog/packages.json)', () => {
     }
     const l4 = c.packages.find((p) => p.path === 'github.com/mholt/caddy-l4');
     assert.ok(l4?.modules.includes('layer4'));
-    for (const want of ['github.com/caddy-dns/cloudflare', 'github.com/mholt/caddy-ratelimit', 'github.com/caddyserver/replace-response', 'github.com/caddyserver/transform-encoder', 'github.com/greenpau/caddy-security', 'github.com/caddyserver/cache-handler', 'github.com/caddyserver/forwardproxy', 'github.com/mholt/caddy-webdav', 'github.com/caddyserver/nginx-adapter', 'github.com/ueffel/caddy-brotli', 'github.com/mholt/caddy-dynamicdns', 'github.com/porech/caddy-maxmind-geolocation']) {
+    for (const want of [
+      'github.com/caddy-dns/cloudflare',
+      'github.com/mholt/caddy-ratelimit',
+      'github.com/caddyserver/replace-response',
+      'github.com/caddyserver/transform-encoder',
+      'github.com/greenpau/caddy-security',
+      'github.com/caddyserver/cache-handler',
+      'github.com/caddyserver/forwardproxy',
+      'github.com/mholt/caddy-webdav',
+      'github.com/caddyserver/nginx-adapter',
+      'github.com/ueffel/caddy-brotli',
+      'github.com/mholt/caddy-dynamicdns',
+      'github.com/porech/caddy-maxmind-geolocation',
+    ]) {
       assert.ok(paths.includes(want), `missing ${want}`);
     }
   });
@@ -123,20 +133,34 @@ describe('shipped catalog (src/catalog/packages.json)', () => {
 describe('list, get and search', () => {
   test('search matches path, module IDs and description; every word must match', async () => {
     const cat = await FileCatalog.open({ dir: await tmp(), curated: CURATED });
-    assert.deepEqual((await cat.search('layer4')).map((p) => p.path), ['github.com/mholt/caddy-l4']);
-    assert.deepEqual((await cat.search('DNS.PROVIDERS')).map((p) => p.path), ['github.com/caddy-dns/cloudflare']);
-    assert.deepEqual((await cat.search('nginx adapter')).map((p) => p.path), ['github.com/caddyserver/nginx-adapter']);
+    assert.deepEqual(
+      (await cat.search('layer4')).map((p) => p.path),
+      ['github.com/mholt/caddy-l4'],
+    );
+    assert.deepEqual(
+      (await cat.search('DNS.PROVIDERS')).map((p) => p.path),
+      ['github.com/caddy-dns/cloudflare'],
+    );
+    assert.deepEqual(
+      (await cat.search('nginx adapter')).map((p) => p.path),
+      ['github.com/caddyserver/nginx-adapter'],
+    );
     assert.deepEqual(await cat.search('cloudflare layer4'), []);
     assert.equal((await cat.search('  ')).length, 3);
     // A path hit ranks above a description hit.
     const cat2 = await FileCatalog.open({
       dir: await tmp(),
-      curated: { packages: [
-        { path: 'github.com/a/mentions', repo: 'https://github.com/a/mentions', description: 'works well with webdav', modules: [] },
-        { path: 'github.com/mholt/caddy-webdav', repo: 'https://github.com/mholt/caddy-webdav', description: 'WebDAV handler', modules: ['http.handlers.webdav'] },
-      ] },
+      curated: {
+        packages: [
+          { path: 'github.com/a/mentions', repo: 'https://github.com/a/mentions', description: 'works well with webdav', modules: [] },
+          { path: 'github.com/mholt/caddy-webdav', repo: 'https://github.com/mholt/caddy-webdav', description: 'WebDAV handler', modules: ['http.handlers.webdav'] },
+        ],
+      },
     });
-    assert.deepEqual((await cat2.search('webdav')).map((p) => p.path), ['github.com/mholt/caddy-webdav', 'github.com/a/mentions']);
+    assert.deepEqual(
+      (await cat2.search('webdav')).map((p) => p.path),
+      ['github.com/mholt/caddy-webdav', 'github.com/a/mentions'],
+    );
   });
 });
 
@@ -153,7 +177,10 @@ describe('learned module IDs', () => {
 
     const again = await FileCatalog.open({ dir, curated: CURATED });
     const l4 = await again.get('github.com/mholt/caddy-l4');
-    assert.deepEqual(l4?.modules.map((m) => m.name), ['layer4', 'layer4.matchers.tls']);
+    assert.deepEqual(
+      l4?.modules.map((m) => m.name),
+      ['layer4', 'layer4.matchers.tls'],
+    );
     assert.deepEqual(l4?.sources, ['curated', 'learned']);
     assert.equal(l4?.learned?.version, 'v0.1.2');
     assert.equal(l4?.learned?.build, 'k1');
@@ -166,7 +193,10 @@ describe('learned module IDs', () => {
     assert.equal(priv?.repo, 'https://github.com/example/private-plugin');
     assert.equal(again.lists('github.com/example/private-plugin'), false, 'learned-only packages do not count as listed');
     assert.equal(again.lists('github.com/mholt/caddy-l4'), true);
-    assert.deepEqual((await again.search('private')).map((p) => p.path), ['github.com/example/private-plugin']);
+    assert.deepEqual(
+      (await again.search('private')).map((p) => p.path),
+      ['github.com/example/private-plugin'],
+    );
     await again.close();
   });
 
@@ -177,7 +207,11 @@ describe('learned module IDs', () => {
     await cat.close();
     const saved = JSON.parse(await readFile(join(dir, 'learned.json'), 'utf8'));
     assert.equal(Object.keys(saved.packages).length, 20);
-    assert.deepEqual((await readdir(dir)).filter((f) => f.includes('.tmp-')), [], 'no temp files left');
+    assert.deepEqual(
+      (await readdir(dir)).filter((f) => f.includes('.tmp-')),
+      [],
+      'no temp files left',
+    );
   });
 
   test('an unreadable learned.json is ignored, not fatal', async () => {
@@ -326,13 +360,22 @@ describe('list-modules parsing (what Caddy prints)', () => {
   test('text form: kinds from the summary lines, versions, packages', () => {
     const mods = parseListModulesText(TEXT);
     assert.equal(mods.length, 6);
-    assert.deepEqual(mods.filter((m) => m.kind === 'standard').map((m) => m.id), ['admin.api.load', 'http.handlers.file_server']);
-    assert.deepEqual(mods.find((m) => m.id === 'weird.module'), { id: 'weird.module', kind: 'unknown', error: 'module not registered: weird.module' });
+    assert.deepEqual(
+      mods.filter((m) => m.kind === 'standard').map((m) => m.id),
+      ['admin.api.load', 'http.handlers.file_server'],
+    );
+    assert.deepEqual(
+      mods.find((m) => m.id === 'weird.module'),
+      { id: 'weird.module', kind: 'unknown', error: 'module not registered: weird.module' },
+    );
     const pkgs = pluginPackages(mods);
-    assert.deepEqual([...pkgs.values()], [
-      { path: 'github.com/mholt/caddy-l4', version: 'v0.1.2' },
-      { path: 'github.com/caddyserver/transform-encoder', version: 'v0.0.0-20240312163748-f627fc4f7633' },
-    ]);
+    assert.deepEqual(
+      [...pkgs.values()],
+      [
+        { path: 'github.com/mholt/caddy-l4', version: 'v0.1.2' },
+        { path: 'github.com/caddyserver/transform-encoder', version: 'v0.0.0-20240312163748-f627fc4f7633' },
+      ],
+    );
     assert.deepEqual(modulesByPackage(mods).get('github.com/mholt/caddy-l4'), { version: 'v0.1.2', ids: ['layer4', 'layer4.matchers.tls'] });
   });
 
@@ -341,17 +384,19 @@ describe('list-modules parsing (what Caddy prints)', () => {
     assert.equal(pluginPackages(parseListModulesText('\n')).size, 0);
   });
 
-  test('replaced modules are refused with Caddy\'s message', () => {
+  test("replaced modules are refused with Caddy's message", () => {
     const mods = parseListModulesText('x.y v1.0.0 github.com/a/b => ../b\n\n  Non-standard modules: 1\n');
     assert.equal(mods[0]?.replace, '../b');
     assert.throws(() => pluginPackages(mods), /cannot auto-upgrade when Go module has been replaced: github.com\/a\/b => \.\.\/b/);
   });
 
   test('json form (Caddy v2.11+)', () => {
-    const mods = parseListModulesJson(JSON.stringify([
-      { module_name: 'admin.api.load', module_type: 'standard', version: 'v2.11.9', package_url: 'github.com/caddyserver/caddy/v2' },
-      { module_name: 'layer4', module_type: 'non-standard', version: 'v0.1.2', package_url: 'github.com/mholt/caddy-l4' },
-    ]));
+    const mods = parseListModulesJson(
+      JSON.stringify([
+        { module_name: 'admin.api.load', module_type: 'standard', version: 'v2.11.9', package_url: 'github.com/caddyserver/caddy/v2' },
+        { module_name: 'layer4', module_type: 'non-standard', version: 'v0.1.2', package_url: 'github.com/mholt/caddy-l4' },
+      ]),
+    );
     assert.deepEqual([...pluginPackages(mods).keys()], ['github.com/mholt/caddy-l4']);
   });
 });

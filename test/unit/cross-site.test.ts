@@ -76,7 +76,11 @@ describe('cross-site requests and DNS rebinding', () => {
 
   it('the compatible API refuses in its own envelope and starts nothing', async () => {
     const before = snapshot();
-    for (const [method, url] of [['GET', '/api/download?os=linux&arch=amd64'], ['GET', '/api/packages'], ['HEAD', '/api/download?os=linux&arch=amd64']] as const) {
+    for (const [method, url] of [
+      ['GET', '/api/download?os=linux&arch=amd64'],
+      ['GET', '/api/packages'],
+      ['HEAD', '/api/download?os=linux&arch=amd64'],
+    ] as const) {
       const r = await inject({ method, url, headers: { origin: EVIL } });
       assert.equal(r.statusCode, 403, `${method} ${url}`);
       if (method === 'HEAD') continue;
@@ -107,7 +111,14 @@ describe('cross-site requests and DNS rebinding', () => {
 
   it('a foreign Host on a loopback server: 421 unknown_host on every route, nothing started', async () => {
     const before = snapshot();
-    for (const [method, url] of [['POST', '/api/builds'], ['GET', '/'], ['GET', '/healthz'], ['GET', '/ui/app.js'], ['GET', `/api/builds/${buildId}`], ['GET', '/api/nothing-here']] as const) {
+    for (const [method, url] of [
+      ['POST', '/api/builds'],
+      ['GET', '/'],
+      ['GET', '/healthz'],
+      ['GET', '/ui/app.js'],
+      ['GET', `/api/builds/${buildId}`],
+      ['GET', '/api/nothing-here'],
+    ] as const) {
       const r = await inject({ method, url, headers: { host: 'evil.example:8080' }, ...(method === 'POST' ? { payload: SPEC } : {}) });
       assert.equal(r.statusCode, 421, `${method} ${url}: ${r.body}`);
       assert.match(r.headers['content-type'] as string, /^application\/json/);

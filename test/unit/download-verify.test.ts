@@ -18,7 +18,10 @@ async function* chunks(): AsyncIterable<Uint8Array> {
 
 describe('the shared download-and-verify helper (fairway build, upgrade, add-package)', () => {
   test('refuses a download without a checksum header (and no record)', () => {
-    assert.throws(() => expectedSha256(undefined), (e: Error) => e instanceof DownloadVerifyError && /no sha256.*refusing an unverified binary/.test(e.message));
+    assert.throws(
+      () => expectedSha256(undefined),
+      (e: Error) => e instanceof DownloadVerifyError && /no sha256.*refusing an unverified binary/.test(e.message),
+    );
     assert.throws(() => expectedSha256(null, null), DownloadVerifyError);
     assert.throws(() => expectedSha256(''), DownloadVerifyError);
     assert.throws(() => expectedSha256('not-a-sha'), /malformed/);

@@ -64,7 +64,13 @@ describe('fuzz: spec parser', () => {
     const text = fc.oneof(
       fc.json({ maxDepth: 3 }),
       hostileSpec.map((s) => JSON.stringify(s) ?? ''),
-      fc.tuple(hostileSpec.map((s) => JSON.stringify(s) ?? '{}'), fc.nat(40), piece).map(([j, at, p]) => j.slice(0, at) + p + j.slice(at)),
+      fc
+        .tuple(
+          hostileSpec.map((s) => JSON.stringify(s) ?? '{}'),
+          fc.nat(40),
+          piece,
+        )
+        .map(([j, at, p]) => j.slice(0, at) + p + j.slice(at)),
       fc.constantFrom('{"__proto__":{"polluted":1},"os":"linux","arch":"amd64"}', '{"constructor":{"prototype":{"x":1}}}', '{"os":"linux","os":"windows","arch":"amd64"}'),
     );
     let notJson = 0;
@@ -126,7 +132,12 @@ describe('fuzz: compat download query and policy', () => {
   });
 
   test('policy on accepted requests: passes or a 403 AppError, never another error', () => {
-    const policy = new BuildPolicy({ allowModules: ['catalog', 'github.com/myorg/*'], denyModules: ['github.com/myorg/evil'], caddyVersions: '>=v2.8.0 <v3', inCatalog: (m) => m === 'github.com/mholt/caddy-l4' });
+    const policy = new BuildPolicy({
+      allowModules: ['catalog', 'github.com/myorg/*'],
+      denyModules: ['github.com/myorg/evil'],
+      caddyVersions: '>=v2.8.0 <v3',
+      inCatalog: (m) => m === 'github.com/mholt/caddy-l4',
+    });
     const scopes = fc.subarray(['read', 'build', 'admin'] as const);
     // Requests aimed at the policy are mixed in (1 of 2) so that what it lets through is exercised:
     // passed with plugins, passed with a replacement (admin only), refused.
@@ -162,7 +173,7 @@ describe('fuzz: compat download query and policy', () => {
     atLeast(refused, 1500, 0.1, 'refused by the policy');
   });
 
-  test('what the HTTP fuzz\'s independent oracle says must be refused, the parser refuses', () => {
+  test("what the HTTP fuzz's independent oracle says must be refused, the parser refuses", () => {
     // The oracle of test/integration/security.test.ts, checked here against the parser on the same
     // generators: at least 40% of the inputs are ruled out by the oracle (those are sent over HTTP).
     let mustRefuse = 0;

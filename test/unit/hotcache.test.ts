@@ -93,7 +93,10 @@ test('bytes that do not hash to the recorded sha256 are never held', async () =>
   await cache.settled();
   assert.equal(cache.stats().entries, 0);
   assert.equal(cache.stats().failedFills, 2);
-  assert.ok(logged.some((o) => /mismatch/.test(JSON.stringify(o))), 'the mismatch is logged');
+  assert.ok(
+    logged.some((o) => /mismatch/.test(JSON.stringify(o))),
+    'the mismatch is logged',
+  );
 });
 
 test('a stored binary shorter or longer than its record is not held', async () => {

@@ -10,7 +10,10 @@ import { JobRefused } from '../../src/queue/index.js';
 import { checkRemoteJob, remoteJobCheck } from '../../src/service/index.js';
 import { cacheKey, PlatformSet, type ResolvedSpec } from '../../src/spec/index.js';
 
-const platforms = new PlatformSet([{ os: 'linux', arch: 'amd64' }, { os: 'linux', arch: 'arm' }]);
+const platforms = new PlatformSet([
+  { os: 'linux', arch: 'amd64' },
+  { os: 'linux', arch: 'arm' },
+]);
 const identity = { go: 'go1.26.8', xcaddy: 'v0.4.5' };
 const spec: ResolvedSpec = {
   caddyVersion: 'v2.11.9',
@@ -25,7 +28,11 @@ const key = cacheKey(spec);
 const payload = { request, spec, requestedAt, requestedBy: 'ip:127.0.0.1' };
 const check = (data: unknown, k = key) => checkRemoteJob({ key: k, data: JSON.parse(JSON.stringify(data ?? null)), agent: 'agent-a' }, { identity, platforms });
 const refused = (data: unknown, message: RegExp, k = key) =>
-  assert.throws(() => check(data, k), (e: unknown) => e instanceof JobRefused && message.test(e.message), JSON.stringify(data)?.slice(0, 200));
+  assert.throws(
+    () => check(data, k),
+    (e: unknown) => e instanceof JobRefused && message.test(e.message),
+    JSON.stringify(data)?.slice(0, 200),
+  );
 
 test('a job a hub queued passes, its payload typed and unchanged (after a JSON round trip, as from Redis)', () => {
   assert.deepEqual(check(payload), payload);
@@ -34,8 +41,11 @@ test('a job a hub queued passes, its payload typed and unchanged (after a JSON r
   assert.deepEqual(remoteJobCheck({ identity, platforms })({ key, data: payload, agent: 'a' }), payload);
 });
 
-test('the toolchain must be this agent\'s', () => {
-  refused({ ...payload, spec: { ...spec, toolchain: { ...spec.toolchain, go: 'go1.20.1' } } }, /^agent agent-a has go1\.26\.8 and xcaddy v0\.4\.5, but this build was keyed for go1\.20\.1 and xcaddy v0\.4\.5; run the same versions on hubs and agents$/);
+test("the toolchain must be this agent's", () => {
+  refused(
+    { ...payload, spec: { ...spec, toolchain: { ...spec.toolchain, go: 'go1.20.1' } } },
+    /^agent agent-a has go1\.26\.8 and xcaddy v0\.4\.5, but this build was keyed for go1\.20\.1 and xcaddy v0\.4\.5; run the same versions on hubs and agents$/,
+  );
   refused({ ...payload, spec: { ...spec, toolchain: { ...spec.toolchain, xcaddy: 'v0.4.4' } } }, /keyed for go1\.26\.8 and xcaddy v0\.4\.4/);
   refused({ ...payload, spec: { ...spec, toolchain: undefined } }, /^agent agent-a refused job [0-9a-f]{64}: its payload has no spec\.toolchain \(not queued by a Fairway hub\?\)$/);
   refused(null, /has no spec\.toolchain/);
@@ -51,7 +61,7 @@ test('the spec must hold to the grammar: exact versions, no local directory, a t
   refused(bad({ extra: 1 }), /^refused job .*spec/);
 });
 
-test('the spec must hash to the job\'s key', () => {
+test("the spec must hash to the job's key", () => {
   const other = cacheKey({ ...spec, plugins: [] });
   refused(payload, /^refused job [0-9a-f]{64}: its spec has the cache key [0-9a-f]{64}, not the job's \(jobs come from the hubs; check who else writes to Redis\)$/, other);
   // A spec that hashes to its key but is not the key's: a plugin added under a plain key.

@@ -97,8 +97,14 @@ describe('cacheKey', () => {
     ['a plugin removed', (s) => ({ ...s, plugins: s.plugins.slice(1) })],
     ['no plugins', (s) => ({ ...s, plugins: [] })],
     ['a plugin module path', (s) => ({ ...s, plugins: s.plugins.map((p, i) => (i === 0 ? { ...p, module: 'github.com/caddy-dns/route53' } : p)) })],
-    ['replacement version', (s) => ({ ...s, plugins: s.plugins.map((p, i) => (i === 2 ? { ...p, replace: { kind: 'module' as const, module: 'github.com/fork/caddy-security', version: 'v1.1.31' } } : p)) })],
-    ['replacement module', (s) => ({ ...s, plugins: s.plugins.map((p, i) => (i === 2 ? { ...p, replace: { kind: 'module' as const, module: 'github.com/other/caddy-security', version: 'v1.1.30' } } : p)) })],
+    [
+      'replacement version',
+      (s) => ({ ...s, plugins: s.plugins.map((p, i) => (i === 2 ? { ...p, replace: { kind: 'module' as const, module: 'github.com/fork/caddy-security', version: 'v1.1.31' } } : p)) }),
+    ],
+    [
+      'replacement module',
+      (s) => ({ ...s, plugins: s.plugins.map((p, i) => (i === 2 ? { ...p, replace: { kind: 'module' as const, module: 'github.com/other/caddy-security', version: 'v1.1.30' } } : p)) }),
+    ],
     ['replacement removed', (s) => ({ ...s, plugins: s.plugins.map((p, i) => (i === 2 ? { module: p.module, version: p.version! } : p)) })],
     ['replacement added', (s) => ({ ...s, plugins: s.plugins.map((p, i) => (i === 0 ? { ...p, replace: { kind: 'module' as const, module: 'github.com/fork/cloudflare', version: 'v0.2.1' } } : p)) })],
     ['replacement path', (s) => ({ ...s, plugins: s.plugins.map((p, i) => (i === 3 ? { ...p, replace: { kind: 'path' as const, path: '/src/plugin2' } } : p)) })],
@@ -136,22 +142,21 @@ describe('cacheKey', () => {
       caddyVersion: fc.constantFrom('v2.10.0', 'v2.11.9'),
       os: fc.constantFrom('linux', 'darwin'),
       arch: fc.constantFrom('amd64', 'arm64'),
-      plugins: fc.uniqueArray(
-        fc.record({ module: fc.constantFrom('example.com/a', 'example.com/b', 'example.com/c'), version: fc.constantFrom('v1.0.0', 'v1.0.1') }),
-        { selector: (p) => p.module, maxLength: 3 },
-      ),
+      plugins: fc.uniqueArray(fc.record({ module: fc.constantFrom('example.com/a', 'example.com/b', 'example.com/c'), version: fc.constantFrom('v1.0.0', 'v1.0.1') }), {
+        selector: (p) => p.module,
+        maxLength: 3,
+      }),
       toolchain: fc.record({ go: fc.constantFrom('go1.26.7', 'go1.26.8'), xcaddy: fc.constant('v0.4.5'), flags: fc.constant('') }),
     });
     fc.assert(
       fc.property(arb, arb, (a, b) => {
         // Semantic equality, computed independently of canonicalJson.
-        const set = (x: typeof a) => x.plugins.map((p) => `${p.module}@${p.version}`).sort().join(',');
-        const same =
-          a.caddyVersion === b.caddyVersion &&
-          a.os === b.os &&
-          a.arch === b.arch &&
-          a.toolchain.go === b.toolchain.go &&
-          set(a) === set(b);
+        const set = (x: typeof a) =>
+          x.plugins
+            .map((p) => `${p.module}@${p.version}`)
+            .sort()
+            .join(',');
+        const same = a.caddyVersion === b.caddyVersion && a.os === b.os && a.arch === b.arch && a.toolchain.go === b.toolchain.go && set(a) === set(b);
         assert.equal(cacheKey(a) === cacheKey(b), same);
       }),
       { numRuns: 500 },
@@ -229,7 +234,10 @@ describe('canonicalSpec', () => {
   test('sorts plugins by module path (code-point order) and keeps everything else', () => {
     const s = spec();
     const c = canonicalSpec({ ...s, plugins: [{ module: 'github.com/b/x' }, { module: 'github.com/B/x' }, { module: 'github.com/a/x' }] });
-    assert.deepEqual(c.plugins.map((p) => p.module), ['github.com/B/x', 'github.com/a/x', 'github.com/b/x']);
+    assert.deepEqual(
+      c.plugins.map((p) => p.module),
+      ['github.com/B/x', 'github.com/a/x', 'github.com/b/x'],
+    );
     assert.equal(c.caddyVersion, s.caddyVersion);
     assert.deepEqual(c.toolchain, s.toolchain);
   });

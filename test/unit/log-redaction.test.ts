@@ -50,7 +50,10 @@ test('secret query parameters are redacted in every logged URL and error; the pa
   assert.ok(failure, 'the error line is there');
   assert.match(failure.err.message, /upstream refused http:\/\/upstream\.example\/api\/fails\?auth=\[REDACTED\]&access%5Ftoken=\[REDACTED\]/);
   assert.match(failure.err.stack, /\?auth=\[REDACTED\]/);
-  assert.ok(lines.some((l) => JSON.parse(l).msg === 'incoming request'), 'request logging is on');
+  assert.ok(
+    lines.some((l) => JSON.parse(l).msg === 'incoming request'),
+    'request logging is on',
+  );
 });
 
 test('redactUrl and redactText leave everything else alone', () => {

@@ -61,23 +61,18 @@ describe('parseRange', () => {
 
   test('any range returned lies inside the file', () => {
     fc.assert(
-      fc.property(
-        fc.option(fc.nat(3000), { nil: undefined }),
-        fc.option(fc.nat(3000), { nil: undefined }),
-        fc.nat(2000),
-        (a, b, n) => {
-          const r = parseRange(`bytes=${a ?? ''}-${b ?? ''}`, n);
-          if (r === null) {
-            assert.ok(a === undefined && b === undefined);
-            return;
-          }
-          if (r === 'unsatisfiable') return;
-          assert.ok(Number.isInteger(r.start) && Number.isInteger(r.end));
-          assert.ok(r.start >= 0 && r.start <= r.end && r.end < n, JSON.stringify({ a, b, n, r }));
-          if (a !== undefined) assert.equal(r.start, a);
-          else assert.equal(r.end - r.start + 1, Math.min(b!, n), 'suffix length');
-        },
-      ),
+      fc.property(fc.option(fc.nat(3000), { nil: undefined }), fc.option(fc.nat(3000), { nil: undefined }), fc.nat(2000), (a, b, n) => {
+        const r = parseRange(`bytes=${a ?? ''}-${b ?? ''}`, n);
+        if (r === null) {
+          assert.ok(a === undefined && b === undefined);
+          return;
+        }
+        if (r === 'unsatisfiable') return;
+        assert.ok(Number.isInteger(r.start) && Number.isInteger(r.end));
+        assert.ok(r.start >= 0 && r.start <= r.end && r.end < n, JSON.stringify({ a, b, n, r }));
+        if (a !== undefined) assert.equal(r.start, a);
+        else assert.equal(r.end - r.start + 1, Math.min(b!, n), 'suffix length');
+      }),
       { numRuns: 1000 },
     );
   });
@@ -208,10 +203,7 @@ describe('xcaddyArgs and binaryName', () => {
   const platforms = PlatformSet.fromDistListJson(readFileSync(new URL('./fixtures/dist-list.json', import.meta.url), 'utf8'));
 
   test('no argument from an accepted request starts with "-" (request -> parse -> args)', () => {
-    const piece = fc.oneof(
-      fc.string({ maxLength: 20 }),
-      fc.constantFrom('-', '--output', '--with', '-o', ' ', '=', '@', 'v1.2.3', 'main', 'github.com/', 'x', '/', '.', './', '../', '/etc'),
-    );
+    const piece = fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom('-', '--output', '--with', '-o', ' ', '=', '@', 'v1.2.3', 'main', 'github.com/', 'x', '/', '.', './', '../', '/etc'));
     const field = fc.array(piece, { maxLength: 4 }).map((a) => a.join(''));
     let accepted = 0;
     fc.assert(
@@ -236,7 +228,14 @@ describe('xcaddyArgs and binaryName', () => {
 
   test('no argument starts with "-" for typical accepted requests', () => {
     const requests = [
-      { os: 'linux', arch: 'amd64', plugins: [{ module: 'github.com/a/b', version: 'v1.2.3' }, { module: 'github.com/c/d', version: 'main', replace: 'github.com/e/d@v1.0.0' }] },
+      {
+        os: 'linux',
+        arch: 'amd64',
+        plugins: [
+          { module: 'github.com/a/b', version: 'v1.2.3' },
+          { module: 'github.com/c/d', version: 'main', replace: 'github.com/e/d@v1.0.0' },
+        ],
+      },
       { caddyVersion: '2.10.0', os: 'windows', arch: 'arm64', plugins: [{ module: 'github.com/x/y/v2', replace: 'github.com/z/y/v2' }] },
       { caddyVersion: 'master', os: 'linux', arch: 'arm', plugins: [{ module: 'example.com/p', version: '>=v1.2.0' }] },
     ];
@@ -306,7 +305,17 @@ describe('Toolchain environment allowlist', () => {
     for (const name of ENV_ALLOWLIST) assert.doesNotMatch(name, /SECRET|TOKEN|KEY|PASS|AWS|REDIS|FAIRWAY|NODE|^LD_|^DYLD_|^(HTTPS?|ALL|NO)_PROXY$|^SSH_|^GIT_/i, name);
     assert.equal(new Set(ENV_ALLOWLIST).size, ENV_ALLOWLIST.length);
     // Names that make xcaddy escalate (setcap, sudo) or build something else than the key says.
-    for (const name of ['XCADDY_SETCAP', 'XCADDY_SUDO', 'XCADDY_SKIP_BUILD', 'XCADDY_SKIP_CLEANUP', 'XCADDY_DEBUG', 'XCADDY_RACE_DETECTOR', 'XCADDY_GO_BUILD_FLAGS', 'XCADDY_GO_MOD_FLAGS', 'CADDY_VERSION']) {
+    for (const name of [
+      'XCADDY_SETCAP',
+      'XCADDY_SUDO',
+      'XCADDY_SKIP_BUILD',
+      'XCADDY_SKIP_CLEANUP',
+      'XCADDY_DEBUG',
+      'XCADDY_RACE_DETECTOR',
+      'XCADDY_GO_BUILD_FLAGS',
+      'XCADDY_GO_MOD_FLAGS',
+      'CADDY_VERSION',
+    ]) {
       assert.ok(!(ENV_ALLOWLIST as readonly string[]).includes(name), name);
     }
   });

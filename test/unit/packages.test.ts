@@ -5,15 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { downloadFilename, downloadInput, pinnedDownloadUrl } from '../../src/api/compat.js';
-import {
-  downloadErrorMessage,
-  downloadQuery,
-  goEncodeQuery,
-  goQueryEscape,
-  planPackages,
-  platformFromBuildInfo,
-  splitModule,
-} from '../../src/cli/packages.js';
+import { downloadErrorMessage, downloadQuery, goEncodeQuery, goQueryEscape, planPackages, platformFromBuildInfo, splitModule } from '../../src/cli/packages.js';
 import type { PluginPackage } from '../../src/catalog/index.js';
 
 const have = (...p: Array<[string, string]>) => new Map<string, PluginPackage>(p.map(([path, version]) => [path, { path, version }]));
@@ -27,10 +19,7 @@ describe('the query Caddy sends', () => {
   });
 
   test('upgrade/add-package on linux/amd64: the literal URL query of docs/compat.md', () => {
-    assert.equal(
-      downloadQuery({ os: 'linux', arch: 'amd64' }, [{ path: 'github.com/mholt/caddy-l4', version: 'v0.1.2' }]),
-      'arch=amd64&os=linux&p=github.com%2Fmholt%2Fcaddy-l4%40v0.1.2',
-    );
+    assert.equal(downloadQuery({ os: 'linux', arch: 'amd64' }, [{ path: 'github.com/mholt/caddy-l4', version: 'v0.1.2' }]), 'arch=amd64&os=linux&p=github.com%2Fmholt%2Fcaddy-l4%40v0.1.2');
     assert.equal(downloadQuery({ os: 'linux', arch: 'amd64' }, [{ path: 'github.com/caddy-dns/cloudflare', version: '' }]), 'arch=amd64&os=linux&p=github.com%2Fcaddy-dns%2Fcloudflare');
     assert.equal(downloadQuery({ os: 'linux', arch: 'arm' }, []), 'arch=arm&os=linux');
     // Fairway's CLI adds what it knows and Caddy does not send: GOARM, and a pinned version on request.
@@ -65,7 +54,10 @@ describe("Caddy's package edits", () => {
 
   test('add-package: new, new version, already added', () => {
     const cur = have(['github.com/mholt/caddy-l4', 'v0.1.1']);
-    assert.deepEqual(planPackages('add-package', cur, ['github.com/caddy-dns/cloudflare']).map((p) => `${p.path}@${p.version}`), ['github.com/caddy-dns/cloudflare@', 'github.com/mholt/caddy-l4@v0.1.1']);
+    assert.deepEqual(
+      planPackages('add-package', cur, ['github.com/caddy-dns/cloudflare']).map((p) => `${p.path}@${p.version}`),
+      ['github.com/caddy-dns/cloudflare@', 'github.com/mholt/caddy-l4@v0.1.1'],
+    );
     assert.deepEqual(planPackages('add-package', cur, ['github.com/mholt/caddy-l4@v0.1.2']), [{ path: 'github.com/mholt/caddy-l4', version: 'v0.1.2' }]);
     assert.throws(() => planPackages('add-package', cur, ['github.com/mholt/caddy-l4']), /package is already added/);
     assert.throws(() => planPackages('add-package', cur, ['github.com/mholt/caddy-l4@v0.1.1']), /package is already added/);
@@ -74,8 +66,14 @@ describe("Caddy's package edits", () => {
 
   test('remove-package (also with @version, where Caddy deletes nothing)', () => {
     const cur = have(['github.com/mholt/caddy-l4', 'v0.1.2'], ['github.com/caddy-dns/cloudflare', 'v0.2.1']);
-    assert.deepEqual(planPackages('remove-package', cur, ['github.com/mholt/caddy-l4']).map((p) => p.path), ['github.com/caddy-dns/cloudflare']);
-    assert.deepEqual(planPackages('remove-package', cur, ['github.com/mholt/caddy-l4@v0.1.2']).map((p) => p.path), ['github.com/caddy-dns/cloudflare']);
+    assert.deepEqual(
+      planPackages('remove-package', cur, ['github.com/mholt/caddy-l4']).map((p) => p.path),
+      ['github.com/caddy-dns/cloudflare'],
+    );
+    assert.deepEqual(
+      planPackages('remove-package', cur, ['github.com/mholt/caddy-l4@v0.1.2']).map((p) => p.path),
+      ['github.com/caddy-dns/cloudflare'],
+    );
     assert.throws(() => planPackages('remove-package', cur, ['github.com/x/y']), /package is not added/);
   });
 

@@ -54,7 +54,10 @@ describe('planPrune (pure rules)', () => {
   test('over budget: least recently used go first, only as many as needed', () => {
     const entries = [entry(1, 100, 5), entry(2, 100, 1), entry(3, 100, 3), entry(4, 100, 4)];
     const p = planPrune(entries, { maxBytes: 250, now: T0 + 10 * HOUR });
-    assert.deepEqual(p.remove.map((r) => r.key), [key(2), key(3)]);
+    assert.deepEqual(
+      p.remove.map((r) => r.key),
+      [key(2), key(3)],
+    );
     assert.ok(p.remove.every((r) => r.reason === 'budget'));
     assert.deepEqual(p.after, { bytes: 200, objects: 2 });
   });
@@ -62,42 +65,52 @@ describe('planPrune (pure rules)', () => {
   test('pinned artifacts are never removed, even when the budget cannot be met', () => {
     const entries = [entry(1, 100, 0, { pinned: true }), entry(2, 100, 1), entry(3, 100, 2, { pinned: true })];
     const p = planPrune(entries, { maxBytes: 50, now: T0 });
-    assert.deepEqual(p.remove.map((r) => r.key), [key(2)]);
+    assert.deepEqual(
+      p.remove.map((r) => r.key),
+      [key(2)],
+    );
     assert.equal(p.pinned, 2);
     assert.equal(p.overBudget, true);
     assert.equal(p.after.bytes, 200);
   });
 
   test('failure records go before successful builds, oldest first', () => {
-    const entries = [
-      entry(1, 100, 0),
-      entry(2, 1, 5, { status: 'failed' }),
-      entry(3, 1, 2, { status: 'canceled' }),
-      entry(4, 100, 3),
-    ];
+    const entries = [entry(1, 100, 0), entry(2, 1, 5, { status: 'failed' }), entry(3, 1, 2, { status: 'canceled' }), entry(4, 100, 3)];
     const p = planPrune(entries, { maxBytes: 150, now: T0 });
-    assert.deepEqual(p.remove.map((r) => r.key), [key(3), key(2), key(1)]);
+    assert.deepEqual(
+      p.remove.map((r) => r.key),
+      [key(3), key(2), key(1)],
+    );
   });
 
   test('max age removes everything not used within it; the budget then applies to the rest', () => {
     const entries = [entry(1, 100, 0), entry(2, 100, 9), entry(3, 100, 8), entry(4, 100, 1, { pinned: true })];
     const p = planPrune(entries, { maxAgeMs: 5 * HOUR, maxBytes: 250, now: T0 + 10 * HOUR });
-    assert.deepEqual(p.remove.map((r) => [r.key, r.reason]), [
-      [key(1), 'max-age'],
-      [key(3), 'budget'],
-    ]);
+    assert.deepEqual(
+      p.remove.map((r) => [r.key, r.reason]),
+      [
+        [key(1), 'max-age'],
+        [key(3), 'budget'],
+      ],
+    );
   });
 
   test('unaccounted bytes (unpublished leftovers) count against the budget but are not removable', () => {
     const p = planPrune([entry(1, 100, 0), entry(2, 100, 1)], { maxBytes: 250, now: T0, unaccountedBytes: 100 });
-    assert.deepEqual(p.remove.map((r) => r.key), [key(1)]);
+    assert.deepEqual(
+      p.remove.map((r) => r.key),
+      [key(1)],
+    );
     assert.equal(p.before.bytes, 300);
     assert.equal(p.after.bytes, 200);
   });
 
   test('ties are broken by key, so plans are deterministic', () => {
     const p = planPrune([entry(9, 10, 0), entry(3, 10, 0)], { maxBytes: 10, now: T0 });
-    assert.deepEqual(p.remove.map((r) => r.key), [key(3)]);
+    assert.deepEqual(
+      p.remove.map((r) => r.key),
+      [key(3)],
+    );
   });
 });
 
@@ -151,14 +164,21 @@ describe('Pruner on a real fs store', () => {
     const pruner = new Pruner({ store, access, limits: { maxBytes: 2 * one + 10 }, logger: silent, onReport: (r) => reports.push(r), now: () => T0 + 6 * HOUR });
     const dry = await pruner.run({ dryRun: true });
     assert.equal(dry.dryRun, true);
-    assert.deepEqual(dry.removed.map((r) => r.key), [key(4), key(2)], 'the failure record first, then the LRU build (not the downloaded one)');
+    assert.deepEqual(
+      dry.removed.map((r) => r.key),
+      [key(4), key(2)],
+      'the failure record first, then the LRU build (not the downloaded one)',
+    );
     assert.equal((await store.stats()).objects, 4, 'a dry run removes nothing');
 
     const real = await pruner.run({ trigger: 'test' });
-    assert.deepEqual(real.removed.map((r) => [r.key, r.reason]), [
-      [key(4), 'budget'],
-      [key(2), 'budget'],
-    ]);
+    assert.deepEqual(
+      real.removed.map((r) => [r.key, r.reason]),
+      [
+        [key(4), 'budget'],
+        [key(2), 'budget'],
+      ],
+    );
     assert.equal(real.removed[1]!.lastAccess, new Date(T0 + HOUR).toISOString(), 'never downloaded: its finish time');
     assert.deepEqual(real.before.objects, 4);
     assert.deepEqual(real.after, { bytes: real.before.bytes - real.removed.reduce((n, r) => n + r.bytes, 0), objects: 2 });
@@ -169,7 +189,10 @@ describe('Pruner on a real fs store', () => {
 
     // One-off limits override the configured ones (admin "what if").
     const whatIf = await pruner.run({ dryRun: true, maxBytes: 0 });
-    assert.deepEqual(whatIf.removed.map((r) => r.key), [key(3), key(1)]);
+    assert.deepEqual(
+      whatIf.removed.map((r) => r.key),
+      [key(3), key(1)],
+    );
     await access.close();
   });
 
@@ -329,7 +352,16 @@ describe('scheduler', () => {
     const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
     const s = new Scheduler(logger);
     let runs = 0;
-    s.add({ name: 'f', intervalMs: 10, firstDelayMs: 0, jitter: 0, run: async () => { runs++; throw new Error('nope'); } });
+    s.add({
+      name: 'f',
+      intervalMs: 10,
+      firstDelayMs: 0,
+      jitter: 0,
+      run: async () => {
+        runs++;
+        throw new Error('nope');
+      },
+    });
     s.start();
     await until(() => runs >= 2, 'a second run after the failure');
     await s.stop();
@@ -385,7 +417,16 @@ describe('Go cache budget', () => {
     const gate = new BuildGate();
     let cleaning!: () => void;
     const order: string[] = [];
-    const clean = gate.whenIdle(() => new Promise<void>((r) => (cleaning = () => { order.push('clean done'); r(); })));
+    const clean = gate.whenIdle(
+      () =>
+        new Promise<void>(
+          (r) =>
+            (cleaning = () => {
+              order.push('clean done');
+              r();
+            }),
+        ),
+    );
     const job = gate.wrap<null>(async () => void order.push('build'));
     const built = job({} as never);
     await new Promise((r) => setTimeout(r, 20));
@@ -406,11 +447,17 @@ describe('Go cache budget', () => {
 
 describe('prebuilds and version refresh', () => {
   test('expandPrebuilds: platforms expand to one spec each', () => {
-    assert.deepEqual(expandPrebuilds([{ caddyVersion: 'latest', platforms: ['linux/amd64', 'linux/arm/v6'], plugins: [] }, { os: 'darwin', arch: 'arm64' }]), [
-      { caddyVersion: 'latest', os: 'linux', arch: 'amd64', plugins: [] },
-      { caddyVersion: 'latest', os: 'linux', arch: 'arm', arm: '6', plugins: [] },
-      { os: 'darwin', arch: 'arm64' },
-    ]);
+    assert.deepEqual(
+      expandPrebuilds([
+        { caddyVersion: 'latest', platforms: ['linux/amd64', 'linux/arm/v6'], plugins: [] },
+        { os: 'darwin', arch: 'arm64' },
+      ]),
+      [
+        { caddyVersion: 'latest', os: 'linux', arch: 'amd64', plugins: [] },
+        { caddyVersion: 'latest', os: 'linux', arch: 'arm', arm: '6', plugins: [] },
+        { os: 'darwin', arch: 'arm64' },
+      ],
+    );
   });
 
   test('Prebuilder substitutes the listed latest for `latest` and reports what was queued', async () => {
@@ -431,7 +478,10 @@ describe('prebuilds and version refresh', () => {
       { caddyVersion: 'v2.10.0', os: 'linux', arch: 'arm64' },
     ]);
     assert.deepEqual(queued, [key(1)]);
-    assert.deepEqual(r.map((x) => x.queued), [true, false]);
+    assert.deepEqual(
+      r.map((x) => x.queued),
+      [true, false],
+    );
   });
 
   test('GoResolver.caddyVersions({refresh}) re-reads the list and moves refreshedAt; VersionRefresher tracks latest', async () => {
@@ -540,10 +590,7 @@ describe('ops config keys', () => {
     assert.equal(c.pruneInterval, 3_600_000);
   });
   test('sizes, durations, lists from flags and env', () => {
-    const c = load(
-      { storeMaxBytes: '20GB', storeMaxAge: '30d', prebuild: 'linux/amd64,linux/arm64', goCacheMaxBytes: '10GiB', refreshInterval: '15m' },
-      { FAIRWAY_PINNED: `${key(1)},${key(2)}` },
-    );
+    const c = load({ storeMaxBytes: '20GB', storeMaxAge: '30d', prebuild: 'linux/amd64,linux/arm64', goCacheMaxBytes: '10GiB', refreshInterval: '15m' }, { FAIRWAY_PINNED: `${key(1)},${key(2)}` });
     assert.equal(c.storeMaxBytes, 20e9);
     assert.equal(c.storeMaxAge, 30 * 24 * HOUR);
     assert.equal(c.goCacheMaxBytes, 10 * 1024 ** 3);

@@ -123,7 +123,11 @@ describe('queue journal', () => {
     }
     assert.deepEqual(
       second.calls.map((c) => [c.key, c.payload.n]),
-      [['zz1', 1], ['mm2', 2], ['aa3', 3]],
+      [
+        ['zz1', 1],
+        ['mm2', 2],
+        ['aa3', 3],
+      ],
     );
     await waitFor('journal empty', async () => (await files(dir)).length === 0);
     await second.q.close();
@@ -177,7 +181,10 @@ describe('queue journal', () => {
     assert.equal(await second.q.get('done1'), null);
     assert.deepEqual(await files(dir), ['todo2.json']);
     await waitFor('todo2 running', () => second.calls.length === 1);
-    assert.deepEqual(second.calls.map((c) => c.key), ['todo2']);
+    assert.deepEqual(
+      second.calls.map((c) => c.key),
+      ['todo2'],
+    );
     second.release.get('todo2')!();
     await waitFor('journal empty', async () => (await files(dir)).length === 0);
     await second.q.close();

@@ -6,9 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LocalQueue, type FinalState, type JobContext, type JobEvent, type Processor } from '../../src/queue/index.js';
 
-interface Script {
-  (ctx: JobContext<Script>): Promise<void>;
-}
+type Script = (ctx: JobContext<Script>) => Promise<void>
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -56,8 +54,7 @@ function collect(it: AsyncIterable<JobEvent>): Promise<JobEvent[]> {
 }
 
 /** Events without timestamps, for exact comparisons. */
-const plain = (events: JobEvent[]) =>
-  events.map((e) => (e.type === 'line' ? { type: 'line', seq: e.line.seq, stream: e.line.stream, text: e.line.text } : e));
+const plain = (events: JobEvent[]) => events.map((e) => (e.type === 'line' ? { type: 'line', seq: e.line.seq, stream: e.line.stream, text: e.line.text } : e));
 const texts = (events: JobEvent[]) => events.flatMap((e) => (e.type === 'line' ? [e.line.text] : []));
 
 /** A queue whose processor records calls and runs the payload script. */
@@ -136,8 +133,16 @@ describe('LocalQueue', () => {
     b.release();
     await waitFor('k done', async () => (await state('k')) === 'succeeded');
     await waitFor('k2 done', async () => (await state('k2')) === 'succeeded');
-    assert.deepEqual(calls.filter((c) => c === 'k'), ['k'], 'processor ran once for k');
-    assert.deepEqual(calls.filter((c) => c === 'k2'), ['k2'], 'processor ran once for k2');
+    assert.deepEqual(
+      calls.filter((c) => c === 'k'),
+      ['k'],
+      'processor ran once for k',
+    );
+    assert.deepEqual(
+      calls.filter((c) => c === 'k2'),
+      ['k2'],
+      'processor ran once for k2',
+    );
 
     // Once finished, the key can be built again.
     const again = await q.enqueue('k', noop);
@@ -185,7 +190,10 @@ describe('LocalQueue', () => {
     // D's follower saw its place move up: 3, 2, 1, then it ran.
     const events = await followD;
     const positions = events.flatMap((e) => (e.type === 'phase' && e.position !== undefined ? [e.position] : []));
-    assert.deepEqual(positions.filter((p, i) => p !== positions[i - 1]), [3, 2, 1]);
+    assert.deepEqual(
+      positions.filter((p, i) => p !== positions[i - 1]),
+      [3, 2, 1],
+    );
     const phases = events.flatMap((e) => (e.type === 'phase' ? [e.phase] : []));
     assert.deepEqual(phases.slice(-2), ['resolving', 'done']);
     assert.deepEqual(events.at(-1), { type: 'end', state: 'succeeded' });
@@ -223,7 +231,10 @@ describe('LocalQueue', () => {
       ctx.log('stdout', 'four');
       ctx.log('system', 'five');
       // lines() is async in the queue interface; awaiting also copes with a plain array.
-      assert.deepEqual((await ctx.lines()).map((l) => l.seq), [0, 1, 2, 3, 4]);
+      assert.deepEqual(
+        (await ctx.lines()).map((l) => l.seq),
+        [0, 1, 2, 3, 4],
+      );
     });
     await logged.promise;
     const early = collect(q.follow('k'));
@@ -263,7 +274,10 @@ describe('LocalQueue', () => {
     const events = collect(q.follow('k'));
     b.release();
     const got = await events;
-    assert.deepEqual(texts(got), Array.from({ length: 100 }, (_, i) => `line ${i}`));
+    assert.deepEqual(
+      texts(got),
+      Array.from({ length: 100 }, (_, i) => `line ${i}`),
+    );
     assert.deepEqual(plain(got)[0], { type: 'phase', phase: 'queued', position: 1 });
     assert.deepEqual(got.at(-1), { type: 'end', state: 'succeeded' });
     await q.close();
@@ -353,8 +367,15 @@ describe('LocalQueue', () => {
     assert.deepEqual(calls, ['A', 'C']);
     assert.equal(bRan, false);
     const positionsC = (await followC).flatMap((e) => (e.type === 'phase' && e.position !== undefined ? [e.position] : []));
-    assert.deepEqual(positionsC.filter((p, i) => p !== positionsC[i - 1]), [2, 1], "C's follower is told it moved up");
-    assert.deepEqual(finished.filter(([k]) => k === 'B'), [['B', 'canceled', 'canceled while queued']]);
+    assert.deepEqual(
+      positionsC.filter((p, i) => p !== positionsC[i - 1]),
+      [2, 1],
+      "C's follower is told it moved up",
+    );
+    assert.deepEqual(
+      finished.filter(([k]) => k === 'B'),
+      [['B', 'canceled', 'canceled while queued']],
+    );
     assert.equal(await q.cancel('B'), false, 'already canceled');
     assert.equal(await q.cancel('C'), false, 'already done');
     assert.equal(await q.cancel('unknown'), false);

@@ -15,7 +15,11 @@ import { buildProcessor, checkRemoteJob, type BuildPayload } from '../../src/ser
 import { cacheKey, checkResolvedSpec, PlatformSet, SpecError, type ResolvedSpec } from '../../src/spec/index.js';
 import { FsStore } from '../../src/store/index.js';
 
-const platforms = new PlatformSet([{ os: 'linux', arch: 'amd64' }, { os: 'linux', arch: 'arm' }, { os: 'windows', arch: 'amd64' }]);
+const platforms = new PlatformSet([
+  { os: 'linux', arch: 'amd64' },
+  { os: 'linux', arch: 'arm' },
+  { os: 'windows', arch: 'amd64' },
+]);
 const good: ResolvedSpec = {
   caddyVersion: 'v2.11.9',
   os: 'linux',
@@ -28,7 +32,11 @@ const good: ResolvedSpec = {
 };
 const check = (spec: unknown, allowLocalPaths = false) => checkResolvedSpec(spec, { platforms, allowLocalPaths });
 const refused = (spec: unknown, field: RegExp, allowLocalPaths = false) =>
-  assert.throws(() => check(spec, allowLocalPaths), (e: unknown) => e instanceof SpecError && field.test(e.field), JSON.stringify(spec).slice(0, 200));
+  assert.throws(
+    () => check(spec, allowLocalPaths),
+    (e: unknown) => e instanceof SpecError && field.test(e.field),
+    JSON.stringify(spec).slice(0, 200),
+  );
 
 test('a spec a hub resolved passes unchanged, and survives a JSON round trip (Redis)', () => {
   assert.deepEqual(check(JSON.parse(JSON.stringify(good))), good);
@@ -92,7 +100,11 @@ test('a remote job whose spec does not hash to its key is refused before anythin
     await assert.rejects(process(ctx(otherKey, good)), (e: unknown) => e instanceof JobRefused && /cache key/.test((e as Error).message));
     await assert.rejects(process(ctx(cacheKey(good), { ...good, caddyVersion: 'latest' })), (e: unknown) => e instanceof JobRefused && /caddyVersion/.test((e as Error).message));
     assert.equal(ran, 0);
-    assert.deepEqual((await readdir(join(dir, 'artifacts'))).filter((n) => !n.startsWith('.')), [], 'nothing stored');
+    assert.deepEqual(
+      (await readdir(join(dir, 'artifacts'))).filter((n) => !n.startsWith('.')),
+      [],
+      'nothing stored',
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { bwrapArgs, openSandbox, parseGoproxy, proxyPath, SandboxRunError, startModuleRelay, type Sandbox, type SandboxCommand } from '../../src/sandbox/index.js';
 
 describe('GOPROXY for sandboxed builds', () => {
-  test('parseGoproxy keeps proxies with Go\'s fallback rule and drops direct/off', () => {
+  test("parseGoproxy keeps proxies with Go's fallback rule and drops direct/off", () => {
     assert.deepEqual(parseGoproxy('https://a.example,https://b.example|file:///srv/mods,direct'), {
       upstreams: [
         { url: 'https://a.example', fallThrough: 'not-found' },
@@ -28,13 +28,37 @@ describe('GOPROXY for sandboxed builds', () => {
   });
 
   test('the relay answers module and checksum-database paths only', () => {
-    for (const ok of ['/github.com/mholt/caddy-l4/@v/list', '/github.com/!burnt!sushi/toml/@v/v1.3.2.zip', '/example.com/x/@latest', '/golang.org/x/net/@v/v0.1.0.info', '/sumdb/sum.golang.org/supported', '/sumdb/sum.golang.org/lookup/github.com/mholt/caddy-l4@v0.1.2', '/sumdb/sum.golang.org/tile/8/0/x123/456']) {
+    for (const ok of [
+      '/github.com/mholt/caddy-l4/@v/list',
+      '/github.com/!burnt!sushi/toml/@v/v1.3.2.zip',
+      '/example.com/x/@latest',
+      '/golang.org/x/net/@v/v0.1.0.info',
+      '/sumdb/sum.golang.org/supported',
+      '/sumdb/sum.golang.org/lookup/github.com/mholt/caddy-l4@v0.1.2',
+      '/sumdb/sum.golang.org/tile/8/0/x123/456',
+    ]) {
       assert.equal(proxyPath(ok), ok, ok);
     }
     // The go command percent-encodes the "!" of case-encoded paths: decoded once, forwarded decoded.
     assert.equal(proxyPath('/github.com/%21andreas%21briese/bbloom/@v/v0.0.0-20190825152654-46b345b51c96.mod'), '/github.com/!andreas!briese/bbloom/@v/v0.0.0-20190825152654-46b345b51c96.mod');
     assert.equal(proxyPath('/sumdb/sum.golang.org/lookup/github.com/%21burnt%21sushi/toml@v1.3.2'), '/sumdb/sum.golang.org/lookup/github.com/!burnt!sushi/toml@v1.3.2');
-    for (const bad of ['/x/@v/%252e.zip', '/x/@v/%zz.zip', '/x/%2F@v/list', '/x/@v/v1%0a.zip', '/', '/metrics', '/api/builds', '/../etc/passwd', '/a/../b/@v/list', '/x/@v/%2e%2e.zip', '//evil/@v/list', '/Github.com/X/@v/list', '/x/@v/v1.zip/extra', '/sumdb/sum.golang.org/../../x', '/x/@v/list\\..']) {
+    for (const bad of [
+      '/x/@v/%252e.zip',
+      '/x/@v/%zz.zip',
+      '/x/%2F@v/list',
+      '/x/@v/v1%0a.zip',
+      '/',
+      '/metrics',
+      '/api/builds',
+      '/../etc/passwd',
+      '/a/../b/@v/list',
+      '/x/@v/%2e%2e.zip',
+      '//evil/@v/list',
+      '/Github.com/X/@v/list',
+      '/x/@v/v1.zip/extra',
+      '/sumdb/sum.golang.org/../../x',
+      '/x/@v/list\\..',
+    ]) {
       assert.equal(proxyPath(bad), null, bad);
     }
   });
@@ -82,8 +106,7 @@ describe('the bubblewrap sandbox', () => {
     await sandbox.close();
   });
 
-  const sh = (script: string, o: Partial<SandboxCommand> = {}) =>
-    sandbox.run({ argv: ['/bin/sh', '-c', script], env: { PATH: '/usr/bin:/bin' }, network: 'none', ...o }, { timeoutMs: 20_000 });
+  const sh = (script: string, o: Partial<SandboxCommand> = {}) => sandbox.run({ argv: ['/bin/sh', '-c', script], env: { PATH: '/usr/bin:/bin' }, network: 'none', ...o }, { timeoutMs: 20_000 });
 
   test('runs as the build user, not as the server', async () => {
     const { stdout } = await sh('id -u; id -g; cat /proc/self/status | grep -E "^(CapEff|NoNewPrivs)"');
@@ -98,11 +121,13 @@ describe('the bubblewrap sandbox', () => {
   test('sees no server process and no server environment', async () => {
     // Everything readable in /proc/*/environ and cmdline is printed; the check is made out here,
     // so the script's own command line does not hold the secret.
-    const { stdout } = await sh(`ls /proc | grep -E '^[0-9]+$' | wc -l; test -e /proc/${process.pid}/environ && echo visible || echo hidden; cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n'; env`);
+    const { stdout } = await sh(
+      `ls /proc | grep -E '^[0-9]+$' | wc -l; test -e /proc/${process.pid}/environ && echo visible || echo hidden; cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n'; env`,
+    );
     const [count, server] = stdout.trim().split('\n');
     assert.ok(Number(count) <= 6, `only the sandbox's own processes: ${count}`);
     assert.equal(server, 'hidden');
-    assert.ok(stdout.includes('PATH=/usr/bin:/bin'), 'the sandbox\'s own environ was readable, so a leak would show');
+    assert.ok(stdout.includes('PATH=/usr/bin:/bin'), "the sandbox's own environ was readable, so a leak would show");
     assert.ok(!stdout.includes(secret), 'the server environment is not visible');
   });
 
@@ -147,7 +172,12 @@ describe('the bubblewrap sandbox', () => {
 
   test('the environment is exactly the one given; GOPROXY is the relay for module commands', async () => {
     const { stdout } = await sandbox.run({ argv: ['/usr/bin/env'], env: { PATH: '/usr/bin:/bin', GOPROXY: 'https://evil.example', GOPRIVATE: 'corp.example', A: 'b' }, network: 'modules' });
-    const env = Object.fromEntries(stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const env = Object.fromEntries(
+      stdout
+        .trim()
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
     assert.equal(env.GOPROXY, 'http://127.0.0.1:3128');
     assert.equal(env.GOPRIVATE, undefined);
     assert.equal(env.GONOSUMDB, 'corp.example', 'private modules still skip the checksum database');
@@ -162,7 +192,7 @@ describe('the bubblewrap sandbox', () => {
       assert.throws(() => bwrapArgs({ argv: ['/bin/true'], env: {}, network: 'none', readOnly: [bad] }, plan), /clean absolute path/, bad);
     }
     const args = bwrapArgs({ argv: ['/bin/true', '--ro-bind', '/', '/'], env: {}, network: 'none' }, plan);
-    assert.deepEqual(args.slice(args.indexOf('--') + 1), ['/bin/true', '--ro-bind', '/', '/'], 'the command\'s own arguments come after --, never read as bwrap options');
+    assert.deepEqual(args.slice(args.indexOf('--') + 1), ['/bin/true', '--ro-bind', '/', '/'], "the command's own arguments come after --, never read as bwrap options");
   });
 
   test('a file:// relay never serves outside its root', async () => {
@@ -170,7 +200,14 @@ describe('the bubblewrap sandbox', () => {
     try {
       const { request } = await import('node:http');
       const get = (path: string) =>
-        new Promise<number>((ok, fail) => request({ socketPath: relay.socketPath, path }, (res) => { res.resume(); ok(res.statusCode!); }).on('error', fail).end());
+        new Promise<number>((ok, fail) =>
+          request({ socketPath: relay.socketPath, path }, (res) => {
+            res.resume();
+            ok(res.statusCode!);
+          })
+            .on('error', fail)
+            .end(),
+        );
       assert.equal(await get('/example.com/m/@v/list'), 200);
       assert.equal(await get('/example.com/m/@v/../../../secret.txt'), 404);
       assert.equal(await get('/../secret.txt'), 404);
@@ -209,7 +246,10 @@ describe('without a working sandbox, nothing builds', () => {
     const fake = join(dir, 'bwrap');
     await writeFile(fake, '#!/bin/sh\necho "bwrap: No permissions to creating new namespace" >&2\nexit 1\n');
     await chmod(fake, 0o755);
-    await assert.rejects(openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', bwrapBin: fake }), /builds cannot start: the bubblewrap sandbox does not work here \(bwrap: No permissions to creating new namespace\)/);
+    await assert.rejects(
+      openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', bwrapBin: fake }),
+      /builds cannot start: the bubblewrap sandbox does not work here \(bwrap: No permissions to creating new namespace\)/,
+    );
   });
 
   test('--sandbox none is the explicit opt-out, and says so loudly', async () => {

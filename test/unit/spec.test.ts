@@ -8,15 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { MAX_MODULE_PATH } from '../../src/spec/grammar.js';
-import {
-  CADDY_MODULE,
-  PlatformSet,
-  SpecError,
-  parseBuildRequest,
-  parsePluginArg,
-  type BuildRequest,
-  type ParseOptions,
-} from '../../src/spec/index.js';
+import { CADDY_MODULE, PlatformSet, SpecError, parseBuildRequest, parsePluginArg, type BuildRequest, type ParseOptions } from '../../src/spec/index.js';
 
 const platforms = PlatformSet.fromDistListJson(readFileSync(new URL('./fixtures/dist-list.json', import.meta.url), 'utf8'));
 const remote: ParseOptions = { platforms, maxPlugins: 50, allowLocalReplace: false };
@@ -115,9 +107,17 @@ describe('parseBuildRequest: accepted inputs', () => {
     ['plugin comparison >v1', withVersion('>v1'), { plugins: [{ module: 'github.com/mholt/caddy-l4', version: '>v1' }] }],
     ['empty version is dropped', withVersion(''), { plugins: [{ module: 'github.com/mholt/caddy-l4' }] }],
     ['empty replace is dropped', withReplace(''), { plugins: [{ module: 'github.com/mholt/caddy-l4' }] }],
-    ['replacement module@version', withPlugin({ version: 'v1.0.0', replace: 'github.com/fork/caddy-l4@v1.0.1' }), { plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v1.0.0', replace: 'github.com/fork/caddy-l4@v1.0.1' }] }],
+    [
+      'replacement module@version',
+      withPlugin({ version: 'v1.0.0', replace: 'github.com/fork/caddy-l4@v1.0.1' }),
+      { plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v1.0.0', replace: 'github.com/fork/caddy-l4@v1.0.1' }] },
+    ],
     ['replacement module@branch', withReplace('github.com/fork/caddy-l4@fix/bug-1'), { plugins: [{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/fork/caddy-l4@fix/bug-1' }] }],
-    ['replacement module@pseudo', withReplace('github.com/fork/caddy-l4@v0.0.0-20240101120000-abcdef123456'), { plugins: [{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/fork/caddy-l4@v0.0.0-20240101120000-abcdef123456' }] }],
+    [
+      'replacement module@pseudo',
+      withReplace('github.com/fork/caddy-l4@v0.0.0-20240101120000-abcdef123456'),
+      { plugins: [{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/fork/caddy-l4@v0.0.0-20240101120000-abcdef123456' }] },
+    ],
     ['replacement module without version', withReplace('github.com/fork/caddy-l4'), { plugins: [{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/fork/caddy-l4' }] }],
     ['module with /v2', withModule('github.com/x/y/v2'), { plugins: [{ module: 'github.com/x/y/v2' }] }],
     ['module with /v10', withModule('github.com/x/y/v10'), { plugins: [{ module: 'github.com/x/y/v10' }] }],
@@ -132,7 +132,12 @@ describe('parseBuildRequest: accepted inputs', () => {
     ['local replace "../../x" for trusted callers', withReplace('../../x'), { plugins: [{ module: 'github.com/mholt/caddy-l4', replace: '../../x' }] }, trusted],
     ['local replace "./x" for trusted callers', withReplace('./x'), { plugins: [{ module: 'github.com/mholt/caddy-l4', replace: './x' }] }, trusted],
     ['local replace "." for trusted callers', withReplace('.'), { plugins: [{ module: 'github.com/mholt/caddy-l4', replace: '.' }] }, trusted],
-    ['module replace for trusted callers still fine', withReplace('github.com/fork/caddy-l4@v1.0.1'), { plugins: [{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/fork/caddy-l4@v1.0.1' }] }, trusted],
+    [
+      'module replace for trusted callers still fine',
+      withReplace('github.com/fork/caddy-l4@v1.0.1'),
+      { plugins: [{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/fork/caddy-l4@v1.0.1' }] },
+      trusted,
+    ],
     [
       'several plugins keep their order',
       { ...base, plugins: [{ module: 'github.com/b/b' }, { module: 'github.com/a/a', version: 'v1.0.0' }, { module: 'github.com/A/a' }] },
@@ -152,10 +157,7 @@ describe('parseBuildRequest: accepted inputs', () => {
   }
 
   test('full result for a typical request', () => {
-    const out = parseBuildRequest(
-      { caddyVersion: '2.11.9', os: 'linux', arch: 'arm', plugins: [{ module: 'github.com/caddy-dns/cloudflare', version: 'v0.2.1' }] },
-      remote,
-    );
+    const out = parseBuildRequest({ caddyVersion: '2.11.9', os: 'linux', arch: 'arm', plugins: [{ module: 'github.com/caddy-dns/cloudflare', version: 'v0.2.1' }] }, remote);
     assert.deepEqual(out, {
       caddyVersion: 'v2.11.9',
       os: 'linux',
@@ -436,7 +438,14 @@ describe('parseBuildRequest: properties over arbitrary strings', () => {
     const name = fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,8}$/);
     const moduleField = fc.oneof(field, name);
     const versionField = fc.option(fc.oneof(field, fc.constantFrom('v1.2.3', 'latest', 'master', 'v0.0.0-20240101000000-abcdefabcdef')), { nil: undefined });
-    const replaceField = fc.option(fc.oneof(field, name.map((n) => `github.com/fork/${n}`), name.map((n) => `github.com/fork/${n}@v1.0.0`)), { nil: undefined });
+    const replaceField = fc.option(
+      fc.oneof(
+        field,
+        name.map((n) => `github.com/fork/${n}`),
+        name.map((n) => `github.com/fork/${n}@v1.0.0`),
+      ),
+      { nil: undefined },
+    );
     let accepted = 0;
     fc.assert(
       fc.property(moduleField, versionField, replaceField, (module, version, replace) => {
@@ -482,7 +491,12 @@ describe('parseBuildRequest: properties over arbitrary strings', () => {
   });
 
   test('any non-ASCII or control character is refused in every field', () => {
-    const bad = fc.oneof(fc.integer({ min: 0, max: 0x20 }), fc.integer({ min: 0x7f, max: 0x10ffff }).filter((c) => c < 0xd800 || c > 0xdfff)).map((c) => String.fromCodePoint(c));
+    const bad = fc
+      .oneof(
+        fc.integer({ min: 0, max: 0x20 }),
+        fc.integer({ min: 0x7f, max: 0x10ffff }).filter((c) => c < 0xd800 || c > 0xdfff),
+      )
+      .map((c) => String.fromCodePoint(c));
     fc.assert(
       fc.property(bad, fc.nat(8), (ch, at) => {
         const ins = (s: string) => s.slice(0, Math.min(at, s.length)) + ch + s.slice(Math.min(at, s.length));

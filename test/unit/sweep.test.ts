@@ -16,7 +16,7 @@ const alive = (pid: number) => {
   }
 };
 
-test('sweepOrphanBuilds kills the process group of a build whose owner died, and keeps live owners\' builds', async () => {
+test("sweepOrphanBuilds kills the process group of a build whose owner died, and keeps live owners' builds", async () => {
   const tmp = await mkdtemp(join(tmpdir(), 'fairway-sweep-'));
   // A "build" left running by a dead owner: a detached process group.
   const orphan = spawn('sleep', ['300'], { detached: true, stdio: 'ignore' });
@@ -59,7 +59,7 @@ test('sweepOrphanBuilds kills the process group of a build whose owner died, and
     assert.equal(alive(ownerReused.pid!), false, 'a build whose owner PID was reused is orphaned: killed');
     assert.equal(alive(reused.pid!), true, 'a process that merely reuses a recorded PID is never killed');
     assert.equal(existsSync(join(tmp, 'build-reused')), false);
-    assert.equal(alive(live.pid!), true, 'a live owner\'s build keeps running');
+    assert.equal(alive(live.pid!), true, "a live owner's build keeps running");
     assert.equal(existsSync(join(tmp, 'build-dead')), false);
     assert.equal(existsSync(join(tmp, 'build-owner-reused')), false, 'the dir of a build whose owner PID was reused is removed');
     assert.equal(existsSync(join(tmp, 'build-stale')), false, 'an old dir without an owner file is removed, not only reported');

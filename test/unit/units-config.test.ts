@@ -34,7 +34,10 @@ describe('parseDuration', () => {
   const invalid = ['', ' ', 'soon', '10x', '90 s', '1h 30m', '-5s', 's', 'ms', '1.s', '1e3', '1h-30m', '5m!', '0x10', '1,5h', 'Infinity'];
   for (const input of invalid) {
     test(`${JSON.stringify(input)} is refused`, () => {
-      assert.throws(() => parseDuration(input), (e: Error) => e.message.includes('invalid duration') && e.message.includes(JSON.stringify(input)));
+      assert.throws(
+        () => parseDuration(input),
+        (e: Error) => e.message.includes('invalid duration') && e.message.includes(JSON.stringify(input)),
+      );
     });
   }
 });
@@ -229,10 +232,7 @@ describe('loadConfig', () => {
     assert.equal(loadConfig({ env: {}, file: f }).goproxy, 'https://file.example');
     assert.equal(loadConfig({ env: { GOPROXY: 'https://go.example' }, file: f }).goproxy, 'https://go.example');
     assert.equal(loadConfig({ env: { GOPROXY: 'https://go.example', FAIRWAY_GOPROXY: 'https://fw.example' }, file: f }).goproxy, 'https://fw.example');
-    assert.equal(
-      loadConfig({ env: { GOPROXY: 'https://go.example', FAIRWAY_GOPROXY: 'https://fw.example' }, file: f, flags: { goproxy: 'off' } }).goproxy,
-      'off',
-    );
+    assert.equal(loadConfig({ env: { GOPROXY: 'https://go.example', FAIRWAY_GOPROXY: 'https://fw.example' }, file: f, flags: { goproxy: 'off' } }).goproxy, 'off');
   });
 
   test('relative directories are made absolute', () => {
@@ -276,12 +276,18 @@ describe('loadConfig', () => {
 
   test('invalid: unknown key in the file names the key', () => {
     const f = file('e.json', { port: 9000, workrs: 2 });
-    assert.throws(() => loadConfig({ env: {}, file: f }), (e: unknown) => e instanceof ConfigError && e.message.includes('workrs'));
+    assert.throws(
+      () => loadConfig({ env: {}, file: f }),
+      (e: unknown) => e instanceof ConfigError && e.message.includes('workrs'),
+    );
   });
 
   test('invalid: a wrongly typed file value names the setting', () => {
     const f = file('f.json', { logLevel: 3 });
-    assert.throws(() => loadConfig({ env: {}, file: f }), (e: unknown) => e instanceof ConfigError && e.message.includes('logLevel'));
+    assert.throws(
+      () => loadConfig({ env: {}, file: f }),
+      (e: unknown) => e instanceof ConfigError && e.message.includes('logLevel'),
+    );
   });
 
   test('invalid: several problems are all reported', () => {
@@ -293,9 +299,15 @@ describe('loadConfig', () => {
 
   test('invalid: a file that is not JSON, or missing, is a ConfigError naming the file', () => {
     const bad = file('bad.json', '{ port: 9000 ');
-    assert.throws(() => loadConfig({ env: {}, file: bad }), (e: unknown) => e instanceof ConfigError && e.message.includes(bad));
+    assert.throws(
+      () => loadConfig({ env: {}, file: bad }),
+      (e: unknown) => e instanceof ConfigError && e.message.includes(bad),
+    );
     const missing = join(dir, 'missing.json');
-    assert.throws(() => loadConfig({ env: {}, file: missing }), (e: unknown) => e instanceof ConfigError && e.message.includes(missing));
+    assert.throws(
+      () => loadConfig({ env: {}, file: missing }),
+      (e: unknown) => e instanceof ConfigError && e.message.includes(missing),
+    );
   });
 
   test('an invalid file value is fixed by a valid env value (env wins before validation)', () => {

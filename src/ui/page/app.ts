@@ -186,7 +186,19 @@ const selectedList = $('selected');
 const selected = new Map<string, string>(); // module -> version ('' = latest)
 
 let platforms: Array<{ os: string; arch: string }> = [];
-const OS_NAMES: Record<string, string> = { linux: 'Linux', darwin: 'macOS', windows: 'Windows', freebsd: 'FreeBSD', openbsd: 'OpenBSD', netbsd: 'NetBSD', android: 'Android', illumos: 'illumos', solaris: 'Solaris', dragonfly: 'DragonFly BSD', aix: 'AIX' };
+const OS_NAMES: Record<string, string> = {
+  linux: 'Linux',
+  darwin: 'macOS',
+  windows: 'Windows',
+  freebsd: 'FreeBSD',
+  openbsd: 'OpenBSD',
+  netbsd: 'NetBSD',
+  android: 'Android',
+  illumos: 'illumos',
+  solaris: 'Solaris',
+  dragonfly: 'DragonFly BSD',
+  aix: 'AIX',
+};
 const OS_ORDER = ['linux', 'darwin', 'windows', 'freebsd'];
 
 function option(value: string, label: string, sel = false): HTMLOptionElement {
@@ -246,9 +258,9 @@ function normaliseCatalog(body: unknown): CatalogEntry[] | null {
     const path = typeof p?.path === 'string' ? p.path : typeof p?.module === 'string' ? p.module : null;
     if (!path) continue;
     const mods = Array.isArray(p.modules) ? p.modules : [];
-    const names = mods.map((m) => (typeof m === 'string' ? m : (m as { name?: unknown; id?: unknown })?.name ?? (m as { id?: unknown })?.id)).filter((x): x is string => typeof x === 'string');
+    const names = mods.map((m) => (typeof m === 'string' ? m : ((m as { name?: unknown; id?: unknown })?.name ?? (m as { id?: unknown })?.id))).filter((x): x is string => typeof x === 'string');
     const firstDoc = mods.map((m) => (m as { docs?: unknown })?.docs).find((d): d is string => typeof d === 'string' && d !== '');
-    const description = typeof p.description === 'string' ? p.description : firstDoc ?? '';
+    const description = typeof p.description === 'string' ? p.description : (firstDoc ?? '');
     out.push({ path, description, modules: names, available: p.available !== false });
   }
   return out;
@@ -600,7 +612,7 @@ function render(b: Build): void {
   if (!v || v.id !== b.id) return;
   v.build = b;
   setPhase(v, b.status === 'succeeded' ? 'done' : b.phase, b.position);
-  const plugins = b.spec.plugins.length ? b.spec.plugins : b.request?.plugins ?? [];
+  const plugins = b.spec.plugins.length ? b.spec.plugins : (b.request?.plugins ?? []);
   const t = $('b-target');
   t.replaceChildren(
     'Caddy ',
@@ -752,7 +764,7 @@ $('cancel').addEventListener('click', async () => {
 for (const btn of document.querySelectorAll<HTMLButtonElement>('[data-copy]')) {
   btn.addEventListener('click', () => {
     const src = $(btn.dataset.copy!);
-    const text = src instanceof HTMLInputElement ? src.value : src.textContent ?? '';
+    const text = src instanceof HTMLInputElement ? src.value : (src.textContent ?? '');
     const done = () => {
       btn.textContent = 'Copied';
       setTimeout(() => (btn.textContent = 'Copy'), 1500);
