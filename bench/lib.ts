@@ -18,7 +18,7 @@ import { binaryName, sha256File, xcaddyArgs } from '../src/build/index.js';
 import type { ResolvedSpec } from '../src/spec/index.js';
 import { openSandbox } from '../src/sandbox/index.js';
 import { Toolchain } from '../src/toolchain/index.js';
-import { CADDY_VERSION, GO_CACHE, MAIN, PLUGIN, ROOT, startFairway, XCADDY, type FairwayProcess } from '../test/helpers/fairway.js';
+import { CADDY_VERSION, MAIN, PLUGIN, ROOT, startFairway, XCADDY, type FairwayProcess } from '../test/helpers/fairway.js';
 
 export { api, CADDY_VERSION, countingXcaddy, GO_CACHE, MAIN, PLUGIN, ROOT, startFairway, XCADDY, type FairwayProcess } from '../test/helpers/fairway.js';
 export { getFreePort, startRedis, type RedisService } from '../test/helpers/services.js';

@@ -124,14 +124,14 @@ async function main(): Promise<void> {
   const cacheDir = f['cache-dir'];
   const dir = await benchDir();
   log(`${list.length} distinct specs: ${list.map(describeSpec).join('; ')}`);
-    // Not timed: every spec's modules and packages in the shared Go caches, so each stream
-    // measures builds with warm caches (a cold first compile would land on whichever run is first).
-    log('warm-up: one raw xcaddy build per spec');
-    for (const s of list) {
-      const r = await rawXcaddy(s, cacheDir);
-      await rm(r.dir, { recursive: true, force: true });
-      log(`  ${describeSpec(s)}: ${fmtMs(r.ms)}`);
-    }
+  // Not timed: every spec's modules and packages in the shared Go caches, so each stream
+  // measures builds with warm caches (a cold first compile would land on whichever run is first).
+  log('warm-up: one raw xcaddy build per spec');
+  for (const s of list) {
+    const r = await rawXcaddy(s, cacheDir);
+    await rm(r.dir, { recursive: true, force: true });
+    log(`  ${describeSpec(s)}: ${fmtMs(r.ms)}`);
+  }
 
   const results: StreamResult[] = [];
   for (let round = 0; round < rounds; round++) {

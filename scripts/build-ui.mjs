@@ -40,7 +40,7 @@ export async function buildUi({ typecheck = true } = {}) {
     .replace(/>\s+</g, '><') // whitespace between tags carries no meaning on this page
     .replace(/\n\s*/g, ' ')
     .trim();
-  files['index.html'] = html + '\n';
+  files['index.html'] = `${html}\n`;
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   let total = 0;
@@ -48,7 +48,7 @@ export async function buildUi({ typecheck = true } = {}) {
     writeFileSync(join(out, name), text);
     total += Buffer.byteLength(text);
   }
-  writeFileSync(join(out, 'manifest.json'), JSON.stringify({ index: 'index.html', js: jsName, css: cssName, bytes: total, budget: UI_BUDGET_BYTES }, null, 2) + '\n');
+  writeFileSync(join(out, 'manifest.json'), `${JSON.stringify({ index: 'index.html', js: jsName, css: cssName, bytes: total, budget: UI_BUDGET_BYTES }, null, 2)}\n`);
   log(
     `wrote dist/ui/static: ${Object.entries(files)
       .map(([n, t]) => `${n} ${Buffer.byteLength(t)} B`)

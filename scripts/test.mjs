@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// `npm test`: set up (compile, xcaddy, OS packages and service binaries), then run every test
-// with Node's test runner: unit tests first, then integration tests against the real parts.
+// `npm test`: set up (compile, xcaddy, OS packages and service binaries), check format, lint and
+// types (Biome, tsc), then run every test with Node's test runner: unit tests first, then
+// integration tests against the real parts.
 // A part that cannot be installed or started fails the run; nothing is skipped silently.
 //   node scripts/test.mjs            all tests
 //   node scripts/test.mjs unit       unit tests only
@@ -36,6 +37,9 @@ function files(dir) {
 }
 
 run(process.execPath, [join(root, 'scripts', 'setup.mjs')]);
+// Format, lint (Biome) and type-check the tests and benches too, before any test runs.
+run(join(root, 'node_modules', '.bin', 'biome'), ['ci', '--colors=off', '.']);
+run(join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.test.json']);
 if (which !== 'unit') run('bash', [join(root, 'scripts', 'deps.sh')]);
 
 // Go module and build caches shared by every integration test and kept between runs.

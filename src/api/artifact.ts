@@ -41,7 +41,7 @@ export async function sendArtifact(service: BuildService, id: string, req: Fasti
     if (url) return reply.redirect(url, 302);
   }
   const inm = req.headers['if-none-match'];
-  if (inm && inm.split(',').some((t) => t.trim() === etag || t.trim() === '*')) return reply.code(304).send();
+  if (inm?.split(',').some((t) => t.trim() === etag || t.trim() === '*')) return reply.code(304).send();
   const ifRange = req.headers['if-range'];
   const range = ifRange && ifRange !== etag ? null : parseRange(req.headers.range, size);
   if (range === 'unsatisfiable') {

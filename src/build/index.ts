@@ -355,8 +355,7 @@ function readLines(stream: NodeJS.ReadableStream, onLine: (text: string) => void
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {
     buf += chunk;
-    let i: number;
-    while ((i = buf.indexOf('\n')) !== -1) {
+    for (let i = buf.indexOf('\n'); i !== -1; i = buf.indexOf('\n')) {
       emit(buf.slice(0, i).replace(/\r$/, ''));
       buf = buf.slice(i + 1);
     }

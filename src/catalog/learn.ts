@@ -53,7 +53,7 @@ export class ModuleLearner {
     };
     if (this.o.mode === 'off') return skip('learning is off');
     const meta = await this.o.store.getMeta(key);
-    if (!meta || meta.status !== 'succeeded') return skip('no successful build');
+    if (meta?.status !== 'succeeded') return skip('no successful build');
     const spec = meta.spec as ResolvedSpec;
     if (!spec.plugins?.length) return skip('no plugins');
     if (this.o.mode === 'catalog') {

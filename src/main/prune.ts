@@ -49,7 +49,7 @@ export function registerPruneCommand(program: Command): void {
       const access = store.accessTracker();
       // Pinned specs need the toolchain to resolve; without it, matching requests are kept.
       let pinResolver: PinResolver = {};
-      let closeSandbox = async () => undefined as void;
+      let closeSandbox = async (): Promise<void> => {};
       if (config.pinned.some((p) => typeof p !== 'string')) {
         try {
           const tc = await prepareToolchain(config, logger);

@@ -5,6 +5,7 @@
  * between builds: BuildGate wraps the job processor, a clean waits until no build runs, and
  * builds arriving during a clean wait for it to finish (seconds).
  */
+import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -57,7 +58,7 @@ export async function dirBytes(dir: string): Promise<number> {
   const stack = [dir];
   while (stack.length) {
     const d = stack.pop()!;
-    let entries;
+    let entries: Dirent[];
     try {
       entries = await readdir(d, { withFileTypes: true });
     } catch {

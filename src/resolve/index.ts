@@ -1,9 +1,9 @@
 /**
  * Pins every version of a request through the Go toolchain (`go list -m -json mod@query`), so
- * cache keys never hold `latest` or a branch name: the same key always means the same binary. Answers are memoised:
- * exact versions for a long time, moving queries (latest, branches, prefixes) for a short TTL.
+ * cache keys never hold `latest` or a branch name: the same key always means the same binary.
+ * Answers are memoised: exact versions for a long time, moving queries (latest, branches,
+ * prefixes) for a short TTL.
  */
-import { join } from 'node:path';
 import { CADDY_MODULE, isExactVersion } from '../spec/index.js';
 import type { BuildRequest, Replacement, ResolvedPlugin, ResolvedSpec } from '../spec/index.js';
 import type { Toolchain } from '../toolchain/index.js';

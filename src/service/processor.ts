@@ -2,7 +2,7 @@
  * The work of one build job, shared by the embedded workers and the distributed agents:
  * run xcaddy, then publish the artifact (or the failure record, with its log) to the store.
  */
-import { BuildFailed, binaryName, type BuildRunner } from '../build/index.js';
+import { BuildFailed, binaryName, type BuildOutput, type BuildRunner } from '../build/index.js';
 import type { Processor } from '../queue/index.js';
 import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore } from '../store/index.js';
@@ -34,7 +34,7 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore): Proce
       startedAt,
       agent: ctx.agent,
     };
-    let out;
+    let out: BuildOutput;
     try {
       out = await runner.run(spec, { onLine: ctx.log, onPhase: ctx.phase, signal: ctx.signal });
     } catch (err) {

@@ -18,7 +18,7 @@
 import { mkdir, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isCacheKey } from '../spec/index.js';
-import type { AccessTracker, AccessTrackerOptions, ArtifactStore, ArtifactUsage, StoreUsage } from './types.js';
+import type { AccessTracker, AccessTrackerOptions, ArtifactUsage, StoreUsage } from './types.js';
 
 export type { AccessTracker, AccessTrackerOptions, ArtifactUsage, StoreUsage } from './types.js';
 

@@ -15,7 +15,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -24,6 +23,9 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   type _Object,
+  type GetObjectCommandOutput,
+  type HeadObjectCommandOutput,
+  type ListObjectsV2CommandOutput,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
@@ -147,12 +149,10 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 async function hashFile(path: string): Promise<{ sha256: string; size: number }> {
   const h = createHash('sha256');
   let size = 0;
-  await pipeline(createReadStream(path), async function* (source: AsyncIterable<Buffer>) {
-    for await (const chunk of source) {
-      h.update(chunk);
-      size += chunk.length;
-    }
-  });
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    h.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
   return { sha256: h.digest('hex'), size };
 }
 
@@ -409,7 +409,7 @@ export class S3Store implements ArtifactStore {
       body.destroy();
     }
     // Integrity: what the bucket now holds must be what we hashed.
-    let head;
+    let head: HeadObjectCommandOutput;
     try {
       head = await this.small((o) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), o));
     } catch (err) {
@@ -466,7 +466,7 @@ export class S3Store implements ArtifactStore {
   async *listPages(prefix: string): AsyncIterable<_Object[]> {
     let token: string | undefined;
     do {
-      let page;
+      let page: ListObjectsV2CommandOutput;
       try {
         page = await this.small((o) => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }), o));
       } catch (err) {
@@ -511,7 +511,7 @@ export class S3Store implements ArtifactStore {
   async openBinary(key: string, range?: ByteRange): Promise<Readable> {
     assertKey(key);
     await this.assertPublished(key, `binary of ${key}`);
-    let res;
+    let res: GetObjectCommandOutput;
     try {
       res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key, 'binary'), ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) }));
     } catch (err) {

@@ -76,7 +76,7 @@ function send(req: FastifyRequest, reply: FastifyReply, a: Asset, cacheControl: 
   reply.header('Cache-Control', cacheControl);
   reply.header('ETag', a.etag);
   const inm = req.headers['if-none-match'];
-  if (inm && inm.split(',').some((t) => t.trim() === a.etag)) return reply.code(304).send();
+  if (inm?.split(',').some((t) => t.trim() === a.etag)) return reply.code(304).send();
   return reply.type(a.type).send(a.body);
 }
 

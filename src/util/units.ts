@@ -6,9 +6,8 @@ export function parseDuration(v: string | number): number {
   const re = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)/gy;
   const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
   let total = 0;
-  let m: RegExpExecArray | null;
   let end = 0;
-  while ((m = re.exec(s))) {
+  for (let m = re.exec(s); m; m = re.exec(s)) {
     total += Number(m[1]) * unit[m[2]!]!;
     end = re.lastIndex;
   }

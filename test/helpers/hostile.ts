@@ -19,6 +19,7 @@ export const HOSTILE_PIECES = [
   '|',
   '$(id)',
   '`id`',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion, as an attacker would send it
   '${IFS}',
   ' ',
   '\t',

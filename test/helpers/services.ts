@@ -621,7 +621,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
 function resolveVersitygwBinary(explicit?: string): string {
   const candidate = explicit ?? process.env.FAIRWAY_VERSITYGW_BIN ?? path.join(REPO_ROOT, '.tools', 'bin', 'versitygw');
   if (!isExecutable(candidate)) {
-    throw new Error(`S3 server binary (versitygw) not found at ${candidate}. ${DEPS_HINT} ` + `It builds the pinned version into .tools/bin/ (see docs/s3-server.md).`);
+    throw new Error(`S3 server binary (versitygw) not found at ${candidate}. ${DEPS_HINT} It builds the pinned version into .tools/bin/ (see docs/s3-server.md).`);
   }
   return candidate;
 }

@@ -325,7 +325,7 @@ describe('caddyserver.com-compatible API and package commands', { timeout: 90 * 
       const beforeSha = await fileSha(bin);
       const broken = Buffer.from('#!/bin/sh\necho "not caddy" >&2\nexit 3\n');
       let sum = sha256(broken);
-      const fake = http.createServer((req, res) => {
+      const fake = http.createServer((_req, res) => {
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': broken.length, 'x-checksum-sha256': sum });
         res.end(broken);
       });

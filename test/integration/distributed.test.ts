@@ -258,7 +258,7 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
 
   test('restart Redis: hubs and agents reconnect by themselves and new builds work', { timeout: BUILD }, async () => {
     await redis.restart();
-    let res;
+    let res: { status: number; body: any } | undefined;
     for (let i = 0; i < 60; i++) {
       res = await api(hubs[1]!.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'amd64', plugins: [{ module: PLUGIN.module, version: PLUGIN.version }] } });
       if (res.status === 202 || res.status === 200) break;

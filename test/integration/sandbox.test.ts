@@ -155,13 +155,20 @@ function hostileLines(log: string, run: string): { attempts: Attempt[]; done: Do
   const broken: string[] = [];
   const raw: string[] = [];
   for (const text of logTexts(log)) {
-    let m: RegExpExecArray | null;
-    if ((m = /^FAIRWAY-HOSTILE (\{.*\})$/.exec(text))) {
-      const a = JSON.parse(m[1]!) as Attempt;
-      if (a.run === run) attempts.push(a), raw.push(text);
-    } else if ((m = /^FAIRWAY-HOSTILE-DONE (\{.*\})$/.exec(text))) {
-      const d = JSON.parse(m[1]!) as Done;
-      if (d.run === run) done.push(d), raw.push(text);
+    const attempt = /^FAIRWAY-HOSTILE (\{.*\})$/.exec(text);
+    const end = attempt ? null : /^FAIRWAY-HOSTILE-DONE (\{.*\})$/.exec(text);
+    if (attempt) {
+      const a = JSON.parse(attempt[1]!) as Attempt;
+      if (a.run === run) {
+        attempts.push(a);
+        raw.push(text);
+      }
+    } else if (end) {
+      const d = JSON.parse(end[1]!) as Done;
+      if (d.run === run) {
+        done.push(d);
+        raw.push(text);
+      }
     } else if (text.startsWith('FAIRWAY-HOSTILE-BROKEN')) broken.push(text);
   }
   return { attempts, done, broken, raw };
@@ -321,7 +328,7 @@ class ProcWatch {
 async function rmForce(path: string): Promise<void> {
   const walk = async (p: string) => {
     const st = await lstat(p).catch(() => null);
-    if (!st || !st.isDirectory()) return;
+    if (!st?.isDirectory()) return;
     await chmod(p, 0o755).catch(() => undefined);
     for (const e of await readdir(p).catch(() => [] as string[])) await walk(join(p, e));
   };
@@ -473,7 +480,7 @@ describe("sandbox: code from a build never runs with Fairway's privileges (attac
       for (const p of c.outside) await rmForce(p);
       await rmForce(c.root);
       // The synthetic module in the shared module cache (read-only dirs there).
-      await rmForce(join(GO_CACHE, 'mod', modulePathOf(c.run) + '@v1.0.0'));
+      await rmForce(join(GO_CACHE, 'mod', `${modulePathOf(c.run)}@v1.0.0`));
       await rmForce(join(GO_CACHE, 'mod', 'cache', 'download', modulePathOf(c.run)));
     }
   });

@@ -71,7 +71,7 @@ test('the page and its assets fit the 60 KB budget and use no external resources
   assert.ok(onDisk <= BUDGET, `built UI is ${onDisk} bytes, over the ${BUDGET} byte budget`);
 
   // What a browser really loads: the page plus every asset it references.
-  const page = await fetch(server.url + '/');
+  const page = await fetch(`${server.url}/`);
   assert.equal(page.status, 200);
   assert.match(page.headers.get('content-type')!, /^text\/html; charset=utf-8/);
   assert.equal(page.headers.get('cache-control'), 'no-cache');
@@ -99,9 +99,9 @@ test('the page and its assets fit the 60 KB budget and use no external resources
   assert.ok(total <= BUDGET, `the page loads ${total} bytes, over the ${BUDGET} byte budget`);
 
   // Revalidation and unknown assets.
-  const again = await fetch(server.url + '/', { headers: { 'if-none-match': page.headers.get('etag')! } });
+  const again = await fetch(`${server.url}/`, { headers: { 'if-none-match': page.headers.get('etag')! } });
   assert.equal(again.status, 304);
-  assert.equal((await fetch(server.url + '/ui/nope.js')).status, 404);
+  assert.equal((await fetch(`${server.url}/ui/nope.js`)).status, 404);
 });
 
 test('catalog search and ticking; absent catalog and agents degrade gracefully', async () => {

@@ -49,7 +49,10 @@ function openApiProblems(doc: OpenAPIV3.Document): string[] {
     }
   }
   const walk = (where: string, s: unknown): void => {
-    if (Array.isArray(s)) return s.forEach((x) => walk(where, x));
+    if (Array.isArray(s)) {
+      for (const x of s) walk(where, x);
+      return;
+    }
     if (s === null || typeof s !== 'object') return;
     const type = (s as { type?: unknown }).type;
     if (type !== undefined && (typeof type !== 'string' || type === 'null')) problems.push(`${where}: schema type ${JSON.stringify(type)}`);

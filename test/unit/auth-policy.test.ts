@@ -75,7 +75,7 @@ describe('tokens', () => {
     }
     assert.throws(() => parseTokenFile('{nope'), /not valid JSON/);
     assert.throws(() => parseTokenFile('[{"name":"a","hash":"md5:00","scopes":["read"]}]'), /0\.hash/);
-    assert.throws(() => parseTokenFile('[{"name":"a","hash":"sha256:' + hex('a') + '","scopes":["read"],"extra":1}]'), /unrecognized|Unrecognized/);
+    assert.throws(() => parseTokenFile(`[{"name":"a","hash":"sha256:${hex('a')}","scopes":["read"],"extra":1}]`), /unrecognized|Unrecognized/);
     assert.deepEqual(parseTokenFile(JSON.stringify({ tokens: [{ name: 'a', hash: sha256Hash('b'.repeat(20)), scopes: ['read'] }] })).length, 1);
   });
 
@@ -116,7 +116,7 @@ describe('tokens', () => {
       const r = await auth.authenticate(h);
       assert.ok(!r.ok && r.reason === 'invalid', h);
     }
-    for (const h of [`Basic ${a}`, a, 'Bearer', 'Bearer short', `Bearer ${a} extra`, `Bearer ${a}\u0000`, 'Bearer ' + 'a'.repeat(600), `Bearer ${a};x`]) {
+    for (const h of [`Basic ${a}`, a, 'Bearer', 'Bearer short', `Bearer ${a} extra`, `Bearer ${a}\u0000`, `Bearer ${'a'.repeat(600)}`, `Bearer ${a};x`]) {
       const r = await auth.authenticate(h);
       assert.ok(!r.ok && r.reason === 'malformed', JSON.stringify(h));
     }
@@ -326,7 +326,7 @@ describe('policy', () => {
       return row[s.length]!;
     };
     const inputs = fc.sample(fc.tuple(fc.stringMatching(/^[a-z*?]{0,40}$/), fc.stringMatching(/^[a-z]{0,200}$/)), { numRuns: 2000, seed: 20260713 });
-    inputs.push(['*'.repeat(40) + 'b', 'a'.repeat(5000)], ['a*'.repeat(20) + 'b', 'a'.repeat(5000)], ['*?'.repeat(20), 'a'.repeat(5000)]);
+    inputs.push([`${'*'.repeat(40)}b`, 'a'.repeat(5000)], [`${'a*'.repeat(20)}b`, 'a'.repeat(5000)], ['*?'.repeat(20), 'a'.repeat(5000)]);
     fc.assert(
       fc.property(fc.constantFrom(...inputs), ([p, s]) => {
         assert.equal(matchModulePattern(p, s), reference(p, s), `${p} vs ${s.slice(0, 40)}`);
@@ -344,7 +344,7 @@ describe('policy', () => {
     const matcher = Math.min(time(matchModulePattern), time(matchModulePattern));
     const baseline = Math.min(time(reference), time(reference));
     assert.ok(matcher < 5 * baseline, `the matcher took ${matcher.toFixed(1)} ms, the O(p x s) reference ${baseline.toFixed(1)} ms on the same inputs`);
-    assert.equal(matchModulePattern('*'.repeat(40) + 'b', 'a'.repeat(5000)), false);
+    assert.equal(matchModulePattern(`${'*'.repeat(40)}b`, 'a'.repeat(5000)), false);
   });
 
   test('allowlist, denylist and the catalog', () => {
@@ -617,14 +617,14 @@ describe('config: security settings', () => {
   test('values from flags and env, lists from commas', () => {
     const c = load(
       { anonymousScopes: 'none', allowModules: 'catalog, github.com/myorg/*', minFreeDisk: '0', caddyVersions: '>=v2.8.0 <v3' },
-      { FAIRWAY_TOKENS: 'a:read:' + hex('x'), FAIRWAY_MAX_ACTIVE_BUILDS: '3', FAIRWAY_TRUST_PROXY: 'true' },
+      { FAIRWAY_TOKENS: `a:read:${hex('x')}`, FAIRWAY_MAX_ACTIVE_BUILDS: '3', FAIRWAY_TRUST_PROXY: 'true' },
     );
     assert.deepEqual(c.anonymousScopes, []);
     assert.deepEqual(c.allowModules, ['catalog', 'github.com/myorg/*']);
     assert.equal(c.minFreeDisk, 0);
     assert.equal(c.maxActiveBuilds, 3);
     assert.equal(c.trustProxy, true);
-    assert.equal(c.tokens, 'a:read:' + hex('x'));
+    assert.equal(c.tokens, `a:read:${hex('x')}`);
     assert.deepEqual(load({ anonymousScopes: 'read,build' }).anonymousScopes, ['read', 'build']);
   });
 

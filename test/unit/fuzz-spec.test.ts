@@ -111,7 +111,7 @@ describe('fuzz: compat download query and policy', () => {
     fc.assert(
       fc.property(fc.oneof(hostileQuery, hostileQuery, validQuery), (q) => {
         total++;
-        let input;
+        let input: ReturnType<typeof downloadInput>;
         try {
           input = downloadInput(q);
         } catch (err) {

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LocalQueue, type FinalState, type JobContext, type JobEvent, type Processor } from '../../src/queue/index.js';
 
-type Script = (ctx: JobContext<Script>) => Promise<void>
+type Script = (ctx: JobContext<Script>) => Promise<void>;
 
 interface Deferred<T> {
   promise: Promise<T>;

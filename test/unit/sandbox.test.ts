@@ -149,7 +149,7 @@ describe('the bubblewrap sandbox', () => {
 
   test('network none: no loopback service of the host, no outside', async () => {
     const before = connections;
-    await assert.rejects(sh(`exec 3<>/dev/tcp/127.0.0.1/${port}`.replace('exec', 'bash -c "exec') + '"'), SandboxRunError);
+    await assert.rejects(sh(`${`exec 3<>/dev/tcp/127.0.0.1/${port}`.replace('exec', 'bash -c "exec')}"`), SandboxRunError);
     await assert.rejects(sh('getent hosts proxy.golang.org || exit 1'), SandboxRunError);
     assert.equal(connections, before, 'the host listener saw no connection');
   });

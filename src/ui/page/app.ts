@@ -268,7 +268,8 @@ function normaliseCatalog(body: unknown): CatalogEntry[] | null {
 
 async function search(text: string): Promise<void> {
   catalogAbort?.abort();
-  const ac = (catalogAbort = new AbortController());
+  const ac = new AbortController();
+  catalogAbort = ac;
   try {
     const res = await fetch(`/api/catalog${text ? `?q=${encodeURIComponent(text)}` : ''}`, { headers: { accept: 'application/json', ...auth() }, signal: ac.signal });
     if (!res.ok) throw new Error(String(res.status));
@@ -467,7 +468,7 @@ function openBuild(id: string, initial?: Build): void {
   markRecent();
   connect(view);
   clearInterval(tick);
-  tick = window.setInterval(() => view && view.build && ACTIVE(view.build.status) && phaseLine(), 1000);
+  tick = window.setInterval(() => view?.build && ACTIVE(view.build.status) && phaseLine(), 1000);
 }
 
 function close(): void {
@@ -487,7 +488,10 @@ function reconnect(v: View): void {
 }
 
 function connect(v: View): void {
-  if (token) return connectSse(v);
+  if (token) {
+    connectSse(v);
+    return;
+  }
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/builds/${encodeURIComponent(v.id)}/log?from=${v.next}`);
   v.ws = ws;
   ws.onmessage = (e) => {
@@ -525,8 +529,7 @@ function connectSse(v: View): void {
         const { value, done } = await reader.read();
         if (done) break;
         buf += value;
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) !== -1) {
+        for (let i = buf.indexOf('\n\n'); i !== -1; i = buf.indexOf('\n\n')) {
           const data = buf
             .slice(0, i)
             .split('\n')
@@ -712,7 +715,9 @@ logEl.addEventListener('scroll', () => {
   const atEnd = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 24;
   if (follow.checked !== atEnd && !frame) follow.checked = atEnd;
 });
-follow.addEventListener('change', () => follow.checked && (logEl.scrollTop = logEl.scrollHeight));
+follow.addEventListener('change', () => {
+  if (follow.checked) logEl.scrollTop = logEl.scrollHeight;
+});
 
 /** With a token a link cannot authenticate: fetch the binary, check its sha256, then save it. */
 $('dl').addEventListener('click', (e) => {
