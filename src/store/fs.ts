@@ -2,15 +2,22 @@
  * Local-disk store: `<root>/<key>/{binary, meta.json, build.log, buildinfo.json}`.
  * An artifact is assembled in `<root>/.tmp-*` and renamed into place in one step, so a crash
  * never leaves a half artifact visible; leftovers are swept at start.
+ *
+ * Outside the artifacts (only 64-hex directory names are artifacts, so list(), stats() and
+ * usage() never see these): blobs `<root>/blobs/sha256/<hex>` and records
+ * `<root>/records/<ns>/<name>.json`, each written to a `.tmp-*` file in its directory, fsynced
+ * and renamed into place.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, link, mkdir, readFile, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { isCacheKey } from '../spec/index.js';
+import { writeFileAtomic } from '../util/fs.js';
 import { FsAccessTracker, usageOf } from './access.js';
-import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, ByteRange, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
+import { BlobDigestMismatchError, assertRecordName, digestHex, isRecordName, parseRecord, recordJson, verifyBlobFile } from './blobs.js';
+import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, BlobInfo, ByteRange, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
 import { CorruptRecordError, NotFoundError, parseBuildInfo, parseMeta } from './types.js';
 
 export function assertKey(key: string): string {
@@ -29,6 +36,31 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
   }
 }
 
+const isMissing = (err: unknown): boolean => {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+};
+
+/** fsyncs a directory so that a rename into it survives a crash (best effort: not every filesystem allows it). */
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r').catch(() => null);
+  if (!fh) return;
+  try {
+    await fh.sync();
+  } catch {
+    // EINVAL/EISDIR on some filesystems: nothing more to do.
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Removes `.tmp-*` leftovers of interrupted writes in `dir` (absent: nothing to do). */
+async function sweepTmp(dir: string): Promise<void> {
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (name.startsWith('.tmp-')) await rm(join(dir, name), { recursive: true, force: true });
+  }
+}
+
 export class FsStore implements ArtifactStore {
   readonly kind = 'fs';
 
@@ -39,6 +71,8 @@ export class FsStore implements ArtifactStore {
     for (const name of await readdir(root)) {
       if (name.startsWith('.tmp-') || name.startsWith('.old-')) await rm(join(root, name), { recursive: true, force: true });
     }
+    await sweepTmp(join(root, 'blobs', 'sha256'));
+    for (const ns of await readdir(join(root, 'records')).catch(() => [] as string[])) await sweepTmp(join(root, 'records', ns));
     return new FsStore(root);
   }
 
@@ -194,6 +228,142 @@ export class FsStore implements ArtifactStore {
   async freeBytes(): Promise<number> {
     const s = await statfs(this.root);
     return s.bavail * s.bsize;
+  }
+
+  // --- blobs: <root>/blobs/sha256/<hex> ---
+
+  private get blobDir(): string {
+    return join(this.root, 'blobs', 'sha256');
+  }
+
+  /** The path of a blob; throws an InvalidDigestError for anything but `sha256:<64 hex>`. */
+  private blobPath(digest: string): string {
+    return join(this.blobDir, digestHex(digest));
+  }
+
+  async putBlob(digest: string, path: string): Promise<BlobInfo> {
+    const hex = digestHex(digest);
+    const dest = join(this.blobDir, hex);
+    const existing = await this.statBlob(digest);
+    if (existing) {
+      // Immutable: nothing to write, but a file that is not this blob is still the caller's error.
+      await verifyBlobFile(digest, path);
+      return existing;
+    }
+    await mkdir(this.blobDir, { recursive: true });
+    // Copy and hash in one pass, so what is published is exactly what was hashed.
+    const tmp = join(this.blobDir, `.tmp-${randomBytes(8).toString('hex')}`);
+    const h = createHash('sha256');
+    let size = 0;
+    try {
+      const fh = await open(tmp, 'wx', 0o644);
+      try {
+        for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+          const buf = chunk as Buffer;
+          h.update(buf);
+          size += buf.length;
+          await fh.write(buf);
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const got = h.digest('hex');
+      if (got !== hex) throw new BlobDigestMismatchError(digest, `sha256:${got}`, path);
+      await rename(tmp, dest);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await syncDir(this.blobDir);
+    return { digest, size };
+  }
+
+  async statBlob(digest: string): Promise<BlobInfo | null> {
+    const path = this.blobPath(digest);
+    try {
+      const s = await stat(path);
+      return s.isFile() ? { digest, size: s.size } : null;
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw err;
+    }
+  }
+
+  async openBlob(digest: string, range?: ByteRange): Promise<Readable> {
+    const path = this.blobPath(digest);
+    const s = await stat(path).catch((err: unknown) => {
+      if (isMissing(err)) return null;
+      throw err;
+    });
+    if (!s?.isFile()) throw new NotFoundError(`blob ${digest}`);
+    return createReadStream(path, { highWaterMark: 256 * 1024, ...(range ? { start: range.start, end: range.end } : {}) });
+  }
+
+  /** The fs store has no URL to offer: blobs are served through the API. */
+  async blobUrl(digest: string): Promise<null> {
+    digestHex(digest);
+    return null;
+  }
+
+  async deleteBlob(digest: string): Promise<void> {
+    await unlink(this.blobPath(digest)).catch((err: unknown) => {
+      if (!isMissing(err)) throw err;
+    });
+  }
+
+  async *listBlobs(): AsyncIterable<BlobInfo> {
+    for (const name of await readdir(this.blobDir).catch(() => [] as string[])) {
+      if (!/^[0-9a-f]{64}$/.test(name)) continue;
+      const s = await stat(join(this.blobDir, name)).catch(() => null);
+      if (s?.isFile()) yield { digest: `sha256:${name}`, size: s.size };
+    }
+  }
+
+  // --- records: <root>/records/<ns>/<name>.json ---
+
+  private recordPath(ns: string, name: string): string {
+    assertRecordName(ns, name);
+    return join(this.root, 'records', ns, `${name}.json`);
+  }
+
+  async putRecord(ns: string, name: string, value: unknown): Promise<void> {
+    const path = this.recordPath(ns, name);
+    const text = recordJson(ns, name, value);
+    const dir = join(this.root, 'records', ns);
+    await mkdir(dir, { recursive: true });
+    await writeFileAtomic(path, text);
+    await syncDir(dir);
+  }
+
+  async getRecord(ns: string, name: string): Promise<unknown | null> {
+    const path = this.recordPath(ns, name);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if (isMissing(err)) return null;
+      if ((err as NodeJS.ErrnoException).code === 'EISDIR') throw new CorruptRecordError(`${ns}/${name}`, 'record', 'not a file');
+      throw err;
+    }
+    return parseRecord(ns, name, text);
+  }
+
+  async listRecords(ns: string): Promise<string[]> {
+    assertRecordName(ns);
+    const names: string[] = [];
+    for (const f of await readdir(join(this.root, 'records', ns)).catch(() => [] as string[])) {
+      if (!f.endsWith('.json')) continue;
+      const name = f.slice(0, -'.json'.length);
+      if (isRecordName(name)) names.push(name);
+    }
+    return names.sort();
+  }
+
+  async deleteRecord(ns: string, name: string): Promise<void> {
+    await unlink(this.recordPath(ns, name)).catch((err: unknown) => {
+      if (!isMissing(err)) throw err;
+    });
   }
 
   /** Nothing to release (the same close() as other stores, so callers need not know the kind). */

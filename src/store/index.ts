@@ -1,5 +1,6 @@
 export * from './types.js';
 export { FsStore, assertKey } from './fs.js';
+export { BlobDigestMismatchError, InvalidDigestError, InvalidRecordNameError, digestHex, isDigest, isRecordName } from './blobs.js';
 export { S3Store, MAX_PRESIGN_SECONDS, describeS3Error, type S3Credentials, type S3StoreOptions } from './s3.js';
 
 import { isAbsolute, resolve } from 'node:path';

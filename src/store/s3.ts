@@ -10,9 +10,12 @@
  * first and meta.json last; every read (getMeta, list, openBinary, getLog, getBuildInfo) only
  * considers keys whose meta.json exists; delete() removes meta.json first. A crashed agent can
  * leave parts without meta.json behind: they are invisible, and a retry overwrites them.
+ *
+ * Outside `artifacts/` (so list(), stats() and usage(), which list that prefix only, never see
+ * them): blobs `<prefix>blobs/sha256/<hex>` (x-amz-meta-sha256, verified by a HeadObject after the
+ * upload like a binary) and records `<prefix>records/<ns>/<name>.json` (one PutObject: atomic).
  * See docs/storage.md.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import {
@@ -34,8 +37,9 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { isCacheKey } from '../spec/index.js';
 import { DebouncedTracker, usageOf } from './access.js';
+import { assertRecordName, digestHex, hashFile, isRecordName, parseRecord, recordJson, verifyBlobFile } from './blobs.js';
 import { assertKey } from './fs.js';
-import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, ByteRange, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
+import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, BlobInfo, ByteRange, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
 import { CorruptRecordError, NotFoundError, parseBuildInfo, parseMeta } from './types.js';
 
 /** Names inside one artifact, in upload order (meta.json last). */
@@ -144,16 +148,6 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
-}
-
-async function hashFile(path: string): Promise<{ sha256: string; size: number }> {
-  const h = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    h.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { sha256: h.digest('hex'), size };
 }
 
 /** A quoted filename for Content-Disposition; anything odd becomes "_". */
@@ -631,6 +625,175 @@ export class S3Store implements ArtifactStore {
         const key = o.Key?.slice(base.length) ?? '';
         if (isCacheKey(key) && o.LastModified) yield { key, time: o.LastModified.getTime() };
       }
+    }
+  }
+
+  // --- blobs: <prefix>blobs/sha256/<hex> ---
+
+  private get blobsPrefix(): string {
+    return `${this.prefix}blobs/sha256/`;
+  }
+
+  /** The object key of a blob; throws an InvalidDigestError for anything but `sha256:<64 hex>`. */
+  private blobKey(digest: string): string {
+    return this.blobsPrefix + digestHex(digest);
+  }
+
+  private blobError(op: string, digest: string, err: unknown): Error {
+    return new Error(`S3 ${op} of blob ${digest} in ${this.where} failed: ${describeS3Error(err)}`, { cause: err });
+  }
+
+  /**
+   * Hashes the file first (a mismatch uploads nothing), then uploads it with x-amz-meta-sha256 and
+   * checks with a HeadObject that the bucket holds those bytes; an object that fails the check is
+   * deleted again.
+   */
+  async putBlob(digest: string, path: string): Promise<BlobInfo> {
+    const Key = this.blobKey(digest);
+    const { hex, size } = await verifyBlobFile(digest, path);
+    const existing = await this.statBlob(digest);
+    if (existing) return existing;
+    const body = createReadStream(path);
+    try {
+      const upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key, Body: body, ContentType: 'application/octet-stream', Metadata: { sha256: hex } },
+        partSize: this.o.partSize,
+        queueSize: this.o.queueSize,
+        leavePartsOnError: false,
+      });
+      await upload.done();
+    } catch (err) {
+      throw this.blobError('upload', digest, err);
+    } finally {
+      body.destroy();
+    }
+    let head: HeadObjectCommandOutput;
+    try {
+      head = await this.small((o) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), o));
+    } catch (err) {
+      throw this.blobError('upload (verify)', digest, err);
+    }
+    const remoteSha = head.Metadata?.sha256;
+    if (head.ContentLength !== size || remoteSha !== hex) {
+      await this.small((o) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), o)).catch(() => undefined);
+      throw new Error(
+        `S3 upload of blob ${digest} to ${this.where} failed the integrity check: the bucket held ${head.ContentLength} bytes with sha256 ${remoteSha ?? '(none)'}, expected ${size} bytes; the blob was not published`,
+      );
+    }
+    return { digest, size };
+  }
+
+  async statBlob(digest: string): Promise<BlobInfo | null> {
+    const Key = this.blobKey(digest);
+    try {
+      const head = await this.small((o) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), o));
+      return { digest, size: head.ContentLength ?? 0 };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.blobError('stat', digest, err);
+    }
+  }
+
+  async openBlob(digest: string, range?: ByteRange): Promise<Readable> {
+    const Key = this.blobKey(digest);
+    let res: GetObjectCommandOutput;
+    try {
+      res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) }));
+    } catch (err) {
+      if (isNotFound(err)) throw new NotFoundError(`blob ${digest}`);
+      throw this.blobError('read', digest, err);
+    }
+    const body = res.Body;
+    if (body instanceof Readable) return body;
+    throw new Error(`S3 read of blob ${digest} from ${this.where} returned no body`);
+  }
+
+  /** A presigned GET of the blob when `presign` is set; null otherwise. */
+  async blobUrl(digest: string): Promise<string | null> {
+    const Key = this.blobKey(digest);
+    if (!this.presign) return null;
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key }), { expiresIn: this.presign });
+  }
+
+  async deleteBlob(digest: string): Promise<void> {
+    const Key = this.blobKey(digest);
+    try {
+      await this.small((o) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), o));
+    } catch (err) {
+      if (!isNotFound(err)) throw this.blobError('delete', digest, err);
+    }
+  }
+
+  /** One listing of `<prefix>blobs/sha256/` (sizes from the listing, no HeadObject per blob). */
+  async *listBlobs(): AsyncIterable<BlobInfo> {
+    const base = this.blobsPrefix;
+    for await (const page of this.listPages(base)) {
+      for (const o of page) {
+        const hex = o.Key?.startsWith(base) ? o.Key.slice(base.length) : '';
+        if (/^[0-9a-f]{64}$/.test(hex)) yield { digest: `sha256:${hex}`, size: o.Size ?? 0 };
+      }
+    }
+  }
+
+  // --- records: <prefix>records/<ns>/<name>.json ---
+
+  private recordKey(ns: string, name: string): string {
+    assertRecordName(ns, name);
+    return `${this.prefix}records/${ns}/${name}.json`;
+  }
+
+  private recordError(op: string, ns: string, name: string, err: unknown): Error {
+    return new Error(`S3 ${op} of record ${ns}/${name} in ${this.where} failed: ${describeS3Error(err)}`, { cause: err });
+  }
+
+  /** One PutObject: readers see the old document or the new one. */
+  async putRecord(ns: string, name: string, value: unknown): Promise<void> {
+    const Key = this.recordKey(ns, name);
+    const body = recordJson(ns, name, value);
+    try {
+      await this.small((o) => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentType: 'application/json' }), o));
+    } catch (err) {
+      throw this.recordError('write', ns, name, err);
+    }
+  }
+
+  async getRecord(ns: string, name: string): Promise<unknown | null> {
+    const Key = this.recordKey(ns, name);
+    let text: string;
+    try {
+      text = await this.small(async (o) => {
+        const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }), o);
+        return (await res.Body?.transformToString('utf8')) ?? '';
+      });
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.recordError('read', ns, name, err);
+    }
+    return parseRecord(ns, name, text);
+  }
+
+  async listRecords(ns: string): Promise<string[]> {
+    assertRecordName(ns);
+    const base = `${this.prefix}records/${ns}/`;
+    const names: string[] = [];
+    for await (const page of this.listPages(base)) {
+      for (const o of page) {
+        const rel = o.Key?.startsWith(base) ? o.Key.slice(base.length) : '';
+        if (!rel.endsWith('.json')) continue;
+        const name = rel.slice(0, -'.json'.length);
+        if (isRecordName(name)) names.push(name);
+      }
+    }
+    return names.sort();
+  }
+
+  async deleteRecord(ns: string, name: string): Promise<void> {
+    const Key = this.recordKey(ns, name);
+    try {
+      await this.small((o) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), o));
+    } catch (err) {
+      if (!isNotFound(err)) throw this.recordError('delete', ns, name, err);
     }
   }
 

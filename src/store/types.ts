@@ -96,8 +96,47 @@ export interface AccessTrackerOptions {
   now?: () => number;
 }
 
-/** Artifacts by cache key. Implementations: `fs` (local disk) and `s3`. */
-export interface ArtifactStore {
+/** A stored blob: its digest and size in bytes. */
+export interface BlobInfo {
+  digest: string;
+  size: number;
+}
+
+/**
+ * Content-addressed blobs (image layers, image configs, manifests, indexes), by digest
+ * `sha256:<64 hex>`: fs `<root>/blobs/sha256/<hex>`, s3 `<prefix>blobs/sha256/<hex>`. A blob is
+ * immutable: putting an existing digest again is a no-op. Bytes are verified against the digest
+ * when put (never published otherwise) and when read by the caller (src/service/integrity.ts).
+ */
+export interface BlobStore {
+  /** Publishes the file at `path` as blob `digest` after checking its sha256; rejects (publishing nothing) on a mismatch. */
+  putBlob(digest: string, path: string): Promise<BlobInfo>;
+  /** The blob's size, or null when the store has no such blob. */
+  statBlob(digest: string): Promise<BlobInfo | null>;
+  /** Rejects with NotFoundError when absent. */
+  openBlob(digest: string, range?: ByteRange): Promise<Readable>;
+  /** A URL the client may fetch the blob from directly (presigned), when the store supports it. */
+  blobUrl?(digest: string): Promise<string | null>;
+  deleteBlob(digest: string): Promise<void>;
+  listBlobs(): AsyncIterable<BlobInfo>;
+}
+
+/**
+ * Small JSON documents by namespace and name (recipes, image tags), kept with the store so every
+ * hub sees the same: fs `<root>/records/<ns>/<name>.json`, s3 `<prefix>records/<ns>/<name>.json`.
+ * Namespaces and names are `[a-z0-9][a-z0-9._-]{0,127}`; a write replaces the whole document
+ * atomically; a record that is not JSON rejects with a CorruptRecordError.
+ */
+export interface RecordStore {
+  putRecord(ns: string, name: string, value: unknown): Promise<void>;
+  getRecord(ns: string, name: string): Promise<unknown | null>;
+  /** Names in the namespace, sorted. */
+  listRecords(ns: string): Promise<string[]>;
+  deleteRecord(ns: string, name: string): Promise<void>;
+}
+
+/** Artifacts by cache key, plus blobs and records. Implementations: `fs` (local disk) and `s3`. */
+export interface ArtifactStore extends BlobStore, RecordStore {
   readonly kind: string;
   /** Atomically publishes an artifact: readers see all of it or none of it. */
   put(a: PutArtifact): Promise<void>;
@@ -160,16 +199,18 @@ export { NotFoundError } from '../util/errors.js';
 
 /**
  * A part of a record that exists but cannot be read as what it must be: a meta.json that is not
- * JSON, not an ArtifactMeta or names another key; a buildinfo.json that is not JSON. The store
+ * JSON, not an ArtifactMeta or names another key; a buildinfo.json that is not JSON; a RecordStore
+ * record (part 'record', key `<ns>/<name>`) that is not JSON. The store
  * answered: this is damage to one record, not an outage (docs/storage.md, "Integrity").
  */
 export class CorruptRecordError extends Error {
   constructor(
+    /** The artifact's key; for a RecordStore record, `<ns>/<name>`. */
     readonly key: string,
-    readonly part: 'meta.json' | 'buildinfo.json',
+    readonly part: 'meta.json' | 'buildinfo.json' | 'record',
     readonly detail: string,
   ) {
-    super(`the ${part} of artifact ${key} is unreadable (${detail})`);
+    super(part === 'record' ? `the record ${key} is unreadable (${detail})` : `the ${part} of artifact ${key} is unreadable (${detail})`);
     this.name = 'CorruptRecordError';
   }
 }

@@ -6,13 +6,26 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { CorruptRecordError, FsStore, S3Store, openStore, parseStoreUrl, type ArtifactMeta, type ArtifactStore, type S3StoreOptions } from '../../src/store/index.js';
+import {
+  BlobDigestMismatchError,
+  CorruptRecordError,
+  FsStore,
+  InvalidDigestError,
+  InvalidRecordNameError,
+  S3Store,
+  openStore,
+  parseStoreUrl,
+  type ArtifactMeta,
+  type ArtifactStore,
+  type BlobInfo,
+  type S3StoreOptions,
+} from '../../src/store/index.js';
 import { getFreePort, startS3, type S3Service } from '../helpers/services.js';
 
 // ------------------------------------------------------------------ helpers
@@ -29,6 +42,12 @@ async function readAll(s: Readable | NodeJS.ReadableStream): Promise<Buffer> {
 async function collect(it: AsyncIterable<ArtifactMeta>): Promise<ArtifactMeta[]> {
   const out: ArtifactMeta[] = [];
   for await (const m of it) out.push(m);
+  return out;
+}
+
+async function collectBlobs(it: AsyncIterable<BlobInfo>): Promise<BlobInfo[]> {
+  const out: BlobInfo[] = [];
+  for await (const b of it) out.push(b);
   return out;
 }
 
@@ -110,6 +129,16 @@ interface Harness {
   removeRaw(key: string, name: string): Promise<void>;
   /** What freeBytes() must give: the free bytes of this directory's filesystem, or null (no disk). */
   freeBytesOf: { dir: string } | null;
+  /** Every file/object in the blob area (`blobs/`), temporary ones included (raw view of the backend). */
+  rawBlobNames(): Promise<string[]>;
+  /** Something that changes whenever the stored blob is rewritten (fs: inode and mtime; s3: LastModified and ETag). */
+  blobMarker(digest: string): Promise<string>;
+  /** Writes a stray file/object `blobs/sha256/<name>` behind the store's back; returns its removal. */
+  writeRawBlobArea(name: string, body: string): Promise<() => Promise<void>>;
+  /** Writes a record's raw bytes behind the store's back. */
+  writeRawRecord(ns: string, name: string, body: string): Promise<void>;
+  /** Names of the commands the store has sent to its backend so far (when it can tell). */
+  commands?: () => string[];
   close(): Promise<void>;
 }
 
@@ -378,6 +407,258 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       assert.ok(Math.abs(free - s.bavail * s.bsize) < 512 * 1024 * 1024, `freeBytes() ${free} vs statfs ${s.bavail * s.bsize}`);
     });
 
+    // ---------------------------------------------------------------- blobs
+
+    test('blobs: put, stat, open (full and ranged), list, delete; NotFoundError once gone', async () => {
+      const blob = await binaryFile(9 * 1024 * 1024 + 123); // more than one 8 MiB part on S3
+      const digest = `sha256:${blob.sha256}`;
+      assert.equal(await store.statBlob(digest), null);
+      await assert.rejects(() => store.openBlob(digest), isNotFound);
+      assert.deepEqual(await store.putBlob(digest, blob.path), { digest, size: blob.bytes.length });
+      assert.deepEqual(await store.statBlob(digest), { digest, size: blob.bytes.length });
+      const full = await readAll(await store.openBlob(digest));
+      assert.equal(full.length, blob.bytes.length);
+      assert.equal(sha256(full), blob.sha256);
+      assert.deepEqual(await readAll(await store.openBlob(digest, { start: 0, end: 0 })), blob.bytes.subarray(0, 1));
+      const boundary = 8 * 1024 * 1024;
+      assert.deepEqual(await readAll(await store.openBlob(digest, { start: boundary - 5, end: boundary + 4 })), blob.bytes.subarray(boundary - 5, boundary + 5));
+      const end = blob.bytes.length - 1;
+      assert.deepEqual(await readAll(await store.openBlob(digest, { start: end - 9, end })), blob.bytes.subarray(end - 9));
+
+      const small = await binaryFile(10);
+      const smallDigest = `sha256:${small.sha256}`;
+      await store.putBlob(smallDigest, small.path);
+      // Strays in the blob area (an interrupted write, a foreign file) are no blobs.
+      const strays = [await h.writeRawBlobArea('.tmp-leftover', 'x'), await h.writeRawBlobArea('README', 'x'), await h.writeRawBlobArea(blob.sha256.toUpperCase(), 'x')];
+      const listed = await collectBlobs(store.listBlobs());
+      for (const remove of strays) await remove();
+      assert.deepEqual(
+        listed.filter((b) => b.digest === digest || b.digest === smallDigest).sort((a, b) => a.size - b.size),
+        [
+          { digest: smallDigest, size: 10 },
+          { digest, size: blob.bytes.length },
+        ],
+      );
+      assert.ok(
+        listed.every((b) => /^sha256:[0-9a-f]{64}$/.test(b.digest)),
+        'only digests are listed',
+      );
+
+      await store.deleteBlob(digest);
+      assert.equal(await store.statBlob(digest), null);
+      await assert.rejects(() => store.openBlob(digest), isNotFound);
+      await assert.rejects(() => store.openBlob(digest, { start: 0, end: 1 }), isNotFound);
+      assert.ok(!(await collectBlobs(store.listBlobs())).some((b) => b.digest === digest), 'deleted blobs are not listed');
+      await store.deleteBlob(digest); // idempotent
+      assert.deepEqual(await store.statBlob(smallDigest), { digest: smallDigest, size: 10 }, 'the other blob stays');
+      await store.deleteBlob(smallDigest);
+    });
+
+    test('blobs: a digest mismatch publishes nothing; putting an existing digest is a no-op', async () => {
+      const good = await binaryFile(50_000);
+      const other = await binaryFile(50_000);
+      const digest = `sha256:${good.sha256}`;
+      const rawBefore = await h.rawBlobNames();
+      await assert.rejects(
+        () => store.putBlob(digest, other.path),
+        (err: unknown) => {
+          assert.ok(err instanceof BlobDigestMismatchError, `expected BlobDigestMismatchError, got ${String(err)}`);
+          assert.equal(err.actual, `sha256:${other.sha256}`);
+          assert.match(err.message, /digest mismatch.*not published/);
+          return true;
+        },
+      );
+      assert.equal(await store.statBlob(digest), null, 'the mismatching file was not published under the digest');
+      assert.equal(await store.statBlob(`sha256:${other.sha256}`), null, 'nor under its own');
+      await assert.rejects(() => store.openBlob(digest), isNotFound);
+      assert.deepEqual(await h.rawBlobNames(), rawBefore, 'nothing (not even a temporary file) was left in the backend');
+
+      assert.deepEqual(await store.putBlob(digest, good.path), { digest, size: good.bytes.length });
+      const rawAfter = await h.rawBlobNames();
+      const marker = await h.blobMarker(digest);
+      const sent = h.commands?.().length;
+      assert.deepEqual(await store.putBlob(digest, good.path), { digest, size: good.bytes.length }, 'the second put returns the info');
+      if (sent !== undefined) {
+        const uploads = h.commands!()
+          .slice(sent)
+          .filter((c) => /^(PutObject|CreateMultipartUpload|UploadPart|CopyObject|DeleteObject)Command$/.test(c));
+        assert.deepEqual(uploads, [], 'the second put wrote nothing');
+      }
+      assert.equal(await h.blobMarker(digest), marker, 'the stored blob was not rewritten');
+      assert.deepEqual(await h.rawBlobNames(), rawAfter);
+      // An existing digest does not make a wrong file acceptable.
+      await assert.rejects(() => store.putBlob(digest, other.path), /digest mismatch/);
+      assert.equal(sha256(await readAll(await store.openBlob(digest))), good.sha256, 'the blob is intact');
+      await store.deleteBlob(digest);
+    });
+
+    test('blobs: an empty blob and a two-byte one (the OCI empty config `{}`) round-trip', async () => {
+      for (const body of ['', '{}']) {
+        const path = join(scratch, `blob-${randomBytes(6).toString('hex')}`);
+        await writeFile(path, body);
+        const digest = `sha256:${sha256(Buffer.from(body))}`;
+        assert.deepEqual(await store.putBlob(digest, path), { digest, size: body.length });
+        assert.deepEqual(await store.statBlob(digest), { digest, size: body.length });
+        assert.equal((await readAll(await store.openBlob(digest))).toString(), body);
+        assert.ok((await collectBlobs(store.listBlobs())).some((b) => b.digest === digest && b.size === body.length));
+        await store.deleteBlob(digest);
+        assert.equal(await store.statBlob(digest), null);
+      }
+    });
+
+    test('blobs: blobUrl is null without presigned URLs (fs; s3 without presign)', async () => {
+      const blob = await binaryFile(100);
+      const digest = `sha256:${blob.sha256}`;
+      await store.putBlob(digest, blob.path);
+      if (store.blobUrl) assert.equal(await store.blobUrl(digest), null);
+      await store.deleteBlob(digest);
+    });
+
+    test('blobs: invalid digests (traversal, uppercase, other algorithms, wrong length) are refused without touching the backend', async () => {
+      const blob = await binaryFile(1_000);
+      const valid = `sha256:${blob.sha256}`;
+      await store.putBlob(valid, blob.path);
+      await h.plantOutside?.('x', 'planted outside the store\n');
+      const hex = blob.sha256;
+      const bad = [
+        'sha256:../../x',
+        'sha256:../../../x',
+        'sha256:../x/binary',
+        'sha256:../../../x/binary',
+        `sha256:${hex}/../x`,
+        `sha256:../sha256/${hex.slice(10)}`,
+        '../x',
+        hex,
+        `sha256:${hex.toUpperCase()}`,
+        `SHA256:${hex}`,
+        `sha512:${hex}`,
+        `sha256:${hex.slice(1)}`,
+        `sha256:${hex}0`,
+        `sha256:${hex}\n`,
+        `sha256:${hex.slice(0, 63)}g`,
+        'sha256:',
+        '',
+      ];
+      const before = h.requests?.();
+      const isInvalid = (err: unknown) => {
+        assert.ok(err instanceof InvalidDigestError, `expected InvalidDigestError, got ${String(err)}`);
+        assert.match(err.message, /invalid blob digest/);
+        return true;
+      };
+      for (const d of bad) {
+        await assert.rejects(() => store.putBlob(d, blob.path), isInvalid, `putBlob(${d})`);
+        await assert.rejects(() => store.statBlob(d), isInvalid, `statBlob(${d})`);
+        await assert.rejects(() => store.openBlob(d), isInvalid, `openBlob(${d})`);
+        await assert.rejects(() => store.openBlob(d, { start: 0, end: 1 }), isInvalid);
+        await assert.rejects(() => store.deleteBlob(d), isInvalid, `deleteBlob(${d})`);
+        if (store.blobUrl) await assert.rejects(() => store.blobUrl!(d), isInvalid, `blobUrl(${d})`);
+      }
+      if (before !== undefined) assert.equal(h.requests!(), before, 'no request reached the backend');
+      assert.deepEqual(await store.statBlob(valid), { digest: valid, size: 1_000 }, 'the valid blob is untouched');
+      await store.deleteBlob(valid);
+    });
+
+    // ---------------------------------------------------------------- records
+
+    test('records: put, get, replace, delete; null when absent; listRecords sorted and per namespace', async () => {
+      const ns = `t${randomBytes(4).toString('hex')}`;
+      const other = `${ns}.other`;
+      assert.deepEqual(await store.listRecords(ns), []);
+      assert.equal(await store.getRecord(ns, 'missing'), null);
+      const value = { tag: 'v1', digest: `sha256:${'a'.repeat(64)}`, nested: { list: [1, 2, 3], s: 'ü "quoted"' } };
+      await store.putRecord(ns, 'latest', value);
+      assert.deepEqual(await store.getRecord(ns, 'latest'), value);
+      await store.putRecord(ns, 'latest', ['replaced']);
+      assert.deepEqual(await store.getRecord(ns, 'latest'), ['replaced'], 'a put replaces the whole document');
+      await store.putRecord(ns, 'n', 42);
+      assert.equal(await store.getRecord(ns, 'n'), 42);
+      await store.putRecord(ns, 's', 'text');
+      assert.equal(await store.getRecord(ns, 's'), 'text');
+
+      const names = ['zeta', 'a.json', 'a', 'a_b', 'a-b', '0x', 'v1.2.3', 'x'.repeat(128), 'latest', 'n', 's'];
+      for (const n of names) if (!['latest', 'n', 's'].includes(n)) await store.putRecord(ns, n, { n });
+      await store.putRecord(other, 'only-here', true);
+      const listed = await store.listRecords(ns);
+      assert.deepEqual(listed, [...names].sort(), 'every name, sorted');
+      assert.deepEqual(await store.listRecords(other), ['only-here'], 'namespaces are separate');
+      assert.deepEqual(await store.getRecord(ns, 'a.json'), { n: 'a.json' }, 'a name ending in .json is still itself');
+      assert.equal(await store.getRecord(other, 'latest'), null);
+
+      await store.deleteRecord(ns, 'latest');
+      assert.equal(await store.getRecord(ns, 'latest'), null);
+      assert.ok(!(await store.listRecords(ns)).includes('latest'));
+      await store.deleteRecord(ns, 'latest'); // idempotent
+      await store.deleteRecord(ns, 'never-was');
+      for (const n of await store.listRecords(ns)) await store.deleteRecord(ns, n);
+      await store.deleteRecord(other, 'only-here');
+      assert.deepEqual(await store.listRecords(ns), []);
+    });
+
+    test('records: a record that is not JSON rejects with a CorruptRecordError (not an outage)', async () => {
+      const ns = `t${randomBytes(4).toString('hex')}`;
+      await store.putRecord(ns, 'good', { ok: true });
+      await h.writeRawRecord(ns, 'broken', '{"tag": "trunc');
+      await assert.rejects(
+        () => store.getRecord(ns, 'broken'),
+        (err: unknown) => {
+          assert.ok(err instanceof CorruptRecordError, `expected CorruptRecordError, got ${String(err)}`);
+          assert.equal(err.part, 'record');
+          assert.equal(err.key, `${ns}/broken`);
+          assert.match(err.message, /record .*broken is unreadable \(not JSON/);
+          return true;
+        },
+      );
+      assert.deepEqual(await store.getRecord(ns, 'good'), { ok: true }, 'the other records are fine');
+      assert.deepEqual(await store.listRecords(ns), ['broken', 'good']);
+      await store.putRecord(ns, 'broken', { repaired: true });
+      assert.deepEqual(await store.getRecord(ns, 'broken'), { repaired: true }, 'a put repairs it');
+      await store.deleteRecord(ns, 'broken');
+      await store.deleteRecord(ns, 'good');
+    });
+
+    test('records: invalid namespaces and names (traversal, uppercase, too long) are refused without touching the backend', async () => {
+      const ns = `t${randomBytes(4).toString('hex')}`;
+      await store.putRecord(ns, 'kept', { kept: true });
+      const bad = ['../x', '..', 'a..b', '../../etc/passwd', 'a/b', 'a\\b', '', '.hidden', '-x', '_x', 'A', 'Tag', 'x'.repeat(129), 'a\n', 'a b', 'é', '%2e%2e', '.', 'x.json/..'];
+      const isInvalid = (err: unknown) => {
+        assert.ok(err instanceof InvalidRecordNameError, `expected InvalidRecordNameError, got ${String(err)}`);
+        assert.match(err.message, /invalid record (namespace|name)/);
+        return true;
+      };
+      const before = h.requests?.();
+      for (const b of bad) {
+        await assert.rejects(() => store.putRecord(b, 'name', {}), isInvalid, `putRecord(ns ${JSON.stringify(b)})`);
+        await assert.rejects(() => store.putRecord(ns, b, {}), isInvalid, `putRecord(name ${JSON.stringify(b)})`);
+        await assert.rejects(() => store.getRecord(b, 'kept'), isInvalid);
+        await assert.rejects(() => store.getRecord(ns, b), isInvalid, `getRecord(name ${JSON.stringify(b)})`);
+        await assert.rejects(() => store.deleteRecord(b, 'kept'), isInvalid);
+        await assert.rejects(() => store.deleteRecord(ns, b), isInvalid, `deleteRecord(name ${JSON.stringify(b)})`);
+        await assert.rejects(() => store.listRecords(b), isInvalid, `listRecords(${JSON.stringify(b)})`);
+      }
+      if (before !== undefined) assert.equal(h.requests!(), before, 'no request reached the backend');
+      assert.deepEqual(await store.listRecords(ns), ['kept']);
+      assert.deepEqual(await store.getRecord(ns, 'kept'), { kept: true });
+      await store.deleteRecord(ns, 'kept');
+    });
+
+    test('blobs and records live outside the artifacts area: list(), stats() and usage() do not see them', async () => {
+      const listedBefore = (await collect(store.list())).length;
+      const statsBefore = await store.stats();
+      const usageBefore = await store.usage();
+      const blob = await binaryFile(200_000);
+      const digest = `sha256:${blob.sha256}`;
+      const ns = `t${randomBytes(4).toString('hex')}`;
+      await store.putBlob(digest, blob.path);
+      await store.putRecord(ns, 'tag', { digest });
+      assert.equal((await collect(store.list())).length, listedBefore, 'list()');
+      assert.deepEqual(await store.stats(), statsBefore, 'stats()');
+      const usageAfter = await store.usage();
+      assert.deepEqual([usageAfter.bytes, usageAfter.objects, usageAfter.entries.size], [usageBefore.bytes, usageBefore.objects, usageBefore.entries.size], 'usage()');
+      assert.deepEqual([...usageAfter.entries.keys()].sort(), [...usageBefore.entries.keys()].sort());
+      await store.deleteBlob(digest);
+      await store.deleteRecord(ns, 'tag');
+    });
+
     test('ping() answers', async () => {
       await store.ping();
     });
@@ -399,6 +680,21 @@ storeContract('fs', async () => {
     },
     removeRaw: (key, name) => rm(join(root, key, name)),
     freeBytesOf: { dir: root },
+    // Blobs and their temporary files live in blobs/sha256/ (the directories themselves are no data).
+    rawBlobNames: async () => (await readdir(join(root, 'blobs', 'sha256')).catch(() => [] as string[])).sort(),
+    blobMarker: async (digest) => {
+      const s = await stat(join(root, 'blobs', 'sha256', digest.slice('sha256:'.length)), { bigint: true });
+      return `${s.ino}:${s.mtimeNs}:${s.ctimeNs}`;
+    },
+    writeRawBlobArea: async (name, body) => {
+      await mkdir(join(root, 'blobs', 'sha256'), { recursive: true });
+      await writeFile(join(root, 'blobs', 'sha256', name), body);
+      return () => rm(join(root, 'blobs', 'sha256', name), { force: true });
+    },
+    writeRawRecord: async (ns, name, body) => {
+      await mkdir(join(root, 'records', ns), { recursive: true });
+      await writeFile(join(root, 'records', ns, `${name}.json`), body);
+    },
     plantOutside: async (name, log) => {
       await mkdir(join(dir, name), { recursive: true });
       await writeFile(join(dir, name, 'build.log'), log);
@@ -407,6 +703,28 @@ storeContract('fs', async () => {
     },
     close: async () => undefined,
   };
+});
+
+describe('fs store specifics', () => {
+  test('blobs/ and records/ sit next to the artifacts; interrupted writes (.tmp-*) are swept when the store opens', async () => {
+    const root = join(await mkdtemp(join(scratch, 'fs-')), 'store');
+    const store = await FsStore.open(root);
+    const blob = await binaryFile(1_000);
+    const digest = `sha256:${blob.sha256}`;
+    await store.putBlob(digest, blob.path);
+    await store.putRecord('tags', 'v1', { digest });
+    assert.deepEqual(await readdir(join(root, 'blobs', 'sha256')), [blob.sha256]);
+    assert.deepEqual(await readdir(join(root, 'records', 'tags')), ['v1.json']);
+    assert.deepEqual(JSON.parse(await readFile(join(root, 'records', 'tags', 'v1.json'), 'utf8')), { digest });
+    await writeFile(join(root, 'blobs', 'sha256', '.tmp-crashed'), 'half a blob');
+    await writeFile(join(root, 'records', 'tags', '.tmp-crashed'), '{"half');
+    assert.deepEqual(await store.listRecords('tags'), ['v1']);
+    const reopened = await FsStore.open(root);
+    assert.deepEqual(await readdir(join(root, 'blobs', 'sha256')), [blob.sha256]);
+    assert.deepEqual(await readdir(join(root, 'records', 'tags')), ['v1.json']);
+    assert.deepEqual(await reopened.getRecord('tags', 'v1'), { digest });
+    assert.deepEqual(await reopened.statBlob(digest), { digest, size: 1_000 });
+  });
 });
 
 // ------------------------------------------------------------------ s3
@@ -436,6 +754,17 @@ function countRequests(client: S3Client): () => number {
   return () => n;
 }
 
+/** Records the name of every command the client sends (before retries). */
+function recordCommands(client: S3Client): () => string[] {
+  const names: string[] = [];
+  const mw: Middleware = (next, context) => async (args) => {
+    names.push(context.commandName ?? '?');
+    return next(args);
+  };
+  client.middlewareStack.add(mw as never, { step: 'initialize', name: 'fairwayTestCommands' });
+  return () => names;
+}
+
 async function rawS3Names(client: S3Client, bucket: string, prefix: string, key: string): Promise<string[]> {
   const base = `${prefix}artifacts/${key}/`;
   const res = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: base }));
@@ -450,7 +779,22 @@ storeContract('s3', async () => {
   return {
     store,
     requests: countRequests(store.client),
+    commands: recordCommands(store.client),
     rawNames: (key) => rawS3Names(raw, s3.bucket, prefix, key),
+    rawBlobNames: async () => {
+      const res = await raw.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `${prefix}blobs/` }));
+      return (res.Contents ?? []).map((o) => o.Key!).sort();
+    },
+    blobMarker: async (digest) => {
+      const head = await raw.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: `${prefix}blobs/sha256/${digest.slice('sha256:'.length)}` }));
+      return `${head.LastModified?.getTime()}:${head.ETag}`;
+    },
+    writeRawBlobArea: async (name, body) => {
+      const Key = `${prefix}blobs/sha256/${name}`;
+      await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key, Body: body }));
+      return async () => void (await raw.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key })));
+    },
+    writeRawRecord: async (ns, name, body) => void (await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}records/${ns}/${name}.json`, Body: body }))),
     writeRaw: async (key, name, body) => void (await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}artifacts/${key}/${name}`, Body: body }))),
     removeRaw: async (key, name) => void (await raw.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: `${prefix}artifacts/${key}/${name}` }))),
     freeBytesOf: null,
@@ -561,6 +905,70 @@ describe('s3 store specifics', { timeout: 5 * 60_000 }, () => {
 
     const plain = open({ prefix: st.prefix });
     assert.equal(await plain.binaryUrl(key, 'caddy_linux_amd64'), null);
+  });
+
+  test('blobs: <prefix>blobs/sha256/<hex> with x-amz-meta-sha256; a presigned URL fetches it (full and ranged)', async () => {
+    const st = open({ presign: 600 });
+    const blob = await binaryFile(300_000);
+    const digest = `sha256:${blob.sha256}`;
+    await st.putBlob(digest, blob.path);
+    const Key = `${st.prefix}blobs/sha256/${blob.sha256}`;
+    const head = await raw.send(new HeadObjectCommand({ Bucket: s3.bucket, Key }));
+    assert.equal(head.Metadata?.sha256, blob.sha256);
+    assert.equal(head.ContentLength, blob.bytes.length);
+    const url = await st.blobUrl(digest);
+    assert.ok(typeof url === 'string' && url.startsWith(`${s3.endpoint}/${s3.bucket}/${Key}?`), String(url));
+    assert.match(url, /X-Amz-Expires=600/);
+    const res = await fetch(url);
+    assert.equal(res.status, 200);
+    assert.equal(sha256(Buffer.from(await res.arrayBuffer())), blob.sha256);
+    const part = await fetch(url, { headers: { Range: 'bytes=100-199' } });
+    assert.equal(part.status, 206);
+    assert.deepEqual(Buffer.from(await part.arrayBuffer()), blob.bytes.subarray(100, 200));
+    assert.equal(await open({ prefix: st.prefix }).blobUrl(digest), null, 'without presign: null');
+    await st.deleteBlob(digest);
+    assert.equal((await fetch(url)).status, 404, 'the URL of a deleted blob finds nothing');
+  });
+
+  test('blobs: a mismatch uploads nothing; an upload the bucket does not hold right is refused and removed', async () => {
+    const st = open();
+    const good = await binaryFile(20_000);
+    const other = await binaryFile(20_000);
+    const digest = `sha256:${good.sha256}`;
+    const sent = recordCommands(st.client);
+    await assert.rejects(() => st.putBlob(digest, other.path), /digest mismatch/);
+    assert.deepEqual(
+      sent().filter((c) => c !== 'HeadObjectCommand'),
+      [],
+      'nothing was uploaded',
+    );
+    // The bytes change in the bucket between the upload and its check (a bad upload, a racing writer).
+    const Key = `${st.prefix}blobs/sha256/${good.sha256}`;
+    let heads = 0;
+    const mw: Middleware = (next, context) => async (args) => {
+      if (context.commandName === 'HeadObjectCommand' && (args.input as { Key?: string }).Key === Key && ++heads === 2) {
+        await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key, Body: other.bytes, Metadata: { sha256: other.sha256 } }));
+      }
+      return next(args);
+    };
+    st.client.middlewareStack.add(mw as never, { step: 'initialize', name: 'corruptAfterUpload' });
+    await assert.rejects(() => st.putBlob(digest, good.path), /integrity check.*not published/);
+    assert.equal(heads, 2, 'the upload was checked with a HeadObject');
+    assert.equal(await st.statBlob(digest), null, 'the bad object was removed');
+    st.client.middlewareStack.remove('corruptAfterUpload');
+    assert.deepEqual(await st.putBlob(digest, good.path), { digest, size: good.bytes.length }, 'a retry publishes');
+    assert.equal(sha256(await readAll(await st.openBlob(digest))), good.sha256);
+  });
+
+  test('records: <prefix>records/<ns>/<name>.json, JSON in the bucket', async () => {
+    const st = open();
+    await st.putRecord('tags', 'v1.0', { digest: 'sha256:x' });
+    const res = await raw.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: st.prefix }));
+    assert.deepEqual(
+      (res.Contents ?? []).map((o) => o.Key),
+      [`${st.prefix}records/tags/v1.0.json`],
+    );
+    await st.deleteRecord('tags', 'v1.0');
   });
 
   test('parts without meta.json (a crashed agent) are invisible; a later put publishes', async () => {
