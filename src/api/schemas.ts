@@ -45,6 +45,7 @@ export const TAGS = [
   { name: 'ops', description: 'Operations: Prometheus metrics and administration' },
   { name: 'health', description: 'Liveness and readiness (no authentication)' },
   { name: 'ui', description: 'The web UI (HTML and its assets)' },
+  { name: 'registry', description: 'OCI registry (pull): caddy, caddy/<recipe>, caddy/build images; recipes' },
 ] as const;
 
 export type Tag = (typeof TAGS)[number]['name'];

@@ -19,6 +19,11 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** What a caller needs to use the route (see src/api/security.ts). */
     scope?: RouteScope;
+    /**
+     * `basic`: the route also takes HTTP Basic credentials (any user name, the token as password,
+     * as `docker login` sends them) and a 401 challenges with `Basic realm="fairway"` (the OCI registry).
+     */
+    challenge?: 'basic';
   }
   interface FastifyRequest {
     /** The authenticated caller (a token or the anonymous principal); null on public routes. */
@@ -92,6 +97,16 @@ function formatWindow(ms: number): string {
   return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${Math.round(ms / 1000)} s`;
 }
 
+/** `Basic base64(user:token)` → `Bearer token`; anything else unchanged. */
+export function basicAsBearer(header: string | undefined): string | undefined {
+  const m = header ? /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
+  if (!m) return header;
+  const plain = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = plain.indexOf(':');
+  // A malformed Basic value stays malformed (401), never anonymous.
+  return colon < 0 || colon === plain.length - 1 ? 'Basic malformed' : `Bearer ${plain.slice(colon + 1)}`;
+}
+
 export async function installSecurity(app: FastifyInstance, o: SecurityOptions): Promise<void> {
   app.decorateRequest('principal', null);
   app.decorateRequest('clientId', null);
@@ -119,7 +134,8 @@ export async function installSecurity(app: FastifyInstance, o: SecurityOptions):
   app.addHook('onRequest', async (req, reply) => {
     const scope = routeScope(req);
     if (scope === 'public') return;
-    const result = await o.auth.authenticate(req.headers.authorization);
+    const basic = req.routeOptions.config?.challenge === 'basic';
+    const result = await o.auth.authenticate(basic ? basicAsBearer(req.headers.authorization) : req.headers.authorization);
     const principal = result.ok ? result.principal : result.anonymous;
     req.principal = result.ok ? principal : null;
     req.clientId = principal.name !== null && result.ok ? `token:${principal.name}` : `ip:${req.ip}`;
@@ -127,12 +143,12 @@ export async function installSecurity(app: FastifyInstance, o: SecurityOptions):
     await general?.(req, reply);
     if (scope === 'build' || scope === 'admin') await builds?.(req, reply);
     if (!result.ok) {
-      reply.header('WWW-Authenticate', 'Bearer realm="fairway", error="invalid_token"');
+      reply.header('WWW-Authenticate', basic ? 'Basic realm="fairway"' : 'Bearer realm="fairway", error="invalid_token"');
       throw new AppError(401, 'unauthorized', result.reason === 'malformed' ? 'the Authorization header must be "Bearer <token>"' : 'the token is not valid (unknown or revoked)');
     }
     if (!allows(principal, scope)) {
       if (principal.name === null) {
-        reply.header('WWW-Authenticate', 'Bearer realm="fairway"');
+        reply.header('WWW-Authenticate', basic ? 'Basic realm="fairway"' : 'Bearer realm="fairway"');
         throw new AppError(401, 'unauthorized', `this needs a token with the ${scope} scope; send "Authorization: Bearer <token>"`);
       }
       throw new AppError(403, 'forbidden', `token "${principal.name}" does not have the ${scope} scope this needs`);

@@ -110,6 +110,22 @@ function opsList<T extends z.ZodType>(item: T, fromString: (parts: string[]) => 
     .pipe(z.array(item));
 }
 const specObject = z.record(z.string(), z.unknown());
+/** Recipes: an object in a file; from env/flags a JSON object. Names and plugins are checked again by src/registry. */
+const recipesSetting = z.preprocess(
+  (v, ctx) => {
+    if (typeof v !== 'string') return v;
+    try {
+      return JSON.parse(v) as unknown;
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: `invalid JSON object: ${(e as Error).message}` });
+      return z.NEVER;
+    }
+  },
+  z.record(
+    z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'a recipe name is [a-z0-9][a-z0-9-]{0,63}'),
+    z.strictObject({ plugins: z.array(z.strictObject({ module: z.string().min(1), version: z.string().min(1).optional() })).max(200), caddyVersion: z.string().min(1).optional() }),
+  ),
+);
 
 export const configSchema = z
   .object({
@@ -186,6 +202,14 @@ export const configSchema = z
     prebuild: opsList(specObject, (platforms) => [{ caddyVersion: 'latest', platforms, plugins: [] }]).default([]),
     /** How often the Caddy version list is refreshed (and prebuilds re-checked). */
     refreshInterval: duration.default(3_600_000),
+
+    // ---- OCI registry (docs/registry.md) ----
+    /** Named plugin sets served as `caddy/<name>` images: `{"<name>": {plugins: [{module, version?}], caddyVersion?}}` (JSON from env/flags). */
+    recipes: recipesSetting.default({}),
+    /** Platforms of a tag's image index (`linux/amd64`, `linux/arm/v7`); missing ones are built on demand. */
+    imagePlatforms: list.pipe(z.array(z.string().regex(/^linux\/[a-z0-9]+(?:\/v[5-8])?$/, 'a platform like linux/amd64 or linux/arm/v7')).min(1)).default(['linux/amd64', 'linux/arm64']),
+    /** How long a manifest request waits for on-demand builds before answering 503 with Retry-After. */
+    imageWait: duration.default(10 * 60_000),
     /** How often the store (and the Go cache budget) is checked, besides after each new artifact. */
     pruneInterval: duration.default(3_600_000),
     /** Budget of this process's Go build + module caches (serve and agent); cleaned between builds. */

@@ -11,7 +11,10 @@ function opsServerOptions(cmd: Command): Command {
     .option('--refresh-interval <duration>', 'how often the Caddy version list is refreshed, default 1h (env FAIRWAY_REFRESH_INTERVAL)')
     .option('--prune-interval <duration>', 'how often the store and Go cache budgets are checked, default 1h (env FAIRWAY_PRUNE_INTERVAL)')
     .option('--go-cache-max-bytes <size>', 'budget of the Go build + module caches, e.g. 10GB (env FAIRWAY_GO_CACHE_MAX_BYTES)')
-    .option('--access-write-interval <duration>', 'how often last-download times are written to the store, default 60s (env FAIRWAY_ACCESS_WRITE_INTERVAL)');
+    .option('--access-write-interval <duration>', 'how often last-download times are written to the store, default 60s (env FAIRWAY_ACCESS_WRITE_INTERVAL)')
+    .option('--recipes <json>', 'named plugin sets served as caddy/<name> images, JSON {"name": {"plugins": [{"module", "version"}]}} (env FAIRWAY_RECIPES)')
+    .option('--image-platforms <list>', 'platforms of an image tag, default linux/amd64,linux/arm64 (env FAIRWAY_IMAGE_PLATFORMS)')
+    .option('--image-wait <duration>', 'how long a manifest request waits for on-demand builds, default 10m (env FAIRWAY_IMAGE_WAIT)');
 }
 
 function serverOptions(cmd: Command): Command {

@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { compatApi, createApi } from '../api/index.js';
+import { compatApi, createApi, recipesApi, registryApi } from '../api/index.js';
+import { Registry } from '../registry/index.js';
 import { authenticatorFromConfig, isLoopbackHost } from '../auth/index.js';
 import { FileCatalog, ModuleLearner } from '../catalog/index.js';
 import type { Config } from '../config/index.js';
@@ -135,6 +136,10 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   await app.register(uiRoutes, {});
   await app.register(compatApi, { service, catalog });
   await app.register(opsRoutes, { metrics: ops.metrics, pruner: ops.pruner });
+  // The OCI registry (docs/registry.md): images of recipes and builds, made from the cache.
+  const registry = new Registry({ service, store, recipes: config.recipes, platforms: config.imagePlatforms, waitMs: config.imageWait, logger, tmpDir: join(config.dataDir, 'tmp') });
+  await app.register(registryApi, { prefix: '/v2', registry, downloadRedirect: config.downloadRedirect });
+  await app.register(recipesApi, { registry });
   await app.listen({ host: config.host, port: config.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;

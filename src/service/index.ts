@@ -21,7 +21,7 @@ import type { BuildPayload } from './processor.js';
 export { buildProcessor, type BuildPayload } from './processor.js';
 export { checkRemoteJob, remoteJobCheck, type RemoteJobCheckOptions } from './jobcheck.js';
 export { formatLog, parseLog } from './logformat.js';
-export { IntegrityError, type CorruptReason } from './integrity.js';
+export { IntegrityError, verifyingStream, verifyWhole, type CorruptReason } from './integrity.js';
 
 export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
 
@@ -200,6 +200,13 @@ export class BuildService {
 
   parse(input: unknown, ctx: RequestContext = {}): BuildRequest {
     return parseBuildRequest(input, { platforms: this.o.platforms, maxPlugins: this.o.maxPlugins, allowLocalReplace: !!ctx.trusted });
+  }
+
+  /** Checks a request against the grammar and the build policy without resolving or queueing it (recipes). */
+  check(input: unknown, ctx: RequestContext = {}): BuildRequest {
+    const request = this.parse(input, ctx);
+    this.o.policy?.checkRequest(request, ctx);
+    return request;
   }
 
   /** Validates, pins versions, and either answers from the cache or joins/queues the build. */

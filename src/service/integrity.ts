@@ -32,7 +32,7 @@ export class IntegrityError extends AppError {
  * mismatch `onCorrupt` is called once and the stream fails with an IntegrityError *before* its last
  * chunk is passed on. Errors of the source (and a consumer going away) pass through unchanged.
  */
-export function verifyingStream(source: NodeJS.ReadableStream, meta: ArtifactMeta, onCorrupt: (e: IntegrityError) => void): Transform {
+export function verifyingStream(source: NodeJS.ReadableStream, meta: Pick<ArtifactMeta, 'key' | 'size' | 'sha256'>, onCorrupt: (e: IntegrityError) => void): Transform {
   const size = meta.size!;
   const expected = meta.sha256!;
   const hash = createHash('sha256');
@@ -70,7 +70,7 @@ export function verifyingStream(source: NodeJS.ReadableStream, meta: ArtifactMet
 }
 
 /** Reads `source` to its end through the check; resolves when it matched, rejects otherwise. */
-export async function verifyWhole(source: NodeJS.ReadableStream, meta: ArtifactMeta, onCorrupt: (e: IntegrityError) => void): Promise<void> {
+export async function verifyWhole(source: NodeJS.ReadableStream, meta: Pick<ArtifactMeta, 'key' | 'size' | 'sha256'>, onCorrupt: (e: IntegrityError) => void): Promise<void> {
   const s = verifyingStream(source, meta, onCorrupt);
   for await (const _ of s) {
     /* discard */

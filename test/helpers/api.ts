@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { BuildFailed } from '../../src/build/index.js';
-import { compatApi, createApi, type ApiOptions } from '../../src/api/index.js';
+import { compatApi, createApi, recipesApi, registryApi, type ApiOptions } from '../../src/api/index.js';
+import { Registry, type RecipeInput } from '../../src/registry/index.js';
 import { FileCatalog } from '../../src/catalog/index.js';
 import { LocalQueue } from '../../src/queue/index.js';
 import type { Resolver } from '../../src/resolve/index.js';
@@ -26,6 +27,9 @@ export interface TestApi {
   service: BuildService;
   /** How many times each part was reached: resolution, service requests/cancels, jobs started. */
   calls: { resolve: number; request: number; cancel: number; jobs: number };
+  /** The fs store behind the service, and the OCI registry on it (/v2, /api/recipes). */
+  store: FsStore;
+  registry: Registry;
   close(): Promise<void>;
 }
 
@@ -36,6 +40,8 @@ export async function testApi(
     plugins?: FastifyPluginAsync[];
     /** Called with the Fastify instance as soon as it exists, before any route (e.g. to add an onRoute hook). */
     onApp?: (app: FastifyInstance) => void;
+    /** The registry's settings (recipes, imageWait); platforms linux/amd64 and linux/arm64. */
+    registry?: { recipes?: Record<string, RecipeInput>; waitMs?: number };
   } = {},
 ): Promise<TestApi> {
   const dir = await mkdtemp(join(tmpdir(), 'fairway-api-'));
@@ -60,10 +66,11 @@ export async function testApi(
     { workers: 2 },
   );
   const logger = o.logger ?? pino({ level: 'silent' });
+  const store = await FsStore.open(join(dir, 'artifacts'));
   const service = new BuildService({
     resolver,
     queue,
-    store: await FsStore.open(join(dir, 'artifacts')),
+    store,
     platforms: new PlatformSet([
       { os: 'linux', arch: 'amd64' },
       { os: 'linux', arch: 'arm64' },
@@ -101,12 +108,25 @@ export async function testApi(
   if (o.onApp) diagnostics.unsubscribe('fastify.initialization', onInit);
   await app.register(uiRoutes, { dir: uiDir });
   await app.register(compatApi, { service, catalog });
+  const registry = new Registry({
+    service,
+    store,
+    recipes: o.registry?.recipes ?? {},
+    platforms: ['linux/amd64', 'linux/arm64'],
+    waitMs: o.registry?.waitMs ?? 10 * 60_000,
+    logger,
+    tmpDir: join(dir, 'tmp'),
+  });
+  await app.register(registryApi, { prefix: '/v2', registry });
+  await app.register(recipesApi, { registry });
   for (const p of o.plugins ?? []) await app.register(p);
   await app.ready();
   return {
     app,
     service,
     calls,
+    store,
+    registry,
     close: async () => {
       await app.close();
       await queue.close(0);

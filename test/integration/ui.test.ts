@@ -118,6 +118,7 @@ test('catalog search and ticking; absent catalog and agents degrade gracefully',
   page.on('request', (r) => {
     if (/\/api\/(catalog|agents)/.test(r.url())) catalogCalls.push(new URL(r.url()).pathname);
   });
+  const recipesAnswered = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/recipes');
   await page.goto(server.url);
   await page.locator('#results li').first().waitFor();
   const all = await page.locator('#results li').count();
@@ -139,6 +140,10 @@ test('catalog search and ticking; absent catalog and agents degrade gracefully',
   const [real] = agents.body.agents;
   assert.match((await page.locator('#agents').textContent())!, new RegExp(`${real.id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} idle.*0/${real.concurrency} busy`));
   assert.ok(catalogCalls.includes('/api/catalog') && catalogCalls.includes('/api/agents'), `the page asked the server: ${catalogCalls.join(', ')}`);
+  // This server has no recipes: the Recipes section stays hidden.
+  await recipesAnswered;
+  await page.waitForTimeout(200); // the page has handled the answer
+  assert.equal(await page.locator('#recipes-card').isVisible(), false);
 
   // Several busy agents (a hub's view; this single server has one idle agent): the stand-in below
   // has exactly the fields of the real /api/agents answer, so it cannot drift from it.
@@ -154,9 +159,14 @@ test('catalog search and ticking; absent catalog and agents degrade gracefully',
   await page.route('**/api/catalog*', (r) => r.fulfill({ status: 404, json: { error: { code: 'not_found', message: 'no route' } } }));
   await page.unroute('**/api/agents');
   await page.route('**/api/agents', (r) => r.fulfill({ status: 404, json: { error: { code: 'not_found', message: 'no route' } } }));
+  await page.route('**/api/recipes', (r) => r.fulfill({ status: 404, json: { error: { code: 'not_found', message: 'no route' } } }));
+  const recipes404 = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/recipes');
   await page.reload();
   await page.getByText('catalog unavailable', { exact: false }).waitFor();
   assert.equal(await page.locator('#agents-card').isVisible(), false);
+  assert.equal((await recipes404).status(), 404);
+  await page.waitForTimeout(200);
+  assert.equal(await page.locator('#recipes-card').isVisible(), false, 'no Recipes section without the route');
   await page.getByLabel('Custom module').fill('not a module');
   await page.getByRole('button', { name: 'Add', exact: true }).click();
   assert.match((await page.locator('#custom-err').textContent())!, /not a Go module path/);
@@ -252,6 +262,16 @@ test('a person builds Caddy with a plugin, watches the log live and downloads it
   assert.match(await page.locator('#url').inputValue(), /\/api\/download\?os=linux&arch=amd64/);
   assert.match(await page.locator('#cli').inputValue(), new RegExp(`--with ${PLUGIN.module}@${PLUGIN.version}`));
 
+  // A finished Linux build is an image too: docker pull and FROM lines with this server's host and the build id.
+  const host = new URL(server.url).host;
+  assert.equal(await page.evaluate(() => location.host), host);
+  assert.equal(await page.locator('#pull').isVisible(), true);
+  assert.equal(await page.locator('#pull').inputValue(), `docker pull ${host}/caddy/build:${id}`);
+  assert.equal(await page.locator('#from').isVisible(), true);
+  assert.equal(await page.locator('#from').inputValue(), `FROM ${host}/caddy/build:${id}`);
+  assert.equal(await page.getByRole('button', { name: 'Copy docker pull command' }).isVisible(), true);
+  assert.equal(await page.getByRole('button', { name: 'Copy Dockerfile FROM line' }).isVisible(), true);
+
   await page.screenshot({ path: join(OUT, 'ui.png'), fullPage: true });
 
   // The copied caddyserver.com-style URL serves the same binary (from the cache).
@@ -282,6 +302,23 @@ test('a person builds Caddy with a plugin, watches the log live and downloads it
   assert.ok(overflow <= 0, `no horizontal scrolling at phone width (overflow ${overflow}px)`);
   await page2.screenshot({ path: join(OUT, 'ui-phone.png'), fullPage: true });
   await ctx2.close();
+
+  // Images are Linux only: the same finished build for Windows (the real record, its os changed,
+  // sent as the log websocket would) shows no image lines.
+  const windows = { ...rec.body, spec: { ...rec.body.spec, os: 'windows' }, filename: 'caddy_windows_amd64.exe' };
+  const { ctx: ctx3, page: page3, problems: problems3 } = await newPage();
+  await page3.routeWebSocket(/\/api\/builds\/[0-9a-f]+\/log/, (ws) => {
+    ws.send(JSON.stringify({ type: 'status', build: windows }));
+    ws.send(JSON.stringify({ type: 'end', status: 'succeeded', build: windows }));
+  });
+  await page3.goto(`${server.url}/#/builds/${id}`);
+  await page3.locator('#dl').waitFor({ state: 'visible' });
+  assert.equal(await page3.locator('#dl').textContent(), 'Download caddy_windows_amd64.exe');
+  assert.equal(await page3.locator('#pull').isVisible(), false);
+  assert.equal(await page3.locator('#from').isVisible(), false);
+  assert.equal(await page3.locator('#pull').inputValue(), '');
+  assert.deepEqual(problems3, []);
+  await ctx3.close();
 
   // The same build again is served from the cache and can be downloaded at once.
   await page.getByRole('button', { name: 'Build', exact: true }).click();
@@ -331,6 +368,37 @@ test('the live log resumes after a dropped websocket without losing or repeating
   assert.deepEqual(lines, plain);
   assert.deepEqual(problems, []);
   await ctx.close();
+});
+
+test('a server with recipes lists them with their plugins and image lines', async () => {
+  const recipes = { l4: { plugins: [{ module: PLUGIN.module, version: PLUGIN.version }] } };
+  const withRecipes = await startFairway({ env: { FAIRWAY_RECIPES: JSON.stringify(recipes) } });
+  try {
+    const listed = await api(withRecipes.url, '/api/recipes');
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    assert.deepEqual(
+      listed.body.recipes.map((r: { name: string }) => r.name),
+      ['l4'],
+    );
+    const { ctx, page, problems } = await newPage();
+    await page.goto(withRecipes.url);
+    const row = page.locator('#recipes li[data-recipe="l4"]');
+    await row.waitFor();
+    assert.equal(await page.locator('#recipes-card').isVisible(), true);
+    assert.equal(await page.locator('#recipes li').count(), 1);
+    const host = new URL(withRecipes.url).host;
+    assert.match((await row.textContent())!, new RegExp(`^l4.*${PLUGIN.module}@${PLUGIN.version.replace(/\./g, '\\.')}`));
+    assert.equal(await page.getByLabel('docker pull for recipe l4', { exact: true }).inputValue(), `docker pull ${host}/caddy/l4:latest`);
+    assert.equal(await page.getByLabel('Dockerfile FROM line for recipe l4', { exact: true }).inputValue(), `FROM ${host}/caddy/l4:latest`);
+    assert.equal(await page.getByRole('button', { name: 'Copy docker pull for recipe l4' }).isVisible(), true);
+    assert.equal(await page.getByRole('button', { name: 'Copy Dockerfile FROM line for recipe l4' }).isVisible(), true);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no horizontal scrolling (overflow ${overflow}px)`);
+    assert.deepEqual(problems, []);
+    await ctx.close();
+  } finally {
+    await withRecipes.stop();
+  }
 });
 
 test('on a server that wants a token, a person enters one, then builds, follows the log over SSE and downloads', { timeout: BUILD_TIMEOUT }, async () => {

@@ -85,7 +85,7 @@ describe('the OpenAPI document', () => {
     const doc = res.json() as OpenAPIV3.Document;
     assert.deepEqual(openApiProblems(doc), []);
     assert.equal(doc.info.title, 'Fairway');
-    assert.deepEqual(new Set((doc.tags ?? []).map((x) => x.name)), new Set(['builds', 'info', 'compat', 'ops', 'health', 'ui']));
+    assert.deepEqual(new Set((doc.tags ?? []).map((x) => x.name)), new Set(['builds', 'info', 'compat', 'ops', 'health', 'ui', 'registry']));
     const post = doc.paths['/api/builds']?.post;
     assert.ok(post?.requestBody, 'POST /api/builds documents its body');
     assert.deepEqual(doc.paths['/healthz']?.get?.security, [], 'public routes need no token');

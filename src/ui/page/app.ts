@@ -678,6 +678,11 @@ function renderResult(b: Build): void {
   // Never the token itself on screen: the command reads it from the environment.
   $<HTMLInputElement>('curl').value = `curl -fL ${token ? '-H "Authorization: Bearer $FAIRWAY_TOKEN" ' : ''}-o ${b.filename} '${url}'`;
   const s = b.spec;
+  // Every finished Linux build is also an image, tagged with its build id (images are Linux only).
+  const img = s.os === 'linux';
+  $('img').hidden = !img;
+  $<HTMLInputElement>('pull').value = img ? `docker pull ${imageRef(`build:${b.id}`)}` : '';
+  $<HTMLInputElement>('from').value = img ? `FROM ${imageRef(`build:${b.id}`)}` : '';
   $<HTMLInputElement>('cli').value = [
     `fairway build --server ${location.origin}`,
     `--caddy-version ${s.caddyVersion} --os ${s.os} --arch ${s.arch}${s.arm ? ` --arm ${s.arm}` : ''}`,
@@ -685,6 +690,9 @@ function renderResult(b: Build): void {
     `-o ${b.filename}`,
   ].join(' ');
 }
+
+/** An image of this server's registry: `<host>/caddy/<name>:<tag>`, e.g. `build:<id>`. */
+const imageRef = (nameTag: string) => `${location.host}/caddy/${nameTag}`;
 
 /** The caddyserver.com-compatible URL for the same build, pinned to the resolved versions. */
 function downloadUrl(b: Build): string {
@@ -766,9 +774,9 @@ $('cancel').addEventListener('click', async () => {
   }
 });
 
-for (const btn of document.querySelectorAll<HTMLButtonElement>('[data-copy]')) {
+/** A Copy button for the text of `src` (an input's value, else its text). */
+function copyButton(btn: HTMLElement, src: HTMLElement): void {
   btn.addEventListener('click', () => {
-    const src = $(btn.dataset.copy!);
     const text = src instanceof HTMLInputElement ? src.value : (src.textContent ?? '');
     const done = () => {
       btn.textContent = 'Copied';
@@ -785,6 +793,7 @@ for (const btn of document.querySelectorAll<HTMLButtonElement>('[data-copy]')) {
     else fallback();
   });
 }
+for (const btn of document.querySelectorAll<HTMLButtonElement>('[data-copy]')) copyButton(btn, $(btn.dataset.copy!));
 
 /* ------------------------------------------------------ recent and agents */
 
@@ -877,6 +886,57 @@ async function loadAgents(): Promise<void> {
 
 $('refresh').addEventListener('click', () => void loadRecent());
 
+/* ---------------------------------------------------------------- recipes */
+
+interface Recipe {
+  name: string;
+  plugins?: Plugin[];
+  caddyVersion?: string;
+}
+
+let recipesShown = '';
+
+/** `GET /api/recipes`: each recipe's plugins and image lines; hidden when absent (404), refused or empty. */
+async function loadRecipes(): Promise<void> {
+  let list: Recipe[] = [];
+  try {
+    const res = await fetch('/api/recipes', { headers: { accept: 'application/json', ...auth() } });
+    if (res.ok) {
+      const body = (await res.json()) as { recipes?: unknown };
+      if (Array.isArray(body?.recipes)) list = (body.recipes as Recipe[]).filter((r) => typeof r?.name === 'string');
+    }
+  } catch {
+    /* no server, or not JSON: no section */
+  }
+  const shown = JSON.stringify(list);
+  $('recipes-card').hidden = !list.length;
+  if (shown === recipesShown) return; // unchanged: keep the rows (and any selection in them)
+  recipesShown = shown;
+  $('recipes').replaceChildren(
+    ...list.map((r) => {
+      const plugins = Array.isArray(r.plugins) ? r.plugins.filter((p) => typeof p?.module === 'string') : [];
+      const ref = imageRef(`${r.name}:latest`);
+      return h(
+        'li',
+        { 'data-recipe': r.name },
+        h('b', {}, r.name),
+        typeof r.caddyVersion === 'string' ? h('span', { class: 'muted small' }, ` Caddy ${r.caddyVersion}`) : null,
+        h('div', { class: 'mods' }, ...(plugins.length ? plugins.map((p) => h('span', {}, modVer(p))) : [h('span', {}, 'no plugins')])),
+        copyLine(`docker pull ${ref}`, `docker pull for recipe ${r.name}`),
+        copyLine(`FROM ${ref}`, `Dockerfile FROM line for recipe ${r.name}`),
+      );
+    }),
+  );
+}
+
+function copyLine(text: string, label: string): HTMLElement {
+  const input = h('input', { readonly: true, spellcheck: 'false', 'aria-label': label }) as HTMLInputElement;
+  input.value = text;
+  const btn = h('button', { type: 'button', class: 'btn small', 'aria-label': `Copy ${label}` }, 'Copy');
+  copyButton(btn, input);
+  return h('div', { class: 'cp' }, input, btn);
+}
+
 /* ------------------------------------------------------ API token control */
 
 const authEl = $<HTMLDetailsElement>('auth');
@@ -908,6 +968,7 @@ function reloadAll(): void {
   });
   void loadRecent();
   void loadAgents();
+  void loadRecipes();
   void search(q.value.trim());
   const v = view;
   if (v) {
@@ -953,10 +1014,12 @@ void Promise.all([loadVersions(), loadPlatforms()]);
 void search('');
 void loadRecent();
 void loadAgents();
+void loadRecipes();
 route();
 setInterval(() => {
   if (document.visibilityState === 'visible') {
     void loadRecent();
     void loadAgents();
+    void loadRecipes();
   }
 }, 15_000);

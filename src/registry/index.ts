@@ -1,0 +1,468 @@
+/**
+ * The OCI registry (pull side of the OCI Distribution Spec v1.1, docs/registry.md): recipes (named
+ * plugin sets), tag resolution, and images made on demand from the build cache. Repositories:
+ * `caddy` (no plugins), `caddy/<recipe>`, and `caddy/build` (one tag per finished build id). A tag
+ * answers an image index over the `imagePlatforms`; platforms not built yet are requested as
+ * ordinary builds (BuildService.request: deduped, cached, logged) and waited for.
+ *
+ * An image is made once per artifact (src/image buildImage, created = the artifact's finishedAt),
+ * its blobs put into the store (BlobStore) and a record `images/<key>` kept (RecordStore): gzip
+ * bytes depend on the Node build, so blobs are never re-encoded and digests stay the same across
+ * restarts and hubs. The HTTP side is src/api/registry.ts.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { buildImage, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type Descriptor, type ImageIndex, type OciPlatform } from '../image/index.js';
+import { verifyingStream, verifyWhole, type BuildRecord, type BuildService, type RequestContext } from '../service/index.js';
+import { isCacheKey, type ResolvedSpec } from '../spec/index.js';
+import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
+import { AppError, NotFoundError } from '../util/errors.js';
+
+/** The spec's error codes (distribution-spec "Error codes"), plus UNAVAILABLE/UNKNOWN for 5xx as distribution answers them. */
+export type OciErrorCode =
+  | 'BLOB_UNKNOWN'
+  | 'DIGEST_INVALID'
+  | 'MANIFEST_INVALID'
+  | 'MANIFEST_UNKNOWN'
+  | 'NAME_INVALID'
+  | 'NAME_UNKNOWN'
+  | 'UNAUTHORIZED'
+  | 'DENIED'
+  | 'UNSUPPORTED'
+  | 'TOOMANYREQUESTS'
+  | 'UNAVAILABLE'
+  | 'UNKNOWN';
+
+/** An error of the registry: its OCI code goes into the `errors[]` body (src/api/registry.ts). */
+export class RegistryError extends AppError {
+  constructor(
+    statusCode: number,
+    readonly ociCode: OciErrorCode,
+    message: string,
+    retryAfterS?: number,
+  ) {
+    super(statusCode, ociCode.toLowerCase(), message, retryAfterS);
+    this.name = 'RegistryError';
+  }
+}
+
+export interface RecipePlugin {
+  module: string;
+  version?: string;
+}
+
+export interface RecipeInput {
+  plugins: RecipePlugin[];
+  caddyVersion?: string;
+}
+
+export interface Recipe extends RecipeInput {
+  name: string;
+  source: 'config' | 'api';
+}
+
+/** The record kept per artifact: how its image is made of store blobs. */
+export interface ImageRecord {
+  key: string;
+  manifestDigest: string;
+  /** The manifest's descriptor with its platform (an entry of a tag's index). */
+  descriptor: Descriptor;
+  /** Every blob of the image: manifest, config, layers. */
+  blobs: Array<{ digest: string; size: number }>;
+}
+
+export interface ManifestAnswer {
+  mediaType: string;
+  digest: string;
+  size: number;
+  bytes: Buffer;
+}
+
+export interface BlobAnswer {
+  digest: string;
+  size: number;
+  /** Opens the bytes, checked against the digest while they stream (a range: after the whole blob was checked). */
+  open(range?: ByteRange): Promise<NodeJS.ReadableStream>;
+  /** A presigned store URL, when the store gives one. */
+  url?(): Promise<string | null>;
+}
+
+export interface RegistryOptions {
+  service: BuildService;
+  store: ArtifactStore;
+  /** Recipes from the configuration (`recipes`); recipes put through the API are in the store. */
+  recipes: Record<string, RecipeInput>;
+  /** `imagePlatforms`: `linux/amd64`, `linux/arm64`, `linux/arm/v7`. */
+  platforms: readonly string[];
+  /** How long a manifest request waits for builds (`imageWait`). */
+  waitMs: number;
+  logger: Logger;
+  /** Where images are made before their blobs go into the store; default the OS temp dir. */
+  tmpDir?: string;
+}
+
+/** The registry as the HTTP side sees it. */
+export interface ImageRegistry {
+  recipes(): Promise<Recipe[]>;
+  putRecipe(name: string, input: unknown, ctx: RequestContext): Promise<Recipe>;
+  deleteRecipe(name: string): Promise<void>;
+  /** Throws NAME_UNKNOWN for a repository that does not exist. */
+  tags(repo: string): Promise<string[]>;
+  manifest(repo: string, reference: string, ctx: RequestContext, signal?: AbortSignal): Promise<ManifestAnswer>;
+  blob(repo: string, digest: string): Promise<BlobAnswer>;
+}
+
+export const RECIPE_NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
+/** Names that are path segments of the routes (or the build repository), never recipes. */
+const RESERVED = new Set(['build', 'manifests', 'blobs', 'tags']);
+export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+export const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
+const RECIPES_NS = 'recipes';
+const IMAGES_NS = 'images';
+/** The largest blob read as a manifest (manifests are a few KB). */
+const MAX_MANIFEST = 4 * 1024 * 1024;
+const MANIFEST_TYPES: readonly string[] = [MEDIA_TYPE.manifest, MEDIA_TYPE.index];
+
+/** `linux/arm/v7` → GOOS/GOARCH/GOARM. */
+export function goPlatform(p: string): { os: string; arch: string; arm?: string } {
+  const [os, arch, variant] = p.split('/');
+  if (!os || !arch) throw new Error(`bad platform ${p}`);
+  if (arch === 'arm') return { os, arch, ...(variant ? { arm: variant.replace(/^v/, '') } : {}) };
+  return { os, arch };
+}
+
+/** `2.11.9`/`v2.11.9` → `v2.11.9`; `latest` stays. Null for a tag that names no Caddy version. */
+export function caddyVersionOfTag(tag: string): string | null {
+  if (tag === 'latest') return 'latest';
+  const m = /^v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$/.exec(tag);
+  return m ? `v${m[1]}` : null;
+}
+
+function checkRecipeName(name: string): void {
+  if (!RECIPE_NAME.test(name) || RESERVED.has(name)) {
+    throw new AppError(400, 'invalid_recipe', `recipe name ${JSON.stringify(name.slice(0, 80))}: use [a-z0-9][a-z0-9-]{0,63}, not build, manifests, blobs or tags`);
+  }
+}
+
+function sha256Hex(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+export class Registry implements ImageRegistry {
+  private readonly log: Logger;
+  /** Images being made, by artifact key: one make per key in this process. */
+  private readonly making = new Map<string, Promise<ImageRecord>>();
+  private readonly platforms: Array<{ name: string; go: { os: string; arch: string; arm?: string }; oci: OciPlatform }>;
+
+  constructor(private readonly o: RegistryOptions) {
+    this.log = o.logger.child({ part: 'registry' });
+    this.platforms = o.platforms.map((name) => {
+      const go = goPlatform(name);
+      return { name, go, oci: ociPlatform(go) };
+    });
+    for (const name of Object.keys(o.recipes)) checkRecipeName(name);
+  }
+
+  // ---- recipes ----
+
+  async recipes(): Promise<Recipe[]> {
+    const out = new Map<string, Recipe>();
+    for (const [name, r] of Object.entries(this.o.recipes)) out.set(name, { name, ...r, source: 'config' });
+    for (const name of await this.o.store.listRecords(RECIPES_NS)) {
+      const r = (await this.o.store.getRecord(RECIPES_NS, name)) as RecipeInput | null;
+      if (r && Array.isArray(r.plugins)) out.set(name, { name, plugins: r.plugins, ...(r.caddyVersion ? { caddyVersion: r.caddyVersion } : {}), source: 'api' });
+    }
+    return [...out.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  private async recipe(name: string): Promise<Recipe | null> {
+    if (!RECIPE_NAME.test(name) || RESERVED.has(name)) return null;
+    const r = (await this.o.store.getRecord(RECIPES_NS, name)) as RecipeInput | null;
+    if (r && Array.isArray(r.plugins)) return { name, plugins: r.plugins, ...(r.caddyVersion ? { caddyVersion: r.caddyVersion } : {}), source: 'api' };
+    const c = this.o.recipes[name];
+    return c ? { name, ...c, source: 'config' } : null;
+  }
+
+  async putRecipe(name: string, input: unknown, ctx: RequestContext): Promise<Recipe> {
+    checkRecipeName(name);
+    const body = (input ?? {}) as Partial<RecipeInput>;
+    if (!body || typeof body !== 'object' || !Array.isArray(body.plugins)) throw new AppError(400, 'invalid_recipe', 'a recipe is {"plugins": [{"module", "version"?}], "caddyVersion"?}');
+    // The same grammar and policy as a build, on the first image platform.
+    const req = this.o.service.check({ ...(body.caddyVersion !== undefined ? { caddyVersion: body.caddyVersion } : {}), ...this.platforms[0]!.go, plugins: body.plugins }, ctx);
+    for (const p of req.plugins) if (p.replace) throw new AppError(400, 'invalid_recipe', `recipes take no replacements (${p.module})`);
+    const value: RecipeInput = {
+      plugins: req.plugins.map((p) => ({ module: p.module, ...(p.version && p.version !== 'latest' ? { version: p.version } : {}) })),
+      ...(body.caddyVersion !== undefined ? { caddyVersion: body.caddyVersion } : {}),
+    };
+    await this.o.store.putRecord(RECIPES_NS, name, value);
+    this.log.info({ recipe: name, plugins: value.plugins.length }, 'recipe saved');
+    return { name, ...value, source: 'api' };
+  }
+
+  async deleteRecipe(name: string): Promise<void> {
+    checkRecipeName(name);
+    if (!(await this.o.store.getRecord(RECIPES_NS, name))) {
+      if (this.o.recipes[name]) throw new AppError(409, 'config_recipe', `recipe ${name} comes from the configuration (recipes setting); change it there`);
+      throw new NotFoundError(`recipe ${name}`);
+    }
+    await this.o.store.deleteRecord(RECIPES_NS, name);
+  }
+
+  // ---- repositories and tags ----
+
+  /** The plugin set of a repository: `caddy` → none, `caddy/<recipe>` → the recipe's; `caddy/build` → 'build'. */
+  private async repoOf(repo: string): Promise<RecipeInput | 'build'> {
+    if (repo === 'caddy') return { plugins: [] };
+    if (repo === 'caddy/build') return 'build';
+    const m = /^caddy\/([^/]+)$/.exec(repo);
+    const r = m ? await this.recipe(m[1]!) : null;
+    if (!r) throw new RegistryError(404, 'NAME_UNKNOWN', `repository ${JSON.stringify(repo.slice(0, 200))} is not known: pull caddy, caddy/<recipe> (GET /api/recipes) or caddy/build:<build id>`);
+    return r;
+  }
+
+  async tags(repo: string): Promise<string[]> {
+    const kind = await this.repoOf(repo);
+    if (kind === 'build') {
+      const recs = await this.o.service.list(10_000);
+      return recs
+        .filter((r) => r.status === 'succeeded' && r.spec.os === 'linux')
+        .map((r) => r.id)
+        .sort();
+    }
+    const tags = new Set<string>(['latest']);
+    if (kind.caddyVersion) {
+      tags.add(kind.caddyVersion);
+      tags.add(kind.caddyVersion.replace(/^v/, ''));
+    } else {
+      const list = await this.o.service.versions();
+      for (const v of list.versions) {
+        tags.add(v.version);
+        tags.add(v.version.replace(/^v/, ''));
+      }
+    }
+    return [...tags].filter((t) => TAG_RE.test(t)).sort();
+  }
+
+  // ---- manifests ----
+
+  async manifest(repo: string, reference: string, ctx: RequestContext, signal?: AbortSignal): Promise<ManifestAnswer> {
+    const kind = await this.repoOf(repo);
+    if (reference.startsWith('sha256:') || reference.includes(':')) {
+      if (!DIGEST_RE.test(reference)) throw new RegistryError(400, 'DIGEST_INVALID', `reference ${JSON.stringify(reference.slice(0, 100))} is not a sha256 digest (sha256:<64 lowercase hex>)`);
+      return this.manifestByDigest(reference);
+    }
+    if (!TAG_RE.test(reference))
+      throw new RegistryError(400, 'MANIFEST_INVALID', `reference ${JSON.stringify(reference.slice(0, 100))} is neither a tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}) nor a digest`);
+    if (kind === 'build') return this.buildManifest(reference);
+    const version = caddyVersionOfTag(reference);
+    if (!version) throw new RegistryError(404, 'MANIFEST_UNKNOWN', `tag ${reference} of ${repo} is not known: use latest or a Caddy version (2.11.9 or v2.11.9)`);
+    if (kind.caddyVersion && version !== 'latest' && version !== kind.caddyVersion) {
+      throw new RegistryError(404, 'MANIFEST_UNKNOWN', `${repo} is pinned to Caddy ${kind.caddyVersion}: its tags are latest and ${kind.caddyVersion}`);
+    }
+    return this.tagIndex(kind, version === 'latest' && kind.caddyVersion ? kind.caddyVersion : version, ctx, signal);
+  }
+
+  private async manifestByDigest(digest: string): Promise<ManifestAnswer> {
+    const info = await this.o.store.statBlob(digest);
+    if (!info || info.size > MAX_MANIFEST) throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no manifest ${digest}`);
+    const bytes = await this.readBlob(digest, info.size);
+    let mediaType: unknown;
+    try {
+      mediaType = (JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown }).mediaType;
+    } catch {
+      mediaType = undefined;
+    }
+    if (typeof mediaType !== 'string' || !MANIFEST_TYPES.includes(mediaType)) throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no manifest ${digest} (that blob is not a manifest)`);
+    return { mediaType, digest, size: bytes.length, bytes };
+  }
+
+  /** A whole blob into memory, verified (manifests and indexes only: small). */
+  private async readBlob(digest: string, size: number): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    const s = verifyingStream(await this.o.store.openBlob(digest), { key: digest, size, sha256: digest.slice(7) }, (e) => this.corrupt(digest, e));
+    for await (const c of s) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  private corrupt(digest: string, e: Error): void {
+    this.log.error({ digest, err: e.message }, 'a stored blob does not match its digest: deleting it; images using it are made again');
+    void this.o.store.deleteBlob(digest).catch(() => undefined);
+  }
+
+  /** `caddy/build:<id>`: the image manifest of one finished linux build. */
+  private async buildManifest(id: string): Promise<ManifestAnswer> {
+    if (!isCacheKey(id)) throw new RegistryError(404, 'MANIFEST_UNKNOWN', `tag ${id.slice(0, 100)} of caddy/build: use a build id (64 hex digits)`);
+    const meta = await this.o.service.meta(id);
+    if (meta?.status !== 'succeeded') throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no finished build ${id}`);
+    const spec = meta.spec as ResolvedSpec;
+    if (spec.os !== 'linux') throw new RegistryError(404, 'MANIFEST_UNKNOWN', `build ${id} is for ${spec.os}; images are Linux images`);
+    const rec = await this.image(meta);
+    return this.manifestByDigest(rec.manifestDigest);
+  }
+
+  /** A tag of `caddy` or `caddy/<recipe>`: every image platform built (or waited for), then their index. */
+  private async tagIndex(recipe: RecipeInput, caddyVersion: string, ctx: RequestContext, signal?: AbortSignal): Promise<ManifestAnswer> {
+    const wanted = this.platforms.map((p) => ({ caddyVersion, ...p.go, plugins: recipe.plugins }));
+    const asked = await Promise.all(wanted.map((w) => this.o.service.request(w, ctx)));
+    const done = await this.waitAll(asked, signal);
+    const records: ImageRecord[] = [];
+    for (const rec of done) {
+      const meta = await this.o.service.meta(rec.key);
+      if (meta?.status !== 'succeeded') throw new RegistryError(503, 'UNAVAILABLE', `build ${rec.id} is no longer in the store; retry`, 5);
+      records.push(await this.image(meta));
+    }
+    const manifests = records
+      .map((r) => r.descriptor)
+      .sort((a, b) => {
+        const pa = a.platform ? platformString(a.platform as OciPlatform) : '';
+        const pb = b.platform ? platformString(b.platform as OciPlatform) : '';
+        return pa < pb ? -1 : pa > pb ? 1 : 0;
+      });
+    const index: ImageIndex = { schemaVersion: 2, mediaType: MEDIA_TYPE.index, manifests };
+    const bytes = canonicalBytes(index);
+    const digest = `sha256:${sha256Hex(bytes)}`;
+    await this.putBytes(digest, bytes);
+    return { mediaType: MEDIA_TYPE.index, digest, size: bytes.length, bytes };
+  }
+
+  /** Waits for every build (up to `waitMs`); 503 UNAVAILABLE with Retry-After past it, an error for a failed build. */
+  private async waitAll(recs: BuildRecord[], signal?: AbortSignal): Promise<BuildRecord[]> {
+    const pending = recs.filter((r) => r.status !== 'succeeded');
+    if (pending.length === 0) return recs;
+    this.log.info({ builds: pending.map((r) => r.id) }, 'image: waiting for builds');
+    const ac = new AbortController();
+    const onAbort = () => ac.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort();
+    }, this.o.waitMs);
+    try {
+      const ended = await Promise.all(recs.map((r) => (r.status === 'succeeded' ? r : this.o.service.waitFor(r.id, ac.signal))));
+      for (const r of ended) {
+        if (r.status === 'succeeded') continue;
+        if (r.status === 'canceled') throw new RegistryError(503, 'UNAVAILABLE', `build ${r.id} was canceled before it finished; retry`, 10);
+        throw new RegistryError(500, 'UNKNOWN', `build ${r.id} (${r.spec.os}/${r.spec.arch}) failed: ${r.error ?? 'unknown error'} (log: /api/builds/${r.id}/log)`);
+      }
+      return ended;
+    } catch (err) {
+      if (timedOut) {
+        const ids = pending.map((r) => r.id).join(', ');
+        throw new RegistryError(503, 'UNAVAILABLE', `the image's builds are still running after ${Math.round(this.o.waitMs / 1000)} s (${ids}); they go on: retry later`, 60);
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  // ---- images ----
+
+  /** The image of an artifact: its record when its blobs are all there, else made now (once per key in this process). */
+  async image(meta: ArtifactMeta): Promise<ImageRecord> {
+    const have = await this.storedImage(meta.key);
+    if (have) return have;
+    let p = this.making.get(meta.key);
+    if (!p) {
+      p = this.makeImage(meta).finally(() => this.making.delete(meta.key));
+      this.making.set(meta.key, p);
+    }
+    return p;
+  }
+
+  private async storedImage(key: string): Promise<ImageRecord | null> {
+    const rec = (await this.o.store.getRecord(IMAGES_NS, key)) as ImageRecord | null;
+    if (!rec || typeof rec.manifestDigest !== 'string' || !Array.isArray(rec.blobs)) return null;
+    for (const b of rec.blobs) {
+      const info = await this.o.store.statBlob(b.digest);
+      if (!info || info.size !== b.size) {
+        this.log.warn({ key, digest: b.digest }, 'a blob of a stored image is missing: making the image again');
+        return null;
+      }
+    }
+    return rec;
+  }
+
+  private async makeImage(meta: ArtifactMeta): Promise<ImageRecord> {
+    const spec = meta.spec as ResolvedSpec;
+    const base = this.o.tmpDir ?? tmpdir();
+    await mkdir(base, { recursive: true });
+    const dir = await mkdtemp(join(base, 'fairway-image-'));
+    try {
+      const binaryPath = join(dir, 'caddy');
+      const a = await this.o.service.artifact(meta.key);
+      await pipeline((await a.open()) as Readable, createWriteStream(binaryPath, { mode: 0o755 }));
+      const img = await buildImage({
+        binaryPath,
+        platform: { os: spec.os, arch: spec.arch, ...(spec.arm ? { arm: spec.arm } : {}) },
+        caddyVersion: spec.caddyVersion,
+        key: meta.key,
+        spec,
+        created: meta.finishedAt,
+        blobDir: join(dir, 'blobs'),
+        ...(meta.sha256 ? { binarySha256: meta.sha256 } : {}),
+      });
+      const blobs: ImageRecord['blobs'] = [];
+      // Layers and config first, the manifest last: a manifest in the store has all its blobs.
+      for (const l of img.layers) blobs.push(await this.o.store.putBlob(l.digest, l.path));
+      const cfg = join(dir, 'blobs', 'sha256', img.configDescriptor.digest.slice(7));
+      blobs.push(await this.o.store.putBlob(img.configDescriptor.digest, cfg));
+      blobs.push(await this.o.store.putBlob(img.manifestDigest, join(dir, 'blobs', 'sha256', img.manifestDigest.slice(7))));
+      const rec: ImageRecord = { key: meta.key, manifestDigest: img.manifestDigest, descriptor: img.descriptor, blobs: blobs.map((b) => ({ digest: b.digest, size: b.size })) };
+      await this.o.store.putRecord(IMAGES_NS, meta.key, rec);
+      this.log.info({ key: meta.key, manifest: img.manifestDigest, platform: platformString(img.platform) }, 'image made');
+      return rec;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private async putBytes(digest: string, bytes: Buffer): Promise<void> {
+    if (await this.o.store.statBlob(digest)) return;
+    const base = this.o.tmpDir ?? tmpdir();
+    const dir = await mkdtemp(join(base, 'fairway-index-'));
+    try {
+      const p = join(dir, 'blob');
+      await pipeline(
+        (async function* () {
+          yield bytes;
+        })(),
+        createWriteStream(p),
+      );
+      await this.o.store.putBlob(digest, p);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  // ---- blobs ----
+
+  async blob(repo: string, digest: string): Promise<BlobAnswer> {
+    await this.repoOf(repo);
+    if (!DIGEST_RE.test(digest)) throw new RegistryError(400, 'DIGEST_INVALID', `${JSON.stringify(digest.slice(0, 100))} is not a sha256 digest (sha256:<64 lowercase hex>)`);
+    const info = await this.o.store.statBlob(digest);
+    if (!info) throw new RegistryError(404, 'BLOB_UNKNOWN', `no blob ${digest}`);
+    const store = this.o.store;
+    const check = { key: digest, size: info.size, sha256: digest.slice(7) };
+    const onCorrupt = (e: Error) => this.corrupt(digest, e);
+    const open = async (range?: ByteRange): Promise<NodeJS.ReadableStream> => {
+      const missing = (err: unknown) => {
+        if (err instanceof NotFoundError) throw new RegistryError(404, 'BLOB_UNKNOWN', `no blob ${digest}`);
+        throw err;
+      };
+      if (!range) return verifyingStream(await store.openBlob(digest).catch(missing), check, onCorrupt);
+      // A range cannot be checked alone: the whole blob is checked first.
+      await verifyWhole(await store.openBlob(digest).catch(missing), check, onCorrupt);
+      return store.openBlob(digest, range).catch(missing);
+    };
+    return { digest, size: info.size, open, ...(store.blobUrl ? { url: () => store.blobUrl!(digest) } : {}) };
+  }
+}

@@ -1,0 +1,379 @@
+// The OCI registry (/v2) and the recipes API in-process (inject(); test/helpers/api.ts): no Go, no
+// network. Builds are stand-ins put straight into the fs store (fake ELF binaries), so a tag's
+// platforms are cache hits; a platform not in the store stays queued (the helper's jobs never end).
+//   node --import tsx --test test/unit/registry.test.ts
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { TokenAuthenticator, sha256Hash } from '../../src/auth/index.js';
+import { configSchema } from '../../src/config/index.js';
+import { goPlatform } from '../../src/registry/index.js';
+import { cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { testApi, type TestApi } from '../helpers/api.js';
+import { fakeBinary } from '../helpers/image.js';
+
+const L4 = { module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' };
+const INDEX = 'application/vnd.oci.image.index.v1+json';
+const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+/** What the helper's resolver answers for linux/<arch> (it pins v2.11.9 and drops plugins). */
+function specOf(arch: string): ResolvedSpec {
+  return { caddyVersion: 'v2.11.9', os: 'linux', arch, plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'test' } };
+}
+
+/** Puts a succeeded build of linux/<arch> into the store, as the job processor would. */
+async function putBuild(t: TestApi, arch: string): Promise<string> {
+  const spec = specOf(arch);
+  const key = cacheKey(spec);
+  const dir = await mkdtemp(join(tmpdir(), 'fairway-reg-'));
+  try {
+    const bin = join(dir, 'caddy');
+    const data = await fakeBinary(bin, `caddy-${arch}`, 64 * 1024, arch);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    const at = '2026-11-30T08:15:00.000Z';
+    await t.store.put({
+      meta: {
+        key,
+        status: 'succeeded',
+        request: { caddyVersion: 'latest', os: 'linux', arch, plugins: [] },
+        spec,
+        filename: 'caddy',
+        sha256,
+        size: data.length,
+        createdAt: at,
+        startedAt: at,
+        finishedAt: at,
+      },
+      binaryPath: bin,
+      log: '',
+    });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  await t.service.rescan();
+  return key;
+}
+
+function ociError(res: { json(): unknown }): string {
+  const body = res.json() as { errors: Array<{ code: string; message: string }> };
+  assert.equal(body.errors.length, 1);
+  assert.equal(typeof body.errors[0]!.message, 'string');
+  return body.errors[0]!.code;
+}
+
+const digestOf = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+describe('registry: manifests, blobs, tags', () => {
+  let t: TestApi;
+  let amd64: string;
+  before(async () => {
+    t = await testApi({ registry: { recipes: { l4: { plugins: [L4] } } } });
+    amd64 = await putBuild(t, 'amd64');
+    await putBuild(t, 'arm64');
+    t.service.versions = async () => ({
+      module: 'github.com/caddyserver/caddy/v2',
+      versions: ['v2.11.9', 'v2.11.8', 'v2.10.2'].map((version) => ({ version, prerelease: false })),
+      latest: 'v2.11.9',
+      refreshedAt: new Date().toISOString(),
+    });
+  });
+  after(async () => t?.close());
+
+  test('GET /v2/ answers 200 with the API version header', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/v2/' });
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers['docker-distribution-api-version'], 'registry/2.0');
+  });
+
+  test('caddy/build:<id>: the image manifest, its digest header, HEAD without body, its blobs', async () => {
+    const res = await t.app.inject({ method: 'GET', url: `/v2/caddy/build/manifests/${amd64}` });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.headers['content-type'], MANIFEST);
+    assert.equal(res.headers['docker-content-digest'], digestOf(res.rawPayload));
+    assert.equal(Number(res.headers['content-length']), res.rawPayload.length);
+    const m = res.json() as { config: { digest: string; size: number }; layers: Array<{ digest: string; size: number }>; annotations: Record<string, string> };
+    assert.equal(m.annotations['dev.fairway.key'], amd64);
+    const head = await t.app.inject({ method: 'HEAD', url: `/v2/caddy/build/manifests/${amd64}` });
+    assert.equal(head.statusCode, 200);
+    assert.equal(head.rawPayload.length, 0);
+    assert.equal(head.headers['docker-content-digest'], res.headers['docker-content-digest']);
+    assert.equal(head.headers['content-length'], res.headers['content-length']);
+    assert.equal(head.headers['content-type'], MANIFEST);
+    for (const d of [m.config, ...m.layers]) {
+      const b = await t.app.inject({ method: 'GET', url: `/v2/caddy/build/blobs/${d.digest}` });
+      assert.equal(b.statusCode, 200);
+      assert.equal(digestOf(b.rawPayload), d.digest);
+      assert.equal(b.rawPayload.length, d.size);
+      assert.equal(b.headers['docker-content-digest'], d.digest);
+      assert.equal(b.headers['content-type'], 'application/octet-stream');
+      const hb = await t.app.inject({ method: 'HEAD', url: `/v2/caddy/build/blobs/${d.digest}` });
+      assert.equal(hb.statusCode, 200);
+      assert.equal(hb.rawPayload.length, 0);
+      assert.equal(Number(hb.headers['content-length']), d.size);
+    }
+    // Range: the bytes asked for, 206 with Content-Range.
+    const layer = m.layers[1]!;
+    const whole = (await t.app.inject({ method: 'GET', url: `/v2/caddy/blobs/${layer.digest}` })).rawPayload;
+    const part = await t.app.inject({ method: 'GET', url: `/v2/caddy/blobs/${layer.digest}`, headers: { range: 'bytes=10-99' } });
+    assert.equal(part.statusCode, 206);
+    assert.equal(part.headers['content-range'], `bytes 10-99/${layer.size}`);
+    assert.deepEqual(part.rawPayload, whole.subarray(10, 100));
+    const bad = await t.app.inject({ method: 'GET', url: `/v2/caddy/blobs/${layer.digest}`, headers: { range: `bytes=${layer.size + 5}-` } });
+    assert.equal(bad.statusCode, 416);
+    // The manifest by digest, in any repository of this registry.
+    const byDigest = await t.app.inject({ method: 'GET', url: `/v2/caddy/manifests/${res.headers['docker-content-digest']}` });
+    assert.equal(byDigest.statusCode, 200);
+    assert.deepEqual(byDigest.rawPayload, res.rawPayload);
+    // A layer is not a manifest.
+    const notManifest = await t.app.inject({ method: 'GET', url: `/v2/caddy/manifests/${layer.digest}` });
+    assert.equal(notManifest.statusCode, 404);
+    assert.equal(ociError(notManifest), 'MANIFEST_UNKNOWN');
+  });
+
+  test('a tag is an index over the image platforms; 2.11.9, v2.11.9, latest and the digest agree; made once', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/v2/caddy/manifests/2.11.9' });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.headers['content-type'], INDEX);
+    const digest = res.headers['docker-content-digest'];
+    assert.equal(digest, digestOf(res.rawPayload));
+    const index = res.json() as { manifests: Array<{ digest: string; platform: { architecture: string; os: string; variant?: string } }> };
+    assert.deepEqual(
+      index.manifests.map((d) => d.platform),
+      [
+        { architecture: 'amd64', os: 'linux' },
+        { architecture: 'arm64', os: 'linux', variant: 'v8' },
+      ],
+    );
+    const build = await t.app.inject({ method: 'HEAD', url: `/v2/caddy/build/manifests/${amd64}` });
+    assert.equal(index.manifests[0]!.digest, build.headers['docker-content-digest'], 'the index names the build image');
+    for (const ref of ['v2.11.9', 'latest', String(digest)]) {
+      const r = await t.app.inject({ method: 'GET', url: `/v2/caddy/manifests/${ref}` });
+      assert.equal(r.statusCode, 200, ref);
+      assert.equal(r.headers['docker-content-digest'], digest, ref);
+    }
+    const recipe = await t.app.inject({ method: 'GET', url: '/v2/caddy/l4/manifests/latest' });
+    assert.equal(recipe.statusCode, 200, recipe.body);
+    assert.equal(recipe.headers['content-type'], INDEX);
+    // One image record per artifact; blobs stay what they were (never re-encoded).
+    assert.deepEqual((await t.store.listRecords('images')).length, 2);
+    const blobs: string[] = [];
+    for await (const b of t.store.listBlobs()) blobs.push(b.digest);
+    const putRecord = t.store.putRecord.bind(t.store);
+    let imageWrites = 0;
+    t.store.putRecord = async (ns, name, value) => {
+      if (ns === 'images') imageWrites++;
+      return putRecord(ns, name, value);
+    };
+    await t.app.inject({ method: 'GET', url: '/v2/caddy/manifests/latest' });
+    await t.app.inject({ method: 'GET', url: `/v2/caddy/build/manifests/${amd64}` });
+    t.store.putRecord = putRecord;
+    assert.equal(imageWrites, 0, 'images are not made again');
+    const again: string[] = [];
+    for await (const b of t.store.listBlobs()) again.push(b.digest);
+    assert.deepEqual(again.sort(), blobs.sort());
+    assert.equal(t.calls.jobs, 0, 'every platform was a cache hit');
+  });
+
+  test('a stored blob that does not match its digest is never served whole, and is dropped', async () => {
+    const res = await t.app.inject({ method: 'GET', url: `/v2/caddy/build/manifests/${amd64}` });
+    const m = res.json() as { config: { digest: string; size: number } };
+    const path = join(t.store.root, 'blobs', 'sha256', m.config.digest.slice(7));
+    const good = await readFile(path);
+    const bad = Buffer.from(good);
+    bad[10] = bad[10]! ^ 1;
+    await writeFile(path, bad);
+    const got = await t.app.inject({ method: 'GET', url: `/v2/caddy/build/blobs/${m.config.digest}` }).catch((err: Error) => err);
+    if (!(got instanceof Error)) {
+      assert.ok(got.statusCode >= 500 || got.rawPayload.length < m.config.size, `corrupt bytes answered ${got.statusCode} with ${got.rawPayload.length} bytes`);
+      assert.notDeepEqual(got.rawPayload, bad);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await t.store.statBlob(m.config.digest), null, 'the corrupt blob was deleted');
+    // The image is made again from the artifact (same bytes: same digests).
+    const again = await t.app.inject({ method: 'GET', url: `/v2/caddy/build/manifests/${amd64}` });
+    assert.equal(again.statusCode, 200);
+    assert.equal(again.headers['docker-content-digest'], res.headers['docker-content-digest']);
+    assert.deepEqual(await readFile(path), good);
+  });
+
+  test('tags/list with n/last pagination and a Link header', async () => {
+    const all = await t.app.inject({ method: 'GET', url: '/v2/caddy/tags/list' });
+    assert.equal(all.statusCode, 200);
+    assert.deepEqual(all.json(), { name: 'caddy', tags: ['2.10.2', '2.11.8', '2.11.9', 'latest', 'v2.10.2', 'v2.11.8', 'v2.11.9'] });
+    const p1 = await t.app.inject({ method: 'GET', url: '/v2/caddy/tags/list?n=3' });
+    assert.deepEqual(p1.json().tags, ['2.10.2', '2.11.8', '2.11.9']);
+    assert.equal(p1.headers.link, '</v2/caddy/tags/list?n=3&last=2.11.9>; rel="next"');
+    const p2 = await t.app.inject({ method: 'GET', url: '/v2/caddy/tags/list?n=3&last=2.11.9' });
+    assert.deepEqual(p2.json().tags, ['latest', 'v2.10.2', 'v2.11.8']);
+    const p3 = await t.app.inject({ method: 'GET', url: '/v2/caddy/tags/list?n=3&last=v2.11.8' });
+    assert.deepEqual(p3.json().tags, ['v2.11.9']);
+    assert.equal(p3.headers.link, undefined);
+    const builds = await t.app.inject({ method: 'GET', url: '/v2/caddy/build/tags/list' });
+    assert.equal(builds.json().tags.length, 2);
+    assert.ok(builds.json().tags.includes(amd64));
+    const recipe = await t.app.inject({ method: 'GET', url: '/v2/caddy/l4/tags/list?n=1' });
+    assert.deepEqual(recipe.json(), { name: 'caddy/l4', tags: ['2.10.2'] });
+  });
+
+  test('unknown names, tags and blobs; bad references and digests: the spec error bodies', async () => {
+    const cases: Array<[string, string, number, string]> = [
+      ['GET', '/v2/nginx/manifests/latest', 404, 'NAME_UNKNOWN'],
+      ['GET', '/v2/caddy/nope/manifests/latest', 404, 'NAME_UNKNOWN'],
+      ['GET', '/v2/caddy/nope/tags/list', 404, 'NAME_UNKNOWN'],
+      ['GET', '/v2/caddy/a/b/manifests/latest', 404, 'NAME_UNKNOWN'],
+      ['GET', '/v2/caddy/manifests/nightly', 404, 'MANIFEST_UNKNOWN'],
+      ['GET', `/v2/caddy/build/manifests/${'0'.repeat(64)}`, 404, 'MANIFEST_UNKNOWN'],
+      ['GET', '/v2/caddy/build/manifests/latest', 404, 'MANIFEST_UNKNOWN'],
+      ['GET', '/v2/caddy/manifests/..%2F..%2Fetc%2Fpasswd', 400, 'MANIFEST_INVALID'],
+      ['GET', '/v2/caddy/manifests/sha256:..%2F..%2Fx', 400, 'DIGEST_INVALID'],
+      ['GET', '/v2/caddy/manifests/sha256:ABC', 400, 'DIGEST_INVALID'],
+      ['GET', `/v2/caddy/manifests/sha512:${'a'.repeat(128)}`, 400, 'DIGEST_INVALID'],
+      ['GET', `/v2/caddy/blobs/sha256:${'a'.repeat(64)}`, 404, 'BLOB_UNKNOWN'],
+      ['GET', '/v2/caddy/blobs/sha256:..%2F..%2F..%2Fmeta.json', 400, 'DIGEST_INVALID'],
+      ['GET', '/v2/caddy/blobs/..%2Fsecrets', 400, 'DIGEST_INVALID'],
+      ['GET', `/v2/caddy/blobs/sha256:${'A'.repeat(64)}`, 400, 'DIGEST_INVALID'],
+      ['PUT', '/v2/caddy/manifests/latest', 405, 'UNSUPPORTED'],
+      ['POST', '/v2/caddy/blobs/uploads/', 405, 'UNSUPPORTED'],
+    ];
+    for (const [method, url, status, code] of cases) {
+      const res = await t.app.inject({ method: method as 'GET', url });
+      assert.equal(res.statusCode, status, `${method} ${url}: ${res.body}`);
+      assert.equal(ociError(res), code, `${method} ${url}`);
+      assert.match(String(res.headers['content-type']), /^application\/json/);
+    }
+    const head = await t.app.inject({ method: 'HEAD', url: '/v2/caddy/manifests/nightly' });
+    assert.equal(head.statusCode, 404);
+    assert.equal(head.rawPayload.length, 0, 'HEAD: no body');
+  });
+});
+
+describe('registry: on-demand builds past imageWait', () => {
+  let t: TestApi;
+  before(async () => {
+    t = await testApi({ registry: { waitMs: 300 } });
+    await putBuild(t, 'amd64');
+  });
+  after(async () => t?.close());
+
+  test('a missing platform is built through the service; past the wait 503 UNAVAILABLE with Retry-After', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/v2/caddy/manifests/latest' });
+    assert.equal(res.statusCode, 503, res.body);
+    assert.equal(ociError(res), 'UNAVAILABLE');
+    assert.ok(Number(res.headers['retry-after']) > 0);
+    assert.equal(t.calls.jobs, 1, 'one build (arm64) started, an ordinary build');
+    const builds = (await t.app.inject({ method: 'GET', url: `/api/builds/${cacheKey(specOf('arm64'))}` })).json();
+    assert.equal(builds.status, 'running');
+    // Asked again: the same build is joined, not a new one.
+    const again = await t.app.inject({ method: 'GET', url: '/v2/caddy/manifests/latest' });
+    assert.equal(again.statusCode, 503);
+    assert.equal(t.calls.jobs, 1);
+    await t.app.inject({ method: 'DELETE', url: `/api/builds/${cacheKey(specOf('arm64'))}` });
+  });
+});
+
+describe('registry: Basic and bearer auth, the challenge; recipes API', () => {
+  let t: TestApi;
+  const READER = 'fw_reader_token_0123456789abcdef';
+  const ADMIN = 'fw_admin_token_0123456789abcdef0';
+  const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+  before(async () => {
+    const auth = new TokenAuthenticator({
+      tokens: [
+        { name: 'reader', hash: sha256Hash(READER), scopes: ['read'] },
+        { name: 'admin', hash: sha256Hash(ADMIN), scopes: ['admin'] },
+      ],
+      anonymousScopes: [],
+    });
+    t = await testApi({ security: { auth, rateLimit: 0, rateLimitWindowMs: 60_000, buildRateLimit: 0 }, registry: { recipes: { l4: { plugins: [L4] } } } });
+  });
+  after(async () => t?.close());
+
+  test('no credential: 401 UNAUTHORIZED with a Basic challenge; Basic (any user, token as password) and bearer pass', async () => {
+    for (const url of ['/v2/', '/v2/caddy/tags/list', '/v2/caddy/manifests/latest', `/v2/caddy/blobs/sha256:${'a'.repeat(64)}`]) {
+      const res = await t.app.inject({ method: 'GET', url });
+      assert.equal(res.statusCode, 401, url);
+      assert.equal(res.headers['www-authenticate'], 'Basic realm="fairway"', url);
+      assert.equal(ociError(res), 'UNAUTHORIZED');
+    }
+    for (const authorization of [basic('x', READER), basic('someone', ADMIN), `Bearer ${READER}`]) {
+      const res = await t.app.inject({ method: 'GET', url: '/v2/', headers: { authorization } });
+      assert.equal(res.statusCode, 200, authorization);
+    }
+    for (const authorization of [basic('x', 'fw_wrong_token_0123456789abcdef00'), basic('x', ''), 'Basic !!!', `Basic ${Buffer.from('nocolon').toString('base64')}`]) {
+      const res = await t.app.inject({ method: 'GET', url: '/v2/', headers: { authorization } });
+      assert.equal(res.statusCode, 401, authorization);
+      assert.equal(res.headers['www-authenticate'], 'Basic realm="fairway"');
+    }
+    // The rest of the API keeps its bearer-only behaviour.
+    const api = await t.app.inject({ method: 'GET', url: '/api/builds', headers: { authorization: basic('x', READER) } });
+    assert.equal(api.statusCode, 401);
+    assert.match(String(api.headers['www-authenticate']), /^Bearer /);
+  });
+
+  test('recipes: read lists them; writes need admin; names and plugins are validated', async () => {
+    const list = await t.app.inject({ method: 'GET', url: '/api/recipes', headers: { authorization: `Bearer ${READER}` } });
+    assert.equal(list.statusCode, 200);
+    assert.deepEqual(list.json(), { recipes: [{ name: 'l4', plugins: [L4], source: 'config' }] });
+    const put = (name: string, body: unknown, token = ADMIN) => t.app.inject({ method: 'PUT', url: `/api/recipes/${name}`, payload: body as object, headers: { authorization: `Bearer ${token}` } });
+    const denied = await put('web', { plugins: [L4] }, READER);
+    assert.equal(denied.statusCode, 403);
+    assert.equal((await t.app.inject({ method: 'PUT', url: '/api/recipes/web', payload: { plugins: [] } })).statusCode, 401);
+    for (const [name, body, code] of [
+      ['Bad_Name', { plugins: [] }, 'invalid_recipe'],
+      ['build', { plugins: [] }, 'invalid_recipe'],
+      ['tags', { plugins: [] }, 'invalid_recipe'],
+      ['x'.repeat(65), { plugins: [] }, 'invalid_recipe'],
+      ['web', { plugins: [{ module: '../../etc' }] }, 'invalid_spec'],
+      ['web', { plugins: [{ module: 'github.com/a/b', version: 'v1; rm -rf' }] }, 'invalid_spec'],
+      ['web', { nope: 1 }, 'invalid_recipe'],
+    ] as const) {
+      const res = await put(name, body);
+      assert.equal(res.statusCode, 400, `${name} ${JSON.stringify(body)}: ${res.body}`);
+      assert.equal(res.json().error.code, code, name);
+    }
+    const ok = await put('web', { plugins: [L4], caddyVersion: 'v2.11.9' });
+    assert.equal(ok.statusCode, 200, ok.body);
+    assert.deepEqual(ok.json(), { name: 'web', plugins: [L4], caddyVersion: 'v2.11.9', source: 'api' });
+    assert.deepEqual(await t.store.listRecords('recipes'), ['web']);
+    const names = (await t.app.inject({ method: 'GET', url: '/api/recipes', headers: { authorization: `Bearer ${READER}` } })).json().recipes.map((r: { name: string }) => r.name);
+    assert.deepEqual(names, ['l4', 'web']);
+    // The new recipe is a repository at once; pinned to its Caddy version.
+    const tags = await t.app.inject({ method: 'GET', url: '/v2/caddy/web/tags/list', headers: { authorization: basic('x', READER) } });
+    assert.deepEqual(tags.json(), { name: 'caddy/web', tags: ['2.11.9', 'latest', 'v2.11.9'] });
+    const other = await t.app.inject({ method: 'GET', url: '/v2/caddy/web/manifests/2.10.0', headers: { authorization: basic('x', READER) } });
+    assert.equal(other.statusCode, 404);
+    assert.equal(ociError(other), 'MANIFEST_UNKNOWN');
+    // Delete: admin only; a config recipe cannot be deleted through the API.
+    assert.equal((await t.app.inject({ method: 'DELETE', url: '/api/recipes/web', headers: { authorization: `Bearer ${READER}` } })).statusCode, 403);
+    assert.equal((await t.app.inject({ method: 'DELETE', url: '/api/recipes/web', headers: { authorization: `Bearer ${ADMIN}` } })).statusCode, 204);
+    assert.equal((await t.app.inject({ method: 'DELETE', url: '/api/recipes/web', headers: { authorization: `Bearer ${ADMIN}` } })).statusCode, 404);
+    assert.equal((await t.app.inject({ method: 'DELETE', url: '/api/recipes/l4', headers: { authorization: `Bearer ${ADMIN}` } })).statusCode, 409);
+    const gone = await t.app.inject({ method: 'GET', url: '/v2/caddy/web/tags/list', headers: { authorization: basic('x', READER) } });
+    assert.equal(ociError(gone), 'NAME_UNKNOWN');
+  });
+});
+
+describe('registry settings', () => {
+  test('recipes from JSON (env/flag) or an object; imagePlatforms as a list; linux/arm/v7 is GOARM 7', () => {
+    const c = configSchema.parse({ recipes: JSON.stringify({ l4: { plugins: [L4] } }), imagePlatforms: 'linux/amd64, linux/arm/v7' });
+    assert.deepEqual(c.recipes, { l4: { plugins: [L4] } });
+    assert.deepEqual(c.imagePlatforms, ['linux/amd64', 'linux/arm/v7']);
+    assert.equal(c.imageWait, 10 * 60_000);
+    assert.deepEqual(configSchema.parse({}).imagePlatforms, ['linux/amd64', 'linux/arm64']);
+    assert.deepEqual(configSchema.parse({ recipes: { web: { plugins: [], caddyVersion: 'v2.11.9' } } }).recipes, { web: { plugins: [], caddyVersion: 'v2.11.9' } });
+    for (const bad of [
+      { recipes: '{not json' },
+      { recipes: { Bad: { plugins: [] } } },
+      { recipes: { ok: { plugins: [{ modul: 'x' }] } } },
+      { imagePlatforms: 'windows/amd64' },
+      { imagePlatforms: '' },
+    ]) {
+      assert.equal(configSchema.safeParse(bad).success, false, JSON.stringify(bad));
+    }
+    assert.deepEqual(goPlatform('linux/arm/v7'), { os: 'linux', arch: 'arm', arm: '7' });
+    assert.deepEqual(goPlatform('linux/arm64'), { os: 'linux', arch: 'arm64' });
+  });
+});
