@@ -91,7 +91,7 @@ export class HotCache {
   open(meta: ArtifactMeta, read: () => Promise<NodeJS.ReadableStream>, range?: ByteRange): Readable | null {
     if (!this.enabled || meta.status !== 'succeeded' || !meta.sha256 || meta.size === undefined) return null;
     const e = this.entries.get(meta.key);
-    if (e && e.sha256 === meta.sha256) {
+    if (e && e.sha256 === meta.sha256 && e.bytes.length === meta.size) {
       this.counts.hits++;
       // Most recently served goes last.
       this.entries.delete(meta.key);
@@ -102,6 +102,22 @@ export class HotCache {
     this.counts.misses++;
     this.fill(meta, read);
     return null;
+  }
+
+  /**
+   * A registry blob (`sha256:<hex>`, docs/registry.md) by the same rules and in the same budget:
+   * keyed `blob:<digest>`, its bytes hashed against the digest on the way in, an entry of another
+   * size (the store's blob changed) dropped. `size` is the store's current size of the blob.
+   */
+  openBlob(digest: string, size: number, read: () => Promise<NodeJS.ReadableStream>, range?: ByteRange): Readable | null {
+    const at = '1970-01-01T00:00:00.000Z';
+    const meta: ArtifactMeta = { key: `blob:${digest}`, status: 'succeeded', request: null, spec: null, filename: 'blob', sha256: digest.slice(7), size, createdAt: at, finishedAt: at };
+    return this.open(meta, read, range);
+  }
+
+  /** Forgets a blob's bytes (deleted from the store, or found not matching its digest). */
+  deleteBlob(digest: string): void {
+    this.drop(`blob:${digest}`);
   }
 
   /** Forgets a key's bytes (the artifact was deleted or pruned). */

@@ -99,8 +99,21 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   const service = new BuildService({ resolver, queue, store, platforms, maxPlugins: config.maxPlugins, logger, policy, admission, hot });
   await service.init();
   await parts.restore?.();
-  // Operations (docs/operations.md): metrics, pruning, last-download times, version refresh, prebuilds.
-  const ops = createHttpOps({ config, logger, service, store, queue, toolchain, hot, ...(parts.gate ? { gate: parts.gate } : {}) });
+  // The OCI registry (docs/registry.md): images of recipes and builds, made from the cache; blobs through the hot tier.
+  const registry = new Registry({ service, store, recipes: config.recipes, platforms: config.imagePlatforms, waitMs: config.imageWait, logger, hot, tmpDir: join(config.dataDir, 'tmp') });
+  // Operations (docs/operations.md): metrics, pruning, last-download times, version refresh, prebuilds (also every recipe × image platform).
+  const ops = createHttpOps({
+    config,
+    logger,
+    service,
+    store,
+    queue,
+    toolchain,
+    hot,
+    prebuildSpecs: () => registry.prebuildSpecs(),
+    prebuildQueued: (key) => void registry.imageWhenBuilt(key),
+    ...(parts.gate ? { gate: parts.gate } : {}),
+  });
   catalog.start();
   const learner = new ModuleLearner({ store, catalog, mode: config.catalogLearn, logger });
   queue.onFinished((key, state) => {
@@ -136,8 +149,6 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   await app.register(uiRoutes, {});
   await app.register(compatApi, { service, catalog });
   await app.register(opsRoutes, { metrics: ops.metrics, pruner: ops.pruner });
-  // The OCI registry (docs/registry.md): images of recipes and builds, made from the cache.
-  const registry = new Registry({ service, store, recipes: config.recipes, platforms: config.imagePlatforms, waitMs: config.imageWait, logger, tmpDir: join(config.dataDir, 'tmp') });
   await app.register(registryApi, { prefix: '/v2', registry, downloadRedirect: config.downloadRedirect });
   await app.register(recipesApi, { registry });
   await app.listen({ host: config.host, port: config.port });

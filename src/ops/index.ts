@@ -13,7 +13,7 @@ import type { ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { type BuildGate, GoCacheBudget } from './gocache.js';
 import { OpsMetrics } from './metrics.js';
-import { Prebuilder, VersionRefresher, expandPrebuilds } from './prebuilds.js';
+import { Prebuilder, type PrebuildSpec, VersionRefresher, expandPrebuilds } from './prebuilds.js';
 import { Pruner } from './prune.js';
 import { Scheduler } from './scheduler.js';
 
@@ -66,6 +66,10 @@ interface HttpOpsParts {
   gate?: BuildGate;
   /** The hot tier, for its metrics. */
   hot?: HotCache;
+  /** More prebuild specs, read at each run (src/main: the registry's recipes × image platforms). */
+  prebuildSpecs?: () => Promise<readonly PrebuildSpec[]>;
+  /** A build was queued for one of `prebuildSpecs` (src/main: the registry makes its image when it is built). */
+  prebuildQueued?: (key: string) => void;
 }
 
 /** Fails at start on a pinned or prebuild spec the parser refuses. */
@@ -134,6 +138,8 @@ function prebuilding(parts: HttpOpsParts, metrics: OpsMetrics, log: Logger): { p
   const prebuilder = new Prebuilder({
     request: (body) => service.request(body),
     specs: config.prebuild,
+    ...(parts.prebuildSpecs ? { extraSpecs: parts.prebuildSpecs } : {}),
+    ...(parts.prebuildQueued ? { onExtraQueued: parts.prebuildQueued } : {}),
     logger: log,
     onQueued: () => metrics.prebuildsQueued.inc(),
   });
@@ -163,7 +169,7 @@ function schedules(config: OpsConfig, log: Logger, o: { prebuilder: Prebuilder; 
       const reason = firstRefresh ? 'start' : 'refresh';
       firstRefresh = false;
       const list = await refresher.refresh().catch(() => null);
-      if (prebuilder.specs.length) await prebuilder.queueAll(list?.latest ?? refresher.latest, reason);
+      if (prebuilder.active) await prebuilder.queueAll(list?.latest ?? refresher.latest, reason);
     },
   });
   if (pruner.enabled) {

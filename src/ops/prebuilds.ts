@@ -48,6 +48,10 @@ export interface PrebuildResult {
 export interface PrebuilderOptions {
   request: (body: unknown) => Promise<BuildRecord>;
   specs: readonly PrebuildSpec[];
+  /** More specs, read at every run (the registry's recipes × image platforms, wired by src/main). */
+  extraSpecs?: () => Promise<readonly PrebuildSpec[]>;
+  /** A build was queued for one of the extra specs (src/main: make its image once it is built). */
+  onExtraQueued?: (key: string) => void;
   logger?: Logger;
   onQueued?: (key: string) => void;
 }
@@ -59,10 +63,27 @@ export class Prebuilder {
     this.specs = expandPrebuilds(o.specs);
   }
 
+  /** Whether a run can request anything (configured specs, or a source of more). */
+  get active(): boolean {
+    return this.specs.length > 0 || this.o.extraSpecs !== undefined;
+  }
+
   /** Requests every prebuild spec; `latest` Caddy becomes `latest` from the version list when given. */
   async queueAll(latest: string | null, reason: string): Promise<PrebuildResult[]> {
     const results: PrebuildResult[] = [];
-    for (const spec of this.specs) {
+    let extra: PrebuildSpec[] = [];
+    try {
+      extra = this.o.extraSpecs ? expandPrebuilds(await this.o.extraSpecs()) : [];
+    } catch (err) {
+      this.o.logger?.warn({ reason, error: (err as Error).message }, 'prebuilds: could not list the recipes; configured prebuilds only');
+    }
+    // Each distinct body once per run (a recipe equal to a configured spec is requested once).
+    const seen = new Set<string>();
+    const fromExtra = new Set(extra);
+    for (const spec of [...this.specs, ...extra]) {
+      const id = JSON.stringify(spec);
+      if (seen.has(id)) continue;
+      seen.add(id);
       const cv = spec.caddyVersion;
       const body = latest && (cv === undefined || cv === '' || cv === 'latest') ? { ...spec, caddyVersion: latest } : spec;
       try {
@@ -72,6 +93,7 @@ export class Prebuilder {
         const queued = !rec.cached && (rec.status === 'queued' || rec.status === 'running');
         results.push({ spec, key: rec.key, status: rec.status, queued });
         if (queued) this.o.onQueued?.(rec.key);
+        if (queued && fromExtra.has(spec)) this.o.onExtraQueued?.(rec.key);
       } catch (err) {
         results.push({ spec, error: (err as Error).message });
       }

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import type { HotCache } from '../cache/index.js';
 import { buildImage, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type Descriptor, type ImageIndex, type OciPlatform } from '../image/index.js';
 import { verifyingStream, verifyWhole, type BuildRecord, type BuildService, type RequestContext } from '../service/index.js';
 import { isCacheKey, type ResolvedSpec } from '../spec/index.js';
@@ -103,6 +104,8 @@ export interface RegistryOptions {
   /** How long a manifest request waits for builds (`imageWait`). */
   waitMs: number;
   logger: Logger;
+  /** The hot tier: blobs served from memory when hot (the same budget as binaries). */
+  hot?: HotCache;
   /** Where images are made before their blobs go into the store; default the OS temp dir. */
   tmpDir?: string;
 }
@@ -179,6 +182,34 @@ export class Registry implements ImageRegistry {
       if (r && Array.isArray(r.plugins)) out.set(name, { name, plugins: r.plugins, ...(r.caddyVersion ? { caddyVersion: r.caddyVersion } : {}), source: 'api' });
     }
     return [...out.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /**
+   * What the prebuilds keep built (src/ops Prebuilder, wired by src/main): every recipe (config and
+   * API) on every image platform, at its pinned `caddyVersion` or `latest` (the prebuilder puts the
+   * freshly listed release in its place). POST /api/builds bodies.
+   */
+  async prebuildSpecs(): Promise<Array<Record<string, unknown>>> {
+    const out: Array<Record<string, unknown>> = [];
+    for (const r of await this.recipes()) {
+      for (const p of this.platforms) out.push({ caddyVersion: r.caddyVersion ?? 'latest', ...p.go, plugins: r.plugins });
+    }
+    return out;
+  }
+
+  /**
+   * After a prebuild was queued: waits for the build, then makes its image, so the first pull of
+   * the tag finds it made. Linux builds only; never rejects (the image is made at the first pull).
+   */
+  async imageWhenBuilt(key: string): Promise<void> {
+    try {
+      const rec = await this.o.service.waitFor(key);
+      if (rec.status !== 'succeeded' || rec.spec.os !== 'linux') return;
+      const meta = await this.o.service.meta(key);
+      if (meta?.status === 'succeeded') await this.image(meta);
+    } catch (err) {
+      this.log.warn({ key, err: (err as Error).message }, 'prebuild: could not make the image now; it is made at the first pull');
+    }
   }
 
   private async recipe(name: string): Promise<Recipe | null> {
@@ -292,6 +323,7 @@ export class Registry implements ImageRegistry {
 
   private corrupt(digest: string, e: Error): void {
     this.log.error({ digest, err: e.message }, 'a stored blob does not match its digest: deleting it; images using it are made again');
+    this.o.hot?.deleteBlob(digest);
     void this.o.store.deleteBlob(digest).catch(() => undefined);
   }
 
@@ -449,8 +481,12 @@ export class Registry implements ImageRegistry {
     await this.repoOf(repo);
     if (!DIGEST_RE.test(digest)) throw new RegistryError(400, 'DIGEST_INVALID', `${JSON.stringify(digest.slice(0, 100))} is not a sha256 digest (sha256:<64 lowercase hex>)`);
     const info = await this.o.store.statBlob(digest);
-    if (!info) throw new RegistryError(404, 'BLOB_UNKNOWN', `no blob ${digest}`);
+    if (!info) {
+      this.o.hot?.deleteBlob(digest);
+      throw new RegistryError(404, 'BLOB_UNKNOWN', `no blob ${digest}`);
+    }
     const store = this.o.store;
+    const hot = this.o.hot;
     const check = { key: digest, size: info.size, sha256: digest.slice(7) };
     const onCorrupt = (e: Error) => this.corrupt(digest, e);
     const open = async (range?: ByteRange): Promise<NodeJS.ReadableStream> => {
@@ -458,6 +494,9 @@ export class Registry implements ImageRegistry {
         if (err instanceof NotFoundError) throw new RegistryError(404, 'BLOB_UNKNOWN', `no blob ${digest}`);
         throw err;
       };
+      // Hot: from memory (hashed against the digest when it went in); else a fill starts in the background.
+      const fromMemory = hot?.openBlob(digest, info.size, async () => verifyingStream(await store.openBlob(digest).catch(missing), check, onCorrupt), range);
+      if (fromMemory) return fromMemory;
       if (!range) return verifyingStream(await store.openBlob(digest).catch(missing), check, onCorrupt);
       // A range cannot be checked alone: the whole blob is checked first.
       await verifyWhole(await store.openBlob(digest).catch(missing), check, onCorrupt);

@@ -13,6 +13,7 @@ import pino, { type Logger } from 'pino';
 import { BuildFailed } from '../../src/build/index.js';
 import { compatApi, createApi, recipesApi, registryApi, type ApiOptions } from '../../src/api/index.js';
 import { Registry, type RecipeInput } from '../../src/registry/index.js';
+import type { HotCache } from '../../src/cache/index.js';
 import { FileCatalog } from '../../src/catalog/index.js';
 import { LocalQueue } from '../../src/queue/index.js';
 import type { Resolver } from '../../src/resolve/index.js';
@@ -42,6 +43,8 @@ export async function testApi(
     onApp?: (app: FastifyInstance) => void;
     /** The registry's settings (recipes, imageWait); platforms linux/amd64 and linux/arm64. */
     registry?: { recipes?: Record<string, RecipeInput>; waitMs?: number };
+    /** A hot tier for the service and the registry (blobs). */
+    hot?: HotCache;
   } = {},
 ): Promise<TestApi> {
   const dir = await mkdtemp(join(tmpdir(), 'fairway-api-'));
@@ -78,6 +81,7 @@ export async function testApi(
     ]),
     maxPlugins: 5,
     logger,
+    ...(o.hot ? { hot: o.hot } : {}),
   });
   await service.init();
   const request = service.request.bind(service);
@@ -115,6 +119,7 @@ export async function testApi(
     platforms: ['linux/amd64', 'linux/arm64'],
     waitMs: o.registry?.waitMs ?? 10 * 60_000,
     logger,
+    ...(o.hot ? { hot: o.hot } : {}),
     tmpDir: join(dir, 'tmp'),
   });
   await app.register(registryApi, { prefix: '/v2', registry });

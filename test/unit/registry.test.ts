@@ -7,8 +7,10 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { TokenAuthenticator, sha256Hash } from '../../src/auth/index.js';
+import { HotCache } from '../../src/cache/index.js';
 import { configSchema } from '../../src/config/index.js';
 import { goPlatform } from '../../src/registry/index.js';
 import { cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
@@ -375,5 +377,139 @@ describe('registry settings', () => {
     }
     assert.deepEqual(goPlatform('linux/arm/v7'), { os: 'linux', arch: 'arm', arm: '7' });
     assert.deepEqual(goPlatform('linux/arm64'), { os: 'linux', arch: 'arm64' });
+  });
+});
+
+describe('registry: blobs through the hot tier', () => {
+  let t: TestApi;
+  let hot: HotCache;
+  let amd64: string;
+  let opened = 0;
+  let m: { config: { digest: string; size: number }; layers: Array<{ digest: string; size: number }> };
+  let big: { digest: string; size: number };
+  let other: { digest: string; size: number };
+  before(async () => {
+    // Sized below, once the blob sizes are known: one large layer and the other do not fit together.
+    hot = new HotCache({ maxBytes: 64 * 1024 * 1024 });
+    t = await testApi({ hot });
+    amd64 = await putBuild(t, 'amd64');
+    const res = await t.app.inject({ method: 'GET', url: `/v2/caddy/build/manifests/${amd64}` });
+    assert.equal(res.statusCode, 200, res.body);
+    m = res.json() as typeof m;
+    const layers = [...m.layers].sort((a, b) => b.size - a.size);
+    big = layers[0]!;
+    other = layers[1]!;
+    await t.service.rescan();
+    const budget = big.size + other.size - 1;
+    hot = new HotCache({ maxBytes: budget, maxEntryBytes: budget });
+    (t.registry as unknown as { o: { hot: HotCache } }).o.hot = hot;
+    const openBlob = t.store.openBlob.bind(t.store);
+    t.store.openBlob = (...a) => {
+      opened++;
+      return openBlob(...a);
+    };
+  });
+  after(async () => t?.close());
+
+  const get = (digest: string, range?: string) => t.app.inject({ method: 'GET', url: `/v2/caddy/blobs/${digest}`, ...(range ? { headers: { range } } : {}) });
+
+  test('a second GET (and a range of it) is served from memory without reading the store', async () => {
+    const first = await get(big.digest);
+    assert.equal(first.statusCode, 200);
+    assert.equal(digestOf(first.rawPayload), big.digest);
+    await hot.settled();
+    assert.ok(hot.has(`blob:${big.digest}`), 'filled after the first GET');
+    const before = opened;
+    const second = await get(big.digest);
+    assert.equal(second.statusCode, 200);
+    assert.deepEqual(second.rawPayload, first.rawPayload);
+    const part = await get(big.digest, 'bytes=10-99');
+    assert.equal(part.statusCode, 206);
+    assert.deepEqual(part.rawPayload, first.rawPayload.subarray(10, 100));
+    assert.equal(opened, before, 'the store was not read');
+    assert.ok(hot.stats().hits >= 2);
+  });
+
+  test('after an eviction, a blob changed in the store is read from the store (cut, dropped), never the old bytes from memory', async () => {
+    assert.equal((await get(other.digest)).statusCode, 200);
+    await hot.settled();
+    assert.ok(hot.has(`blob:${other.digest}`));
+    assert.ok(!hot.has(`blob:${big.digest}`), 'the budget holds one of them: the large layer was evicted');
+    const path = join(t.store.root, 'blobs', 'sha256', big.digest.slice(7));
+    const good = await readFile(path);
+    const bad = Buffer.from(good);
+    bad[20] = bad[20]! ^ 1;
+    await writeFile(path, bad);
+    const before = opened;
+    const got = await get(big.digest).catch((err: Error) => err);
+    if (!(got instanceof Error)) assert.ok(got.statusCode >= 500 || got.rawPayload.length < big.size, `answered ${got.statusCode} with ${got.rawPayload.length} bytes`);
+    assert.ok(opened > before, 'read from the store');
+    await hot.settled();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(!hot.has(`blob:${big.digest}`), 'the changed bytes were not taken into memory');
+    assert.equal(await t.store.statBlob(big.digest), null, 'the corrupt blob was deleted');
+    assert.equal((await get(big.digest)).statusCode, 404);
+  });
+
+  test('a fill whose bytes do not hash to the digest is refused (verification on the way in)', async () => {
+    const c = new HotCache({ maxBytes: 1024 });
+    const good = Buffer.from('good bytes');
+    const digest = digestOf(good);
+    assert.equal(
+      c.openBlob(digest, good.length, async () => Readable.from([Buffer.from('evil bytes')])),
+      null,
+    );
+    await c.settled();
+    assert.ok(!c.has(`blob:${digest}`));
+    assert.equal(c.stats().failedFills, 1);
+    assert.equal(
+      c.openBlob(digest, good.length, async () => Readable.from([good])),
+      null,
+    );
+    await c.settled();
+    const hit = c.openBlob(digest, good.length, async () => {
+      throw new Error('not read');
+    });
+    assert.ok(hit);
+    const chunks: Buffer[] = [];
+    for await (const chunk of hit) chunks.push(chunk as Buffer);
+    assert.deepEqual(Buffer.concat(chunks), good);
+  });
+
+  test('a prebuilt recipe build: its image is made once the build is there (imageWhenBuilt), not at the first pull', async () => {
+    const arm64 = await putBuild(t, 'arm64');
+    assert.ok(!(await t.store.listRecords('images')).includes(arm64));
+    await t.registry.imageWhenBuilt(arm64);
+    assert.ok((await t.store.listRecords('images')).includes(arm64), 'the image record was made');
+    const putRecord = t.store.putRecord.bind(t.store);
+    let imageWrites = 0;
+    t.store.putRecord = async (ns, name, value) => {
+      if (ns === 'images') imageWrites++;
+      return putRecord(ns, name, value);
+    };
+    try {
+      const res = await t.app.inject({ method: 'GET', url: `/v2/caddy/build/manifests/${arm64}` });
+      assert.equal(res.statusCode, 200);
+    } finally {
+      t.store.putRecord = putRecord;
+    }
+    assert.equal(imageWrites, 0, 'the pull found the image made');
+    // A key with no build: nothing made, no rejection.
+    await t.registry.imageWhenBuilt('0'.repeat(64));
+  });
+
+  test('a hot blob whose store copy changed size is dropped from memory and read from the store', async () => {
+    // The miss above made room for its fill: fill this one again.
+    assert.equal((await get(other.digest)).statusCode, 200);
+    await hot.settled();
+    assert.ok(hot.has(`blob:${other.digest}`));
+    const path = join(t.store.root, 'blobs', 'sha256', other.digest.slice(7));
+    const good = await readFile(path);
+    await writeFile(path, Buffer.concat([good, Buffer.from('more')]));
+    const before = opened;
+    const got = await get(other.digest).catch((err: Error) => err);
+    if (!(got instanceof Error)) assert.ok(got.statusCode >= 500 || !got.rawPayload.equals(good), `the old bytes were served from memory (${got.statusCode})`);
+    assert.ok(opened > before, 'read from the store');
+    assert.ok(!hot.has(`blob:${other.digest}`));
   });
 });
