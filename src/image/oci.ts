@@ -1,4 +1,5 @@
 /** OCI image-spec v1.1 types and media types used by the image builder, and its JSON encoding. */
+import { canonicalJson } from '../spec/index.js';
 import type { OciPlatform } from './platform.js';
 
 export const MEDIA_TYPE = {
@@ -67,18 +68,5 @@ export interface ImageConfig {
  * serialises to the same bytes, hence the same digest. (Arrays keep their order.)
  */
 export function canonicalBytes(value: unknown): Buffer {
-  return Buffer.from(JSON.stringify(sortKeys(value)), 'utf8');
-}
-
-function sortKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortKeys);
-  if (v && typeof v === 'object') {
-    const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-    for (const k of Object.keys(v).sort()) {
-      const x = (v as Record<string, unknown>)[k];
-      if (x !== undefined) out[k] = sortKeys(x);
-    }
-    return out;
-  }
-  return v;
+  return Buffer.from(canonicalJson(value), 'utf8');
 }

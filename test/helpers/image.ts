@@ -198,3 +198,27 @@ export async function readBlob(blobDir: string, digest: string): Promise<Buffer>
   if (sha256(data) !== hex) throw new Error(`blob ${digest} does not match its name`);
   return data;
 }
+
+/** bwrap arguments that run a program of an unpacked rootfs with that rootfs as `/`: no host files, no network unless `net`. */
+export function inRootfs(rootfs: string, env: string[], args: string[], opts: { net?: boolean } = {}): string[] {
+  return [
+    '--bind',
+    rootfs,
+    '/',
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+    '--unshare-all',
+    ...(opts.net ? ['--share-net'] : []),
+    '--die-with-parent',
+    '--clearenv',
+    ...env.flatMap((kv) => {
+      const i = kv.indexOf('=');
+      return ['--setenv', kv.slice(0, i), kv.slice(i + 1)];
+    }),
+    '--chdir',
+    '/srv',
+    ...args,
+  ];
+}

@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { ASSETS, DEFAULT_ASSETS_DIR, buildImage, imageIndex, writeOciLayout, type BuiltImage, type BuiltIndex } from '../../src/image/index.js';
 import { CADDY_VERSION, GO_CACHE, ROOT, XCADDY } from '../helpers/fairway.js';
-import { CREATED, KEY, fakeBinary, sha256, specFor } from '../helpers/image.js';
+import { CREATED, KEY, fakeBinary, inRootfs, sha256, specFor } from '../helpers/image.js';
 import { getFreePort } from '../helpers/services.js';
 
 const run = promisify(execFile);
@@ -89,30 +89,6 @@ async function realCaddy(): Promise<string> {
     await rm(tmp, { force: true });
   }
   return bin;
-}
-
-/** Runs a program of the unpacked rootfs with that rootfs as `/` (bwrap; no host files). */
-function inRootfs(rootfs: string, env: string[], args: string[], opts: { net?: boolean } = {}): string[] {
-  return [
-    '--bind',
-    rootfs,
-    '/',
-    '--proc',
-    '/proc',
-    '--dev',
-    '/dev',
-    '--unshare-all',
-    ...(opts.net ? ['--share-net'] : []),
-    '--die-with-parent',
-    '--clearenv',
-    ...env.flatMap((kv) => {
-      const i = kv.indexOf('=');
-      return ['--setenv', kv.slice(0, i), kv.slice(i + 1)];
-    }),
-    '--chdir',
-    '/srv',
-    ...args,
-  ];
 }
 
 describe('OCI image layout of a real Caddy, read by skopeo, umoci and crane', { timeout: 20 * 60_000 }, () => {

@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { sha256Hash } from '../../src/auth/index.js';
 import { CADDY_VERSION, PLUGIN, ROOT, api, startFairway, tempDir, type FairwayProcess } from '../helpers/fairway.js';
+import { inRootfs } from '../helpers/image.js';
 
 const run = promisify(execFile);
 const CRANE = join(ROOT, '.tools', 'bin', 'crane');
@@ -33,29 +34,6 @@ async function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv }
     const e = err as { stderr?: string; stdout?: string; message: string };
     throw new Error(`${cmd} ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);
   }
-}
-
-/** Runs a program of the unpacked rootfs with that rootfs as `/` (bwrap; no host files, no network). */
-function inRootfs(rootfs: string, env: string[], args: string[]): string[] {
-  return [
-    '--bind',
-    rootfs,
-    '/',
-    '--proc',
-    '/proc',
-    '--dev',
-    '/dev',
-    '--unshare-all',
-    '--die-with-parent',
-    '--clearenv',
-    ...env.flatMap((kv) => {
-      const i = kv.indexOf('=');
-      return ['--setenv', kv.slice(0, i), kv.slice(i + 1)];
-    }),
-    '--chdir',
-    '/srv',
-    ...args,
-  ];
 }
 
 describe('the OCI registry of a real fairway serve, pulled by skopeo, umoci and crane', { timeout: 40 * 60_000 }, () => {

@@ -11,6 +11,7 @@ import { binaryName, xcaddyArgs, type LogLine } from '../../src/build/index.js';
 import { formatLog, parseLog } from '../../src/service/logformat.js';
 import { PlatformSet, SpecError, parseBuildRequest, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
 import { ENV_ALLOWLIST, Toolchain } from '../../src/toolchain/index.js';
+import { assertClean, restoreEnv, setHostileEnv } from '../helpers/hostile-env.js';
 
 describe('parseRange', () => {
   const size = 1000;
@@ -256,51 +257,6 @@ describe('xcaddyArgs and binaryName', () => {
 });
 
 describe('Toolchain environment allowlist', () => {
-  const HOSTILE: Record<string, string> = {
-    AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
-    AWS_ACCESS_KEY_ID: 'AKIAIOSFODNN7EXAMPLE',
-    FAIRWAY_REDIS_URL: 'redis://:secret@redis:6379',
-    GITHUB_TOKEN: 'ghp_secret',
-    NODE_OPTIONS: '--require /tmp/evil.js',
-    GOFLAGS: '-toolexec=/tmp/evil',
-    GOPROXY: 'https://evil.example',
-    GONOSUMCHECK: '1',
-    GOINSECURE: '*',
-    HTTP_PROXY: 'http://evil.example:3128',
-  };
-  let saved: Record<string, string | undefined> = {};
-  const setHostileEnv = () => {
-    saved = Object.fromEntries(Object.keys(HOSTILE).map((k) => [k, process.env[k]]));
-    Object.assign(process.env, HOSTILE);
-  };
-  const restoreEnv = () => {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  };
-
-  const assertClean = (env: NodeJS.ProcessEnv) => {
-    const allowed = new Set<string>(ENV_ALLOWLIST);
-    for (const name of Object.keys(env)) assert.ok(allowed.has(name), `${name} is not allowlisted`);
-    for (const name of ['AWS_SECRET_ACCESS_KEY', 'AWS_ACCESS_KEY_ID', 'FAIRWAY_REDIS_URL', 'GITHUB_TOKEN', 'NODE_OPTIONS', 'HTTP_PROXY', 'LD_PRELOAD']) {
-      assert.equal(env[name], undefined, name);
-    }
-    for (const v of Object.values(env)) {
-      assert.equal(typeof v, 'string');
-      // Values too short to be distinctive ("1", "*") would match any path or version by chance.
-      for (const secret of Object.values(HOSTILE).filter((x) => x.length > 3)) assert.ok(!v!.includes(secret), `a value leaks ${secret}`);
-    }
-    assert.equal(env.GOFLAGS, '-mod=mod -buildvcs=false');
-    assert.equal(env.CGO_ENABLED, '0');
-    assert.equal(env.GOTOOLCHAIN, 'local');
-    assert.equal(env.GOENV, 'off');
-    assert.equal(env.GOTELEMETRY, 'off');
-    assert.equal(env.GO111MODULE, 'on');
-    assert.equal(env.LANG, 'C');
-    assert.equal(env.GOINSECURE, undefined, 'GOINSECURE is never inherited');
-  };
-
   test('the allowlist names no secrets or loader variables', () => {
     for (const name of ENV_ALLOWLIST) assert.doesNotMatch(name, /SECRET|TOKEN|KEY|PASS|AWS|REDIS|FAIRWAY|NODE|^LD_|^DYLD_|^(HTTPS?|ALL|NO)_PROXY$|^SSH_|^GIT_/i, name);
     assert.equal(new Set(ENV_ALLOWLIST).size, ENV_ALLOWLIST.length);
