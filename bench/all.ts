@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT } from '../test/helpers/fairway.js';
 
-const BENCHES = ['overhead', 'sandbox', 'cachehit', 'dedupe', 'warmcold', 'scale'];
+const BENCHES = ['overhead', 'sandbox', 'cachehit', 'dedupe', 'warmcold', 'scale', 'registry'];
 const i = process.argv.indexOf('--only');
 const only = i === -1 ? BENCHES : (process.argv[i + 1] ?? '').split(',').filter(Boolean);
 const pass = process.argv.includes('--no-record') ? ['--no-record'] : [];

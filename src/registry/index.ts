@@ -5,7 +5,7 @@
  * answers an image index over the `imagePlatforms`; platforms not built yet are requested as
  * ordinary builds (BuildService.request: deduped, cached, logged) and waited for.
  *
- * An image is made once per artifact (src/image buildImage, created = the artifact's finishedAt),
+ * An image is made once per artifact (src/image buildImage, created = IMAGE_CREATED, a constant),
  * its blobs put into the store (BlobStore) and a record `images/<key>` kept (RecordStore): gzip
  * bytes depend on the Node build, so blobs are never re-encoded and digests stay the same across
  * restarts and hubs. The HTTP side is src/api/registry.ts.
@@ -26,6 +26,14 @@ import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
 import { AppError, NotFoundError } from '../util/errors.js';
 
 /** The spec's error codes (distribution-spec "Error codes"), plus UNAVAILABLE/UNKNOWN for 5xx as distribution answers them. */
+/**
+ * The `created` time of every image: the Unix epoch, as reproducible image builders (ko, apko,
+ * rules_oci) use by default. Any per-server time (the artifact's finishedAt) would differ between
+ * two servers that build the same spec, and with it the config, manifest and index digests; the
+ * build's own times stay in the build record (/api/builds/:id).
+ */
+export const IMAGE_CREATED = '1970-01-01T00:00:00Z';
+
 export type OciErrorCode =
   | 'BLOB_UNKNOWN'
   | 'DIGEST_INVALID'
@@ -438,7 +446,7 @@ export class Registry implements ImageRegistry {
         caddyVersion: spec.caddyVersion,
         key: meta.key,
         spec,
-        created: meta.finishedAt,
+        created: IMAGE_CREATED,
         blobDir: join(dir, 'blobs'),
         ...(meta.sha256 ? { binarySha256: meta.sha256 } : {}),
       });
