@@ -52,14 +52,22 @@ export async function sendArtifact(service: BuildService, id: string, req: Fasti
       .send({ error: { code: 'range_not_satisfiable', message: `the artifact has ${size} bytes` } });
   }
   reply.type('application/octet-stream');
+  return sendBody(reply, size, range, (r) => a.open(r));
+}
+
+/**
+ * Sends the body of `size` bytes, or its `range` as a 206 with Content-Range, with its
+ * Content-Length; opened through openOrStrip, so a failed open answers an error without them.
+ */
+export async function sendBody<T>(reply: FastifyReply, size: number, range: ByteRange | null, open: (range?: ByteRange) => Promise<T>): Promise<FastifyReply> {
   if (range) {
     reply.code(206);
     reply.header('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
     reply.header('Content-Length', String(range.end - range.start + 1));
-    return reply.send(await openOrStrip(reply, () => a.open(range)));
+    return reply.send(await openOrStrip(reply, () => open(range)));
   }
   reply.header('Content-Length', String(size));
-  return reply.send(await openOrStrip(reply, () => a.open()));
+  return reply.send(await openOrStrip(reply, () => open()));
 }
 
 /** Headers that describe the artifact's bytes; an error answer must not carry them. */

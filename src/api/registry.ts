@@ -15,7 +15,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { RegistryError, type ImageRegistry, type OciErrorCode } from '../registry/index.js';
 import { AppError } from '../util/errors.js';
-import { openOrStrip, parseRange } from './artifact.js';
+import { parseRange, sendBody } from './artifact.js';
 import { toHttpError } from './errors.js';
 import { documented, errors } from './schemas.js';
 import { requestContext } from './security.js';
@@ -167,15 +167,11 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
       reply.header('Content-Range', `bytes */${b.size}`);
       throw new RegistryError(416, 'BLOB_UNKNOWN', `the range is outside the blob (${b.size} bytes)`);
     }
-    if (range) {
-      reply.code(206);
-      reply.header('Content-Range', `bytes ${range.start}-${range.end}/${b.size}`);
-      reply.header('Content-Length', String(range.end - range.start + 1));
-      return reply.send(await openOrStrip(reply, () => b.open(range)));
+    if (head) {
+      reply.header('Content-Length', String(b.size));
+      return reply.code(200).send();
     }
-    reply.header('Content-Length', String(b.size));
-    if (head) return reply.code(200).send();
-    return reply.code(200).send(await openOrStrip(reply, () => b.open()));
+    return sendBody(reply.code(200), b.size, range, (r) => b.open(r));
   };
 
   const list = async (repo: string, q: { n?: number | undefined; last?: string | undefined }, reply: FastifyReply) => {
