@@ -8,6 +8,8 @@
 #   Project-local tools in .tools/ (gitignored):
 #     .tools/bin/crane          -> go-containerregistry's crane, pinned, `go install` from the
 #                                  Go module proxy (validate, registry serve, push/pull)
+#     .tools/bin/cosign         -> sigstore's cosign, pinned, `go install` from the Go module proxy
+#                                  (verify, verify-attestation, verify-blob-attestation; docs/provenance.md)
 #
 # Usage: bash scripts/image-tools.sh
 # Env:   FAIRWAY_DEPS_SKIP_APT=1   do not touch OS packages (skopeo/umoci must then be present)
@@ -17,6 +19,8 @@ set -euo pipefail
 
 CRANE_MODULE="github.com/google/go-containerregistry"
 CRANE_VERSION="v0.22.1"             # pinned; bump deliberately (see docs/images.md)
+COSIGN_MODULE="github.com/sigstore/cosign/v2"
+COSIGN_VERSION="v2.6.1"             # pinned; bump deliberately (see docs/provenance.md); ~4 min to build cold
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
@@ -75,3 +79,25 @@ else
   log "crane installed: $BIN/crane"
 fi
 "$BIN/crane" version | sed 's/^/[image-tools]   crane /'
+
+# ---------------------------------------------------------------- cosign
+COSIGN_STAMP="$TOOLS/cosign.version"
+if [ "${FAIRWAY_DEPS_FORCE:-0}" != "1" ] && [ -x "$BIN/cosign" ] && [ -f "$COSIGN_STAMP" ] \
+   && [ "$(cat "$COSIGN_STAMP")" = "$COSIGN_VERSION" ]; then
+  log "cosign $COSIGN_VERSION: present ($BIN/cosign)"
+else
+  command -v go >/dev/null 2>&1 || die "go not found in PATH (needed to build cosign)"
+  log "building cosign $COSIGN_VERSION with $(go env GOVERSION) (go install; a few minutes on a cold cache)"
+  mkdir -p "$BIN"
+  tmpbin="$(mktemp -d "$TOOLS/.gobin.XXXXXX")"
+  if ! CGO_ENABLED=0 GOBIN="$tmpbin" GOFLAGS="-mod=mod -buildvcs=false" \
+       go install -trimpath "$COSIGN_MODULE/cmd/cosign@$COSIGN_VERSION"; then
+    rm -rf "$tmpbin"
+    die "go install $COSIGN_MODULE/cmd/cosign@$COSIGN_VERSION failed (is the Go module proxy reachable?)"
+  fi
+  mv -f "$tmpbin/cosign" "$BIN/cosign"
+  rm -rf "$tmpbin"
+  printf '%s\n' "$COSIGN_VERSION" > "$COSIGN_STAMP"
+  log "cosign installed: $BIN/cosign"
+fi
+"$BIN/cosign" version 2>&1 | grep -E '^GitVersion' | sed 's/^/[image-tools]   cosign /'

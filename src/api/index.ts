@@ -32,6 +32,8 @@ export interface ApiOptions {
   downloadRedirect?: boolean;
   /** Extra readiness checks (store, Redis). */
   ready?: () => Promise<Record<string, string>>;
+  /** The public key builds are signed with (PEM): GET /api/signing-key. */
+  publicKeyPem?: string;
   /** Tokens, scopes and rate limits (src/api/security.ts); default: anonymous read+build, no limits. */
   security?: SecurityOptions;
   /** Fastify's trustProxy: take the client address from X-Forwarded-For (behind a reverse proxy). */
@@ -104,6 +106,11 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
   await installSecurity(app, o.security ?? DEV_SECURITY);
 
   app.get('/openapi.json', { config: { scope: 'public' }, schema: { hide: true } }, async () => app.swagger());
-  await app.register(nativeApi, { service: o.service, ...(o.downloadRedirect !== undefined ? { downloadRedirect: o.downloadRedirect } : {}), ...(o.ready ? { ready: o.ready } : {}) });
+  await app.register(nativeApi, {
+    service: o.service,
+    ...(o.downloadRedirect !== undefined ? { downloadRedirect: o.downloadRedirect } : {}),
+    ...(o.ready ? { ready: o.ready } : {}),
+    ...(o.publicKeyPem ? { publicKeyPem: o.publicKeyPem } : {}),
+  });
   return app;
 }

@@ -11,7 +11,8 @@ import type { BuildService } from '../service/index.js';
 import { ARM_VERSIONS } from '../spec/index.js';
 import { sendArtifact } from './artifact.js';
 import { fromSeq, logHttp, logWebSocket } from './logs.js';
-import { BINARY, BuildIdParams, BuildRecord, BuildRequestBody, QueueDepth, errors } from './schemas.js';
+import { AppError } from '../util/errors.js';
+import { BINARY, BuildIdParams, BuildRecord, BuildRequestBody, DsseEnvelope, QueueDepth, errors } from './schemas.js';
 import { requestContext } from './security.js';
 
 export interface NativeApiOptions {
@@ -20,10 +21,17 @@ export interface NativeApiOptions {
   downloadRedirect?: boolean;
   /** Extra readiness checks (store, Redis). */
   ready?: () => Promise<Record<string, string>>;
+  /** The public key builds are signed with (PEM), served at /api/signing-key; absent: this server knows none. */
+  publicKeyPem?: string;
 }
 
 const ListQuery = z.object({
   limit: z.string().optional().describe('how many recent builds (1–500, default 50; anything else means 50)'),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'sha256: 64 lowercase hex digits')
+    .optional()
+    .describe("only the finished builds whose binary has this sha256 (64 lowercase hex digits): how `fairway verify` finds a file's build"),
 });
 const VersionsQuery = z.object({ refresh: z.string().optional().describe('`1`: ask the module proxy again now') });
 const LogQuery = z.object({ from: z.string().optional().describe('first line number to send (default 0, or after `Last-Event-ID`)') });
@@ -55,12 +63,17 @@ const buildRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) =>
     '/api/builds',
     {
       config: { scope: 'read' },
-      schema: { tags, summary: 'Recent builds and the queue depth', querystring: ListQuery, response: { 200: z.object({ builds: z.array(BuildRecord), queue: QueueDepth }) } },
+      schema: {
+        tags,
+        summary: 'Recent builds (or those of one binary: ?sha256=) and the queue depth',
+        querystring: ListQuery,
+        response: { 200: z.object({ builds: z.array(BuildRecord), queue: QueueDepth }) },
+      },
     },
     async (req) => {
       const limitRaw = Number(req.query.limit ?? 50);
       const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, 500) : 50;
-      return { builds: await service.list(limit), queue: await service.depth() };
+      return { builds: await service.list(limit, req.query.sha256 !== undefined ? { sha256: req.query.sha256 } : {}), queue: await service.depth() };
     },
   );
 
@@ -114,6 +127,63 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
       schema: { tags, summary: "The binary's Go build info", params: BuildIdParams, response: { 200: z.unknown().describe('the build info Go recorded in the binary'), ...errors(404, 410) } },
     },
     async (req) => service.buildInfo(req.params.id),
+  );
+
+  app.post(
+    '/api/builds/:id/rebuild',
+    {
+      config: { scope: 'build' },
+      schema: {
+        tags,
+        summary: 'Build a finished build again, on another agent when there is one, to compare the bytes (fairway verify --rebuild); 202 queued, 200 when already rebuilt',
+        params: BuildIdParams,
+        response: { 200: BuildRecord, 202: BuildRecord, ...errors(401, 403, 404, 409, 429, 507) },
+      },
+    },
+    async (req, reply) => {
+      const build = await service.rebuild(req.params.id, requestContext(req));
+      return reply.code(build.status === 'succeeded' ? 200 : 202).send(build);
+    },
+  );
+
+  app.get(
+    '/api/builds/:id/provenance',
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        summary: 'The signed SLSA v1 provenance of the binary: a DSSE envelope (cosign verify-blob-attestation --signature)',
+        params: BuildIdParams,
+        response: { 200: DsseEnvelope, ...errors(404, 410) },
+      },
+    },
+    async (req, reply) => {
+      const env = await service.provenance(req.params.id);
+      reply.header('x-fairway-provenance', env.signatures.length > 0 ? 'signed' : 'unsigned');
+      return env;
+    },
+  );
+
+  app.get(
+    '/api/signing-key',
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        summary: 'The public key (PEM) that builds and images are signed with',
+        response: { 200: { description: 'the public key', content: { 'application/x-pem-file': { schema: z.string() } } }, ...errors(404) },
+      },
+    },
+    async (_req, reply) => {
+      if (!o.publicKeyPem) {
+        throw new AppError(
+          404,
+          'no_signing_key',
+          'this server has no signing key: its builds carry unsigned provenance; set signingKey on the builders (serve or agents) and publicKey on hubs (docs/provenance.md)',
+        );
+      }
+      return reply.type('application/x-pem-file').send(o.publicKeyPem);
+    },
   );
 };
 

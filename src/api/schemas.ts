@@ -125,9 +125,19 @@ export const BuildRecord = z
     finishedAt: z.string().optional(),
     durationMs: z.number().optional(),
     agent: z.string().optional(),
-    links: z.object({ self: z.string(), log: z.string(), artifact: z.string(), buildinfo: z.string() }),
+    provenance: z.enum(['signed', 'unsigned']).optional().describe('whether the provenance (links.provenance) is signed by the builder'),
+    rebuildOf: z.string().optional().describe('a verification rebuild (POST /api/builds/:id/rebuild): the build it rebuilt'),
+    links: z.object({ self: z.string(), log: z.string(), artifact: z.string(), buildinfo: z.string(), provenance: z.string() }),
   })
   .describe('a build');
+
+export const DsseEnvelope = z
+  .object({
+    payloadType: z.string(),
+    payload: z.string().describe('base64 of an in-toto Statement v1 with a SLSA Provenance v1 predicate'),
+    signatures: z.array(z.object({ keyid: z.string(), sig: z.string() })).describe('empty when the builder had no signing key'),
+  })
+  .describe('a DSSE envelope');
 
 export const QueueDepth = z.object({ queued: z.number().int(), running: z.number().int() });
 

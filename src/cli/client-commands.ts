@@ -11,6 +11,7 @@ import { classifyVersionQuery, modulePathError, parsePluginArg } from '../spec/i
 import { formatBytes } from '../util/units.js';
 import { ClientError, EXIT, FairwayClient, isActive, isDirectory, type BuildInput, type BuildRecord, type LogMessage, type PluginSpec } from './client.js';
 import { Progress } from './progress.js';
+import { PROVENANCE_NOT_CHECKED, ProvenanceCheckError, checkBinaryProvenance, clientPublicKey, type ClientKey } from './provenance-check.js';
 
 export const DEFAULT_SERVER = 'http://127.0.0.1:8080';
 
@@ -70,6 +71,8 @@ interface BuildOpts {
   json?: boolean;
   verbose?: boolean;
   quiet?: boolean;
+  /** PEM file of the key builds must be signed with (else FAIRWAY_PUBLIC_KEY); none: provenance is not checked. */
+  publicKey?: string;
 }
 
 /** Turns flags into the request body; mistakes that need no server are exit 2 here. */
@@ -171,6 +174,7 @@ function interruptible(progress: Progress, what: () => string): { signal: AbortS
 
 async function buildCommand(version: string | undefined, o: BuildOpts): Promise<number> {
   const input = buildInput(version, o);
+  const pinned = o.download ? await pinnedKey(o.publicKey) : null;
   const client = new FairwayClient(o.server);
   const progress = new Progress({ verbose: !!o.verbose, quiet: !!o.quiet });
   const out = o.output ?? (input.os === 'windows' ? 'caddy.exe' : 'caddy');
@@ -198,9 +202,12 @@ async function buildCommand(version: string | undefined, o: BuildOpts): Promise<
       progress.info(`fairway: built ${b.filename}: ${formatBytes(b.size ?? 0)}, sha256 ${b.sha256}${b.durationMs !== undefined && !b.cached ? `, in ${(b.durationMs / 1000).toFixed(1)}s` : ''}`);
     if (o.download) {
       const dest = (await isDirectory(out)) ? join(out, b.filename) : out;
-      const r = await client.download(b, dest, (p) => progress.download(p.received, p.total), ctl.signal);
+      const built = b;
+      const check = pinned ? (d: { sha256: string }) => checkProvenance(client, built, pinned, d.sha256, dest, progress) : undefined;
+      const r = await client.download(b, dest, (p) => progress.download(p.received, p.total), ctl.signal, check);
       progress.done();
-      progress.info(`fairway: wrote ${r.path} (${formatBytes(r.size)}, sha256 verified)`);
+      progress.info(`fairway: wrote ${r.path} (${formatBytes(r.size)}, sha256 verified${pinned ? ', provenance verified' : ''})`);
+      if (!pinned && !o.quiet) progress.info(`fairway: ${PROVENANCE_NOT_CHECKED}`);
     }
   } finally {
     ctl.dispose();
@@ -208,6 +215,35 @@ async function buildCommand(version: string | undefined, o: BuildOpts): Promise<
   }
   if (o.json) process.stdout.write(`${JSON.stringify(b, null, 2)}\n`);
   return EXIT.ok;
+}
+
+/** The pinned key, its errors as usage errors (exit 2), before anything is requested. */
+async function pinnedKey(option: string | undefined): Promise<ClientKey | null> {
+  try {
+    return await clientPublicKey(option);
+  } catch (err) {
+    if (err instanceof ProvenanceCheckError) throw new ClientError(err.message, err.exitCode);
+    throw err;
+  }
+}
+
+/** Before the downloaded binary is renamed into place: its provenance, signed by the pinned key, names its sha256. */
+async function checkProvenance(client: FairwayClient, b: BuildRecord, pinned: ClientKey, sha256: string, dest: string, progress: Progress): Promise<void> {
+  let envelope: unknown;
+  try {
+    envelope = (await client.provenance(b)).envelope;
+  } catch (err) {
+    if (err instanceof ClientError) throw new ClientError(`provenance check failed: ${err.message}; not writing ${dest}`, err.exitCode === EXIT.unreachable ? EXIT.unreachable : EXIT.failed);
+    throw err;
+  }
+  try {
+    const v = checkBinaryProvenance(envelope, pinned, sha256);
+    progress.done();
+    progress.info(`fairway: provenance verified: ${v.subject.name} sha256 ${sha256.slice(0, 16)}…, signed by key ${pinned.fingerprint.slice(0, 16)} (${pinned.source})`);
+  } catch (err) {
+    if (err instanceof ProvenanceCheckError) throw new ClientError(`${err.message}; not writing ${dest}`, err.exitCode);
+    throw err;
+  }
 }
 
 function statusText(b: BuildRecord, base: string): string {
@@ -283,6 +319,7 @@ export function registerClientCommands(program: Command): void {
     .addOption(new Option('--with <module[@version][=replacement]>', 'add a plugin; repeat for more').argParser(collect))
     .option('-o, --output <file>', "where to write the binary (default ./caddy, caddy.exe for windows); a directory gets the server's file name")
     .option('--no-download', 'build (or find in the cache) without downloading')
+    .option('--public-key <file>', 'keep the binary only if its provenance is signed by this key (PEM) and names its sha256 (env FAIRWAY_PUBLIC_KEY)')
     .option('--json', 'print the build record as JSON on stdout')
     .option('-v, --verbose', 'print the live build log on stderr')
     .option('-q, --quiet', 'print only errors')

@@ -126,8 +126,66 @@ export class FairwayClient {
     return (await this.json<BuildRecord>('GET', `/api/builds/${encodeURIComponent(id)}`)).body;
   }
 
+  /** Asks for a verification rebuild of a finished build (`POST /api/builds/:id/rebuild`): the rebuild's record. */
+  async rebuild(id: string): Promise<BuildRecord> {
+    return (await this.json<BuildRecord>('POST', `/api/builds/${encodeURIComponent(id)}/rebuild`)).body;
+  }
+
   async listBuilds(limit = 500): Promise<BuildRecord[]> {
     return (await this.json<{ builds: BuildRecord[] }>('GET', `/api/builds?limit=${limit}`)).body.builds;
+  }
+
+  /** The finished builds whose binary has this sha256 (`GET /api/builds?sha256=`), newest first. */
+  async buildsBySha256(sha256: string): Promise<BuildRecord[]> {
+    return (await this.json<{ builds: BuildRecord[] }>('GET', `/api/builds?sha256=${encodeURIComponent(sha256)}&limit=500`)).body.builds;
+  }
+
+  /**
+   * A build's provenance (the DSSE envelope, unchecked) and what the server says of it
+   * (`x-fairway-provenance: signed|unsigned`). A 404 (no provenance) is a ClientError (exit 1).
+   */
+  async provenance(build: Pick<BuildRecord, 'id'> & { links?: { provenance?: string } }): Promise<{ envelope: unknown; header: string | null; url: string }> {
+    const path = build.links?.provenance ?? `/api/builds/${encodeURIComponent(build.id)}/provenance`;
+    let res: Response;
+    try {
+      res = await fetch(this.url(path), { headers: { accept: 'application/json', ...this.auth } });
+    } catch (err) {
+      throw new ClientError(`cannot reach the Fairway server at ${this.base} (${explain(err)})`, EXIT.unreachable);
+    }
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* not JSON */
+    }
+    if (!res.ok) {
+      const e = httpError(res.status, parsed, `GET ${path}`);
+      throw new ClientError(`no provenance for build ${build.id.slice(0, 12)}: ${e.message}`, res.status === 404 || res.status === 410 ? EXIT.failed : e.exitCode, res.status, e.code);
+    }
+    return { envelope: parsed, header: res.headers.get('x-fairway-provenance'), url: this.url(path) };
+  }
+
+  /** The server's public key (`GET /api/signing-key`, PEM); null when it has none (404). */
+  async signingKeyPem(): Promise<string | null> {
+    let res: Response;
+    try {
+      res = await fetch(this.url('/api/signing-key'), { headers: { accept: 'application/x-pem-file, application/json', ...this.auth } });
+    } catch (err) {
+      throw new ClientError(`cannot reach the Fairway server at ${this.base} (${explain(err)})`, EXIT.unreachable);
+    }
+    const text = await res.text();
+    if (res.status === 404) return null;
+    if (!res.ok) {
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        /* not JSON */
+      }
+      throw httpError(res.status, parsed, 'GET /api/signing-key');
+    }
+    return text;
   }
 
   /** A full build id, or the unique recent build whose id starts with `prefix`. */
@@ -204,8 +262,16 @@ export class FairwayClient {
   /**
    * Downloads the artifact into a temp file next to `dest`, checks size and sha256 against the
    * response headers and the build record, sets mode 0755, then renames it into place.
+   * `beforeInstall` (the provenance check) runs on the verified temp file before the rename; when
+   * it throws, the file is removed and `dest` is untouched.
    */
-  async download(build: BuildRecord, dest: string, onProgress?: (p: DownloadProgress) => void, signal?: AbortSignal): Promise<DownloadResult> {
+  async download(
+    build: BuildRecord,
+    dest: string,
+    onProgress?: (p: DownloadProgress) => void,
+    signal?: AbortSignal,
+    beforeInstall?: (r: { sha256: string; size: number }) => Promise<void>,
+  ): Promise<DownloadResult> {
     let res: Response;
     try {
       res = await fetch(this.url(build.links.artifact), { headers: this.auth, ...(signal ? { signal } : {}) });
@@ -249,6 +315,7 @@ export class FairwayClient {
         throw err;
       });
       await fh.close();
+      await beforeInstall?.({ sha256, size: received });
       await chmod(tmp, 0o755);
       await rename(tmp, target);
       ok = true;

@@ -24,9 +24,10 @@ import https from 'node:https';
 import { delimiter, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
-import { hostPlatform } from '../spec/index.js';
+import { hostPlatform, isCacheKey } from '../spec/index.js';
 import { parseListModulesText, pluginPackages, type PluginPackage } from '../catalog/index.js';
 import { DownloadVerifyError, expectedSha256, receiveVerified } from './download.js';
+import { PROVENANCE_NOT_CHECKED, ProvenanceCheckError, checkBinaryProvenance, clientPublicKey, type ClientKey } from './provenance-check.js';
 
 const execFileP = promisify(execFile);
 
@@ -212,6 +213,9 @@ export interface PackageOptions {
   caddyVersion?: string;
   /** Print the download URL and stop. */
   dryRun?: boolean;
+  /** PEM file of the key builds must be signed with (else FAIRWAY_PUBLIC_KEY); none: provenance is not checked. */
+  publicKey?: string;
+  env?: NodeJS.ProcessEnv;
   stdout?: (s: string) => void;
   stderr?: (s: string) => void;
 }
@@ -267,8 +271,11 @@ function downloadUrl(server: string, platform: TargetPlatform, pkgs: PluginPacka
   return new URL(`api/download?${downloadQuery(platform, pkgs, caddyVersion)}`, base.href.replace(/\/*$/, '/'));
 }
 
-/** Downloads to `tmp` (next to the target: same filesystem) with the target's mode and owner; refused without a matching sha256. */
-async function downloadVerified(url: URL, tmp: string, target: { mode: number; uid: number; gid: number }): Promise<void> {
+/**
+ * Downloads to `tmp` (next to the target: same filesystem) with the target's mode and owner;
+ * refused without a matching sha256. Returns the sha256 and the build id the server named (`X-Fairway-Build`).
+ */
+async function downloadVerified(url: URL, tmp: string, target: { mode: number; uid: number; gid: number }): Promise<{ sha256: string; build: string | null }> {
   const res = await httpGet(url);
   const status = res.statusCode ?? 0;
   if (status >= 400) throw new PackagesError(`download failed: ${downloadErrorMessage(status, await readBody(res))}`);
@@ -292,6 +299,32 @@ async function downloadVerified(url: URL, tmp: string, target: { mode: number; u
   }
   await chmod(tmp, target.mode & 0o7777);
   if (process.getuid?.() === 0 && (target.uid !== 0 || target.gid !== 0)) await chown(tmp, target.uid, target.gid).catch(() => undefined);
+  const build = res.headers['x-fairway-build'];
+  return { sha256: expectedSum, build: typeof build === 'string' && isCacheKey(build.trim()) ? build.trim() : null };
+}
+
+/** The downloaded binary's provenance (from the server that sent it), signed by `pinned`, names its sha256; before it is run or swapped in. */
+async function checkDownloadProvenance(download: URL, got: { sha256: string; build: string | null }, pinned: ClientKey, info: Say): Promise<void> {
+  if (!got.build) throw new PackagesError('provenance check failed: the server named no build for the download (no X-Fairway-Build header), so its provenance cannot be fetched; not installing it');
+  // Next to the download on the same server: <base>/api/download -> <base>/api/builds/<id>/provenance.
+  const url = new URL(`builds/${got.build}/provenance`, download);
+  const res = await httpGet(url);
+  const status = res.statusCode ?? 0;
+  const text = await readBody(res, 64 * 1024 * 1024);
+  if (status >= 400) throw new PackagesError(`provenance check failed: ${downloadErrorMessage(status, text).replace(/^download failed: /, `GET ${url.pathname}: `)}; not installing it`);
+  let envelope: unknown;
+  try {
+    envelope = JSON.parse(text);
+  } catch {
+    throw new PackagesError(`provenance check failed: GET ${url.pathname} did not answer JSON; not installing it`);
+  }
+  try {
+    const v = checkBinaryProvenance(envelope, pinned, got.sha256);
+    info(`provenance verified: ${v.subject.name} sha256 ${got.sha256.slice(0, 16)}…, build ${got.build.slice(0, 12)}, signed by key ${pinned.fingerprint.slice(0, 16)} (${pinned.source})`);
+  } catch (err) {
+    if (err instanceof ProvenanceCheckError) throw new PackagesError(`${err.message}; not installing it`);
+    throw err;
+  }
 }
 
 /** Runs the new binary before the old one is touched (Caddy runs these after the swap). */
@@ -340,6 +373,13 @@ export async function runPackageCommand(cmd: PackageCommand, args: string[], o: 
   const log = o.stderr ?? ((s: string) => process.stderr.write(s));
   const info = (msg: string) => log(`fairway: ${msg}\n`);
 
+  let pinned: ClientKey | null;
+  try {
+    pinned = await clientPublicKey(o.publicKey, o.env ?? process.env);
+  } catch (err) {
+    if (err instanceof ProvenanceCheckError) throw new PackagesError(err.message, err.exitCode);
+    throw err;
+  }
   const target = await targetExecutable(o.caddy, info);
   const { exe } = target;
   const { current, platform } = await inspectCaddy(exe, info);
@@ -358,7 +398,9 @@ export async function runPackageCommand(cmd: PackageCommand, args: string[], o: 
   const state = { swapped: false };
   try {
     info(`build acquired; writing ${tmp}`);
-    await downloadVerified(url, tmp, target);
+    const got = await downloadVerified(url, tmp, target);
+    if (pinned) await checkDownloadProvenance(url, got, pinned, info);
+    else info(PROVENANCE_NOT_CHECKED);
     await checkNewBinary(tmp, pkgs, out, info);
     await swapIn(exe, tmp, backup, info, state);
   } catch (err) {
@@ -383,12 +425,13 @@ export function registerPackageCommands(program: Command): void {
       .option('--caddy <path>', 'the caddy binary to replace (default: caddy on PATH)')
       .option('-k, --keep-backup', 'keep the backed up binary (<caddy>.tmp) instead of deleting it')
       .option('--caddy-version <version>', "Caddy version to build (default: the server's latest, like caddyserver.com)")
-      .option('--dry-run', 'print the download URL Caddy would request and stop');
+      .option('--dry-run', 'print the download URL Caddy would request and stop')
+      .option('--public-key <file>', 'install only a binary whose provenance is signed by this key (PEM) and names its sha256 (env FAIRWAY_PUBLIC_KEY)');
   const action =
     (cmd: PackageCommand) =>
     async (...a: unknown[]) => {
       const args = cmd === 'upgrade' ? [] : (a[0] as string[]);
-      const opts = (cmd === 'upgrade' ? a[0] : a[1]) as { server?: string; caddy?: string; keepBackup?: boolean; caddyVersion?: string; dryRun?: boolean };
+      const opts = (cmd === 'upgrade' ? a[0] : a[1]) as { server?: string; caddy?: string; keepBackup?: boolean; caddyVersion?: string; dryRun?: boolean; publicKey?: string };
       try {
         await runPackageCommand(cmd, args, {
           server: opts.server ?? process.env.FAIRWAY_SERVER ?? 'http://127.0.0.1:8080',
@@ -396,6 +439,7 @@ export function registerPackageCommands(program: Command): void {
           keepBackup: !!opts.keepBackup,
           ...(opts.caddyVersion ? { caddyVersion: opts.caddyVersion } : {}),
           dryRun: !!opts.dryRun,
+          ...(opts.publicKey ? { publicKey: opts.publicKey } : {}),
         });
       } catch (err) {
         const code = err instanceof PackagesError ? err.exitCode : 1;

@@ -15,6 +15,8 @@ import { parseBytes, parseDuration } from '../util/units.js';
 /** The project folder (where package.json and .tools/ are). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const XCADDY_VERSION = 'v0.4.7';
+/** This Fairway's version (package.json), in provenance and `fairway --version`. */
+export const FAIRWAY_VERSION: string = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 const duration = z
   .union([z.string(), z.number()])
@@ -216,6 +218,12 @@ export const configSchema = z
     goCacheMaxBytes: bytes.optional(),
     /** Last-download times are written to the store at most once per this interval per artifact. */
     accessWriteInterval: duration.default(60_000),
+
+    // ---- provenance (docs/provenance.md) ----
+    /** ECDSA P-256 private key (PKCS#8 PEM file) a builder (serve, agent) signs provenance and images with; a hub never signs. */
+    signingKey: z.string().min(1).optional(),
+    /** Public key (PEM file) a hub serves at /api/signing-key for its agents' signatures; default: the signing key's public half. */
+    publicKey: z.string().min(1).optional(),
 
     // ---- security (docs/SECURITY.md) ----
     /** JSON file of API tokens: [{name, hash: "sha256:<hex>", scopes}] (scrypt: hashes are refused). */

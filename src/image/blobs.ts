@@ -11,9 +11,14 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { constants as z, createGzip } from 'node:zlib';
 
-/** Fixed gzip parameters: part of what makes a layer digest reproducible. */
+/**
+ * Fixed gzip parameters: part of what makes a layer digest reproducible. Level 3: on a 53 MB Caddy
+ * binary, 0.67 s and 19.6 MB against level 6's 1.65 s and 18.6 MB (the layer is made while a
+ * pull may be waiting; 5% more bytes cost less than a second of CPU). Changing any of these
+ * changes every layer digest.
+ */
 export const GZIP_OPTIONS = {
-  level: 6,
+  level: 3,
   memLevel: 8,
   windowBits: 15,
   strategy: z.Z_DEFAULT_STRATEGY,

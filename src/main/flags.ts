@@ -44,6 +44,9 @@ function serverOptions(cmd: Command): Command {
       .option('--catalog-upstream <url>', 'package list to mirror into the catalog, caddyserver.com /api/packages shape (env FAIRWAY_CATALOG_UPSTREAM)')
       .option('--catalog-refresh <duration>', 'how often to refresh the catalog mirror, e.g. 6h (env FAIRWAY_CATALOG_REFRESH)')
       .addOption(new Option('--catalog-learn <mode>', 'learn module IDs by running built binaries (env FAIRWAY_CATALOG_LEARN, default catalog)').choices(['off', 'catalog', 'all']))
+      // ---- provenance (docs/provenance.md) ----
+      .option('--signing-key <file>', 'ECDSA P-256 key (PKCS#8 PEM) that builds are signed with; `fairway key create` makes one (env FAIRWAY_SIGNING_KEY; serve and agent)')
+      .option('--public-key <file>', "public key (PEM) served at /api/signing-key; a hub takes its agents' key here (env FAIRWAY_PUBLIC_KEY)")
       // ---- security (docs/SECURITY.md) ----
       .option('--auth-file <file>', 'API tokens, JSON [{name, hash, scopes}] (env FAIRWAY_AUTH_FILE; also FAIRWAY_TOKENS)')
       .option('--anonymous-scopes <list>', 'scopes without a token: none, read, read,build (env FAIRWAY_ANONYMOUS_SCOPES; never admin)')

@@ -4,15 +4,15 @@
  * together (servers.ts, parts.ts, prune.ts). Nothing imports src/main.
  */
 import { Command } from 'commander';
-import { ConfigError, loadConfig } from '../config/index.js';
-import { registerClientCommands, registerPackageCommands, registerTokenCommands } from '../cli/index.js';
+import { ConfigError, FAIRWAY_VERSION, loadConfig } from '../config/index.js';
+import { registerClientCommands, registerPackageCommands, registerProvenanceCommands, registerTokenCommands } from '../cli/index.js';
 import { createLogger } from '../util/logger.js';
 import { agentFlags, hubFlags, serveFlags } from './flags.js';
 import { registerPruneCommand } from './prune.js';
 import { startAgent, startHub, startServe } from './servers.js';
 
 const program = new Command();
-program.name('fairway').description('Build server for custom Caddy binaries').version('0.1.0');
+program.name('fairway').description('Build server for custom Caddy binaries').version(FAIRWAY_VERSION);
 
 /** Loads config from flags/env/file; runs `start`; stops gracefully on SIGINT/SIGTERM. */
 function daemon(
@@ -67,6 +67,7 @@ registerPruneCommand(program);
 
 // API tokens: `fairway token create|hash` (src/cli/token.ts).
 registerTokenCommands(program);
+registerProvenanceCommands(program); // `fairway key create`, `fairway verify` (src/cli/key.ts, verify.ts)
 
 // Client commands (build, status, logs): talk to a running server over its HTTP API.
 registerClientCommands(program);

@@ -20,6 +20,11 @@ function printReport(r: PruneReport): void {
   out.write(`${r.dryRun ? 'dry run: would remove' : 'removed'} ${r.removed.length} of ${r.before.objects} artifacts (${budget})\n`);
   for (const x of r.removed) out.write(`  ${x.key}  ${formatBytes(x.bytes).padStart(9)}  ${x.status.padEnd(9)}  last used ${x.lastAccess}  (${x.reason})\n`);
   out.write(`before: ${formatBytes(r.before.bytes)} in ${r.before.objects} artifacts; after: ${formatBytes(r.after.bytes)} in ${r.after.objects}; pinned: ${r.pinned}\n`);
+  const b = r.blobs;
+  out.write(
+    `blobs: ${r.dryRun ? 'would delete' : 'deleted'} ${b.removed} unreferenced (${formatBytes(b.bytes)}), kept ${b.young} newer than the grace period; ${formatBytes(b.storedBytes)} of blobs before\n`,
+  );
+  if (b.skipped) out.write(`blobs not collected: ${b.skipped}\n`);
   if (r.overBudget) out.write('still over budget: pinned artifacts (or unfinished uploads) exceed it\n');
   for (const e of r.errors) out.write(`error: ${e.key}: ${e.error}\n`);
 }

@@ -3,23 +3,26 @@
  * store, no other server. `fairway hub`: the same HTTP service on a BullMQ queue and any store.
  * `fairway agent`: a BullMQ worker that builds and uploads. The service code is the same in all.
  */
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { compatApi, createApi, recipesApi, registryApi } from '../api/index.js';
-import { Registry } from '../registry/index.js';
+import { Registry, publishImage } from '../registry/index.js';
+import { loadPublicKey, loadSigner, type Signer } from '../provenance/index.js';
 import { authenticatorFromConfig, isLoopbackHost } from '../auth/index.js';
 import { FileCatalog, ModuleLearner } from '../catalog/index.js';
-import type { Config } from '../config/index.js';
+import { FAIRWAY_VERSION, type Config } from '../config/index.js';
 import type { Redis } from 'ioredis';
 import { BullMqQueue, BullMqWorker, LocalQueue, QueueJournal, redisConnection, type BuildQueue } from '../queue/index.js';
 import { BuildAdmission, BuildPolicy, RedisActiveBuilds, freeBytesAt } from '../policy/index.js';
 import { GoResolver } from '../resolve/index.js';
-import { BuildService, buildProcessor, remoteJobCheck, type BuildPayload } from '../service/index.js';
+import { BuildService, buildProcessor, remoteJobCheck, type BuildPayload, type ProcessorOptions } from '../service/index.js';
 import { BUILD_FLAGS } from '../spec/index.js';
 import { HotCache } from '../cache/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
+import { SANDBOX_VISIBLE_PATHS } from '../sandbox/index.js';
 import { loadPlatforms, prepareStore, prepareToolchain, runner } from './parts.js';
 import { uiRoutes } from '../ui/index.js';
 import { BuildGate, createHttpOps, createWorkerOps, opsRoutes } from '../ops/index.js';
@@ -44,6 +47,62 @@ interface HttpParts {
   shutdownGraceMs?: number;
   /** Where queued and running builds are kept across a shutdown (logged at shutdown). */
   journalDir?: string;
+  /** The builder's key (serve): the registry signs the images it makes itself. A hub has none. */
+  signer?: Signer;
+  /** Served at /api/signing-key. */
+  publicKeyPem?: string;
+}
+
+/**
+ * The builder's signing key (serve, agent): loaded from `signingKey`, or none, said loudly, and
+ * provenance is written unsigned (docs/provenance.md).
+ */
+async function builderSigner(config: Config, logger: Logger): Promise<Signer | undefined> {
+  if (!config.signingKey) {
+    logger.warn('no signing key (signingKey): provenance is written UNSIGNED and images are not signed; create one with `fairway key create`');
+    return undefined;
+  }
+  // Builds and built binaries must never see the key: not under what the sandbox mounts.
+  const keyPath = resolve(config.signingKey);
+  for (const dir of [...SANDBOX_VISIBLE_PATHS, config.cacheDir]) {
+    if (keyPath === dir || keyPath.startsWith(`${dir}/`)) {
+      throw new Error(`signingKey ${keyPath} is under ${dir}, which sandboxed builds can read; move it elsewhere (e.g. /etc/fairway/, mode 0600)`);
+    }
+  }
+  const st = await stat(keyPath).catch(() => null); // missing: loadSigner says so
+  if (st && (st.mode & 0o077) !== 0) logger.warn({ key: keyPath }, 'the signing key file is readable by other users: chmod 0600 it');
+  const signer = await loadSigner(keyPath);
+  logger.info({ key: config.signingKey, fingerprint: signer.fingerprint }, 'builds are signed with this key');
+  return signer;
+}
+
+/** A hub never signs: it serves the agents' public key (`publicKey`, else the public half of `signingKey`). */
+async function hubPublicKey(config: Config, logger: Logger): Promise<string | undefined> {
+  if (config.publicKey) {
+    const pem = (await loadPublicKey(config.publicKey)).export({ type: 'spki', format: 'pem' }).toString();
+    logger.info({ publicKey: config.publicKey }, "serving the agents' public key at /api/signing-key");
+    return pem;
+  }
+  if (config.signingKey) {
+    logger.info({ key: config.signingKey }, 'a hub does not sign (its agents do): serving only the public half of signingKey at /api/signing-key');
+    return (await loadSigner(config.signingKey)).publicKeyPem;
+  }
+  logger.warn('no publicKey: /api/signing-key answers 404; set publicKey to the key your agents sign with');
+  return undefined;
+}
+
+/** What the builder does with each build: provenance (signed with its key) and, for Linux, the image with its signatures. */
+function processorOptions(config: Config, store: ArtifactStore, signer: Signer | undefined, logger: Logger): ProcessorOptions {
+  const tmpDir = join(config.dataDir, 'tmp');
+  return {
+    fairwayVersion: FAIRWAY_VERSION,
+    ...(signer ? { signer } : {}),
+    publish: async ({ binaryPath, meta, predicate, log }) => {
+      if ((meta.spec as { os?: string }).os !== 'linux') return;
+      const rec = await publishImage({ store, binaryPath, meta, tmpDir, predicate, logger, ...(signer ? { signer } : {}) });
+      log(`image ${rec.manifestDigest}${signer ? ' (signed, with its provenance attested)' : ' (unsigned)'}`);
+    },
+  };
 }
 
 /** Tokens, the build policy and the admission of new builds (docs/SECURITY.md). */
@@ -100,7 +159,17 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   await service.init();
   await parts.restore?.();
   // The OCI registry (docs/registry.md): images of recipes and builds, made from the cache; blobs through the hot tier.
-  const registry = new Registry({ service, store, recipes: config.recipes, platforms: config.imagePlatforms, waitMs: config.imageWait, logger, hot, tmpDir: join(config.dataDir, 'tmp') });
+  const registry = new Registry({
+    service,
+    store,
+    recipes: config.recipes,
+    platforms: config.imagePlatforms,
+    waitMs: config.imageWait,
+    logger,
+    hot,
+    tmpDir: join(config.dataDir, 'tmp'),
+    ...(parts.signer ? { signer: parts.signer } : {}),
+  });
   // Operations (docs/operations.md): metrics, pruning, last-download times, version refresh, prebuilds (also every recipe × image platform).
   const ops = createHttpOps({
     config,
@@ -139,6 +208,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
       keepAliveTimeoutMs: config.keepAliveTimeout,
       maxPerClient: config.maxConnectionsPerClient,
     },
+    ...(parts.publicKeyPem ? { publicKeyPem: parts.publicKeyPem } : {}),
     ready: async () => {
       await store.ping();
       await queue.ping();
@@ -204,10 +274,12 @@ export async function startServe(config: Config, logger: Logger): Promise<Runnin
   const toolchain = await prepareToolchain(config, logger);
   const store = await prepareStore(config);
   const gate = new BuildGate(); // Go cache cleaning runs between builds only (src/ops/gocache.ts)
+  // serve is the builder: it signs its builds and the images it makes (docs/provenance.md).
+  const signer = await builderSigner(config, logger);
   // Queued and running builds survive a crash or a restart: `<data-dir>/queue/<key>.json` (docs/operations.md).
   const journalDir = join(config.dataDir, 'queue');
   const journal = await QueueJournal.open<BuildPayload>(journalDir);
-  const queue = new LocalQueue<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store)), {
+  const queue = new LocalQueue<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store, processorOptions(config, store, signer, logger))), {
     workers: config.workers,
     identity: toolchain.identity,
     journal,
@@ -226,7 +298,17 @@ export async function startServe(config: Config, logger: Logger): Promise<Runnin
     if (report.requeued.length) logger.warn({ requeued: report.requeued }, `re-queued ${report.requeued.length} build(s) that were queued or running when the process stopped`);
   };
   // Running builds are stopped at shutdown (they stay in the journal and run again at the next start).
-  return startHttp(config, logger, { toolchain, store, queue, role: 'serve', gate, restore, shutdownGraceMs: 0, journalDir });
+  return startHttp(config, logger, {
+    toolchain,
+    store,
+    queue,
+    role: 'serve',
+    gate,
+    restore,
+    shutdownGraceMs: 0,
+    journalDir,
+    ...(signer ? { signer, publicKeyPem: signer.publicKeyPem } : {}),
+  });
 }
 
 function requireRedis(config: Config, role: string): string {
@@ -242,7 +324,8 @@ export async function startHub(config: Config, logger: Logger): Promise<Running>
   // Rate limits and per-client build counts live in Redis, shared by all hubs. Fails fast: requests pass while Redis is down.
   const limitsRedis = redisConnection(requireRedis(config, 'hub'), 'fairway-hub-limits', { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 1000 });
   limitsRedis.on('error', (err: Error) => logger.debug({ err: err.message }, 'Redis connection for the shared limits'));
-  return startHttp(config, logger, { toolchain, store, queue, role: 'hub', limitsRedis });
+  const publicKeyPem = await hubPublicKey(config, logger);
+  return startHttp(config, logger, { toolchain, store, queue, role: 'hub', limitsRedis, ...(publicKeyPem ? { publicKeyPem } : {}) });
 }
 
 export interface RunningAgent {
@@ -258,12 +341,16 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
   const ops = createWorkerOps({ config, logger, toolchain, gate });
   // Jobs come from Redis: the worker runs only what the job check accepts (src/service/jobcheck.ts).
   const platforms = await loadPlatforms(toolchain);
-  const worker = new BullMqWorker<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store)), {
+  // The agent is the builder: it signs what it builds (docs/provenance.md).
+  const signer = await builderSigner(config, logger);
+  const worker = new BullMqWorker<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store, processorOptions(config, store, signer, logger))), {
     redisUrl: requireRedis(config, 'agent'),
     ...(config.agentId ? { id: config.agentId } : {}),
     concurrency: config.workers,
     identity: toolchain.identity,
     check: remoteJobCheck({ identity: toolchain.identity, platforms }),
+    // A verification rebuild goes to another agent than the original's, when one is alive.
+    avoid: (payload) => payload.avoidAgent,
     logger,
     lockDurationMs: config.jobLockDuration,
     stalledIntervalMs: config.stalledInterval,

@@ -58,6 +58,9 @@ const PruneReport = z
     pinned: z.number().int(),
     overBudget: z.boolean(),
     errors: z.array(z.object({ key: z.string(), error: z.string() })),
+    blobs: z
+      .object({ removed: z.number().int(), bytes: z.number(), young: z.number().int(), storedBytes: z.number(), skipped: z.string().optional(), errors: z.number().int() })
+      .describe('the blob collection of the pass: unreferenced image blobs deleted (dry run: that would be), those kept as younger than the grace period'),
     startedAt: z.string(),
     durationMs: z.number(),
   })

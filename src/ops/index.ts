@@ -14,6 +14,7 @@ import type { Toolchain } from '../toolchain/index.js';
 import { type BuildGate, GoCacheBudget } from './gocache.js';
 import { OpsMetrics } from './metrics.js';
 import { Prebuilder, type PrebuildSpec, VersionRefresher, expandPrebuilds } from './prebuilds.js';
+import { blobUsage } from './blobgc.js';
 import { Pruner } from './prune.js';
 import { Scheduler } from './scheduler.js';
 
@@ -21,6 +22,20 @@ export { BuildGate, GoCacheBudget, dirBytes, type CleanKind, type GoCacheReport 
 export { opsRoutes } from './http.js';
 export { OpsMetrics } from './metrics.js';
 export { Prebuilder, VersionRefresher, expandPrebuilds, type PrebuildSpec } from './prebuilds.js';
+export {
+  attributeBlobs,
+  BLOB_REFERENCE_NAMESPACES,
+  blobUsage,
+  collectBlobs,
+  DEFAULT_BLOB_GRACE_MS,
+  dropArtifactRecords,
+  readBlobReferences,
+  recordBlobDigests,
+  type BlobAttribution,
+  type BlobReferences,
+  type CollectBlobsOptions,
+  type CollectBlobsResult,
+} from './blobgc.js';
 export { Pruner, planPrune, pinnedKeys, type PinnedEntry, type PinResolver, type PruneEntry, type PrunePlan, type PruneReport } from './prune.js';
 export { Scheduler, type ScheduledTask } from './scheduler.js';
 
@@ -100,7 +115,11 @@ function metricsAndBudget(parts: HttpOpsParts, log: Logger): { metrics: OpsMetri
   const metrics = new OpsMetrics({
     depth: () => queue.depth(),
     agents: () => queue.agents(),
-    storeStats: () => store.stats(),
+    // The budget's bytes: the artifact area and the blob area (image layers, manifests, indexes).
+    storeStats: async () => {
+      const [s, b] = await Promise.all([store.stats(), blobUsage(store)]);
+      return { objects: s.objects, bytes: s.bytes + b.bytes, blobs: b.blobs, blobBytes: b.bytes };
+    },
     ...(parts.hot?.enabled ? { hotCache: () => parts.hot!.stats() } : {}),
     ...(parts.gate && config.goCacheMaxBytes !== undefined ? { goCacheBytes: async () => budget?.lastMeasuredBytes ?? 0 } : {}),
   });
@@ -174,6 +193,9 @@ function schedules(config: OpsConfig, log: Logger, o: { prebuilder: Prebuilder; 
   });
   if (pruner.enabled) {
     scheduler.add({ name: 'prune', intervalMs: config.pruneInterval, firstDelayMs: 0, run: () => pruner.run({ trigger: 'schedule' }) });
+  } else {
+    // No limits: no prune runs, but the blobs of artifacts that went (deleted, quarantined) still go.
+    scheduler.add({ name: 'blob-gc', intervalMs: config.pruneInterval, firstDelayMs: 0, run: () => pruner.collect() });
   }
   if (budget) {
     const b = budget;

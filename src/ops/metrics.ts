@@ -14,7 +14,8 @@ import type { PruneReport } from './prune.js';
 export interface MetricsSources {
   depth?: () => Promise<QueueDepth>;
   agents?: () => Promise<AgentInfo[]>;
-  storeStats?: () => Promise<StoreStats>;
+  /** The store's bytes (artifact area + blobs) and, when known, the blob area's share. */
+  storeStats?: () => Promise<StoreStats & { blobs?: number; blobBytes?: number }>;
   /** Go caches of this process's workers (serve), when budgeted. */
   goCacheBytes?: () => Promise<number>;
   /** The hot tier's counters (src/cache), read on scrape. */
@@ -90,7 +91,7 @@ function eventMetrics(r: Registry[]): EventMetrics {
     downloads: new Counter({ name: 'fairway_artifact_downloads_total', help: 'Artifact downloads started (native and compat API).', registers: r }),
     corruptArtifacts: new Counter({
       name: 'fairway_artifact_corrupt_total',
-      help: 'Damaged stored artifacts quarantined, by reason: the binary does not match its record (checksum, truncated, oversized), is missing (missing), or meta.json / buildinfo.json is unreadable (bad_meta, bad_buildinfo).',
+      help: 'Damaged stored artifacts quarantined, by reason: the binary does not match its record (checksum, truncated, oversized), is missing (missing), or meta.json / buildinfo.json / provenance.json is unreadable (bad_meta, bad_buildinfo, bad_provenance).',
       labelNames: ['reason'],
       registers: r,
     }),
@@ -145,9 +146,11 @@ function agentGauges(r: Registry[], agents: () => Promise<AgentInfo[]>, timeout:
   gauge('fairway_agent_busy_slots', 'Builds the agents run now.', (l) => l.reduce((n, a) => n + a.jobs.length, 0));
 }
 
-function storeGauges(r: Registry[], storeStats: () => Promise<StoreStats>, timeout: number): void {
+type StoreReading = StoreStats & { blobs?: number; blobBytes?: number };
+
+function storeGauges(r: Registry[], storeStats: () => Promise<StoreReading>, timeout: number): void {
   const read = shared(() => withTimeout(storeStats(), timeout));
-  const gauge = (name: string, help: string, value: (s: StoreStats | null) => number | null) =>
+  const gauge = (name: string, help: string, value: (s: StoreReading | null) => number | null) =>
     new Gauge({
       name,
       help,
@@ -158,7 +161,9 @@ function storeGauges(r: Registry[], storeStats: () => Promise<StoreStats>, timeo
         if (v !== null) this.set(v);
       },
     });
-  gauge('fairway_store_bytes', "Bytes in the store's artifact area.", (s) => s?.bytes ?? null);
+  gauge('fairway_store_bytes', 'Bytes in the store counted against storeMaxBytes: the artifact area and the blob area (image layers, manifests, indexes).', (s) => s?.bytes ?? null);
+  gauge('fairway_store_blob_bytes', "Bytes in the store's blob area (part of fairway_store_bytes).", (s) => s?.blobBytes ?? null);
+  gauge('fairway_store_blobs', "Blobs in the store's blob area.", (s) => s?.blobs ?? null);
   gauge('fairway_store_objects', 'Published artifacts (and failure records) in the store.', (s) => s?.objects ?? null);
   gauge('fairway_store_up', '1 when the last store reading succeeded.', (s) => (s ? 1 : 0));
 }
@@ -225,8 +230,8 @@ export class OpsMetrics {
   readonly versionsRefreshedAt: Gauge;
   readonly prebuildsQueued: Counter;
   readonly goCacheCleans: Counter<'kind'>;
-  private storeCache: { at: number; value: StoreStats } | null = null;
-  private storeInflight: Promise<StoreStats> | null = null;
+  private storeCache: { at: number; value: StoreReading } | null = null;
+  private storeInflight: Promise<StoreReading> | null = null;
 
   constructor(
     private readonly src: MetricsSources,
@@ -263,7 +268,7 @@ export class OpsMetrics {
   }
 
   /** Store stats, cached for a short time; a prune report refreshes the cache. */
-  private storeStats(): Promise<StoreStats> {
+  private storeStats(): Promise<StoreReading> {
     const ttl = this.opts.storeStatsCacheMs ?? 30_000;
     if (this.storeCache && Date.now() - this.storeCache.at < ttl) return Promise.resolve(this.storeCache.value);
     this.storeInflight ??= this.src.storeStats!()
@@ -304,7 +309,7 @@ export class OpsMetrics {
     const bytes = report.removed.reduce((n, r) => n + r.bytes, 0);
     if (bytes > 0) this.prunedBytes.inc(bytes);
     if (report.errors.length) this.pruneErrors.inc(report.errors.length);
-    this.storeCache = { at: Date.now(), value: report.after };
+    this.storeCache = { at: Date.now(), value: { ...report.after, blobBytes: report.blobs.storedBytes - report.blobs.bytes } };
   }
 
   versionsRefreshed(ok: boolean, at?: string): void {

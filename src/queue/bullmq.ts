@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { DelayedError, Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { Channel } from '../util/channel.js';
@@ -469,6 +469,13 @@ export interface AgentOptions<P> extends BullConfig {
    * fails at once, without further attempts, with the thrown message; the processor never sees it.
    */
   check: (job: RemoteJob) => P | Promise<P>;
+  /**
+   * The agent a job would rather not run on (a verification rebuild avoids the agent that built
+   * the original). That agent puts the job back, delayed a moment, while another live agent may
+   * take it, for at most `avoidForMs` (default 120 s) after the job was queued; then anyone runs it.
+   */
+  avoid?: (payload: P) => string | undefined;
+  avoidForMs?: number;
   /** BullMQ lock: a dead agent's job is taken back after about this long. Default 30 s. */
   lockDurationMs?: number;
   stalledIntervalMs?: number;
@@ -501,7 +508,7 @@ export class BullMqWorker<P> implements BuildWorker {
     this.redis.on('error', (err: Error) => this.warner.warn('Redis connection error (reconnecting)', err));
     this.workerRedis.on('error', (err: Error) => this.warner.warn('Redis connection error (reconnecting)', err));
     this.log = new RedisLog(this.redis, { prefix: n.prefix });
-    this.worker = new Worker(n.queue, (job) => this.run(job), {
+    this.worker = new Worker(n.queue, (job, token) => this.run(job, token), {
       connection: this.workerRedis as unknown as ConnectionOptions,
       prefix: n.prefix,
       concurrency: o.concurrency,
@@ -540,7 +547,12 @@ export class BullMqWorker<P> implements BuildWorker {
     void this.beat().catch((err: unknown) => this.warner.warn('could not write the agent heartbeat to Redis', err));
   }
 
-  private async run(job: Job): Promise<void> {
+  /** Whether another agent than this one heartbeats now. */
+  private async othersAlive(): Promise<boolean> {
+    return (await listAgents(this.redis, this.prefix)).some((a) => a.id !== this.id);
+  }
+
+  private async run(job: Job, token?: string): Promise<void> {
     const key = job.id!;
     const attempt = job.attemptsMade + 1;
     const attempts = job.opts.attempts ?? 1;
@@ -558,6 +570,11 @@ export class BullMqWorker<P> implements BuildWorker {
         this.warner.warn("could not write a refused job's log to Redis", logErr, { key });
       }
       throw new UnrecoverableError(msg);
+    }
+    if (token && this.o.avoid?.(payload) === this.id && Date.now() - job.timestamp < (this.o.avoidForMs ?? 120_000) && (await this.othersAlive())) {
+      this.warner.log.info({ key }, 'leaving this job to another agent (it asks not to run here)');
+      await job.moveToDelayed(Date.now() + 2000, token);
+      throw new DelayedError();
     }
     this.current.add(key);
     this.beatSoon();

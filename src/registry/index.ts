@@ -19,7 +19,9 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { HotCache } from '../cache/index.js';
-import { buildImage, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type Descriptor, type ImageIndex, type OciPlatform } from '../image/index.js';
+import { ANNOTATION, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type ImageIndex, type OciPlatform } from '../image/index.js';
+import { parseEnvelope, readStatement, type Signer } from '../provenance/index.js';
+import { IMAGES_NS, SIGNATURES_NS, publishImage, type ImageRecord, type SignatureRecord } from './images.js';
 import { verifyingStream, verifyWhole, type BuildRecord, type BuildService, type RequestContext } from '../service/index.js';
 import { isCacheKey, type ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
@@ -32,7 +34,8 @@ import { AppError, NotFoundError } from '../util/errors.js';
  * two servers that build the same spec, and with it the config, manifest and index digests; the
  * build's own times stay in the build record (/api/builds/:id).
  */
-export const IMAGE_CREATED = '1970-01-01T00:00:00Z';
+export { IMAGE_CREATED } from './images.js';
+export { COSIGN, IMAGES_NS, SIGNATURES_NS, publishImage, simpleSigningPayload, type ImageRecord, type PublishImageOptions, type SignatureRecord } from './images.js';
 
 export type OciErrorCode =
   | 'BLOB_UNKNOWN'
@@ -76,16 +79,6 @@ export interface Recipe extends RecipeInput {
   source: 'config' | 'api';
 }
 
-/** The record kept per artifact: how its image is made of store blobs. */
-export interface ImageRecord {
-  key: string;
-  manifestDigest: string;
-  /** The manifest's descriptor with its platform (an entry of a tag's index). */
-  descriptor: Descriptor;
-  /** Every blob of the image: manifest, config, layers. */
-  blobs: Array<{ digest: string; size: number }>;
-}
-
 export interface ManifestAnswer {
   mediaType: string;
   digest: string;
@@ -116,6 +109,12 @@ export interface RegistryOptions {
   hot?: HotCache;
   /** Where images are made before their blobs go into the store; default the OS temp dir. */
   tmpDir?: string;
+  /**
+   * Signs the images this registry makes itself (artifacts without an image yet). Only where this
+   * process is the builder (`serve`); a hub never signs, and the images its agents made at build
+   * time carry their signatures already.
+   */
+  signer?: Signer;
 }
 
 /** The registry as the HTTP side sees it. */
@@ -135,10 +134,81 @@ const RESERVED = new Set(['build', 'manifests', 'blobs', 'tags']);
 export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 export const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const RECIPES_NS = 'recipes';
-const IMAGES_NS = 'images';
+/** cosign's tags: the signature (`.sig`) and attestation (`.att`) of manifest `sha256:<hex>`. */
+const COSIGN_TAG = /^sha256-([a-f0-9]{64})\.(sig|att)$/;
 /** The largest blob read as a manifest (manifests are a few KB). */
 const MAX_MANIFEST = 4 * 1024 * 1024;
 const MANIFEST_TYPES: readonly string[] = [MEDIA_TYPE.manifest, MEDIA_TYPE.index];
+
+/** What a repository serves: `caddy/build` → 'build'; `caddy` → no plugins; `caddy/<recipe>` → the recipe's plugins (and pinned version). */
+export type RepoKind = 'build' | { plugins: ReadonlyArray<{ module: string }>; caddyVersion?: string };
+
+/** An index is checked child by child: at most this many, each at most this large (Fairway's are a few KB). */
+export const MAX_INDEX_CHILDREN = 64;
+export const MAX_CHILD_MANIFEST = 256 * 1024;
+
+/** The Fairway image a manifest's annotations name (its key and resolved spec), or null when it names none. */
+export function fairwayImageOf(manifest: unknown): { key: string; caddyVersion: string; modules: string[] } | null {
+  if (!manifest || typeof manifest !== 'object') return null;
+  const ann = (manifest as { annotations?: unknown }).annotations;
+  if (!ann || typeof ann !== 'object') return null;
+  const key = (ann as Record<string, unknown>)[ANNOTATION.fairwayKey];
+  const specText = (ann as Record<string, unknown>)[ANNOTATION.fairwaySpec];
+  if (typeof key !== 'string' || !isCacheKey(key) || typeof specText !== 'string') return null;
+  let spec: unknown;
+  try {
+    spec = JSON.parse(specText);
+  } catch {
+    return null;
+  }
+  if (!spec || typeof spec !== 'object') return null;
+  const { caddyVersion, plugins } = spec as { caddyVersion?: unknown; plugins?: unknown };
+  if (typeof caddyVersion !== 'string' || !Array.isArray(plugins)) return null;
+  const modules: string[] = [];
+  for (const p of plugins) {
+    const m = p && typeof p === 'object' ? (p as { module?: unknown }).module : undefined;
+    if (typeof m !== 'string') return null;
+    modules.push(m);
+  }
+  return { key, caddyVersion, modules: [...new Set(modules)].sort() };
+}
+
+/**
+ * Whether a manifest (parsed JSON) is served under a repository (docs/registry.md, "By digest").
+ * An image manifest, or any manifest carrying the same annotations (a cosign signature or
+ * attestation names the image it signs with `dev.fairway.key` and `dev.fairway.spec`; its config
+ * is not an image config), belongs by its spec: `caddy/build` takes every Fairway manifest, `caddy`
+ * those without plugins, `caddy/<recipe>` those whose plugin module set is the recipe's (and, when
+ * the recipe pins an exact Caddy version, at that version). An index belongs when it lists at least
+ * one and at most MAX_INDEX_CHILDREN manifests and every one of them belongs (read with
+ * `readChild`; an index inside an index is not followed). Anything else: false.
+ */
+export async function manifestBelongs(manifest: unknown, repo: RepoKind, readChild?: (digest: string) => Promise<unknown | null>): Promise<boolean> {
+  if (!manifest || typeof manifest !== 'object') return false;
+  if ((manifest as { mediaType?: unknown }).mediaType === MEDIA_TYPE.index) {
+    const list = (manifest as { manifests?: unknown }).manifests;
+    if (!readChild || !Array.isArray(list) || list.length === 0 || list.length > MAX_INDEX_CHILDREN) return false;
+    for (const d of list) {
+      const digest = d && typeof d === 'object' ? (d as { digest?: unknown }).digest : undefined;
+      if (typeof digest !== 'string' || !DIGEST_RE.test(digest)) return false;
+      const child = await readChild(digest);
+      // Without a reader, an index listed in the index does not belong: nesting is not followed.
+      if (!(await manifestBelongs(child, repo))) return false;
+    }
+    return true;
+  }
+  const img = fairwayImageOf(manifest);
+  if (!img) return false;
+  if (repo === 'build') return true;
+  const want = [...new Set(repo.plugins.map((p) => p.module))].sort();
+  if (want.length !== img.modules.length || want.some((m, i) => m !== img.modules[i])) return false;
+  if (repo.caddyVersion) {
+    // A pin that is an exact version must match; a branch or commit pin resolves to a version no tag names.
+    const pinned = caddyVersionOfTag(repo.caddyVersion);
+    if (pinned && pinned !== 'latest' && pinned !== img.caddyVersion) return false;
+  }
+  return true;
+}
 
 /** `linux/arm/v7` → GOOS/GOARCH/GOARM. */
 export function goPlatform(p: string): { os: string; arch: string; arm?: string } {
@@ -270,7 +340,7 @@ export class Registry implements ImageRegistry {
     if (kind === 'build') {
       const recs = await this.o.service.list(10_000);
       return recs
-        .filter((r) => r.status === 'succeeded' && r.spec.os === 'linux')
+        .filter((r) => r.status === 'succeeded' && r.spec.os === 'linux' && !r.rebuildOf)
         .map((r) => r.id)
         .sort();
     }
@@ -294,10 +364,12 @@ export class Registry implements ImageRegistry {
     const kind = await this.repoOf(repo);
     if (reference.startsWith('sha256:') || reference.includes(':')) {
       if (!DIGEST_RE.test(reference)) throw new RegistryError(400, 'DIGEST_INVALID', `reference ${JSON.stringify(reference.slice(0, 100))} is not a sha256 digest (sha256:<64 lowercase hex>)`);
-      return this.manifestByDigest(reference);
+      return this.manifestByDigest(reference, kind, repo);
     }
     if (!TAG_RE.test(reference))
       throw new RegistryError(400, 'MANIFEST_INVALID', `reference ${JSON.stringify(reference.slice(0, 100))} is neither a tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}) nor a digest`);
+    const cosign = COSIGN_TAG.exec(reference);
+    if (cosign) return this.cosignManifest(repo, cosign[1]!, cosign[2] as 'sig' | 'att');
     if (kind === 'build') return this.buildManifest(reference);
     const version = caddyVersionOfTag(reference);
     if (!version) throw new RegistryError(404, 'MANIFEST_UNKNOWN', `tag ${reference} of ${repo} is not known: use latest or a Caddy version (2.11.9 or v2.11.9)`);
@@ -307,18 +379,34 @@ export class Registry implements ImageRegistry {
     return this.tagIndex(kind, version === 'latest' && kind.caddyVersion ? kind.caddyVersion : version, ctx, signal);
   }
 
-  private async manifestByDigest(digest: string): Promise<ManifestAnswer> {
+  /** A manifest or index by digest, served only under a repository it belongs to (manifestBelongs). */
+  private async manifestByDigest(digest: string, kind: RepoKind, repo: string): Promise<ManifestAnswer> {
     const info = await this.o.store.statBlob(digest);
     if (!info || info.size > MAX_MANIFEST) throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no manifest ${digest}`);
     const bytes = await this.readBlob(digest, info.size);
-    let mediaType: unknown;
+    let json: unknown;
     try {
-      mediaType = (JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown }).mediaType;
+      json = JSON.parse(bytes.toString('utf8'));
     } catch {
-      mediaType = undefined;
+      json = undefined;
     }
+    const mediaType = json && typeof json === 'object' ? (json as { mediaType?: unknown }).mediaType : undefined;
     if (typeof mediaType !== 'string' || !MANIFEST_TYPES.includes(mediaType)) throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no manifest ${digest} (that blob is not a manifest)`);
+    if (!(await manifestBelongs(json, kind, (d) => this.childManifest(d)))) {
+      throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no manifest ${digest} in ${repo.slice(0, 200)} (it is not an image of this repository)`);
+    }
     return { mediaType, digest, size: bytes.length, bytes };
+  }
+
+  /** A manifest an index lists, parsed; null when absent, too large or not JSON. */
+  private async childManifest(digest: string): Promise<unknown | null> {
+    const info = await this.o.store.statBlob(digest);
+    if (!info || info.size > MAX_CHILD_MANIFEST) return null;
+    try {
+      return JSON.parse((await this.readBlob(digest, info.size)).toString('utf8')) as unknown;
+    } catch {
+      return null;
+    }
   }
 
   /** A whole blob into memory, verified (manifests and indexes only: small). */
@@ -343,7 +431,7 @@ export class Registry implements ImageRegistry {
     const spec = meta.spec as ResolvedSpec;
     if (spec.os !== 'linux') throw new RegistryError(404, 'MANIFEST_UNKNOWN', `build ${id} is for ${spec.os}; images are Linux images`);
     const rec = await this.image(meta);
-    return this.manifestByDigest(rec.manifestDigest);
+    return this.manifestByDigest(rec.manifestDigest, 'build', 'caddy/build');
   }
 
   /** A tag of `caddy` or `caddy/<recipe>`: every image platform built (or waited for), then their index. */
@@ -432,7 +520,6 @@ export class Registry implements ImageRegistry {
   }
 
   private async makeImage(meta: ArtifactMeta): Promise<ImageRecord> {
-    const spec = meta.spec as ResolvedSpec;
     const base = this.o.tmpDir ?? tmpdir();
     await mkdir(base, { recursive: true });
     const dir = await mkdtemp(join(base, 'fairway-image-'));
@@ -440,34 +527,57 @@ export class Registry implements ImageRegistry {
       const binaryPath = join(dir, 'caddy');
       const a = await this.o.service.artifact(meta.key);
       await pipeline((await a.open()) as Readable, createWriteStream(binaryPath, { mode: 0o755 }));
-      const img = await buildImage({
-        binaryPath,
-        platform: { os: spec.os, arch: spec.arch, ...(spec.arm ? { arm: spec.arm } : {}) },
-        caddyVersion: spec.caddyVersion,
-        key: meta.key,
-        spec,
-        created: IMAGE_CREATED,
-        blobDir: join(dir, 'blobs'),
-        ...(meta.sha256 ? { binarySha256: meta.sha256 } : {}),
-      });
-      const blobs: ImageRecord['blobs'] = [];
-      // Layers and config first, the manifest last: a manifest in the store has all its blobs.
-      for (const l of img.layers) blobs.push(await this.o.store.putBlob(l.digest, l.path));
-      const cfg = join(dir, 'blobs', 'sha256', img.configDescriptor.digest.slice(7));
-      blobs.push(await this.o.store.putBlob(img.configDescriptor.digest, cfg));
-      blobs.push(await this.o.store.putBlob(img.manifestDigest, join(dir, 'blobs', 'sha256', img.manifestDigest.slice(7))));
-      const rec: ImageRecord = { key: meta.key, manifestDigest: img.manifestDigest, descriptor: img.descriptor, blobs: blobs.map((b) => ({ digest: b.digest, size: b.size })) };
-      await this.o.store.putRecord(IMAGES_NS, meta.key, rec);
-      this.log.info({ key: meta.key, manifest: img.manifestDigest, platform: platformString(img.platform) }, 'image made');
-      return rec;
+      const signer = this.o.signer;
+      // The build's own predicate (its provenance) goes into the image's attestation.
+      const predicate = signer ? await this.storedPredicate(meta.key) : undefined;
+      return await publishImage({ store: this.o.store, binaryPath, meta, tmpDir: dir, logger: this.log, ...(signer ? { signer } : {}), ...(predicate ? { predicate } : {}) });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
 
+  private async storedPredicate(key: string) {
+    try {
+      const env = await this.o.store.getProvenance(key);
+      return env ? readStatement(parseEnvelope(env)).predicate : undefined;
+    } catch (err) {
+      this.log.warn({ key, err: (err as Error).message }, 'the provenance of this build is unreadable: its image is signed without an attestation');
+      return undefined;
+    }
+  }
+
+  /** `sha256-<hex>.sig` / `.att`: cosign's signature or attestation of an image manifest of this repository. */
+  private async cosignManifest(repo: string, hex: string, kind: 'sig' | 'att'): Promise<ManifestAnswer> {
+    const subject = await this.manifest(repo, `sha256:${hex}`, {}).catch((err: unknown) => {
+      if (err instanceof RegistryError && err.statusCode === 404)
+        throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no manifest sha256:${hex} in ${repo}, so no ${kind === 'sig' ? 'signature' : 'attestation'} of it`);
+      throw err;
+    });
+    let key: unknown;
+    try {
+      key = (JSON.parse(subject.bytes.toString('utf8')) as { annotations?: Record<string, string> }).annotations?.[ANNOTATION.fairwayKey];
+    } catch {
+      key = undefined;
+    }
+    const none = () =>
+      new RegistryError(
+        404,
+        'MANIFEST_UNKNOWN',
+        subject.mediaType === MEDIA_TYPE.index
+          ? `sha256:${hex} is an image index, and indexes are not signed: verify a platform's image (its digest is in the index, or pull caddy/build:<build id>)`
+          : `the image sha256:${hex} has no ${kind === 'sig' ? 'signature' : 'attestation'} (built without a signing key, or before signing existed)`,
+      );
+    if (typeof key !== 'string' || !isCacheKey(key)) throw none();
+    const rec = (await this.o.store.getRecord(SIGNATURES_NS, key)) as SignatureRecord | null;
+    const ref = kind === 'sig' ? rec?.sig : rec?.att;
+    if (!rec || rec.manifestDigest !== `sha256:${hex}` || !ref) throw none();
+    return this.manifestByDigest(ref.digest, await this.repoOf(repo), repo);
+  }
+
   private async putBytes(digest: string, bytes: Buffer): Promise<void> {
     if (await this.o.store.statBlob(digest)) return;
     const base = this.o.tmpDir ?? tmpdir();
+    await mkdir(base, { recursive: true });
     const dir = await mkdtemp(join(base, 'fairway-index-'));
     try {
       const p = join(dir, 'blob');

@@ -130,6 +130,8 @@ const BRIDGE_SCRIPT = [
 ].join('\n');
 
 const SYSTEM_RO = ['/usr', '/etc/ssl', '/etc/ca-certificates', '/etc/alternatives'];
+/** The host directories every sandboxed command sees (read-only): no secret may live under them. */
+export const SANDBOX_VISIBLE_PATHS: readonly string[] = SYSTEM_RO;
 const SYSTEM_LINKS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
 
 type SystemMount = { kind: 'ro'; path: string } | { kind: 'link'; path: string; target: string };

@@ -11,14 +11,15 @@ import type { HotCache } from '../cache/index.js';
 import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
 import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
 import type { Resolver, VersionList } from '../resolve/index.js';
-import { cacheKey, isCacheKey, parseBuildRequest, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import { cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
+import { parseEnvelope, type DsseEnvelope } from '../provenance/index.js';
 import { AppError, NotFoundError } from '../util/errors.js';
 import { IntegrityError, verifyWhole, verifyingStream, type CorruptReason } from './integrity.js';
 import { parseLog } from './logformat.js';
 import type { BuildPayload } from './processor.js';
 
-export { buildProcessor, type BuildPayload } from './processor.js';
+export { buildProcessor, type BuildPayload, type ProcessorOptions, type PublishHook } from './processor.js';
 export { checkRemoteJob, remoteJobCheck, type RemoteJobCheckOptions } from './jobcheck.js';
 export { formatLog, parseLog } from './logformat.js';
 export { IntegrityError, verifyingStream, verifyWhole, type CorruptReason } from './integrity.js';
@@ -45,7 +46,11 @@ export interface BuildRecord {
   finishedAt?: string;
   durationMs?: number;
   agent?: string;
-  links: { self: string; log: string; artifact: string; buildinfo: string };
+  /** A verification rebuild (POST /api/builds/:id/rebuild): the id of the build it rebuilt. */
+  rebuildOf?: string;
+  /** Whether the build's provenance is signed; absent while it runs, or for builds older than provenance. */
+  provenance?: 'signed' | 'unsigned';
+  links: { self: string; log: string; artifact: string; buildinfo: string; provenance: string };
 }
 
 export type LogEvent = JobEvent | { type: 'status'; build: BuildRecord };
@@ -92,6 +97,7 @@ const QUARANTINE_LOG: Record<CorruptReason, string> = {
   missing: 'the binary of a succeeded record is missing from the store: quarantining the record; the next request rebuilds it',
   bad_meta: 'meta.json is unreadable: quarantining the record; the next request rebuilds it',
   bad_buildinfo: 'buildinfo.json is unreadable: quarantining the artifact; the next request rebuilds it',
+  bad_provenance: 'provenance.json is unreadable: quarantining the artifact; the next request rebuilds it',
 };
 
 export interface RequestContext {
@@ -240,9 +246,10 @@ export class BuildService {
     throw new NotFoundError(`build ${id}`);
   }
 
-  /** Finished builds (newest first) and active ones. */
-  async list(limit = 50): Promise<BuildRecord[]> {
-    const metas = [...this.index.values()].sort((a, b) => (a.finishedAt < b.finishedAt ? 1 : -1)).slice(0, limit);
+  /** Finished builds (newest first) and active ones; with `sha256`, only the finished builds of that binary. */
+  async list(limit = 50, filter: { sha256?: string } = {}): Promise<BuildRecord[]> {
+    const all = [...this.index.values()];
+    const metas = (filter.sha256 === undefined ? all : all.filter((m) => m.sha256 === filter.sha256)).sort((a, b) => (a.finishedAt < b.finishedAt ? 1 : -1)).slice(0, limit);
     return metas.map((m) => this.fromMeta(m, false));
   }
 
@@ -517,6 +524,71 @@ export class BuildService {
     return info;
   }
 
+  /** The DSSE envelope of a finished build's provenance (docs/provenance.md). */
+  async provenance(id: string): Promise<DsseEnvelope> {
+    const key = this.keyOf(id);
+    const meta = await this.finished(key);
+    if (meta?.status !== 'succeeded') throw new NotFoundError(`finished build ${id}`);
+    let env: unknown;
+    try {
+      env = await this.o.store.getProvenance(key);
+    } catch (err) {
+      if (!(err instanceof CorruptRecordError)) throw this.storeUnavailable(key, err);
+      await this.quarantineKey(key, 'bad_provenance', err.message, meta);
+      throw new AppError(
+        410,
+        'provenance_unreadable',
+        `the provenance of build ${id} is unreadable in the artifact store; the artifact was quarantined; request the build again (POST /api/builds) to rebuild it`,
+      );
+    }
+    if (env !== null) {
+      try {
+        return parseEnvelope(env);
+      } catch (err) {
+        await this.quarantineKey(key, 'bad_provenance', (err as Error).message, meta);
+        throw new AppError(
+          410,
+          'provenance_unreadable',
+          `the provenance of build ${id} is not a DSSE envelope (${(err as Error).message}); the artifact was quarantined; request the build again to rebuild it`,
+        );
+      }
+    }
+    throw new AppError(404, 'no_provenance', `build ${id} has no provenance: it was built before this Fairway recorded provenance; once it is pruned, the next request rebuilds it with provenance`);
+  }
+
+  /**
+   * Queues a verification rebuild of a finished build: the same spec built again, on another
+   * agent than the original's when one is alive (the queue's `avoid`), under rebuildKey(key), so
+   * it never replaces the original or answers a request for the spec. Its record names the
+   * original (`rebuildOf`); the caller compares the two sha256. One rebuild per build: a finished
+   * one is answered as it is.
+   */
+  async rebuild(id: string, ctx: RequestContext = {}): Promise<BuildRecord> {
+    const key = this.keyOf(id);
+    const meta = await this.finished(key);
+    if (meta?.status !== 'succeeded') throw new NotFoundError(`finished build ${id}`);
+    if (meta.rebuildOf) throw new AppError(409, 'is_rebuild', `build ${id} is a rebuild of ${meta.rebuildOf}: rebuild that one`);
+    const spec = meta.spec as ResolvedSpec;
+    if (spec.plugins.some((p) => p.replace?.kind === 'path')) {
+      throw new AppError(409, 'not_rebuildable', `build ${id} uses a local directory replacement, which only the server that has the directory can build`);
+    }
+    const rkey = rebuildKey(key);
+    const done = await this.finished(rkey);
+    if (done?.status === 'succeeded' && (await this.binaryThere(done))) return this.fromMeta(done, true);
+    await this.o.admission?.admit(rkey, ctx.client);
+    const payload: BuildPayload = {
+      request: meta.request as BuildRequest,
+      spec,
+      requestedAt: new Date().toISOString(),
+      ...(ctx.client ? { requestedBy: ctx.client } : {}),
+      rebuildOf: key,
+      ...(meta.agent ? { avoidAgent: meta.agent } : {}),
+    };
+    const { job, created } = await this.o.queue.enqueue(rkey, payload);
+    this.log.info({ key, rebuild: rkey, created, avoidAgent: meta.agent }, created ? 'verification rebuild queued' : 'joined the verification rebuild in flight');
+    return this.fromJob({ ...job, payload: { ...payload, requestedAt: job.createdAt } });
+  }
+
   /**
    * Cancels a queued or running build. Builds are shared by key (clients that asked for the same
    * spec wait on one build), so only the client that started it or an admin may stop it; builds
@@ -654,6 +726,7 @@ export class BuildService {
       log: `/api/builds/${key}/log`,
       artifact: `/api/builds/${key}/artifact`,
       buildinfo: `/api/builds/${key}/buildinfo`,
+      provenance: `/api/builds/${key}/provenance`,
     };
   }
 
@@ -677,6 +750,8 @@ export class BuildService {
       finishedAt: m.finishedAt,
       ...(m.durationMs !== undefined ? { durationMs: m.durationMs } : {}),
       ...(m.agent ? { agent: m.agent } : {}),
+      ...(m.provenance ? { provenance: m.provenance } : {}),
+      ...(m.rebuildOf ? { rebuildOf: m.rebuildOf } : {}),
       links: this.links(m.key),
     };
   }
@@ -698,6 +773,7 @@ export class BuildService {
       ...(j.startedAt ? { startedAt: j.startedAt } : {}),
       ...(j.finishedAt ? { finishedAt: j.finishedAt } : {}),
       ...(j.agent ? { agent: j.agent } : {}),
+      ...(j.payload.rebuildOf ? { rebuildOf: j.payload.rebuildOf } : {}),
       links: this.links(j.key),
     };
   }

@@ -8,7 +8,7 @@
  * fails at once, without retries, and nothing is written to the store.
  */
 import { JobRefused, type RemoteJob } from '../queue/index.js';
-import { cacheKey, checkResolvedSpec, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import { cacheKey, checkResolvedSpec, rebuildKey, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import type { BuildPayload } from './processor.js';
 
 export interface RemoteJobCheckOptions {
@@ -39,7 +39,15 @@ export function checkRemoteJob(job: RemoteJob, opts: RemoteJobCheckOptions): Bui
     throw new JobRefused(`refused job ${key}: ${(err as Error).message} ${FROM_HUBS}`);
   }
   const specKey = cacheKey(spec);
-  if (specKey !== key) throw new JobRefused(`refused job ${key}: its spec has the cache key ${specKey}, not the job's ${FROM_HUBS}`);
+  // A verification rebuild runs under rebuildKey(original key), and names the original.
+  const rebuildOf = data.rebuildOf;
+  if (rebuildOf !== undefined) {
+    if (rebuildOf !== specKey || key !== rebuildKey(specKey))
+      throw new JobRefused(
+        `refused job ${key}: it claims to rebuild ${String(rebuildOf).slice(0, 80)}, but its spec has the cache key ${specKey} and its key is not that build's rebuild key ${FROM_HUBS}`,
+      );
+    if (data.avoidAgent !== undefined && typeof data.avoidAgent !== 'string') throw new JobRefused(`refused job ${key}: its avoidAgent is not a string ${FROM_HUBS}`);
+  } else if (specKey !== key) throw new JobRefused(`refused job ${key}: its spec has the cache key ${specKey}, not the job's ${FROM_HUBS}`);
   if (!data.request || typeof data.request !== 'object') throw new JobRefused(`refused job ${key}: its payload has no request ${FROM_HUBS}`);
   if (typeof data.requestedAt !== 'string' || Number.isNaN(Date.parse(data.requestedAt))) {
     throw new JobRefused(`refused job ${key}: its payload has no valid requestedAt ${FROM_HUBS}`);
@@ -50,6 +58,8 @@ export function checkRemoteJob(job: RemoteJob, opts: RemoteJobCheckOptions): Bui
     spec,
     requestedAt: data.requestedAt,
     ...(typeof data.requestedBy === 'string' ? { requestedBy: data.requestedBy } : {}),
+    ...(rebuildOf !== undefined ? { rebuildOf: specKey } : {}),
+    ...(typeof data.avoidAgent === 'string' ? { avoidAgent: data.avoidAgent } : {}),
   };
 }
 

@@ -3,6 +3,7 @@
  * run xcaddy, then publish the artifact (or the failure record, with its log) to the store.
  */
 import { BuildFailed, binaryName, type BuildOutput, type BuildRunner } from '../build/index.js';
+import { binaryProvenance, isSigned, provenancePredicate, type DsseEnvelope, type Signer, type SlsaProvenance } from '../provenance/index.js';
 import type { Processor } from '../queue/index.js';
 import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore } from '../store/index.js';
@@ -14,6 +15,30 @@ export interface BuildPayload {
   requestedAt: string;
   /** The client that started the build (`token:<name>` or `ip:<addr>`); it (or an admin) may cancel it. */
   requestedBy?: string;
+  /**
+   * A verification rebuild of the build with this key (the job's key is rebuildKey(rebuildOf)):
+   * built and stored like any build, under its own key, without an image.
+   */
+  rebuildOf?: string;
+  /** The agent that built the original: a rebuild goes to another agent when there is one. */
+  avoidAgent?: string;
+}
+
+/** What a builder does with a build's bytes before its artifact is published (the image, its signatures). */
+export type PublishHook = (a: { binaryPath: string; meta: ArtifactMeta; predicate: SlsaProvenance; log: (text: string) => void }) => Promise<void>;
+
+export interface ProcessorOptions {
+  /** Signs the provenance (and, through `publish`, the image); absent: provenance is written unsigned. */
+  signer?: Signer;
+  /** This Fairway's version, in the provenance's builder. */
+  fairwayVersion: string;
+  /**
+   * Runs after a successful build, before the artifact is published, so that the image and its
+   * signatures exist when the artifact appears (src/main: src/registry publishImage). A failure
+   * is logged in the build log and does not fail the build: the registry makes the image on its
+   * first pull (unsigned on a hub).
+   */
+  publish?: PublishHook;
 }
 
 /**
@@ -21,7 +46,7 @@ export interface BuildPayload {
  * local directory replacements from the trusted CLI allowed), and an agent's worker runs only
  * what checkRemoteJob (src/service/jobcheck.ts) accepted from Redis.
  */
-export function buildProcessor(runner: BuildRunner, store: ArtifactStore): Processor<BuildPayload> {
+export function buildProcessor(runner: BuildRunner, store: ArtifactStore, opts: ProcessorOptions = { fairwayVersion: '0.0.0' }): Processor<BuildPayload> {
   return async (ctx) => {
     const { request, spec } = ctx.payload;
     const startedAt = new Date().toISOString();
@@ -33,7 +58,10 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore): Proce
       createdAt: ctx.payload.requestedAt,
       startedAt,
       agent: ctx.agent,
+      ...(ctx.payload.rebuildOf ? { rebuildOf: ctx.payload.rebuildOf } : {}),
     };
+    if (ctx.payload.rebuildOf)
+      ctx.log('system', `fairway: verification rebuild of build ${ctx.payload.rebuildOf}${ctx.payload.avoidAgent ? ` (built on ${ctx.payload.avoidAgent}; this is ${ctx.agent})` : ''}`);
     let out: BuildOutput;
     try {
       out = await runner.run(spec, { onLine: ctx.log, onPhase: ctx.phase, signal: ctx.signal });
@@ -64,8 +92,25 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore): Proce
         durationMs: out.durationMs,
         ...(out.listModules !== undefined ? { listModules: out.listModules } : {}),
       };
+      // The builder signs what it built (docs/provenance.md): statement about the binary, DSSE envelope.
+      const input = { key: ctx.key, request, spec, buildInfo: out.buildInfo, builder: ctx.agent, fairwayVersion: opts.fairwayVersion, startedAt, finishedAt: meta.finishedAt };
+      const provenance: DsseEnvelope = binaryProvenance({ ...input, filename: meta.filename, sha256: out.sha256 }, opts.signer);
+      ctx.log(
+        'system',
+        isSigned(provenance)
+          ? `fairway: provenance signed (SLSA v1, key ${opts.signer!.fingerprint.slice(0, 16)})`
+          : 'fairway: provenance written UNSIGNED: this builder has no signing key (signingKey)',
+      );
+      if (opts.publish && !ctx.payload.rebuildOf) {
+        try {
+          await opts.publish({ binaryPath: out.binaryPath, meta, predicate: provenancePredicate(input), log: (text) => ctx.log('system', `fairway: ${text}`) });
+        } catch (err) {
+          ctx.log('system', `fairway: could not make the image now (${(err as Error).message}); the registry makes it at its first pull`);
+        }
+      }
       ctx.log('system', `fairway: done in ${(out.durationMs / 1000).toFixed(1)}s`);
-      await store.put({ meta, binaryPath: out.binaryPath, buildInfo: out.buildInfo, log: formatLog(await ctx.lines()) });
+      meta.provenance = isSigned(provenance) ? 'signed' : 'unsigned';
+      await store.put({ meta, binaryPath: out.binaryPath, buildInfo: out.buildInfo, provenance, log: formatLog(await ctx.lines()) });
     } finally {
       await out.cleanup();
     }

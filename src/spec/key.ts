@@ -50,3 +50,11 @@ export function cacheKey(spec: ResolvedSpec): string {
 export function isCacheKey(s: string): boolean {
   return /^[0-9a-f]{64}$/.test(s);
 }
+
+/**
+ * The key of the verification rebuild of the build `key` (POST /api/builds/:id/rebuild): another
+ * key, so the rebuild's artifact never replaces the original or answers a request for its spec.
+ */
+export function rebuildKey(key: string): string {
+  return createHash('sha256').update(`fairway-rebuild-v1\n${key}`).digest('hex');
+}

@@ -1,5 +1,5 @@
 /**
- * Local-disk store: `<root>/<key>/{binary, meta.json, build.log, buildinfo.json}`.
+ * Local-disk store: `<root>/<key>/{binary, meta.json, build.log, buildinfo.json, provenance.json}`.
  * An artifact is assembled in `<root>/.tmp-*` and renamed into place in one step, so a crash
  * never leaves a half artifact visible; leftovers are swept at start.
  *
@@ -17,7 +17,7 @@ import { isCacheKey } from '../spec/index.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { FsAccessTracker, usageOf } from './access.js';
 import { BlobDigestMismatchError, assertRecordName, digestHex, isRecordName, parseRecord, recordJson, verifyBlobFile } from './blobs.js';
-import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, BlobInfo, ByteRange, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
+import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, BlobInfo, ByteRange, ListedBlob, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
 import { CorruptRecordError, NotFoundError, parseBuildInfo, parseMeta } from './types.js';
 
 export function assertKey(key: string): string {
@@ -88,6 +88,7 @@ export class FsStore implements ArtifactStore {
       if (a.binaryPath) await linkOrCopy(a.binaryPath, join(tmp, 'binary'));
       await writeFile(join(tmp, 'build.log'), a.log);
       if (a.buildInfo !== undefined) await writeFile(join(tmp, 'buildinfo.json'), JSON.stringify(a.buildInfo, null, 2));
+      if (a.provenance !== undefined) await writeFile(join(tmp, 'provenance.json'), JSON.stringify(a.provenance, null, 2));
       await writeFile(join(tmp, 'meta.json'), JSON.stringify(a.meta, null, 2));
       const dest = join(this.root, key);
       const existing = await stat(dest).catch(() => null);
@@ -158,6 +159,11 @@ export class FsStore implements ArtifactStore {
   async getBuildInfo(key: string): Promise<unknown | null> {
     const text = await readFile(join(this.dir(key), 'buildinfo.json'), 'utf8').catch(() => null);
     return text === null ? null : parseBuildInfo(key, text);
+  }
+
+  async getProvenance(key: string): Promise<unknown | null> {
+    const text = await readFile(join(this.dir(key), 'provenance.json'), 'utf8').catch(() => null);
+    return text === null ? null : parseBuildInfo(key, text, 'provenance.json');
   }
 
   async delete(key: string): Promise<void> {
@@ -312,11 +318,11 @@ export class FsStore implements ArtifactStore {
     });
   }
 
-  async *listBlobs(): AsyncIterable<BlobInfo> {
+  async *listBlobs(): AsyncIterable<ListedBlob> {
     for (const name of await readdir(this.blobDir).catch(() => [] as string[])) {
       if (!/^[0-9a-f]{64}$/.test(name)) continue;
       const s = await stat(join(this.blobDir, name)).catch(() => null);
-      if (s?.isFile()) yield { digest: `sha256:${name}`, size: s.size };
+      if (s?.isFile()) yield { digest: `sha256:${name}`, size: s.size, modifiedAt: Math.floor(s.mtimeMs) };
     }
   }
 

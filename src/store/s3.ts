@@ -4,6 +4,7 @@
  *   <prefix>artifacts/<key>/binary          the executable (multipart upload; x-amz-meta-sha256)
  *   <prefix>artifacts/<key>/build.log
  *   <prefix>artifacts/<key>/buildinfo.json
+ *   <prefix>artifacts/<key>/provenance.json the DSSE envelope of the build's provenance (last but one)
  *   <prefix>artifacts/<key>/meta.json       written LAST: it is what makes the artifact exist
  *
  * S3 has no rename, so atomicity comes from ordering: put() uploads binary, log and build info
@@ -39,11 +40,11 @@ import { isCacheKey } from '../spec/index.js';
 import { DebouncedTracker, usageOf } from './access.js';
 import { assertRecordName, digestHex, hashFile, isRecordName, parseRecord, recordJson, verifyBlobFile } from './blobs.js';
 import { assertKey } from './fs.js';
-import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, BlobInfo, ByteRange, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
+import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, BlobInfo, ByteRange, ListedBlob, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
 import { CorruptRecordError, NotFoundError, parseBuildInfo, parseMeta } from './types.js';
 
 /** Names inside one artifact, in upload order (meta.json last). */
-const PART_NAMES = ['binary', 'build.log', 'buildinfo.json'] as const;
+const PART_NAMES = ['binary', 'build.log', 'buildinfo.json', 'provenance.json'] as const;
 type ObjectName = (typeof PART_NAMES)[number] | 'meta.json';
 
 /** Longest expiry SigV4 allows for a presigned URL: 7 days. */
@@ -364,6 +365,10 @@ export class S3Store implements ArtifactStore {
         attempted.push('buildinfo.json');
         await this.putSmall(key, 'buildinfo.json', JSON.stringify(a.buildInfo, null, 2), 'application/json');
       }
+      if (a.provenance !== undefined) {
+        attempted.push('provenance.json');
+        await this.putSmall(key, 'provenance.json', JSON.stringify(a.provenance, null, 2), 'application/json');
+      }
       attempted.push('meta.json');
       await this.putSmall(key, 'meta.json', metaJson, 'application/json');
     } catch (err) {
@@ -382,6 +387,7 @@ export class S3Store implements ArtifactStore {
     const stale: ObjectName[] = [];
     if (!a.binaryPath) stale.push('binary');
     if (a.buildInfo === undefined) stale.push('buildinfo.json');
+    if (a.provenance === undefined) stale.push('provenance.json');
     await Promise.all(stale.map((n) => this.deleteObject(key, n).catch(() => undefined)));
   }
 
@@ -538,6 +544,11 @@ export class S3Store implements ArtifactStore {
   async getBuildInfo(key: string): Promise<unknown | null> {
     const text = await this.readPublished(key, 'buildinfo.json');
     return text === null ? null : parseBuildInfo(key, text);
+  }
+
+  async getProvenance(key: string): Promise<unknown | null> {
+    const text = await this.readPublished(key, 'provenance.json');
+    return text === null ? null : parseBuildInfo(key, text, 'provenance.json');
   }
 
   async delete(key: string): Promise<void> {
@@ -726,12 +737,13 @@ export class S3Store implements ArtifactStore {
   }
 
   /** One listing of `<prefix>blobs/sha256/` (sizes from the listing, no HeadObject per blob). */
-  async *listBlobs(): AsyncIterable<BlobInfo> {
+  async *listBlobs(): AsyncIterable<ListedBlob> {
     const base = this.blobsPrefix;
     for await (const page of this.listPages(base)) {
       for (const o of page) {
         const hex = o.Key?.startsWith(base) ? o.Key.slice(base.length) : '';
-        if (/^[0-9a-f]{64}$/.test(hex)) yield { digest: `sha256:${hex}`, size: o.Size ?? 0 };
+        // Without a LastModified (S3 always sends one) the blob counts as new: never collected on a guess.
+        if (/^[0-9a-f]{64}$/.test(hex)) yield { digest: `sha256:${hex}`, size: o.Size ?? 0, modifiedAt: o.LastModified?.getTime() ?? Date.now() };
       }
     }
   }

@@ -22,6 +22,10 @@ export interface ArtifactMeta {
   finishedAt: string;
   durationMs?: number;
   agent?: string;
+  /** Set on a verification rebuild (POST /api/builds/:id/rebuild): the key of the build it rebuilt. */
+  rebuildOf?: string;
+  /** Whether provenance.json is signed (absent: the build has no provenance, built before it existed). */
+  provenance?: 'signed' | 'unsigned';
   /**
    * What the binary printed for `caddy list-modules --packages --versions --skip-standard`, run by
    * the builder inside the sandbox (host-platform builds with plugins only); the catalog learns
@@ -36,6 +40,8 @@ export interface PutArtifact {
   binaryPath?: string;
   log: string;
   buildInfo?: unknown;
+  /** The build's provenance (a DSSE envelope, src/provenance): provenance.json, written last but one, before meta.json. */
+  provenance?: unknown;
 }
 
 export interface ByteRange {
@@ -102,6 +108,12 @@ export interface BlobInfo {
   size: number;
 }
 
+/** A blob as listBlobs() yields it: with its age, for the blob collector (src/ops/blobgc.ts). */
+export interface ListedBlob extends BlobInfo {
+  /** When the blob was written (ms since epoch): fs mtime, s3 LastModified. */
+  modifiedAt: number;
+}
+
 /**
  * Content-addressed blobs (image layers, image configs, manifests, indexes), by digest
  * `sha256:<64 hex>`: fs `<root>/blobs/sha256/<hex>`, s3 `<prefix>blobs/sha256/<hex>`. A blob is
@@ -118,7 +130,8 @@ export interface BlobStore {
   /** A URL the client may fetch the blob from directly (presigned), when the store supports it. */
   blobUrl?(digest: string): Promise<string | null>;
   deleteBlob(digest: string): Promise<void>;
-  listBlobs(): AsyncIterable<BlobInfo>;
+  /** Every stored blob with its size and write time (one listing; no read per blob). */
+  listBlobs(): AsyncIterable<ListedBlob>;
 }
 
 /**
@@ -159,6 +172,8 @@ export interface ArtifactStore extends BlobStore, RecordStore {
   getLog(key: string): Promise<string | null>;
   /** null when absent; a buildinfo.json that is not JSON rejects with a CorruptRecordError. */
   getBuildInfo(key: string): Promise<unknown | null>;
+  /** The provenance envelope; null when absent (built before provenance existed); not JSON rejects with a CorruptRecordError. */
+  getProvenance(key: string): Promise<unknown | null>;
   delete(key: string): Promise<void>;
   /**
    * A fingerprint of the stored binary that changes whenever its bytes can have changed (fs: size,
@@ -207,7 +222,7 @@ export class CorruptRecordError extends Error {
   constructor(
     /** The artifact's key; for a RecordStore record, `<ns>/<name>`. */
     readonly key: string,
-    readonly part: 'meta.json' | 'buildinfo.json' | 'record',
+    readonly part: 'meta.json' | 'buildinfo.json' | 'provenance.json' | 'record',
     readonly detail: string,
   ) {
     super(part === 'record' ? `the record ${key} is unreadable (${detail})` : `the ${part} of artifact ${key} is unreadable (${detail})`);
@@ -239,11 +254,11 @@ export function parseMeta(key: string, text: string): ArtifactMeta {
   return m as ArtifactMeta;
 }
 
-/** Parses a buildinfo.json; throws a CorruptRecordError when it is not JSON. */
-export function parseBuildInfo(key: string, text: string): unknown {
+/** Parses a buildinfo.json (or, with `part`, another JSON part); throws a CorruptRecordError when it is not JSON. */
+export function parseBuildInfo(key: string, text: string, part: 'buildinfo.json' | 'provenance.json' = 'buildinfo.json'): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new CorruptRecordError(key, 'buildinfo.json', `not JSON: ${(err as Error).message}`);
+    throw new CorruptRecordError(key, part, `not JSON: ${(err as Error).message}`);
   }
 }

@@ -141,6 +141,62 @@ describe('BullMQ on a real Redis', { timeout: 10 * 60_000 }, () => {
     }
   });
 
+  test('avoid: a job that asks not to run on an agent runs on another live one; with no other agent, on that one after avoidForMs', async () => {
+    const prefix = `contract${process.pid}-avoid`;
+    const queue = new BullMqQueue<{ avoid?: string }>({ redisUrl: redis.url, prefix, attempts: 1, logger: pino({ level: 'silent' }) });
+    await queue.ready();
+    const ranOn = new Map<string, string>();
+    const agent = (id: string, avoidForMs = 60_000) =>
+      new BullMqWorker<{ avoid?: string }>(
+        async (ctx) => {
+          await sleep(100); // both agents busy in turn: without `avoid`, about half the jobs land on each
+          ranOn.set(ctx.key, ctx.agent);
+        },
+        {
+          redisUrl: redis.url,
+          prefix,
+          id,
+          concurrency: 1,
+          identity: { go: 'go0', xcaddy: 'v0' },
+          heartbeatMs: 300,
+          logger: pino({ level: 'silent' }),
+          check: ({ data }) => data as { avoid?: string },
+          avoid: (p) => p.avoid,
+          avoidForMs,
+        },
+      );
+    const a = agent('avoid-a');
+    const b = agent('avoid-b');
+    await Promise.all([a.start(), b.start()]);
+    try {
+      await until('both agents beat', async () => (await queue.agents()).length === 2);
+      // Twelve jobs that avoid agent a (without avoid, about half would land on it), and twelve with no wish.
+      for (let i = 0; i < 12; i++) await queue.enqueue(`avoid-${i}`, { avoid: 'avoid-a' });
+      for (let i = 0; i < 12; i++) await queue.enqueue(`any-${i}`, {});
+      await until('all ran', () => ranOn.size === 24, 60_000);
+      for (let i = 0; i < 12; i++) assert.equal(ranOn.get(`avoid-${i}`), 'avoid-b', `avoid-${i}`);
+      for (let i = 0; i < 12; i++) await until(`avoid-${i} succeeded`, async () => (await queue.get(`avoid-${i}`))?.state === 'succeeded');
+      const onA = [...ranOn].filter(([k, v]) => k.startsWith('any-') && v === 'avoid-a').length;
+      assert.ok(onA > 0, `agent a takes jobs that do not avoid it (${onA} of 12)`);
+      // Alone, agent a still runs a job that avoids it, once avoidForMs is over.
+      await b.close();
+      await until('b gone', async () => (await queue.agents()).every((x) => x.id !== 'avoid-b'), 10_000);
+      await a.close();
+      const alone = agent('avoid-a', 1500);
+      await alone.start();
+      try {
+        await queue.enqueue('alone', { avoid: 'avoid-a' });
+        await until('alone ran', () => ranOn.has('alone'), 15_000);
+        assert.equal(ranOn.get('alone'), 'avoid-a');
+      } finally {
+        await alone.close();
+      }
+    } finally {
+      await Promise.all([a.close(), b.close()]).catch(() => undefined);
+      await queue.close();
+    }
+  });
+
   test('errors the adapter survives are logged as warnings: Redis going away while a hub and an agent are connected', async () => {
     const own = await startRedis();
     const log = capture();

@@ -1,6 +1,7 @@
 /**
  * Reproducibility: two agents with separate Go caches build the same spec and produce
- * the same binary: same sha256, same size, same Go build info.
+ * the same binary: same sha256, same size, same Go build info; and signed provenance (the same
+ * key on both agents, as a fleet has) that differs only in the builder and the times.
  *
  * Real parts: Redis, an S3-compatible server, a hub and two `fairway agent` processes, real
  * xcaddy. Agent A uses the shared test cache (warm, inside the repository's checkout); agent B an
@@ -17,12 +18,22 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { writeFile } from 'node:fs/promises';
 import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { createKeyPair, publicKeyFromPem, readStatement, verifyProvenance, type DsseEnvelope, type Statement } from '../../src/provenance/index.js';
 import { api, CADDY_VERSION, startFairway, tempDir, waitForBuild, XCADDY, type FairwayProcess } from '../helpers/fairway.js';
 import { startRedis, startS3, type RedisService, type S3Service } from '../helpers/services.js';
 
 const run = promisify(execFile);
 const BUILD = 25 * 60_000;
+
+async function until(cond: () => Promise<boolean>, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
 
 describe('reproducibility: two agents with separate Go caches build the same binary', { timeout: 40 * 60_000 }, () => {
   let redis: RedisService;
@@ -32,7 +43,14 @@ describe('reproducibility: two agents with separate Go caches build the same bin
   let freshCache: string;
   let storeUrl: string;
   let env: NodeJS.ProcessEnv;
+  let keyFile: string;
+  const keys = createKeyPair();
   const procs: FairwayProcess[] = [];
+  /** A statement without what may differ between two builders of the same spec: the builder and the times. */
+  const sameParts = (s: Statement) => ({
+    ...s,
+    predicate: { ...s.predicate, runDetails: { ...s.predicate.runDetails, builder: null, metadata: { ...s.predicate.runDetails.metadata, startedOn: null, finishedOn: null } } },
+  });
 
   const hub = async () => {
     const p = await startFairway({ command: 'hub', args: ['--redis', redis.url, '--store', storeUrl], env });
@@ -42,7 +60,7 @@ describe('reproducibility: two agents with separate Go caches build the same bin
   const agent = async (id: string, cacheArgs: string[] = []) => {
     const p = await startFairway({
       command: 'agent',
-      args: ['--redis', redis.url, '--store', storeUrl, '--xcaddy-bin', XCADDY, '--agent-id', id, '--concurrency', '1', '--build-timeout', '25m', ...cacheArgs],
+      args: ['--redis', redis.url, '--store', storeUrl, '--xcaddy-bin', XCADDY, '--agent-id', id, '--concurrency', '1', '--build-timeout', '25m', '--signing-key', keyFile, ...cacheArgs],
       env,
     });
     procs.push(p);
@@ -54,6 +72,8 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     [redis, s3] = await Promise.all([startRedis(), startS3()]);
     dir = await tempDir('fairway-repro-');
     freshCache = join(dir, 'go-fresh');
+    keyFile = join(dir, 'fleet.key');
+    await writeFile(keyFile, keys.privatePem, { mode: 0o600 });
     storeUrl = `s3://${s3.bucket}/fw?endpoint=${encodeURIComponent(s3.endpoint)}&region=${s3.region}&forcePathStyle=true`;
     env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
     s3client = new S3Client(s3.clientConfig());
@@ -84,6 +104,7 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     const infoA = (await api(hubA.url, `/api/builds/${a.id}/buildinfo`)).body;
     const binA = Buffer.from(await (await fetch(`${hubA.url}/api/builds/${a.id}/artifact`)).arrayBuffer());
     assert.equal(createHash('sha256').update(binA).digest('hex'), a.sha256);
+    const provA = (await api<DsseEnvelope>(hubA.url, `/api/builds/${a.id}/provenance`)).body;
 
     // Take agent A and its artifact away; a fresh hub rebuilds its index from the (now empty) store.
     await agentA.stop();
@@ -115,5 +136,32 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     assert.deepEqual(infoB, infoA, 'same Go build info (module versions, sums, build settings)');
     assert.ok(!JSON.stringify(infoA).includes('vcs.revision'), 'no VCS stamp of whatever checkout holds the cache');
     assert.equal(b.sha256, a.sha256, 'same sha256 from separate Go caches');
+
+    // Provenance: both signed by the fleet key, about the same bytes, equal but for builder and times.
+    const provB = (await api<DsseEnvelope>(hubB.url, `/api/builds/${b.id}/provenance`)).body;
+    const pub = publicKeyFromPem(keys.publicPem);
+    const stA = verifyProvenance(provA, pub, a.sha256!).statement;
+    const stB = verifyProvenance(provB, pub, b.sha256!).statement;
+    assert.equal(stA.predicate.runDetails.builder.id, 'urn:fairway:builder:repro-a');
+    assert.equal(stB.predicate.runDetails.builder.id, 'urn:fairway:builder:repro-b');
+    assert.notEqual(stA.predicate.runDetails.metadata.startedOn, stB.predicate.runDetails.metadata.startedOn);
+    assert.deepEqual(sameParts(stB), sameParts(stA), 'provenance differs only in builder and times');
+    assert.deepEqual(readStatement(provB).subject, [{ name: 'caddy_linux_amd64', digest: { sha256: a.sha256 } }]);
+
+    // A verification rebuild of B's build goes to the other agent (A, back with its warm cache) and gives the same bytes.
+    await agent('repro-a');
+    await until(async () => ((await api(hubB.url, '/api/agents')).body.agents as Array<{ id: string }>).length === 2);
+    const asked = await api(hubB.url, `/api/builds/${b.id}/rebuild`, { method: 'POST' });
+    assert.equal(asked.status, 202, JSON.stringify(asked.body));
+    assert.equal(asked.body.rebuildOf, b.id);
+    assert.notEqual(asked.body.id, b.id, 'a rebuild has its own id and never replaces the original');
+    const r = await waitForBuild(hubB.url, asked.body.id, BUILD);
+    assert.equal(r.status, 'succeeded', r.error);
+    assert.equal(r.agent, 'repro-a', 'the rebuild ran on the other agent');
+    assert.equal(r.sha256, b.sha256, 'the rebuild has the same bytes');
+    assert.equal((await api(hubB.url, `/api/builds/${b.id}`)).body.sha256, b.sha256, 'the original is untouched');
+    const again = await api(hubB.url, `/api/builds/${b.id}/rebuild`, { method: 'POST' });
+    assert.equal(again.status, 200, 'one rebuild per build: the finished one answers');
+    assert.equal(again.body.id, r.id);
   });
 });

@@ -23,7 +23,7 @@ import {
   parseStoreUrl,
   type ArtifactMeta,
   type ArtifactStore,
-  type BlobInfo,
+  type ListedBlob,
   type S3StoreOptions,
 } from '../../src/store/index.js';
 import { getFreePort, startS3, type S3Service } from '../helpers/services.js';
@@ -45,8 +45,8 @@ async function collect(it: AsyncIterable<ArtifactMeta>): Promise<ArtifactMeta[]>
   return out;
 }
 
-async function collectBlobs(it: AsyncIterable<BlobInfo>): Promise<BlobInfo[]> {
-  const out: BlobInfo[] = [];
+async function collectBlobs(it: AsyncIterable<ListedBlob>): Promise<ListedBlob[]> {
+  const out: ListedBlob[] = [];
   for await (const b of it) out.push(b);
   return out;
 }
@@ -160,14 +160,20 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       await h?.close();
     });
 
-    test('put, then getMeta, getLog, getBuildInfo, openBinary (full and ranged)', async () => {
+    test('put, then getMeta, getLog, getBuildInfo, getProvenance, openBinary (full and ranged)', async () => {
       const key = randomKey();
       const bin = await binaryFile(100_000);
       const meta = succeeded(key, bin);
-      await store.put({ meta, binaryPath: bin.path, log: 'line 1\nline 2\n', buildInfo: BUILD_INFO });
+      const provenance = { payloadType: 'application/vnd.in-toto+json', payload: 'e30=', signatures: [] };
+      await store.put({ meta, binaryPath: bin.path, log: 'line 1\nline 2\n', buildInfo: BUILD_INFO, provenance });
       assert.deepEqual(await store.getMeta(key), meta);
       assert.equal(await store.getLog(key), 'line 1\nline 2\n');
       assert.deepEqual(await store.getBuildInfo(key), BUILD_INFO);
+      assert.deepEqual(await store.getProvenance(key), provenance);
+      // A record without provenance (an older build) has none.
+      const other = randomKey();
+      await store.put({ meta: succeeded(other, bin), binaryPath: bin.path, log: '' });
+      assert.equal(await store.getProvenance(other), null);
       const full = await readAll(await store.openBinary(key));
       assert.equal(full.length, bin.bytes.length);
       assert.equal(sha256(full), bin.sha256);
@@ -427,13 +433,25 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
 
       const small = await binaryFile(10);
       const smallDigest = `sha256:${small.sha256}`;
+      // listBlobs() yields each blob's write time (fs mtime, s3 LastModified: whole seconds), for the blob collector.
+      const putAt = Date.now();
       await store.putBlob(smallDigest, small.path);
+      const putDone = Date.now();
       // Strays in the blob area (an interrupted write, a foreign file) are no blobs.
       const strays = [await h.writeRawBlobArea('.tmp-leftover', 'x'), await h.writeRawBlobArea('README', 'x'), await h.writeRawBlobArea(blob.sha256.toUpperCase(), 'x')];
       const listed = await collectBlobs(store.listBlobs());
       for (const remove of strays) await remove();
+      const smallListed = listed.find((b) => b.digest === smallDigest);
+      assert.ok(smallListed && typeof smallListed.modifiedAt === 'number', 'listed with its write time');
+      assert.ok(
+        smallListed.modifiedAt >= Math.floor(putAt / 1000) * 1000 - 1000 && smallListed.modifiedAt <= putDone + 1000,
+        `modifiedAt ${smallListed.modifiedAt} is when it was put (${putAt}..${putDone})`,
+      );
       assert.deepEqual(
-        listed.filter((b) => b.digest === digest || b.digest === smallDigest).sort((a, b) => a.size - b.size),
+        listed
+          .filter((b) => b.digest === digest || b.digest === smallDigest)
+          .map((b) => ({ digest: b.digest, size: b.size }))
+          .sort((a, b) => a.size - b.size),
         [
           { digest: smallDigest, size: 10 },
           { digest, size: blob.bytes.length },

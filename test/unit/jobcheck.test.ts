@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { JobRefused } from '../../src/queue/index.js';
 import { checkRemoteJob, remoteJobCheck } from '../../src/service/index.js';
-import { cacheKey, PlatformSet, type ResolvedSpec } from '../../src/spec/index.js';
+import { cacheKey, PlatformSet, rebuildKey, type ResolvedSpec } from '../../src/spec/index.js';
 
 const platforms = new PlatformSet([
   { os: 'linux', arch: 'amd64' },
@@ -73,4 +73,20 @@ test('the rest of the payload must be there', () => {
   refused({ ...payload, request: undefined }, /has no request/);
   refused({ ...payload, requestedAt: 'yesterday' }, /no valid requestedAt/);
   refused({ ...payload, requestedBy: 7 }, /requestedBy is not a string/);
+});
+
+test('a verification rebuild: under rebuildKey(original), naming the original; any other pairing is refused', () => {
+  const rkey = rebuildKey(key);
+  const rebuild = { ...payload, rebuildOf: key, avoidAgent: 'agent-b' };
+  assert.deepEqual(check(rebuild, rkey), rebuild);
+  // The original's own key with rebuildOf: a rebuild must not replace the original artifact.
+  refused(rebuild, /claims to rebuild [0-9a-f]{64}, but its spec has the cache key [0-9a-f]{64} and its key is not that build's rebuild key/, key);
+  // Naming another build than the spec's.
+  const other = cacheKey({ ...spec, arch: 'arm', arm: '7' });
+  refused({ ...rebuild, rebuildOf: other }, /claims to rebuild/, rebuildKey(other));
+  // A rebuild key without rebuildOf: the spec does not hash to it.
+  refused(payload, /its spec has the cache key [0-9a-f]{64}, not the job's/, rkey);
+  refused({ ...rebuild, avoidAgent: 7 }, /avoidAgent is not a string/, rkey);
+  assert.notEqual(rkey, key);
+  assert.match(rkey, /^[0-9a-f]{64}$/);
 });

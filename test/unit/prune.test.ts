@@ -3,12 +3,14 @@
 // version refresh timestamps, metrics and the ops config keys.
 //   node --import tsx --test test/unit/prune.test.ts
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import pino from 'pino';
 import { loadConfig } from '../../src/config/index.js';
+import { attributeBlobs, BLOB_REFERENCE_NAMESPACES, collectBlobs } from '../../src/ops/blobgc.js';
 import { BuildGate, GoCacheBudget, dirBytes } from '../../src/ops/gocache.js';
 import { OpsMetrics } from '../../src/ops/metrics.js';
 import { Prebuilder, VersionRefresher, expandPrebuilds } from '../../src/ops/prebuilds.js';
@@ -547,6 +549,7 @@ describe('metrics', () => {
       pinned: 0,
       overBudget: true,
       errors: [],
+      blobs: { removed: 0, bytes: 0, young: 0, storedBytes: 0, errors: 0 },
       startedAt: '',
       durationMs: 1,
     });
@@ -604,5 +607,175 @@ describe('ops config keys', () => {
     assert.throws(() => load({ storeMaxBytes: 'lots' }), /storeMaxBytes/);
     assert.throws(() => load({ pinned: 'abc' }), /pinned/);
     assert.throws(() => load({ prebuild: '[{' }), /prebuild.*invalid JSON/);
+  });
+});
+
+// ---- image blobs: counted against the budget, collected when nothing references them --------
+
+describe('image blobs: attribution, collection, pruning', () => {
+  const d = (n: number) => `sha256:${n.toString(16).padStart(64, 'b')}`;
+  const listed = (n: number, size: number, modifiedAt = T0) => ({ digest: d(n), size, modifiedAt });
+
+  test('attributeBlobs: only-mine blobs are charged to the artifact, shared ones once, unreferenced by age', () => {
+    const refs = {
+      byKey: new Map([
+        [key(1), new Set([d(1), d(9)])],
+        [key(2), new Set([d(2), d(9)])],
+      ]),
+      unowned: new Set([d(3)]),
+    };
+    const v = attributeBlobs(refs, [listed(1, 100), listed(2, 200), listed(9, 5000), listed(3, 7), listed(4, 40, T0 + 30 * 60_000), listed(5, 50)], { now: T0 + HOUR + 1 });
+    assert.deepEqual(
+      [...v.perKey],
+      [
+        [key(1), 100],
+        [key(2), 200],
+      ],
+    );
+    assert.equal(v.sharedBytes, 5007, 'the base layer shared by both, and the blob a record of no artifact names');
+    assert.equal(v.youngBytes, 40, 'unreferenced, 30 min old: within the grace period');
+    assert.equal(v.garbageBytes, 50, 'unreferenced, older than the grace period');
+    assert.equal(v.totalBytes, 100 + 200 + 5000 + 7 + 40 + 50);
+    assert.deepEqual([v.young, v.garbage, v.blobs], [1, 1, 6]);
+  });
+
+  test('planPrune: collectable bytes count before, go first, and can spare an artifact', () => {
+    const entries = [entry(1, 100, 1), entry(2, 100, 2)];
+    const p = planPrune(entries, { maxBytes: 200, now: T0, collectableBytes: 50 });
+    assert.deepEqual(p.before, { bytes: 250, objects: 2 });
+    assert.deepEqual(p.remove, [], 'the garbage alone brings it under the budget');
+    assert.deepEqual(p.after, { bytes: 200, objects: 2 });
+    const q = planPrune(entries, { maxBytes: 150, now: T0, collectableBytes: 50, unaccountedBytes: 10 });
+    assert.deepEqual(
+      q.remove.map((r) => r.key),
+      [key(1)],
+    );
+    assert.deepEqual(q.after, { bytes: 110, objects: 1 });
+  });
+
+  /** A real blob in the store (its mtime set to `at`), returned as {digest, size}. */
+  async function putBlob(store: FsStore, dir: string, seed: string, size: number, at = T0): Promise<{ digest: string; size: number }> {
+    const body = Buffer.alloc(size, seed);
+    const path = join(dir, `blob-${seed}`);
+    await writeFile(path, body);
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    await store.putBlob(digest, path);
+    await utimes(join(dir, 'artifacts', 'blobs', 'sha256', digest.slice(7)), new Date(at), new Date(at));
+    return { digest, size };
+  }
+  const blobNames = async (store: FsStore) => {
+    const out: string[] = [];
+    for await (const b of store.listBlobs()) out.push(b.digest);
+    return out.sort();
+  };
+
+  test('collectBlobs on a real fs store: references of every namespace kept, garbage past the grace deleted, new blobs kept', async () => {
+    const dir = await tmp();
+    const store = await FsStore.open(join(dir, 'artifacts'));
+    const now = T0 + 2 * HOUR;
+    const layer = await putBlob(store, dir, 'l', 3000);
+    const base = await putBlob(store, dir, 'b', 2000);
+    const sig = await putBlob(store, dir, 's', 300);
+    const old = await putBlob(store, dir, 'o', 100);
+    const fresh = await putBlob(store, dir, 'f', 100, now - 10 * 60_000);
+    await store.putRecord('images', key(1), { key: key(1), manifestDigest: layer.digest, blobs: [layer, base] });
+    await store.putRecord('cosign-extra', key(1), { blobs: [sig] });
+
+    // `cosign-extra` is not one of the default referencing namespaces: its record's blob is garbage.
+    const dry = await collectBlobs(store, { now, dryRun: true, log: silent });
+    assert.deepEqual(dry.removed.map((b) => b.digest).sort(), [old.digest, sig.digest].sort());
+    assert.equal((await blobNames(store)).length, 5, 'a dry run deletes nothing');
+
+    const gc = await collectBlobs(store, { now, namespaces: [...BLOB_REFERENCE_NAMESPACES, 'cosign-extra'], log: silent });
+    assert.deepEqual(gc.removed, [old]);
+    assert.equal(gc.bytes, 100);
+    assert.deepEqual([gc.young, gc.referenced], [1, 3]);
+    assert.deepEqual(await blobNames(store), [layer.digest, base.digest, sig.digest, fresh.digest].sort());
+
+    // A record of no artifact (yet) whose blob is new: an image made before its artifact is published. It stays.
+    await store.putRecord('images', key(5), { blobs: [fresh] });
+    const early = await collectBlobs(store, { now, artifactExists: async (k) => k === key(1), log: silent });
+    assert.deepEqual(early.droppedRecords, [], 'a record with a new blob is not dropped');
+    assert.ok(await store.getRecord('images', key(5)));
+    await store.deleteRecord('images', key(5));
+
+    // The artifact went another way (deleted, quarantined): its records go, then its blobs.
+    const gone = await collectBlobs(store, { now, namespaces: [...BLOB_REFERENCE_NAMESPACES, 'cosign-extra'], artifactExists: async () => false, log: silent });
+    assert.deepEqual(gone.droppedRecords, [`images/${key(1)}`, `cosign-extra/${key(1)}`], 'the records it had');
+    assert.equal(await store.getRecord('images', key(1)), null);
+    assert.equal(await store.getRecord('cosign-extra', key(1)), null);
+    assert.deepEqual(await blobNames(store), [fresh.digest], 'only the blob within the grace period is left');
+  });
+
+  test('collectBlobs: an unreadable referencing record stops the sweep (nothing deleted)', async () => {
+    const dir = await tmp();
+    const store = await FsStore.open(join(dir, 'artifacts'));
+    const old = await putBlob(store, dir, 'o', 100);
+    await mkdir(join(dir, 'artifacts', 'records', 'images'), { recursive: true });
+    await writeFile(join(dir, 'artifacts', 'records', 'images', `${key(7)}.json`), '{not json');
+    const gc = await collectBlobs(store, { now: T0 + 2 * HOUR, log: silent });
+    assert.match(gc.skipped ?? '', /could not be read/);
+    assert.deepEqual(gc.removed, []);
+    assert.deepEqual(await blobNames(store), [old.digest]);
+  });
+
+  test('Pruner.collect() without limits: the records of an artifact deleted elsewhere go, then its blobs; a live artifact keeps its own', async () => {
+    const dir = await tmp();
+    const store = await FsStore.open(join(dir, 'artifacts'));
+    await putArtifact(store, dir, meta(1, T0), 100);
+    await putArtifact(store, dir, meta(2, T0), 100);
+    const b1 = await putBlob(store, dir, '1', 300);
+    const b2 = await putBlob(store, dir, '2', 300);
+    await store.putRecord('images', key(1), { blobs: [b1] });
+    await store.putRecord('images', key(2), { blobs: [b2] });
+    await store.delete(key(2)); // e.g. quarantined
+    const access = store.accessTracker();
+    const pruner = new Pruner({ store, access, limits: {}, logger: silent });
+    assert.equal(pruner.enabled, false);
+    const gc = await pruner.collect();
+    assert.deepEqual(gc?.droppedRecords, [`images/${key(2)}`]);
+    assert.deepEqual(await blobNames(store), [b1.digest]);
+    assert.ok(await store.getRecord('images', key(1)));
+    await access.close();
+  });
+
+  test('Pruner: image blobs count against the budget; a pruned artifact takes its record and its own blobs, the shared base layer stays', async () => {
+    const dir = await tmp();
+    const store = await FsStore.open(join(dir, 'artifacts'));
+    const now = T0 + 10 * HOUR;
+    await putArtifact(store, dir, meta(1, T0), 1000);
+    await putArtifact(store, dir, meta(2, T0 + HOUR), 1000);
+    const base = await putBlob(store, dir, 'b', 2000);
+    const l1 = await putBlob(store, dir, '1', 5000);
+    const l2 = await putBlob(store, dir, '2', 5000);
+    const index = await putBlob(store, dir, 'i', 50, now - 60_000); // a tag index: no record, new
+    await store.putRecord('images', key(1), { key: key(1), blobs: [l1, base] });
+    await store.putRecord('images', key(2), { key: key(2), blobs: [l2, base] });
+    const files = (await store.usage()).entries.get(key(1))!.bytes;
+    const access = store.accessTracker();
+    // The artifact areas alone (2 × ~1 KB) are far under 10 KB; with the blobs (12 KB) they are not.
+    const pruner = new Pruner({ store, access, limits: { maxBytes: 10_000 }, logger: silent, now: () => now });
+    const dry = await pruner.run({ dryRun: true });
+    assert.deepEqual(
+      dry.removed.map((r) => [r.key, r.bytes]),
+      [[key(1), files + 5000]],
+      'the oldest goes, charged its own layer, not the shared one',
+    );
+    assert.equal(dry.before.bytes, 2 * files + 12_050);
+    assert.deepEqual(dry.blobs, { removed: 1, bytes: 5000, young: 1, storedBytes: 12_050, errors: 0 });
+
+    const real = await pruner.run({ trigger: 'test' });
+    assert.deepEqual(
+      real.removed.map((r) => r.key),
+      [key(1)],
+    );
+    assert.equal(await store.getRecord('images', key(1)), null, 'its image record went with it');
+    assert.ok(await store.getRecord('images', key(2)));
+    assert.deepEqual(await blobNames(store), [base.digest, l2.digest, index.digest].sort(), 'its own layer went; the shared base layer and the new index stay');
+    assert.deepEqual(real.blobs, { removed: 1, bytes: 5000, young: 1, storedBytes: 12_050, errors: 0 });
+    const left = (await store.stats()).bytes + 7050;
+    assert.deepEqual(real.after, { bytes: left, objects: 1 }, 'after: what is really left, blobs included');
+    assert.equal(real.overBudget, false);
+    await access.close();
   });
 });

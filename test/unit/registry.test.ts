@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { TokenAuthenticator, sha256Hash } from '../../src/auth/index.js';
 import { HotCache } from '../../src/cache/index.js';
 import { configSchema } from '../../src/config/index.js';
-import { goPlatform } from '../../src/registry/index.js';
+import { goPlatform, manifestBelongs, MAX_INDEX_CHILDREN } from '../../src/registry/index.js';
 import { cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
 import { testApi, type TestApi } from '../helpers/api.js';
 import { fakeBinary } from '../helpers/image.js';
@@ -22,25 +22,25 @@ const INDEX = 'application/vnd.oci.image.index.v1+json';
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
 /** What the helper's resolver answers for linux/<arch> (it pins v2.11.9 and drops plugins). */
-function specOf(arch: string): ResolvedSpec {
-  return { caddyVersion: 'v2.11.9', os: 'linux', arch, plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'test' } };
+function specOf(arch: string, plugins: ResolvedSpec['plugins'] = []): ResolvedSpec {
+  return { caddyVersion: 'v2.11.9', os: 'linux', arch, plugins, toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'test' } };
 }
 
 /** Puts a succeeded build of linux/<arch> into the store, as the job processor would. */
-async function putBuild(t: TestApi, arch: string): Promise<string> {
-  const spec = specOf(arch);
+async function putBuild(t: TestApi, arch: string, plugins: ResolvedSpec['plugins'] = []): Promise<string> {
+  const spec = specOf(arch, plugins);
   const key = cacheKey(spec);
   const dir = await mkdtemp(join(tmpdir(), 'fairway-reg-'));
   try {
     const bin = join(dir, 'caddy');
-    const data = await fakeBinary(bin, `caddy-${arch}`, 64 * 1024, arch);
+    const data = await fakeBinary(bin, `caddy-${arch}-${plugins.length}`, 64 * 1024, arch);
     const sha256 = createHash('sha256').update(data).digest('hex');
     const at = '2026-11-30T08:15:00.000Z';
     await t.store.put({
       meta: {
         key,
         status: 'succeeded',
-        request: { caddyVersion: 'latest', os: 'linux', arch, plugins: [] },
+        request: { caddyVersion: 'latest', os: 'linux', arch, plugins },
         spec,
         filename: 'caddy',
         sha256,
@@ -125,7 +125,7 @@ describe('registry: manifests, blobs, tags', () => {
     assert.deepEqual(part.rawPayload, whole.subarray(10, 100));
     const bad = await t.app.inject({ method: 'GET', url: `/v2/caddy/blobs/${layer.digest}`, headers: { range: `bytes=${layer.size + 5}-` } });
     assert.equal(bad.statusCode, 416);
-    // The manifest by digest, in any repository of this registry.
+    // The manifest by digest, in a repository it belongs to (plain Caddy: caddy).
     const byDigest = await t.app.inject({ method: 'GET', url: `/v2/caddy/manifests/${res.headers['docker-content-digest']}` });
     assert.equal(byDigest.statusCode, 200);
     assert.deepEqual(byDigest.rawPayload, res.rawPayload);
@@ -249,6 +249,126 @@ describe('registry: manifests, blobs, tags', () => {
     const head = await t.app.inject({ method: 'HEAD', url: '/v2/caddy/manifests/nightly' });
     assert.equal(head.statusCode, 404);
     assert.equal(head.rawPayload.length, 0, 'HEAD: no body');
+  });
+});
+
+describe('registry: a manifest by digest only under a repository it belongs to', () => {
+  const KEY = 'a'.repeat(64);
+  const spec = (plugins: Array<{ module: string; version?: string }>, caddyVersion = 'v2.11.9') =>
+    JSON.stringify({ caddyVersion, os: 'linux', arch: 'amd64', plugins, toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.7', flags: 'x' } });
+  const image = (plugins: Array<{ module: string; version?: string }>, extra: Record<string, unknown> = {}, caddyVersion?: string) => ({
+    schemaVersion: 2,
+    mediaType: MANIFEST,
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'c'.repeat(64)}`, size: 1 },
+    layers: [],
+    annotations: { 'dev.fairway.key': KEY, 'dev.fairway.spec': spec(plugins, caddyVersion) },
+    ...extra,
+  });
+  const OTHER = { module: 'github.com/caddy-dns/cloudflare', version: 'v0.2.1' };
+  const l4 = { plugins: [{ module: L4.module }] };
+
+  test('image manifests: build takes any Fairway image, caddy the plain ones, a recipe its exact module set (and pinned version)', async () => {
+    const plain = image([]);
+    const withL4 = image([L4]);
+    const both = image([OTHER, L4]);
+    assert.equal(await manifestBelongs(plain, 'build'), true);
+    assert.equal(await manifestBelongs(withL4, 'build'), true);
+    assert.equal(await manifestBelongs(plain, { plugins: [] }), true);
+    assert.equal(await manifestBelongs(withL4, { plugins: [] }), false, 'caddy serves no plugin build');
+    assert.equal(await manifestBelongs(withL4, l4), true);
+    assert.equal(await manifestBelongs(plain, l4), false);
+    assert.equal(await manifestBelongs(both, l4), false, 'a superset is not the recipe');
+    assert.equal(await manifestBelongs(withL4, { plugins: [{ module: L4.module }, { module: OTHER.module }] }), false, 'a subset is not the recipe');
+    assert.equal(await manifestBelongs(both, { plugins: [{ module: L4.module }, { module: OTHER.module }, { module: L4.module }] }), true, 'a set: order and repeats do not matter');
+    assert.equal(await manifestBelongs(withL4, { ...l4, caddyVersion: '2.11.9' }), true, 'pinned 2.11.9 = v2.11.9');
+    assert.equal(await manifestBelongs(withL4, { ...l4, caddyVersion: 'v2.10.2' }), false, 'pinned to another version');
+    assert.equal(await manifestBelongs(image([L4], {}, 'v2.11.10-0.20261201000000-abcdefabcdef'), { ...l4, caddyVersion: 'master' }), true, 'a branch pin: the version is not checked');
+  });
+
+  test('no Fairway annotations, or unreadable ones: nowhere, not even caddy/build; a cosign manifest belongs by the same annotations', async () => {
+    const bare = { schemaVersion: 2, mediaType: MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'c'.repeat(64)}`, size: 1 }, layers: [] };
+    for (const repo of ['build', { plugins: [] }, l4] as const) assert.equal(await manifestBelongs(bare, repo), false);
+    assert.equal(await manifestBelongs({ ...bare, annotations: { 'dev.fairway.key': KEY, 'dev.fairway.spec': '{not json' } }, 'build'), false);
+    assert.equal(await manifestBelongs({ ...bare, annotations: { 'dev.fairway.key': 'nope', 'dev.fairway.spec': spec([]) } }, 'build'), false);
+    assert.equal(
+      await manifestBelongs({ ...bare, annotations: { 'dev.fairway.key': KEY, 'dev.fairway.spec': JSON.stringify({ caddyVersion: 'v2.11.9' }) } }, 'build'),
+      false,
+      'a spec without plugins[]',
+    );
+    assert.equal(await manifestBelongs(null, 'build'), false);
+    // A cosign signature of an l4 image: its config is cosign's, its annotations name the signed image.
+    const sig = image([L4], { config: { mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', digest: `sha256:${'d'.repeat(64)}`, size: 2 } });
+    assert.equal(await manifestBelongs(sig, l4), true);
+    assert.equal(await manifestBelongs(sig, 'build'), true);
+    assert.equal(await manifestBelongs(sig, { plugins: [] }), false);
+  });
+
+  test('an index belongs when every manifest it lists does (read, bounded; no nested index)', async () => {
+    const children = new Map<string, unknown>([
+      [`sha256:${'1'.repeat(64)}`, image([L4])],
+      [`sha256:${'2'.repeat(64)}`, image([L4])],
+      [`sha256:${'3'.repeat(64)}`, image([])],
+    ]);
+    const reads: string[] = [];
+    const read = async (d: string) => {
+      reads.push(d);
+      return children.get(d) ?? null;
+    };
+    const index = (...ds: string[]) => ({ schemaVersion: 2, mediaType: INDEX, manifests: ds.map((digest) => ({ mediaType: MANIFEST, digest, size: 1 })) });
+    const [a, b, c] = [...children.keys()] as [string, string, string];
+    assert.equal(await manifestBelongs(index(a, b), l4, read), true);
+    assert.deepEqual(reads, [a, b], 'each child read');
+    assert.equal(await manifestBelongs(index(a, c), l4, read), false, 'one child of another repository');
+    assert.equal(await manifestBelongs(index(a, c), 'build', read), true);
+    assert.equal(await manifestBelongs(index(a, `sha256:${'9'.repeat(64)}`), l4, read), false, 'a child that is not there');
+    assert.equal(await manifestBelongs(index(), l4, read), false, 'an empty index');
+    assert.equal(await manifestBelongs(index(a, b), l4), false, 'children that cannot be read');
+    assert.equal(await manifestBelongs(index(...Array.from({ length: MAX_INDEX_CHILDREN + 1 }, () => a)), l4, read), false, 'too many children');
+    children.set(`sha256:${'4'.repeat(64)}`, index(a));
+    assert.equal(await manifestBelongs(index(`sha256:${'4'.repeat(64)}`), l4, read), false, 'an index in an index is not followed');
+  });
+
+  test('over HTTP: images and indexes by digest under their repositories only (404 MANIFEST_UNKNOWN elsewhere); blobs under any', async () => {
+    const t = await testApi({ registry: { recipes: { l4: { plugins: [L4] }, dns: { plugins: [OTHER] } } } });
+    try {
+      await putBuild(t, 'amd64');
+      await putBuild(t, 'arm64');
+      const withL4 = await putBuild(t, 'amd64', [L4]);
+      t.service.versions = async () => ({ module: 'github.com/caddyserver/caddy/v2', versions: [{ version: 'v2.11.9', prerelease: false }], latest: 'v2.11.9', refreshedAt: new Date().toISOString() });
+      const plainIndex = await t.app.inject({ method: 'GET', url: '/v2/caddy/manifests/2.11.9' });
+      assert.equal(plainIndex.statusCode, 200, plainIndex.body);
+      const indexDigest = String(plainIndex.headers['docker-content-digest']);
+      const plainImage = (plainIndex.json() as { manifests: Array<{ digest: string }> }).manifests[0]!.digest;
+      const l4Image = await t.app.inject({ method: 'GET', url: `/v2/caddy/build/manifests/${withL4}` });
+      assert.equal(l4Image.statusCode, 200, l4Image.body);
+      const l4Digest = String(l4Image.headers['docker-content-digest']);
+      const get = (repo: string, ref: string) => t.app.inject({ method: 'GET', url: `/v2/${repo}/manifests/${ref}` });
+      const cases: Array<[string, string, number]> = [
+        ['caddy', plainImage, 200],
+        ['caddy/build', plainImage, 200],
+        ['caddy/l4', plainImage, 404],
+        ['caddy', indexDigest, 200],
+        ['caddy/build', indexDigest, 200],
+        ['caddy/l4', indexDigest, 404],
+        ['caddy/l4', l4Digest, 200],
+        ['caddy/build', l4Digest, 200],
+        ['caddy', l4Digest, 404],
+        ['caddy/dns', l4Digest, 404],
+      ];
+      for (const [repo, ref, status] of cases) {
+        const res = await get(repo, ref);
+        assert.equal(res.statusCode, status, `${repo}@${ref}: ${res.body.slice(0, 200)}`);
+        if (status === 404) assert.equal(ociError(res), 'MANIFEST_UNKNOWN');
+        const head = await t.app.inject({ method: 'HEAD', url: `/v2/${repo}/manifests/${ref}` });
+        assert.equal(head.statusCode, status, `HEAD ${repo}@${ref}`);
+      }
+      // Blobs are content-addressed and shared (the base layer is every image's): served under any known repository.
+      const layer = (l4Image.json() as { layers: Array<{ digest: string }> }).layers.at(-1)!.digest;
+      for (const repo of ['caddy', 'caddy/dns', 'caddy/l4', 'caddy/build']) assert.equal((await t.app.inject({ method: 'GET', url: `/v2/${repo}/blobs/${layer}` })).statusCode, 200, repo);
+      assert.equal((await t.app.inject({ method: 'GET', url: `/v2/nginx/blobs/${layer}` })).statusCode, 404, 'not under an unknown name');
+    } finally {
+      await t.close();
+    }
   });
 });
 

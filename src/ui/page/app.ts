@@ -33,7 +33,8 @@ interface Build {
   finishedAt?: string;
   durationMs?: number;
   agent?: string;
-  links: { artifact: string };
+  provenance?: 'signed' | 'unsigned';
+  links: { artifact: string; provenance?: string };
 }
 
 interface CatalogEntry {
@@ -673,6 +674,17 @@ function renderResult(b: Build): void {
   $('sha').textContent = b.sha256 ?? '';
   $('size').textContent = b.size !== undefined ? `${fmtBytes(b.size)} (${b.size.toLocaleString('en')} bytes)` : '';
   $('go').textContent = [b.goVersion, b.spec.toolchain?.xcaddy && `xcaddy ${b.spec.toolchain.xcaddy}`, b.agent && `on ${b.agent}`].filter(Boolean).join(', ');
+  // Signed SLSA provenance (docs/provenance.md): the link, and how to check it with cosign.
+  const prov = $<HTMLAnchorElement>('prov');
+  prov.href = b.links.provenance ?? '#';
+  prov.textContent = b.provenance === 'signed' ? 'signed (SLSA v1)' : b.provenance === 'unsigned' ? 'UNSIGNED: this server has no signing key' : 'none (built before provenance)';
+  $('prov-row').hidden = !b.provenance;
+  $('prov-dd').hidden = !b.provenance;
+  $<HTMLInputElement>('verify').value =
+    b.provenance === 'signed'
+      ? `curl -fsSo fairway.pub ${location.origin}/api/signing-key && curl -fsSo ${b.filename}.provenance.json ${location.origin}${b.links.provenance} && cosign verify-blob-attestation --key fairway.pub --insecure-ignore-tlog --type slsaprovenance1 --signature ${b.filename}.provenance.json ${b.filename}`
+      : '';
+  $('verify-row').hidden = b.provenance !== 'signed';
   const url = downloadUrl(b);
   $<HTMLInputElement>('url').value = url;
   // Never the token itself on screen: the command reads it from the environment.

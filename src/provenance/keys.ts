@@ -1,0 +1,106 @@
+/**
+ * Signing keys: ECDSA P-256, the private key as PKCS#8 PEM (the key type cosign uses), the public
+ * key as SubjectPublicKeyInfo PEM (what `cosign verify --key` reads). Signatures are ECDSA with
+ * SHA-256 in ASN.1 DER, as cosign writes and checks them.
+ */
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { AppError } from '../util/errors.js';
+
+/** A key that is not an ECDSA P-256 key in PEM, or a file that cannot be read as one. */
+export class KeyError extends AppError {
+  constructor(message: string) {
+    super(400, 'bad_key', message);
+    this.name = 'KeyError';
+  }
+}
+
+export interface Signer {
+  /** sha256 of the public key's DER (hex): how docs, logs and the UI name the key. */
+  readonly fingerprint: string;
+  readonly publicKeyPem: string;
+  /** ECDSA-SHA256 over `data`, ASN.1 DER. */
+  sign(data: Buffer): Buffer;
+}
+
+function checkEc(key: KeyObject, what: string): void {
+  const d = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType !== 'ec' || d?.namedCurve !== 'prime256v1') {
+    throw new KeyError(`${what} is a ${key.asymmetricKeyType ?? 'unknown'} key${d?.namedCurve ? ` on ${d.namedCurve}` : ''}; Fairway signs with ECDSA P-256 (make one with \`fairway key create\`)`);
+  }
+}
+
+export function fingerprintOf(pub: KeyObject): string {
+  return createHash('sha256')
+    .update(pub.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
+}
+
+export function publicKeyFromPem(pem: string, what = 'the public key'): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch (err) {
+    throw new KeyError(`${what} is not a PEM public key (${(err as Error).message})`);
+  }
+  checkEc(key, what);
+  return key;
+}
+
+export function signerFromPem(pem: string, what = 'the signing key'): Signer {
+  if (/ENCRYPTED/.test(pem)) throw new KeyError(`${what} is encrypted; Fairway needs an unencrypted PKCS#8 key (\`fairway key create\`), kept readable only by its user`);
+  let priv: KeyObject;
+  try {
+    priv = createPrivateKey(pem);
+  } catch (err) {
+    throw new KeyError(`${what} is not a PEM private key (${(err as Error).message})`);
+  }
+  checkEc(priv, what);
+  const pub = createPublicKey(priv);
+  return {
+    fingerprint: fingerprintOf(pub),
+    publicKeyPem: pub.export({ type: 'spki', format: 'pem' }).toString(),
+    sign: (data) => sign('sha256', data, priv),
+  };
+}
+
+/** Reads the `signingKey` file. */
+export async function loadSigner(path: string): Promise<Signer> {
+  let pem: string;
+  try {
+    pem = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new KeyError(`cannot read the signing key ${path}: ${(err as Error).message}`);
+  }
+  return signerFromPem(pem, `the signing key ${path}`);
+}
+
+/** Reads a public key file (or the public part of a private key file). */
+export async function loadPublicKey(path: string): Promise<KeyObject> {
+  let pem: string;
+  try {
+    pem = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new KeyError(`cannot read the public key ${path}: ${(err as Error).message}`);
+  }
+  return publicKeyFromPem(pem, `the key ${path}`);
+}
+
+/** A new key pair: `{privatePem (PKCS#8), publicPem (SPKI)}`. */
+export function createKeyPair(): { privatePem: string; publicPem: string; fingerprint: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return {
+    privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    publicPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    fingerprint: fingerprintOf(publicKey),
+  };
+}
+
+/** ECDSA-SHA256 (DER) check. False for any malformed signature. */
+export function verifySignature(pub: KeyObject, data: Buffer, sig: Buffer): boolean {
+  try {
+    return verify('sha256', data, pub, sig);
+  } catch {
+    return false;
+  }
+}
