@@ -58,46 +58,30 @@ fi
 skopeo --version | sed 's/^/[image-tools]   /'
 umoci --version | sed 's/^/[image-tools]   /'
 
-# ---------------------------------------------------------------- crane
-STAMP="$TOOLS/crane.version"
-if [ "${FAIRWAY_DEPS_FORCE:-0}" != "1" ] && [ -x "$BIN/crane" ] && [ -f "$STAMP" ] \
-   && [ "$(cat "$STAMP")" = "$CRANE_VERSION" ]; then
-  log "crane $CRANE_VERSION: present ($BIN/crane)"
-else
-  command -v go >/dev/null 2>&1 || die "go not found in PATH (needed to build crane)"
-  log "building crane $CRANE_VERSION with $(go env GOVERSION) (go install)"
+# ---------------------------------------------------------------- crane, cosign
+# go_tool NAME MODULE/cmd/NAME VERSION: `go install`s a pinned Go tool into .tools/bin, once per version.
+go_tool() {
+  local name="$1" pkg="$2" version="$3" stamp="$TOOLS/$1.version" tmpbin
+  if [ "${FAIRWAY_DEPS_FORCE:-0}" != "1" ] && [ -x "$BIN/$name" ] && [ -f "$stamp" ] \
+     && [ "$(cat "$stamp")" = "$version" ]; then
+    log "$name $version: present ($BIN/$name)"
+    return
+  fi
+  command -v go >/dev/null 2>&1 || die "go not found in PATH (needed to build $name)"
+  log "building $name $version with $(go env GOVERSION) (go install; cosign takes a few minutes on a cold cache)"
   mkdir -p "$BIN"
   tmpbin="$(mktemp -d "$TOOLS/.gobin.XXXXXX")"
-  if ! CGO_ENABLED=0 GOBIN="$tmpbin" GOFLAGS="-mod=mod -buildvcs=false" \
-       go install -trimpath "$CRANE_MODULE/cmd/crane@$CRANE_VERSION"; then
+  if ! CGO_ENABLED=0 GOBIN="$tmpbin" GOFLAGS="-mod=mod -buildvcs=false" go install -trimpath "$pkg@$version"; then
     rm -rf "$tmpbin"
-    die "go install $CRANE_MODULE/cmd/crane@$CRANE_VERSION failed (is the Go module proxy reachable?)"
+    die "go install $pkg@$version failed (is the Go module proxy reachable?)"
   fi
-  mv -f "$tmpbin/crane" "$BIN/crane"
+  mv -f "$tmpbin/$name" "$BIN/$name"
   rm -rf "$tmpbin"
-  printf '%s\n' "$CRANE_VERSION" > "$STAMP"
-  log "crane installed: $BIN/crane"
-fi
-"$BIN/crane" version | sed 's/^/[image-tools]   crane /'
+  printf '%s\n' "$version" > "$stamp"
+  log "$name installed: $BIN/$name"
+}
 
-# ---------------------------------------------------------------- cosign
-COSIGN_STAMP="$TOOLS/cosign.version"
-if [ "${FAIRWAY_DEPS_FORCE:-0}" != "1" ] && [ -x "$BIN/cosign" ] && [ -f "$COSIGN_STAMP" ] \
-   && [ "$(cat "$COSIGN_STAMP")" = "$COSIGN_VERSION" ]; then
-  log "cosign $COSIGN_VERSION: present ($BIN/cosign)"
-else
-  command -v go >/dev/null 2>&1 || die "go not found in PATH (needed to build cosign)"
-  log "building cosign $COSIGN_VERSION with $(go env GOVERSION) (go install; a few minutes on a cold cache)"
-  mkdir -p "$BIN"
-  tmpbin="$(mktemp -d "$TOOLS/.gobin.XXXXXX")"
-  if ! CGO_ENABLED=0 GOBIN="$tmpbin" GOFLAGS="-mod=mod -buildvcs=false" \
-       go install -trimpath "$COSIGN_MODULE/cmd/cosign@$COSIGN_VERSION"; then
-    rm -rf "$tmpbin"
-    die "go install $COSIGN_MODULE/cmd/cosign@$COSIGN_VERSION failed (is the Go module proxy reachable?)"
-  fi
-  mv -f "$tmpbin/cosign" "$BIN/cosign"
-  rm -rf "$tmpbin"
-  printf '%s\n' "$COSIGN_VERSION" > "$COSIGN_STAMP"
-  log "cosign installed: $BIN/cosign"
-fi
+go_tool crane "$CRANE_MODULE/cmd/crane" "$CRANE_VERSION"
+"$BIN/crane" version | sed 's/^/[image-tools]   crane /'
+go_tool cosign "$COSIGN_MODULE/cmd/cosign" "$COSIGN_VERSION"
 "$BIN/cosign" version 2>&1 | grep -E '^GitVersion' | sed 's/^/[image-tools]   cosign /'
