@@ -3,7 +3,8 @@
 // pinned version into .tools/bin with `go install` (skipped when the right version is there), and
 // the build sandbox's OS parts (scripts/sandbox.sh: bubblewrap, socat, the build user).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,6 +37,27 @@ function installXcaddy() {
   log(`xcaddy ${xcaddyVersion()} installed`);
 }
 
+// The GOCACHEPROG program of the shared build cache (tools/cacheprog, std lib only; docs/distributed.md):
+// built with `go build` into .tools/bin/fairway-cacheprog, again whenever its source changes.
+export const CACHEPROG_BIN = join(bin, 'fairway-cacheprog');
+export function buildCacheprog() {
+  const src = join(root, 'tools', 'cacheprog');
+  const hash = createHash('sha256');
+  for (const f of readdirSync(src).sort()) if (f.endsWith('.go') || f === 'go.mod') hash.update(`${f}\0`).update(readFileSync(join(src, f)));
+  const want = hash.digest('hex');
+  const stamp = `${CACHEPROG_BIN}.source-sha256`;
+  if (existsSync(CACHEPROG_BIN) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === want) return log('fairway-cacheprog up to date in .tools/bin');
+  log('building fairway-cacheprog (tools/cacheprog) with go build');
+  mkdirSync(bin, { recursive: true });
+  const r = spawnSync('go', ['build', '-trimpath', '-o', CACHEPROG_BIN, '.'], { cwd: src, stdio: 'inherit', env: { ...process.env, GOTOOLCHAIN: 'local', CGO_ENABLED: '0', GOFLAGS: '-mod=mod' } });
+  if (r.error || r.status !== 0) {
+    // Only agents with goCacheShared need it (they refuse to start without it, naming this step).
+    log(`go build of tools/cacheprog failed (${r.error?.message ?? `exit ${r.status}`}); the shared build cache (goCacheShared) is unavailable until it builds`);
+    return;
+  }
+  writeFileSync(stamp, `${want}\n`);
+}
+
 function compile() {
   log('compiling TypeScript (tsc)');
   execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
@@ -55,5 +77,6 @@ function installSandbox() {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   compile();
   installXcaddy();
+  buildCacheprog();
   installSandbox();
 }

@@ -199,6 +199,18 @@ const Agents = z.object({
       jobs: z.array(z.string()).optional().describe('keys of the builds it runs now'),
       startedAt: z.string().optional(),
       lastSeen: z.string().optional().describe('last heartbeat'),
+      // shared build cache (docs/distributed.md)
+      cache: z
+        .object({
+          shared: z.boolean().describe('whether the shared tier (the store) is on'),
+          hits: z.number().int(),
+          misses: z.number().int(),
+          hitRate: z.number().describe('hits / (hits + misses) since the agent started'),
+          sharedHits: z.number().int().describe('hits answered from the shared tier'),
+          corrupt: z.number().int().describe('corrupt entries found, deleted and answered as misses'),
+        })
+        .optional()
+        .describe("the agent's Go build cache lookups (GOCACHEPROG)"),
     }),
   ),
   queue: QueueDepth,

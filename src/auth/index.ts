@@ -9,14 +9,15 @@
  * tokens slow every request down.
  *
  * Scopes: `read` (status, logs, artifacts, lists), `build` (start and cancel builds; implies
- * read), `admin` (replacements, pruning, operator routes; implies build and read). Anonymous
- * clients get the configured anonymous scopes, never `admin`.
+ * read), `admin` (replacements, pruning, operator routes; implies build, read and agent), `agent`
+ * (the fleet module proxy an agent fetches modules from, docs/distributed.md; implies nothing).
+ * Anonymous clients get the configured anonymous scopes, never `admin` or `agent`.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
-export const SCOPES = ['read', 'build', 'admin'] as const;
+export const SCOPES = ['read', 'build', 'admin', 'agent'] as const;
 export type Scope = (typeof SCOPES)[number];
 /** What a route requires; `public` routes (health, UI assets) need no credential at all. */
 export type RouteScope = Scope | 'public';
@@ -25,8 +26,12 @@ export type RouteScope = Scope | 'public';
 const IMPLIES: Record<Scope, readonly Scope[]> = {
   read: ['read'],
   build: ['build', 'read'],
-  admin: ['admin', 'build', 'read'],
+  admin: ['admin', 'build', 'read', 'agent'],
+  // Fleet agents: the module proxy only (docs/distributed.md "Fleet caches").
+  agent: ['agent'],
 };
+/** Scopes an anonymous client can never have. */
+export const NEVER_ANONYMOUS: readonly Scope[] = ['admin', 'agent'];
 
 export function expandScopes(scopes: Iterable<Scope>): Set<Scope> {
   const out = new Set<Scope>();
@@ -192,7 +197,7 @@ export class TokenAuthenticator {
   readonly anonymous: Principal;
 
   constructor(o: AuthenticatorOptions) {
-    if (o.anonymousScopes.includes('admin')) throw new AuthConfigError('anonymous clients can never have the admin scope');
+    for (const s of NEVER_ANONYMOUS) if (o.anonymousScopes.includes(s)) throw new AuthConfigError(`anonymous clients can never have the ${s} scope`);
     this.anonymous = { name: null, scopes: expandScopes(o.anonymousScopes) };
     const names = new Set<string>();
     const hashes = new Set<string>();

@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { hostNameError, normalizeOrigin, originError } from '../util/hosts.js';
-import { SCOPES } from '../auth/index.js';
+import { SCOPES, bearerTokenError } from '../auth/index.js';
 import { goEnvError, modulePatternError, versionRangeError } from '../policy/index.js';
 import { isCacheKey } from '../spec/index.js';
 import { parseBytes, parseDuration } from '../util/units.js';
@@ -260,6 +260,39 @@ export const configSchema = z
     maxActiveBuilds: int(0, 100_000).default(10),
     /** Free disk needed (build cache and local store) before a build is queued or started; 0 = no check. */
     minFreeDisk: bytesOrZero.default(parseBytes('2GB')),
+
+    // ---- fleet (docs/distributed.md) ----
+    /** Agents: the hub whose fleet module proxy (`<hub>/goproxy`) comes first in the module relay's GOPROXY list. */
+    fleetProxy: z
+      .url({ protocol: /^https?$/ })
+      .refine((u) => {
+        const url = new URL(u);
+        return !url.username && !url.password && !url.search && !url.hash;
+      }, 'the hub URL without credentials, query or fragment (the token goes in fleetToken)')
+      .transform((u) => u.replace(/\/+$/, ''))
+      .optional(),
+    /** Agents: the token (agent scope) the relay sends to the fleet proxy only; from FAIRWAY_FLEET_TOKEN or the config file, never a flag. */
+    fleetToken: z
+      .string()
+      .superRefine((t, ctx) => {
+        const err = bearerTokenError(t);
+        if (err) ctx.addIssue({ code: 'custom', message: err });
+      })
+      .optional(),
+
+    // ---- shared build cache (docs/distributed.md) ----
+    /** Agents: share Go build outputs across the fleet through GOCACHEPROG and the store's `gocache/` area (Go >= 1.24). */
+    goCacheShared: z
+      .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
+      .transform((v) => v === true || v === 'true' || v === '1')
+      .default(false),
+    /** Byte budget of the shared Go build cache in the store (least recently used out first); absent: none. The local tier keeps to goCacheMaxBytes. */
+    goCacheSharedMaxBytes: bytes.optional(),
+    /** The GOCACHEPROG program (tools/cacheprog, built by the setup step). */
+    goCacheProgBin: z
+      .string()
+      .min(1)
+      .default(join(PROJECT_ROOT, '.tools', 'bin', 'fairway-cacheprog')),
 
     // ---- connections and timeouts (docs/operations.md "Connections and timeouts") ----
     /** Time a client has to send the request line and headers (Node's headersTimeout); never applies to a response. */

@@ -71,6 +71,23 @@ function serverOptions(cmd: Command): Command {
   );
 }
 
+// ---- fleet (docs/distributed.md) ----
+/** Agents: the fleet module proxy. Its token (fleetToken) has no flag: FAIRWAY_FLEET_TOKEN or the config file, never in `ps`. */
+function fleetAgentOptions(cmd: Command): Command {
+  return cmd.option('--fleet-proxy <url>', 'hub URL whose module proxy (<hub>/goproxy) is asked first for modules; token in FAIRWAY_FLEET_TOKEN (env FAIRWAY_FLEET_PROXY)');
+}
+// ---- end fleet ----
+
+// ---- shared build cache (docs/distributed.md) ----
+/** Agents: the shared Go build cache (GOCACHEPROG, the store's gocache/ area). */
+function sharedCacheAgentOptions(cmd: Command): Command {
+  return cmd
+    .option('--go-cache-shared', 'share Go build outputs with the other agents through the store, checked by sha256 (env FAIRWAY_GO_CACHE_SHARED, default off)')
+    .option('--go-cache-shared-max-bytes <size>', 'byte budget of the shared Go build cache in the store, e.g. 50GB (env FAIRWAY_GO_CACHE_SHARED_MAX_BYTES)')
+    .option('--go-cache-prog-bin <path>', 'GOCACHEPROG program (env FAIRWAY_GO_CACHE_PROG_BIN, default .tools/bin/fairway-cacheprog)');
+}
+// ---- end shared build cache ----
+
 const MEMORY_CACHE = 'memory for recently downloaded binaries, served without reading the store; 0 = off (env FAIRWAY_MEMORY_CACHE, default 256MiB)';
 
 /** `fairway serve`: the server flags and the hot tier. */
@@ -90,7 +107,7 @@ export function hubFlags(cmd: Command): Command {
 
 /** `fairway agent`: the server flags, Redis, the agent's name and its job lock timings. */
 export function agentFlags(cmd: Command): Command {
-  return serverOptions(cmd)
+  return sharedCacheAgentOptions(fleetAgentOptions(serverOptions(cmd)))
     .option('--redis <url>', 'Redis URL (env FAIRWAY_REDIS)')
     .option('--concurrency <n>', 'builds at once (alias of --workers)')
     .option('--agent-id <id>', 'name shown in /api/agents (env FAIRWAY_AGENT_ID, default host-pid)')

@@ -7,17 +7,19 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
 import type { Config } from '../config/index.js';
-import { openSandbox } from '../sandbox/index.js';
+import { openSandbox, type Upstream } from '../sandbox/index.js';
 import { PlatformSet } from '../spec/index.js';
 import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
 import { Toolchain } from '../toolchain/index.js';
 
-export async function prepareToolchain(config: Config, logger: Logger): Promise<Toolchain> {
+/** `fleetUpstream`: an agent's fleet module proxy, relayed first (docs/distributed.md "Fleet caches"). */
+export async function prepareToolchain(config: Config, logger: Logger, fleet: { fleetUpstream?: Upstream } = {}): Promise<Toolchain> {
   // Every go command and every run of a built binary goes through the sandbox (docs/SECURITY.md).
   const sandbox = await openSandbox({
     kind: config.sandbox,
     buildUser: config.buildUser,
     ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
+    ...(fleet.fleetUpstream ? { fleetUpstream: fleet.fleetUpstream } : {}), // fleet module proxy
     logger,
   });
   const toolchain = await Toolchain.detect({

@@ -8,6 +8,14 @@ import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { compatApi, createApi, recipesApi, registryApi } from '../api/index.js';
+// fleet module proxy
+import { goproxyApi } from '../api/index.js';
+import { FleetModuleProxy } from '../fleet/index.js';
+// shared build cache
+import { flushingGoCache, startAgentGoCache, type GoCacheServer } from '../fleet/index.js';
+import { parseGoproxy, type Upstream } from '../sandbox/index.js';
+import type { OpsMetrics } from '../ops/index.js';
+// end fleet module proxy
 import { Registry, publishImage } from '../registry/index.js';
 import { loadPublicKey, loadSigner, type Signer } from '../provenance/index.js';
 import { authenticatorFromConfig, isLoopbackHost } from '../auth/index.js';
@@ -140,6 +148,66 @@ function guards(config: Config, logger: Logger, catalog: FileCatalog, parts: Htt
   return { auth, policy, admission };
 }
 
+// fleet module proxy (docs/distributed.md "Fleet caches") ------------------------------------------
+
+/** The hub's (and serve's) module cache, read-through: a miss is fetched by the sandboxed go command, once. */
+function fleetModuleProxy(toolchain: Toolchain, metrics: OpsMetrics, logger: Logger): FleetModuleProxy {
+  return new FleetModuleProxy({
+    // GOMODCACHE is <cacheDir>/mod (src/toolchain); its download cache has the GOPROXY layout.
+    downloadDir: join(toolchain.cacheDir, 'mod', 'cache', 'download'),
+    fill: async ({ module, version, what }) => {
+      // Checked by the fleet part: a module path and a canonical version, neither starting with "-".
+      const target = `${module}@${version}`;
+      // .info/.mod: `go list -m` fetches those two only (an agent's MVS reads many go.mod files whose zips it never needs).
+      const args = what === 'zip' ? ['mod', 'download', '-json', target] : ['list', '-m', '-json', target];
+      const started = Date.now();
+      await toolchain.go(args, { network: 'modules', timeoutMs: 10 * 60_000 });
+      logger.info({ module, version, what, ms: Date.now() - started }, 'fleet module proxy: fetched into the module cache');
+    },
+    onResult: (result) => metrics.goproxyRequests.inc({ result }),
+  });
+}
+
+/**
+ * An agent's fleet module proxy: `<fleetProxy>/goproxy` before the GOPROXY proxies, with the token
+ * as a header the relay sends to it alone (outside the sandbox). Any failure there (refused token,
+ * hub down, not fetchable) falls through to the next proxy, like `|`: the fleet cache saves
+ * downloads, it is never what a build depends on.
+ */
+function fleetUpstream(config: Config, logger: Logger): Upstream | undefined {
+  const own = parseGoproxy(config.goproxy).upstreams.map((u) => u.url);
+  if (!config.fleetProxy) {
+    if (config.fleetToken) logger.warn('fleetToken is set but fleetProxy is not: the token is not used');
+    logger.info({ moduleProxies: own }, 'modules come from the GOPROXY proxies (no fleetProxy)');
+    return undefined;
+  }
+  if (!config.fleetToken)
+    throw new Error('fleetProxy needs fleetToken (env FAIRWAY_FLEET_TOKEN or the config file): a token with the agent scope (`fairway token create --name <agent> --scopes agent`)');
+  const url = `${config.fleetProxy}/goproxy`;
+  if (config.sandbox === 'none') {
+    logger.warn({ fleetProxy: config.fleetProxy, moduleProxies: own }, 'fleetProxy is not used with --sandbox none (the token would reach the go command): modules come from the GOPROXY proxies');
+    return undefined;
+  }
+  logger.info({ fleetProxy: url, fallBackTo: own }, `modules come from the fleet module proxy ${url} first, then from ${own.join(', ')}`);
+  return { url, fallThrough: 'any-error', headers: { authorization: `Bearer ${config.fleetToken}` } };
+}
+
+/** Asks the hub once whether it takes the token (a list request: 404 when it does, 401/403 when not) and says so. */
+async function probeFleetProxy(up: Upstream, logger: Logger): Promise<void> {
+  try {
+    const res = await fetch(`${up.url}/fleet.invalid/probe/@v/list`, { headers: { ...up.headers }, signal: AbortSignal.timeout(5000) });
+    await res.arrayBuffer();
+    if (res.status === 401 || res.status === 403) {
+      logger.error({ fleetProxy: up.url, status: res.status }, "the hub refuses this agent's fleetToken (it needs the agent scope): modules come from the GOPROXY proxies directly");
+    } else if (res.status !== 404) logger.warn({ fleetProxy: up.url, status: res.status }, 'the fleet module proxy answered unexpectedly; modules fall back to the GOPROXY proxies when it fails');
+    else logger.info({ fleetProxy: up.url }, 'the fleet module proxy accepts this agent');
+  } catch (err) {
+    logger.warn({ fleetProxy: up.url, err: (err as Error).message }, 'the fleet module proxy is not reachable now; modules fall back to the GOPROXY proxies while it is not');
+  }
+}
+
+// end fleet module proxy ----------------------------------------------------------------------------
+
 /** The HTTP side shared by `serve` and `hub`. */
 async function startHttp(config: Config, logger: Logger, parts: HttpParts): Promise<Running> {
   const { toolchain, store, queue } = parts;
@@ -221,6 +289,8 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   await app.register(opsRoutes, { metrics: ops.metrics, pruner: ops.pruner });
   await app.register(registryApi, { prefix: '/v2', registry, downloadRedirect: config.downloadRedirect });
   await app.register(recipesApi, { registry });
+  // fleet module proxy: GET /goproxy/… for agents (agent scope), from this process's module cache.
+  await app.register(goproxyApi, { proxy: fleetModuleProxy(toolchain, ops.metrics, logger) });
   await app.listen({ host: config.host, port: config.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
@@ -333,17 +403,44 @@ export interface RunningAgent {
   close(force?: boolean): Promise<void>;
 }
 
+// shared build cache
+/** The agent's Go cache server, hooked into the toolchain's build commands; says where its caches come from. */
+async function agentGoCache(config: Config, toolchain: Toolchain, gate: BuildGate, logger: Logger): Promise<GoCacheServer> {
+  const cache = await startAgentGoCache({
+    storeUrl: config.store ?? join(config.dataDir, 'artifacts'),
+    dataDir: config.dataDir,
+    localDir: join(config.cacheDir, 'gocacheprog'),
+    protectRecentMs: config.buildTimeout,
+    ...(config.goCacheMaxBytes !== undefined ? { localMaxBytes: config.goCacheMaxBytes } : {}),
+    ...(config.goCacheSharedMaxBytes !== undefined ? { sharedMaxBytes: config.goCacheSharedMaxBytes } : {}),
+    progBin: resolve(config.goCacheProgBin),
+    goVersion: toolchain.identity.go,
+    logger: logger.child({ part: 'gocache' }),
+  });
+  toolchain.useGoCache({ prog: resolve(config.goCacheProgBin), socket: cache.socketPath, localDir: cache.localDir });
+  cache.schedulePruning({ intervalMs: config.pruneInterval, onIdle: (l) => gate.onIdle(l), whenIdle: (fn) => gate.whenIdle(fn) });
+  logger.info({ ...cache.describe(), prog: config.goCacheProgBin }, 'shared build cache on: go builds read and write through the local tier and the store (GOCACHEPROG)');
+  return cache;
+}
+
 export async function startAgent(config: Config, logger: Logger): Promise<RunningAgent> {
-  const toolchain = await prepareToolchain(config, logger);
+  // fleet module proxy: <hub>/goproxy first in the relay's list (docs/distributed.md "Fleet caches").
+  const fleet = fleetUpstream(config, logger);
+  const toolchain = await prepareToolchain(config, logger, fleet ? { fleetUpstream: fleet } : {});
+  if (fleet) await probeFleetProxy(fleet, logger);
   const store = await prepareStore(config);
   await store.ping();
   const gate = new BuildGate();
   const ops = createWorkerOps({ config, logger, toolchain, gate });
+  // shared build cache: GOCACHEPROG for builds, a local tier and the store's gocache/ area (docs/distributed.md).
+  const goCache = config.goCacheShared ? await agentGoCache(config, toolchain, gate, logger) : null;
   // Jobs come from Redis: the worker runs only what the job check accepts (src/service/jobcheck.ts).
   const platforms = await loadPlatforms(toolchain);
   // The agent is the builder: it signs what it builds (docs/provenance.md).
   const signer = await builderSigner(config, logger);
-  const worker = new BullMqWorker<BuildPayload>(gate.wrap(buildProcessor(runner(config, toolchain), store, processorOptions(config, store, signer, logger))), {
+  const processor = buildProcessor(runner(config, toolchain), store, processorOptions(config, store, signer, logger));
+  // shared build cache: a build ends once its cache puts are in the store (or dropped, logged).
+  const worker = new BullMqWorker<BuildPayload>(gate.wrap(goCache ? flushingGoCache(goCache, processor) : processor), {
     redisUrl: requireRedis(config, 'agent'),
     ...(config.agentId ? { id: config.agentId } : {}),
     concurrency: config.workers,
@@ -354,6 +451,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
     logger,
     lockDurationMs: config.jobLockDuration,
     stalledIntervalMs: config.stalledInterval,
+    ...(goCache ? { cacheInfo: () => goCache.summary() } : {}), // shared build cache
   });
   await worker.start();
   ops.start();
@@ -363,6 +461,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
     close: async (force = false) => {
       await ops.close();
       await worker.close(force);
+      await goCache?.close(); // shared build cache
       await toolchain.sandbox.close();
       await store.close?.();
     },

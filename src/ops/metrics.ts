@@ -230,6 +230,8 @@ export class OpsMetrics {
   readonly versionsRefreshedAt: Gauge;
   readonly prebuildsQueued: Counter;
   readonly goCacheCleans: Counter<'kind'>;
+  /** fleet module proxy (docs/distributed.md): requests by result (hit, fill, miss, invalid). */
+  readonly goproxyRequests: Counter<'result'>;
   private storeCache: { at: number; value: StoreReading } | null = null;
   private storeInflight: Promise<StoreReading> | null = null;
 
@@ -253,6 +255,14 @@ export class OpsMetrics {
     this.versionsRefreshedAt = e.versionsRefreshedAt;
     this.prebuildsQueued = e.prebuildsQueued;
     this.goCacheCleans = e.goCacheCleans;
+    // fleet module proxy
+    this.goproxyRequests = new Counter({
+      name: 'fairway_goproxy_requests_total',
+      help: "Fleet module proxy requests (GET /goproxy/…) by result: hit (from the hub's module cache), fill (fetched upstream by the hub first), miss (404: not served or not fetchable), invalid (400).",
+      labelNames: ['result'],
+      registers: [this.registry],
+    });
+    for (const r of ['hit', 'fill', 'miss', 'invalid']) this.goproxyRequests.inc({ result: r }, 0);
     this.addStateMetrics(opts.collectTimeoutMs ?? 5000);
   }
 

@@ -13,6 +13,7 @@ import { Channel } from '../util/channel.js';
 import { RedisLog, type LogEntry } from './redislog.js';
 import {
   JobRefused,
+  type AgentCacheInfo,
   type AgentInfo,
   type BuildQueue,
   type BuildWorker,
@@ -480,6 +481,8 @@ export interface AgentOptions<P> extends BullConfig {
   lockDurationMs?: number;
   stalledIntervalMs?: number;
   heartbeatMs?: number;
+  /** Shared build cache: figures carried by each heartbeat (GET /api/agents). */
+  cacheInfo?: () => AgentCacheInfo | undefined;
 }
 
 /** The agent side: runs jobs with the shared processor, streams logs to Redis, heartbeats. */
@@ -539,6 +542,8 @@ export class BullMqWorker<P> implements BuildWorker {
       startedAt: this.startedAt,
       lastSeen: new Date().toISOString(),
     };
+    const cache = this.o.cacheInfo?.(); // shared build cache
+    if (cache) info.cache = cache;
     const ttl = Math.ceil(((this.o.heartbeatMs ?? 5000) * 4) / 1000);
     await this.redis.set(`${this.prefix}:agent:${this.id}`, JSON.stringify(info), 'EX', ttl);
   }

@@ -79,6 +79,18 @@ export interface AgentInfo {
   jobs: string[];
   startedAt: string;
   lastSeen: string;
+  /** Shared build cache (docs/distributed.md): this agent's Go build cache lookups since it started. */
+  cache?: AgentCacheInfo;
+}
+
+/** The Go build cache figures an agent heartbeats (opaque to the queue: the agent's composition root fills them). */
+export interface AgentCacheInfo {
+  shared: boolean;
+  hits: number;
+  misses: number;
+  hitRate: number;
+  sharedHits: number;
+  corrupt: number;
 }
 
 export interface QueueDepth {

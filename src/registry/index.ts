@@ -139,6 +139,9 @@ const COSIGN_TAG = /^sha256-([a-f0-9]{64})\.(sig|att)$/;
 /** The largest blob read as a manifest (manifests are a few KB). */
 const MAX_MANIFEST = 4 * 1024 * 1024;
 const MANIFEST_TYPES: readonly string[] = [MEDIA_TYPE.manifest, MEDIA_TYPE.index];
+/** How long a found image record or a read manifest is answered from memory. */
+const MEMO_MS = 10_000;
+const MEMO_ENTRIES = 512;
 
 /** What a repository serves: `caddy/build` → 'build'; `caddy` → no plugins; `caddy/<recipe>` → the recipe's plugins (and pinned version). */
 export type RepoKind = 'build' | { plugins: ReadonlyArray<{ module: string }>; caddyVersion?: string };
@@ -239,6 +242,9 @@ export class Registry implements ImageRegistry {
   private readonly log: Logger;
   /** Images being made, by artifact key: one make per key in this process. */
   private readonly making = new Map<string, Promise<ImageRecord>>();
+  /** Image records found complete, and manifests read, in the last MEMO_MS (see recentManifest). */
+  private readonly imageMemo = new Map<string, { rec: ImageRecord; at: number }>();
+  private readonly manifestMemo = new Map<string, { bytes: Buffer; at: number }>();
   private readonly platforms: Array<{ name: string; go: { os: string; arch: string; arm?: string }; oci: OciPlatform }>;
 
   constructor(private readonly o: RegistryOptions) {
@@ -381,9 +387,13 @@ export class Registry implements ImageRegistry {
 
   /** A manifest or index by digest, served only under a repository it belongs to (manifestBelongs). */
   private async manifestByDigest(digest: string, kind: RepoKind, repo: string): Promise<ManifestAnswer> {
-    const info = await this.o.store.statBlob(digest);
-    if (!info || info.size > MAX_MANIFEST) throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no manifest ${digest}`);
-    const bytes = await this.readBlob(digest, info.size);
+    let bytes = this.recentManifest(digest);
+    if (!bytes) {
+      const info = await this.o.store.statBlob(digest);
+      if (!info || info.size > MAX_MANIFEST) throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no manifest ${digest}`);
+      bytes = await this.readBlob(digest, info.size);
+      this.rememberManifest(digest, bytes);
+    }
     let json: unknown;
     try {
       json = JSON.parse(bytes.toString('utf8'));
@@ -396,6 +406,23 @@ export class Registry implements ImageRegistry {
       throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no manifest ${digest} in ${repo.slice(0, 200)} (it is not an image of this repository)`);
     }
     return { mediaType, digest, size: bytes.length, bytes };
+  }
+
+  /**
+   * Manifests read from the store in the last MEMO_MS, verified against their digest: a pull asks
+   * for the same few small documents several times in a row (HEAD, GET, by tag and by digest).
+   * Content-addressed, so a remembered one is never stale; at worst it outlives its blob by
+   * MEMO_MS, and the client then finds a layer gone (a 404 it retries).
+   */
+  private recentManifest(digest: string): Buffer | null {
+    const m = this.manifestMemo.get(digest);
+    if (!m || Date.now() - m.at > MEMO_MS) return null;
+    return m.bytes;
+  }
+
+  private rememberManifest(digest: string, bytes: Buffer): void {
+    if (this.manifestMemo.size >= MEMO_ENTRIES) this.manifestMemo.delete(this.manifestMemo.keys().next().value!);
+    this.manifestMemo.set(digest, { bytes, at: Date.now() });
   }
 
   /** A manifest an index lists, parsed; null when absent, too large or not JSON. */
@@ -419,6 +446,8 @@ export class Registry implements ImageRegistry {
 
   private corrupt(digest: string, e: Error): void {
     this.log.error({ digest, err: e.message }, 'a stored blob does not match its digest: deleting it; images using it are made again');
+    this.manifestMemo.delete(digest);
+    this.imageMemo.clear();
     this.o.hot?.deleteBlob(digest);
     void this.o.store.deleteBlob(digest).catch(() => undefined);
   }
@@ -507,6 +536,18 @@ export class Registry implements ImageRegistry {
   }
 
   private async storedImage(key: string): Promise<ImageRecord | null> {
+    const memo = this.imageMemo.get(key);
+    if (memo && Date.now() - memo.at <= MEMO_MS) return memo.rec;
+    const rec = await this.checkedImage(key);
+    if (rec) {
+      if (this.imageMemo.size >= MEMO_ENTRIES) this.imageMemo.delete(this.imageMemo.keys().next().value!);
+      this.imageMemo.set(key, { rec, at: Date.now() });
+    } else this.imageMemo.delete(key);
+    return rec;
+  }
+
+  /** The image record of `key` when every blob it names is in the store (one stat each). */
+  private async checkedImage(key: string): Promise<ImageRecord | null> {
     const rec = (await this.o.store.getRecord(IMAGES_NS, key)) as ImageRecord | null;
     if (!rec || typeof rec.manifestDigest !== 'string' || !Array.isArray(rec.blobs)) return null;
     for (const b of rec.blobs) {

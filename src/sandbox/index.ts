@@ -20,7 +20,7 @@ import { chmod, chown, lstat, mkdir, readlink } from 'node:fs/promises';
 import { dirname, isAbsolute, posix } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import { parseGoproxy, startModuleRelay, type ModuleRelay } from './modproxy.js';
+import { parseGoproxy, startModuleRelay, type ModuleRelay, type Upstream } from './modproxy.js';
 
 export { parseGoproxy, proxyPath, startModuleRelay, DEFAULT_GOPROXY, type ModuleRelay, type Upstream } from './modproxy.js';
 
@@ -41,6 +41,12 @@ export interface SandboxCommand {
   /** Host directories visible read-write at the same path (owned by the build identity). */
   writable?: readonly string[];
   network: SandboxNetwork;
+  /**
+   * Shared build cache (docs/distributed.md): the host path of the Go cache server's unix socket.
+   * Only toolchain (build) commands carry it: it is bound at GOCACHE_SOCKET inside and named by
+   * FAIRWAY_GOCACHE_SOCKET. Commands that run a built binary never get it.
+   */
+  goCacheSocket?: string;
 }
 
 export interface RunResult {
@@ -104,6 +110,8 @@ export interface SandboxOptions {
   buildUser: string;
   /** The operator's GOPROXY (undefined: Go's default); relayed to `modules` commands. */
   goproxy?: string;
+  /** fleet module proxy: relayed before the GOPROXY proxies, with its own headers (docs/distributed.md). */
+  fleetUpstream?: Upstream;
   logger?: Logger;
   bwrapBin?: string;
   socatBin?: string;
@@ -113,6 +121,9 @@ export interface SandboxOptions {
 /** Where the relay socket and its bridge appear inside the sandbox. */
 const RELAY_SOCKET = '/run/fairway/goproxy.sock';
 const RELAY_PORT = 3128;
+/** Where the Go cache server's socket appears inside a build sandbox (shared build cache). */
+export const GOCACHE_SOCKET = '/run/fairway/gocache.sock';
+export const GOCACHE_SOCKET_ENV = 'FAIRWAY_GOCACHE_SOCKET';
 export const SANDBOX_GOPROXY = `http://127.0.0.1:${RELAY_PORT}`;
 
 /**
@@ -207,6 +218,12 @@ export function bwrapArgs(cmd: SandboxCommand, plan: BwrapPlan): string[] {
     if (!plan.relaySocket) throw new SandboxError('sandbox: no module relay for a command that downloads modules');
     ensureParents(RELAY_SOCKET);
     args.push('--ro-bind', plan.relaySocket, RELAY_SOCKET);
+  }
+  // shared build cache: the cache server's socket, for toolchain commands that name it.
+  if (cmd.goCacheSocket) {
+    if (!isAbsolute(cmd.goCacheSocket) || posix.normalize(cmd.goCacheSocket) !== cmd.goCacheSocket) throw new SandboxError(`sandbox: "${cmd.goCacheSocket}" is not a clean absolute path`);
+    ensureParents(GOCACHE_SOCKET);
+    args.push('--ro-bind', cmd.goCacheSocket, GOCACHE_SOCKET);
   }
   args.push('--chdir', cmd.cwd ?? '/tmp');
   args.push('--');
@@ -375,6 +392,7 @@ class BwrapSandbox extends BaseSandbox {
     // --info-fd 3: bwrap tells the host PID of the sandbox's pid 1, the handle kill() needs.
     const args = ['--info-fd', '3', ...bwrapArgs(cmd, this.plan)];
     const env = cmd.network === 'modules' ? relayEnv(cmd.env, this.plan.socatBin) : cleanEnv(cmd.env);
+    if (cmd.goCacheSocket) env[GOCACHE_SOCKET_ENV] = GOCACHE_SOCKET; // shared build cache
     const child = spawn(this.bwrapBin, args, { env, detached: true, stdio: [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'] });
     let settle: (pid: number | null) => void = () => undefined;
     const entry = { pid: null as number | null, wanted: null as NodeJS.Signals | null, known: new Promise<number | null>((r) => (settle = r)) };
@@ -424,7 +442,9 @@ class NoSandbox extends BaseSandbox {
   }
 
   spawn(cmd: SandboxCommand, stdio: 'pipe' | 'ignore-stdin' = 'ignore-stdin'): ChildProcess {
-    return spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: cmd.cwd ?? '/tmp', env: cleanEnv(cmd.env), detached: true, stdio: [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    const env = cleanEnv(cmd.env);
+    if (cmd.goCacheSocket) env[GOCACHE_SOCKET_ENV] = cmd.goCacheSocket; // shared build cache
+    return spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: cmd.cwd ?? '/tmp', env, detached: true, stdio: [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   }
 
   kill(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
@@ -470,7 +490,19 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
     const level = dropped.every((d) => d === 'direct') ? 'info' : 'warn';
     o.logger?.[level]({ notRelayed: dropped }, 'sandboxed builds fetch modules from the GOPROXY proxies only; "direct" (VCS) and entries after "off" are not available to them');
   }
-  const relay = await startModuleRelay({ upstreams, onError: (err, path) => o.logger?.warn({ err: err.message, path }, 'module relay: upstream request failed') });
+  // fleet module proxy: first in the list, falling through to the operator's proxies.
+  let lastRefusal = 0;
+  const relayed = o.fleetUpstream ? [o.fleetUpstream, ...upstreams] : upstreams;
+  const relay = await startModuleRelay({
+    upstreams: relayed,
+    onError: (err, path) => o.logger?.warn({ err: err.message, path }, 'module relay: upstream request failed'),
+    onRefused: (upstream, status, path) => {
+      // At most once a minute: a refused token would otherwise log every module request.
+      if (Date.now() - lastRefusal < 60_000) return;
+      lastRefusal = Date.now();
+      o.logger?.warn({ upstream, status, path }, 'module relay: the fleet module proxy refused a request (a token without the agent scope, or the hub is failing); fetching from the next proxy');
+    },
+  });
   const plan: BwrapPlan = { system: await systemMounts(), identity, setprivBin, socatBin, relaySocket: relay.socketPath };
   const sandbox = new BwrapSandbox(bwrapBin, plan, identity, relay, dropped);
   try {

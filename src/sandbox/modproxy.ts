@@ -21,6 +21,12 @@ export interface Upstream {
   url: string;
   /** Go's rule for moving to the next entry: after `,` only on 404/410, after `|` on any error. */
   fallThrough: 'not-found' | 'any-error';
+  /**
+   * Request headers sent to this upstream only (the fleet proxy's `Authorization`, docs/distributed.md).
+   * They are added here, outside the sandbox: no go command and no build ever sees them, and no
+   * other upstream gets them. Never logged (describe() shows the URLs only).
+   */
+  headers?: Readonly<Record<string, string>>;
 }
 
 export interface ParsedGoproxy {
@@ -109,8 +115,9 @@ async function fromFile(base: string, path: string): Promise<Answer> {
   return { status: 200, headers: { 'content-type': type, 'content-length': String(st.size) }, body: createReadStream(file) };
 }
 
-async function fromHttp(base: string, path: string, method: string): Promise<Answer> {
-  const res = await fetch(base + path, { method, redirect: 'follow', signal: AbortSignal.timeout(10 * 60_000) });
+async function fromHttp(base: string, path: string, method: string, extra?: Readonly<Record<string, string>>): Promise<Answer> {
+  // A redirect to another origin drops Authorization (fetch's rule), so the header stays with this upstream.
+  const res = await fetch(base + path, { method, redirect: 'follow', signal: AbortSignal.timeout(10 * 60_000), ...(extra ? { headers: { ...extra } } : {}) });
   const headers: Record<string, string> = {};
   for (const h of ['content-type', 'content-length', 'cache-control', 'last-modified', 'etag']) {
     const v = res.headers.get(h);
@@ -131,6 +138,8 @@ export interface ModuleRelay {
 export interface RelayOptions {
   upstreams: Upstream[];
   onError?(err: Error, path: string): void;
+  /** An upstream with headers (the fleet proxy) answered neither 200 nor 404/410: e.g. 401/403 for a refused token. */
+  onRefused?(upstream: string, status: number, path: string): void;
 }
 
 /** Starts the relay on a fresh unix socket, connectable by any local user (the build identity). */
@@ -151,7 +160,7 @@ export async function startModuleRelay(o: RelayOptions): Promise<ModuleRelay> {
       let lastErr: Error | null = null;
       for (const up of o.upstreams) {
         try {
-          const a = up.url.startsWith('file:') ? await fromFile(up.url, path) : await fromHttp(up.url, path, req.method!);
+          const a = up.url.startsWith('file:') ? await fromFile(up.url, path) : await fromHttp(up.url, path, req.method!, up.headers);
           if (a.status === 200) {
             counts.served++;
             res.writeHead(200, a.headers);
@@ -163,6 +172,7 @@ export async function startModuleRelay(o: RelayOptions): Promise<ModuleRelay> {
             return;
           }
           a.body?.resume();
+          if (up.headers && a.status !== 404 && a.status !== 410) o.onRefused?.(up.url, a.status, path);
           last = a;
           lastErr = null;
           if (up.fallThrough === 'not-found' && a.status !== 404 && a.status !== 410) break;

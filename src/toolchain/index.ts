@@ -52,6 +52,8 @@ export const ENV_ALLOWLIST = [
   'GONOPROXY',
   'GOSUMDB',
   'GOINSECURE',
+  // The shared build cache's program (docs/distributed.md), set by Fairway only; GOCACHE stays set.
+  'GOCACHEPROG',
   'CGO_ENABLED',
   'GOOS',
   'GOARCH',
@@ -63,6 +65,19 @@ export const ENV_ALLOWLIST = [
   'XCADDY_PRINT_VERSION',
 ] as const;
 export type AllowedEnvName = (typeof ENV_ALLOWLIST)[number];
+
+/**
+ * Shared build cache (docs/distributed.md): the GOCACHEPROG program, the cache server's socket
+ * and the local tier the go command reads entries from (read-only in the sandbox).
+ */
+export interface GoCacheHookup {
+  /** Absolute path of fairway-cacheprog. */
+  prog: string;
+  /** Host path of the cache server's unix socket. */
+  socket: string;
+  /** The local tier's directory: DiskPaths point into it. */
+  localDir: string;
+}
 
 export class ToolchainError extends Error {
   constructor(message: string) {
@@ -82,6 +97,18 @@ export class Toolchain {
     readonly sandbox: Sandbox,
     private readonly opts: ToolchainOptions,
   ) {}
+
+  // ---- shared build cache (docs/distributed.md) ----
+  private goCache: GoCacheHookup | null = null;
+
+  /** Routes the go command's build cache of every later toolchain command through a GOCACHEPROG server (null: off). */
+  useGoCache(hookup: GoCacheHookup | null): void {
+    this.goCache = hookup;
+  }
+
+  get goCacheHookup(): GoCacheHookup | null {
+    return this.goCache;
+  }
 
   /** Finds go and xcaddy, reads their versions (in the sandbox), prepares the cache folders. */
   static async detect(opts: ToolchainOptions): Promise<Toolchain> {
@@ -140,6 +167,7 @@ export class Toolchain {
       ...(o.gonosumdb !== undefined ? { GONOSUMDB: o.gonosumdb } : {}),
       ...(o.gonoproxy !== undefined ? { GONOPROXY: o.gonoproxy } : {}),
       ...(o.gosumdb !== undefined ? { GOSUMDB: o.gosumdb } : {}),
+      ...(this.goCache ? { GOCACHEPROG: this.goCache.prog } : {}),
       ...extra,
     };
     const env: Record<string, string> = {};
@@ -157,9 +185,10 @@ export class Toolchain {
       argv,
       cwd: o.cwd ?? this.runDir,
       env: o.env ?? this.env(),
-      readOnly: [this.goRoot, this.xcaddyBin, ...(o.readOnly ?? [])],
+      readOnly: [this.goRoot, this.xcaddyBin, ...(this.goCache ? [this.goCache.prog, this.goCache.localDir] : []), ...(o.readOnly ?? [])],
       writable: ['gopath', 'mod', 'build'].map((d) => join(this.cacheDir, d)),
       network: o.network,
+      ...(this.goCache ? { goCacheSocket: this.goCache.socket } : {}),
     };
   }
 

@@ -89,8 +89,9 @@ describe('tokens', () => {
     await assert.rejects(createToken('x', ''), /at least one/);
   });
 
-  test('scopes: admin implies build implies read', () => {
-    assert.deepEqual([...expandScopes(['admin'])].sort(), ['admin', 'build', 'read']);
+  test("scopes: admin implies build implies read (and admin the fleet proxy's agent scope)", () => {
+    assert.deepEqual([...expandScopes(['admin'])].sort(), ['admin', 'agent', 'build', 'read']);
+    assert.deepEqual([...expandScopes(['agent'])], ['agent']);
     assert.deepEqual([...expandScopes(['build'])].sort(), ['build', 'read']);
     assert.deepEqual([...expandScopes(['read'])], ['read']);
     const p = { name: 'x', scopes: expandScopes(['build']) };

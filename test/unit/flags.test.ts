@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { configSchema } from '../../src/config/index.js';
 import { agentFlags, hubFlags, serveFlags } from '../../src/main/flags.js';
 
-const NO_FLAG = new Set(['tokens']);
+const NO_FLAG = new Set(['tokens', 'fleetToken']);
 /** Flags that are not settings: the config file itself, and agent's alias of --workers. */
 const NOT_SETTINGS = new Set(['config', 'concurrency']);
 
@@ -20,4 +20,5 @@ test('every setting but tokens is a flag of serve, hub or agent; every flag is a
   const unknown = [...flags].filter((f) => !NOT_SETTINGS.has(f) && !settings.includes(f));
   assert.deepEqual(unknown, [], 'flags that name no setting');
   assert.ok(!flags.has('tokens'));
+  assert.ok(!flags.has('fleetToken'), 'the fleet token stays out of command lines');
 });

@@ -1,0 +1,3 @@
+module fairway.local/tools/cacheprog
+
+go 1.22
