@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Hash } from '../src/auth/index.js';
 import { benchDir, describeSpec, finish, flags, fmtMs, L4, log, rawXcaddy, removeTree, report, requireSetup, spec, startBench, startRedis, timedBuild, type FairwayProcess, type Row } from './lib.js';
@@ -55,6 +55,7 @@ async function countingUpstream(): Promise<{ url: string; counts: Map<string, nu
 async function main(): Promise<void> {
   requireSetup();
   const dir = await benchDir('fairway-bench-fleet-');
+  await chmod(dir, 0o755); // the raw xcaddy baseline runs as the build user, with its caches in here
   const redis = await startRedis();
   const upstream = await countingUpstream();
   const store = join(dir, 'store');

@@ -139,7 +139,7 @@ const COSIGN_TAG = /^sha256-([a-f0-9]{64})\.(sig|att)$/;
 /** The largest blob read as a manifest (manifests are a few KB). */
 const MAX_MANIFEST = 4 * 1024 * 1024;
 const MANIFEST_TYPES: readonly string[] = [MEDIA_TYPE.manifest, MEDIA_TYPE.index];
-/** How long a found image record or a read manifest is answered from memory. */
+/** How long a manifest read from the store is answered from memory. */
 const MEMO_MS = 10_000;
 const MEMO_ENTRIES = 512;
 
@@ -242,8 +242,7 @@ export class Registry implements ImageRegistry {
   private readonly log: Logger;
   /** Images being made, by artifact key: one make per key in this process. */
   private readonly making = new Map<string, Promise<ImageRecord>>();
-  /** Image records found complete, and manifests read, in the last MEMO_MS (see recentManifest). */
-  private readonly imageMemo = new Map<string, { rec: ImageRecord; at: number }>();
+  /** Manifests read in the last MEMO_MS (see recentManifest). */
   private readonly manifestMemo = new Map<string, { bytes: Buffer; at: number }>();
   private readonly platforms: Array<{ name: string; go: { os: string; arch: string; arm?: string }; oci: OciPlatform }>;
 
@@ -447,7 +446,6 @@ export class Registry implements ImageRegistry {
   private corrupt(digest: string, e: Error): void {
     this.log.error({ digest, err: e.message }, 'a stored blob does not match its digest: deleting it; images using it are made again');
     this.manifestMemo.delete(digest);
-    this.imageMemo.clear();
     this.o.hot?.deleteBlob(digest);
     void this.o.store.deleteBlob(digest).catch(() => undefined);
   }
@@ -535,19 +533,11 @@ export class Registry implements ImageRegistry {
     return p;
   }
 
+  /**
+   * The image record of `key` when every blob it names is in the store (one stat each), checked on
+   * every tag request: a blob deleted as corrupt by any hub makes the image again at the next pull.
+   */
   private async storedImage(key: string): Promise<ImageRecord | null> {
-    const memo = this.imageMemo.get(key);
-    if (memo && Date.now() - memo.at <= MEMO_MS) return memo.rec;
-    const rec = await this.checkedImage(key);
-    if (rec) {
-      if (this.imageMemo.size >= MEMO_ENTRIES) this.imageMemo.delete(this.imageMemo.keys().next().value!);
-      this.imageMemo.set(key, { rec, at: Date.now() });
-    } else this.imageMemo.delete(key);
-    return rec;
-  }
-
-  /** The image record of `key` when every blob it names is in the store (one stat each). */
-  private async checkedImage(key: string): Promise<ImageRecord | null> {
     const rec = (await this.o.store.getRecord(IMAGES_NS, key)) as ImageRecord | null;
     if (!rec || typeof rec.manifestDigest !== 'string' || !Array.isArray(rec.blobs)) return null;
     for (const b of rec.blobs) {
