@@ -208,6 +208,8 @@ const Agents = z.object({
           hitRate: z.number().describe('hits / (hits + misses) since the agent started'),
           sharedHits: z.number().int().describe('hits answered from the shared tier'),
           corrupt: z.number().int().describe('corrupt entries found, deleted and answered as misses'),
+          sharedBytesRead: z.number().int().optional().describe('bytes read from the shared tier'),
+          sharedBytesWritten: z.number().int().optional().describe('bytes written to the shared tier'),
         })
         .optional()
         .describe("the agent's Go build cache lookups (GOCACHEPROG)"),

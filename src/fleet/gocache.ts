@@ -66,6 +66,9 @@ export interface AgentCacheSummary {
   hitRate: number;
   sharedHits: number;
   corrupt: number;
+  /** Bytes read from and written to the shared tier. */
+  sharedBytesRead: number;
+  sharedBytesWritten: number;
 }
 
 export interface GoCacheServerOptions {
@@ -265,6 +268,8 @@ export class GoCacheServer {
       hitRate: asked ? Math.round((this.s.hits / asked) * 1000) / 1000 : 0,
       sharedHits: this.s.sharedHits,
       corrupt: this.s.corrupt.local + this.s.corrupt.shared,
+      sharedBytesRead: this.s.sharedBytesRead,
+      sharedBytesWritten: this.s.sharedBytesWritten,
     };
   }
 

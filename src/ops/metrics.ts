@@ -144,6 +144,50 @@ function agentGauges(r: Registry[], agents: () => Promise<AgentInfo[]>, timeout:
   gauge('fairway_agents', 'Workers/agents taking builds (with a live heartbeat).', (l) => l.length);
   gauge('fairway_agent_slots', 'Concurrent builds the agents can run in total.', (l) => l.reduce((n, a) => n + a.concurrency, 0));
   gauge('fairway_agent_busy_slots', 'Builds the agents run now.', (l) => l.reduce((n, a) => n + a.jobs.length, 0));
+  // The shared build cache's figures of each agent, as its last heartbeat carried them (agents
+  // serve no HTTP, so the hub exports them): lookups by result since the agent started.
+  new Gauge({
+    name: 'fairway_agent_gocache_lookups',
+    help: 'Go build cache gets of each agent since it started (its last heartbeat), by result: hit (local or shared tier), miss; shared_hit counts the hits from the shared tier; corrupt the entries found not matching their hash.',
+    labelNames: ['agent', 'result'],
+    registers: r,
+    async collect() {
+      let list: AgentInfo[];
+      try {
+        list = await read();
+      } catch {
+        return; // keep the last values
+      }
+      this.reset();
+      for (const a of list) {
+        if (!a.cache) continue;
+        this.set({ agent: a.id, result: 'hit' }, a.cache.hits);
+        this.set({ agent: a.id, result: 'miss' }, a.cache.misses);
+        this.set({ agent: a.id, result: 'shared_hit' }, a.cache.sharedHits);
+        this.set({ agent: a.id, result: 'corrupt' }, a.cache.corrupt);
+      }
+    },
+  });
+  new Gauge({
+    name: 'fairway_agent_gocache_shared_bytes',
+    help: 'Bytes each agent read from (read) and wrote to (written) the shared Go build cache since it started (its last heartbeat).',
+    labelNames: ['agent', 'direction'],
+    registers: r,
+    async collect() {
+      let list: AgentInfo[];
+      try {
+        list = await read();
+      } catch {
+        return;
+      }
+      this.reset();
+      for (const a of list) {
+        if (!a.cache) continue;
+        this.set({ agent: a.id, direction: 'read' }, a.cache.sharedBytesRead ?? 0);
+        this.set({ agent: a.id, direction: 'written' }, a.cache.sharedBytesWritten ?? 0);
+      }
+    },
+  });
 }
 
 type StoreReading = StoreStats & { blobs?: number; blobBytes?: number };

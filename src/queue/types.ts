@@ -91,6 +91,9 @@ export interface AgentCacheInfo {
   hitRate: number;
   sharedHits: number;
   corrupt: number;
+  /** Bytes read from and written to the shared tier (absent from agents older than these fields). */
+  sharedBytesRead?: number;
+  sharedBytesWritten?: number;
 }
 
 export interface QueueDepth {

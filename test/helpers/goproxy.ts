@@ -17,6 +17,10 @@
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { escapeGo as escapeModulePath, unescapeGo as unescapeModulePath } from '../../src/fleet/index.js';
+
+/** Go's case escaping (`github.com/Azure` → `github.com/!azure`): the same functions as the hub's module proxy. */
+export { escapeModulePath };
 
 export interface SyntheticModule {
   /** Module path, e.g. `fairway.test/hostile/r0123abcd`. */
@@ -38,29 +42,6 @@ export interface GoProxy {
   /** Serves one more module version from now on. */
   add(module: SyntheticModule): void;
   close(): Promise<void>;
-}
-
-// ---------------------------------------------------------------- Go's case escaping
-
-/** `github.com/Azure` → `github.com/!azure` (golang.org/x/mod/module.EscapePath). */
-export function escapeModulePath(s: string): string {
-  return s.replace(/[A-Z]/g, (c) => `!${c.toLowerCase()}`);
-}
-
-/** The inverse; null for a string Go never sends (a bare upper-case letter, `!` not before a-z). */
-export function unescapeModulePath(s: string): string | null {
-  let out = '';
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i]!;
-    if (c >= 'A' && c <= 'Z') return null;
-    if (c === '!') {
-      const n = s[i + 1];
-      if (!n || n < 'a' || n > 'z') return null;
-      out += n.toUpperCase();
-      i++;
-    } else out += c;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------- a store-only ZIP writer

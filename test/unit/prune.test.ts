@@ -527,7 +527,20 @@ describe('metrics', () => {
     const m = new OpsMetrics(
       {
         depth: async () => ({ queued: 2, running: 1 }),
-        agents: async () => [{ id: 'a', host: 'h', go: 'g', xcaddy: 'x', concurrency: 3, jobs: ['k'], startedAt: '', lastSeen: '' }],
+        agents: async () => [
+          { id: 'a', host: 'h', go: 'g', xcaddy: 'x', concurrency: 3, jobs: ['k'], startedAt: '', lastSeen: '' },
+          {
+            id: 'b',
+            host: 'h',
+            go: 'g',
+            xcaddy: 'x',
+            concurrency: 0,
+            jobs: [],
+            startedAt: '',
+            lastSeen: '',
+            cache: { shared: true, hits: 90, misses: 10, hitRate: 0.9, sharedHits: 60, corrupt: 1, sharedBytesRead: 4096, sharedBytesWritten: 512 },
+          },
+        ],
         storeStats: async () => ({ bytes: 1234, objects: 5 }),
       },
       { processMetrics: false },
@@ -564,8 +577,16 @@ describe('metrics', () => {
     has(/^fairway_artifact_downloads_total 1$/m);
     has(/^fairway_queue_depth\{state="queued"\} 2$/m);
     has(/^fairway_queue_depth\{state="running"\} 1$/m);
-    has(/^fairway_agents 1$/m);
+    has(/^fairway_agents 2$/m);
     has(/^fairway_agent_slots 3$/m);
+    // The shared build cache figures of each agent's last heartbeat; none for an agent without them.
+    has(/^fairway_agent_gocache_lookups\{agent="b",result="hit"\} 90$/m);
+    has(/^fairway_agent_gocache_lookups\{agent="b",result="miss"\} 10$/m);
+    has(/^fairway_agent_gocache_lookups\{agent="b",result="shared_hit"\} 60$/m);
+    has(/^fairway_agent_gocache_lookups\{agent="b",result="corrupt"\} 1$/m);
+    has(/^fairway_agent_gocache_shared_bytes\{agent="b",direction="read"\} 4096$/m);
+    has(/^fairway_agent_gocache_shared_bytes\{agent="b",direction="written"\} 512$/m);
+    assert.doesNotMatch(text, /agent="a"/);
     has(/^fairway_store_bytes 1300$/m); // the prune report refreshed the cached reading
     has(/^fairway_store_objects 5$/m);
     has(/^fairway_store_up 1$/m);
