@@ -142,6 +142,12 @@ const MANIFEST_TYPES: readonly string[] = [MEDIA_TYPE.manifest, MEDIA_TYPE.index
 /** How long a manifest read from the store is answered from memory. */
 const MEMO_MS = 10_000;
 const MEMO_ENTRIES = 512;
+/**
+ * A recipe read from the store is reused for this long: every registry request names its
+ * repository, and a pull is several requests in a row. A change through another hub shows here
+ * within this time; one through this hub at once.
+ */
+const RECIPE_MEMO_MS = 1_000;
 
 /** What a repository serves: `caddy/build` → 'build'; `caddy` → no plugins; `caddy/<recipe>` → the recipe's plugins (and pinned version). */
 export type RepoKind = 'build' | { plugins: ReadonlyArray<{ module: string }>; caddyVersion?: string };
@@ -244,6 +250,8 @@ export class Registry implements ImageRegistry {
   private readonly making = new Map<string, Promise<ImageRecord>>();
   /** Manifests read in the last MEMO_MS (see recentManifest). */
   private readonly manifestMemo = new Map<string, { bytes: Buffer; at: number }>();
+  /** API recipes (or their absence) read in the last RECIPE_MEMO_MS, by name. */
+  private readonly recipeMemo = new Map<string, { value: RecipeInput | null; at: number }>();
   private readonly platforms: Array<{ name: string; go: { os: string; arch: string; arm?: string }; oci: OciPlatform }>;
 
   constructor(private readonly o: RegistryOptions) {
@@ -297,10 +305,19 @@ export class Registry implements ImageRegistry {
 
   private async recipe(name: string): Promise<Recipe | null> {
     if (!RECIPE_NAME.test(name) || RESERVED.has(name)) return null;
-    const r = (await this.o.store.getRecord(RECIPES_NS, name)) as RecipeInput | null;
+    const r = await this.storedRecipe(name);
     if (r && Array.isArray(r.plugins)) return { name, plugins: r.plugins, ...(r.caddyVersion ? { caddyVersion: r.caddyVersion } : {}), source: 'api' };
     const c = this.o.recipes[name];
     return c ? { name, ...c, source: 'config' } : null;
+  }
+
+  private async storedRecipe(name: string): Promise<RecipeInput | null> {
+    const m = this.recipeMemo.get(name);
+    if (m && Date.now() - m.at <= RECIPE_MEMO_MS) return m.value;
+    const value = (await this.o.store.getRecord(RECIPES_NS, name)) as RecipeInput | null;
+    if (this.recipeMemo.size >= MEMO_ENTRIES) this.recipeMemo.delete(this.recipeMemo.keys().next().value!);
+    this.recipeMemo.set(name, { value, at: Date.now() });
+    return value;
   }
 
   async putRecipe(name: string, input: unknown, ctx: RequestContext): Promise<Recipe> {
@@ -315,6 +332,7 @@ export class Registry implements ImageRegistry {
       ...(body.caddyVersion !== undefined ? { caddyVersion: body.caddyVersion } : {}),
     };
     await this.o.store.putRecord(RECIPES_NS, name, value);
+    this.recipeMemo.delete(name);
     this.log.info({ recipe: name, plugins: value.plugins.length }, 'recipe saved');
     return { name, ...value, source: 'api' };
   }
@@ -326,6 +344,7 @@ export class Registry implements ImageRegistry {
       throw new NotFoundError(`recipe ${name}`);
     }
     await this.o.store.deleteRecord(RECIPES_NS, name);
+    this.recipeMemo.delete(name);
   }
 
   // ---- repositories and tags ----

@@ -476,6 +476,19 @@ describe('registry: Basic and bearer auth, the challenge; recipes API', () => {
     const gone = await t.app.inject({ method: 'GET', url: '/v2/caddy/web/tags/list', headers: { authorization: basic('x', READER) } });
     assert.equal(ociError(gone), 'NAME_UNKNOWN');
   });
+
+  test('a recipe another hub puts in the store is a repository here within a second', async () => {
+    const tags = () => t.app.inject({ method: 'GET', url: '/v2/caddy/edge/tags/list', headers: { authorization: basic('x', READER) } });
+    assert.equal(ociError(await tags()), 'NAME_UNKNOWN');
+    await t.store.putRecord('recipes', 'edge', { plugins: [], caddyVersion: 'v2.11.9' }); // as another hub's PUT /api/recipes does
+    await new Promise((r) => setTimeout(r, 1_100));
+    const seen = await tags();
+    assert.equal(seen.statusCode, 200, seen.body);
+    assert.deepEqual(seen.json().tags, ['2.11.9', 'latest', 'v2.11.9']);
+    await t.store.deleteRecord('recipes', 'edge');
+    await new Promise((r) => setTimeout(r, 1_100));
+    assert.equal(ociError(await tags()), 'NAME_UNKNOWN');
+  });
 });
 
 describe('registry settings', () => {
