@@ -2,7 +2,7 @@
  * Configuration: defaults < config file (JSON) < environment (FAIRWAY_*) < command-line flags.
  * Every value is validated here, at the edge, with a message naming the setting.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -14,7 +14,51 @@ import { parseBytes, parseDuration } from '../util/units.js';
 
 /** The project folder (where package.json and .tools/ are). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The pinned xcaddy: the one version `fairway setup` installs and `fairway doctor` expects. */
 export const XCADDY_VERSION = 'v0.4.7';
+export const XCADDY_MODULE = 'github.com/caddyserver/xcaddy/cmd/xcaddy';
+/** The oldest Go the builds, xcaddy and tools/cacheprog need (goCacheShared: 1.24). */
+export const MIN_GO_VERSION = '1.22';
+
+// ---- install kind and tools dir (docs/install.md) ----
+/**
+ * How this Fairway was installed: `checkout` (a clone of the repository, run with npm scripts:
+ * it has its TypeScript sources) or `package` (`npm install -g fairway-<version>.tgz`: compiled
+ * output only).
+ */
+export type InstallKind = 'checkout' | 'package';
+export function installKindOf(root: string): InstallKind {
+  return existsSync(join(root, 'src', 'main', 'index.ts')) ? 'checkout' : 'package';
+}
+export const INSTALL_KIND: InstallKind = installKindOf(PROJECT_ROOT);
+/**
+ * The exact command that installs what is missing (xcaddy, fairway-cacheprog, the sandbox's OS
+ * parts): `npm run setup` in a checkout, `fairway setup` for the package; with the tools dir
+ * named when it is not the default one.
+ */
+export function setupCommand(o: { toolsDir?: string; kind?: InstallKind } = {}): string {
+  const kind = o.kind ?? INSTALL_KIND;
+  const custom = o.toolsDir !== undefined && resolve(o.toolsDir) !== resolve(defaultToolsDir({ kind }));
+  if (kind === 'checkout') return custom ? `FAIRWAY_TOOLS_DIR=${o.toolsDir} npm run setup` : 'npm run setup';
+  return custom ? `fairway setup --tools-dir ${o.toolsDir}` : 'fairway setup';
+}
+/**
+ * Where `fairway setup` installs the tools when toolsDir is not set: `<checkout>/.tools` for a
+ * checkout; for a package `/usr/local/lib/fairway/tools` as root, else `$XDG_DATA_HOME/fairway/tools`
+ * (default `~/.local/share/fairway/tools`).
+ */
+export function defaultToolsDir(o: { kind?: InstallKind; env?: NodeJS.ProcessEnv; uid?: number; root?: string } = {}): string {
+  const kind = o.kind ?? INSTALL_KIND;
+  if (kind === 'checkout') return join(o.root ?? PROJECT_ROOT, '.tools');
+  // Root: under /usr/local, read-only to the systemd units (ProtectSystem=strict) and outside their StateDirectory.
+  if ((o.uid ?? process.getuid?.() ?? -1) === 0) return '/usr/local/lib/fairway/tools';
+  const env = o.env ?? process.env;
+  const xdg = env.XDG_DATA_HOME ?? '';
+  // The XDG spec: a relative XDG_DATA_HOME is invalid and ignored.
+  const data = xdg.startsWith('/') ? xdg : join(env.HOME || '/nonexistent', '.local', 'share');
+  return join(data, 'fairway', 'tools');
+}
+// ---- end install kind ----
 /** This Fairway's version (package.json), in provenance and `fairway --version`. */
 export const FAIRWAY_VERSION: string = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -146,10 +190,10 @@ export const configSchema = z
     /** `auto`: readable lines on a terminal, JSON lines otherwise; `json` or `pretty` to force one. */
     logFormat: z.enum(['auto', 'json', 'pretty']).default('auto'),
     goBin: z.string().min(1).default('go'),
-    xcaddyBin: z
-      .string()
-      .min(1)
-      .default(join(PROJECT_ROOT, '.tools', 'bin', 'xcaddy')),
+    /** Where `fairway setup` puts xcaddy and fairway-cacheprog (`<toolsDir>/bin`); default: defaultToolsDir(). */
+    toolsDir: z.string().min(1).optional(),
+    /** Default `<toolsDir>/bin/xcaddy`. */
+    xcaddyBin: z.string().min(1).optional(),
     /** Distributed mode: the Redis that carries the BullMQ queue, logs and agent heartbeats. */
     redis: z.string().optional(),
     /** Artifact store: a directory, fs:///path, or s3://bucket/prefix?endpoint=...; default <dataDir>/artifacts. */
@@ -288,11 +332,8 @@ export const configSchema = z
       .default(false),
     /** Byte budget of the shared Go build cache in the store (least recently used out first); absent: none. The local tier keeps to goCacheMaxBytes. */
     goCacheSharedMaxBytes: bytes.optional(),
-    /** The GOCACHEPROG program (tools/cacheprog, built by the setup step). */
-    goCacheProgBin: z
-      .string()
-      .min(1)
-      .default(join(PROJECT_ROOT, '.tools', 'bin', 'fairway-cacheprog')),
+    /** The GOCACHEPROG program (tools/cacheprog, built by the setup step); default `<toolsDir>/bin/fairway-cacheprog`. */
+    goCacheProgBin: z.string().min(1).optional(),
 
     // ---- connections and timeouts (docs/operations.md "Connections and timeouts") ----
     /** Time a client has to send the request line and headers (Node's headersTimeout); never applies to a response. */
@@ -333,7 +374,7 @@ export const configSchema = z
   })
   .strict();
 
-export type Config = z.output<typeof configSchema> & { cacheDir: string };
+export type Config = z.output<typeof configSchema> & { cacheDir: string; toolsDir: string; xcaddyBin: string; goCacheProgBin: string };
 
 /** FAIRWAY_DATA_DIR -> dataDir, etc. */
 export function envToConfig(env: NodeJS.ProcessEnv): Record<string, string> {
@@ -382,5 +423,13 @@ export function loadConfig(opts: { flags?: Record<string, unknown>; env?: NodeJS
     throw new ConfigError(`invalid configuration: headersTimeout: must not be longer than requestTimeout (${c.requestTimeout} ms)`);
   }
   const dataDir = resolve(c.dataDir);
-  return { ...c, dataDir, cacheDir: resolve(c.cacheDir ?? join(dataDir, 'go')) };
+  const toolsDir = resolve(c.toolsDir ?? defaultToolsDir({ env }));
+  return {
+    ...c,
+    dataDir,
+    cacheDir: resolve(c.cacheDir ?? join(dataDir, 'go')),
+    toolsDir,
+    xcaddyBin: c.xcaddyBin ?? join(toolsDir, 'bin', 'xcaddy'),
+    goCacheProgBin: c.goCacheProgBin ?? join(toolsDir, 'bin', 'fairway-cacheprog'),
+  };
 }

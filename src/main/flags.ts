@@ -30,7 +30,11 @@ function serverOptions(cmd: Command): Command {
       .option('--resolve-ttl <duration>', 'how long `latest` stays pinned, e.g. 10m (env FAIRWAY_RESOLVE_TTL)')
       .option('--max-plugins <n>', 'plugins per build (env FAIRWAY_MAX_PLUGINS, default 50)')
       .option('--max-artifact-size <size>', 'largest binary accepted, e.g. 512MB (env FAIRWAY_MAX_ARTIFACT_SIZE)')
-      .option('--xcaddy-bin <path>', 'xcaddy binary (env FAIRWAY_XCADDY_BIN, default .tools/bin/xcaddy)')
+      .option(
+        '--tools-dir <dir>',
+        'where `fairway setup` installs xcaddy and fairway-cacheprog (env FAIRWAY_TOOLS_DIR, default .tools in a checkout, ~/.local/share/fairway/tools or as root /var/lib/fairway/tools for a package)',
+      )
+      .option('--xcaddy-bin <path>', 'xcaddy binary (env FAIRWAY_XCADDY_BIN, default <tools-dir>/bin/xcaddy)')
       .option('--go-bin <path>', 'go command (env FAIRWAY_GO_BIN, default go)')
       .option('--sandbox <kind>', 'bwrap (default): builds and built binaries run in bubblewrap as the build user; none: no sandbox, unsafe (env FAIRWAY_SANDBOX)')
       .option('--build-user <user>', 'user builds run as when Fairway runs as root, a name or uid:gid (env FAIRWAY_BUILD_USER, default fairway-build)')
@@ -84,7 +88,7 @@ function sharedCacheAgentOptions(cmd: Command): Command {
   return cmd
     .option('--go-cache-shared', 'share Go build outputs with the other agents through the store, checked by sha256 (env FAIRWAY_GO_CACHE_SHARED, default off)')
     .option('--go-cache-shared-max-bytes <size>', 'byte budget of the shared Go build cache in the store, e.g. 50GB (env FAIRWAY_GO_CACHE_SHARED_MAX_BYTES)')
-    .option('--go-cache-prog-bin <path>', 'GOCACHEPROG program (env FAIRWAY_GO_CACHE_PROG_BIN, default .tools/bin/fairway-cacheprog)');
+    .option('--go-cache-prog-bin <path>', 'GOCACHEPROG program (env FAIRWAY_GO_CACHE_PROG_BIN, default <tools-dir>/bin/fairway-cacheprog)');
 }
 // ---- end shared build cache ----
 
@@ -113,4 +117,23 @@ export function agentFlags(cmd: Command): Command {
     .option('--agent-id <id>', 'name shown in /api/agents (env FAIRWAY_AGENT_ID, default host-pid)')
     .option('--job-lock-duration <duration>', "lock on a running job; a dead agent's job is retaken after it (env FAIRWAY_JOB_LOCK_DURATION, default 30s)")
     .option('--stalled-interval <duration>', 'how often stalled jobs are looked for (env FAIRWAY_STALLED_INTERVAL, default 15s)');
+}
+
+// ---- install (docs/install.md) ----
+/** `fairway doctor`: every server flag (so it checks the real configuration), Redis, the GOCACHEPROG program, --json. */
+export function doctorFlags(cmd: Command): Command {
+  return sharedCacheAgentOptions(serverOptions(cmd)).option('--redis <url>', 'also check this Redis: reachable and writable (env FAIRWAY_REDIS)').option('--json', 'print the checks as a JSON list');
+}
+
+/** `fairway setup`: where the tools go, and what the sandbox part needs to know. */
+export function setupFlags(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'JSON config file (env FAIRWAY_CONFIG)')
+    .option('--tools-dir <dir>', 'where xcaddy and fairway-cacheprog are installed, in <dir>/bin (env FAIRWAY_TOOLS_DIR)')
+    .option('--go-bin <path>', 'go command that builds them (env FAIRWAY_GO_BIN, default go)')
+    .option('--sandbox <kind>', 'none: skip the sandbox part (env FAIRWAY_SANDBOX)')
+    .option('--build-user <user>', 'the build user created when run as root (env FAIRWAY_BUILD_USER, default fairway-build)')
+    .option('--goproxy <list>', 'GOPROXY for go install (env FAIRWAY_GOPROXY or GOPROXY)')
+    .option('--systemd [dir]', "also write the systemd units and fairway.env.example with this fairway's path (default dir /etc/systemd/system)")
+    .option('--no-os', 'do not install OS packages with apt-get (only check that bubblewrap and socat are there)');
 }

@@ -4,10 +4,14 @@
  * together (servers.ts, parts.ts, prune.ts). Nothing imports src/main.
  */
 import { Command } from 'commander';
-import { ConfigError, FAIRWAY_VERSION, loadConfig } from '../config/index.js';
+import { realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ConfigError, FAIRWAY_VERSION, loadConfig, setupCommand } from '../config/index.js';
+import { exitCode, formatReport, runDoctor } from '../doctor/index.js';
+import { runSetup, setupOptionsFrom } from '../setup/index.js';
 import { registerClientCommands, registerPackageCommands, registerProvenanceCommands, registerTokenCommands } from '../cli/index.js';
 import { createLogger } from '../util/logger.js';
-import { agentFlags, hubFlags, serveFlags } from './flags.js';
+import { agentFlags, doctorFlags, hubFlags, serveFlags, setupFlags } from './flags.js';
 import { registerPruneCommand } from './prune.js';
 import { startAgent, startHub, startServe } from './servers.js';
 
@@ -60,6 +64,36 @@ agentFlags(program.command('agent'))
       const agent = await startAgent(config, logger);
       return { close: () => agent.close() };
     })({ ...rest, ...(concurrency !== undefined ? { workers: concurrency } : {}) });
+  });
+
+// ---- install (docs/install.md): `fairway setup`, `fairway doctor` ----
+setupFlags(program.command('setup'))
+  .description('install what the package cannot carry: the pinned xcaddy and fairway-cacheprog into <tools-dir>/bin, bubblewrap, socat and the build user; idempotent')
+  .action(async (opts: Record<string, unknown>) => {
+    const { config: file, systemd, os, ...flags } = opts;
+    const config = loadConfig({ flags, ...(typeof file === 'string' ? { file } : {}) });
+    // The command the units start: this program as it was invoked (npm's bin link), else node + the script.
+    const script = resolve(process.argv[1] ?? '');
+    const fairwayBin = script.endsWith('.js') && realpathSync(script) === script ? `${process.execPath} ${script}` : script;
+    const result = await runSetup(
+      setupOptionsFrom(config, {
+        log: (line) => process.stdout.write(`setup: ${line}\n`),
+        installOsPackages: os !== false,
+        ...(systemd !== undefined ? { systemdDir: typeof systemd === 'string' ? systemd : '/etc/systemd/system', fairwayBin } : {}),
+      }),
+    );
+    process.stdout.write(result.ok ? 'setup: done; check the result with `fairway doctor`\n' : 'setup: FAILED (see the lines above)\n');
+    process.exitCode = result.ok ? 0 : 1;
+  });
+
+doctorFlags(program.command('doctor'))
+  .description('check Go, xcaddy, the sandbox, the module proxy, the data and cache dirs and, when configured, Redis, the store and the signing key; non-zero exit on any failure')
+  .action(async (opts: Record<string, unknown>) => {
+    const { config: file, json, ...flags } = opts;
+    const config = loadConfig({ flags, ...(typeof file === 'string' ? { file } : {}) });
+    const results = await runDoctor({ config, setupCommand: setupCommand({ toolsDir: config.toolsDir }) });
+    process.stdout.write(json ? `${JSON.stringify(results, null, 2)}\n` : formatReport(results));
+    process.exitCode = exitCode(results);
   });
 
 // `fairway prune [--dry-run]` directly against the store (prune.ts).

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
-import type { Config } from '../config/index.js';
+import { setupCommand, type Config } from '../config/index.js';
 import { openSandbox, type Upstream } from '../sandbox/index.js';
 import { PlatformSet } from '../spec/index.js';
 import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
@@ -18,6 +18,7 @@ export async function prepareToolchain(config: Config, logger: Logger, fleet: { 
   const sandbox = await openSandbox({
     kind: config.sandbox,
     buildUser: config.buildUser,
+    setupCommand: setupCommand({ toolsDir: config.toolsDir }),
     ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
     ...(fleet.fleetUpstream ? { fleetUpstream: fleet.fleetUpstream } : {}), // fleet module proxy
     logger,
@@ -27,6 +28,7 @@ export async function prepareToolchain(config: Config, logger: Logger, fleet: { 
     goBin: config.goBin,
     xcaddyBin: config.xcaddyBin,
     cacheDir: config.cacheDir,
+    setupCommand: setupCommand({ toolsDir: config.toolsDir }),
     ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
     ...(config.goprivate !== undefined ? { goprivate: config.goprivate } : {}),
     ...(config.gonosumdb !== undefined ? { gonosumdb: config.gonosumdb } : {}),

@@ -3,7 +3,8 @@
  * store, no other server. `fairway hub`: the same HTTP service on a BullMQ queue and any store.
  * `fairway agent`: a BullMQ worker that builds and uploads. The service code is the same in all.
  */
-import { stat } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -20,7 +21,7 @@ import { Registry, publishImage } from '../registry/index.js';
 import { loadPublicKey, loadSigner, type Signer } from '../provenance/index.js';
 import { authenticatorFromConfig, isLoopbackHost } from '../auth/index.js';
 import { FileCatalog, ModuleLearner } from '../catalog/index.js';
-import { FAIRWAY_VERSION, type Config } from '../config/index.js';
+import { FAIRWAY_VERSION, setupCommand, type Config } from '../config/index.js';
 import type { Redis } from 'ioredis';
 import { BullMqQueue, BullMqWorker, LocalQueue, QueueJournal, redisConnection, type BuildQueue } from '../queue/index.js';
 import { BuildAdmission, BuildPolicy, RedisActiveBuilds, freeBytesAt } from '../policy/index.js';
@@ -30,7 +31,7 @@ import { BUILD_FLAGS } from '../spec/index.js';
 import { HotCache } from '../cache/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
-import { SANDBOX_VISIBLE_PATHS } from '../sandbox/index.js';
+import { sandboxVisibleParent } from '../sandbox/index.js';
 import { loadPlatforms, prepareStore, prepareToolchain, runner } from './parts.js';
 import { uiRoutes } from '../ui/index.js';
 import { BuildGate, createHttpOps, createWorkerOps, opsRoutes } from '../ops/index.js';
@@ -72,11 +73,8 @@ async function builderSigner(config: Config, logger: Logger): Promise<Signer | u
   }
   // Builds and built binaries must never see the key: not under what the sandbox mounts.
   const keyPath = resolve(config.signingKey);
-  for (const dir of [...SANDBOX_VISIBLE_PATHS, config.cacheDir]) {
-    if (keyPath === dir || keyPath.startsWith(`${dir}/`)) {
-      throw new Error(`signingKey ${keyPath} is under ${dir}, which sandboxed builds can read; move it elsewhere (e.g. /etc/fairway/, mode 0600)`);
-    }
-  }
+  const visible = sandboxVisibleParent(keyPath, [config.cacheDir]);
+  if (visible) throw new Error(`signingKey ${keyPath} is under ${visible}, which sandboxed builds can read; move it elsewhere (e.g. /etc/fairway/, mode 0600)`);
   const st = await stat(keyPath).catch(() => null); // missing: loadSigner says so
   if (st && (st.mode & 0o077) !== 0) logger.warn({ key: keyPath }, 'the signing key file is readable by other users: chmod 0600 it');
   const signer = await loadSigner(keyPath);
@@ -406,6 +404,13 @@ export interface RunningAgent {
 // shared build cache
 /** The agent's Go cache server, hooked into the toolchain's build commands; says where its caches come from. */
 async function agentGoCache(config: Config, toolchain: Toolchain, gate: BuildGate, logger: Logger): Promise<GoCacheServer> {
+  // Named here with the right set-up command for this install (a checkout or the npm package).
+  const prog = resolve(config.goCacheProgBin);
+  await access(prog, fsConstants.X_OK).catch(() => {
+    throw new Error(
+      `goCacheShared: the GOCACHEPROG program ${prog} is missing or not executable; run "${setupCommand({ toolsDir: config.toolsDir })}" (it builds tools/cacheprog) or set goCacheProgBin`,
+    );
+  });
   const cache = await startAgentGoCache({
     storeUrl: config.store ?? join(config.dataDir, 'artifacts'),
     dataDir: config.dataDir,

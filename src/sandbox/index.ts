@@ -116,6 +116,8 @@ export interface SandboxOptions {
   bwrapBin?: string;
   socatBin?: string;
   setprivBin?: string;
+  /** The command that installs the sandbox's OS parts, named in errors (default `npm run setup`; a package: `fairway setup`). */
+  setupCommand?: string;
 }
 
 /** Where the relay socket and its bridge appear inside the sandbox. */
@@ -143,6 +145,14 @@ const BRIDGE_SCRIPT = [
 const SYSTEM_RO = ['/usr', '/etc/ssl', '/etc/ca-certificates', '/etc/alternatives'];
 /** The host directories every sandboxed command sees (read-only): no secret may live under them. */
 export const SANDBOX_VISIBLE_PATHS: readonly string[] = SYSTEM_RO;
+/**
+ * The directory of SANDBOX_VISIBLE_PATHS (or of `extra`, e.g. the Go cache dir builds write) that
+ * a path lies under, or null: a secret (the signing key) must never be readable by a build.
+ */
+export function sandboxVisibleParent(path: string, extra: readonly string[] = []): string | null {
+  for (const dir of [...SANDBOX_VISIBLE_PATHS, ...extra]) if (path === dir || path.startsWith(`${dir}/`)) return dir;
+  return null;
+}
 const SYSTEM_LINKS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
 
 type SystemMount = { kind: 'ro'; path: string } | { kind: 'link'; path: string; target: string };
@@ -278,7 +288,7 @@ async function which(name: string, given?: string): Promise<string> {
   throw new SandboxError(`sandbox: ${name} not found`);
 }
 
-async function lookupUser(spec: string): Promise<{ uid: number; gid: number; user: string }> {
+async function lookupUser(spec: string, setup: string): Promise<{ uid: number; gid: number; user: string }> {
   const m = /^([0-9]+):([0-9]+)$/.exec(spec);
   if (m) return { uid: Number(m[1]), gid: Number(m[2]), user: spec };
   if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(spec)) throw new SandboxError(`buildUser "${spec}" is not a user name or uid:gid`);
@@ -287,7 +297,7 @@ async function lookupUser(spec: string): Promise<{ uid: number; gid: number; use
     return { uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()), user: spec };
   } catch {
     throw new SandboxError(
-      `the build user "${spec}" does not exist. Create it with \`useradd --system --user-group --no-create-home --shell /usr/sbin/nologin ${spec}\` (scripts/sandbox.sh does this), or set buildUser`,
+      `the build user "${spec}" does not exist. Create it with \`useradd --system --user-group --no-create-home --shell /usr/sbin/nologin ${spec}\` (\`${setup}\` does this), or set buildUser`,
     );
   }
 }
@@ -459,8 +469,8 @@ class NoSandbox extends BaseSandbox {
 export const NO_SANDBOX_WARNING =
   "SANDBOX OFF (sandbox=none): plugin code from every build runs with this server's user, environment, files and network. Use only on a machine where that is acceptable; install bubblewrap and socat (scripts/sandbox.sh) to turn it on";
 
-const FIX =
-  "install bubblewrap and socat (`apt-get install bubblewrap socat`, or run `bash scripts/sandbox.sh`), or start with `--sandbox none` to build without a sandbox (unsafe: plugin code then runs with the server's privileges)";
+const fix = (setup: string) =>
+  `run \`${setup}\` (it installs bubblewrap and socat: \`apt-get install bubblewrap socat\`), or start with \`--sandbox none\` to build without a sandbox (unsafe: plugin code then runs with the server's privileges)`;
 
 /** Opens the configured sandbox and proves it works by running a command in it. */
 export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
@@ -474,10 +484,10 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
   try {
     [bwrapBin, socatBin] = await Promise.all([which('bwrap', o.bwrapBin), which('socat', o.socatBin)]);
   } catch (err) {
-    throw new SandboxError(`builds cannot start: ${(err as Error).message}. To fix: ${FIX}`);
+    throw new SandboxError(`builds cannot start: ${(err as Error).message}. To fix: ${fix(o.setupCommand ?? 'npm run setup')}`);
   }
   const root = process.getuid?.() === 0;
-  const identity = root ? await lookupUser(o.buildUser) : null;
+  const identity = root ? await lookupUser(o.buildUser, o.setupCommand ?? 'npm run setup') : null;
   if (identity && identity.uid === 0) throw new SandboxError(`buildUser "${o.buildUser}" is root; builds must run as an unprivileged user`);
   const setprivBin = root
     ? await which('setpriv', o.setprivBin).catch(() => {
@@ -521,7 +531,7 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
     throw new SandboxError(
       `builds cannot start: the bubblewrap sandbox does not work here (${detail}). ` +
         (root ? '' : 'Unprivileged bubblewrap needs user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0), or run Fairway as root with a build user. ') +
-        `To fix: ${FIX}`,
+        `To fix: ${fix(o.setupCommand ?? 'npm run setup')}`,
     );
   }
   o.logger?.info(sandbox.describe(), 'build sandbox ready');

@@ -25,6 +25,8 @@ export interface ToolchainOptions {
   gosumdb?: string;
   /** Where every toolchain command runs. */
   sandbox: Sandbox;
+  /** The command named when xcaddy is missing: `npm run setup` (a checkout, the default) or `fairway setup` (the npm package). */
+  setupCommand?: string;
 }
 
 export interface ToolchainIdentity {
@@ -128,7 +130,7 @@ export class Toolchain {
       const { stdout } = await sandbox.run(tc.command([xcaddyBin, 'version'], { network: 'none' }), { timeoutMs: 30_000 });
       xcaddy = stdout.trim().split(/\s+/)[0] ?? 'unknown';
     } catch (err) {
-      throw new ToolchainError(`xcaddy not found or not runnable at ${xcaddyBin} (${(err as Error).message.split('\n')[0]}); run "npm run setup" to install it`);
+      throw new ToolchainError(`xcaddy not found or not runnable at ${xcaddyBin} (${(err as Error).message.split('\n')[0]}); run "${opts.setupCommand ?? 'npm run setup'}" to install it`);
     }
     let go: string;
     try {

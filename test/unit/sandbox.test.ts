@@ -224,11 +224,13 @@ describe('without a working sandbox, nothing builds', () => {
       await assert.rejects(openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', ...o }), (err: Error) => {
         assert.match(err.message, /builds cannot start: sandbox: (bwrap|socat) not found/);
         assert.match(err.message, /apt-get install bubblewrap socat/);
-        assert.match(err.message, /scripts\/sandbox\.sh/);
+        assert.match(err.message, /run `npm run setup`/, 'a checkout names npm run setup');
         assert.match(err.message, /--sandbox none/);
         return true;
       });
     }
+    // The npm package names its own set-up command (docs/install.md).
+    await assert.rejects(openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', bwrapBin: '/nonexistent/bwrap', setupCommand: 'fairway setup' }), /To fix: run `fairway setup`/);
   });
 
   test('a missing build user (as root): refused with the useradd line; not root: no build user is needed', async () => {
