@@ -1,31 +1,46 @@
 /**
- * Reproducibility: two agents with separate Go caches build the same spec and produce
- * the same binary: same sha256, same size, same Go build info; and signed provenance (the same
- * key on both agents, as a fleet has) that differs only in the builder and the times.
+ * Reproducibility: agents with separate Go caches, with and without the fleet caches, build the
+ * same spec and produce the same binary: same sha256, same size, same Go build info; and signed
+ * provenance (the same key on every agent, as a fleet has) that differs only in the builder and
+ * the times.
  *
- * Real parts: Redis, an S3-compatible server, a hub and two `fairway agent` processes, real
- * xcaddy. Agent A uses the shared test cache (warm, inside the repository's checkout); agent B an
- * empty temp dir outside it, so its build downloads every module from the proxy and compiles
- * everything from scratch. Between the two builds the artifact is deleted from the store and a
- * fresh hub (whose index is rebuilt from the store) takes the request, so the second agent really
- * builds the same key again. One spec only: a cold Caddy build takes minutes on two cores.
+ * Real parts: Redis, an S3-compatible server, a hub and three `fairway agent` processes, real
+ * xcaddy. Agent A uses the shared test cache (warm, inside the repository's checkout) and no fleet
+ * caches. Agent B has an empty temp dir outside it and the fleet caches (docs/distributed.md):
+ * its modules come through the hub's module proxy (itself empty: it fills from the upstream
+ * proxy) and its build cache is the GOCACHEPROG program with an empty shared tier in the bucket,
+ * so it compiles everything from scratch and puts every object there. Between the two builds the
+ * artifact is deleted from the store and a fresh hub (whose index is rebuilt from the store)
+ * takes the request, so the second agent really builds the same key again. Agent C, new with
+ * empty local caches, then does the verification rebuild from the warm fleet: the shared tier's
+ * objects and the hub's modules. One spec only: a cold Caddy build takes minutes on two cores.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { writeFile } from 'node:fs/promises';
 import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { sha256Hash } from '../../src/auth/index.js';
 import { createKeyPair, publicKeyFromPem, readStatement, verifyProvenance, type DsseEnvelope, type Statement } from '../../src/provenance/index.js';
 import { api, CADDY_VERSION, startFairway, tempDir, waitForBuild, XCADDY, type FairwayProcess } from '../helpers/fairway.js';
 import { startRedis, startS3, type RedisService, type S3Service } from '../helpers/services.js';
 
 const run = promisify(execFile);
 const BUILD = 25 * 60_000;
+const AGENT_TOKEN = 'fw_repro_fleet_agent_0123456789abcdef0123';
+
+/** Module files the hub's module proxy answered (from its cache, or filled from the upstream). */
+async function goproxyAnswers(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let n = 0;
+  for (const m of text.matchAll(/^fairway_goproxy_requests_total\{result="(hit|fill)"\} (\d+)$/gm)) n += Number(m[2]);
+  return n;
+}
 
 async function until(cond: () => Promise<boolean>, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
@@ -52,8 +67,13 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     predicate: { ...s.predicate, runDetails: { ...s.predicate.runDetails, builder: null, metadata: { ...s.predicate.runDetails.metadata, startedOn: null, finishedOn: null } } },
   });
 
+  // Agents authenticate to the hub's module proxy with the agent scope; the test's own calls are anonymous.
   const hub = async () => {
-    const p = await startFairway({ command: 'hub', args: ['--redis', redis.url, '--store', storeUrl], env });
+    const p = await startFairway({
+      command: 'hub',
+      args: ['--redis', redis.url, '--store', storeUrl, '--anonymous-scopes', 'read,build'],
+      env: { ...env, FAIRWAY_TOKENS: `fleet:agent:${sha256Hash(AGENT_TOKEN)}` },
+    });
     procs.push(p);
     return p;
   };
@@ -61,12 +81,21 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     const p = await startFairway({
       command: 'agent',
       args: ['--redis', redis.url, '--store', storeUrl, '--xcaddy-bin', XCADDY, '--agent-id', id, '--concurrency', '1', '--build-timeout', '25m', '--signing-key', keyFile, ...cacheArgs],
-      env,
+      env: { ...env, FAIRWAY_FLEET_TOKEN: AGENT_TOKEN },
     });
     procs.push(p);
     return p;
   };
-  const keysUnder = async (prefix: string) => ((await s3client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: prefix }))).Contents ?? []).map((o) => o.Key!);
+  const keysUnder = async (prefix: string) => {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await s3client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }));
+      keys.push(...(page.Contents ?? []).map((o) => o.Key!));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return keys;
+  };
 
   before(async () => {
     [redis, s3] = await Promise.all([startRedis(), startS3()]);
@@ -90,7 +119,7 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     }
   });
 
-  test('same spec on agent A (shared warm cache) and agent B (empty cache): identical sha256 and build info', { timeout: 2 * BUILD }, async () => {
+  test('same spec on agent A (warm local cache), agent B (empty caches, cold fleet) and agent C (empty caches, warm fleet): identical sha256 and build info', { timeout: 2 * BUILD }, async () => {
     const spec = { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'amd64' };
 
     // Build 1 on agent A, the shared cache of the test suite.
@@ -114,9 +143,10 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     await s3client.send(new DeleteObjectsCommand({ Bucket: s3.bucket, Delete: { Objects: objects.map((Key) => ({ Key })) } }));
     assert.deepEqual(await keysUnder(`fw/artifacts/${a.id}/`), []);
 
-    // Build 2 on agent B with its own, empty Go caches (outside any VCS checkout).
+    // Build 2 on agent B with its own, empty Go caches (outside any VCS checkout) and the fleet caches, both empty.
     const hubB = await hub();
-    await agent('repro-b', ['--cache-dir', freshCache]);
+    const fleet = (cacheDir: string) => ['--cache-dir', cacheDir, '--fleet-proxy', hubB.url, '--go-cache-shared'];
+    const agentB = await agent('repro-b', fleet(freshCache));
     const second = await api(hubB.url, '/api/builds', { json: spec });
     assert.equal(second.status, 202, `expected a rebuild, not a cache hit: ${JSON.stringify(second.body)}`);
     assert.equal(second.body.id, a.id, 'same spec, same cache key');
@@ -124,9 +154,15 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     assert.equal(b.status, 'succeeded', b.error);
     assert.equal(b.agent, 'repro-b');
 
-    // Agent B really used its own caches: the modules were downloaded into it and compiled there.
-    assert.ok(existsSync(join(freshCache, 'mod', 'cache', 'download', 'github.com', 'caddyserver', 'caddy', 'v2', '@v', `${CADDY_VERSION}.zip`)), 'caddy module downloaded into the fresh cache');
-    assert.ok((await readdir(join(freshCache, 'build'))).length > 10, 'the fresh build cache was filled');
+    // Agent B really used its own caches and the fleet's: the modules were downloaded into it
+    // through the hub (whose module cache now has them), compiled there, and put in the bucket.
+    const caddyZip = join('mod', 'cache', 'download', 'github.com', 'caddyserver', 'caddy', 'v2', '@v', `${CADDY_VERSION}.zip`);
+    assert.ok(existsSync(join(freshCache, caddyZip)), 'caddy module downloaded into the fresh cache');
+    const proxied = await goproxyAnswers(hubB.url);
+    assert.ok(proxied > 100, `the hub's module proxy answered ${proxied} module files`);
+    assert.match(agentB.output(), /shared build cache on/);
+    const sharedObjects = (await keysUnder('fw/gocache/blobs/')).length;
+    assert.ok(sharedObjects > 1000, `${sharedObjects} objects in the shared build cache`);
 
     const infoB = (await api(hubB.url, `/api/builds/${b.id}/buildinfo`)).body;
     const binB = Buffer.from(await (await fetch(`${hubB.url}/api/builds/${b.id}/artifact`)).arrayBuffer());
@@ -148,8 +184,10 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     assert.deepEqual(sameParts(stB), sameParts(stA), 'provenance differs only in builder and times');
     assert.deepEqual(readStatement(provB).subject, [{ name: 'caddy_linux_amd64', digest: { sha256: a.sha256 } }]);
 
-    // A verification rebuild of B's build goes to the other agent (A, back with its warm cache) and gives the same bytes.
-    await agent('repro-a');
+    // A verification rebuild of B's build goes to another agent: C, new, with empty local caches
+    // in a warm fleet, builds from the shared tier and the hub's modules, and gives the same bytes.
+    const cCache = join(dir, 'go-fleet-c');
+    await agent('repro-c', fleet(cCache));
     await until(async () => ((await api(hubB.url, '/api/agents')).body.agents as Array<{ id: string }>).length === 2);
     const asked = await api(hubB.url, `/api/builds/${b.id}/rebuild`, { method: 'POST' });
     assert.equal(asked.status, 202, JSON.stringify(asked.body));
@@ -157,8 +195,11 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     assert.notEqual(asked.body.id, b.id, 'a rebuild has its own id and never replaces the original');
     const r = await waitForBuild(hubB.url, asked.body.id, BUILD);
     assert.equal(r.status, 'succeeded', r.error);
-    assert.equal(r.agent, 'repro-a', 'the rebuild ran on the other agent');
+    assert.equal(r.agent, 'repro-c', 'the rebuild ran on the other agent');
     assert.equal(r.sha256, b.sha256, 'the rebuild has the same bytes');
+    assert.deepEqual((await api(hubB.url, `/api/builds/${r.id}/buildinfo`)).body, infoA, 'and the same build info');
+    const cStats = ((await api(hubB.url, '/api/agents')).body.agents as Array<{ id: string; cache?: { sharedHits: number; hitRate: number } }>).find((x) => x.id === 'repro-c')?.cache;
+    assert.ok(cStats && cStats.sharedHits > 1000 && cStats.hitRate > 0.9, `agent C built from the shared tier: ${JSON.stringify(cStats)}`);
     assert.equal((await api(hubB.url, `/api/builds/${b.id}`)).body.sha256, b.sha256, 'the original is untouched');
     const again = await api(hubB.url, `/api/builds/${b.id}/rebuild`, { method: 'POST' });
     assert.equal(again.status, 200, 'one rebuild per build: the finished one answers');
