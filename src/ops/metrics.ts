@@ -145,49 +145,37 @@ function agentGauges(r: Registry[], agents: () => Promise<AgentInfo[]>, timeout:
   gauge('fairway_agent_slots', 'Concurrent builds the agents can run in total.', (l) => l.reduce((n, a) => n + a.concurrency, 0));
   gauge('fairway_agent_busy_slots', 'Builds the agents run now.', (l) => l.reduce((n, a) => n + a.jobs.length, 0));
   // The shared build cache's figures of each agent, as its last heartbeat carried them (agents
-  // serve no HTTP, so the hub exports them): lookups by result since the agent started.
-  new Gauge({
-    name: 'fairway_agent_gocache_lookups',
-    help: 'Go build cache gets of each agent since it started (its last heartbeat), by result: hit (local or shared tier), miss; shared_hit counts the hits from the shared tier; corrupt the entries found not matching their hash.',
-    labelNames: ['agent', 'result'],
-    registers: r,
-    async collect() {
-      let list: AgentInfo[];
-      try {
-        list = await read();
-      } catch {
-        return; // keep the last values
-      }
-      this.reset();
-      for (const a of list) {
-        if (!a.cache) continue;
-        this.set({ agent: a.id, result: 'hit' }, a.cache.hits);
-        this.set({ agent: a.id, result: 'miss' }, a.cache.misses);
-        this.set({ agent: a.id, result: 'shared_hit' }, a.cache.sharedHits);
-        this.set({ agent: a.id, result: 'corrupt' }, a.cache.corrupt);
-      }
-    },
-  });
-  new Gauge({
-    name: 'fairway_agent_gocache_shared_bytes',
-    help: 'Bytes each agent read from (read) and wrote to (written) the shared Go build cache since it started (its last heartbeat).',
-    labelNames: ['agent', 'direction'],
-    registers: r,
-    async collect() {
-      let list: AgentInfo[];
-      try {
-        list = await read();
-      } catch {
-        return;
-      }
-      this.reset();
-      for (const a of list) {
-        if (!a.cache) continue;
-        this.set({ agent: a.id, direction: 'read' }, a.cache.sharedBytesRead ?? 0);
-        this.set({ agent: a.id, direction: 'written' }, a.cache.sharedBytesWritten ?? 0);
-      }
-    },
-  });
+  // serve no HTTP, so the hub exports them), since the agent started.
+  const perAgent = (name: string, help: string, label: string, values: (c: NonNullable<AgentInfo['cache']>) => Record<string, number>) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['agent', label],
+      registers: r,
+      async collect() {
+        let list: AgentInfo[];
+        try {
+          list = await read();
+        } catch {
+          return; // keep the last values
+        }
+        this.reset();
+        for (const a of list) {
+          if (!a.cache) continue;
+          for (const [v, n] of Object.entries(values(a.cache))) this.set({ agent: a.id, [label]: v }, n);
+        }
+      },
+    });
+  perAgent(
+    'fairway_agent_gocache_lookups',
+    'Go build cache gets of each agent since it started (its last heartbeat), by result: hit (local or shared tier), miss; shared_hit counts the hits from the shared tier; corrupt the entries found not matching their hash.',
+    'result',
+    (c) => ({ hit: c.hits, miss: c.misses, shared_hit: c.sharedHits, corrupt: c.corrupt }),
+  );
+  perAgent('fairway_agent_gocache_shared_bytes', 'Bytes each agent read from (read) and wrote to (written) the shared Go build cache since it started (its last heartbeat).', 'direction', (c) => ({
+    read: c.sharedBytesRead ?? 0,
+    written: c.sharedBytesWritten ?? 0,
+  }));
 }
 
 type StoreReading = StoreStats & { blobs?: number; blobBytes?: number };
