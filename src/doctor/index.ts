@@ -9,13 +9,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, realpath, rm, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { MIN_GO_VERSION, XCADDY_VERSION, type Config } from '../config/index.js';
 import { loadSigner } from '../provenance/index.js';
 import { openSandbox, sandboxVisibleParent, type Sandbox } from '../sandbox/index.js';
 import { goVersionOk, xcaddyVersionAt } from '../setup/index.js';
 import { openStore } from '../store/index.js';
+import { findOnPath } from '../toolchain/index.js';
 import { formatBytes } from '../util/units.js';
 
 export interface CheckOutcome {
@@ -120,23 +121,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: num
 
 /** The go binary on PATH (or the configured path), resolved to its real file, and its GOROOT. */
 export async function findGo(goBin: string, env: NodeJS.ProcessEnv): Promise<{ bin: string; goRoot: string } | null> {
-  let found: string | null = null;
-  if (isAbsolute(goBin) || goBin.includes('/')) found = resolve(goBin);
-  else {
-    for (const dir of (env.PATH ?? '').split(delimiter)) {
-      if (!dir) continue;
-      const p = join(dir, goBin);
-      if (
-        await access(p, constants.X_OK).then(
-          () => true,
-          () => false,
-        )
-      ) {
-        found = p;
-        break;
-      }
-    }
-  }
+  const found = await findOnPath(goBin, env.PATH ?? '');
   if (!found) return null;
   const real = await realpath(found).catch(() => null);
   return real ? { bin: real, goRoot: dirname(dirname(real)) } : null;

@@ -216,9 +216,10 @@ export class Toolchain {
   }
 }
 
-async function findOnPath(name: string): Promise<string | null> {
+/** An executable `name` in the dirs of `path` (a name with a slash: that path, resolved), or null. */
+export async function findOnPath(name: string, path = process.env.PATH ?? '/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin'): Promise<string | null> {
   if (isAbsolute(name) || name.includes('/')) return resolvePath(name);
-  for (const dir of (process.env.PATH ?? '/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin').split(delimiter)) {
+  for (const dir of path.split(delimiter)) {
     if (!dir) continue;
     const p = join(dir, name);
     if (
