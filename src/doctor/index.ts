@@ -16,7 +16,7 @@ import { loadSigner } from '../provenance/index.js';
 import { openSandbox, sandboxVisibleParent, type Sandbox } from '../sandbox/index.js';
 import { goVersionOk, xcaddyVersionAt } from '../setup/index.js';
 import { openStore } from '../store/index.js';
-import { findOnPath } from '../toolchain/index.js';
+import { findOnPath, goProxyEnv } from '../toolchain/index.js';
 import { formatBytes } from '../util/units.js';
 
 export interface CheckOutcome {
@@ -256,11 +256,7 @@ export function doctorChecks(o: DoctorOptions): { checks: Check[]; close(): Prom
             GOENV: 'off',
             GOTELEMETRY: 'off',
             GO111MODULE: 'on',
-            ...(c.goproxy !== undefined ? { GOPROXY: c.goproxy } : {}),
-            ...(c.goprivate !== undefined ? { GOPRIVATE: c.goprivate } : {}),
-            ...(c.gonosumdb !== undefined ? { GONOSUMDB: c.gonosumdb } : {}),
-            ...(c.gonoproxy !== undefined ? { GONOPROXY: c.gonoproxy } : {}),
-            ...(c.gosumdb !== undefined ? { GOSUMDB: c.gosumdb } : {}),
+            ...goProxyEnv(c),
           };
           const r = await sb.run({ argv: [g.bin, 'list', '-m', '-json', `${mod}@latest`], cwd: dir, env: goEnv, readOnly: [g.goRoot], writable: [dir], network: 'modules' }, { timeoutMs });
           const info = JSON.parse(r.stdout) as { Version?: string };

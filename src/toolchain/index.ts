@@ -164,11 +164,7 @@ export class Toolchain {
       XCADDY_WHICH_GO: this.goBin,
       // Fairway runs the built binary itself, in a sandbox without network (src/build).
       XCADDY_PRINT_VERSION: '0',
-      ...(o.goproxy !== undefined ? { GOPROXY: o.goproxy } : {}),
-      ...(o.goprivate !== undefined ? { GOPRIVATE: o.goprivate } : {}),
-      ...(o.gonosumdb !== undefined ? { GONOSUMDB: o.gonosumdb } : {}),
-      ...(o.gonoproxy !== undefined ? { GONOPROXY: o.gonoproxy } : {}),
-      ...(o.gosumdb !== undefined ? { GOSUMDB: o.gosumdb } : {}),
+      ...goProxyEnv(o),
       ...(this.goCache ? { GOCACHEPROG: this.goCache.prog } : {}),
       ...extra,
     };
@@ -214,6 +210,17 @@ export class Toolchain {
   get runDir(): string {
     return join(this.cacheDir, 'tmp', 'run');
   }
+}
+
+/** The module proxy settings as the go command's environment (only those set). */
+export function goProxyEnv(o: Pick<ToolchainOptions, 'goproxy' | 'goprivate' | 'gonosumdb' | 'gonoproxy' | 'gosumdb'>): Record<string, string> {
+  return {
+    ...(o.goproxy !== undefined ? { GOPROXY: o.goproxy } : {}),
+    ...(o.goprivate !== undefined ? { GOPRIVATE: o.goprivate } : {}),
+    ...(o.gonosumdb !== undefined ? { GONOSUMDB: o.gonosumdb } : {}),
+    ...(o.gonoproxy !== undefined ? { GONOPROXY: o.gonoproxy } : {}),
+    ...(o.gosumdb !== undefined ? { GOSUMDB: o.gosumdb } : {}),
+  };
 }
 
 /** An executable `name` in the dirs of `path` (a name with a slash: that path, resolved), or null. */
