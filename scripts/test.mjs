@@ -36,6 +36,17 @@ function files(dir) {
   return out.sort().filter((f) => !filter || f.includes(filter));
 }
 
+// The tests run on Node 24, the pinned `node` devDependency that npm scripts put first on PATH
+// (docs/install.md "Node.js"); a machine's own older node would test a runtime Fairway does not use.
+const major = Number(process.versions.node.split('.')[0]);
+process.stderr.write(`test: Node.js ${process.version} at ${process.execPath}\n`);
+if (major < 24) {
+  process.stderr.write(
+    `test: Node.js ${process.version} is not the Node 24 the tests run on: run them with \`npm test\` after \`npm ci\` (the node devDependency puts Node 24 in node_modules/.bin)\n`,
+  );
+  process.exit(1);
+}
+
 run(process.execPath, [join(root, 'scripts', 'setup.mjs')]);
 // Format, lint (Biome) and type-check the tests and benches too, before any test runs.
 run(join(root, 'node_modules', '.bin', 'biome'), ['ci', '--colors=off', '.']);

@@ -19,6 +19,14 @@ export const XCADDY_VERSION = 'v0.4.7';
 export const XCADDY_MODULE = 'github.com/caddyserver/xcaddy/cmd/xcaddy';
 /** The oldest Go the builds, xcaddy and tools/cacheprog need (goCacheShared: 1.24). */
 export const MIN_GO_VERSION = '1.22';
+/**
+ * The Node.js lines Fairway runs on: those that still get security fixes (package.json
+ * `engines.node` says the same). 24 is the active LTS and what a checkout, the tests and CI run
+ * (the `node` devDependency); 22 from 22.12 is maintenance LTS. 23 and anything older are past
+ * their end of life.
+ */
+export const NODE_ENGINES = '^22.12.0 || >=24.0.0';
+export const NODE_RECOMMENDED = '24';
 
 // ---- install kind and tools dir (docs/install.md) ----
 /**

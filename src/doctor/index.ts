@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { MIN_GO_VERSION, XCADDY_VERSION, type Config } from '../config/index.js';
 import { loadSigner } from '../provenance/index.js';
 import { openSandbox, sandboxVisibleParent, type Sandbox } from '../sandbox/index.js';
-import { goVersionOk, xcaddyVersionAt } from '../setup/index.js';
+import { goVersionOk, nodeRuntimeCheck, xcaddyVersionAt } from '../setup/index.js';
 import { openStore } from '../store/index.js';
 import { findOnPath, goProxyEnv } from '../toolchain/index.js';
 import { formatBytes } from '../util/units.js';
@@ -95,6 +95,8 @@ export interface DoctorOptions {
   /** Module the proxy check resolves `@latest` of. */
   probeModule?: string;
   timeoutMs?: number;
+  /** The Node.js version checked (default this process's `process.version`). */
+  nodeVersion?: string;
 }
 
 interface Ran {
@@ -166,6 +168,7 @@ export function doctorChecks(o: DoctorOptions): { checks: Check[]; close(): Prom
   const goFix = `install Go ${MIN_GO_VERSION} or newer (https://go.dev/dl/) and put it on PATH, or set --go-bin / FAIRWAY_GO_BIN`;
 
   const checks: Check[] = [
+    { name: 'node', run: async () => nodeRuntimeCheck(o.nodeVersion) },
     {
       name: 'go',
       run: async () => {

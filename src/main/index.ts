@@ -8,7 +8,7 @@ import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, FAIRWAY_VERSION, loadConfig, setupCommand } from '../config/index.js';
 import { exitCode, formatReport, runDoctor } from '../doctor/index.js';
-import { runSetup, setupOptionsFrom } from '../setup/index.js';
+import { nodeRuntimeCheck, runSetup, setupOptionsFrom } from '../setup/index.js';
 import { registerClientCommands, registerPackageCommands, registerProvenanceCommands, registerTokenCommands } from '../cli/index.js';
 import { createLogger } from '../util/logger.js';
 import { agentFlags, doctorFlags, hubFlags, serveFlags, setupFlags } from './flags.js';
@@ -27,6 +27,10 @@ function daemon(
     const { config: file, ...flags } = opts;
     const config = loadConfig({ flags, ...(typeof file === 'string' ? { file } : {}) });
     const logger = createLogger(config.logLevel, { format: config.logFormat });
+    // The runtime first: an unmaintained Node.js gets no security fixes (docs/install.md "Node.js").
+    const node = nodeRuntimeCheck();
+    if (node.ok) logger.info({ node: process.version, execPath: process.execPath }, node.detail);
+    else logger.warn({ node: process.version, execPath: process.execPath, fix: node.fix }, node.detail);
     const running = await start(config, logger);
     let stopping = false;
     const stop = (signal: string) => {
@@ -72,9 +76,9 @@ setupFlags(program.command('setup'))
   .action(async (opts: Record<string, unknown>) => {
     const { config: file, systemd, os, ...flags } = opts;
     const config = loadConfig({ flags, ...(typeof file === 'string' ? { file } : {}) });
-    // The command the units start: this program as it was invoked (npm's bin link), else node + the script.
-    const script = resolve(process.argv[1] ?? '');
-    const fairwayBin = script.endsWith('.js') && realpathSync(script) === script ? `${process.execPath} ${script}` : script;
+    // The command the units start: the Node.js running this setup (checked by its `node` step) and
+    // this program's real path, so a service never runs on whatever older `node` PATH has first.
+    const fairwayBin = `${process.execPath} ${realpathSync(resolve(process.argv[1] ?? ''))}`;
     const result = await runSetup(
       setupOptionsFrom(config, {
         log: (line) => process.stdout.write(`setup: ${line}\n`),

@@ -293,7 +293,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  logger.info({ url, port, role: parts.role, store: store.kind, dataDir: config.dataDir }, `fairway listening on ${url}`);
+  logger.info({ url, port, role: parts.role, store: store.kind, dataDir: config.dataDir, node: process.version }, `fairway listening on ${url}`);
   ops.start();
   // A hub shares the store with other hubs and agents: resync its index from the listing now and then.
   const rescan = parts.role === 'hub' ? setInterval(() => void service.rescan().catch((err: unknown) => logger.warn({ err }, 'index rescan failed')), config.indexRescanInterval) : undefined;

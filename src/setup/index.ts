@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { MIN_GO_VERSION, PROJECT_ROOT, XCADDY_MODULE, XCADDY_VERSION } from '../config/index.js';
+import { MIN_GO_VERSION, NODE_ENGINES, NODE_RECOMMENDED, PROJECT_ROOT, XCADDY_MODULE, XCADDY_VERSION } from '../config/index.js';
 
 export interface SetupOptions {
   /** xcaddy and fairway-cacheprog go to `<toolsDir>/bin`. */
@@ -27,8 +27,10 @@ export interface SetupOptions {
   installOsPackages?: boolean;
   /** Also write the systemd units here (and, for /etc/systemd/system, /etc/fairway/fairway.env when absent). */
   systemdDir?: string;
-  /** The fairway command the units start (ExecStart). */
+  /** The fairway command the units start (ExecStart): `<node> <dist/main/index.js>`. */
   fairwayBin?: string;
+  /** The Node.js version the `node` step checks (default this process's). */
+  nodeVersion?: string;
   /** The package (or checkout) folder: tools/cacheprog, scripts/sandbox.sh, deploy/systemd. */
   root?: string;
   env?: NodeJS.ProcessEnv;
@@ -39,7 +41,7 @@ export interface SetupOptions {
 }
 
 export interface SetupStep {
-  name: 'go' | 'xcaddy' | 'cacheprog' | 'sandbox' | 'systemd';
+  name: 'node' | 'go' | 'xcaddy' | 'cacheprog' | 'sandbox' | 'systemd';
   ok: boolean;
   detail: string;
 }
@@ -86,6 +88,30 @@ export function goVersionOk(version: string, min = MIN_GO_VERSION): boolean {
   return have[0] > want[0] || (have[0] === want[0] && have[1] >= want[1]);
 }
 
+/**
+ * Whether a Node.js version (`v24.21.0`, as `process.version`) is on a maintained line:
+ * 22.12 or newer in 22, or 24 and newer (NODE_ENGINES). Odd lines after 22 (23, 25) are
+ * short-lived and past their end: refused too.
+ */
+export function nodeVersionOk(version: string): boolean {
+  const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (!m) return false;
+  const major = Number(m[1]);
+  const minor = Number(m[2]);
+  if (major === 22) return minor >= 12;
+  return major >= 24 && major % 2 === 0;
+}
+
+/** The doctor's and the start-up's line on this process's Node.js, with the fix when it is not maintained. */
+export function nodeRuntimeCheck(version = process.version): { ok: boolean; detail: string; fix?: string } {
+  if (nodeVersionOk(version)) return { ok: true, detail: `Node.js ${version} at ${process.execPath} (maintained: ${NODE_ENGINES})` };
+  return {
+    ok: false,
+    detail: `Node.js ${version} at ${process.execPath} is past its end of life (no security fixes); Fairway needs ${NODE_ENGINES}`,
+    fix: `install Node.js ${NODE_RECOMMENDED} LTS (docs/install.md "Node.js": NodeSource's node_${NODE_RECOMMENDED}.x apt repository or the official tarball) and run fairway with it; in a checkout, npm start and npm test use the pinned node devDependency`,
+  };
+}
+
 /** The version `xcaddy version` prints first, or null when it is missing or does not run. */
 export async function xcaddyVersionAt(bin: string, env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
   const r = await run(bin, ['version'], { env, output: 'capture' });
@@ -125,6 +151,10 @@ export async function runSetup(o: SetupOptions): Promise<SetupResult> {
   // Go builds the tools with the operator's caches, never the server's.
   const goEnv: NodeJS.ProcessEnv = { ...env, GOTOOLCHAIN: 'local', CGO_ENABLED: '0', ...(o.goproxy !== undefined ? { GOPROXY: o.goproxy } : {}) };
   o.log(`tools dir: ${resolve(o.toolsDir)}`);
+
+  // ---- node: the runtime the servers (and the units written below) run on ----
+  const node = nodeRuntimeCheck(o.nodeVersion);
+  step('node', node.ok, node.ok ? node.detail : `${node.detail}; ${node.fix}`);
 
   // ---- go ----
   const gv = await run(goBin, ['env', 'GOVERSION'], { env: goEnv, output: 'capture' });

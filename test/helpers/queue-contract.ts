@@ -36,11 +36,7 @@ interface Deferred<T> {
   resolve(v: T): void;
 }
 function deferred<T = void>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((res) => {
-    resolve = res;
-  });
-  return { promise, resolve };
+  return Promise.withResolvers<T>();
 }
 
 /** After each test, jobs still running (a test that failed half-way) are stopped this soon: one failure stays one. */

@@ -13,10 +13,12 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync } from 'node:fs';
-import { chmod, cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { NODE_ENGINES } from '../../src/config/index.js';
+import { nodeVersionOk } from '../../src/setup/index.js';
 import { api, CADDY_VERSION, GO_CACHE, ROOT, tempDir, waitForBuild } from '../helpers/fairway.js';
 import { startRedis, startS3 } from '../helpers/services.js';
 
@@ -123,7 +125,8 @@ describe('the npm package: pack, install -g, setup, doctor, serve, systemd units
       (f) => f.startsWith('package/src/') || f.startsWith('package/test/') || f.startsWith('package/bench/') || (f.endsWith('.ts') && !f.endsWith('.d.ts')) || f.endsWith('.map'),
     );
     assert.deepEqual(bad, [], 'sources, tests or source maps in the package');
-    const pkg = JSON.parse((await exec('tar', ['-xzOf', tarball, 'package/package.json'])).stdout) as { private?: boolean; scripts?: Record<string, string> };
+    const pkg = JSON.parse((await exec('tar', ['-xzOf', tarball, 'package/package.json'])).stdout) as { private?: boolean; scripts?: Record<string, string>; engines?: Record<string, string> };
+    assert.equal(pkg.engines?.node, NODE_ENGINES, 'the package admits only maintained Node.js lines');
     assert.notEqual(pkg.private, true);
     assert.equal(pkg.scripts?.prepack, 'npm run build', 'npm pack builds first');
     for (const hook of ['preinstall', 'install', 'postinstall']) assert.equal(pkg.scripts?.[hook], undefined, `${hook} would run at install time`);
@@ -136,6 +139,7 @@ describe('the npm package: pack, install -g, setup, doctor, serve, systemd units
     const first = await exec(fairway, ['setup'], { env, timeoutMs: 300_000 });
     assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}`);
     assert.match(first.stdout, new RegExp(`setup: tools dir: ${toolsDir}`));
+    assert.match(first.stdout, /setup: node: Node\.js v24\.\d+\.\d+ at /);
     assert.match(first.stdout, /setup: go: go1\.\d+/);
     assert.match(first.stdout, /setup: xcaddy: v0\.4\.7 (installed|present) at /);
     assert.match(first.stdout, /setup: sandbox: /);
@@ -167,7 +171,23 @@ describe('the npm package: pack, install -g, setup, doctor, serve, systemd units
         `no ${name} check`,
       );
     assert.match(checks.find((c) => c.name === 'xcaddy')!.detail, /v0\.4\.7/);
+    assert.match(checks.find((c) => c.name === 'node')!.detail, /^Node\.js v24\./);
     assert.match(checks.find((c) => c.name === 'module proxy')!.detail, /caddy\/v2@latest resolves to v2\./);
+  });
+
+  test("fairway doctor run by an end-of-life Node.js (the machine's own node, when it is one) fails its node check and names the fix", { timeout: 120_000 }, async (t) => {
+    const system = ['/usr/bin/node', '/usr/local/bin/node'].find((p) => existsSync(p));
+    const version = system ? (await exec(system, ['--version'])).stdout.trim() : '';
+    if (!system || nodeVersionOk(version)) {
+      t.skip(`no end-of-life Node.js on this machine (${system ?? 'no system node'} ${version}); the unit test covers the check`);
+      return;
+    }
+    const r = await exec(system, [await realpath(fairway), ...doctorArgs(), '--json'], { env });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const node = (JSON.parse(r.stdout) as DoctorCheck[]).find((c) => c.name === 'node')!;
+    assert.equal(node.ok, false);
+    assert.match(node.detail, new RegExp(`Node\\.js ${version.replace(/\./g, '\\.')} .* is past its end of life`));
+    assert.match(node.fix ?? '', /install Node\.js 24 LTS/);
   });
 
   test('fairway doctor fails (non-zero) and names the fix: Go missing from PATH', { timeout: 120_000 }, async () => {
@@ -286,7 +306,8 @@ describe('the npm package: pack, install -g, setup, doctor, serve, systemd units
     const names = ['fairway-serve.service', 'fairway-hub.service', 'fairway-agent.service'];
     for (const [i, n] of names.entries()) {
       const text = await readFile(join(units, n), 'utf8');
-      assert.match(text, new RegExp(`^ExecStart=${fairway} ${['serve', 'hub', 'agent'][i]}$`, 'm'));
+      // The Node.js that ran setup (a maintained one: its `node` step checked) and the real path of the program.
+      assert.match(text, new RegExp(`^ExecStart=${process.execPath} ${await realpath(fairway)} ${['serve', 'hub', 'agent'][i]}$`, 'm'));
       assert.match(text, /^KillMode=mixed$/m);
       assert.match(text, /^Restart=on-failure$/m);
       assert.match(text, /^StateDirectory=fairway$/m);
@@ -300,7 +321,7 @@ describe('the npm package: pack, install -g, setup, doctor, serve, systemd units
     await writeFile(join(units, 'broken-setting.service'), serve.replace('KillMode=mixed', 'KillMode=sometimes'));
     const warned = await exec('systemd-analyze', ['verify', join(units, 'broken-setting.service')], { cwd: units });
     assert.match(warned.stderr, /kill mode/i);
-    await writeFile(join(units, 'broken-exec.service'), serve.replace(`ExecStart=${fairway}`, `ExecStart=${join(dir, 'no-such-fairway')}`));
+    await writeFile(join(units, 'broken-exec.service'), serve.replace(`ExecStart=${process.execPath}`, `ExecStart=${join(dir, 'no-such-node')}`));
     const refused = await exec('systemd-analyze', ['verify', join(units, 'broken-exec.service')], { cwd: units });
     assert.notEqual(refused.code, 0);
   });

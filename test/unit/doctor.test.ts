@@ -181,8 +181,23 @@ describe('doctorChecks for a configuration', () => {
   test('optional checks appear only when configured', () => {
     const base = loadConfig({ env: {}, flags: { dataDir: join(dir, 'd') } });
     const names = (c: typeof base) => doctorChecks({ config: c, setupCommand: 'fairway setup' }).checks.map((x) => x.name);
-    assert.deepEqual(names(base), ['go', 'xcaddy', 'cacheprog', 'sandbox', 'module proxy', 'data dir', 'cache dir']);
-    assert.deepEqual(names({ ...base, redis: 'redis://127.0.0.1:6379', store: '/tmp/s', signingKey: '/etc/k' }).slice(7), ['redis', 'store', 'signing key']);
+    assert.deepEqual(names(base), ['node', 'go', 'xcaddy', 'cacheprog', 'sandbox', 'module proxy', 'data dir', 'cache dir']);
+    assert.deepEqual(names({ ...base, redis: 'redis://127.0.0.1:6379', store: '/tmp/s', signingKey: '/etc/k' }).slice(8), ['redis', 'store', 'signing key']);
+  });
+
+  test('node: maintained lines pass (22.12+, 24, 26), end-of-life ones fail with the fix', async () => {
+    const config = loadConfig({ env: {}, flags: { dataDir: join(dir, 'dn') } });
+    const nodeCheck = async (v: string) => doctorChecks({ config, setupCommand: 'fairway setup', nodeVersion: v }).checks[0]!.run();
+    for (const v of ['v22.12.0', 'v22.20.1', 'v24.0.0', 'v24.21.0', 'v26.1.0']) assert.equal((await nodeCheck(v)).ok, true, v);
+    for (const v of ['v18.20.8', 'v20.20.2', 'v22.11.0', 'v23.11.1', 'v25.2.0', 'garbage']) {
+      const r = await nodeCheck(v);
+      assert.equal(r.ok, false, v);
+      assert.match(r.detail, /past its end of life/);
+      assert.match(r.fix ?? '', /install Node\.js 24 LTS/);
+    }
+    // This test process itself runs on the pinned Node 24 (npm test puts node_modules/.bin first on PATH).
+    assert.equal((await nodeCheck(process.version)).ok, true, `the tests run on ${process.version}`);
+    assert.equal(process.versions.node.split('.')[0], '24', 'npm test runs the tests on Node 24 (the node devDependency)');
   });
 
   test('Go missing and xcaddy missing: both fail, naming the fix; the proxy check is not run; exit 1', async () => {

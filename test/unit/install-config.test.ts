@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { INSTALL_KIND, PROJECT_ROOT, defaultToolsDir, installKindOf, loadConfig, setupCommand } from '../../src/config/index.js';
+import { INSTALL_KIND, NODE_ENGINES, PROJECT_ROOT, defaultToolsDir, installKindOf, loadConfig, setupCommand } from '../../src/config/index.js';
 import { SYSTEMD_UNITS, UNIT_FAIRWAY_PATH, unitText } from '../../src/setup/index.js';
 
 const empty = mkdtempSync(join(tmpdir(), 'fairway-install-unit-'));
@@ -25,6 +25,14 @@ describe('install kind', () => {
     assert.equal(setupCommand({ kind: 'checkout', toolsDir: join(PROJECT_ROOT, '.tools') }), 'npm run setup', 'the default dir is not named');
     assert.equal(setupCommand({ kind: 'checkout', toolsDir: '/opt/t' }), 'FAIRWAY_TOOLS_DIR=/opt/t npm run setup');
     assert.equal(setupCommand({ kind: 'package', toolsDir: '/opt/t' }), 'fairway setup --tools-dir /opt/t');
+  });
+});
+
+describe('the Node.js runtime', () => {
+  test('package.json engines.node is NODE_ENGINES (maintained lines only); the pinned node devDependency is a 24 LTS', () => {
+    const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { engines: { node: string }; devDependencies: Record<string, string> };
+    assert.equal(pkg.engines.node, NODE_ENGINES);
+    assert.match(pkg.devDependencies.node ?? '', /^24\.\d+\.\d+$/, 'an exact 24.x pin');
   });
 });
 

@@ -14,13 +14,7 @@ interface Deferred<T> {
   reject(e: unknown): void;
 }
 function deferred<T = void>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
+  return Promise.withResolvers<T>();
 }
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
