@@ -12,7 +12,7 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { killGroup, SandboxRunError, type Sandbox, type SandboxCommand } from '../sandbox/index.js';
-import { hostPlatform, type ResolvedSpec } from '../spec/index.js';
+import { comparePlugins, hostPlatform, type ResolvedSpec } from '../spec/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 
 export type LogStream = 'stdout' | 'stderr' | 'system';
@@ -138,10 +138,14 @@ export async function sweepOrphanBuilds(tmpDir: string): Promise<string[]> {
   return swept;
 }
 
-/** The xcaddy command line for a spec. Exported for tests and for the reproducibility benchmark. */
+/**
+ * The xcaddy command line for a spec, the plugins in the canonical order (`comparePlugins`, the
+ * key's order; BUILD_FLAGS): xcaddy's output follows the order of its `--with` flags, so any other
+ * order would give other bytes under the same key. Exported for tests and for the benchmarks.
+ */
 export function xcaddyArgs(spec: ResolvedSpec, output: string): string[] {
   const args = ['build', spec.caddyVersion, '--output', output];
-  for (const p of spec.plugins) {
+  for (const p of [...spec.plugins].sort(comparePlugins)) {
     let w = p.version ? `${p.module}@${p.version}` : p.module;
     if (p.replace) w += `=${p.replace.kind === 'path' ? p.replace.path : `${p.replace.module}@${p.replace.version}`}`;
     args.push('--with', w);

@@ -11,7 +11,7 @@ import type { HotCache } from '../cache/index.js';
 import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
 import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
 import type { Resolver, VersionList } from '../resolve/index.js';
-import { cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
 import { parseEnvelope, type DsseEnvelope } from '../provenance/index.js';
 import { AppError, NotFoundError } from '../util/errors.js';
@@ -569,6 +569,13 @@ export class BuildService {
     if (meta?.status !== 'succeeded') throw new NotFoundError(`finished build ${id}`);
     if (meta.rebuildOf) throw new AppError(409, 'is_rebuild', `build ${id} is a rebuild of ${meta.rebuildOf}: rebuild that one`);
     const spec = meta.spec as ResolvedSpec;
+    if (spec.toolchain.flags !== BUILD_FLAGS) {
+      throw new AppError(
+        409,
+        'not_rebuildable',
+        `build ${id} was built with the flags ${spec.toolchain.flags}, whose bytes followed the order the plugins were requested in; this server builds with ${BUILD_FLAGS} (the canonical order), so a rebuild could not give its bytes: request the build again (POST /api/builds) for a build under the current flags`,
+      );
+    }
     if (spec.plugins.some((p) => p.replace?.kind === 'path')) {
       throw new AppError(409, 'not_rebuildable', `build ${id} uses a local directory replacement, which only the server that has the directory can build`);
     }

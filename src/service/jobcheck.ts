@@ -8,7 +8,7 @@
  * fails at once, without retries, and nothing is written to the store.
  */
 import { JobRefused, type RemoteJob } from '../queue/index.js';
-import { cacheKey, checkResolvedSpec, rebuildKey, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import { BUILD_FLAGS, cacheKey, checkResolvedSpec, rebuildKey, requestMismatch, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import type { BuildPayload } from './processor.js';
 
 export interface RemoteJobCheckOptions {
@@ -32,6 +32,11 @@ export function checkRemoteJob(job: RemoteJob, opts: RemoteJobCheckOptions): Bui
       `agent ${agent} has ${opts.identity.go} and xcaddy ${opts.identity.xcaddy}, but this build was keyed for ${String(tc.go)} and xcaddy ${String(tc.xcaddy)}; run the same versions on hubs and agents`,
     );
   }
+  // The flags name how Fairway builds (BUILD_FLAGS): a job with any other value asks this agent to
+  // build in a way it does not, and to sign a statement saying so.
+  if (tc.flags !== BUILD_FLAGS) {
+    throw new JobRefused(`refused job ${key}: it was keyed for the build flags ${JSON.stringify(tc.flags).slice(0, 80)}, but this agent builds with ${BUILD_FLAGS} ${FROM_HUBS}`);
+  }
   let spec: ResolvedSpec;
   try {
     spec = checkResolvedSpec(rawSpec, { allowLocalPaths: false, ...(opts.platforms ? { platforms: opts.platforms } : {}) });
@@ -49,6 +54,9 @@ export function checkRemoteJob(job: RemoteJob, opts: RemoteJobCheckOptions): Bui
     if (data.avoidAgent !== undefined && typeof data.avoidAgent !== 'string') throw new JobRefused(`refused job ${key}: its avoidAgent is not a string ${FROM_HUBS}`);
   } else if (specKey !== key) throw new JobRefused(`refused job ${key}: its spec has the cache key ${specKey}, not the job's ${FROM_HUBS}`);
   if (!data.request || typeof data.request !== 'object') throw new JobRefused(`refused job ${key}: its payload has no request ${FROM_HUBS}`);
+  // The request is signed beside the spec (provenance): it must be the request that resolved to it.
+  const mismatch = requestMismatch(data.request, spec);
+  if (mismatch) throw new JobRefused(`refused job ${key}: its request contradicts its spec: ${mismatch} ${FROM_HUBS}`);
   if (typeof data.requestedAt !== 'string' || Number.isNaN(Date.parse(data.requestedAt))) {
     throw new JobRefused(`refused job ${key}: its payload has no valid requestedAt ${FROM_HUBS}`);
   }

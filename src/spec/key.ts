@@ -20,20 +20,36 @@ function sortKeys(v: unknown): unknown {
   return v;
 }
 
+/**
+ * The canonical order of plugins: by module path, compared as bytes (the order of the key's JSON
+ * and of xcaddy's `--with` flags). Module paths are unique within a spec (the grammar refuses a
+ * duplicate), so the order is total.
+ */
+export function comparePlugins(a: { module: string }, b: { module: string }): number {
+  return a.module < b.module ? -1 : a.module > b.module ? 1 : 0;
+}
+
 /** The spec in canonical form: plugins sorted by module path, absent fields dropped. */
 export function canonicalSpec(spec: ResolvedSpec): ResolvedSpec {
-  const plugins = [...spec.plugins].sort((a, b) => (a.module < b.module ? -1 : a.module > b.module ? 1 : 0));
-  return { ...spec, plugins };
+  return { ...spec, plugins: [...spec.plugins].sort(comparePlugins) };
 }
 
 export const KEY_VERSION = 'fairway-key-v1';
 
 /**
  * The build flags every artifact is built with, recorded in every spec's toolchain and so part of
- * every cache key: xcaddy's defaults (-trimpath, -ldflags "-w -s"). A change of flags must change
- * this name, so that binaries built differently never share a key.
+ * every cache key: xcaddy's defaults (-trimpath, -ldflags "-w -s") with the plugins passed to
+ * xcaddy in the canonical order (`comparePlugins`; xcaddy's generated main.go imports them in the
+ * order of its `--with` flags, and the bytes follow). A change of anything that changes the bytes
+ * must change this name, so that binaries built differently never share a key.
+ *
+ * History: `xcaddy-default` (until 2026-12) passed the plugins in the order of the request, so one
+ * key could stand for as many binaries as orders; artifacts stored under those keys keep them and
+ * their bytes (they are still served by id and digest), but no new request resolves to them.
  */
-export const BUILD_FLAGS = 'xcaddy-default';
+export const BUILD_FLAGS = 'xcaddy-default+sorted-plugins';
+/** The flags of artifacts built before the canonical plugin order: their bytes followed the request's order. */
+export const LEGACY_BUILD_FLAGS = 'xcaddy-default';
 
 /**
  * The cache key: sha256 of the canonical JSON of a fully resolved spec. Only resolved inputs go in

@@ -74,3 +74,51 @@ export function checkResolvedSpec(input: unknown, opts: CheckResolvedOptions): R
   });
   return spec as ResolvedSpec;
 }
+
+const EXACT = /^v\d+\.\d+\.\d+$/;
+const REQUEST_KEYS = new Set(['caddyVersion', 'os', 'arch', 'arm', 'plugins']);
+const PLUGIN_KEYS = new Set(['module', 'version', 'replace']);
+
+/**
+ * Why a build request does not describe a resolved spec, or null when it does. An agent signs the
+ * job's request beside the spec (provenance's externalParameters), so the request must be the one
+ * that resolved to this spec: the same target, the same set of plugin modules, and every version
+ * the request pinned exactly (`vX.Y.Z`, its replacements too) the one in the spec. Queries
+ * (`latest`, a branch, a prefix) are not re-resolved here: the spec's exact version stands for them.
+ */
+export function requestMismatch(request: unknown, spec: ResolvedSpec): string | null {
+  if (!request || typeof request !== 'object' || Array.isArray(request)) return 'the request is not an object';
+  const r = request as Record<string, unknown>;
+  const extra = Object.keys(r).filter((k) => !REQUEST_KEYS.has(k));
+  if (extra.length) return `the request has fields a build request does not (${extra.join(', ').slice(0, 200)})`;
+  if (r.caddyVersion !== undefined && (typeof r.caddyVersion !== 'string' || r.caddyVersion.length > 128)) return "the request's caddyVersion is not a version";
+  if (r.os !== spec.os || r.arch !== spec.arch) return `the request's target ${String(r.os)}/${String(r.arch)} is not the spec's ${spec.os}/${spec.arch}`;
+  if ((r.arm ?? undefined) !== (spec.arm ?? undefined)) return `the request's GOARM ${String(r.arm)} is not the spec's ${String(spec.arm)}`;
+  if (typeof r.caddyVersion === 'string' && EXACT.test(r.caddyVersion) && r.caddyVersion !== spec.caddyVersion) {
+    return `the request asks for Caddy ${r.caddyVersion}, the spec has ${spec.caddyVersion}`;
+  }
+  if (!Array.isArray(r.plugins)) return 'the request has no plugin list';
+  const byModule = new Map(spec.plugins.map((p) => [p.module, p]));
+  const seen = new Set<string>();
+  for (const p of r.plugins as unknown[]) {
+    const rp = p && typeof p === 'object' ? (p as Record<string, unknown>) : {};
+    if (Object.keys(rp).some((k) => !PLUGIN_KEYS.has(k))) return 'a plugin of the request has fields a plugin request does not';
+    if ((rp.version !== undefined && (typeof rp.version !== 'string' || rp.version.length > 128)) || (rp.replace !== undefined && typeof rp.replace === 'string' && rp.replace.length > 512)) {
+      return 'a plugin of the request has a malformed version or replacement';
+    }
+    const module = typeof rp.module === 'string' ? rp.module : '';
+    const sp = byModule.get(module);
+    if (!sp || seen.has(module)) return `the request's plugin ${JSON.stringify(module).slice(0, 300)} is not in the spec (or is there twice)`;
+    seen.add(module);
+    if (typeof rp.version === 'string' && EXACT.test(rp.version) && rp.version !== sp.version) return `the request pins ${module}@${rp.version}, the spec has ${String(sp.version)}`;
+    if (rp.replace !== undefined) {
+      if (typeof rp.replace !== 'string' || !sp.replace) return `the request replaces ${module}, the spec does not`;
+      const [rm, rv] = rp.replace.split('@');
+      if (sp.replace.kind === 'module' && (rm !== sp.replace.module || (rv !== undefined && EXACT.test(rv) && rv !== sp.replace.version))) {
+        return `the request replaces ${module} with ${rp.replace}, the spec with ${sp.replace.module}@${sp.replace.version}`;
+      }
+    } else if (sp.replace) return `the spec replaces ${module}, the request does not`;
+  }
+  if (seen.size !== byModule.size) return `the spec has plugins the request did not ask for (${[...byModule.keys()].filter((m) => !seen.has(m)).join(', ')})`;
+  return null;
+}

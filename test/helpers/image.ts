@@ -21,7 +21,7 @@ export function specFor(arch = 'amd64', arm?: string): ResolvedSpec {
     arch,
     ...(arm !== undefined ? { arm } : {}),
     plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' }],
-    toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.7', flags: 'xcaddy-default' },
+    toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.7', flags: 'xcaddy-default+sorted-plugins' },
   };
 }
 

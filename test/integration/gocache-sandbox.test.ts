@@ -147,7 +147,7 @@ describe('shared build cache in the build sandbox', () => {
     const tc = await Toolchain.detect({ goBin: 'go', xcaddyBin: xcaddy, cacheDir, sandbox });
     tc.useGoCache({ prog: CACHEPROG, socket: cache.socketPath, localDir: cache.localDir });
     const lines: string[] = [];
-    const spec: ResolvedSpec = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: tc.identity.go, xcaddy: 'v0.4.7', flags: 'xcaddy-default' } };
+    const spec: ResolvedSpec = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: tc.identity.go, xcaddy: 'v0.4.7', flags: 'xcaddy-default+sorted-plugins' } };
     const out = await new XcaddyRunner(tc, { timeoutMs: 300_000 }).run(spec, { onLine: (_s, t) => lines.push(t) });
     await out.cleanup();
     await cache.flush();

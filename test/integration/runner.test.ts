@@ -23,7 +23,7 @@ const spec: ResolvedSpec = {
   os: 'linux',
   arch: 'amd64',
   plugins: [],
-  toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'xcaddy-default' },
+  toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'xcaddy-default+sorted-plugins' },
 };
 
 let dir: string;

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { cacheKey, rebuildKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, cacheKey, LEGACY_BUILD_FLAGS, rebuildKey, type ResolvedSpec } from '../../src/spec/index.js';
 import { testApi, type TestApi } from '../helpers/api.js';
 
-const spec: ResolvedSpec = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'test' } };
+const spec: ResolvedSpec = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: BUILD_FLAGS } };
 const key = cacheKey(spec);
 let t: TestApi;
 
@@ -93,4 +93,25 @@ test('unknown builds are 404; a rebuild of a rebuild is 409; a malformed id is 4
   assert.equal(done.json().id, rkey);
   const bad = await t.app.inject({ method: 'POST', url: '/api/builds/..%2Fetc/rebuild' });
   assert.ok(bad.statusCode === 400 || bad.statusCode === 404, String(bad.statusCode));
+});
+
+test('a build from before the canonical plugin order (legacy flags) is not rebuildable: 409 naming both flags and what to do', async () => {
+  const legacy: ResolvedSpec = { ...spec, toolchain: { ...spec.toolchain, flags: LEGACY_BUILD_FLAGS } };
+  const lkey = cacheKey(legacy);
+  assert.notEqual(lkey, key, 'the flags are part of the key');
+  const bin = join(t.store.root, 'caddy-legacy');
+  await writeFile(bin, 'binary');
+  const at = '2026-11-01T10:00:00.000Z';
+  await t.store.put({
+    meta: { key: lkey, status: 'succeeded', request: {}, spec: legacy, filename: 'caddy_linux_amd64', sha256: 'a'.repeat(64), size: 6, createdAt: at, finishedAt: at },
+    binaryPath: bin,
+    log: '',
+  });
+  await t.service.rescan();
+  const r = await t.app.inject({ method: 'POST', url: `/api/builds/${lkey}/rebuild` });
+  assert.equal(r.statusCode, 409, r.body);
+  assert.equal(r.json().error.code, 'not_rebuildable');
+  assert.match(r.json().error.message, /xcaddy-default\b.*order.*xcaddy-default\+sorted-plugins.*request the build again/);
+  // Still served as it is: its record and binary stay.
+  assert.equal((await t.app.inject({ method: 'GET', url: `/api/builds/${lkey}` })).json().status, 'succeeded');
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { JobRefused } from '../../src/queue/index.js';
 import { checkRemoteJob, remoteJobCheck } from '../../src/service/index.js';
-import { cacheKey, PlatformSet, rebuildKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, cacheKey, LEGACY_BUILD_FLAGS, PlatformSet, rebuildKey, type ResolvedSpec } from '../../src/spec/index.js';
 
 const platforms = new PlatformSet([
   { os: 'linux', arch: 'amd64' },
@@ -20,7 +20,7 @@ const spec: ResolvedSpec = {
   os: 'linux',
   arch: 'amd64',
   plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' }],
-  toolchain: { go: identity.go, xcaddy: identity.xcaddy, flags: 'xcaddy-default' },
+  toolchain: { go: identity.go, xcaddy: identity.xcaddy, flags: BUILD_FLAGS },
 };
 const request = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' }] };
 const requestedAt = '2026-12-01T00:00:00.000Z';
@@ -67,6 +67,29 @@ test("the spec must hash to the job's key", () => {
   // A spec that hashes to its key but is not the key's: a plugin added under a plain key.
   const plain = { ...spec, plugins: [] };
   refused({ ...payload, spec: { ...plain, plugins: [{ module: 'github.com/evil/caddy-backdoor', version: 'v1.0.0' }] } }, /its spec has the cache key/, cacheKey(plain));
+});
+
+test('the build flags must be the ones this agent builds with: foreign or legacy flags are refused', () => {
+  for (const flags of ['-ldflags=-X main.backdoor=1', LEGACY_BUILD_FLAGS, '']) {
+    const forged = { ...spec, toolchain: { ...spec.toolchain, flags } };
+    refused({ ...payload, spec: forged }, /^refused job [0-9a-f]{64}: it was keyed for the build flags .* but this agent builds with xcaddy-default\+sorted-plugins/, cacheKey(forged));
+  }
+});
+
+test('the request must be the one that resolved to the spec (it is signed beside it)', () => {
+  const contradicts = /^refused job [0-9a-f]{64}: its request contradicts its spec: /;
+  refused({ ...payload, request: { ...request, os: 'windows' } }, contradicts);
+  refused({ ...payload, request: { ...request, caddyVersion: 'v2.10.0' } }, /asks for Caddy v2\.10\.0, the spec has v2\.11\.9/);
+  refused({ ...payload, request: { ...request, plugins: [] } }, /plugins the request did not ask for \(github\.com\/mholt\/caddy-l4\)/);
+  refused({ ...payload, request: { ...request, plugins: [{ module: 'github.com/evil/x', version: 'v1.0.0' }] } }, /plugin "github\.com\/evil\/x" is not in the spec/);
+  refused({ ...payload, request: { ...request, plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v0.1.1' }] } }, /pins github\.com\/mholt\/caddy-l4@v0\.1\.1, the spec has v0\.1\.2/);
+  refused(
+    { ...payload, request: { ...request, plugins: [{ module: 'github.com/mholt/caddy-l4', replace: 'github.com/evil/l4@v1.0.0' }] } },
+    /replaces github\.com\/mholt\/caddy-l4, the spec does not/,
+  );
+  refused({ ...payload, request: { ...request, pwned: '<script>' } }, /^refused job/);
+  // Queries stand for the spec's exact versions.
+  assert.deepEqual(check({ ...payload, request: { ...request, caddyVersion: 'latest', plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'latest' }] } }).spec, spec);
 });
 
 test('the rest of the payload must be there', () => {

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { parseRange } from '../../src/api/artifact.js';
 import { binaryName, xcaddyArgs, type LogLine } from '../../src/build/index.js';
 import { formatLog, parseLog } from '../../src/service/logformat.js';
-import { PlatformSet, SpecError, parseBuildRequest, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
+import { PlatformSet, SpecError, cacheKey, parseBuildRequest, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
 import { ENV_ALLOWLIST, Toolchain } from '../../src/toolchain/index.js';
 import { assertClean, restoreEnv, setHostileEnv } from '../helpers/hostile-env.js';
 
@@ -154,12 +154,26 @@ describe('xcaddyArgs and binaryName', () => {
       '--with',
       'github.com/greenpau/caddy-security@v1.1.29=github.com/fork/caddy-security@v1.1.30',
       '--with',
-      'github.com/mholt/caddy-l4=github.com/fork/caddy-l4@v0.0.0-20250102000000-abcdefabcdef',
-      '--with',
       'github.com/local/plugin=/src/plugin',
       '--with',
       'github.com/local/rel@v1.0.0=../rel',
+      '--with',
+      'github.com/mholt/caddy-l4=github.com/fork/caddy-l4@v0.0.0-20250102000000-abcdefabcdef',
     ]);
+  });
+
+  test('one key, one command line: every order of the plugins gives the same arguments, in the key order', () => {
+    const permutations = <T>(xs: readonly T[]): T[][] => (xs.length <= 1 ? [[...xs]] : xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest])));
+    const all = permutations(spec.plugins);
+    assert.equal(all.length, 120);
+    const want = xcaddyArgs(spec, 'out');
+    for (const plugins of all) {
+      const other = { ...spec, plugins };
+      assert.equal(cacheKey(other), cacheKey(spec));
+      assert.deepEqual(xcaddyArgs(other, 'out'), want);
+    }
+    const withs = want.filter((_, i) => want[i - 1] === '--with').map((w) => w.split(/[@=]/)[0]!);
+    assert.deepEqual(withs, [...withs].sort(), 'the --with flags follow the sorted module paths');
   });
 
   test('no plugins: just build, version and output', () => {

@@ -28,7 +28,7 @@ const good: ResolvedSpec = {
     { module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' },
     { module: 'github.com/example/fork', replace: { kind: 'module', module: 'github.com/me/fork', version: 'v0.0.0-20260101000000-abcdefabcdef' } },
   ],
-  toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'xcaddy-default' },
+  toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'xcaddy-default+sorted-plugins' },
 };
 const check = (spec: unknown, allowLocalPaths = false) => checkResolvedSpec(spec, { platforms, allowLocalPaths });
 const refused = (spec: unknown, field: RegExp, allowLocalPaths = false) =>
