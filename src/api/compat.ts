@@ -129,7 +129,7 @@ export function compatErrorHandler(err: FastifyError | Error, req: FastifyReques
   const id = randomUUID();
   const retry = err instanceof AppError && err.retryAfterS ? err.retryAfterS : 0;
   if (status >= 500 && !retry) req.log.error({ err, errorId: id }, 'compat request failed');
-  else req.log.info({ errorId: id, code: body.error.code, msg: body.error.message }, 'compat request refused');
+  else req.log.info({ errorId: id, code: body.error.code, reason: body.error.message }, 'compat request refused');
   if (retry) reply.header('Retry-After', String(retry));
   // Shutting down: the connection must not stay open (kept alive) and hold up the server's close.
   if (body.error.code === 'shutting_down') reply.header('Connection', 'close');

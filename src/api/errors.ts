@@ -49,7 +49,7 @@ export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = toHttpError(err);
     if (status >= 500) req.log.error({ err }, 'request failed');
-    else req.log.info({ code: body.error.code, msg: body.error.message }, 'request refused');
+    else req.log.info({ code: body.error.code, reason: body.error.message }, 'request refused');
     if (err instanceof AppError && err.retryAfterS) reply.header('Retry-After', String(err.retryAfterS));
     if (body.error.code === 'shutting_down') reply.header('Connection', 'close');
     void reply.code(status).type('application/json').send(body);

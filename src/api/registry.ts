@@ -62,7 +62,7 @@ export function ociErrorHandler(err: FastifyError | Error, req: FastifyRequest, 
   const { status: s, body } = toHttpError(err);
   const [status, code] = err instanceof RegistryError ? [err.statusCode, err.ociCode] : ociCodeOf(s, body.error.code);
   if (status >= 500 && status !== 503) req.log.error({ err }, 'registry request failed');
-  else req.log.info({ code, msg: body.error.message }, 'registry request refused');
+  else req.log.info({ code, reason: body.error.message }, 'registry request refused');
   if (err instanceof AppError && err.retryAfterS) reply.header('Retry-After', String(err.retryAfterS));
   if (body.error.code === 'shutting_down') reply.header('Connection', 'close');
   void reply

@@ -1,9 +1,70 @@
 /** The flags of `serve`, `hub` and `agent` (each maps to a config setting: src/config). */
 import { type Command, Option } from 'commander';
 
-/** Operations: pruning, refresh, prebuilds, Go cache budget (docs/operations.md). */
-function opsServerOptions(cmd: Command): Command {
+/** Common options first, then one group a topic (`--help` shows each under its heading). */
+function commonOptions(cmd: Command): Command {
   return cmd
+    .optionsGroup('Common options:')
+    .option('-c, --config <file>', 'JSON config file (env FAIRWAY_CONFIG)')
+    .option('--host <host>', 'address to listen on (env FAIRWAY_HOST, default 127.0.0.1)')
+    .option('-p, --port <port>', 'port to listen on, 0 for any (env FAIRWAY_PORT, default 8080)')
+    .option('-d, --data-dir <dir>', 'artifacts and state (env FAIRWAY_DATA_DIR, default .data)')
+    .addOption(new Option('--log-level <level>', 'log level (env FAIRWAY_LOG_LEVEL)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON otherwise (env FAIRWAY_LOG_FORMAT)').choices(['auto', 'json', 'pretty']));
+}
+
+/** The rest of the server flags, by topic, after the role's own (each maps to a config setting: src/config). */
+function topicOptions(cmd: Command): Command {
+  return cmd
+    .optionsGroup('Builds:')
+    .option('--cache-dir <dir>', 'Go module/build caches (env FAIRWAY_CACHE_DIR, default <data-dir>/go)')
+    .option('-w, --workers <n>', 'concurrent builds (env FAIRWAY_WORKERS, default 1)')
+    .option('--build-timeout <duration>', 'per-build timeout, e.g. 30m (env FAIRWAY_BUILD_TIMEOUT)')
+    .option('--resolve-ttl <duration>', 'how long `latest` stays pinned, e.g. 10m (env FAIRWAY_RESOLVE_TTL)')
+    .option('--max-plugins <n>', 'plugins per build (env FAIRWAY_MAX_PLUGINS, default 50)')
+    .option('--max-artifact-size <size>', 'largest binary accepted, e.g. 512MB (env FAIRWAY_MAX_ARTIFACT_SIZE)')
+    .option('--min-free-disk <size>', 'free disk needed before a build starts, 0 = off (env FAIRWAY_MIN_FREE_DISK, default 2GB)')
+    .option(
+      '--tools-dir <dir>',
+      'where `fairway setup` installs xcaddy and fairway-cacheprog (env FAIRWAY_TOOLS_DIR, default .tools in a checkout, for a package /usr/local/lib/fairway/tools as root, else ~/.local/share/fairway/tools)',
+    )
+    .option('--xcaddy-bin <path>', 'xcaddy binary (env FAIRWAY_XCADDY_BIN, default <tools-dir>/bin/xcaddy)')
+    .option('--go-bin <path>', 'go command (env FAIRWAY_GO_BIN, default go)')
+    .option('--sandbox <kind>', 'bwrap (default): builds and built binaries run in bubblewrap as the build user; none: no sandbox, unsafe (env FAIRWAY_SANDBOX)')
+    .option('--build-user <user>', 'user builds run as when Fairway runs as root, a name or uid:gid (env FAIRWAY_BUILD_USER, default fairway-build)')
+    .option('--goproxy <list>', 'GOPROXY for resolution and builds (env FAIRWAY_GOPROXY or GOPROXY)')
+    .option('--goprivate <list>', 'GOPRIVATE (env FAIRWAY_GOPRIVATE or GOPRIVATE)')
+    .option('--gonosumdb <list>', 'GONOSUMDB (env FAIRWAY_GONOSUMDB or GONOSUMDB)')
+    .option('--gonoproxy <list>', 'GONOPROXY (env FAIRWAY_GONOPROXY or GONOPROXY)')
+    .option('--gosumdb <value>', 'GOSUMDB, the checksum database (env FAIRWAY_GOSUMDB or GOSUMDB)')
+    .optionsGroup('Store and catalog:')
+    .option('--store <url>', 'artifact store: a directory or s3://bucket/prefix?endpoint=... (env FAIRWAY_STORE)')
+    .option('--catalog-upstream <url>', 'package list to mirror into the catalog, caddyserver.com /api/packages shape (env FAIRWAY_CATALOG_UPSTREAM)')
+    .option('--catalog-refresh <duration>', 'how often to refresh the catalog mirror, e.g. 6h (env FAIRWAY_CATALOG_REFRESH)')
+    .addOption(new Option('--catalog-learn <mode>', 'learn module IDs by running built binaries (env FAIRWAY_CATALOG_LEARN, default catalog)').choices(['off', 'catalog', 'all']))
+    .optionsGroup('Provenance (docs/provenance.md):')
+    .option('--signing-key <file>', 'ECDSA P-256 key (PKCS#8 PEM) that builds are signed with; `fairway key create` makes one (env FAIRWAY_SIGNING_KEY; serve and agent)')
+    .option('--public-key <file>', "public key (PEM) served at /api/signing-key; a hub takes its agents' key here (env FAIRWAY_PUBLIC_KEY)")
+    .optionsGroup('Access and limits (docs/SECURITY.md):')
+    .option('--auth-file <file>', 'API tokens, JSON [{name, hash, scopes}] (env FAIRWAY_AUTH_FILE; also FAIRWAY_TOKENS)')
+    .option('--anonymous-scopes <list>', 'scopes without a token: none, read, read,build (env FAIRWAY_ANONYMOUS_SCOPES; never admin)')
+    .option('--trust-proxy <value>', 'client address from X-Forwarded-For: true or proxy addresses (env FAIRWAY_TRUST_PROXY)')
+    .option('--allow-modules <patterns>', 'module patterns that may be built, e.g. catalog,github.com/myorg/* (env FAIRWAY_ALLOW_MODULES)')
+    .option('--deny-modules <patterns>', 'module patterns that are refused (env FAIRWAY_DENY_MODULES)')
+    .option('--caddy-versions <range>', 'Caddy versions allowed, e.g. ">=v2.8.0 <v3" (env FAIRWAY_CADDY_VERSIONS)')
+    .option('--rate-limit <n>', 'requests per client per window, 0 = off (env FAIRWAY_RATE_LIMIT, default 1200)')
+    .option('--rate-limit-window <duration>', 'rate limit window (env FAIRWAY_RATE_LIMIT_WINDOW, default 1m)')
+    .option('--build-rate-limit <n>', 'build requests per client per window, 0 = off (env FAIRWAY_BUILD_RATE_LIMIT, default 120)')
+    .option('--max-active-builds <n>', 'builds one client may have queued or running, 0 = off (env FAIRWAY_MAX_ACTIVE_BUILDS, default 10)')
+    .option('--allowed-hosts <list>', 'host names answered besides localhost, 127.0.0.1, [::1] and --host; checked on loopback, and on any address once set (env FAIRWAY_ALLOWED_HOSTS)')
+    .option('--allowed-origins <list>', 'origins of other web pages that may call the API, e.g. https://ci.example.com (env FAIRWAY_ALLOWED_ORIGINS)')
+    .option('--body-limit <size>', 'largest request body accepted, e.g. 64KB (env FAIRWAY_BODY_LIMIT)')
+    .optionsGroup('Connections and timeouts (docs/operations.md):')
+    .option('--headers-timeout <duration>', 'time to send the request headers, e.g. 30s (env FAIRWAY_HEADERS_TIMEOUT, default 30s)')
+    .option('--request-timeout <duration>', 'time to send the whole request; responses are never cut (env FAIRWAY_REQUEST_TIMEOUT, default 60s)')
+    .option('--keep-alive-timeout <duration>', 'idle time between requests on a kept-alive connection (env FAIRWAY_KEEP_ALIVE_TIMEOUT, default 65s)')
+    .option('--max-connections-per-client <n>', 'open connections per client address, 0 = off (env FAIRWAY_MAX_CONNECTIONS_PER_CLIENT, default 256)')
+    .optionsGroup('Pruning, refresh and prebuilds (docs/operations.md):')
     .option('--store-max-bytes <size>', 'byte budget of the artifact store, e.g. 20GB (env FAIRWAY_STORE_MAX_BYTES)')
     .option('--store-max-age <duration>', 'prune artifacts not downloaded for this long, e.g. 30d (env FAIRWAY_STORE_MAX_AGE)')
     .option('--pinned <list>', 'never pruned: cache keys, or a JSON list of build specs (env FAIRWAY_PINNED)')
@@ -12,67 +73,15 @@ function opsServerOptions(cmd: Command): Command {
     .option('--prune-interval <duration>', 'how often the store and Go cache budgets are checked, default 1h (env FAIRWAY_PRUNE_INTERVAL)')
     .option('--go-cache-max-bytes <size>', 'budget of the Go build + module caches, e.g. 10GB (env FAIRWAY_GO_CACHE_MAX_BYTES)')
     .option('--access-write-interval <duration>', 'how often last-download times are written to the store, default 60s (env FAIRWAY_ACCESS_WRITE_INTERVAL)')
+    .optionsGroup('Images (docs/registry.md):')
     .option('--recipes <json>', 'named plugin sets served as caddy/<name> images, JSON {"name": {"plugins": [{"module", "version"}]}} (env FAIRWAY_RECIPES)')
     .option('--image-platforms <list>', 'platforms of an image tag, default linux/amd64,linux/arm64 (env FAIRWAY_IMAGE_PLATFORMS)')
     .option('--image-wait <duration>', 'how long a manifest request waits for on-demand builds, default 10m (env FAIRWAY_IMAGE_WAIT)');
 }
 
-function serverOptions(cmd: Command): Command {
-  return (
-    opsServerOptions(cmd)
-      .option('-c, --config <file>', 'JSON config file (env FAIRWAY_CONFIG)')
-      .option('--host <host>', 'address to listen on (env FAIRWAY_HOST, default 127.0.0.1)')
-      .option('-p, --port <port>', 'port to listen on, 0 for any (env FAIRWAY_PORT, default 8080)')
-      .option('-d, --data-dir <dir>', 'artifacts and state (env FAIRWAY_DATA_DIR, default .data)')
-      .option('--cache-dir <dir>', 'Go module/build caches (env FAIRWAY_CACHE_DIR, default <data-dir>/go)')
-      .option('-w, --workers <n>', 'concurrent builds (env FAIRWAY_WORKERS, default 1)')
-      .option('--build-timeout <duration>', 'per-build timeout, e.g. 30m (env FAIRWAY_BUILD_TIMEOUT)')
-      .option('--resolve-ttl <duration>', 'how long `latest` stays pinned, e.g. 10m (env FAIRWAY_RESOLVE_TTL)')
-      .option('--max-plugins <n>', 'plugins per build (env FAIRWAY_MAX_PLUGINS, default 50)')
-      .option('--max-artifact-size <size>', 'largest binary accepted, e.g. 512MB (env FAIRWAY_MAX_ARTIFACT_SIZE)')
-      .option(
-        '--tools-dir <dir>',
-        'where `fairway setup` installs xcaddy and fairway-cacheprog (env FAIRWAY_TOOLS_DIR, default .tools in a checkout, ~/.local/share/fairway/tools or as root /var/lib/fairway/tools for a package)',
-      )
-      .option('--xcaddy-bin <path>', 'xcaddy binary (env FAIRWAY_XCADDY_BIN, default <tools-dir>/bin/xcaddy)')
-      .option('--go-bin <path>', 'go command (env FAIRWAY_GO_BIN, default go)')
-      .option('--sandbox <kind>', 'bwrap (default): builds and built binaries run in bubblewrap as the build user; none: no sandbox, unsafe (env FAIRWAY_SANDBOX)')
-      .option('--build-user <user>', 'user builds run as when Fairway runs as root, a name or uid:gid (env FAIRWAY_BUILD_USER, default fairway-build)')
-      .option('--goproxy <list>', 'GOPROXY for resolution and builds (env FAIRWAY_GOPROXY or GOPROXY)')
-      .option('--goprivate <list>', 'GOPRIVATE (env FAIRWAY_GOPRIVATE or GOPRIVATE)')
-      .option('--gonosumdb <list>', 'GONOSUMDB (env FAIRWAY_GONOSUMDB or GONOSUMDB)')
-      .option('--gonoproxy <list>', 'GONOPROXY (env FAIRWAY_GONOPROXY or GONOPROXY)')
-      .option('--gosumdb <value>', 'GOSUMDB, the checksum database (env FAIRWAY_GOSUMDB or GOSUMDB)')
-      .option('--body-limit <size>', 'largest request body accepted, e.g. 64KB (env FAIRWAY_BODY_LIMIT)')
-      .option('--store <url>', 'artifact store: a directory or s3://bucket/prefix?endpoint=... (env FAIRWAY_STORE)')
-      .option('--catalog-upstream <url>', 'package list to mirror into the catalog, caddyserver.com /api/packages shape (env FAIRWAY_CATALOG_UPSTREAM)')
-      .option('--catalog-refresh <duration>', 'how often to refresh the catalog mirror, e.g. 6h (env FAIRWAY_CATALOG_REFRESH)')
-      .addOption(new Option('--catalog-learn <mode>', 'learn module IDs by running built binaries (env FAIRWAY_CATALOG_LEARN, default catalog)').choices(['off', 'catalog', 'all']))
-      // ---- provenance (docs/provenance.md) ----
-      .option('--signing-key <file>', 'ECDSA P-256 key (PKCS#8 PEM) that builds are signed with; `fairway key create` makes one (env FAIRWAY_SIGNING_KEY; serve and agent)')
-      .option('--public-key <file>', "public key (PEM) served at /api/signing-key; a hub takes its agents' key here (env FAIRWAY_PUBLIC_KEY)")
-      // ---- security (docs/SECURITY.md) ----
-      .option('--auth-file <file>', 'API tokens, JSON [{name, hash, scopes}] (env FAIRWAY_AUTH_FILE; also FAIRWAY_TOKENS)')
-      .option('--anonymous-scopes <list>', 'scopes without a token: none, read, read,build (env FAIRWAY_ANONYMOUS_SCOPES; never admin)')
-      .option('--trust-proxy <value>', 'client address from X-Forwarded-For: true or proxy addresses (env FAIRWAY_TRUST_PROXY)')
-      .option('--allow-modules <patterns>', 'module patterns that may be built, e.g. catalog,github.com/myorg/* (env FAIRWAY_ALLOW_MODULES)')
-      .option('--deny-modules <patterns>', 'module patterns that are refused (env FAIRWAY_DENY_MODULES)')
-      .option('--caddy-versions <range>', 'Caddy versions allowed, e.g. ">=v2.8.0 <v3" (env FAIRWAY_CADDY_VERSIONS)')
-      .option('--rate-limit <n>', 'requests per client per window, 0 = off (env FAIRWAY_RATE_LIMIT, default 1200)')
-      .option('--rate-limit-window <duration>', 'rate limit window (env FAIRWAY_RATE_LIMIT_WINDOW, default 1m)')
-      .option('--build-rate-limit <n>', 'build requests per client per window, 0 = off (env FAIRWAY_BUILD_RATE_LIMIT, default 120)')
-      .option('--max-active-builds <n>', 'builds one client may have queued or running, 0 = off (env FAIRWAY_MAX_ACTIVE_BUILDS, default 10)')
-      .option('--min-free-disk <size>', 'free disk needed before a build starts, 0 = off (env FAIRWAY_MIN_FREE_DISK, default 2GB)')
-      .option('--allowed-hosts <list>', 'host names answered besides localhost, 127.0.0.1, [::1] and --host; checked on loopback, and on any address once set (env FAIRWAY_ALLOWED_HOSTS)')
-      .option('--allowed-origins <list>', 'origins of other web pages that may call the API, e.g. https://ci.example.com (env FAIRWAY_ALLOWED_ORIGINS)')
-      // ---- connections and timeouts (docs/operations.md) ----
-      .option('--headers-timeout <duration>', 'time to send the request headers, e.g. 30s (env FAIRWAY_HEADERS_TIMEOUT, default 30s)')
-      .option('--request-timeout <duration>', 'time to send the whole request; responses are never cut (env FAIRWAY_REQUEST_TIMEOUT, default 60s)')
-      .option('--keep-alive-timeout <duration>', 'idle time between requests on a kept-alive connection (env FAIRWAY_KEEP_ALIVE_TIMEOUT, default 65s)')
-      .option('--max-connections-per-client <n>', 'open connections per client address, 0 = off (env FAIRWAY_MAX_CONNECTIONS_PER_CLIENT, default 256)')
-      .addOption(new Option('--log-level <level>', 'log level (env FAIRWAY_LOG_LEVEL)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-      .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON otherwise (env FAIRWAY_LOG_FORMAT)').choices(['auto', 'json', 'pretty']))
-  );
+/** The server flags of a role: common ones, then the role's own (`role`), then the topics. */
+function serverOptions(cmd: Command, heading: string, role: (cmd: Command) => Command = (c) => c): Command {
+  return topicOptions(role(commonOptions(cmd).optionsGroup(heading)));
 }
 
 // ---- fleet (docs/distributed.md) ----
@@ -96,33 +105,43 @@ const MEMORY_CACHE = 'memory for recently downloaded binaries, served without re
 
 /** `fairway serve`: the server flags and the hot tier. */
 export function serveFlags(cmd: Command): Command {
-  return serverOptions(cmd).option('--memory-cache <size>', MEMORY_CACHE);
+  return serverOptions(cmd, 'serve options:', (c) => c.option('--memory-cache <size>', MEMORY_CACHE));
 }
 
 /** `fairway hub`: the server flags, Redis, the hot tier, redirects, retries, the index resync. */
 export function hubFlags(cmd: Command): Command {
-  return serverOptions(cmd)
-    .option('--redis <url>', 'Redis URL, e.g. redis://127.0.0.1:6379 (env FAIRWAY_REDIS)')
-    .option('--download-redirect', 'redirect downloads to presigned store URLs (env FAIRWAY_DOWNLOAD_REDIRECT)')
-    .option('--memory-cache <size>', MEMORY_CACHE)
-    .option('--job-attempts <n>', 'tries per build before it fails (env FAIRWAY_JOB_ATTEMPTS, default 3)')
-    .option('--index-rescan-interval <duration>', 'how often the index is resynced from the store listing (env FAIRWAY_INDEX_RESCAN_INTERVAL, default 60s)');
+  return serverOptions(cmd, 'hub options:', (c) =>
+    c
+      .option('--redis <url>', 'Redis URL, e.g. redis://127.0.0.1:6379 (env FAIRWAY_REDIS)')
+      .option('--download-redirect', 'redirect downloads to presigned store URLs (env FAIRWAY_DOWNLOAD_REDIRECT)')
+      .option('--memory-cache <size>', MEMORY_CACHE)
+      .option('--job-attempts <n>', 'tries per build before it fails (env FAIRWAY_JOB_ATTEMPTS, default 3)')
+      .option('--index-rescan-interval <duration>', 'how often the index is resynced from the store listing (env FAIRWAY_INDEX_RESCAN_INTERVAL, default 60s)'),
+  );
 }
 
-/** `fairway agent`: the server flags, Redis, the agent's name and its job lock timings. */
+/** `fairway agent`: the server flags, Redis, the agent's name and its job lock timings, the fleet caches. */
 export function agentFlags(cmd: Command): Command {
-  return sharedCacheAgentOptions(fleetAgentOptions(serverOptions(cmd)))
-    .option('--redis <url>', 'Redis URL (env FAIRWAY_REDIS)')
-    .option('--concurrency <n>', 'builds at once (alias of --workers)')
-    .option('--agent-id <id>', 'name shown in /api/agents (env FAIRWAY_AGENT_ID, default host-pid)')
-    .option('--job-lock-duration <duration>', "lock on a running job; a dead agent's job is retaken after it (env FAIRWAY_JOB_LOCK_DURATION, default 30s)")
-    .option('--stalled-interval <duration>', 'how often stalled jobs are looked for (env FAIRWAY_STALLED_INTERVAL, default 15s)');
+  return serverOptions(cmd, 'agent options:', (c) =>
+    sharedCacheAgentOptions(
+      fleetAgentOptions(
+        c
+          .option('--redis <url>', 'Redis URL (env FAIRWAY_REDIS)')
+          .option('--concurrency <n>', 'builds at once (alias of --workers)')
+          .option('--agent-id <id>', 'name shown in /api/agents (env FAIRWAY_AGENT_ID, default host-pid)')
+          .option('--job-lock-duration <duration>', "lock on a running job; a dead agent's job is retaken after it (env FAIRWAY_JOB_LOCK_DURATION, default 30s)")
+          .option('--stalled-interval <duration>', 'how often stalled jobs are looked for (env FAIRWAY_STALLED_INTERVAL, default 15s)'),
+      ),
+    ),
+  );
 }
 
 // ---- install (docs/install.md) ----
 /** `fairway doctor`: every server flag (so it checks the real configuration), Redis, the GOCACHEPROG program, --json. */
 export function doctorFlags(cmd: Command): Command {
-  return sharedCacheAgentOptions(serverOptions(cmd)).option('--redis <url>', 'also check this Redis: reachable and writable (env FAIRWAY_REDIS)').option('--json', 'print the checks as a JSON list');
+  return serverOptions(cmd, 'doctor options:', (c) =>
+    sharedCacheAgentOptions(c.option('--redis <url>', 'also check this Redis: reachable and writable (env FAIRWAY_REDIS)').option('--json', 'print the checks as a JSON list')),
+  );
 }
 
 /** `fairway setup`: where the tools go, and what the sandbox part needs to know. */

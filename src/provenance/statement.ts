@@ -4,7 +4,7 @@
  * (sorted keys), so two builders that build the same spec write statements that differ only in
  * the builder and the times.
  */
-import { BUILD_FLAGS, canonicalJson, type BuildRequest, type ResolvedSpec } from '../spec/index.js';
+import { BUILD_FLAGS, canonicalJson, canonicalRequest, canonicalSpec, type BuildRequest, type ResolvedSpec } from '../spec/index.js';
 
 export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';
@@ -100,13 +100,20 @@ export function resolvedDependencies(buildInfo: unknown, spec: ResolvedSpec): Re
   return out.sort((a, b) => (a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : 0));
 }
 
+const isRequestLike = (r: unknown): r is { plugins: Array<{ module: string }> } =>
+  !!r &&
+  typeof r === 'object' &&
+  Array.isArray((r as { plugins?: unknown }).plugins) &&
+  (r as { plugins: unknown[] }).plugins.every((p) => !!p && typeof (p as { module?: unknown }).module === 'string');
+
 /** The SLSA v1 predicate of one build. */
 export function provenancePredicate(i: ProvenanceInput): SlsaProvenance {
   const spec = i.spec;
   return {
     buildDefinition: {
       buildType: BUILD_TYPE,
-      externalParameters: { request: i.request, spec },
+      // Plugins in the key's order in both: the order a client listed them in changes nothing built.
+      externalParameters: { request: isRequestLike(i.request) ? canonicalRequest(i.request) : i.request, spec: canonicalSpec(spec) },
       internalParameters: {
         go: spec.toolchain.go,
         xcaddy: spec.toolchain.xcaddy,

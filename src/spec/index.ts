@@ -2,5 +2,5 @@ export * from './types.js';
 export { SpecError, parseBuildRequest, parsePluginArg, CADDY_MODULE, type ParseOptions } from './parse.js';
 export { modulePathError, classifyVersionQuery, isExactVersion, isLocalPath } from './grammar.js';
 export { PlatformSet, ARM_VERSIONS, DEFAULT_ARM, hostPlatform, type Platform } from './platform.js';
-export { BUILD_FLAGS, LEGACY_BUILD_FLAGS, canonicalJson, canonicalSpec, cacheKey, comparePlugins, isCacheKey, rebuildKey } from './key.js';
+export { BUILD_FLAGS, LEGACY_BUILD_FLAGS, canonicalJson, canonicalRequest, canonicalSpec, cacheKey, comparePlugins, isCacheKey, rebuildKey } from './key.js';
 export { checkResolvedSpec, requestMismatch, type CheckResolvedOptions } from './resolved.js';

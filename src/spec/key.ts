@@ -34,6 +34,11 @@ export function canonicalSpec(spec: ResolvedSpec): ResolvedSpec {
   return { ...spec, plugins: [...spec.plugins].sort(comparePlugins) };
 }
 
+/** A build request with its plugins in the canonical order: what provenance signs (the order does not change the bytes). */
+export function canonicalRequest<R extends { plugins: ReadonlyArray<{ module: string }> }>(request: R): R {
+  return { ...request, plugins: [...request.plugins].sort(comparePlugins) };
+}
+
 export const KEY_VERSION = 'fairway-key-v1';
 
 /**

@@ -111,6 +111,9 @@ test('fairway build: live log survives a dropped connection, the binary is verif
     assert.match(r.stderr, /^fairway: (queued|resolving|building)/m, 'phases are shown');
     assert.match(r.stderr, /^fairway: downloading \d/m);
     assert.match(r.stderr, /^fairway: wrote .*caddy \(.*sha256 verified\)$/m);
+    // The line before the download gives the real figures, never placeholders.
+    assert.match(r.stderr, /^fairway: built caddy_linux_amd64: \d+(\.\d+)? [KMG]?B, sha256 [0-9a-f]{64}/m);
+    assert.doesNotMatch(r.stderr, /undefined|: 0 B/);
 
     const rec = JSON.parse(r.stdout);
     assert.equal(rec.status, 'succeeded');

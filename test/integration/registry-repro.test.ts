@@ -6,8 +6,8 @@
  * Server A has its own data dir and store and the shared test cache (warm); server B its own data
  * dir, store and an empty Go cache outside the checkout (module and build caches: its build
  * downloads every module from the proxy and compiles everything, as in repro.test.ts). The same
- * recipe (plain Caddy, no plugins, one platform: a cold build takes minutes on two cores) is
- * configured on both. The index digest, the manifest digest, the config digest and every layer
+ * recipe (Caddy with caddy-ratelimit and caddy-l4, one platform: a cold build takes minutes on two
+ * cores) is configured on both, its plugins listed in another order on each (one key, one binary). The index digest, the manifest digest, the config digest and every layer
  * digest must be the same from A, from A after a restart, and from B.
  *   node scripts/setup.mjs && bash scripts/deps.sh && FAIRWAY_TEST_CACHE=$PWD/.cache/go node --import tsx --test test/integration/registry-repro.test.ts
  */
@@ -23,7 +23,11 @@ import { CADDY_VERSION, ROOT, api, startFairway, tempDir, type FairwayProcess } 
 const run = promisify(execFile);
 const CRANE = join(ROOT, '.tools', 'bin', 'crane');
 const TAG = CADDY_VERSION.replace(/^v/, '');
-const RECIPES = JSON.stringify({ plain: { plugins: [] } });
+// One small plugin pair, configured in one order on A and in the other on B: one key, one image.
+const L4 = { module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' };
+const RATELIMIT = { module: 'github.com/mholt/caddy-ratelimit', version: 'v0.1.0' };
+const RECIPES_A = JSON.stringify({ plain: { plugins: [RATELIMIT, L4] } });
+const RECIPES_B = JSON.stringify({ plain: { plugins: [L4, RATELIMIT] } });
 
 async function crane(args: string[]): Promise<string> {
   try {
@@ -57,8 +61,8 @@ describe('reproducible images: the same digests across a restart and across two 
   let dir: string;
   let freshCache: string;
   const procs: FairwayProcess[] = [];
-  const start = async (dataDir: string, extra: string[] = []) => {
-    const p = await startFairway({ dataDir, args: ['--workers', '1', '--recipes', RECIPES, '--image-platforms', 'linux/amd64', '--build-timeout', '25m', ...extra] });
+  const start = async (dataDir: string, extra: string[] = [], recipes = RECIPES_A) => {
+    const p = await startFairway({ dataDir, args: ['--workers', '1', '--recipes', recipes, '--image-platforms', 'linux/amd64', '--build-timeout', '25m', ...extra] });
     procs.push(p);
     return p;
   };
@@ -92,7 +96,7 @@ describe('reproducible images: the same digests across a restart and across two 
     assert.deepEqual(await digests(a), first, 'the same digests after a restart');
     await a.stop();
 
-    const b = await start(join(dir, 'b'), ['--cache-dir', freshCache]);
+    const b = await start(join(dir, 'b'), ['--cache-dir', freshCache], RECIPES_B);
     const second = await digests(b);
     const tB = Date.now();
     // B really built: a build of its own, with its own caches filled.

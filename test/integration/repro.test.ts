@@ -1,6 +1,7 @@
 /**
  * Reproducibility: agents with separate Go caches, with and without the fleet caches, build the
- * same spec and produce the same binary: same sha256, same size, same Go build info; and signed
+ * same spec (its two plugins listed in another order each time) and produce the same binary: same
+ * sha256, same size, same Go build info; and signed
  * provenance (the same key on every agent, as a fleet has) that differs only in the builder and
  * the times.
  *
@@ -120,7 +121,11 @@ describe('reproducibility: two agents with separate Go caches build the same bin
   });
 
   test('same spec on agent A (warm local cache), agent B (empty caches, cold fleet) and agent C (empty caches, warm fleet): identical sha256 and build info', { timeout: 2 * BUILD }, async () => {
-    const spec = { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'amd64' };
+    // Two plugins, listed in one order for agent A and in the other for agent B: one key, one binary.
+    const L4 = { module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' };
+    const RATELIMIT = { module: 'github.com/mholt/caddy-ratelimit', version: 'v0.1.0' };
+    const spec = { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'amd64', plugins: [RATELIMIT, L4] };
+    const specOtherOrder = { ...spec, plugins: [L4, RATELIMIT] };
 
     // Build 1 on agent A, the shared cache of the test suite.
     const hubA = await hub();
@@ -147,7 +152,7 @@ describe('reproducibility: two agents with separate Go caches build the same bin
     const hubB = await hub();
     const fleet = (cacheDir: string) => ['--cache-dir', cacheDir, '--fleet-proxy', hubB.url, '--go-cache-shared'];
     const agentB = await agent('repro-b', fleet(freshCache));
-    const second = await api(hubB.url, '/api/builds', { json: spec });
+    const second = await api(hubB.url, '/api/builds', { json: specOtherOrder });
     assert.equal(second.status, 202, `expected a rebuild, not a cache hit: ${JSON.stringify(second.body)}`);
     assert.equal(second.body.id, a.id, 'same spec, same cache key');
     const b = await waitForBuild(hubB.url, second.body.id, BUILD);

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyPluginAsync } from 'fastify';
+import pino from 'pino';
 import { z } from 'zod';
 import { testApi, type TestApi } from '../helpers/api.js';
 
@@ -106,5 +107,30 @@ describe('responses that break their schema', () => {
     const res = await t.app.inject({ method: 'GET', url: '/api/broken' });
     assert.equal(res.statusCode, 500);
     assert.deepEqual(res.json(), { error: { code: 'internal', message: 'internal server error; the server log has the details' } });
+  });
+});
+
+describe('log lines of refused requests', () => {
+  test('each key once: the refusal reason is `reason`, the message `msg` (native, compat and registry envelopes)', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+    const t = await testApi({ logger });
+    try {
+      for (const url of [`/api/builds/${'0'.repeat(64)}`, '/api/download?os=plan9&arch=amd64', '/v2/caddy/manifests/not%20a%20tag']) {
+        const r = await t.app.inject({ method: 'GET', url });
+        assert.ok(r.statusCode >= 400 && r.statusCode < 500, `${url}: ${r.statusCode}`);
+      }
+      const refused = lines.filter((l) => /refused/.test(l));
+      assert.equal(refused.length, 3, lines.join(''));
+      for (const l of refused) {
+        assert.equal(l.match(/"msg":/g)?.length, 1, `one msg key: ${l}`);
+        const keys = [...l.matchAll(/"([a-zA-Z_]+)":/g)].map((m) => m[1]!);
+        // Top-level keys only appear once; nested ones (err.*) are not in these lines.
+        assert.deepEqual(keys, [...new Set(keys)], `a key twice: ${l}`);
+        assert.match(JSON.parse(l).reason, /\S/);
+      }
+    } finally {
+      await t.close();
+    }
   });
 });
