@@ -45,6 +45,17 @@ export function toHttpError(err: unknown): { status: number; body: ErrorBody } {
   return { status: 500, body: { error: { code: 'internal', message: 'internal server error; the server log has the details' } } };
 }
 
+/**
+ * 405 for a path some route answers with other methods, with `Allow`; null when no route has the
+ * path (then it is a 404). The error envelope is the caller's (native here, OCI in /v2).
+ */
+export function methodNotAllowed(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply): { allow: string[]; message: string } | null {
+  const allow = app.routeMethods?.allowed(req.url.split('?')[0]!) ?? [];
+  if (allow.length === 0) return null;
+  void reply.header('Allow', allow.join(', '));
+  return { allow, message: `${req.method.slice(0, 20)} is not a method of ${req.url.split('?')[0]!.slice(0, 200)}; it answers ${allow.join(', ')}` };
+}
+
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = toHttpError(err);
@@ -55,7 +66,12 @@ export function installErrorHandlers(app: FastifyInstance): void {
     void reply.code(status).type('application/json').send(body);
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` } });
+    const wrong = methodNotAllowed(app, req, reply);
+    if (wrong) {
+      void reply.code(405).send({ error: { code: 'method_not_allowed', message: wrong.message } });
+      return;
+    }
+    void reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method.slice(0, 20)} ${req.url.split('?')[0]!.slice(0, 200)}` } });
   });
 }
 

@@ -14,6 +14,7 @@ import type { BuildService } from '../service/index.js';
 import { checkingIntervalMs, closeAfterEarlyErrors, DEFAULT_CONNECTIONS, limitConnectionsPerClient, type ConnectionOptions } from './connections.js';
 import { DEV_CROSS_SITE, installCrossSite, type CrossSiteOptions } from './crosssite.js';
 import { clientErrorHandler, frameworkErrors, installErrorHandlers } from './errors.js';
+import { collectRouteMethods, type RouteMethods } from './methods.js';
 import { nativeApi } from './native.js';
 import { LOG_SERIALIZERS } from './redact.js';
 import { edgeValidator, responseSerializer, TAGS } from './schemas.js';
@@ -64,6 +65,13 @@ const OPENAPI_INFO: Partial<OpenAPIV3.Document> = {
  * plugins on it (`app.register(compatApi, …)`, `uiRoutes`, `opsRoutes`) before `listen`. Every
  * route declares its zod schema (for validation, types and /openapi.json) and `config.scope`.
  */
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The methods each path answers (src/api/methods.ts); decorated by createApi. */
+    routeMethods?: RouteMethods;
+  }
+}
+
 export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
   const conn = o.connections ?? DEFAULT_CONNECTIONS;
   const app = Fastify({
@@ -88,6 +96,8 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
   // Route schemas are zod (src/api/schemas.ts): validation, handler types, response serialization.
   app.setValidatorCompiler(edgeValidator);
   app.setSerializerCompiler(responseSerializer);
+  // Before any route: which methods each path answers, for 405 + Allow (src/api/methods.ts).
+  app.decorate('routeMethods', collectRouteMethods(app));
   installErrorHandlers(app);
   app.server.headersTimeout = conn.headersTimeoutMs;
   limitConnectionsPerClient(app.server, conn.maxPerClient, app.log);

@@ -16,7 +16,7 @@ import { z } from 'zod';
 import { RegistryError, type ImageRegistry, type OciErrorCode } from '../registry/index.js';
 import { AppError } from '../util/errors.js';
 import { parseRange, sendBody } from './artifact.js';
-import { toHttpError } from './errors.js';
+import { methodNotAllowed, toHttpError } from './errors.js';
 import { documented, errors } from './schemas.js';
 import { requestContext } from './security.js';
 
@@ -101,6 +101,11 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
   });
   // Any other /v2 path: a name this registry does not have (or an operation it does not do).
   app.setNotFoundHandler((req, reply) => {
+    const wrong = methodNotAllowed(instance, req, reply);
+    if (wrong) {
+      ociErrorHandler(new RegistryError(405, 'UNSUPPORTED', `${wrong.message}: this registry is pull-only`), req, reply);
+      return;
+    }
     const push = req.method !== 'GET' && req.method !== 'HEAD';
     ociErrorHandler(
       push

@@ -134,3 +134,35 @@ describe('log lines of refused requests', () => {
     }
   });
 });
+
+describe('undeclared methods', () => {
+  let t: TestApi;
+  before(async () => {
+    t = await testApi();
+  });
+  after(() => t?.close());
+
+  test('a path some route has, with another method: 405 with Allow (native JSON error; OCI error under /v2); an unknown path stays 404', async () => {
+    for (const [method, url, allow] of [
+      ['TRACE', '/healthz', 'GET, HEAD'],
+      ['DELETE', '/api/stats', 'GET, HEAD'],
+      ['PUT', `/api/builds/${'a'.repeat(64)}/log`, 'GET, HEAD'],
+      ['POST', '/api/versions', 'GET, HEAD'],
+    ] as const) {
+      const r = await t.app.inject({ method, url });
+      assert.equal(r.statusCode, 405, `${method} ${url}: ${r.body}`);
+      assert.equal(r.headers.allow, allow, `${method} ${url}`);
+      assert.equal(r.json().error.code, 'method_not_allowed');
+      assert.match(r.json().error.message, new RegExp(`^${method} is not a method of `));
+    }
+    const oci = await t.app.inject({ method: 'DELETE', url: '/v2/caddy/tags/list' });
+    assert.equal(oci.statusCode, 405, oci.body);
+    assert.equal(oci.headers.allow, 'GET, HEAD');
+    assert.equal(oci.json().errors[0].code, 'UNSUPPORTED');
+    const none = await t.app.inject({ method: 'GET', url: '/api/no-such-thing' });
+    assert.equal(none.statusCode, 404);
+    assert.equal(none.headers.allow, undefined);
+    const post = await t.app.inject({ method: 'POST', url: '/api/builds', payload: {} });
+    assert.notEqual(post.statusCode, 405, 'a declared method is routed');
+  });
+});
