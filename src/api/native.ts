@@ -7,7 +7,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { BuildService } from '../service/index.js';
+import type { BuildService, BuildStatus } from '../service/index.js';
 import { ARM_VERSIONS } from '../spec/index.js';
 import { sendArtifact } from './artifact.js';
 import { fromSeq, logHttp, logWebSocket } from './logs.js';
@@ -32,6 +32,11 @@ const ListQuery = z.object({
     .regex(/^[0-9a-f]{64}$/, 'sha256: 64 lowercase hex digits')
     .optional()
     .describe("only the finished builds whose binary has this sha256 (64 lowercase hex digits): how `fairway verify` finds a file's build"),
+  status: z
+    .string()
+    .regex(/^(queued|running|succeeded|failed|canceled)(,(queued|running|succeeded|failed|canceled))*$/, 'status: a comma-separated list of queued, running, succeeded, failed, canceled')
+    .optional()
+    .describe('only builds in these states, e.g. `queued,running` (default: all; queued and running builds come first)'),
 });
 const VersionsQuery = z.object({ refresh: z.string().optional().describe('`1`: ask the module proxy again now') });
 const LogQuery = z.object({ from: z.string().optional().describe('first line number to send (default 0, or after `Last-Event-ID`)') });
@@ -65,7 +70,7 @@ const buildRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) =>
       config: { scope: 'read' },
       schema: {
         tags,
-        summary: 'Recent builds (or those of one binary: ?sha256=) and the queue depth',
+        summary: 'Builds in flight (queued, running) and recent finished ones, newest first (or those of one binary: ?sha256=; of some states: ?status=), and the queue depth',
         querystring: ListQuery,
         response: { 200: z.object({ builds: z.array(BuildRecord), queue: QueueDepth }) },
       },
@@ -73,7 +78,11 @@ const buildRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) =>
     async (req) => {
       const limitRaw = Number(req.query.limit ?? 50);
       const limit = Number.isInteger(limitRaw) && limitRaw > 0 ? Math.min(limitRaw, 500) : 50;
-      return { builds: await service.list(limit, req.query.sha256 !== undefined ? { sha256: req.query.sha256 } : {}), queue: await service.depth() };
+      const filter = {
+        ...(req.query.sha256 !== undefined ? { sha256: req.query.sha256 } : {}),
+        ...(req.query.status !== undefined ? { status: req.query.status.split(',') as BuildStatus[] } : {}),
+      };
+      return { builds: await service.list(limit, filter), queue: await service.depth() };
     },
   );
 

@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { copyFile, link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { ResolvedSpec } from '../spec/index.js';
+import { canonicalSpec, type ResolvedSpec } from '../spec/index.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { loadAssets, DEFAULT_ASSETS_DIR } from './assets.js';
 import { blobPath, writeBlob, writeLayerBlob, type LayerBlob } from './blobs.js';
@@ -61,7 +61,7 @@ export interface BuildImageOptions {
   caddyVersion: string;
   /** The build's cache key (64 hex digits): label/annotation `dev.fairway.key`. */
   key: string;
-  /** The resolved spec: label/annotation `dev.fairway.spec` (JSON with sorted keys). */
+  /** The resolved spec: label/annotation `dev.fairway.spec` (JSON with sorted keys, plugins in the key's order). */
   spec: ResolvedSpec;
   /** When the artifact was built (RFC 3339 string, Date, or ms since the epoch): `created` everywhere. */
   created: string | Date | number;
@@ -193,7 +193,8 @@ export async function buildImage(o: BuildImageOptions): Promise<BuiltImage> {
   );
   const layers = [base, binLayer];
 
-  const specJson = canonicalBytes(o.spec).toString('utf8');
+  // The plugins in the key's order: the order a recipe or request listed them in changes no byte.
+  const specJson = canonicalBytes(canonicalSpec(o.spec)).toString('utf8');
   const labels: Record<string, string> = {
     [ANNOTATION.created]: created,
     [ANNOTATION.version]: version,

@@ -411,6 +411,18 @@ export class BullMqQueue<P> implements BuildQueue<P> {
     return true;
   }
 
+  async active(limit: number): Promise<Array<JobSnapshot & { payload: P }>> {
+    if (limit <= 0) return [];
+    // Running first, then the queue in the order it is taken (prioritized, then waiting, oldest first).
+    const jobs = [...(await this.queue.getJobs(['active'], 0, limit - 1, true)), ...(await this.queue.getJobs(['prioritized', 'waiting', 'delayed'], 0, limit - 1, true))];
+    const out: Array<JobSnapshot & { payload: P }> = [];
+    for (const job of jobs.slice(0, limit)) {
+      const snap = await this.snapshot(job);
+      if (snap.state === 'queued' || snap.state === 'running') out.push({ ...snap, payload: job.data as P });
+    }
+    return out;
+  }
+
   async depth(): Promise<QueueDepth> {
     const c = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
     return { queued: (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0), running: c.active ?? 0 };

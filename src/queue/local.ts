@@ -222,6 +222,15 @@ export class LocalQueue<P> implements BuildQueue<P> {
     return false;
   }
 
+  async active(limit: number): Promise<Array<JobSnapshot & { payload: P }>> {
+    const jobs = [...this.jobs.values()].filter((j) => j.state === 'running' || j.state === 'queued');
+    const rank = (j: (typeof jobs)[number]) => (j.state === 'running' ? 0 : (this.position(j) ?? Number.MAX_SAFE_INTEGER));
+    return jobs
+      .sort((a, b) => rank(a) - rank(b))
+      .slice(0, Math.max(0, limit))
+      .map((j) => ({ ...this.snapshot(j), payload: j.payload }));
+  }
+
   async depth(): Promise<QueueDepth> {
     return { queued: this.pending.length, running: this.running };
   }

@@ -118,6 +118,8 @@ export interface BuildQueue<P> {
   /** Cancels a queued job (it never runs) or a running one (its signal aborts); false when it is neither. */
   cancel(key: string): Promise<boolean>;
   depth(): Promise<QueueDepth>;
+  /** The queued and running jobs, running first, then in queue order; at most `limit`. */
+  active(limit: number): Promise<Array<JobSnapshot & { payload: P }>>;
   /** Called after a job ended (the processor has already stored its result). */
   onFinished(listener: (key: string, state: FinalState, error?: string) => void): void;
   /** The workers that take jobs from this queue. */

@@ -19,7 +19,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { ANNOTATION, MEDIA_TYPE, buildImage, canonicalBytes, platformString, type Descriptor, type ImageManifest } from '../image/index.js';
 import { IN_TOTO_PAYLOAD_TYPE, SLSA_PROVENANCE_V1, envelope, statement, statementBytes, type Signer, type SlsaProvenance } from '../provenance/index.js';
-import type { ResolvedSpec } from '../spec/index.js';
+import { canonicalSpec, type ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, BlobInfo, BlobStore, RecordStore } from '../store/index.js';
 
 /** The `created` of every image: the Unix epoch (see IMAGE_CREATED in index.ts). */
@@ -134,7 +134,7 @@ async function oneLayerManifest(store: Store, dir: string, layer: Descriptor, me
     mediaType: MEDIA_TYPE.manifest,
     config: { mediaType: MEDIA_TYPE.config, digest: config.digest, size: config.size },
     layers: [layer],
-    annotations: { [ANNOTATION.fairwayKey]: meta.key, [ANNOTATION.fairwaySpec]: canonicalBytes(meta.spec).toString('utf8') },
+    annotations: { [ANNOTATION.fairwayKey]: meta.key, [ANNOTATION.fairwaySpec]: canonicalBytes(canonicalSpec(meta.spec as ResolvedSpec)).toString('utf8') },
   };
   return { manifest: await putBytes(store, dir, canonicalBytes(manifest)), config };
 }

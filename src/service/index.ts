@@ -246,11 +246,20 @@ export class BuildService {
     throw new NotFoundError(`build ${id}`);
   }
 
-  /** Finished builds (newest first) and active ones; with `sha256`, only the finished builds of that binary. */
-  async list(limit = 50, filter: { sha256?: string } = {}): Promise<BuildRecord[]> {
-    const all = [...this.index.values()];
-    const metas = (filter.sha256 === undefined ? all : all.filter((m) => m.sha256 === filter.sha256)).sort((a, b) => (a.finishedAt < b.finishedAt ? 1 : -1)).slice(0, limit);
-    return metas.map((m) => this.fromMeta(m, false));
+  /**
+   * Builds in flight (running, then queued in queue order) and finished ones (newest first), at
+   * most `limit` in all; `status` keeps only those states; `sha256` only the finished builds of
+   * that binary.
+   */
+  async list(limit = 50, filter: { sha256?: string; status?: readonly BuildStatus[] } = {}): Promise<BuildRecord[]> {
+    const wanted = (s: BuildStatus) => !filter.status || filter.status.includes(s);
+    const inFlight =
+      filter.sha256 === undefined && (wanted('queued') || wanted('running'))
+        ? (await this.o.queue.active(limit)).filter((j) => wanted(j.state as BuildStatus)).map((j) => this.fromJob(j))
+        : [];
+    const all = [...this.index.values()].filter((m) => (filter.sha256 === undefined || m.sha256 === filter.sha256) && wanted(m.status as BuildStatus));
+    const metas = all.sort((a, b) => (a.finishedAt < b.finishedAt ? 1 : -1)).slice(0, Math.max(0, limit - inFlight.length));
+    return [...inFlight, ...metas.map((m) => this.fromMeta(m, false))];
   }
 
   /**

@@ -193,6 +193,22 @@ export function runQueueContract(impl: QueueImplementation): void {
         assert.deepEqual([b.job.position, c.job.position], [1, 2]);
         assert.equal(b.job.phase, 'queued');
         assert.deepEqual(await t.q.depth(), { queued: 2, running: 1 });
+        // The jobs in flight, running first, then in queue order, with their payloads; limited.
+        const active = await t.q.active(10);
+        assert.deepEqual(
+          active.map((j) => [j.key, j.state, j.position]),
+          [
+            ['A', 'running', undefined],
+            ['B', 'queued', 1],
+            ['C', 'queued', 2],
+          ],
+        );
+        assert.deepEqual(active[1]!.payload, (await t.q.get('B'))!.payload);
+        assert.deepEqual(
+          (await t.q.active(2)).map((j) => j.key),
+          ['A', 'B'],
+        );
+        assert.deepEqual(await t.q.active(0), []);
 
         await waitFor('A reports its phase', async () => (await t.q.get('A'))?.phase === 'building');
         const snapA = await t.q.get('A');
@@ -219,6 +235,7 @@ export function runQueueContract(impl: QueueImplementation): void {
         assert.equal(snapC.error, undefined);
         assert.deepEqual(t.calls, ['A', 'B', 'C'], 'first in, first out');
         await waitFor('depth back to 0', async () => JSON.stringify(await t.q.depth()) === JSON.stringify({ queued: 0, running: 0 }));
+        assert.deepEqual(await t.q.active(10), [], 'nothing in flight');
       });
     });
 

@@ -238,6 +238,12 @@ test('a person builds Caddy with a plugin, watches the log live and downloads it
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => /^#\/builds\/[0-9a-f]{64}$/.test(location.hash));
   const id = (await page.evaluate(() => location.hash)).slice('#/builds/'.length);
+  // The recent list shows the build while it is in flight, with its phase or its place in the queue.
+  const inFlight = await page
+    .locator(`#recent a[href="#/builds/${id}"] .badge`)
+    .filter({ hasText: /^(queued|resolving|building|storing|running)/ })
+    .textContent({ timeout: 15_000 });
+  assert.match(inFlight ?? '', /^(queued( #\d+)?|resolving|building|storing|running)$/);
 
   // Live: log lines show up while the build is still running.
   await page.waitForFunction(() => (window as unknown as { linesBeforeEnd: number }).linesBeforeEnd >= 3, null, { timeout: BUILD_TIMEOUT });

@@ -132,6 +132,17 @@ describe('determinism', () => {
     assert.notEqual(d.configDescriptor.digest, a.configDescriptor.digest);
   });
 
+  test('one key, one image: the order of the spec\'s plugins changes no digest', async () => {
+    const bin = join(dir, 'caddy-order');
+    await fakeBinary(bin, 'o');
+    const a = { module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' };
+    const b = { module: 'github.com/mholt/caddy-ratelimit', version: 'v0.1.0' };
+    const one = await buildImage(await opts(bin, { spec: { ...specFor('amd64'), plugins: [b, a] } }));
+    const two = await buildImage(await opts(bin, { spec: { ...specFor('amd64'), plugins: [a, b] } }));
+    assert.equal(two.configDescriptor.digest, one.configDescriptor.digest);
+    assert.equal(two.manifestDigest, one.manifestDigest);
+  });
+
   test('the base layer is a known constant: its diff_id is pinned (tar bytes do not depend on host, Node or zlib)', async () => {
     const bin = join(dir, 'caddy-k');
     await fakeBinary(bin, 'k');

@@ -424,6 +424,7 @@ async function submit(): Promise<void> {
   try {
     const b = await api<Build>('/api/builds', { method: 'POST', body: JSON.stringify(body) });
     openBuild(b.id, b);
+    void loadRecent(); // the new build shows in the recent list at once, with its phase
     $('h-build').focus();
   } catch (e2) {
     err.textContent = e2 instanceof ApiError ? e2.message : `Cannot reach the server: ${(e2 as Error).message}`;
@@ -809,10 +810,22 @@ for (const btn of document.querySelectorAll<HTMLButtonElement>('[data-copy]')) c
 
 /* ------------------------------------------------------ recent and agents */
 
+/** What a build in the recent list is doing: its phase while it runs, its place while it waits, else its status. */
+function recentState(b: Build): string {
+  if (b.status === 'running') return b.phase && b.phase !== 'queued' ? b.phase : 'running';
+  if (b.status === 'queued') return b.position ? `queued #${b.position}` : 'queued';
+  return b.status;
+}
+
+/** While builds are in flight the list refreshes every few seconds (else with the 15 s page refresh). */
+let recentTimer: number | undefined;
+
 async function loadRecent(): Promise<void> {
   const msg = $('recent-msg');
+  window.clearTimeout(recentTimer);
   try {
     const r = await api<{ builds: Build[]; queue?: { queued: number; running: number } }>('/api/builds?limit=25');
+    if (r.builds.some((b) => ACTIVE(b.status))) recentTimer = window.setTimeout(() => void loadRecent(), 3000);
     if (r.queue) queueDepth = r.queue;
     paintServer();
     msg.textContent = r.builds.length ? '' : 'No builds yet.';
@@ -824,8 +837,8 @@ async function loadRecent(): Promise<void> {
           {},
           h(
             'a',
-            { href: `#/builds/${b.id}`, 'aria-label': `${b.status} build for ${target(b.spec)}, Caddy ${b.spec.caddyVersion}, ${pl}` },
-            h('span', {}, h('span', { class: `badge ${b.status}` }, b.status)),
+            { href: `#/builds/${b.id}`, 'aria-label': `${recentState(b)} build for ${target(b.spec)}, Caddy ${b.spec.caddyVersion}, ${pl}` },
+            h('span', {}, h('span', { class: `badge ${b.status}` }, recentState(b))),
             h('span', {}, h('code', {}, target(b.spec))),
             h('span', { class: 'hide-s' }, b.spec.caddyVersion),
             h('span', { class: 'pl', title: pl }, pl),
