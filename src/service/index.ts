@@ -254,9 +254,7 @@ export class BuildService {
   async list(limit = 50, filter: { sha256?: string; status?: readonly BuildStatus[] } = {}): Promise<BuildRecord[]> {
     const wanted = (s: BuildStatus) => !filter.status || filter.status.includes(s);
     const inFlight =
-      filter.sha256 === undefined && (wanted('queued') || wanted('running'))
-        ? (await this.o.queue.active(limit)).filter((j) => wanted(j.state as BuildStatus)).map((j) => this.fromJob(j))
-        : [];
+      filter.sha256 === undefined && (wanted('queued') || wanted('running')) ? (await this.o.queue.active(limit)).filter((j) => wanted(j.state as BuildStatus)).map((j) => this.fromJob(j)) : [];
     const all = [...this.index.values()].filter((m) => (filter.sha256 === undefined || m.sha256 === filter.sha256) && wanted(m.status as BuildStatus));
     const metas = all.sort((a, b) => (a.finishedAt < b.finishedAt ? 1 : -1)).slice(0, Math.max(0, limit - inFlight.length));
     return [...inFlight, ...metas.map((m) => this.fromMeta(m, false))];

@@ -132,7 +132,7 @@ describe('determinism', () => {
     assert.notEqual(d.configDescriptor.digest, a.configDescriptor.digest);
   });
 
-  test('one key, one image: the order of the spec\'s plugins changes no digest', async () => {
+  test("one key, one image: the order of the spec's plugins changes no digest", async () => {
     const bin = join(dir, 'caddy-order');
     await fakeBinary(bin, 'o');
     const a = { module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' };
