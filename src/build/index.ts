@@ -252,7 +252,8 @@ export class XcaddyRunner implements BuildRunner {
       hooks.onLine('system', `fairway: not running the binary (built for ${spec.os}/${spec.arch}, this machine is ${host.os}/${host.arch})`);
       return undefined;
     }
-    const cmd = (args: string[]): SandboxCommand => ({ argv: [output, ...args], env: BINARY_ENV, readOnly: [output], network: 'none' });
+    // The built binary's own limits (runMemoryMax, runTasksMax, runTmpfsSize), not the go commands'.
+    const cmd = (args: string[]): SandboxCommand => ({ argv: [output, ...args], env: BINARY_ENV, readOnly: [output], network: 'none', limits: 'binary' });
     const emit = (r: { stdout: string; stderr: string }, stdout = true) => {
       if (stdout) for (const l of r.stdout.split('\n').filter(Boolean).slice(0, 200)) hooks.onLine('stdout', l.slice(0, MAX_LINE));
       for (const l of r.stderr.split('\n').filter(Boolean).slice(0, 200)) hooks.onLine('stderr', l.slice(0, MAX_LINE));
@@ -262,6 +263,7 @@ export class XcaddyRunner implements BuildRunner {
       emit(await this.sandbox.run(cmd(['version']), { timeoutMs: 30_000, maxBuffer: 1 << 20 }));
     } catch (err) {
       if (err instanceof SandboxRunError) emit(err);
+      if (err instanceof SandboxRunError && err.limits.length) throw new BuildFailed(`${err.limits.map((h) => h.message).join('; ')} (caddy version)`, 'failed');
       throw new BuildFailed(`the built binary does not run: ${(err as Error).message}`, 'failed');
     }
     if (spec.plugins.length === 0) return undefined;
@@ -272,6 +274,8 @@ export class XcaddyRunner implements BuildRunner {
       return r.stdout;
     } catch (err) {
       if (err instanceof SandboxRunError) emit(err, false);
+      // A resource limit hit by the binary's own code (a plugin's init) fails the build, whichever run it was.
+      if (err instanceof SandboxRunError && err.limits.length) throw new BuildFailed(`${err.limits.map((h) => h.message).join('; ')} (caddy ${LIST_MODULES[0]})`, 'failed');
       hooks.onLine('system', `fairway: could not list the binary's modules (${(err as Error).message}); the catalog learns nothing from this build`);
       return undefined;
     }
@@ -341,12 +345,20 @@ export class XcaddyRunner implements BuildRunner {
         this.sandbox.kill(child);
         if (killTimer) clearTimeout(killTimer);
         if (ending) return reject(ending);
-        if (code === 0) return resolve();
-        const why = tail
-          .filter((l) => !/^\s*$/.test(l))
-          .slice(-5)
-          .join(' | ');
-        reject(new BuildFailed(`xcaddy exited with ${code !== null ? `code ${code}` : `signal ${signal}`}: ${why}`, 'failed'));
+        // A resource limit that was hit (the kernel's counters, or the exit and output under rlimits) fails the build, named.
+        void this.sandbox.limitHits(child, tail.join('\n')).then((hits) => {
+          if (hits.length) {
+            const msg = hits.map((h) => h.message).join('; ');
+            hooks.onLine('system', `fairway: ${msg}`);
+            return reject(new BuildFailed(msg, 'failed'));
+          }
+          if (code === 0) return resolve();
+          const why = tail
+            .filter((l) => !/^\s*$/.test(l))
+            .slice(-5)
+            .join(' | ');
+          reject(new BuildFailed(`xcaddy exited with ${code !== null ? `code ${code}` : `signal ${signal}`}: ${why}`, 'failed'));
+        });
       });
     });
   }

@@ -244,6 +244,21 @@ export const configSchema = z
       .string()
       .regex(/^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]+:[0-9]+)$/, 'a user name or uid:gid')
       .default('fairway-build'),
+    // Resource limits of sandboxed commands (docs/SECURITY.md "Resource limits"): go commands ...
+    /** Memory (RAM + swap) of one go command (a build's xcaddy and its compilers together). */
+    buildMemoryMax: bytes.pipe(z.number().min(256 * 1024 * 1024, 'must be at least 256MiB (go builds need it)')).default(4 * 1024 ** 3),
+    /** Processes and threads of one go command. */
+    buildTasksMax: int(64, 1_000_000).default(1024),
+    /** Size of the go commands' /tmp and /dev/shm (tmpfs, each). */
+    buildTmpfsSize: bytes.default(1024 ** 3),
+    /** Largest file a go command may write (RLIMIT_FSIZE): module zips, the binary (maxArtifactSize must fit). */
+    buildFileSizeMax: bytes.pipe(z.number().min(64 * 1024 * 1024, 'must be at least 64MiB')).default(2 * 1024 ** 3),
+    /** ... and runs of a built binary (`caddy version`, `list-modules`): memory, tasks, /tmp and /dev/shm (also their largest file). */
+    runMemoryMax: bytes.pipe(z.number().min(32 * 1024 * 1024, 'must be at least 32MiB')).default(512 * 1024 * 1024),
+    runTasksMax: int(8, 1_000_000).default(128),
+    runTmpfsSize: bytes.default(64 * 1024 * 1024),
+    /** auto: a cgroup per sandboxed command where Fairway can make one (v2 delegated, or v1 as root), rlimits otherwise; rlimits: never cgroups. */
+    sandboxLimits: z.enum(['auto', 'rlimits']).default('auto'),
 
     // ---- operations (docs/operations.md) ----
     /** Byte budget of the artifact store; least recently downloaded artifacts are pruned first. */
@@ -401,6 +416,14 @@ export function envToConfig(env: NodeJS.ProcessEnv): Record<string, string> {
   return out;
 }
 
+/** The resource limits of sandboxed commands per profile (src/sandbox's SandboxLimits), from the settings. */
+export function sandboxLimitsOf(c: Pick<Config, 'buildMemoryMax' | 'buildTasksMax' | 'buildTmpfsSize' | 'buildFileSizeMax' | 'runMemoryMax' | 'runTasksMax' | 'runTmpfsSize'>) {
+  return {
+    toolchain: { memoryBytes: c.buildMemoryMax, tasks: c.buildTasksMax, tmpfsBytes: c.buildTmpfsSize, fileBytes: c.buildFileSizeMax },
+    binary: { memoryBytes: c.runMemoryMax, tasks: c.runTasksMax, tmpfsBytes: c.runTmpfsSize, fileBytes: c.runTmpfsSize },
+  };
+}
+
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message);
@@ -427,6 +450,9 @@ export function loadConfig(opts: { flags?: Record<string, unknown>; env?: NodeJS
     throw new ConfigError(`invalid configuration: ${msgs.join('; ')}`);
   }
   const c = parsed.data;
+  if (c.maxArtifactSize > c.buildFileSizeMax) {
+    throw new ConfigError(`invalid configuration: buildFileSizeMax: must not be smaller than maxArtifactSize (${c.maxArtifactSize} bytes): the go command writes the binary under this limit`);
+  }
   if (c.headersTimeout > c.requestTimeout) {
     throw new ConfigError(`invalid configuration: headersTimeout: must not be longer than requestTimeout (${c.requestTimeout} ms)`);
   }

@@ -11,7 +11,7 @@ import { access, mkdir, mkdtemp, readFile, realpath, rm, stat, statfs, unlink, w
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
-import { MIN_GO_VERSION, XCADDY_VERSION, type Config } from '../config/index.js';
+import { MIN_GO_VERSION, sandboxLimitsOf, XCADDY_VERSION, type Config } from '../config/index.js';
 import { loadSigner } from '../provenance/index.js';
 import { openSandbox, sandboxVisibleParent, type Sandbox } from '../sandbox/index.js';
 import { goVersionOk, nodeRuntimeCheck, xcaddyVersionAt } from '../setup/index.js';
@@ -87,7 +87,8 @@ export interface DoctorOptions {
     | 'store'
     | 'redis'
     | 'toolsDir'
-  >;
+  > &
+    Partial<Pick<Config, 'buildMemoryMax' | 'buildTasksMax' | 'buildTmpfsSize' | 'buildFileSizeMax' | 'runMemoryMax' | 'runTasksMax' | 'runTmpfsSize' | 'sandboxLimits'>>;
   /** The command that installs the tools: `fairway setup` or `npm run setup`. */
   setupCommand: string;
   /** The environment the checks read PATH from (default process.env). */
@@ -212,7 +213,14 @@ export function doctorChecks(o: DoctorOptions): { checks: Check[]; close(): Prom
       name: 'sandbox',
       run: async () => {
         try {
-          sandbox = await openSandbox({ kind: c.sandbox, buildUser: c.buildUser, setupCommand: setup, ...(c.goproxy !== undefined ? { goproxy: c.goproxy } : {}) });
+          sandbox = await openSandbox({
+            kind: c.sandbox,
+            buildUser: c.buildUser,
+            setupCommand: setup,
+            ...(c.goproxy !== undefined ? { goproxy: c.goproxy } : {}),
+            ...(limitSettings(c) ? { limits: sandboxLimitsOf(limitSettings(c)!) } : {}),
+            ...(c.sandboxLimits ? { limitsMechanism: c.sandboxLimits } : {}),
+          });
         } catch (err) {
           return { ok: false, detail: (err as Error).message, fix: `run \`${setup}\` (bubblewrap, socat and, as root, the build user ${c.buildUser})` };
         }
@@ -234,6 +242,20 @@ export function doctorChecks(o: DoctorOptions): { checks: Check[]; close(): Prom
             fix: `run \`${setup}\`; bubblewrap needs user, mount, PID and network namespaces (docs/install.md "Hardening")`,
           };
         }
+      },
+    },
+    {
+      name: 'limits',
+      run: async () => {
+        if (!sandbox) return { ok: false, detail: 'not checked: the sandbox does not start (see the sandbox check)', fix: `run \`${setup}\`` };
+        const d = (sandbox as Sandbox).describe();
+        if (d.sandbox === 'none') return { ok: true, detail: 'sandbox none: no seccomp filter, no resource limits (unsafe)' };
+        const how =
+          d.limits === 'rlimits' ? `rlimits only (${String(d.limitsDetail)}; a cgroup per command needs root with cgroup v1, or a delegated cgroup v2: systemd Delegate=yes)` : String(d.limitsDetail);
+        return {
+          ok: true,
+          detail: `${String(d.limits)}: ${how}; go commands: ${String(d.goCommandLimits)}; built binaries: ${String(d.binaryRunLimits)}; priority: ${String(d.priority)}; seccomp ${String(d.seccomp)}; nested user namespaces ${String(d.nestedUserNamespaces)}`,
+        };
       },
     },
     {
@@ -289,6 +311,14 @@ export function doctorChecks(o: DoctorOptions): { checks: Check[]; close(): Prom
     checks.push({ name: 'signing key', run: () => checkSigningKey(key, c.cacheDir) });
   }
   return { checks, close: async () => (sandbox as Sandbox | null)?.close() };
+}
+
+/** The limit settings, when the configuration has them all (a full Config does). */
+function limitSettings(c: DoctorOptions['config']): Parameters<typeof sandboxLimitsOf>[0] | null {
+  const { buildMemoryMax, buildTasksMax, buildTmpfsSize, buildFileSizeMax, runMemoryMax, runTasksMax, runTmpfsSize } = c;
+  if (buildMemoryMax === undefined || buildTasksMax === undefined || buildTmpfsSize === undefined || buildFileSizeMax === undefined) return null;
+  if (runMemoryMax === undefined || runTasksMax === undefined || runTmpfsSize === undefined) return null;
+  return { buildMemoryMax, buildTasksMax, buildTmpfsSize, buildFileSizeMax, runMemoryMax, runTasksMax, runTmpfsSize };
 }
 
 /** Runs every check of doctorChecks() and closes what they opened (the sandbox's module relay). */

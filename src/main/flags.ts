@@ -32,6 +32,16 @@ function topicOptions(cmd: Command): Command {
     .option('--go-bin <path>', 'go command (env FAIRWAY_GO_BIN, default go)')
     .option('--sandbox <kind>', 'bwrap (default): builds and built binaries run in bubblewrap as the build user; none: no sandbox, unsafe (env FAIRWAY_SANDBOX)')
     .option('--build-user <user>', 'user builds run as when Fairway runs as root, a name or uid:gid (env FAIRWAY_BUILD_USER, default fairway-build)')
+    .option('--build-memory-max <size>', 'memory of one sandboxed go command, e.g. 4GiB (env FAIRWAY_BUILD_MEMORY_MAX, default 4GiB)')
+    .option('--build-tasks-max <n>', 'processes and threads of one sandboxed go command (env FAIRWAY_BUILD_TASKS_MAX, default 1024)')
+    .option('--build-tmpfs-size <size>', "size of a go command's /tmp and /dev/shm (env FAIRWAY_BUILD_TMPFS_SIZE, default 1GiB)")
+    .option('--build-file-size-max <size>', 'largest file a go command may write (env FAIRWAY_BUILD_FILE_SIZE_MAX, default 2GiB)')
+    .option('--run-memory-max <size>', 'memory of one run of a built binary (env FAIRWAY_RUN_MEMORY_MAX, default 512MiB)')
+    .option('--run-tasks-max <n>', 'processes and threads of one run of a built binary (env FAIRWAY_RUN_TASKS_MAX, default 128)')
+    .option('--run-tmpfs-size <size>', "size of a built binary run's /tmp and /dev/shm, and its largest file (env FAIRWAY_RUN_TMPFS_SIZE, default 64MiB)")
+    .addOption(
+      new Option('--sandbox-limits <mode>', 'auto: a cgroup per sandboxed command where possible, else rlimits; rlimits: never cgroups (env FAIRWAY_SANDBOX_LIMITS)').choices(['auto', 'rlimits']),
+    )
     .option('--goproxy <list>', 'GOPROXY for resolution and builds (env FAIRWAY_GOPROXY or GOPROXY)')
     .option('--goprivate <list>', 'GOPRIVATE (env FAIRWAY_GOPRIVATE or GOPRIVATE)')
     .option('--gonosumdb <list>', 'GONOSUMDB (env FAIRWAY_GONOSUMDB or GONOSUMDB)')

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
-import { setupCommand, type Config } from '../config/index.js';
+import { sandboxLimitsOf, setupCommand, type Config } from '../config/index.js';
 import { openSandbox, type Upstream } from '../sandbox/index.js';
 import { PlatformSet } from '../spec/index.js';
 import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
@@ -21,6 +21,8 @@ export async function prepareToolchain(config: Config, logger: Logger, fleet: { 
     setupCommand: setupCommand({ toolsDir: config.toolsDir }),
     ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
     ...(fleet.fleetUpstream ? { fleetUpstream: fleet.fleetUpstream } : {}), // fleet module proxy
+    limits: sandboxLimitsOf(config),
+    limitsMechanism: config.sandboxLimits,
     logger,
   });
   const toolchain = await Toolchain.detect({

@@ -20,9 +20,25 @@ import { chmod, chown, lstat, mkdir, readlink } from 'node:fs/promises';
 import { dirname, isAbsolute, posix } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
+import {
+  classifyHits,
+  DEFAULT_LIMITS,
+  detectLimits,
+  formatBytes,
+  limitedArgv,
+  type CommandCgroup,
+  type LimitHit,
+  type LimitProfile,
+  type LimitsHost,
+  type LimitTools,
+  type SandboxLimits,
+} from './limits.js';
 import { parseGoproxy, startModuleRelay, type ModuleRelay, type Upstream } from './modproxy.js';
+import { seccompArchOf, seccompBytes } from './seccomp.js';
 
 export { parseGoproxy, proxyPath, startModuleRelay, DEFAULT_GOPROXY, type ModuleRelay, type Upstream } from './modproxy.js';
+export { DEFAULT_LIMITS, detectLimits, formatBytes, LIMIT_SETTINGS, type LimitHit, type LimitProfile, type LimitsMechanism, type ProfileLimits, type SandboxLimits } from './limits.js';
+export { seccompBytes, seccompProgram, SECCOMP_RULES } from './seccomp.js';
 
 const execFileP = promisify(execFile);
 
@@ -47,6 +63,12 @@ export interface SandboxCommand {
    * FAIRWAY_GOCACHE_SOCKET. Commands that run a built binary never get it.
    */
   goCacheSocket?: string;
+  /**
+   * The resource limits it runs under (docs/SECURITY.md "Resource limits"): `toolchain` (default;
+   * go commands: buildMemoryMax, buildTasksMax, buildTmpfsSize) or `binary` (a run of a built
+   * binary: runMemoryMax, runTasksMax, runTmpfsSize).
+   */
+  limits?: LimitProfile;
 }
 
 export interface RunResult {
@@ -63,6 +85,8 @@ export class SandboxRunError extends Error {
     readonly stdout: string,
     readonly stderr: string,
     readonly killed: boolean,
+    /** The resource limits the command hit (it failed because of them). */
+    readonly limits: readonly LimitHit[] = [],
   ) {
     super(message);
     this.name = 'SandboxRunError';
@@ -93,6 +117,11 @@ export interface Sandbox {
   kill(child: ChildProcess, signal?: NodeJS.Signals): void;
   /** The host PID that stands for the whole sandbox (its pid 1, a process group leader), once known. */
   pidOf(child: ChildProcess): Promise<number | null>;
+  /**
+   * The resource limits a spawned command hit, known once it has ended (its cgroup's counters, or
+   * its exit and last output under rlimits). `output`: its last lines, for the rlimit case.
+   */
+  limitHits(child: ChildProcess, output?: string): Promise<LimitHit[]>;
   /** Runs a command to its end; rejects with SandboxRunError on a non-zero exit or the timeout. */
   run(cmd: SandboxCommand, o?: { timeoutMs?: number; maxBuffer?: number }): Promise<RunResult>;
   /** Creates a directory owned by the build identity (for its work dirs and caches). */
@@ -118,6 +147,12 @@ export interface SandboxOptions {
   setprivBin?: string;
   /** The command that installs the sandbox's OS parts, named in errors (default `npm run setup`; a package: `fairway setup`). */
   setupCommand?: string;
+  /** Resource limits per profile (default DEFAULT_LIMITS). */
+  limits?: SandboxLimits;
+  /** `auto`: a cgroup per command where one can be made, else rlimits; `rlimits`: never cgroups (the sandboxLimits setting). */
+  limitsMechanism?: 'auto' | 'rlimits';
+  /** The cgroup file system's root (tests: a fake tree); default /sys/fs/cgroup. */
+  cgroupRoot?: string;
 }
 
 /** Where the relay socket and its bridge appear inside the sandbox. */
@@ -142,7 +177,8 @@ const BRIDGE_SCRIPT = [
   'exec "$@"',
 ].join('\n');
 
-const SYSTEM_RO = ['/usr', '/etc/ssl', '/etc/ca-certificates', '/etc/alternatives'];
+/** /etc/ssl/certs only: /etc/ssl/private holds the host's TLS keys. */
+const SYSTEM_RO = ['/usr', '/etc/ssl/certs', '/etc/ca-certificates', '/etc/alternatives'];
 /** The host directories every sandboxed command sees (read-only): no secret may live under them. */
 export const SANDBOX_VISIBLE_PATHS: readonly string[] = SYSTEM_RO;
 /**
@@ -176,6 +212,10 @@ export interface BwrapPlan {
   setprivBin: string;
   socatBin: string;
   relaySocket?: string;
+  /** tmpfs sizes (/tmp, /dev/shm) per profile; absent: bwrap's default (half the RAM). */
+  tmpfs?: Record<LimitProfile, number>;
+  /** The fd bwrap reads the seccomp filter from (absent: no filter). */
+  seccompFd?: number;
 }
 
 /** The bwrap argument vector for one command (exported for tests). */
@@ -184,21 +224,34 @@ export function bwrapArgs(cmd: SandboxCommand, plan: BwrapPlan): string[] {
     if (!isAbsolute(p) || posix.normalize(p) !== p || p.includes('\0')) throw new SandboxError(`sandbox: "${p}" is not a clean absolute path`);
   }
   const args = ['--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try'];
-  if (!plan.identity) args.push('--unshare-user');
+  // No nested user namespaces: bwrap caps them in the sandbox's own user namespace (unprivileged
+  // mode) and checks it did; as root (no user namespace of its own, the build user has no
+  // capabilities) the seccomp filter refuses CLONE_NEWUSER in both modes.
+  if (!plan.identity) args.push('--unshare-user', '--disable-userns', '--assert-userns-disabled');
+  if (plan.seccompFd !== undefined) args.push('--seccomp', String(plan.seccompFd));
   // --as-pid-1: the command itself is the namespace's init, so when it exits the kernel kills
   // everything it left behind (socat, a plugin's daemon). bwrap's own reaper would wait for them.
   args.push('--as-pid-1', '--die-with-parent', '--new-session', '--hostname', 'fairway-sandbox');
   const roots: string[] = [];
+  const created = new Set<string>(['/']);
   for (const m of plan.system) {
     if (m.kind === 'link') args.push('--symlink', m.target, m.path);
     else {
+      // Parents made 0755 (/etc for /etc/ssl/certs), so the build user can walk to it.
+      for (const d of ancestors(m.path)) {
+        if (created.has(d)) continue;
+        args.push('--perms', '0755', '--dir', d);
+        created.add(d);
+      }
       args.push('--ro-bind', m.path, m.path);
       roots.push(m.path);
     }
   }
-  // /tmp is an empty tmpfs: binds under it need their parent dirs made (0755, or bwrap makes them 0700).
-  args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
-  const created = new Set<string>(['/']);
+  // /tmp and /dev/shm: tmpfs of a fixed size (bwrap's default is half the RAM). Binds under /tmp
+  // need their parent dirs made (0755, or bwrap makes them 0700).
+  const tmpfs = plan.tmpfs?.[cmd.limits ?? 'toolchain'];
+  const sized = tmpfs ? ['--size', String(tmpfs)] : [];
+  args.push('--proc', '/proc', '--dev', '/dev', '--perms', '01777', ...sized, '--tmpfs', '/dev/shm', '--perms', '01777', ...sized, '--tmpfs', '/tmp');
   const ensureParents = (target: string) => {
     const chain: string[] = [];
     for (let d = dirname(target); !created.has(d); d = dirname(d)) {
@@ -235,6 +288,9 @@ export function bwrapArgs(cmd: SandboxCommand, plan: BwrapPlan): string[] {
     ensureParents(GOCACHE_SOCKET);
     args.push('--ro-bind', cmd.goCacheSocket, GOCACHE_SOCKET);
   }
+  // The sandbox's own root and /dev (tmpfs of bwrap's default size) read-only: only /tmp,
+  // /dev/shm and the named binds are writable.
+  args.push('--remount-ro', '/dev', '--remount-ro', '/');
   args.push('--chdir', cmd.cwd ?? '/tmp');
   args.push('--');
   if (plan.identity) {
@@ -243,6 +299,12 @@ export function bwrapArgs(cmd: SandboxCommand, plan: BwrapPlan): string[] {
   if (cmd.network === 'modules') args.push('/bin/sh', '-c', BRIDGE_SCRIPT, 'fairway-sandbox');
   args.push(...cmd.argv);
   return args;
+}
+
+function ancestors(path: string): string[] {
+  const out: string[] = [];
+  for (let d = dirname(path); d !== '/'; d = dirname(d)) out.unshift(d);
+  return out;
 }
 
 /** The environment a `modules` command gets: GOPROXY is the relay, private modules skip the checksum database only. */
@@ -319,6 +381,7 @@ abstract class BaseSandbox implements Sandbox {
   abstract spawn(cmd: SandboxCommand, stdio?: 'pipe' | 'ignore-stdin'): ChildProcess;
   abstract kill(child: ChildProcess, signal?: NodeJS.Signals): void;
   abstract pidOf(child: ChildProcess): Promise<number | null>;
+  abstract limitHits(child: ChildProcess, output?: string): Promise<LimitHit[]>;
 
   run(cmd: SandboxCommand, o: { timeoutMs?: number; maxBuffer?: number } = {}): Promise<RunResult> {
     const max = o.maxBuffer ?? 64 * 1024 * 1024;
@@ -347,9 +410,28 @@ abstract class BaseSandbox implements Sandbox {
       child.on('close', (code, signal) => {
         clearTimeout(timer);
         this.kill(child);
-        if (code === 0 && !killed) return resolve({ stdout, stderr });
-        const what = killed ? `timed out after ${o.timeoutMs ?? 120_000} ms` : code !== null ? `exited with code ${code}` : `was killed by ${signal}`;
-        reject(new SandboxRunError(`${cmd.argv.slice(0, 3).join(' ')} ${what}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`, code, signal, stdout, stderr, killed));
+        void this.limitHits(child, `${stderr.slice(-4096)}\n${stdout.slice(-1024)}`).then((hits) => {
+          if (code === 0 && !killed && hits.length === 0) return resolve({ stdout, stderr });
+          // A limit that was hit fails the command, even one that went on and exited 0.
+          const what = hits.length
+            ? hits.map((h) => h.message).join('; ')
+            : killed
+              ? `timed out after ${o.timeoutMs ?? 120_000} ms`
+              : code !== null
+                ? `exited with code ${code}`
+                : `was killed by ${signal}`;
+          reject(
+            new SandboxRunError(
+              `${cmd.argv.slice(0, 3).join(' ')} ${hits.length ? 'failed: ' : ''}${what}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`,
+              code,
+              signal,
+              stdout,
+              stderr,
+              killed,
+              hits,
+            ),
+          );
+        });
       });
     });
   }
@@ -383,6 +465,11 @@ class BwrapSandbox extends BaseSandbox {
     readonly identity: { uid: number; gid: number; user: string } | null,
     private readonly relay: ModuleRelay,
     private readonly dropped: string[],
+    private readonly limitsHost: LimitsHost,
+    private readonly limits: SandboxLimits,
+    private readonly tools: LimitTools,
+    private readonly seccomp: Buffer | null,
+    private readonly extraGroups: number[],
   ) {
     super();
   }
@@ -393,19 +480,58 @@ class BwrapSandbox extends BaseSandbox {
       buildIdentity: this.identity ? `${this.identity.user} (uid ${this.identity.uid}, gid ${this.identity.gid})` : `uid ${process.getuid?.()} in a user namespace`,
       moduleProxies: this.relay.upstreams.map((u) => u.url),
       ...(this.dropped.length ? { notRelayed: this.dropped } : {}),
+      ...describeLimits(this.limitsHost, this.limits, this.seccomp !== null, this.identity !== null),
+      ...(this.extraGroups.length ? { supplementaryGroups: this.extraGroups } : {}),
     };
   }
 
-  private readonly inner = new WeakMap<ChildProcess, { pid: number | null; wanted: NodeJS.Signals | null; known: Promise<number | null> }>();
+  private readonly inner = new WeakMap<
+    ChildProcess,
+    {
+      pid: number | null;
+      wanted: NodeJS.Signals | null;
+      known: Promise<number | null>;
+      ended: Promise<{ code: number | null; signal: NodeJS.Signals | null; events?: { oomKills: number; pidsMax: number } }>;
+      profile: LimitProfile;
+    }
+  >();
 
   spawn(cmd: SandboxCommand, stdio: 'pipe' | 'ignore-stdin' = 'ignore-stdin'): ChildProcess {
+    const profile = cmd.limits ?? 'toolchain';
+    const limits = this.limits[profile];
     // --info-fd 3: bwrap tells the host PID of the sandbox's pid 1, the handle kill() needs.
-    const args = ['--info-fd', '3', ...bwrapArgs(cmd, this.plan)];
+    // --seccomp 4: the filter, written into a pipe bwrap reads to its end.
+    const inner = [this.bwrapBin, '--info-fd', '3', ...bwrapArgs(cmd, this.plan)];
     const env = cmd.network === 'modules' ? relayEnv(cmd.env, this.plan.socatBin) : cleanEnv(cmd.env);
     if (cmd.goCacheSocket) env[GOCACHE_SOCKET_ENV] = GOCACHE_SOCKET; // shared build cache
-    const child = spawn(this.bwrapBin, args, { env, detached: true, stdio: [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'] });
+    let cgroup: CommandCgroup | undefined;
+    if (this.limitsHost.mechanism !== 'rlimits') {
+      try {
+        cgroup = this.limitsHost.create(limits);
+      } catch (err) {
+        throw new SandboxError(`sandbox: cannot make the command's cgroup (${(err as Error).message}); the cgroup tree changed since start: restart Fairway, or set sandboxLimits=rlimits`);
+      }
+    }
+    const argv = limitedArgv(inner, { mechanism: this.limitsHost.mechanism, cpuWeighted: !this.limitsHost.priority.startsWith('nice'), limits, tools: this.tools, ...(cgroup ? { cgroup } : {}) });
+    const fds: Array<'pipe' | 'ignore'> = [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', ...(this.seccomp ? (['pipe'] as const) : [])];
+    const child = spawn(argv[0]!, argv.slice(1), { env, detached: true, stdio: fds });
+    if (this.seccomp) {
+      const w = child.stdio[4] as NodeJS.WritableStream | null;
+      w?.on('error', () => undefined);
+      w?.end(this.seccomp);
+    }
     let settle: (pid: number | null) => void = () => undefined;
-    const entry = { pid: null as number | null, wanted: null as NodeJS.Signals | null, known: new Promise<number | null>((r) => (settle = r)) };
+    const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null; events?: { oomKills: number; pidsMax: number } }>((resolve) => {
+      const finish = async (code: number | null, signal: NodeJS.Signals | null) => {
+        if (!cgroup) return resolve({ code, signal });
+        const events = await cgroup.events().catch(() => ({ oomKills: 0, pidsMax: 0 }));
+        resolve({ code, signal, events });
+        await cgroup.remove().catch(() => undefined);
+      };
+      child.once('close', (code, signal) => void finish(code, signal));
+      child.once('error', () => void finish(null, null));
+    });
+    const entry = { pid: null as number | null, wanted: null as NodeJS.Signals | null, known: new Promise<number | null>((r) => (settle = r)), ended, profile };
     this.inner.set(child, entry);
     const info = child.stdio[3] as NodeJS.ReadableStream | null;
     let text = '';
@@ -438,6 +564,13 @@ class BwrapSandbox extends BaseSandbox {
     return this.inner.get(child)?.known ?? Promise.resolve(null);
   }
 
+  async limitHits(child: ChildProcess, output = ''): Promise<LimitHit[]> {
+    const entry = this.inner.get(child);
+    if (!entry) return [];
+    const end = await entry.ended;
+    return classifyHits({ profile: entry.profile, limits: this.limits[entry.profile], mechanism: this.limitsHost.mechanism, ...end, output });
+  }
+
   override async close(): Promise<void> {
     await this.relay.close();
   }
@@ -464,6 +597,27 @@ class NoSandbox extends BaseSandbox {
   pidOf(child: ChildProcess): Promise<number | null> {
     return Promise.resolve(child.pid ?? null);
   }
+
+  limitHits(): Promise<LimitHit[]> {
+    return Promise.resolve([]);
+  }
+}
+
+/** What start-up and `fairway doctor` say about the limits in force. */
+function describeLimits(host: LimitsHost, limits: SandboxLimits, seccomp: boolean, root: boolean): Record<string, unknown> {
+  const one = (p: LimitProfile) => {
+    const l = limits[p];
+    return `memory ${formatBytes(l.memoryBytes)}, ${l.tasks} tasks, tmpfs ${formatBytes(l.tmpfsBytes)}, files up to ${formatBytes(l.fileBytes)}`;
+  };
+  return {
+    limits: host.mechanism,
+    limitsDetail: host.detail,
+    priority: host.priority,
+    goCommandLimits: one('toolchain'),
+    binaryRunLimits: one('binary'),
+    seccomp: seccomp ? 'on (Fairway filter)' : 'off (no filter for this architecture)',
+    nestedUserNamespaces: root ? 'denied (seccomp)' : 'denied (bwrap --disable-userns, seccomp)',
+  };
 }
 
 export const NO_SANDBOX_WARNING =
@@ -513,18 +667,59 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
       o.logger?.warn({ upstream, status, path }, 'module relay: the fleet module proxy refused a request (a token without the agent scope, or the hub is failing); fetching from the next proxy');
     },
   });
-  const plan: BwrapPlan = { system: await systemMounts(), identity, setprivBin, socatBin, relaySocket: relay.socketPath };
-  const sandbox = new BwrapSandbox(bwrapBin, plan, identity, relay, dropped);
+  const limits = o.limits ?? DEFAULT_LIMITS;
+  const plan: BwrapPlan = {
+    system: await systemMounts(),
+    identity,
+    setprivBin,
+    socatBin,
+    relaySocket: relay.socketPath,
+    tmpfs: { toolchain: limits.toolchain.tmpfsBytes, binary: limits.binary.tmpfsBytes },
+  };
+  const arch = seccompArchOf();
+  const seccomp = arch ? seccompBytes() : null;
+  if (seccomp) plan.seccompFd = 4;
+  else o.logger?.warn({ arch: process.arch }, 'no seccomp filter for this architecture (x86_64 and aarch64 have one): sandboxed commands run without it');
+  let tools: LimitTools;
+  try {
+    const [sh, prlimit, nice, ionice] = await Promise.all([which('sh'), which('prlimit'), which('nice').catch(() => undefined), which('ionice').catch(() => undefined)]);
+    tools = { sh, prlimit, ...(nice ? { nice } : {}), ...(ionice ? { ionice } : {}) };
+  } catch (err) {
+    await relay.close();
+    throw new SandboxError(`builds cannot start: ${(err as Error).message} (prlimit is in util-linux: \`apt-get install util-linux\`); it sets the sandbox's file-size and fallback limits`);
+  }
+  const limitsHost = detectLimits({ prefer: o.limitsMechanism ?? 'auto', ...(o.cgroupRoot ? { root: o.cgroupRoot } : {}) });
+  // Unprivileged mode: the kernel keeps the server's supplementary groups in the sandbox's user
+  // namespace (setgroups is denied there); as root, setpriv --clear-groups drops them.
+  const extraGroups = root ? [] : (process.getgroups?.() ?? []).filter((g) => g !== process.getgid?.());
+  if (extraGroups.length) {
+    o.logger?.warn(
+      { supplementaryGroups: extraGroups },
+      "this server's user has supplementary groups, which sandboxed commands keep (an unprivileged user namespace cannot drop them): run Fairway as a user in no other group (the systemd units' `fairway` user), or as root with a build user",
+    );
+  }
+  const sandbox = new BwrapSandbox(bwrapBin, plan, identity, relay, dropped, limitsHost, limits, tools, seccomp, extraGroups);
   try {
     // The bridge starts, and the command runs as the build identity with nothing in its
-    // namespace above it: it is pid 1 itself (no root process it could reach).
+    // namespace above it: it is pid 1 itself (no root process it could reach); the seccomp
+    // filter is in force (Seccomp: 2) and no_new_privs set.
     const probe = await sandbox.run(
-      { argv: ['/bin/sh', '-c', "id -u; sed -n 's/^Uid:[[:space:]]*\\([0-9]*\\).*/\\1/p' /proc/1/status"], env: { PATH: '/usr/bin:/bin' }, network: 'modules' },
+      {
+        argv: [
+          '/bin/sh',
+          '-c',
+          "id -u; sed -n 's/^Uid:[[:space:]]*\\([0-9]*\\).*/\\1/p' /proc/1/status; sed -n 's/^Seccomp:[[:space:]]*//p' /proc/self/status; sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/self/status",
+        ],
+        env: { PATH: '/usr/bin:/bin' },
+        network: 'modules',
+      },
       { timeoutMs: 20_000 },
     );
-    const [uid, init] = probe.stdout.trim().split('\n');
+    const [uid, init, seccompMode, nnp] = probe.stdout.trim().split('\n');
     if (identity && Number(uid) !== identity.uid) throw new Error(`the command ran as uid ${uid}, not ${identity.uid}`);
     if (identity && Number(init) !== identity.uid) throw new Error(`the sandbox's pid 1 runs as uid ${init}, not as the build user`);
+    if (seccomp && seccompMode !== '2') throw new Error(`the seccomp filter is not in force in the sandbox (Seccomp: ${seccompMode})`);
+    if (nnp !== '1') throw new Error(`no_new_privs is not set in the sandbox (NoNewPrivs: ${nnp})`);
   } catch (err) {
     await relay.close();
     const detail = err instanceof SandboxRunError ? err.stderr.trim().split('\n').slice(-2).join(' | ') || err.message : (err as Error).message;

@@ -181,8 +181,8 @@ describe('doctorChecks for a configuration', () => {
   test('optional checks appear only when configured', () => {
     const base = loadConfig({ env: {}, flags: { dataDir: join(dir, 'd') } });
     const names = (c: typeof base) => doctorChecks({ config: c, setupCommand: 'fairway setup' }).checks.map((x) => x.name);
-    assert.deepEqual(names(base), ['node', 'go', 'xcaddy', 'cacheprog', 'sandbox', 'module proxy', 'data dir', 'cache dir']);
-    assert.deepEqual(names({ ...base, redis: 'redis://127.0.0.1:6379', store: '/tmp/s', signingKey: '/etc/k' }).slice(8), ['redis', 'store', 'signing key']);
+    assert.deepEqual(names(base), ['node', 'go', 'xcaddy', 'cacheprog', 'sandbox', 'limits', 'module proxy', 'data dir', 'cache dir']);
+    assert.deepEqual(names({ ...base, redis: 'redis://127.0.0.1:6379', store: '/tmp/s', signingKey: '/etc/k' }).slice(9), ['redis', 'store', 'signing key']);
   });
 
   test('node: maintained lines pass (22.12+, 24, 26), end-of-life ones fail with the fix', async () => {
