@@ -198,12 +198,10 @@ async function removeDir(dir: string, procsFile: string, kill: () => void): Prom
       return;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return;
-      if (code !== 'EBUSY' && code !== 'ENOTEMPTY') return;
+      // EBUSY: processes still in it (being killed, or zombies being reaped); anything else is final.
+      if (code !== 'EBUSY') return;
     }
-    if (!readText(procsFile).trim() && i > 5) {
-      // Emptied but still busy (zombies being reaped): wait a little longer.
-    }
+    if (i > 3) killProcs(procsFile);
     await sleep(20 + i * 10);
   }
 }

@@ -233,7 +233,7 @@ export function seccompProgram(rules: readonly SeccompRule[] = SECCOMP_RULES): B
         const n = w.values.length;
         a.jeq(nr, 0, n + 3);
         a.ld(OFF_ARG0_LO);
-        w.values.forEach((v, i) => a.jeq(v, n - i, 0));
+        for (const [i, v] of w.values.entries()) a.jeq(v, n - i, 0);
         a.ret(errno(w.errno));
         a.ret(SECCOMP_RET_ALLOW);
       }
