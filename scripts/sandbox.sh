@@ -3,6 +3,8 @@
 #   bubblewrap (bwrap)  the namespace sandbox every go command and built binary runs in
 #   socat               bridges the module relay into the sandbox's own network namespace
 #   setpriv             (util-linux, always on Debian) drops root to the build user
+#   prlimit             (util-linux) sets the sandbox's file-size limit, and memory/task limits
+#                       where no cgroup can be made (docs/SECURITY.md "Kernel limits")
 #   user fairway-build  the unprivileged build identity, when run as root
 #                       (name from FAIRWAY_BUILD_USER; a uid:gid value is used as it is)
 # Usage: bash scripts/sandbox.sh      Env: FAIRWAY_DEPS_SKIP_APT=1 to leave OS packages alone
@@ -16,6 +18,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 pkgs=()
 command -v bwrap >/dev/null 2>&1 || pkgs+=(bubblewrap)
 command -v socat >/dev/null 2>&1 || pkgs+=(socat)
+command -v prlimit >/dev/null 2>&1 || pkgs+=(util-linux)
 if [ "${#pkgs[@]}" -gt 0 ]; then
   [ "${FAIRWAY_DEPS_SKIP_APT:-0}" = "1" ] && die "missing ${pkgs[*]} and FAIRWAY_DEPS_SKIP_APT=1: install them, or start Fairway with --sandbox none (unsafe)"
   command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${pkgs[*]} with your package manager"

@@ -12,6 +12,12 @@
  * setpriv (no capabilities, no_new_privs, no supplementary groups); otherwise bwrap runs
  * unprivileged in a user namespace of its own.
  *
+ * Kernel limits (./seccomp.ts, ./limits.ts; docs/SECURITY.md "Kernel limits"): a seccomp filter
+ * of Fairway's own (`--seccomp`), no nested user namespaces, `/tmp` and `/dev/shm` of a fixed size
+ * with the sandbox's root and /dev read-only, /etc/ssl/certs only, and per command a cgroup with
+ * memory, task and CPU-weight limits (rlimits where no cgroup can be made) plus RLIMIT_FSIZE. A
+ * limit that is hit fails the command, named (SandboxRunError.limits, limitHits()).
+ *
  * `none` runs commands directly (still with the clean environment); it is an explicit, loudly
  * logged opt-out for machines where no sandbox can run.
  */
