@@ -695,6 +695,12 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
     throw new SandboxError(`builds cannot start: ${(err as Error).message} (prlimit is in util-linux: \`apt-get install util-linux\`); it sets the sandbox's file-size and fallback limits`);
   }
   const limitsHost = detectLimits({ prefer: o.limitsMechanism ?? 'auto', ...(o.cgroupRoot ? { root: o.cgroupRoot } : {}) });
+  if (limitsHost.mechanism === 'rlimits') {
+    o.logger?.warn(
+      { limits: 'rlimits', why: limitsHost.detail },
+      'sandboxed commands get rlimits only (RLIMIT_AS, and RLIMIT_NPROC shared by every process of the build uid), not a cgroup of their own: run as root, or from the systemd units (Delegate=) on a cgroup v2 host (docs/SECURITY.md "Kernel limits")',
+    );
+  }
   // Unprivileged mode: the kernel keeps the server's supplementary groups in the sandbox's user
   // namespace (setgroups is denied there); as root, setpriv --clear-groups drops them.
   const extraGroups = root ? [] : (process.getgroups?.() ?? []).filter((g) => g !== process.getgid?.());

@@ -200,6 +200,27 @@ describe('doctorChecks for a configuration', () => {
     assert.equal(process.versions.node.split('.')[0], '24', 'npm test runs the tests on Node 24 (the node devDependency)');
   });
 
+  test('the limits check says which mechanism is in force, with the settings (the real sandbox)', async () => {
+    for (const [mode, want] of [
+      ['auto', process.getuid?.() === 0 ? /^cgroup[12]: cgroup v[12] at / : /^(cgroup2|rlimits)/],
+      ['rlimits', /^rlimits: rlimits only \(rlimits chosen \(sandboxLimits=rlimits\)/],
+    ] as const) {
+      const config = loadConfig({ env: {}, flags: { dataDir: join(dir, `lim-${mode}`), minFreeDisk: '0', sandboxLimits: mode, runMemoryMax: '300MiB' } });
+      const { checks, close } = doctorChecks({ config, setupCommand: 'fairway setup', env: { PATH: process.env.PATH ?? '', HOME: dir } });
+      try {
+        const sandbox = await checks.find((c) => c.name === 'sandbox')!.run();
+        assert.equal(sandbox.ok, true, sandbox.detail);
+        const limits = await checks.find((c) => c.name === 'limits')!.run();
+        assert.equal(limits.ok, true, limits.detail);
+        assert.match(limits.detail, want);
+        assert.match(limits.detail, /go commands: memory 4 GiB, 1024 tasks, tmpfs 1 GiB, files up to 2 GiB; built binaries: memory 300 MiB, 128 tasks/);
+        assert.match(limits.detail, /seccomp on/);
+      } finally {
+        await close();
+      }
+    }
+  });
+
   test('Go missing and xcaddy missing: both fail, naming the fix; the proxy check is not run; exit 1', async () => {
     const config = { ...loadConfig({ env: {}, flags: { dataDir: join(dir, 'd2'), sandbox: 'none', minFreeDisk: '0' } }), xcaddyBin: join(dir, 'no-xcaddy') };
     const results = await runDoctor({ config, setupCommand: 'fairway setup --tools-dir /opt/t', env: { PATH: dir, HOME: dir } });
