@@ -257,14 +257,31 @@ function tryCgroup2(root: string, env: CgroupEnv): LimitsHost | string {
     const procs = readText(join(dir, 'cgroup.procs')).split('\n').filter(Boolean).map(Number);
     const isRoot = own.path === '/' || own.path === '';
     const have = readText(join(dir, 'cgroup.subtree_control')).trim().split(/\s+/);
-    if (!isRoot && procs.length > 0 && want.some((c) => !have.includes(c))) {
-      // "No internal processes": move this process into a leaf before delegating controllers.
+    // "No internal processes": a cgroup that delegates controllers holds no process itself, so
+    // this process moves into a leaf first, when it is alone there. The root of a cgroup
+    // namespace (a container's "/") may be the real root, which is exempt: tried as it is first.
+    const moveIntoLeaf = (): string | null => {
       const others = procs.filter((p) => p !== env.pid);
       if (others.length) return `cgroup v2 ${dir} holds other processes (${others.slice(0, 5).join(', ')}): start Fairway in a cgroup of its own (systemd Delegate=yes)`;
       mkdirSync(join(dir, SERVER_GROUP), { recursive: true });
       writeFileSync(join(dir, SERVER_GROUP, 'cgroup.procs'), String(env.pid));
-    }
-    enable(dir);
+      return null;
+    };
+    if (procs.length > 0 && want.some((c) => !have.includes(c))) {
+      if (!isRoot) {
+        const why = moveIntoLeaf();
+        if (why) return why;
+        enable(dir);
+      } else {
+        try {
+          enable(dir);
+        } catch {
+          const why = moveIntoLeaf();
+          if (why) return why;
+          enable(dir);
+        }
+      }
+    } else enable(dir);
     const base = join(dir, BUILDS_GROUP);
     mkdirSync(base, { recursive: true });
     enable(base);
