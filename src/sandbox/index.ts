@@ -32,6 +32,7 @@ import {
   detectLimits,
   formatBytes,
   limitedArgv,
+  limitsFor,
   type CommandCgroup,
   type LimitHit,
   type LimitProfile,
@@ -504,7 +505,7 @@ class BwrapSandbox extends BaseSandbox {
 
   spawn(cmd: SandboxCommand, stdio: 'pipe' | 'ignore-stdin' = 'ignore-stdin'): ChildProcess {
     const profile = cmd.limits ?? 'toolchain';
-    const limits = this.limits[profile];
+    const limits = limitsFor(profile, this.limits, this.limitsHost.mechanism);
     // --info-fd 3: bwrap tells the host PID of the sandbox's pid 1, the handle kill() needs.
     // --seccomp 4: the filter, written into a pipe bwrap reads to its end.
     const inner = [this.bwrapBin, '--info-fd', '3', ...bwrapArgs(cmd, this.plan)];
@@ -574,7 +575,7 @@ class BwrapSandbox extends BaseSandbox {
     const entry = this.inner.get(child);
     if (!entry) return [];
     const end = await entry.ended;
-    return classifyHits({ profile: entry.profile, limits: this.limits[entry.profile], mechanism: this.limitsHost.mechanism, ...end, output });
+    return classifyHits({ profile: entry.profile, limits: limitsFor(entry.profile, this.limits, this.limitsHost.mechanism), mechanism: this.limitsHost.mechanism, ...end, output });
   }
 
   override async close(): Promise<void> {

@@ -82,6 +82,16 @@ export function limitHit(profile: LimitProfile, limit: LimitHit['limit'], limits
     return { limit, value: limits.memoryBytes, setting, message: `${who} ran out of memory: the sandbox's limit is ${formatBytes(limits.memoryBytes)} (${setting}; ${by})` };
   }
   if (limit === 'tasks') {
+    if (how === 'rlimits') {
+      // RLIMIT_NPROC counts the uid's processes: every command gets buildTasksMax (rlimitsFor).
+      const setting = LIMIT_SETTINGS.toolchain.tasks;
+      return {
+        limit,
+        value: limits.tasks,
+        setting,
+        message: `${who} reached the task limit of ${limits.tasks} processes and threads of the build uid, shared by all sandboxed commands (${setting}; rlimit)`,
+      };
+    }
     const setting = LIMIT_SETTINGS[profile].tasks;
     return { limit, value: limits.tasks, setting, message: `${who} reached the sandbox's task limit of ${limits.tasks} processes and threads (${setting}; ${by})` };
   }
@@ -443,6 +453,17 @@ export function limitedArgv(inner: readonly string[], o: { mechanism: LimitsMech
   if (o.mechanism === 'rlimits') out.push(`--as=${o.limits.memoryBytes}`, `--nproc=${o.limits.tasks}`);
   out.push('--', ...inner);
   return out;
+}
+
+/**
+ * The limits a command gets under a mechanism: under rlimits, RLIMIT_NPROC counts every process
+ * of the uid (all builds and runs of the build user; unprivileged, the server's own threads too),
+ * so every command gets the go commands' task limit, or a run of a built binary would fail
+ * whenever a build runs beside it.
+ */
+export function limitsFor(profile: LimitProfile, all: SandboxLimits, mechanism: LimitsMechanism): ProfileLimits {
+  const l = all[profile];
+  return mechanism === 'rlimits' ? { ...l, tasks: Math.max(l.tasks, all.toolchain.tasks) } : l;
 }
 
 /** Signal numbers bwrap reports as 128+n when the sandbox's command died of them. */

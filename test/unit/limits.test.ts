@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { BUILDS_GROUP, classifyHits, DEFAULT_LIMITS, detectLimits, formatBytes, JOIN_SCRIPT, limitedArgv, SERVER_GROUP } from '../../src/sandbox/limits.js';
+import { BUILDS_GROUP, classifyHits, DEFAULT_LIMITS, detectLimits, formatBytes, JOIN_SCRIPT, limitedArgv, limitsFor, SERVER_GROUP } from '../../src/sandbox/limits.js';
 import { AUDIT_ARCH, type BpfInsn, SECCOMP_RULES, seccompBytes, seccompProgram } from '../../src/sandbox/seccomp.js';
 
 // ---------------------------------------------------------------- a classic-BPF interpreter (seccomp subset)
@@ -356,6 +356,13 @@ describe('resource limits: cgroup v2, cgroup v1, rlimits (src/sandbox/limits.ts)
     assert.deepEqual(
       classifyHits({ ...base, profile: 'toolchain', mechanism: 'rlimits', output: 'fork/exec /usr/local/go/pkg/tool/linux_amd64/compile: resource temporarily unavailable' }).map((h) => h.setting),
       ['buildTasksMax'],
+    );
+    // Under rlimits every command gets buildTasksMax (RLIMIT_NPROC is per uid), and a hit names it.
+    assert.deepEqual(limitsFor('binary', DEFAULT_LIMITS, 'rlimits'), { ...DEFAULT_LIMITS.binary, tasks: 1024 });
+    assert.deepEqual(limitsFor('binary', DEFAULT_LIMITS, 'cgroup1'), DEFAULT_LIMITS.binary);
+    assert.deepEqual(
+      classifyHits({ ...base, profile: 'binary', limits: limitsFor('binary', DEFAULT_LIMITS, 'rlimits'), mechanism: 'rlimits', output: 'sh: Cannot fork' }).map((h) => h.message),
+      ['the run of the built binary reached the task limit of 1024 processes and threads of the build uid, shared by all sandboxed commands (buildTasksMax; rlimit)'],
     );
     assert.deepEqual(classifyHits({ ...base, profile: 'toolchain', mechanism: 'rlimits', code: 0, output: 'out of memory' }), [], 'a command that succeeded under rlimits hit nothing');
     assert.deepEqual(

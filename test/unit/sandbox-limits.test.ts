@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { openSandbox, SandboxRunError, type Sandbox, type SandboxCommand } from '../../src/sandbox/index.js';
+import { DEFAULT_LIMITS, openSandbox, SandboxRunError, type Sandbox, type SandboxCommand } from '../../src/sandbox/index.js';
 
 const execFileP = promisify(execFile);
 const sh = (script: string, limits: SandboxCommand['limits'] = 'binary'): SandboxCommand => ({ argv: ['/bin/sh', '-c', script], env: { PATH: '/usr/bin:/bin' }, network: 'none', limits });
@@ -21,7 +21,8 @@ for (const mechanism of ['auto', 'rlimits'] as const) {
   describe(`sandbox limits (${mechanism})`, () => {
     let sandbox: Sandbox;
     before(async () => {
-      sandbox = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', limitsMechanism: mechanism });
+      const limits = { ...DEFAULT_LIMITS, toolchain: { ...DEFAULT_LIMITS.toolchain, tasks: mechanism === 'rlimits' ? 200 : 1024 } };
+      sandbox = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', limitsMechanism: mechanism, limits });
     });
     after(async () => sandbox?.close());
 
@@ -79,7 +80,8 @@ for (const mechanism of ['auto', 'rlimits'] as const) {
       assert.doesNotMatch(err.stdout, /734003200/);
     });
 
-    test('more tasks than the limit: forks refused, the limit named (runTasksMax)', async () => {
+    // Under rlimits RLIMIT_NPROC counts the whole build uid, so every command gets buildTasksMax (set low here).
+    test(`more tasks than the limit: forks refused, the limit named (${mechanism === 'rlimits' ? 'buildTasksMax' : 'runTasksMax'})`, async () => {
       const err = await sandbox.run(sh('n=0; while [ $n -lt 300 ]; do sleep 30 & n=$((n+1)); done; echo started $n')).then(
         () => null,
         (e: unknown) => e,
@@ -87,7 +89,7 @@ for (const mechanism of ['auto', 'rlimits'] as const) {
       assert.ok(err instanceof SandboxRunError, 'the command failed');
       assert.deepEqual(
         err.limits.map((h) => h.setting),
-        ['runTasksMax'],
+        [mechanism === 'rlimits' ? 'buildTasksMax' : 'runTasksMax'],
         err.message,
       );
     });
