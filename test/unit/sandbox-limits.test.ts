@@ -111,3 +111,39 @@ for (const mechanism of ['auto', 'rlimits'] as const) {
     });
   });
 }
+
+/**
+ * Unprivileged mode (how the systemd units run Fairway: its own user, bwrap in a user namespace):
+ * tried as the build user with a supplementary group, from this root test. bwrap's
+ * --disable-userns/--assert-userns-disabled are in force with the filter; the group is kept in
+ * the sandbox (the kernel denies setgroups in an unprivileged user namespace) and start-up warns.
+ */
+describe('sandbox limits, unprivileged mode', () => {
+  test('no nested user namespace (bwrap --disable-userns and seccomp); supplementary groups kept and warned about', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('needs root to start a process as another user');
+    const script = [
+      "import { openSandbox } from './src/sandbox/index.ts';",
+      'const warnings = [];',
+      'const logger = { warn: (o, m) => warnings.push({ ...o, msg: m }), info: () => {} };',
+      "const sb = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-build', logger });",
+      "const r = await sb.run({ argv: ['/bin/sh', '-c', 'grep -E \"^(Uid|Groups|Seccomp|NoNewPrivs):\" /proc/self/status; unshare -U true 2>&1; echo unshare=$?'], env: { PATH: '/usr/bin:/bin' }, network: 'none', limits: 'binary' });",
+      'console.log(JSON.stringify({ describe: sb.describe(), warnings, out: r.stdout }));',
+      'await sb.close();',
+    ].join('\n');
+    const { stdout } = await execFileP('setpriv', ['--reuid=fairway-build', '--regid=fairway-build', '--groups=100', '--', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('../..', import.meta.url).pathname,
+      env: { PATH: process.env.PATH ?? '', HOME: '/tmp' },
+      timeout: 60_000,
+    });
+    const res = JSON.parse(stdout.trim().split('\n').at(-1)!) as { describe: Record<string, unknown>; warnings: Array<Record<string, unknown>>; out: string };
+    assert.equal(res.describe.nestedUserNamespaces, 'denied (bwrap --disable-userns, seccomp)');
+    assert.match(res.out, /^Seccomp:\s+2$/m);
+    assert.match(res.out, /unshare: unshare failed: Operation not permitted\nunshare=1/);
+    assert.match(res.out, /^Groups:\s+.*\b(100|65534)\b/m, 'the supplementary group is still there (as overflow gid or itself)');
+    assert.deepEqual(res.describe.supplementaryGroups, [100]);
+    assert.ok(
+      res.warnings.some((w) => /supplementary groups, which sandboxed commands keep/.test(String(w.msg))),
+      JSON.stringify(res.warnings),
+    );
+  });
+});
