@@ -13,7 +13,7 @@ import { sendArtifact } from './artifact.js';
 import { fromSeq, logHttp, logWebSocket } from './logs.js';
 import { AppError } from '../util/errors.js';
 import { BINARY, BuildIdParams, BuildRecord, BuildRequestBody, DsseEnvelope, QueueDepth, errors } from './schemas.js';
-import { requestContext } from './security.js';
+import { requestContext, requireScope } from './security.js';
 
 export interface NativeApiOptions {
   service: BuildService;
@@ -38,7 +38,7 @@ const ListQuery = z.object({
     .optional()
     .describe('only builds in these states, e.g. `queued,running` (default: all; queued and running builds come first)'),
 });
-const VersionsQuery = z.object({ refresh: z.string().optional().describe('`1`: ask the module proxy again now') });
+const VersionsQuery = z.object({ refresh: z.string().optional().describe('`1`: ask the module proxy again now (needs the build scope)') });
 const LogQuery = z.object({ from: z.string().optional().describe('first line number to send (default 0, or after `Last-Event-ID`)') });
 
 /** The builds resource: request, list, status, cancel. */
@@ -239,10 +239,14 @@ const infoRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, { serv
         tags,
         summary: 'Caddy versions (newest first)',
         querystring: VersionsQuery,
-        response: { 200: z.object({ versions: z.array(z.object({ version: z.string(), prerelease: z.boolean() })), latest: z.string().nullable() }) },
+        response: { 200: z.object({ versions: z.array(z.object({ version: z.string(), prerelease: z.boolean() })), latest: z.string().nullable() }), ...errors(401, 403) },
       },
     },
-    async (req) => service.versions({ refresh: req.query.refresh === '1' }),
+    async (req, reply) => {
+      // A refresh runs `go list` now: like any resolution, it needs the build scope.
+      if (req.query.refresh === '1') requireScope(req, reply, 'build', 'refreshing the version list (?refresh=1 runs go list; without it the list is answered as last read, see refreshedAt)');
+      return service.versions({ refresh: req.query.refresh === '1' });
+    },
   );
   app.get(
     '/api/platforms',

@@ -30,6 +30,12 @@ declare module 'fastify' {
     principal: Principal | null;
     /** `token:<name>` or `ip:<address>`: the key for rate limits and per-client build limits. */
     clientId: string | null;
+    /**
+     * Counts the request against `buildRateLimit` once (a no-op when its route needs `build` or
+     * `admin` and was counted on arrival); throws 429 past the limit. For routes that may start a
+     * build without needing the build scope to be called (registry tag pulls), via requestContext.
+     */
+    chargeBuild: (() => Promise<void>) | null;
   }
 }
 
@@ -69,9 +75,31 @@ export function routeScope(req: FastifyRequest): RouteScope {
   return req.method === 'OPTIONS' ? 'read' : 'build';
 }
 
-/** Scopes and client identity for BuildService.request (policy and per-client limits). */
-export function requestContext(req: FastifyRequest): { scopes: Scope[]; client?: string } {
-  return { scopes: [...(req.principal?.scopes ?? [])], ...(req.clientId ? { client: req.clientId } : {}) };
+/**
+ * Scopes, client identity and the build rate limit for BuildService.request (the build scope,
+ * the policy, per-client limits): every route that may start a build or a resolution passes it.
+ */
+export function requestContext(req: FastifyRequest): { scopes: Scope[]; client?: string; chargeBuild?: () => Promise<void> } {
+  return {
+    scopes: [...(req.principal?.scopes ?? [])],
+    ...(req.clientId ? { client: req.clientId } : {}),
+    ...(req.chargeBuild ? { chargeBuild: req.chargeBuild } : {}),
+  };
+}
+
+/**
+ * Throws what the security hook would for a route needing `scope` (401 with a challenge for an
+ * anonymous caller, 403 for a token without it): for a route that needs more only for some
+ * requests (`GET /api/versions?refresh=1`). `what` says what needs it.
+ */
+export function requireScope(req: FastifyRequest, reply: FastifyReply, scope: Scope, what: string): void {
+  const p = req.principal;
+  if (p && allows(p, scope)) return;
+  if (!p || p.name === null) {
+    reply.header('WWW-Authenticate', req.routeOptions.config?.challenge === 'basic' ? 'Basic realm="fairway"' : 'Bearer realm="fairway"');
+    throw new AppError(401, 'unauthorized', `${what} needs a token with the ${scope} scope; send "Authorization: Bearer <token>"`);
+  }
+  throw new AppError(403, 'forbidden', `token "${p.name}" does not have the ${scope} scope ${what} needs`);
 }
 
 const FILENAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
@@ -110,6 +138,7 @@ export function basicAsBearer(header: string | undefined): string | undefined {
 export async function installSecurity(app: FastifyInstance, o: SecurityOptions): Promise<void> {
   app.decorateRequest('principal', null);
   app.decorateRequest('clientId', null);
+  app.decorateRequest('chargeBuild', null);
   await app.register(rateLimit, {
     global: false,
     ...(o.shared ? { redis: o.shared.redis, nameSpace: `${o.shared.prefix}:ratelimit:`, skipOnError: true } : {}),
@@ -141,7 +170,10 @@ export async function installSecurity(app: FastifyInstance, o: SecurityOptions):
     req.clientId = principal.name !== null && result.ok ? `token:${principal.name}` : `ip:${req.ip}`;
     // Counted before the credential is judged, so guessing tokens is rate limited too.
     await general?.(req, reply);
-    if (scope === 'build' || scope === 'admin') await builds?.(req, reply);
+    const buildRoute = scope === 'build' || scope === 'admin';
+    if (buildRoute) await builds?.(req, reply);
+    let charged: Promise<void> | null = buildRoute || !builds ? Promise.resolve() : null;
+    req.chargeBuild = () => (charged ??= builds!(req, reply));
     if (!result.ok) {
       reply.header('WWW-Authenticate', basic ? 'Basic realm="fairway"' : 'Bearer realm="fairway", error="invalid_token"');
       throw new AppError(401, 'unauthorized', result.reason === 'malformed' ? 'the Authorization header must be "Bearer <token>"' : 'the token is not valid (unknown or revoked)');

@@ -325,6 +325,10 @@ export const configSchema = z
     buildRateLimit: int(0, 1_000_000).default(120),
     /** Builds one client (token or address) may have queued or running; 0 = no limit. */
     maxActiveBuilds: int(0, 100_000).default(10),
+    /** Go commands resolving versions at once (the rest wait in line, up to 30 s, then 503 resolver_busy). */
+    maxResolutions: int(1, 256).default(4),
+    /** How long a query that did not resolve (no such version or module) is answered from memory (422), without a go command. */
+    resolveFailureTtl: duration.default(60_000),
     /** Free disk needed (build cache and local store) before a build is queued or started; 0 = no check. */
     minFreeDisk: bytesOrZero.default(parseBytes('2GB')),
 

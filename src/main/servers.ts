@@ -137,11 +137,21 @@ function guards(config: Config, logger: Logger, catalog: FileCatalog, parts: Htt
   });
   queue.onFinished((key) => void admission.release(key));
   logger.info(
-    { tokens: auth.size, anonymousScopes: [...auth.anonymous.scopes], policy: policy.describe(), maxActiveBuilds: config.maxActiveBuilds, minFreeDisk: config.minFreeDisk },
+    {
+      tokens: auth.size,
+      anonymousScopes: [...auth.anonymous.scopes],
+      policy: policy.describe(),
+      maxActiveBuilds: config.maxActiveBuilds,
+      maxResolutions: config.maxResolutions,
+      minFreeDisk: config.minFreeDisk,
+    },
     'security settings',
   );
   if (auth.size === 0 && !isLoopbackHost(config.host)) {
-    logger.warn({ host: config.host }, 'no API tokens configured on a network address: anonymous clients may only read; create tokens with `fairway token create`');
+    logger.warn(
+      { host: config.host },
+      'no API tokens configured on a network address: anonymous clients may only read (and pull images already built: nothing is built for them); create tokens with `fairway token create`',
+    );
   }
   return { auth, policy, admission };
 }
@@ -210,7 +220,13 @@ async function probeFleetProxy(up: Upstream, logger: Logger): Promise<void> {
 async function startHttp(config: Config, logger: Logger, parts: HttpParts): Promise<Running> {
   const { toolchain, store, queue } = parts;
   const platforms = await loadPlatforms(toolchain);
-  const resolver = new GoResolver(toolchain, { ttlMs: config.resolveTtl, buildFlags: BUILD_FLAGS });
+  const resolver = new GoResolver(toolchain, {
+    ttlMs: config.resolveTtl,
+    buildFlags: BUILD_FLAGS,
+    maxResolutions: config.maxResolutions,
+    failureTtlMs: config.resolveFailureTtl,
+    onGoCommand: (what, result, ms) => logger.info({ what, result, ms }, 'resolution: go list ran'),
+  });
   // Plugin catalog: curated file + optional upstream mirror + module IDs learned from builds.
   const catalog = await FileCatalog.open({
     dir: join(config.dataDir, 'catalog'),

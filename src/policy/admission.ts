@@ -123,6 +123,29 @@ export class BuildAdmission {
     }
   }
 
+  /**
+   * Whether `client` already has as many builds queued or running, plus `resolving` requests being
+   * resolved, as one client may have (maxActiveBuilds): then nothing new is resolved for it (the
+   * service answers 429 before any go command). False when there is no limit or the count is unavailable.
+   */
+  async full(client: string | undefined, resolving: number): Promise<boolean> {
+    if (!client || this.o.maxActivePerClient <= 0) return false;
+    try {
+      let mine = await this.builds.keys(client);
+      if (mine.length + resolving < this.o.maxActivePerClient) return false;
+      for (const k of mine) if (!(await this.o.isActive(k))) await this.builds.remove(client, k);
+      mine = await this.builds.keys(client);
+      return mine.length + resolving >= this.o.maxActivePerClient;
+    } catch (err) {
+      this.o.onCountError?.(err as Error);
+      return false;
+    }
+  }
+
+  get maxActivePerClient(): number {
+    return this.o.maxActivePerClient;
+  }
+
   /** A build ended: it no longer counts against anyone. */
   async release(key: string): Promise<void> {
     await this.builds.release(key).catch((err: unknown) => this.o.onCountError?.(err as Error));

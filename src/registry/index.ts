@@ -400,7 +400,7 @@ export class Registry implements ImageRegistry {
     if (kind.caddyVersion && version !== 'latest' && version !== kind.caddyVersion) {
       throw new RegistryError(404, 'MANIFEST_UNKNOWN', `${repo} is pinned to Caddy ${kind.caddyVersion}: its tags are latest and ${kind.caddyVersion}`);
     }
-    return this.tagIndex(kind, version === 'latest' && kind.caddyVersion ? kind.caddyVersion : version, ctx, signal);
+    return this.tagIndex(kind, version === 'latest' && kind.caddyVersion ? kind.caddyVersion : version, ctx, signal, `${repo}:${reference}`);
   }
 
   /** A manifest or index by digest, served only under a repository it belongs to (manifestBelongs). */
@@ -480,11 +480,16 @@ export class Registry implements ImageRegistry {
     return this.manifestByDigest(rec.manifestDigest, 'build', 'caddy/build');
   }
 
-  /** A tag of `caddy` or `caddy/<recipe>`: every image platform built (or waited for), then their index. */
-  private async tagIndex(recipe: RecipeInput, caddyVersion: string, ctx: RequestContext, signal?: AbortSignal): Promise<ManifestAnswer> {
+  /**
+   * A tag of `caddy` or `caddy/<recipe>`: every image platform built (or waited for), then their
+   * index. A caller that may build (the `build` scope) asks for the builds as POST /api/builds
+   * would (BuildService.request: the one admission); any other caller gets what is built, found
+   * without resolving anything (BuildService.lookup), and MANIFEST_UNKNOWN saying how to have it
+   * built when a platform is not.
+   */
+  private async tagIndex(recipe: RecipeInput, caddyVersion: string, ctx: RequestContext, signal: AbortSignal | undefined, name: string): Promise<ManifestAnswer> {
     const wanted = this.platforms.map((p) => ({ caddyVersion, ...p.go, plugins: recipe.plugins }));
-    const asked = await Promise.all(wanted.map((w) => this.o.service.request(w, ctx)));
-    const done = await this.waitAll(asked, signal);
+    const done = this.o.service.mayBuild(ctx) ? await this.waitAll(await Promise.all(wanted.map((w) => this.o.service.request(w, ctx))), signal) : await this.builtOnly(wanted, ctx, name);
     const records: ImageRecord[] = [];
     for (const rec of done) {
       const meta = await this.o.service.meta(rec.key);
@@ -503,6 +508,30 @@ export class Registry implements ImageRegistry {
     const digest = `sha256:${sha256Hex(bytes)}`;
     await this.putBytes(digest, bytes);
     return { mediaType: MEDIA_TYPE.index, digest, size: bytes.length, bytes };
+  }
+
+  /**
+   * For a caller without the build scope: the builds of every image platform when all are built;
+   * 503 UNAVAILABLE (Retry-After) when the missing ones are being built now; else MANIFEST_UNKNOWN
+   * naming what is missing and how to have it built. Nothing is resolved or queued.
+   */
+  private async builtOnly(wanted: Array<Record<string, unknown>>, ctx: RequestContext, name: string): Promise<BuildRecord[]> {
+    const found = await Promise.all(wanted.map((w) => this.o.service.lookup(w, ctx)));
+    const platform = (i: number) => this.platforms[i]!.name;
+    const missing = found.flatMap((r, i) => (r ? [] : [platform(i)]));
+    if (missing.length > 0) {
+      this.log.info({ image: name, missing }, 'registry: image not built, and the client may not build it');
+      throw new RegistryError(
+        404,
+        'MANIFEST_UNKNOWN',
+        `${name} is not built yet (${missing.join(', ')} missing), and this client may not start builds: pull it once with a token that has the build scope (docker login / --creds x:<token>), or have it built with POST /api/builds for each platform (${this.platforms.map((p) => p.name).join(', ')}); then pull again`,
+      );
+    }
+    const running = found.filter((r) => r!.status !== 'succeeded');
+    if (running.length > 0) {
+      throw new RegistryError(503, 'UNAVAILABLE', `${name} is being built now (${running.map((r) => r!.id).join(', ')}); retry in a minute`, 60);
+    }
+    return found as BuildRecord[];
   }
 
   /** Waits for every build (up to `waitMs`); 503 UNAVAILABLE with Retry-After past it, an error for a failed build. */

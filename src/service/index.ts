@@ -103,10 +103,24 @@ const QUARANTINE_LOG: Record<CorruptReason, string> = {
 export interface RequestContext {
   /** Trusted callers (local CLI) may use local path replacements. */
   trusted?: boolean;
-  /** The caller's token scopes (HTTP); absent = no admin rights (replacements refused). */
+  /**
+   * The caller's token scopes (HTTP callers always give them, src/api/security.ts requestContext):
+   * starting a build or a resolution needs `build`; replacements need `admin`. Absent = an
+   * in-process caller (prebuilds, the CLI), which may build but has no admin rights.
+   */
   scopes?: readonly Scope[];
   /** Who is asking (`token:<name>` or `ip:<addr>`), for per-client build limits. */
   client?: string;
+  /**
+   * HTTP: counts this request against the build rate limit (`buildRateLimit`), at most once per
+   * request; throws 429 past it. Called before anything is resolved or queued.
+   */
+  chargeBuild?: () => Promise<void>;
+}
+
+/** Whether a caller may start builds and resolutions: in-process callers and the `build` scope. */
+export function mayBuild(ctx: RequestContext): boolean {
+  return !!ctx.trusted || ctx.scopes === undefined || expandScopes(ctx.scopes).has('build');
 }
 
 export class BuildService {
@@ -123,6 +137,8 @@ export class BuildService {
   private readonly earlyCorrupt: Array<[string, CorruptReason]> = [];
   /** Background re-checks of the store copy behind hot-tier hits: key -> last start (ms). */
   private readonly rechecked = new Map<string, number>();
+  /** Requests being resolved now, by client (counted with its active builds against maxActiveBuilds). */
+  private readonly resolving = new Map<string, number>();
   /** Set by shutdown(): the answer of every waitFor() from then on. */
   private closing: AppError | null = null;
   /** Callers blocked in waitFor(), released by shutdown(). */
@@ -215,11 +231,20 @@ export class BuildService {
     return request;
   }
 
-  /** Validates, pins versions, and either answers from the cache or joins/queues the build. */
+  /**
+   * Validates, pins versions, and either answers from the cache or joins/queues the build. The one
+   * admission of every route that can start a build or a resolution (native, compat, registry;
+   * rebuild() takes the same first step): the grammar and policy, then the `build` scope, then
+   * (only when Go must be asked) the build rate limit and the client's limit of builds and
+   * resolutions, then the resolution itself (src/resolve: the concurrency cap and the memory of
+   * failed queries), then (only for a new build) the rate limit again, free disk and the client's
+   * limit of active builds. Nothing is resolved for a caller refused at an earlier step.
+   */
   async request(input: unknown, ctx: RequestContext = {}): Promise<BuildRecord> {
     const request = this.parse(input, ctx);
     this.o.policy?.checkRequest(request, ctx);
-    const spec = await this.o.resolver.resolve(request);
+    this.requireBuildScope(ctx);
+    const spec = await this.resolveAdmitted(request, ctx);
     this.o.policy?.checkResolved(spec);
     const key = cacheKey(spec);
     const done = await this.finished(key);
@@ -228,11 +253,77 @@ export class BuildService {
       this.emit((h) => h.requested?.(key, 'hit'));
       return this.fromMeta(done, true);
     }
+    await ctx.chargeBuild?.();
     await this.o.admission?.admit(key, ctx.client);
     const { job, created } = await this.o.queue.enqueue(key, { request, spec, requestedAt: new Date().toISOString(), ...(ctx.client ? { requestedBy: ctx.client } : {}) });
     this.emit((h) => h.requested?.(key, created ? 'queued' : 'joined'));
     this.log.info({ key, created, caddy: spec.caddyVersion, os: spec.os, arch: spec.arch, plugins: spec.plugins.length }, created ? 'build queued' : 'joined build in flight');
     return this.fromJob({ ...job, payload: { request, spec, requestedAt: job.createdAt } });
+  }
+
+  /** Refuses a caller without the `build` scope (before anything is resolved or queued). */
+  private requireBuildScope(ctx: RequestContext): void {
+    if (mayBuild(ctx)) return;
+    throw new AppError(
+      403,
+      'build_scope_required',
+      'starting a build or resolving module versions needs a token with the build scope (fairway token create --scopes build); finished builds can be read without it',
+    );
+  }
+
+  /**
+   * The request's resolved spec: from what the resolver knows (no go command, no charge), else by
+   * asking Go, after the build rate limit and the client's limit (its active builds plus its
+   * resolutions in flight, maxActiveBuilds) let it.
+   */
+  private async resolveAdmitted(request: BuildRequest, ctx: RequestContext): Promise<ResolvedSpec> {
+    const known = this.o.resolver.peek?.(request) ?? null;
+    if (known) return known;
+    await ctx.chargeBuild?.();
+    const client = ctx.client;
+    const resolving = client ? (this.resolving.get(client) ?? 0) : 0;
+    if (client && (await this.o.admission?.full(client, resolving))) {
+      throw new AppError(
+        429,
+        'too_many_builds',
+        `you have ${this.o.admission!.maxActivePerClient} builds queued, running or being resolved, the most one client may have (maxActiveBuilds); wait for one to finish or cancel one (DELETE /api/builds/<id>)`,
+        10,
+      );
+    }
+    if (client) this.resolving.set(client, resolving + 1);
+    try {
+      return await this.o.resolver.resolve(request);
+    } finally {
+      if (client) {
+        const n = (this.resolving.get(client) ?? 1) - 1;
+        if (n <= 0) this.resolving.delete(client);
+        else this.resolving.set(client, n);
+      }
+    }
+  }
+
+  /** Whether this caller may start builds and resolutions (the `build` scope; in-process callers may). */
+  mayBuild(ctx: RequestContext): boolean {
+    return mayBuild(ctx);
+  }
+
+  /**
+   * The build a request names, found from what exists, for callers that may not build: versions
+   * are taken as the resolver last knew them (exact ones as they are), never asked of Go, and
+   * nothing is queued. The record of a succeeded build (cached), of one queued or running, or
+   * null when it is not built (or its versions were never resolved here).
+   */
+  async lookup(input: unknown, ctx: RequestContext = {}): Promise<BuildRecord | null> {
+    const request = this.parse(input, ctx);
+    this.o.policy?.checkRequest(request, ctx);
+    const spec = this.o.resolver.peek?.(request, { stale: true });
+    if (!spec) return null;
+    this.o.policy?.checkResolved(spec);
+    const key = cacheKey(spec);
+    const done = await this.finished(key);
+    if (done?.status === 'succeeded' && (await this.binaryThere(done))) return this.fromMeta(done, true);
+    const job = await this.o.queue.get(key);
+    return job && (job.state === 'queued' || job.state === 'running') ? this.fromJob(job) : null;
   }
 
   async get(id: string): Promise<BuildRecord> {
@@ -571,6 +662,7 @@ export class BuildService {
    * one is answered as it is.
    */
   async rebuild(id: string, ctx: RequestContext = {}): Promise<BuildRecord> {
+    this.requireBuildScope(ctx);
     const key = this.keyOf(id);
     const meta = await this.finished(key);
     if (meta?.status !== 'succeeded') throw new NotFoundError(`finished build ${id}`);
@@ -589,6 +681,7 @@ export class BuildService {
     const rkey = rebuildKey(key);
     const done = await this.finished(rkey);
     if (done?.status === 'succeeded' && (await this.binaryThere(done))) return this.fromMeta(done, true);
+    await ctx.chargeBuild?.();
     await this.o.admission?.admit(rkey, ctx.client);
     const payload: BuildPayload = {
       request: meta.request as BuildRequest,

@@ -15,6 +15,7 @@ import { compatApi, createApi, recipesApi, registryApi, type ApiOptions } from '
 import { Registry, type RecipeInput } from '../../src/registry/index.js';
 import type { HotCache } from '../../src/cache/index.js';
 import { FileCatalog } from '../../src/catalog/index.js';
+import type { BuildAdmission } from '../../src/policy/index.js';
 import { LocalQueue } from '../../src/queue/index.js';
 import type { Resolver } from '../../src/resolve/index.js';
 import { BuildService, type BuildPayload } from '../../src/service/index.js';
@@ -30,6 +31,7 @@ export interface TestApi {
   calls: { resolve: number; request: number; cancel: number; jobs: number };
   /** The fs store behind the service, and the OCI registry on it (/v2, /api/recipes). */
   store: FsStore;
+  queue: LocalQueue<BuildPayload>;
   registry: Registry;
   close(): Promise<void>;
 }
@@ -45,11 +47,17 @@ export async function testApi(
     registry?: { recipes?: Record<string, RecipeInput>; waitMs?: number };
     /** A hot tier for the service and the registry (blobs). */
     hot?: HotCache;
+    /** Another resolver (e.g. the real GoResolver over a stand-in toolchain); `calls.resolve` then stays 0. */
+    resolver?: Resolver;
+    /** The admission of new builds (per-client limits); default none. */
+    admission?: BuildAdmission;
+    /** Plugins per build; default 5. */
+    maxPlugins?: number;
   } = {},
 ): Promise<TestApi> {
   const dir = await mkdtemp(join(tmpdir(), 'fairway-api-'));
   const calls = { resolve: 0, request: 0, cancel: 0, jobs: 0 };
-  const resolver: Resolver = {
+  const standIn: Resolver = {
     resolve: async (req: BuildRequest): Promise<ResolvedSpec> => {
       calls.resolve++;
       return { caddyVersion: 'v2.11.9', os: req.os, arch: req.arch, plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'test' } };
@@ -59,6 +67,7 @@ export async function testApi(
     },
     caddyVersions: async () => ({ versions: ['v2.11.9'], latest: 'v2.11.9', refreshedAt: null }) as never,
   };
+  const resolver = o.resolver ?? standIn;
   const queue = new LocalQueue<BuildPayload>(
     (ctx) => {
       calls.jobs++;
@@ -79,9 +88,10 @@ export async function testApi(
       { os: 'linux', arch: 'arm64' },
       { os: 'windows', arch: 'amd64' },
     ]),
-    maxPlugins: 5,
+    maxPlugins: o.maxPlugins ?? 5,
     logger,
     ...(o.hot ? { hot: o.hot } : {}),
+    ...(o.admission ? { admission: o.admission } : {}),
   });
   await service.init();
   const request = service.request.bind(service);
@@ -131,6 +141,7 @@ export async function testApi(
     service,
     calls,
     store,
+    queue,
     registry,
     close: async () => {
       await app.close();
