@@ -2,8 +2,10 @@
  * The OCI registry (pull side of the OCI Distribution Spec v1.1, docs/registry.md): recipes (named
  * plugin sets), tag resolution, and images made on demand from the build cache. Repositories:
  * `caddy` (no plugins), `caddy/<recipe>`, and `caddy/build` (one tag per finished build id). A tag
- * answers an image index over the `imagePlatforms`; platforms not built yet are requested as
- * ordinary builds (BuildService.request: deduped, cached, logged) and waited for.
+ * answers an image index over the `imagePlatforms`; for a client with the `build` scope, platforms
+ * not built yet are requested as ordinary builds (BuildService.request: the one admission, deduped,
+ * cached, logged) and waited for; any other client gets what is built (BuildService.lookup: nothing
+ * resolved or queued) or MANIFEST_UNKNOWN saying how to have it built.
  *
  * An image is made once per artifact (src/image buildImage, created = IMAGE_CREATED, a constant),
  * its blobs put into the store (BlobStore) and a record `images/<key>` kept (RecordStore): gzip
