@@ -78,7 +78,9 @@ export const RESOLVE_QUEUE_WAIT_MS = 30_000;
 const QUEUE_FACTOR = 64;
 /** Failures that are not a client's mistake (timeouts, proxy errors) are remembered this long at most. */
 const UPSTREAM_FAILURE_TTL_MS = 5_000;
-/** Last answers of moving queries kept for peek() (most recent first to go). */
+/** Memo size at which expired entries are swept out. */
+const MEMO_SWEEP_AT = 10_000;
+/** Last answers of moving queries kept for peek() (the least recently answered go first). */
 const LAST_KNOWN_ENTRIES = 4096;
 
 /**
@@ -209,6 +211,7 @@ export class GoResolver implements Resolver {
   /** Last answer of each moving query (`module@query` → version), for peek({stale}). */
   private readonly lastKnown = new Map<string, string>();
   private readonly failureTtlMs: number;
+  private sweptAt = -Infinity;
   /** Every go command of a resolution runs through it. */
   readonly gate: ResolutionGate;
 
@@ -342,6 +345,11 @@ export class GoResolver implements Resolver {
   private memoise<T>(key: string, ttl: number, fn: () => Promise<T>): Promise<T> {
     const hit = this.memo.get(key) as MemoEntry<T> | undefined;
     if (hit && hit.expires > this.now()) return hit.value;
+    // Expired answers are dropped now and then, so many distinct queries (failures included) do not pile up.
+    if (this.memo.size >= MEMO_SWEEP_AT && this.now() - this.sweptAt >= 60_000) {
+      this.sweptAt = this.now();
+      for (const [k, e] of this.memo) if (e.expires <= this.sweptAt) this.memo.delete(k);
+    }
     const value = fn();
     const entry: MemoEntry<T> = { expires: this.now() + ttl, value };
     this.memo.set(key, entry);
