@@ -283,10 +283,14 @@ export class BuildService {
     const client = ctx.client;
     const resolving = client ? (this.resolving.get(client) ?? 0) : 0;
     if (client && (await this.o.admission?.full(client, resolving))) {
+      // At its limit, the client may still join a build in flight or get a finished one: found
+      // from what is known (exact versions as they are), without a go command.
+      const spec = this.o.resolver.peek?.(request, { stale: true });
+      if (spec && (await this.existing(cacheKey(spec)))) return spec;
       throw new AppError(
         429,
         'too_many_builds',
-        `you have ${this.o.admission!.maxActivePerClient} builds queued, running or being resolved, the most one client may have (maxActiveBuilds); wait for one to finish or cancel one (DELETE /api/builds/<id>)`,
+        `you have ${this.o.admission!.maxActivePerClient} builds queued or running (counting requests being resolved), the most one client may have (maxActiveBuilds); nothing was resolved or queued; wait for one to finish or cancel one (DELETE /api/builds/<id>)`,
         10,
       );
     }
@@ -300,6 +304,13 @@ export class BuildService {
         else this.resolving.set(client, n);
       }
     }
+  }
+
+  /** Whether a build of `key` is queued, running or succeeded (its versions were resolved before). */
+  private async existing(key: string): Promise<boolean> {
+    const job = await this.o.queue.get(key);
+    if (job && (job.state === 'queued' || job.state === 'running')) return true;
+    return (await this.finished(key))?.status === 'succeeded';
   }
 
   /** Whether this caller may start builds and resolutions (the `build` scope; in-process callers may). */

@@ -355,7 +355,8 @@ describe('one admission: rate limit and per-client limit before resolution; the 
 
   test('a client at maxActiveBuilds is refused before resolution (429, no go command); joining its own build is free', async () => {
     const go = standInGo();
-    const resolver = new GoResolver(go.toolchain, { buildFlags: TOOLCHAIN.flags });
+    let now = Date.parse('2026-12-01T08:00:00Z');
+    const resolver = new GoResolver(go.toolchain, { buildFlags: TOOLCHAIN.flags, now: () => now });
     let t: TestApi | undefined;
     const admission = new BuildAdmission({
       maxActivePerClient: 1,
@@ -379,6 +380,12 @@ describe('one admission: rate limit and per-client limit before resolution; the 
       const again = await t.app.inject({ method: 'POST', url: '/api/builds', headers: HEADERS.build, payload: body });
       assert.equal(again.statusCode, 202, 'its own build in flight is joined (answered from memory)');
       assert.equal(again.json().id, first.json().id);
+      // A day later the resolver's memory of v2.11.9 has expired (another hub never had it): still joined, still no go command.
+      now += 25 * 3600_000;
+      const later = await t.app.inject({ method: 'POST', url: '/api/builds', headers: HEADERS.build, payload: body });
+      assert.equal(later.statusCode, 202, later.body);
+      assert.equal(later.json().id, first.json().id);
+      assert.equal(go.s.calls.length, ran, 'joined without a go command');
       await t.service.cancel(first.json().id);
     } finally {
       await t.close();
