@@ -401,7 +401,14 @@ export const configSchema = z
   })
   .strict();
 
-export type Config = z.output<typeof configSchema> & { cacheDir: string; toolsDir: string; xcaddyBin: string; goCacheProgBin: string };
+export type Config = z.output<typeof configSchema> & {
+  cacheDir: string;
+  toolsDir: string;
+  xcaddyBin: string;
+  goCacheProgBin: string;
+  /** The config file read (`--config`, FAIRWAY_CONFIG), resolved; it may hold secrets (fleetToken, a Redis password). */
+  configFile?: string;
+};
 
 /** FAIRWAY_DATA_DIR -> dataDir, etc. */
 export function envToConfig(env: NodeJS.ProcessEnv): Record<string, string> {
@@ -469,5 +476,44 @@ export function loadConfig(opts: { flags?: Record<string, unknown>; env?: NodeJS
     toolsDir,
     xcaddyBin: c.xcaddyBin ?? join(toolsDir, 'bin', 'xcaddy'),
     goCacheProgBin: c.goCacheProgBin ?? join(toolsDir, 'bin', 'fairway-cacheprog'),
+    ...(file ? { configFile: resolve(file) } : {}),
   };
+}
+
+/** A file that holds a secret, and the setting (or variable) that names it. */
+export interface SecretFile {
+  setting: string;
+  path: string;
+  /** How to name the moved file, when not by setting `setting`. */
+  fix?: string;
+}
+
+/** The environment file the systemd units read (deploy/systemd, EnvironmentFile=): it may hold FAIRWAY_FLEET_TOKEN, FAIRWAY_TOKENS. */
+export const UNIT_ENV_FILE = '/etc/fairway/fairway.env';
+
+/**
+ * Every file this configuration names that holds a secret, which no sandboxed build may see
+ * (checked at start by src/main): the signing key, the config file (fleetToken, a Redis URL with
+ * its password), the auth file (token hashes), the units' environment file, and, for an S3
+ * store, the AWS SDK's credential and token files named by their variables (or the defaults in
+ * ~/.aws). Files that do not exist are left out, except the signing key (whose absence is
+ * reported where it is loaded).
+ */
+export function secretFiles(config: Config, env: NodeJS.ProcessEnv = process.env): SecretFile[] {
+  const out: SecretFile[] = [];
+  if (config.signingKey) out.push({ setting: 'signingKey', path: resolve(config.signingKey) });
+  const existing = (setting: string, path: string | undefined, fix?: string) => {
+    if (path && existsSync(path)) out.push({ setting, path: resolve(path), ...(fix ? { fix } : {}) });
+  };
+  existing('the config file', config.configFile, 'start Fairway with --config (or FAIRWAY_CONFIG) naming the new path');
+  existing('authFile', config.authFile);
+  existing(`the units' environment file`, UNIT_ENV_FILE, 'keep it where the units read it (EnvironmentFile=)');
+  if (config.store?.startsWith('s3://')) {
+    const home = env.HOME || '';
+    existing('AWS_SHARED_CREDENTIALS_FILE', env.AWS_SHARED_CREDENTIALS_FILE || (home && join(home, '.aws', 'credentials')));
+    existing('AWS_CONFIG_FILE', env.AWS_CONFIG_FILE || (home && join(home, '.aws', 'config')));
+    existing('AWS_WEB_IDENTITY_TOKEN_FILE', env.AWS_WEB_IDENTITY_TOKEN_FILE);
+    existing('AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE', env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE);
+  }
+  return out;
 }

@@ -18,10 +18,11 @@ import { parseGoproxy, type Upstream } from '../sandbox/index.js';
 import type { OpsMetrics } from '../ops/index.js';
 // end fleet module proxy
 import { Registry, publishImage } from '../registry/index.js';
-import { loadPublicKey, loadSigner, type Signer } from '../provenance/index.js';
+import { loadOrCreateSigner, loadPublicKey, loadSigner, type Signer } from '../provenance/index.js';
 import { authenticatorFromConfig, isLoopbackHost } from '../auth/index.js';
 import { FileCatalog, ModuleLearner } from '../catalog/index.js';
-import { FAIRWAY_VERSION, setupCommand, type Config } from '../config/index.js';
+import { FAIRWAY_VERSION, secretFiles, setupCommand, type Config, type SecretFile } from '../config/index.js';
+import { realPathOf } from '../util/realpath.js';
 import type { Redis } from 'ioredis';
 import { BullMqQueue, BullMqWorker, LocalQueue, QueueJournal, redisConnection, type BuildQueue } from '../queue/index.js';
 import { BuildAdmission, BuildPolicy, RedisActiveBuilds, freeBytesAt } from '../policy/index.js';
@@ -62,23 +63,79 @@ interface HttpParts {
   publicKeyPem?: string;
 }
 
+/** Where `serve` keeps the key it makes on first start when `signingKey` is not set (docs/provenance.md). */
+export const DATA_DIR_KEY = 'signing.key';
+
 /**
- * The builder's signing key (serve, agent): loaded from `signingKey`, or none, said loudly, and
- * provenance is written unsigned (docs/provenance.md).
+ * The host paths every build sandbox binds besides SANDBOX_VISIBLE_PATHS (src/toolchain
+ * command()): the Go caches and build dirs, GOROOT, xcaddy, the GOCACHEPROG program.
  */
-async function builderSigner(config: Config, logger: Logger): Promise<Signer | undefined> {
-  if (!config.signingKey) {
-    logger.warn('no signing key (signingKey): provenance is written UNSIGNED and images are not signed; create one with `fairway key create`');
+function sandboxBound(config: Config, toolchain: Toolchain): string[] {
+  return [toolchain.cacheDir, toolchain.goRoot, toolchain.xcaddyBin, ...(config.goCacheShared ? [resolve(config.goCacheProgBin)] : [])];
+}
+
+/**
+ * Refuses to start when a sandboxed build could read a file that holds a secret (the signing key,
+ * the config file, the auth file, credential files: src/config secretFiles), compared by real
+ * path, so a symlink into a bound directory counts (docs/SECURITY.md).
+ */
+function refuseVisibleSecrets(secrets: ReadonlyArray<SecretFile & { instead?: string }>, bound: readonly string[]): void {
+  for (const s of secrets) {
+    const dir = sandboxVisibleParent(s.path, bound);
+    if (!dir) continue;
+    const real = realPathOf(s.path);
+    const realDir = realPathOf(dir);
+    throw new Error(
+      `${s.setting} ${s.path}${real !== s.path ? ` (real path ${real})` : ''} is under ${dir}${realDir !== dir ? ` (real path ${realDir})` : ''}, which every build sandbox can read, so a plugin's code could read it: ${s.instead ?? `move it out of ${dir} (e.g. into /etc/fairway/, mode 0600, owned by the user Fairway runs as) and ${s.fix ?? `point ${s.setting} at the new path`}`}`,
+    );
+  }
+}
+
+/** A warning when a key file is readable by others than its owner. */
+async function warnIfShared(path: string, logger: Logger): Promise<void> {
+  const st = await stat(path).catch(() => null); // missing: the loader says so
+  if (st && (st.mode & 0o077) !== 0) logger.warn({ key: path, mode: (st.mode & 0o777).toString(8) }, `the signing key file is readable by other users: chmod 0600 ${path}`);
+}
+
+/**
+ * The builder's signing key (serve, agent): `signingKey` when set. `serve` without one makes its
+ * own on first start, `<dataDir>/signing.key` (mode 0600), and keeps it across restarts: a default
+ * install signs its builds. An agent never makes one (a fleet shares one key, and hubs serve its
+ * public half): without `signingKey` it says loudly that its builds are unsigned.
+ */
+async function builderSigner(config: Config, logger: Logger, role: 'serve' | 'agent', bound: readonly string[]): Promise<Signer | undefined> {
+  if (config.signingKey) {
+    const keyPath = resolve(config.signingKey); // checked against the sandboxes with the other secrets
+    await warnIfShared(keyPath, logger);
+    const signer = await loadSigner(keyPath);
+    logger.info({ key: keyPath, fingerprint: signer.fingerprint }, `builds are signed with this key (fingerprint ${signer.fingerprint}); its public half is at /api/signing-key`);
+    return signer;
+  }
+  if (role === 'agent') {
+    logger.warn(
+      'no signing key (signingKey): this agent writes UNSIGNED provenance and unsigned images. The agents of a fleet share one key: set signingKey (FAIRWAY_SIGNING_KEY) to it on every agent, and publicKey to its public half on the hubs (docs/provenance.md)',
+    );
     return undefined;
   }
-  // Builds and built binaries must never see the key: not under what the sandbox mounts.
-  const keyPath = resolve(config.signingKey);
-  const visible = sandboxVisibleParent(keyPath, [config.cacheDir]);
-  if (visible) throw new Error(`signingKey ${keyPath} is under ${visible}, which sandboxed builds can read; move it elsewhere (e.g. /etc/fairway/, mode 0600)`);
-  const st = await stat(keyPath).catch(() => null); // missing: loadSigner says so
-  if (st && (st.mode & 0o077) !== 0) logger.warn({ key: keyPath }, 'the signing key file is readable by other users: chmod 0600 it');
-  const signer = await loadSigner(keyPath);
-  logger.info({ key: config.signingKey, fingerprint: signer.fingerprint }, 'builds are signed with this key');
+  const keyPath = join(config.dataDir, DATA_DIR_KEY);
+  refuseVisibleSecrets(
+    [
+      {
+        setting: "serve's own signing key (no signingKey is set)",
+        path: keyPath,
+        instead: `set cacheDir outside ${config.dataDir}, or set signingKey to a key kept elsewhere (\`fairway key create\`)`,
+      },
+    ],
+    bound,
+  );
+  const { signer, created } = await loadOrCreateSigner(keyPath);
+  await warnIfShared(keyPath, logger);
+  logger.info(
+    { key: keyPath, fingerprint: signer.fingerprint, created },
+    created
+      ? `created a signing key (no signingKey set): builds and images are signed with it (fingerprint ${signer.fingerprint}); its public half is at /api/signing-key. Back the file up: a new key would not verify earlier builds`
+      : `builds are signed with this server's key (fingerprint ${signer.fingerprint}), made at its first start; its public half is at /api/signing-key`,
+  );
   return signer;
 }
 
@@ -93,7 +150,9 @@ async function hubPublicKey(config: Config, logger: Logger): Promise<string | un
     logger.info({ key: config.signingKey }, 'a hub does not sign (its agents do): serving only the public half of signingKey at /api/signing-key');
     return (await loadSigner(config.signingKey)).publicKeyPem;
   }
-  logger.warn('no publicKey: /api/signing-key answers 404; set publicKey to the key your agents sign with');
+  logger.warn(
+    "no publicKey (and no signingKey): /api/signing-key answers 404, so this fleet's builds cannot be verified against this hub; set publicKey to the public half of the key the agents sign with (a fleet shares one key; docs/provenance.md)",
+  );
   return undefined;
 }
 
@@ -356,10 +415,12 @@ async function shutdown(o: { app: FastifyInstance; service: BuildService; ops: {
 
 export async function startServe(config: Config, logger: Logger): Promise<Running> {
   const toolchain = await prepareToolchain(config, logger);
+  const bound = sandboxBound(config, toolchain);
+  refuseVisibleSecrets(secretFiles(config), bound);
   const store = await prepareStore(config);
   const gate = new BuildGate(); // Go cache cleaning runs between builds only (src/ops/gocache.ts)
-  // serve is the builder: it signs its builds and the images it makes (docs/provenance.md).
-  const signer = await builderSigner(config, logger);
+  // serve is the builder: it signs its builds and the images it makes (docs/provenance.md), with a key of its own when none is set.
+  const signer = await builderSigner(config, logger, 'serve', bound);
   // Queued and running builds survive a crash or a restart: `<data-dir>/queue/<key>.json` (docs/operations.md).
   const journalDir = join(config.dataDir, 'queue');
   const journal = await QueueJournal.open<BuildPayload>(journalDir);
@@ -402,6 +463,8 @@ function requireRedis(config: Config, role: string): string {
 
 export async function startHub(config: Config, logger: Logger): Promise<Running> {
   const toolchain = await prepareToolchain(config, logger);
+  // A hub runs sandboxed go commands too (resolutions, the fleet module proxy's fills).
+  refuseVisibleSecrets(secretFiles(config), sandboxBound(config, toolchain));
   const store = await prepareStore(config);
   const queue = new BullMqQueue<BuildPayload>({ redisUrl: requireRedis(config, 'hub'), attempts: config.jobAttempts, logger });
   await queue.ready();
@@ -448,6 +511,8 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
   // fleet module proxy: <hub>/goproxy first in the relay's list (docs/distributed.md "Fleet caches").
   const fleet = fleetUpstream(config, logger);
   const toolchain = await prepareToolchain(config, logger, fleet ? { fleetUpstream: fleet } : {});
+  const bound = sandboxBound(config, toolchain);
+  refuseVisibleSecrets(secretFiles(config), bound);
   if (fleet) await probeFleetProxy(fleet, logger);
   const store = await prepareStore(config);
   await store.ping();
@@ -458,7 +523,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
   // Jobs come from Redis: the worker runs only what the job check accepts (src/service/jobcheck.ts).
   const platforms = await loadPlatforms(toolchain);
   // The agent is the builder: it signs what it builds (docs/provenance.md).
-  const signer = await builderSigner(config, logger);
+  const signer = await builderSigner(config, logger, 'agent', bound);
   const processor = buildProcessor(runner(config, toolchain), store, processorOptions(config, store, signer, logger));
   // shared build cache: a build ends once its cache puts are in the store (or dropped, logged).
   const worker = new BullMqWorker<BuildPayload>(gate.wrap(goCache ? flushingGoCache(goCache, processor) : processor), {

@@ -8,9 +8,10 @@ import { fingerprintOf, type Signer } from './keys.js';
 import { SLSA_PROVENANCE_V1, STATEMENT_TYPE, provenancePredicate, statement, statementBytes, type ProvenanceInput, type Statement } from './statement.js';
 
 export { EnvelopeError, IN_TOTO_PAYLOAD_TYPE, envelope, openEnvelope, pae, parseEnvelope, type DsseEnvelope, type DsseSignature } from './dsse.js';
-export { KeyError, createKeyPair, fingerprintOf, loadPublicKey, loadSigner, publicKeyFromPem, signerFromPem, verifySignature, type Signer } from './keys.js';
+export { KeyError, createKeyPair, fingerprintOf, loadOrCreateSigner, loadPublicKey, loadSigner, publicKeyFromPem, signerFromPem, verifySignature, type Signer } from './keys.js';
 export {
   BUILD_TYPE,
+  ProvenanceRefused,
   SLSA_PROVENANCE_V1,
   STATEMENT_TYPE,
   dirHash,
@@ -21,6 +22,7 @@ export {
   type ProvenanceInput,
   type ResourceDescriptor,
   type SlsaProvenance,
+  unsignableReason,
   type Statement,
 } from './statement.js';
 

@@ -3,8 +3,10 @@
  * key as SubjectPublicKeyInfo PEM (what `cosign verify --key` reads). Signatures are ECDSA with
  * SHA-256 in ASN.1 DER, as cosign writes and checks them.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { link, lstat, mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { AppError } from '../util/errors.js';
 
 /** A key that is not an ECDSA P-256 key in PEM, or a file that cannot be read as one. */
@@ -84,6 +86,46 @@ export async function loadPublicKey(path: string): Promise<KeyObject> {
     throw new KeyError(`cannot read the public key ${path}: ${(err as Error).message}`);
   }
   return publicKeyFromPem(pem, `the key ${path}`);
+}
+
+/**
+ * The signing key at `path`, created on first use (`serve` without `signingKey`: its key in the
+ * data dir). A new key is written to a temporary file with mode 0600 in the same directory and
+ * linked to `path`, which fails when the file exists: two processes starting together end up with
+ * the same key, and a file is never seen half-written. An existing file must be a regular file
+ * (not a symlink: lstat) of this user's; it is then read as any signing key.
+ */
+export async function loadOrCreateSigner(path: string): Promise<{ signer: Signer; created: boolean }> {
+  const existing = await lstat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw new KeyError(`cannot read the signing key ${path}: ${err.message}`);
+  });
+  if (!existing) {
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    const tmp = join(dirname(path), `.signing-key-${randomBytes(6).toString('hex')}.tmp`);
+    const pair = createKeyPair();
+    const fh = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+    try {
+      await fh.writeFile(pair.privatePem);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await link(tmp, path);
+      return { signer: signerFromPem(pair.privatePem, `the signing key ${path}`), created: true };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new KeyError(`cannot create the signing key ${path}: ${(err as Error).message}`);
+      // Another process made it first: use that one.
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
+  }
+  const st = await lstat(path);
+  if (!st.isFile()) throw new KeyError(`the signing key ${path} is not a regular file (a symlink or something else): remove it, and Fairway makes a new key at the next start`);
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) throw new KeyError(`the signing key ${path} belongs to uid ${st.uid}, not to this user (${uid}): chown it, or remove it to have a new key made`);
+  return { signer: await loadSigner(path), created: false };
 }
 
 /** A new key pair: `{privatePem (PKCS#8), publicPem (SPKI)}`. */

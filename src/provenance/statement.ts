@@ -4,7 +4,7 @@
  * (sorted keys), so two builders that build the same spec write statements that differ only in
  * the builder and the times.
  */
-import { BUILD_FLAGS, canonicalJson, canonicalRequest, canonicalSpec, type BuildRequest, type ResolvedSpec } from '../spec/index.js';
+import { BUILD_FLAGS, canonicalJson, canonicalRequest, canonicalSpec, requestMismatch, type BuildRequest, type ResolvedSpec } from '../spec/index.js';
 
 export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';
@@ -106,9 +106,32 @@ const isRequestLike = (r: unknown): r is { plugins: Array<{ module: string }> } 
   Array.isArray((r as { plugins?: unknown }).plugins) &&
   (r as { plugins: unknown[] }).plugins.every((p) => !!p && typeof (p as { module?: unknown }).module === 'string');
 
-/** The SLSA v1 predicate of one build. */
+/** A build whose provenance this builder will not write: what it would sign is not what it verified. */
+export class ProvenanceRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProvenanceRefused';
+  }
+}
+
+/**
+ * Why the provenance of building `spec` for `request` cannot be signed, or null when it can: the
+ * spec's flags must be exactly the flags Fairway builds with (BUILD_FLAGS; the statement says
+ * so), and the request must be one that resolved to this spec (src/spec requestMismatch), since
+ * both are signed as the build's external parameters. An agent's job check refuses such jobs
+ * before they run (src/service/jobcheck.ts); this is the same rule where the statement is made.
+ */
+export function unsignableReason(request: unknown, spec: ResolvedSpec): string | null {
+  if (spec.toolchain?.flags !== BUILD_FLAGS) return `the spec names the build flags ${JSON.stringify(spec.toolchain?.flags).slice(0, 80)}, but Fairway builds with ${BUILD_FLAGS}`;
+  const mismatch = requestMismatch(request, spec);
+  return mismatch ? `its request contradicts its spec: ${mismatch}` : null;
+}
+
+/** The SLSA v1 predicate of one build; throws ProvenanceRefused when unsignableReason has one. */
 export function provenancePredicate(i: ProvenanceInput): SlsaProvenance {
   const spec = i.spec;
+  const refused = unsignableReason(i.request, spec);
+  if (refused) throw new ProvenanceRefused(`no provenance for build ${i.key}: ${refused}`);
   return {
     buildDefinition: {
       buildType: BUILD_TYPE,
@@ -117,7 +140,8 @@ export function provenancePredicate(i: ProvenanceInput): SlsaProvenance {
       internalParameters: {
         go: spec.toolchain.go,
         xcaddy: spec.toolchain.xcaddy,
-        buildFlags: spec.toolchain.flags ?? BUILD_FLAGS,
+        // The flags Fairway builds with, checked above: never a value carried by the job.
+        buildFlags: BUILD_FLAGS,
         env: { CGO_ENABLED: '0', GOOS: spec.os, GOARCH: spec.arch, ...(spec.arm ? { GOARM: spec.arm } : {}) },
       },
       resolvedDependencies: resolvedDependencies(i.buildInfo, spec),

@@ -12,7 +12,7 @@
  * bytes depend on the Node build, so blobs are never re-encoded and digests stay the same across
  * restarts and hubs. The HTTP side is src/api/registry.ts.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { HotCache } from '../cache/index.js';
 import { ANNOTATION, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type ImageIndex, type OciPlatform } from '../image/index.js';
-import { parseEnvelope, readStatement, type Signer } from '../provenance/index.js';
+import { publicKeyFromPem, verifyProvenance, type Signer, type SlsaProvenance } from '../provenance/index.js';
 import { IMAGES_NS, SIGNATURES_NS, publishImage, type ImageRecord, type SignatureRecord } from './images.js';
 import { verifyingStream, verifyWhole, type BuildRecord, type BuildService, type RequestContext } from '../service/index.js';
 import { isCacheKey, type ResolvedSpec } from '../spec/index.js';
@@ -250,6 +250,8 @@ export class Registry implements ImageRegistry {
   private readonly log: Logger;
   /** Images being made, by artifact key: one make per key in this process. */
   private readonly making = new Map<string, Promise<ImageRecord>>();
+  /** This server's public key, for checking stored provenance before its image is signed. */
+  private publicKey: KeyObject | undefined;
   /** Manifests read in the last MEMO_MS (see recentManifest). */
   private readonly manifestMemo = new Map<string, { bytes: Buffer; at: number }>();
   /** API recipes (or their absence) read in the last RECIPE_MEMO_MS, by name. */
@@ -608,22 +610,51 @@ export class Registry implements ImageRegistry {
       const binaryPath = join(dir, 'caddy');
       const a = await this.o.service.artifact(meta.key);
       await pipeline((await a.open()) as Readable, createWriteStream(binaryPath, { mode: 0o755 }));
-      const signer = this.o.signer;
-      // The build's own predicate (its provenance) goes into the image's attestation.
-      const predicate = signer ? await this.storedPredicate(meta.key) : undefined;
+      // Signed only when this server verified that it built these bytes: the build's stored
+      // provenance verifies with its key (and is about this binary and this build); the
+      // attestation then carries that statement's predicate. Anything else is made unsigned.
+      let signer = this.o.signer;
+      let predicate: SlsaProvenance | undefined;
+      if (signer) {
+        const v = await this.verifiedPredicate(meta, signer);
+        if ('predicate' in v) predicate = v.predicate;
+        else {
+          this.log.warn(
+            { key: meta.key, reason: v.refused },
+            `not signing the image of build ${meta.key}: ${v.refused}. This server signs only what it verified it built (its own signed provenance); the image is served unsigned, without an attestation. If the store was changed, or this build was made by another builder or under another key, request a new build`,
+          );
+          signer = undefined;
+        }
+      }
       return await publishImage({ store: this.o.store, binaryPath, meta, tmpDir: dir, logger: this.log, ...(signer ? { signer } : {}), ...(predicate ? { predicate } : {}) });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
 
-  private async storedPredicate(key: string) {
+  /**
+   * The predicate of a build's stored provenance when its DSSE envelope verifies with this
+   * server's key and its statement is about this artifact (the binary's sha256, the build's key as
+   * the invocation); otherwise why not. The store is not trusted: whoever can write to it could
+   * put any statement there, and this server re-signs only its own.
+   */
+  private async verifiedPredicate(meta: ArtifactMeta, signer: Signer): Promise<{ predicate: SlsaProvenance } | { refused: string }> {
+    let env: unknown;
     try {
-      const env = await this.o.store.getProvenance(key);
-      return env ? readStatement(parseEnvelope(env)).predicate : undefined;
+      env = await this.o.store.getProvenance(meta.key);
     } catch (err) {
-      this.log.warn({ key, err: (err as Error).message }, 'the provenance of this build is unreadable: its image is signed without an attestation');
-      return undefined;
+      return { refused: `its provenance cannot be read (${(err as Error).message})` };
+    }
+    if (!env) return { refused: 'it has no provenance in the store (built before provenance existed, or it was removed)' };
+    if (typeof meta.sha256 !== 'string') return { refused: 'its record has no sha256' };
+    try {
+      this.publicKey ??= publicKeyFromPem(signer.publicKeyPem);
+      const { statement } = verifyProvenance(env, this.publicKey, meta.sha256);
+      const invocation = statement.predicate?.runDetails?.metadata?.invocationId;
+      if (invocation !== meta.key) return { refused: `its provenance is about build ${JSON.stringify(invocation).slice(0, 80)}, not ${meta.key}` };
+      return { predicate: statement.predicate };
+    } catch (err) {
+      return { refused: `its provenance does not verify with this server's key ${signer.fingerprint.slice(0, 16)}: ${(err as Error).message}` };
     }
   }
 
@@ -646,7 +677,7 @@ export class Registry implements ImageRegistry {
         'MANIFEST_UNKNOWN',
         subject.mediaType === MEDIA_TYPE.index
           ? `sha256:${hex} is an image index, and indexes are not signed: verify a platform's image (its digest is in the index, or pull caddy/build:<build id>)`
-          : `the image sha256:${hex} has no ${kind === 'sig' ? 'signature' : 'attestation'} (built without a signing key, or before signing existed)`,
+          : `the image sha256:${hex} has no ${kind === 'sig' ? 'signature' : 'attestation'} (built without a signing key, before signing existed, or its provenance did not verify with this server's key when the image was made: see the server's log)`,
       );
     if (typeof key !== 'string' || !isCacheKey(key)) throw none();
     const rec = (await this.o.store.getRecord(SIGNATURES_NS, key)) as SignatureRecord | null;

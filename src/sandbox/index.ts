@@ -42,6 +42,8 @@ import {
 } from './limits.js';
 import { parseGoproxy, startModuleRelay, type ModuleRelay, type Upstream } from './modproxy.js';
 import { seccompArchOf, seccompBytes } from './seccomp.js';
+import { resolve as resolvePath } from 'node:path';
+import { isUnder, realPathOf } from '../util/realpath.js';
 
 export { parseGoproxy, proxyPath, startModuleRelay, DEFAULT_GOPROXY, type ModuleRelay, type Upstream } from './modproxy.js';
 export { DEFAULT_LIMITS, detectLimits, formatBytes, LIMIT_SETTINGS, type LimitHit, type LimitProfile, type LimitsMechanism, type ProfileLimits, type SandboxLimits } from './limits.js';
@@ -189,11 +191,19 @@ const SYSTEM_RO = ['/usr', '/etc/ssl/certs', '/etc/ca-certificates', '/etc/alter
 /** The host directories every sandboxed command sees (read-only): no secret may live under them. */
 export const SANDBOX_VISIBLE_PATHS: readonly string[] = SYSTEM_RO;
 /**
- * The directory of SANDBOX_VISIBLE_PATHS (or of `extra`, e.g. the Go cache dir builds write) that
- * a path lies under, or null: a secret (the signing key) must never be readable by a build.
+ * The directory of SANDBOX_VISIBLE_PATHS (or of `extra`: the Go cache dir builds write, GOROOT,
+ * the xcaddy binary) that a path lies under, or null: a secret (the signing key, the config or
+ * auth file) must never be readable by a build. Compared as written and by real path (every
+ * symlink resolved, as bubblewrap resolves a bind's source), so a key that is a symlink into a
+ * bound directory, or a bound directory that is a symlink to the key's, counts as visible. A path
+ * that does not exist yet is compared by the real path of its deepest existing ancestor.
  */
 export function sandboxVisibleParent(path: string, extra: readonly string[] = []): string | null {
-  for (const dir of [...SANDBOX_VISIBLE_PATHS, ...extra]) if (path === dir || path.startsWith(`${dir}/`)) return dir;
+  const written = resolvePath(path);
+  const real = realPathOf(path);
+  for (const dir of [...SANDBOX_VISIBLE_PATHS, ...extra]) {
+    if (isUnder(written, resolvePath(dir)) || isUnder(real, realPathOf(dir))) return dir;
+  }
   return null;
 }
 const SYSTEM_LINKS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];

@@ -3,7 +3,7 @@
  * run xcaddy, then publish the artifact (or the failure record, with its log) to the store.
  */
 import { BuildFailed, binaryName, type BuildOutput, type BuildRunner } from '../build/index.js';
-import { binaryProvenance, isSigned, provenancePredicate, type DsseEnvelope, type Signer, type SlsaProvenance } from '../provenance/index.js';
+import { binaryProvenance, isSigned, provenancePredicate, unsignableReason, type DsseEnvelope, type Signer, type SlsaProvenance } from '../provenance/index.js';
 import type { Processor } from '../queue/index.js';
 import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore } from '../store/index.js';
@@ -64,6 +64,9 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore, opts: 
       ctx.log('system', `fairway: verification rebuild of build ${ctx.payload.rebuildOf}${ctx.payload.avoidAgent ? ` (built on ${ctx.payload.avoidAgent}; this is ${ctx.agent})` : ''}`);
     let out: BuildOutput;
     try {
+      // Nothing is built whose provenance could not be signed as it is (src/provenance unsignableReason).
+      const refused = unsignableReason(request, spec);
+      if (refused) throw new Error(`refused to build ${ctx.key}: ${refused}; nothing was built or signed`);
       out = await runner.run(spec, { onLine: ctx.log, onPhase: ctx.phase, signal: ctx.signal });
     } catch (err) {
       const canceled = err instanceof BuildFailed && err.reason === 'canceled';

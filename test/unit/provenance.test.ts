@@ -25,6 +25,7 @@ import {
   pae,
   parseEnvelope,
   provenancePredicate,
+  ProvenanceRefused,
   publicKeyFromPem,
   readStatement,
   resolvedDependencies,
@@ -37,7 +38,7 @@ import {
   type ProvenanceCheck,
   type ProvenanceInput,
 } from '../../src/provenance/index.js';
-import type { ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, LEGACY_BUILD_FLAGS, type ResolvedSpec } from '../../src/spec/index.js';
 
 // ---- the DSSE spec's test vector (github.com/secure-systems-lab/dsse, protocol.md, "Test Vectors") ----
 // SERIALIZED_BODY "hello world", PAYLOAD_TYPE "http://example.com/HelloWorld",
@@ -120,7 +121,7 @@ const spec: ResolvedSpec = {
     { module: L4, version: 'v0.1.2' },
     { module: FORKED, version: 'v1.0.0', replacement: 'github.com/fork/caddy-thing@v1.0.1' },
   ],
-  toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.7', flags: '-trimpath -ldflags=-s -w' },
+  toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.7', flags: BUILD_FLAGS },
 } as ResolvedSpec;
 
 /** What `go version -m -json` prints for such a binary (the fields resolvedDependencies reads, and more). */
@@ -144,7 +145,7 @@ const SHA = 'c0ffee'.padEnd(64, '0');
 function input(over: Partial<ProvenanceInput & { filename: string; sha256: string }> = {}): ProvenanceInput & { filename: string; sha256: string } {
   return {
     key: 'a'.repeat(64),
-    request: { caddyVersion: 'latest', os: 'linux', arch: 'amd64', plugins: [{ module: L4 }] },
+    request: { caddyVersion: 'latest', os: 'linux', arch: 'amd64', plugins: [{ module: L4 }, { module: FORKED, version: 'v1.0.0' }] },
     spec,
     buildInfo,
     builder: 'agent-1',
@@ -232,6 +233,38 @@ describe('sign and verify', () => {
     // readStatement (no signature check) applies the same type checks.
     assert.throws(() => readStatement(signed(IN_TOTO_PAYLOAD_TYPE, { ...st, predicateType: 'x' })), /predicateType/);
     assert.equal(readStatement(binaryProvenance(input())).subject[0]!.name, 'caddy_linux_amd64');
+  });
+});
+
+describe('only what was verified is signed', () => {
+  test('the statement names the flags Fairway builds with (BUILD_FLAGS) and the request as given', () => {
+    const p = provenancePredicate(input());
+    assert.equal(p.buildDefinition.internalParameters.buildFlags, BUILD_FLAGS);
+    assert.deepEqual(p.buildDefinition.externalParameters.request, input().request);
+  });
+
+  test('refused: a spec with other flags, or a request that contradicts the spec (nothing to sign)', () => {
+    for (const flags of [LEGACY_BUILD_FLAGS, '-ldflags=-X main.backdoor=1', '']) {
+      const other = { ...spec, toolchain: { ...spec.toolchain, flags } } as ResolvedSpec;
+      assert.throws(
+        () => binaryProvenance(input({ spec: other }), signer),
+        (e: Error) => e instanceof ProvenanceRefused && e.message.includes(`but Fairway builds with ${BUILD_FLAGS}`),
+      );
+    }
+    const forged = [
+      { ...(input().request as object), caddyVersion: 'v2.0.0' },
+      { ...(input().request as object), plugins: [{ module: L4 }] },
+      { ...(input().request as object), plugins: [{ module: L4, version: 'v9.9.9' }, { module: FORKED }] },
+      { ...(input().request as object), note: 'attacker-chosen JSON' },
+      { ...(input().request as object), arch: 'arm64' },
+    ];
+    for (const request of forged) {
+      assert.throws(
+        () => provenancePredicate(input({ request })),
+        (e: Error) => e instanceof ProvenanceRefused && /its request contradicts its spec/.test(e.message),
+        JSON.stringify(request),
+      );
+    }
   });
 });
 
@@ -357,7 +390,7 @@ describe('statement', () => {
     const b = binaryProvenance(input());
     assert.equal(a.payload, b.payload);
     const reordered = input({
-      request: { plugins: [{ module: L4 }], arch: 'amd64', os: 'linux', caddyVersion: 'latest' },
+      request: { plugins: [{ module: L4 }, { version: 'v1.0.0', module: FORKED }], arch: 'amd64', os: 'linux', caddyVersion: 'latest' },
       spec: { toolchain: { flags: spec.toolchain.flags, xcaddy: 'v0.4.7', go: 'go1.26.8' }, plugins: spec.plugins, arch: 'amd64', os: 'linux', caddyVersion: 'v2.11.9' } as ResolvedSpec,
     });
     assert.equal(binaryProvenance(reordered).payload, a.payload);

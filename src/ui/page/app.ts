@@ -872,6 +872,37 @@ function paintServer(): void {
   s.replaceChildren(...parts);
 }
 
+/** sha256 of the key's DER (the fingerprint the server logs), when the browser has SubtleCrypto (a secure context). */
+async function fingerprint(pem: string): Promise<string | null> {
+  try {
+    const der = Uint8Array.from(atob(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '')), (c) => c.charCodeAt(0));
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', der));
+    return [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+  } catch {
+    return null;
+  }
+}
+
+/** The footer says what is true of this server: whether it has a key its builds are signed with (GET /api/signing-key). */
+async function loadSigning(): Promise<void> {
+  const el = $('signing');
+  try {
+    const res = await fetch('/api/signing-key', { headers: auth() });
+    if (res.status === 404) {
+      el.replaceChildren(h('b', {}, 'Builds on this server are NOT signed'), ': it has no signing key (docs/provenance.md).');
+      return;
+    }
+    if (!res.ok) {
+      el.textContent = `Signing: not shown (${withHint(`HTTP ${res.status}`, res.status).trim()})`;
+      return;
+    }
+    const fp = await fingerprint(await res.text());
+    el.replaceChildren('Builds are signed with the key at ', h('a', { href: '/api/signing-key' }, '/api/signing-key'), fp ? ` (sha256 ${fp.slice(0, 16)}…).` : '.');
+  } catch {
+    el.textContent = 'Signing: unknown (the server did not answer).';
+  }
+}
+
 async function loadAgents(): Promise<void> {
   try {
     const res = await fetch('/api/agents', { headers: { accept: 'application/json', ...auth() } });
@@ -994,6 +1025,7 @@ function reloadAll(): void {
   void loadRecent();
   void loadAgents();
   void loadRecipes();
+  void loadSigning();
   void search(q.value.trim());
   const v = view;
   if (v) {
@@ -1040,6 +1072,7 @@ void search('');
 void loadRecent();
 void loadAgents();
 void loadRecipes();
+void loadSigning();
 route();
 setInterval(() => {
   if (document.visibilityState === 'visible') {
