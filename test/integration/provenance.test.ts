@@ -5,17 +5,21 @@
  *    refuses it after one byte of the binary is flipped, or with another key;
  *  - the image of the build pulled from Fairway's registry (`verify`, `verify-attestation`),
  *    under caddy/build:<id> and, by digest, under the recipe's repository; and refuses another key.
- * A server without a key says so, writes provenance marked unsigned, and cosign refuses it.
+ * Signed by default: a `serve` without signingKey makes its own key at first start (mode 0600,
+ * logged), serves it at /api/signing-key, and its build's provenance verifies with cosign against
+ * that key; after a restart the key is the same. A provenance forged in the store (signed by another
+ * key, or altered) is not re-signed by the registry: the image is made unsigned and the log says why.
  *   node scripts/setup.mjs && bash scripts/deps.sh && FAIRWAY_TEST_CACHE=$PWD/.cache/go node --import tsx --test test/integration/provenance.test.ts
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createPublicKey } from 'node:crypto';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { createKeyPair, readStatement, type DsseEnvelope } from '../../src/provenance/index.js';
+import { IN_TOTO_PAYLOAD_TYPE, createKeyPair, envelope, fingerprintOf, publicKeyFromPem, readStatement, signerFromPem, statementBytes, type DsseEnvelope } from '../../src/provenance/index.js';
 import { CADDY_VERSION, PLUGIN, ROOT, api, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 
 const run = promisify(execFile);
@@ -76,6 +80,7 @@ describe('signed provenance of a real build, verified by cosign', { timeout: 40 
   });
   after(async () => {
     await fw?.stop();
+    await plain?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -143,30 +148,101 @@ describe('signed provenance of a real build, verified by cosign', { timeout: 40 
     assert.ok(!wrongAtt.ok, `another key must be refused:\n${wrongAtt.out}`);
   });
 
-  test('a server without a key: unsigned provenance, marked so; no signing key served; cosign refuses it', async () => {
-    const plain = await startFairway({ dataDir: join(dir, 'data-unsigned') });
-    try {
-      const res = await api(plain.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'linux', arch: ARCH } });
-      const b = await waitForBuild(plain.url, res.body.id);
-      assert.equal(b.status, 'succeeded');
-      assert.equal(b.provenance, 'unsigned');
-      const prov = await fetch(`${plain.url}/api/builds/${b.id}/provenance`);
-      assert.equal(prov.headers.get('x-fairway-provenance'), 'unsigned');
-      const env = (await prov.json()) as DsseEnvelope;
-      assert.deepEqual(env.signatures, []);
-      assert.equal(readStatement(env).subject[0]!.digest.sha256, b.sha256);
-      const key = await api(plain.url, '/api/signing-key');
-      assert.equal(key.status, 404);
-      assert.equal(key.body.error.code, 'no_signing_key');
-      const file = join(dir, 'plain');
-      await writeFile(file, Buffer.from(await (await fetch(`${plain.url}/api/builds/${b.id}/artifact`)).arrayBuffer()));
-      const unsignedEnv = join(dir, 'unsigned.json');
-      await writeFile(unsignedEnv, JSON.stringify(env));
-      const r = await cosign(['verify-blob-attestation', '--key', pub, '--insecure-ignore-tlog', '--type', 'slsaprovenance1', '--signature', unsignedEnv, file], dir);
-      assert.ok(!r.ok, `unsigned provenance must be refused:\n${r.out}`);
-      assert.match(plain.output(), /no signing key/);
-    } finally {
-      await plain.stop();
+  // ---- signed by default (issue 26): a `serve` with no signingKey, one build, one restart ----
+  let plain: FairwayProcess | undefined;
+  let plainData: string;
+  let plainBuild: { id: string; sha256: string; provenance?: string; links: { provenance: string } };
+  let plainPub: string;
+
+  test('a default serve (no signingKey): its own key, made at first start (0600); its build verifies with cosign against /api/signing-key', async () => {
+    plainData = join(dir, 'data-default');
+    plain = await startFairway({ dataDir: plainData, args: ['--image-platforms', `linux/${ARCH}`] });
+    const keyFile = join(plainData, 'signing.key');
+    assert.equal((await stat(keyFile)).mode & 0o777, 0o600, 'the key file is mode 0600');
+    const served = await fetch(`${plain.url}/api/signing-key`);
+    assert.equal(served.status, 200);
+    const pem = await served.text();
+    const fp = fingerprintOf(publicKeyFromPem(pem));
+    assert.equal(fingerprintOf(createPublicKey(await readFile(keyFile, 'utf8'))), fp, '/api/signing-key serves the public half of the key file');
+    assert.match(plain.output(), new RegExp(`created a signing key \\(no signingKey set\\).*fingerprint ${fp}`), 'the start log names the new key');
+    plainPub = join(dir, 'default.pub');
+    await writeFile(plainPub, pem);
+    const res = await api(plain.url, '/api/builds', { json: { caddyVersion: CADDY_VERSION, os: 'linux', arch: ARCH } });
+    assert.ok(res.status === 200 || res.status === 202, JSON.stringify(res.body));
+    plainBuild = await waitForBuild(plain.url, res.body.id);
+    assert.equal((plainBuild as unknown as { status: string }).status, 'succeeded');
+    assert.equal(plainBuild.provenance, 'signed');
+    const prov = await fetch(`${plain.url}${plainBuild.links.provenance}`);
+    assert.equal(prov.headers.get('x-fairway-provenance'), 'signed');
+    const envFile = join(dir, 'default-provenance.json');
+    await writeFile(envFile, Buffer.from(await prov.arrayBuffer()));
+    const file = join(dir, 'caddy-default');
+    await writeFile(file, Buffer.from(await (await fetch(`${plain.url}/api/builds/${plainBuild.id}/artifact`)).arrayBuffer()));
+    const args = (key: string) => ['verify-blob-attestation', '--key', key, '--insecure-ignore-tlog', '--type', 'slsaprovenance1', '--signature', envFile, file];
+    const ok = await cosign(args(plainPub), dir);
+    assert.ok(ok.ok, ok.out);
+    assert.match(ok.out, /Verified OK/);
+    const wrong = await cosign(args(otherPub), dir);
+    assert.ok(!wrong.ok, `another key must be refused:\n${wrong.out}`);
+  });
+
+  test('after a restart: the same key (file unchanged, mode 0600), served and logged', async () => {
+    assert.ok(plain, 'the default serve started');
+    const keyFile = join(plainData, 'signing.key');
+    const before = await readFile(keyFile);
+    await plain.stop();
+    plain = await startFairway({ dataDir: plainData, args: ['--image-platforms', `linux/${ARCH}`] });
+    assert.deepEqual(await readFile(keyFile), before, 'the key file is the same');
+    assert.equal((await stat(keyFile)).mode & 0o777, 0o600);
+    assert.equal(await (await fetch(`${plain.url}/api/signing-key`)).text(), await readFile(plainPub, 'utf8'));
+    const fp = fingerprintOf(publicKeyFromPem(await readFile(plainPub, 'utf8')));
+    assert.match(plain.output(), new RegExp(`signed with this server's key \\(fingerprint ${fp}\\), made at its first start`));
+    assert.doesNotMatch(plain.output(), /created a signing key/);
+  });
+
+  test("a forged provenance in the store (another key's signature, or an altered payload) is not re-signed: the image is made unsigned, the log says why", async () => {
+    assert.ok(plain, 'the default serve started');
+    const root = join(plainData, 'artifacts');
+    const key = plainBuild.id;
+    const provFile = join(root, key, 'provenance.json');
+    const genuine = await readFile(provFile, 'utf8');
+    const env = JSON.parse(genuine) as DsseEnvelope;
+    const st = readStatement(env);
+    const anotherKey = envelope(IN_TOTO_PAYLOAD_TYPE, statementBytes(st), signerFromPem(other.privatePem));
+    const altered = { ...env, payload: Buffer.from(Buffer.from(env.payload, 'base64').toString().replace(`urn:fairway:builder:`, 'urn:fairway:builder:evil-')).toString('base64') };
+    /** Drops the image and its signatures (as for a build whose image was never made), pulls it; the image's .sig and .att answers. */
+    const remake = async () => {
+      for (const ns of ['images', 'signatures']) await rm(join(root, 'records', ns, `${key}.json`), { force: true });
+      const m = await fetch(`${plain!.url}/v2/caddy/build/manifests/${key}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      assert.equal(m.status, 200, await m.text());
+      const hex = m.headers.get('docker-content-digest')!.slice('sha256:'.length);
+      const status = async (kind: string) => (await fetch(`${plain!.url}/v2/caddy/build/manifests/sha256-${hex}.${kind}`)).status;
+      return { sig: await status('sig'), att: await status('att') };
+    };
+    const refusals = () =>
+      plain!
+        .output()
+        .split('\n')
+        .filter((l) => l.includes(`not signing the image of build ${key}`));
+    for (const [what, forged, reason] of [
+      ['signed by another key', anotherKey, /does not verify with this server's key [0-9a-f]{16}: none of the envelope's 1 signature\(s\) verifies with this key/],
+      ['an altered payload', altered, /does not verify with this server's key [0-9a-f]{16}: none of the envelope's 1 signature\(s\) verifies with this key/],
+    ] as const) {
+      await writeFile(provFile, JSON.stringify(forged));
+      const seen = refusals().length;
+      assert.deepEqual(await remake(), { sig: 404, att: 404 }, `${what}: neither signed nor attested`);
+      const lines = refusals();
+      assert.equal(lines.length, seen + 1, `${what}: one log line says why`);
+      assert.match(lines.at(-1)!, reason, what);
     }
+    // The genuine provenance back: the image is signed and attested again, and cosign accepts it.
+    await writeFile(provFile, genuine);
+    assert.deepEqual(await remake(), { sig: 200, att: 200 });
+    const image = `127.0.0.1:${plain.port}/caddy/build:${key}`;
+    const opts = ['--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'];
+    const att = await cosign(['verify-attestation', '--key', plainPub, '--type', 'slsaprovenance1', ...opts, image], dir);
+    assert.ok(att.ok, att.out);
+    await plain.stop();
+    plain = undefined;
   });
 });
