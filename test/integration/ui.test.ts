@@ -9,6 +9,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { fingerprintOf, publicKeyFromPem } from '../../src/provenance/index.js';
 import { api, CADDY_VERSION, PLUGIN, ROOT, startFairway, type FairwayProcess } from '../helpers/fairway.js';
 
 const CHROMIUM = process.env.FAIRWAY_CHROMIUM ?? '/usr/bin/chromium';
@@ -400,6 +401,10 @@ test('a server with recipes lists them with their plugins and image lines', asyn
     assert.equal(await page.getByRole('button', { name: 'Copy Dockerfile FROM line for recipe l4' }).isVisible(), true);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `no horizontal scrolling (overflow ${overflow}px)`);
+    // The footer says what is true of this server: a default serve signs (its own key), named by fingerprint.
+    const fp = fingerprintOf(publicKeyFromPem(await (await fetch(`${withRecipes.url}/api/signing-key`)).text()));
+    await page.waitForFunction(() => /^Builds are signed/.test(document.getElementById('signing')?.textContent ?? ''));
+    assert.equal(await page.locator('#signing').textContent(), `Builds are signed with the key at /api/signing-key (sha256 ${fp.slice(0, 16)}…).`);
     assert.deepEqual(problems, []);
     await ctx.close();
   } finally {
