@@ -83,6 +83,10 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
       assert.equal(a.concurrency, 1);
       assert.ok(Date.now() - Date.parse(a.lastSeen) < 30_000);
     }
+    // Without keys: agents never make one of their own (a fleet shares one) and say their builds are unsigned; hubs say they have none to serve.
+    for (const a of Object.values(agents)) assert.match(a.output(), /no signing key \(signingKey\): this agent writes UNSIGNED provenance and unsigned images\. The agents of a fleet share one key/);
+    for (const h of hubs) assert.match(h.output(), /no publicKey \(and no signingKey\): \/api\/signing-key answers 404/);
+    assert.equal((await api(hubs[0]!.url, '/api/signing-key')).status, 404);
   });
 
   test('20 concurrent identical requests across two hubs make one build', { timeout: BUILD }, async () => {
