@@ -42,6 +42,13 @@ describe('image blobs are pruned with their artifact and counted against storeMa
   const blobDir = () => join(root, 'blobs', 'sha256');
   const blobs = async () => (await readdir(blobDir()).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((h) => `sha256:${h}`);
   const record = async (key: string) => JSON.parse(await readFile(join(root, 'records', 'images', `${key}.json`), 'utf8')) as ImageRecordFile;
+  /** The image's blobs and its signatures' (serve signs by default: the .sig and .att manifests, their configs and layers). */
+  const ownBlobs = async (key: string) => {
+    const sig = JSON.parse(await readFile(join(root, 'records', 'signatures', `${key}.json`), 'utf8')) as { blobs: ImageRecordFile['blobs'] };
+    assert.ok(sig.blobs.length >= 4, 'the image is signed and attested');
+    const all = new Map([...(await record(key)).blobs, ...sig.blobs].map((b) => [b.digest, b]));
+    return { ...(await record(key)), blobs: [...all.values()] };
+  };
   const pull = async (tag: string) => {
     const res = await fetch(`${fw.url}/v2/caddy/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
     const body = Buffer.from(await res.arrayBuffer());
@@ -70,7 +77,7 @@ describe('image blobs are pruned with their artifact and counted against storeMa
     const older = await pull(OLD_VERSION.slice(1));
     const newer = await pull(CADDY_VERSION.slice(1));
     assert.notEqual(older.key, newer.key);
-    const [recOld, recNew] = [await record(older.key), await record(newer.key)];
+    const [recOld, recNew] = [await ownBlobs(older.key), await ownBlobs(newer.key)];
     const inNew = new Set(recNew.blobs.map((b) => b.digest));
     const shared = recOld.blobs.filter((b) => inNew.has(b.digest));
     const onlyOld = recOld.blobs.filter((b) => !inNew.has(b.digest));
@@ -113,7 +120,7 @@ describe('image blobs are pruned with their artifact and counted against storeMa
     );
     assert.equal(res.body.overBudget, false);
     const left = await blobs();
-    assert.deepEqual(left.sort(), recNew.blobs.map((b) => b.digest).sort(), 'left: exactly the newer image; the older one’s own blobs and both index blobs went');
+    assert.deepEqual(left.sort(), recNew.blobs.map((b) => b.digest).sort(), 'left: exactly the newer image and its signatures; the older one’s own blobs (and signatures) and both index blobs went');
     for (const b of shared) assert.ok(left.includes(b.digest), `shared ${b.digest} stays`);
     await assert.rejects(readFile(join(root, 'records', 'images', `${older.key}.json`)), /ENOENT/, 'the pruned artifact’s image record is gone');
     let leftBytes = 0;
