@@ -14,16 +14,19 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { runPackageCommand } from '../../src/cli/packages.js';
 import { binaryProvenance, createKeyPair, signerFromPem, type DsseEnvelope } from '../../src/provenance/index.js';
-import { cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
 
 const execFileP = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
-const spec: ResolvedSpec = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.7', flags: 'test' } } as ResolvedSpec;
+const spec: ResolvedSpec = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.7', flags: BUILD_FLAGS } } as ResolvedSpec;
 const KEY = cacheKey(spec);
 
 function provenanceOf(sha256: string, signer?: ReturnType<typeof signerFromPem>): DsseEnvelope {
-  return binaryProvenance({ key: KEY, request: {}, spec, builder: 'serve@test', fairwayVersion: '0.1.0', filename: 'caddy_linux_amd64', sha256 }, signer);
+  return binaryProvenance(
+    { key: KEY, request: { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [] }, spec, builder: 'serve@test', fairwayVersion: '0.1.0', filename: 'caddy_linux_amd64', sha256 },
+    signer,
+  );
 }
 
 interface Served {

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { createKeyFiles, keyCreatedText } from '../../src/cli/key.js';
 import { runVerify, type VerifyOptions } from '../../src/cli/verify.js';
 import { binaryProvenance, createKeyPair, fingerprintOf, publicKeyFromPem, signerFromPem, type DsseEnvelope } from '../../src/provenance/index.js';
-import { cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
 import { testApi, type TestApi } from '../helpers/api.js';
 
 const execFileP = promisify(execFile);
@@ -113,7 +113,7 @@ const spec: ResolvedSpec = {
   os: 'linux',
   arch: 'amd64',
   plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' }],
-  toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.7', flags: 'test' },
+  toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.7', flags: BUILD_FLAGS },
 } as ResolvedSpec;
 const KEY = cacheKey(spec);
 const buildInfo = {
