@@ -123,7 +123,7 @@ async function builderSigner(config: Config, logger: Logger, role: 'serve' | 'ag
       {
         setting: "serve's own signing key (no signingKey is set)",
         path: keyPath,
-        instead: `set cacheDir outside ${config.dataDir}, or set signingKey to a key kept elsewhere (\`fairway key create\`)`,
+        instead: `keep the data dir ${config.dataDir} out of every directory builds see: set --data-dir elsewhere, or --cache-dir to a directory that does not hold the data dir (its default, <data-dir>/go, is fine), or set signingKey to a key kept elsewhere (\`fairway key create\`)`,
       },
     ],
     bound,
