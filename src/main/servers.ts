@@ -4,7 +4,7 @@
  * `fairway agent`: a BullMQ worker that builds and uploads. The service code is the same in all.
  */
 import { access, stat } from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -79,10 +79,19 @@ function sandboxBound(config: Config, toolchain: Toolchain): string[] {
  * the config file, the auth file, credential files: src/config secretFiles), compared by real
  * path, so a symlink into a bound directory counts (docs/SECURITY.md).
  */
-function refuseVisibleSecrets(secrets: ReadonlyArray<SecretFile & { instead?: string }>, bound: readonly string[]): void {
+function refuseVisibleSecrets(secrets: ReadonlyArray<SecretFile & { instead?: string }>, bound: readonly string[], logger: Logger): void {
   for (const s of secrets) {
     const dir = sandboxVisibleParent(s.path, bound);
-    if (!dir) continue;
+    if (!dir) {
+      // A hard link has no path of its own to compare: one in a directory builds see would expose the file.
+      const links = statSync(s.path, { throwIfNoEntry: false })?.nlink ?? 1;
+      if (links > 1)
+        logger.warn(
+          { file: s.path, links },
+          `${s.setting} ${s.path} has ${links} hard links: a link inside a directory builds see (${bound.join(', ')}) would expose it and cannot be found by its path; keep one link (copy the file, remove the others)`,
+        );
+      continue;
+    }
     const real = realPathOf(s.path);
     const realDir = realPathOf(dir);
     throw new Error(
@@ -127,6 +136,7 @@ async function builderSigner(config: Config, logger: Logger, role: 'serve' | 'ag
       },
     ],
     bound,
+    logger,
   );
   const { signer, created } = await loadOrCreateSigner(keyPath);
   await warnIfShared(keyPath, logger);
@@ -416,7 +426,7 @@ async function shutdown(o: { app: FastifyInstance; service: BuildService; ops: {
 export async function startServe(config: Config, logger: Logger): Promise<Running> {
   const toolchain = await prepareToolchain(config, logger);
   const bound = sandboxBound(config, toolchain);
-  refuseVisibleSecrets(secretFiles(config), bound);
+  refuseVisibleSecrets(secretFiles(config), bound, logger);
   const store = await prepareStore(config);
   const gate = new BuildGate(); // Go cache cleaning runs between builds only (src/ops/gocache.ts)
   // serve is the builder: it signs its builds and the images it makes (docs/provenance.md), with a key of its own when none is set.
@@ -464,7 +474,7 @@ function requireRedis(config: Config, role: string): string {
 export async function startHub(config: Config, logger: Logger): Promise<Running> {
   const toolchain = await prepareToolchain(config, logger);
   // A hub runs sandboxed go commands too (resolutions, the fleet module proxy's fills).
-  refuseVisibleSecrets(secretFiles(config), sandboxBound(config, toolchain));
+  refuseVisibleSecrets(secretFiles(config), sandboxBound(config, toolchain), logger);
   const store = await prepareStore(config);
   const queue = new BullMqQueue<BuildPayload>({ redisUrl: requireRedis(config, 'hub'), attempts: config.jobAttempts, logger });
   await queue.ready();
@@ -512,7 +522,7 @@ export async function startAgent(config: Config, logger: Logger): Promise<Runnin
   const fleet = fleetUpstream(config, logger);
   const toolchain = await prepareToolchain(config, logger, fleet ? { fleetUpstream: fleet } : {});
   const bound = sandboxBound(config, toolchain);
-  refuseVisibleSecrets(secretFiles(config), bound);
+  refuseVisibleSecrets(secretFiles(config), bound, logger);
   if (fleet) await probeFleetProxy(fleet, logger);
   const store = await prepareStore(config);
   await store.ping();

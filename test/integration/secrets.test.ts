@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { sha256Hash } from '../../src/auth/index.js';
@@ -61,6 +61,18 @@ describe('secret-bearing files a sandbox could see: refused at start, compared b
       assert.ok(err.message.includes(`signingKey ${keyLink} (real path ${key}) is under ${GO_CACHE}`), err.message);
       return true;
     });
+  });
+
+  test('a secret with a second hard link (which has no path to compare) starts, with a warning that says so', async () => {
+    const tokens = join(dir, 'linked-tokens.json');
+    await writeFile(tokens, JSON.stringify([{ name: 'ops', hash: sha256Hash('y'.repeat(40)), scopes: ['admin'] }]), { mode: 0o600 });
+    await link(tokens, join(dir, 'second-link.json'));
+    const fw = await startFairway({ dataDir: join(dir, 'd4'), args: ['--auth-file', tokens] });
+    try {
+      assert.match(fw.output(), new RegExp(`authFile ${tokens.replace(/[.]/g, '\\.')} has 2 hard links: a link inside a directory builds see \\(${GO_CACHE}`));
+    } finally {
+      await fw.stop();
+    }
   });
 
   test("serve without signingKey does not make its key where builds could read it (a cache dir that is the data dir's parent)", async () => {
