@@ -1,19 +1,21 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { BuildService, LogEvent } from '../service/index.js';
+import { stripControl } from '../util/text.js';
 import { toHttpError } from './errors.js';
 
 /** One wire message per log event; the final `end` carries the build record. */
 async function toMessage(service: BuildService, id: string, ev: LogEvent): Promise<Record<string, unknown>> {
   switch (ev.type) {
     case 'line':
-      return { type: 'line', ...ev.line };
+      // Cleaned again where it is served: a log stored before, or by an older agent, may hold terminal control.
+      return { type: 'line', ...ev.line, text: stripControl(ev.line.text) };
     case 'status':
       return { type: 'status', build: ev.build };
     case 'phase':
       return { type: 'phase', phase: ev.phase, ...(ev.position ? { position: ev.position } : {}) };
     case 'end':
-      return { type: 'end', status: ev.state, ...(ev.error ? { error: ev.error } : {}), build: await service.get(id).catch(() => null) };
+      return { type: 'end', status: ev.state, ...(ev.error ? { error: stripControl(ev.error) } : {}), build: await service.get(id).catch(() => null) };
   }
 }
 
@@ -58,7 +60,7 @@ export function logHttp(service: BuildService) {
       if (status === 'queued' || status === 'running') {
         ac.abort();
       }
-      for await (const ev of events) if (ev.type === 'line') lines.push(`${ev.line.ts} ${ev.line.stream} ${ev.line.text}`);
+      for await (const ev of events) if (ev.type === 'line') lines.push(`${stripControl(ev.line.ts)} ${ev.line.stream} ${stripControl(ev.line.text)}`);
       return reply.type('text/plain; charset=utf-8').send(lines.join('\n') + (lines.length ? '\n' : ''));
     }
     reply.hijack();

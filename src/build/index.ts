@@ -8,8 +8,8 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { constants, createReadStream, type Stats } from 'node:fs';
+import { type FileHandle, lstat, mkdtemp, open, readFile, readdir, readlink, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { killGroup, SandboxRunError, type Sandbox, type SandboxCommand } from '../sandbox/index.js';
 import { comparePlugins, hostPlatform, type ResolvedSpec } from '../spec/index.js';
@@ -158,11 +158,13 @@ export function binaryName(os: string, arch: string): string {
 }
 
 interface Inspection {
+  /** The server's copy of the binary (outside the work dir). */
+  path: string;
   sha256: string;
   buildInfo: { GoVersion?: string };
   size: number;
-  mtimeMs: number;
-  ino: number;
+  /** The build output it was copied from, as seen through the descriptor. */
+  source: Pick<Stats, 'dev' | 'ino' | 'size' | 'mtimeMs' | 'ctimeMs'>;
 }
 
 /** What a built binary sees when it runs: no server variable, a private /tmp for everything. */
@@ -205,30 +207,25 @@ export class XcaddyRunner implements BuildRunner {
       hooks.onLine('system', `fairway: xcaddy ${args.map((a) => (a === output ? binaryName(spec.os, spec.arch) : a)).join(' ')}`);
       hooks.onPhase?.('resolving');
       // xcaddy logs "Build complete" once `go build` has written the binary, then cleans up:
-      // hash it and read its build info meanwhile (checked against the file after exit, so a
-      // binary changed later is inspected again).
+      // claim it (copy, hash, build info) meanwhile; after exit it is used only if the output is
+      // still the very file it copied, else the output is claimed again.
       let early: Promise<Inspection> | undefined;
       await this.spawnXcaddy(args, spec, buildDir, workDir, hooks, () => {
-        early ??= this.inspect(output);
+        early ??= this.claim(output, join(buildDir, `early-${binaryName(spec.os, spec.arch)}`));
         early.catch(() => undefined);
       });
       hooks.onPhase?.('storing');
-      const st = await stat(output).catch(() => null);
-      if (!st) throw new BuildFailed('xcaddy exited successfully but produced no binary', 'failed');
-      if (this.opts.maxArtifactBytes && st.size > this.opts.maxArtifactBytes) {
-        throw new BuildFailed(`the binary is ${st.size} bytes, over the limit of ${this.opts.maxArtifactBytes}`, 'too_large');
-      }
-      // The build identity made it; from here on it is the server's, and nobody else may change it.
-      await this.sandbox.reclaim(output);
-      let info = early ? await early.catch(() => null) : null;
-      if (!info || info.size !== st.size || info.mtimeMs !== st.mtimeMs || info.ino !== st.ino) info = await this.inspect(output);
-      const { sha256, buildInfo } = info;
-      hooks.onLine('system', `fairway: built ${binaryName(spec.os, spec.arch)}: ${st.size} bytes, sha256 ${sha256}`);
-      const listModules = await this.runBuilt(spec, output, hooks);
+      // The build identity made the file: it is opened, never followed, and copied (hashed on the
+      // way) to a file of the server's, outside the work dir; that copy is what is run and stored.
+      const info = await this.claim(output, join(buildDir, binaryName(spec.os, spec.arch)), early);
+      const { sha256, buildInfo, size } = info;
+      hooks.onLine('system', `fairway: built ${binaryName(spec.os, spec.arch)}: ${size} bytes, sha256 ${sha256}`);
+      const binaryPath = info.path;
+      const listModules = await this.runBuilt(spec, binaryPath, hooks);
       return {
-        binaryPath: output,
+        binaryPath,
         sha256,
-        size: st.size,
+        size,
         goVersion: buildInfo.GoVersion ?? spec.toolchain.go,
         buildInfo,
         durationMs: Date.now() - started,
@@ -281,11 +278,25 @@ export class XcaddyRunner implements BuildRunner {
     }
   }
 
-  /** sha256 and `go version -m -json` of a binary, with the file identity they were taken from. */
-  private async inspect(path: string): Promise<Inspection> {
-    const st = await stat(path);
-    const [sha256, { stdout }] = await Promise.all([sha256File(path), this.toolchain.go(['version', '-m', '-json', path], { readOnly: [path], timeoutMs: 60_000 })]);
-    return { sha256, buildInfo: JSON.parse(stdout) as { GoVersion?: string }, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino };
+  /**
+   * Takes the build output (a path in the build identity's work dir) without following anything
+   * the build user controls: `openBuildOutput` checks it through its descriptor, the content is
+   * copied through that descriptor to `dest` (a new file of the server's, mode 0755) and hashed on
+   * the way, and `go version -m -json` reads the copy. The original is never chowned, chmodded or
+   * linked. `early`, a claim made while xcaddy was still cleaning up, is used when the output is
+   * still the very file it copied (same inode, size, mtime and ctime), else the copy is made again.
+   */
+  private async claim(output: string, dest: string, early?: Promise<Inspection>): Promise<Inspection> {
+    const { fh, st } = await openBuildOutput(output, this.sandbox.identity?.uid ?? process.getuid?.() ?? -1, this.opts.maxArtifactBytes);
+    try {
+      const before = early ? await early.catch(() => null) : null;
+      if (before && sameFile(before.source, st)) return before;
+      const { sha256, size } = await copyThrough(fh, st, dest);
+      const { stdout } = await this.toolchain.go(['version', '-m', '-json', dest], { readOnly: [dest], timeoutMs: 60_000 });
+      return { path: dest, sha256, size, buildInfo: JSON.parse(stdout) as { GoVersion?: string }, source: st };
+    } finally {
+      await fh.close();
+    }
   }
 
   /**
@@ -385,9 +396,90 @@ function readLines(stream: NodeJS.ReadableStream, onLine: (text: string) => void
   });
 }
 
+const sameFile = (a: Inspection['source'], b: Stats) => a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
+
+function fileKind(st: Stats): string {
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a named pipe';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a regular file';
+}
+
+/**
+ * Opens a file the build identity wrote, never following it: lstat, then a regular file owned by
+ * `uid` with exactly one link, opened with O_NOFOLLOW (and O_NONBLOCK: a FIFO swapped in cannot
+ * hang the server), and checked again through the descriptor (the same inode, still one link,
+ * still the build identity's). Anything else fails the build; nothing is done to the path.
+ * Exported for the unit tests.
+ */
+export async function openBuildOutput(path: string, uid: number, maxBytes?: number): Promise<{ fh: FileHandle; st: Stats }> {
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  const refuse = (why: string) =>
+    new BuildFailed(`the build output ${name} ${why}: a build must leave a regular file of its own there (one link, no symbolic link); it was not used and nothing was changed`, 'failed');
+  const check = (st: Stats) => {
+    if (!st.isFile()) throw refuse(`is ${fileKind(st)}`);
+    if (st.uid !== uid) throw refuse(`is owned by uid ${st.uid}, not by the build identity (uid ${uid})`);
+    if (st.nlink !== 1) throw refuse(`has ${st.nlink} hard links (another name for the same file)`);
+    if (maxBytes && st.size > maxBytes) throw new BuildFailed(`the binary is ${st.size} bytes, over the limit of ${maxBytes}`, 'too_large');
+  };
+  let lst: Stats;
+  try {
+    lst = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BuildFailed('xcaddy exited successfully but produced no binary', 'failed');
+    throw err;
+  }
+  if (lst.isSymbolicLink()) {
+    const to = await readlink(path).catch(() => '?');
+    throw refuse(`is a symbolic link (to ${JSON.stringify(to.slice(0, 200))})`);
+  }
+  check(lst);
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw refuse(code === 'ELOOP' ? 'was replaced by a symbolic link while it was checked' : `cannot be opened (${code ?? (err as Error).message})`);
+  }
+  try {
+    const st = await fh.stat();
+    if (st.dev !== lst.dev || st.ino !== lst.ino) throw refuse('was replaced while it was checked');
+    check(st);
+    return { fh, st };
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
+
+/** Copies an open file to a new file `dest` (the server's, mode 0755), hashing it on the way; the bytes copied must be the size it had. */
+async function copyThrough(fh: FileHandle, st: Stats, dest: string): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  const out = await open(dest, 'wx', 0o700);
+  let pos = 0;
+  try {
+    // 1 MiB reads: half the time of 64 KiB on a 50 MB binary.
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      await out.write(buf, 0, bytesRead);
+      pos += bytesRead;
+    }
+    await out.chmod(0o755);
+  } finally {
+    await out.close();
+  }
+  if (pos !== st.size) throw new BuildFailed(`the build output changed while it was copied (${pos} bytes read, ${st.size} expected)`, 'failed');
+  return { sha256: hash.digest('hex'), size: pos };
+}
+
+/** sha256 of a file by path (the benchmarks'; builds hash through the descriptor, copyThrough). */
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
-  // 1 MiB reads: half the time of the default 64 KiB on a 50 MB binary.
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }

@@ -8,6 +8,7 @@ import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { type Command, type CommanderError, Option } from 'commander';
 import { classifyVersionQuery, modulePathError, parsePluginArg } from '../spec/index.js';
+import { stripControl } from '../util/text.js';
 import { formatBytes } from '../util/units.js';
 import { ClientError, EXIT, FairwayClient, isActive, isDirectory, type BuildInput, type BuildRecord, type LogMessage, type PluginSpec } from './client.js';
 import { Progress } from './progress.js';
@@ -300,7 +301,8 @@ async function logsCommand(id: string, o: { server: string; follow?: boolean; ti
     for (const raw of text.split('\n')) {
       if (raw === '') continue;
       const m = LOG_LINE.exec(raw);
-      process.stdout.write(`${o.timestamps || !m ? raw : m[3]}\n`);
+      // No terminal control reaches the terminal, whatever the server sent.
+      process.stdout.write(`${stripControl(o.timestamps || !m ? raw : m[3]!)}\n`);
     }
     return EXIT.ok;
   }

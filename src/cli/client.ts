@@ -9,6 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import WebSocket from 'ws';
 import type { BuildRecord, BuildStatus } from '../service/index.js';
 import { isCacheKey, type PluginRequest } from '../spec/index.js';
+import { stripControl } from '../util/text.js';
 import { DownloadVerifyError, expectedSha256, receiveVerified } from './download.js';
 
 /** Exit codes of the client commands. */
@@ -238,6 +239,8 @@ export class FairwayClient {
           if (m.type === 'line') {
             if (m.seq < next) continue;
             next = m.seq + 1;
+            // What reaches the terminal has no control characters, whatever the server sent.
+            m.text = stripControl(String(m.text));
           }
           if (m.type === 'end') ended = true;
           yield m;

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import pino, { type Logger } from 'pino';
 import { Channel } from '../util/channel.js';
+import { stripControl } from '../util/text.js';
 import type { JournalEntry, JournalState, QueueJournal } from './journal.js';
 import type { AgentInfo, BuildQueue, Enqueued, FinalState, JobEvent, JobPhase, JobSnapshot, JobState, LogLine, LogStream, Processor, QueueDepth } from './types.js';
 
@@ -353,7 +354,8 @@ export class LocalQueue<P> implements BuildQueue<P> {
   }
 
   private push(job: Job<P>, stream: LogStream, text: string): void {
-    const line: LogLine = { seq: job.lines.length, ts: new Date().toISOString(), stream, text };
+    // No terminal control from a build reaches the stored or served log (src/util/text.ts).
+    const line: LogLine = { seq: job.lines.length, ts: new Date().toISOString(), stream, text: stripControl(text) };
     job.lines.push(line);
     job.events.emit('line', line);
   }

@@ -4,6 +4,7 @@
  * `phase` and `end`. Agents append; hubs replay and follow.
  */
 import type { Redis } from 'ioredis';
+import { stripControl } from '../util/text.js';
 import type { FinalState, JobPhase, LogLine, LogStream } from './types.js';
 
 export type LogEntry = { id: string; t: 'line'; line: LogLine } | { id: string; t: 'phase'; phase: JobPhase } | { id: string; t: 'end'; state: FinalState; error?: string };
@@ -47,7 +48,8 @@ export class RedisLog {
 
   async append(key: string, stream: LogStream, text: string, ts = new Date().toISOString()): Promise<number> {
     const r = this.redis as unknown as { fairwayAppend(...a: (string | number)[]): Promise<number> };
-    return r.fairwayAppend(this.streamKey(key), this.seqKey(key), this.maxLen, ts, stream, text, this.ttlSec);
+    // No terminal control from a build is stored (src/util/text.ts); lines read back are cleaned again (parseEntry).
+    return r.fairwayAppend(this.streamKey(key), this.seqKey(key), this.maxLen, ts, stream, stripControl(text), this.ttlSec);
   }
 
   async phase(key: string, phase: JobPhase): Promise<void> {
@@ -100,6 +102,6 @@ function parseEntry(id: string, fields: string[]): LogEntry {
   const f: Record<string, string> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
   if (f.t === 'phase') return { id, t: 'phase', phase: f.p as JobPhase };
-  if (f.t === 'end') return { id, t: 'end', state: f.st as FinalState, ...(f.err ? { error: f.err } : {}) };
-  return { id, t: 'line', line: { seq: Number(f.seq), ts: f.ts ?? '', stream: (f.s ?? 'stdout') as LogStream, text: f.x ?? '' } };
+  if (f.t === 'end') return { id, t: 'end', state: f.st as FinalState, ...(f.err ? { error: stripControl(f.err) } : {}) };
+  return { id, t: 'line', line: { seq: Number(f.seq), ts: stripControl(f.ts ?? ''), stream: (f.s ?? 'stdout') as LogStream, text: stripControl(f.x ?? '') } };
 }

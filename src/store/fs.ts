@@ -9,8 +9,8 @@
  * and renamed into place.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { copyFile, link, mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, writeFile } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { isCacheKey } from '../spec/index.js';
@@ -25,14 +25,40 @@ export function assertKey(key: string): string {
   return key;
 }
 
-/** Hard-links when source and store share a filesystem (instant; the caller's file stays), else copies. */
-async function linkOrCopy(from: string, to: string): Promise<void> {
+/**
+ * Copies the binary into the store through one descriptor: opened without following a symbolic
+ * link (O_NOFOLLOW; O_NONBLOCK so a FIFO cannot hang the server), checked to be a regular file
+ * through that descriptor, and copied from it. Never a hard link: the store's file shares no
+ * inode with whatever path it was given (the build's own copy is hashed as it is made, src/build).
+ */
+async function copyNoFollow(from: string, to: string): Promise<void> {
+  let src: FileHandle;
   try {
-    await link(from, to);
+    src = await open(from, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EMLINK') throw err;
-    await copyFile(from, to);
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw new Error(`${from} is a symbolic link: the store copies regular files only; the artifact was not stored`);
+    throw err;
+  }
+  try {
+    const st = await src.stat();
+    if (!st.isFile()) throw new Error(`${from} is not a regular file: the artifact was not stored`);
+    const out = await open(to, 'wx', 0o644);
+    let pos = 0;
+    try {
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (;;) {
+        const { bytesRead } = await src.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) break;
+        await out.write(buf, 0, bytesRead);
+        pos += bytesRead;
+      }
+      await out.chmod(0o755);
+    } finally {
+      await out.close();
+    }
+    if (pos !== st.size) throw new Error(`${from} changed while it was copied (${pos} bytes read, ${st.size} expected): the artifact was not stored`);
+  } finally {
+    await src.close();
   }
 }
 
@@ -85,7 +111,7 @@ export class FsStore implements ArtifactStore {
     const tmp = join(this.root, `.tmp-${randomBytes(8).toString('hex')}`);
     await mkdir(tmp);
     try {
-      if (a.binaryPath) await linkOrCopy(a.binaryPath, join(tmp, 'binary'));
+      if (a.binaryPath) await copyNoFollow(a.binaryPath, join(tmp, 'binary'));
       await writeFile(join(tmp, 'build.log'), a.log);
       if (a.buildInfo !== undefined) await writeFile(join(tmp, 'buildinfo.json'), JSON.stringify(a.buildInfo, null, 2));
       if (a.provenance !== undefined) await writeFile(join(tmp, 'provenance.json'), JSON.stringify(a.provenance, null, 2));
