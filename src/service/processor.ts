@@ -7,6 +7,7 @@ import { binaryProvenance, isSigned, provenancePredicate, unsignableReason, type
 import type { Processor } from '../queue/index.js';
 import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore } from '../store/index.js';
+import { stripControl } from '../util/text.js';
 import { formatLog } from './logformat.js';
 
 export interface BuildPayload {
@@ -70,7 +71,9 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore, opts: 
       out = await runner.run(spec, { onLine: ctx.log, onPhase: ctx.phase, signal: ctx.signal });
     } catch (err) {
       const canceled = err instanceof BuildFailed && err.reason === 'canceled';
-      const message = (err as Error).message;
+      // A failure may quote build output (xcaddy's last lines): no terminal control in the record or the job's error.
+      const message = stripControl((err as Error).message);
+      if (err instanceof Error) err.message = message;
       ctx.log('system', `fairway: build ${canceled ? 'canceled' : 'failed'}: ${message}`);
       const meta: ArtifactMeta = {
         ...base,
