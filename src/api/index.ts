@@ -121,6 +121,10 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
     service: o.service,
     ...(o.downloadRedirect !== undefined ? { downloadRedirect: o.downloadRedirect } : {}),
     ...(o.ready ? { ready: o.ready } : {}),
+    readyDetails: async (header) => {
+      const r = await (o.security ?? DEV_SECURITY).auth.authenticate(header);
+      return r.ok && r.principal.scopes.has('admin');
+    },
     ...(o.publicKeyPem ? { publicKeyPem: o.publicKeyPem } : {}),
   });
   return app;

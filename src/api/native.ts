@@ -21,6 +21,8 @@ export interface NativeApiOptions {
   downloadRedirect?: boolean;
   /** Extra readiness checks (store, Redis). */
   ready?: () => Promise<Record<string, string>>;
+  /** Whether this Authorization header is an admin's: only admins see /readyz details (raw store and Redis errors). */
+  readyDetails?: (authorization: string | undefined) => Promise<boolean>;
   /** The public key builds are signed with (PEM), served at /api/signing-key; absent: this server knows none. */
   publicKeyPem?: string;
 }
@@ -274,19 +276,41 @@ const healthRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) =
   const app = instance.withTypeProvider<ZodTypeProvider>();
   const tags = ['health'];
   app.get('/healthz', { config: { scope: 'public' }, schema: { tags, summary: 'The process answers', response: { 200: Status } } }, async () => ({ status: 'ok' }));
+  let lastLogged = 0;
   app.get(
     '/readyz',
     {
       config: { scope: 'public' },
-      schema: { tags, summary: 'The store and the queue answer', response: { 200: z.object({ status: z.string(), checks: z.record(z.string(), z.string()) }), ...errors(503) } },
+      schema: {
+        tags,
+        summary: 'The store and the queue answer (status only; with an admin token, the checks and the raw error of a failed one)',
+        response: { 200: z.object({ status: z.string(), checks: z.record(z.string(), z.string()).optional() }), ...errors(503) },
+      },
     },
-    async (_req, reply) => {
+    async (req, reply) => {
+      let checks: Record<string, string> = {};
+      let failure: Error | null = null;
+      let timer: NodeJS.Timeout | undefined;
       try {
-        const checks = o.ready ? await o.ready() : {};
-        return { status: 'ready', checks };
+        // A Redis that is away queues commands (they would wait for it): not ready after 3 s.
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('the readiness checks did not answer within 3 s (store or Redis unreachable)')), 3000);
+        });
+        checks = o.ready ? await Promise.race([o.ready(), timeout]) : {};
       } catch (err) {
-        return reply.code(503).send({ error: { code: 'not_ready', message: (err as Error).message } });
+        failure = err as Error;
+      } finally {
+        clearTimeout(timer);
       }
+      // Raw errors name hosts, ports, buckets: for admin tokens (and the server log) only.
+      const details = o.readyDetails ? await o.readyDetails(req.headers.authorization).catch(() => false) : false;
+      if (!failure) return details ? { status: 'ready', checks } : { status: 'ready' };
+      if (Date.now() - lastLogged > 60_000) {
+        lastLogged = Date.now();
+        req.log.warn({ err: failure.message }, 'not ready: a readiness check failed (/readyz answers 503)');
+      }
+      const message = details ? failure.message : 'not ready: the artifact store or the queue does not answer; the server log has the cause (an admin token sees it here)';
+      return reply.code(503).send({ error: { code: 'not_ready', message } });
     },
   );
 };

@@ -10,6 +10,7 @@ import { DelayedError, Queue, QueueEvents, UnrecoverableError, Worker, type Conn
 import { Redis, type RedisOptions } from 'ioredis';
 import pino, { type Logger } from 'pino';
 import { Channel } from '../util/channel.js';
+import { LogRelay, type LogSubscription } from './logrelay.js';
 import { RedisLog, type LogEntry } from './redislog.js';
 import {
   JobRefused,
@@ -153,6 +154,8 @@ export class BullMqQueue<P> implements BuildQueue<P> {
   private readonly redis: Redis;
   private readonly eventsRedis: Redis;
   private readonly log: RedisLog;
+  /** One Redis connection for every log follower of this hub (src/queue/logrelay.ts). */
+  private readonly relay: LogRelay;
   private readonly prefix: string;
   private readonly warner: Warner;
   private closing = false;
@@ -170,6 +173,7 @@ export class BullMqQueue<P> implements BuildQueue<P> {
     this.queue = new Queue(n.queue, { connection: this.redis as unknown as ConnectionOptions, prefix: n.prefix });
     this.events = new QueueEvents(n.queue, { connection: this.eventsRedis as unknown as ConnectionOptions, prefix: n.prefix });
     this.log = new RedisLog(this.redis, { prefix: n.prefix });
+    this.relay = new LogRelay(this.redis, { onError: (err) => this.warner.warn('could not watch the followed build logs in Redis; retrying', err) });
     if (!(this.redis as unknown as { fairwayResetIfNoJob?: unknown }).fairwayResetIfNoJob) {
       this.redis.defineCommand('fairwayResetIfNoJob', { numberOfKeys: 4, lua: RESET_IF_NO_JOB });
     }
@@ -297,10 +301,10 @@ export class BullMqQueue<P> implements BuildQueue<P> {
   private async pump(key: string, ch: Channel<JobEvent>, opts: { fromSeq?: number; signal?: AbortSignal }): Promise<void> {
     const from = opts.fromSeq ?? 0;
     let lastId = '-';
-    let conn: Redis | null = null;
+    let sub: LogSubscription | null = null;
     const close = () => {
-      conn?.disconnect();
-      conn = null;
+      sub?.close();
+      sub = null;
       ch.close();
     };
     opts.signal?.addEventListener('abort', close, { once: true });
@@ -326,16 +330,13 @@ export class BullMqQueue<P> implements BuildQueue<P> {
         let entries: LogEntry[];
         if (lastId === '-') entries = await this.log.range(key);
         else {
-          if (!conn) {
-            conn = this.redis.duplicate({ connectionName: 'fairway-hub-follow' });
-            conn.on('error', (err: Error) => this.warner.warn('Redis connection error while following a log (reconnecting)', err, { key }));
+          // The hub's one log watcher (LogRelay) wakes this follower; what it has not seen is read here, from its own last id.
+          sub ??= this.relay.subscribe(this.log.streamKey(key), lastId);
+          entries = await this.readAfter(key, lastId);
+          if (entries.length === 0 && !opts.signal?.aborted) {
+            await sub.wait(3000);
+            entries = await this.readAfter(key, lastId);
           }
-          entries = await RedisLog.read(conn, this.log.streamKey(key), lastId, 3000).catch(async (err: unknown) => {
-            // Redis away (restarting): wait and read again; the stream ids make the resume exact.
-            this.warner.warn('could not read a job log from Redis; retrying', err, { key });
-            await new Promise((r) => setTimeout(r, 1000));
-            return [];
-          });
         }
         if (entries.length === 0 && lastId === '-') lastId = '0-0';
         for (const e of entries) {
@@ -379,6 +380,16 @@ export class BullMqQueue<P> implements BuildQueue<P> {
       opts.signal?.removeEventListener('abort', close);
       close();
     }
+  }
+
+  /** Log entries after `lastId`, on the shared command connection; [] (after a pause) while Redis is away. */
+  private async readAfter(key: string, lastId: string): Promise<LogEntry[]> {
+    return this.log.range(key, lastId === '0-0' ? '-' : lastId).catch(async (err: unknown) => {
+      // Redis away (restarting): wait and read again; the stream ids make the resume exact.
+      this.warner.warn('could not read a job log from Redis; retrying', err, { key });
+      await new Promise((r) => setTimeout(r, 1000));
+      return [];
+    });
   }
 
   async cancel(key: string): Promise<boolean> {
@@ -443,6 +454,7 @@ export class BullMqQueue<P> implements BuildQueue<P> {
   /** Stops queueing and closes the connections (the hub side: builds go on on the agents). */
   async close(): Promise<void> {
     this.closing = true;
+    this.relay.close();
     await this.events.close();
     await this.queue.close();
     // BullMQ does not close connections it was given.

@@ -89,13 +89,6 @@ export class RedisLog {
   async lines(key: string): Promise<LogLine[]> {
     return (await this.range(key)).flatMap((e) => (e.t === 'line' ? [e.line] : []));
   }
-
-  /** Blocks up to `blockMs` for entries after `afterId` on a connection of the caller's. */
-  static async read(conn: Redis, streamKey: string, afterId: string, blockMs: number): Promise<LogEntry[]> {
-    const res = await conn.xread('BLOCK', blockMs, 'STREAMS', streamKey, afterId === '-' ? '0-0' : afterId);
-    if (!res) return [];
-    return res.flatMap(([, rows]) => rows.map(([id, fields]) => parseEntry(id, fields)));
-  }
 }
 
 function parseEntry(id: string, fields: string[]): LogEntry {
