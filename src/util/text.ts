@@ -7,8 +7,7 @@
  */
 
 // ESC or its 8-bit form: CSI, string sequences (OSC, DCS, SOS, PM, APC) up to BEL or ST (or the end), other escapes.
-const SEQUENCES =
-  /(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?|(?:\x1b[\]PX^_]|[\x9d\x90\x98\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x1b[\x20-\x2f]*[\x30-\x7e]?/g;
+const SEQUENCES = /(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?|(?:\x1b[\]PX^_]|[\x9d\x90\x98\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x1b[\x20-\x2f]*[\x30-\x7e]?/g;
 const BREAKS = /\r\n|[\r\n\v\f]/g;
 // C0 but tab, DEL, C1.
 const CONTROLS = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;

@@ -121,7 +121,12 @@ exec '${real}' "$@"
     const store = join(dir, 'store');
     const env = { FAIRWAY_TOKENS: `ops:admin:${sha256hex(adminToken)},viewer:read:${sha256hex(readToken)}` };
     hub = await startFairway({ command: 'hub', dataDir: join(dir, 'hub'), args: ['--redis', redis.url, '--store', store, '--xcaddy-bin', bin, '--anonymous-scopes', 'read,build'], env });
-    agent = await startFairway({ command: 'agent', dataDir: join(dir, 'agent'), args: ['--redis', redis.url, '--store', store, '--xcaddy-bin', bin, '--agent-id', 'agent-logs', '--concurrency', '1'], env });
+    agent = await startFairway({
+      command: 'agent',
+      dataDir: join(dir, 'agent'),
+      args: ['--redis', redis.url, '--store', store, '--xcaddy-bin', bin, '--agent-id', 'agent-logs', '--concurrency', '1'],
+      env,
+    });
   });
 
   after(async () => {
@@ -155,7 +160,10 @@ exec '${real}' "$@"
     assert.equal((await api(hub.url, `/api/builds/${id}`)).body.status, 'running', 'counted while the build runs');
     assert.equal(during.get('fairway-hub-follow') ?? 0, 0, `no connection per follower: ${JSON.stringify([...during])}`);
     assert.equal(during.get('fairway-hub-logs'), 1, `one log subscriber for the hub: ${JSON.stringify([...during])}`);
-    assert.ok(total(during) <= total(baseline) + 1, `${FOLLOWERS} followers added ${total(during) - total(baseline)} Redis connections: ${JSON.stringify([...baseline])} -> ${JSON.stringify([...during])}`);
+    assert.ok(
+      total(during) <= total(baseline) + 1,
+      `${FOLLOWERS} followers added ${total(during) - total(baseline)} Redis connections: ${JSON.stringify([...baseline])} -> ${JSON.stringify([...during])}`,
+    );
 
     const statuses = await Promise.all(followers.map((f) => f.done));
     assert.deepEqual(statuses, Array(FOLLOWERS).fill('succeeded'));
