@@ -4,7 +4,8 @@
  * `serve`) from its own module cache, read-through (src/fleet). It needs the `agent` scope, which
  * only a token that lists it (or `admin`) has, never an anonymous client. The path is checked by
  * the fleet part before anything touches a file or a go command; refusals are plain text, the way
- * module proxies answer (the go command shows the text).
+ * module proxies answer (the go command shows the text): 403 for a module the build policy denies
+ * or a private one, 503 when too many fills are under way, 507 when the disk is short.
  */
 import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsync } from 'fastify';
@@ -35,8 +36,11 @@ export const goproxyApi: FastifyPluginAsync<GoproxyApiOptions> = async (instance
             content: { 'application/zip': { schema: z.string() }, 'application/json': { schema: z.string() }, 'text/plain': { schema: z.string() } },
           },
           400: text('not a GOPROXY request, or a module path or version Go does not accept'),
+          // 403 is also the answer (plain text) for a module the build policy denies or a private one (GONOPROXY/GOPRIVATE).
           ...errors(401, 403),
           404: text('not in the cache and could not be fetched, or not served here (list, @latest, sumdb): the go command asks the next proxy'),
+          503: text('too many module fills at once on this hub (a bounded queue is full): the agent asks its next proxy'),
+          507: text('not enough free disk space on the hub for a fill (minFreeDisk): the agent asks its next proxy'),
         },
       },
     },

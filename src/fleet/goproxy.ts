@@ -13,6 +13,12 @@
  * Nothing from a request reaches a flag position, a shell or a file path before it passed
  * `parseGoproxyPath`: Go's module path grammar with its case escaping (`!x` for `X`), a canonical
  * semantic version, no `.`/`..` element, length limits.
+ *
+ * What a token with the `agent` scope can make the hub do is bounded like a build: a module the
+ * build policy denies, or a private one (GONOPROXY/GOPRIVATE), is refused (403) before the cache
+ * or any proxy is looked at; fills run at most `maxConcurrentFills` at a time with a bounded queue
+ * behind them (503 beyond: the agent's relay asks its next proxy); a fill needs the free disk
+ * space builds need (`minFreeDisk`, 507 otherwise). Refusals are not remembered as failures.
  */
 import { lstat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
@@ -135,10 +141,16 @@ export function parseGoproxyPath(raw: string): GoproxyPath {
   return { kind: 'file', file, module, version, escapedModule, escapedVersion };
 }
 
-/** How a request was answered: from the cache (hit), after a fill (fill), not (miss), or refused at the edge (invalid). */
-export type GoproxyResult = 'hit' | 'fill' | 'miss' | 'invalid';
+/**
+ * How a request was answered: from the cache (hit), after a fill (fill), not (miss), refused at
+ * the edge (invalid), or refused by the hub's limits (refused: policy, private module, busy, disk).
+ */
+export type GoproxyResult = 'hit' | 'fill' | 'miss' | 'invalid' | 'refused';
 
-export type GoproxyAnswer = { status: 200; contentType: string; file: string; size: number; result: 'hit' | 'fill' } | { status: 400 | 404; message: string; result: 'miss' | 'invalid' };
+export type GoproxyAnswer =
+  | { status: 200; contentType: string; file: string; size: number; result: 'hit' | 'fill' }
+  | { status: 400 | 404; message: string; result: 'miss' | 'invalid' }
+  | { status: 403 | 503 | 507; message: string; result: 'refused' };
 
 export interface FillRequest {
   module: string;
@@ -156,6 +168,24 @@ export interface FleetModuleProxyOptions {
   onResult?(result: GoproxyResult): void;
   /** How long a failed fill is remembered before it is tried again. Default 30 s. */
   failureTtlMs?: number;
+  /** Why this module may not be served (the build policy's deny list, a private module), or null. Checked before anything else. */
+  refuse?(module: string): string | null;
+  /** Fills running at once (default 4); more wait, up to `maxQueuedFills` (default 64), then 503. */
+  maxConcurrentFills?: number;
+  maxQueuedFills?: number;
+  /** Why there is not enough free disk space for a fill (minFreeDisk), or null. */
+  lowDisk?(): Promise<string | null>;
+}
+
+/** A fill that was not tried (busy, low disk): answered, never remembered as a failure. */
+class FillRefused extends Error {
+  constructor(
+    readonly status: 503 | 507,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FillRefused';
+  }
 }
 
 const CONTENT_TYPES: Record<GoproxyFile, string> = { info: 'application/json', mod: 'text/plain; charset=utf-8', zip: 'application/zip' };
@@ -172,6 +202,10 @@ export class FleetModuleProxy {
   private readonly failed = new Map<string, { at: number; message: string }>();
   /** Fills started (after dedupe), for the log and tests. */
   fills = 0;
+  /** Fills running now, and the most that ran at once (for tests). */
+  running = 0;
+  peakRunning = 0;
+  private readonly queued: Array<() => void> = [];
 
   constructor(private readonly o: FleetModuleProxyOptions) {
     this.root = resolve(o.downloadDir);
@@ -192,6 +226,8 @@ export class FleetModuleProxy {
       if (err instanceof GoproxyPathError) return { status: err.status, message: err.message, result: err.status === 400 ? 'invalid' : 'miss' };
       throw err;
     }
+    const refusal = req.module !== undefined ? (this.o.refuse?.(req.module) ?? null) : null;
+    if (refusal) return { status: 403, message: `fairway fleet proxy: ${refusal}`, result: 'refused' };
     if (req.kind === 'not-served') {
       const why =
         req.what === 'sumdb' ? 'checksum databases are not proxied' : `${req.what === 'list' ? 'version lists' : '@latest'} are not served from the fleet cache (it knows only the versions it holds)`;
@@ -206,13 +242,13 @@ export class FleetModuleProxy {
     if (failure && Date.now() - failure.at < (this.o.failureTtlMs ?? 30_000)) return { status: 404, message: failure.message, result: 'miss' };
     let p = this.inflight.get(key);
     if (!p) {
-      this.fills++;
-      p = this.o.fill({ module: req.module, version: req.version, what }).finally(() => this.inflight.delete(key));
+      p = this.limitedFill({ module: req.module, version: req.version, what }).finally(() => this.inflight.delete(key));
       this.inflight.set(key, p);
     }
     try {
       await p;
     } catch (err) {
+      if (err instanceof FillRefused) return { status: err.status, message: `fairway fleet proxy: ${err.message}; ask the next proxy`, result: 'refused' };
       const message = `fairway fleet proxy: ${req.module}@${req.version} could not be fetched: ${firstLine(err)}`;
       this.failed.set(key, { at: Date.now(), message });
       return { status: 404, message, result: 'miss' };
@@ -221,6 +257,29 @@ export class FleetModuleProxy {
     const size = await this.present(file, req.file);
     if (size === null) return { status: 404, message: `fairway fleet proxy: ${req.module}@${req.version} has no .${req.file} file`, result: 'miss' };
     return { status: 200, contentType: CONTENT_TYPES[req.file], file, size, result: 'fill' };
+  }
+
+  /** A fill within the limits: free disk first, then a slot among `maxConcurrentFills` (waiting in a bounded queue). */
+  private async limitedFill(req: FillRequest): Promise<void> {
+    const low = await this.o.lowDisk?.();
+    if (low) throw new FillRefused(507, low);
+    const max = this.o.maxConcurrentFills ?? 4;
+    if (this.running >= max) {
+      if (this.queued.length >= (this.o.maxQueuedFills ?? 64)) {
+        throw new FillRefused(503, `busy: ${this.running} module fills running and ${this.queued.length} waiting`);
+      }
+      // The slot is handed over by the fill that ends (running stays counted).
+      await new Promise<void>((r) => this.queued.push(r));
+    } else this.running++;
+    this.peakRunning = Math.max(this.peakRunning, this.running);
+    this.fills++;
+    try {
+      await this.o.fill(req);
+    } finally {
+      const next = this.queued.shift();
+      if (next) next();
+      else this.running--;
+    }
   }
 
   /** `<downloadDir>/<escaped module>/@v/<escaped version>.<ext>`: made only of checked segments, and checked to stay under the root. */

@@ -33,6 +33,8 @@ import { HotCache } from '../cache/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { sandboxVisibleParent } from '../sandbox/index.js';
+import { matchPrivate, privateModules } from '../util/goprivate.js';
+import { formatBytes } from '../util/units.js';
 import { loadPlatforms, prepareStore, prepareToolchain, runner } from './parts.js';
 import { uiRoutes } from '../ui/index.js';
 import { BuildGate, createHttpOps, createWorkerOps, opsRoutes } from '../ops/index.js';
@@ -228,8 +230,30 @@ function guards(config: Config, logger: Logger, catalog: FileCatalog, parts: Htt
 // fleet module proxy (docs/distributed.md "Fleet caches") ------------------------------------------
 
 /** The hub's (and serve's) module cache, read-through: a miss is fetched by the sandboxed go command, once. */
-function fleetModuleProxy(toolchain: Toolchain, metrics: OpsMetrics, logger: Logger): FleetModuleProxy {
+function fleetModuleProxy(toolchain: Toolchain, metrics: OpsMetrics, logger: Logger, config: Config, policy: BuildPolicy): FleetModuleProxy {
+  // Private modules (GONOPROXY, default GOPRIVATE) are never asked of a proxy: the hub refuses them as its relay would.
+  const { noProxy } = privateModules(config);
+  const minFree = config.minFreeDisk;
+  let lastLow = 0;
   return new FleetModuleProxy({
+    refuse: (module) => {
+      const denied = policy.deniedError(module);
+      if (denied) return `${denied}; the hub does not fetch it`;
+      const pattern = matchPrivate(noProxy, module);
+      return pattern ? `${module} is a private module (GONOPROXY/GOPRIVATE pattern "${pattern}"): it is never asked of a module proxy` : null;
+    },
+    maxConcurrentFills: 4,
+    maxQueuedFills: 64,
+    lowDisk: async () => {
+      if (!minFree) return null;
+      const free = await freeBytesAt(toolchain.cacheDir);
+      if (free >= minFree) return null;
+      if (Date.now() - lastLow > 60_000) {
+        lastLow = Date.now();
+        logger.warn({ free, minFreeDisk: minFree }, 'low disk space on the module cache volume: the fleet module proxy refuses fills (agents fetch from their own GOPROXY)');
+      }
+      return `not enough free disk space on the hub's module cache volume (${formatBytes(free)} free, minFreeDisk ${formatBytes(minFree)})`;
+    },
     // GOMODCACHE is <cacheDir>/mod (src/toolchain); its download cache has the GOPROXY layout.
     downloadDir: join(toolchain.cacheDir, 'mod', 'cache', 'download'),
     fill: async ({ module, version, what }) => {
@@ -373,7 +397,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   await app.register(registryApi, { prefix: '/v2', registry, downloadRedirect: config.downloadRedirect });
   await app.register(recipesApi, { registry });
   // fleet module proxy: GET /goproxy/… for agents (agent scope), from this process's module cache.
-  await app.register(goproxyApi, { proxy: fleetModuleProxy(toolchain, ops.metrics, logger) });
+  await app.register(goproxyApi, { proxy: fleetModuleProxy(toolchain, ops.metrics, logger, config, policy) });
   await app.listen({ host: config.host, port: config.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;

@@ -196,12 +196,22 @@ export class BuildPolicy {
   /** Null when the module may be fetched and built, else why not. */
   moduleError(module: string): string | null {
     const matches = (p: string) => (p === CATALOG_PATTERN ? !!this.o.inCatalog?.(module) : matchModulePattern(p, module));
-    const denied = this.deny.find(matches);
-    if (denied) return `module ${module} is not allowed on this server (denied by "${denied}")`;
+    const denied = this.deniedError(module);
+    if (denied) return denied;
     if (this.allow.length && !this.allow.some(matches)) {
       return `module ${module} is not allowed on this server (allowed: ${this.allow.map((p) => (p === CATALOG_PATTERN ? 'the catalog (GET /api/catalog)' : p)).join(', ')})`;
     }
     return null;
+  }
+
+  /**
+   * Null unless the deny list matches the module. What a fetch of any module (a plugin or one of
+   * its dependencies: the fleet module proxy) must obey; the allow list names what may be
+   * requested as a plugin, not the dependencies those pull.
+   */
+  deniedError(module: string): string | null {
+    const denied = this.deny.find((p) => (p === CATALOG_PATTERN ? !!this.o.inCatalog?.(module) : matchModulePattern(p, module)));
+    return denied ? `module ${module} is not allowed on this server (denied by "${denied}")` : null;
   }
 
   /** Checks a parsed request before any version is resolved (nothing has been fetched yet). */

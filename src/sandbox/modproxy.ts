@@ -6,6 +6,14 @@
  * 404/410, `|` on any error). `direct` and `off` cannot be relayed: a sandboxed build fetches
  * modules from proxies only, never from a VCS host. Nothing else on the machine (Redis, the S3
  * server, the Fairway API, loopback services) is reachable through it.
+ *
+ * Private modules (`go help module-private`) are treated as the go command treats them: a module
+ * path matching GONOPROXY (default: GOPRIVATE) is never asked of any proxy, the go command would
+ * fetch it from its VCS host, which a sandboxed build cannot reach, so the relay refuses it (403,
+ * with what to do) before any upstream sees the path; a module path matching GONOSUMDB (default:
+ * GOPRIVATE) is never looked up in a checksum database through it. Patterns are Go's: comma-
+ * separated globs matched against a prefix of the module path (path.Match per element), here
+ * ignoring case (a private path in other capitals stays private).
  */
 import { createReadStream } from 'node:fs';
 import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
@@ -15,6 +23,7 @@ import { join, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
+import { matchPrivate, type PrivateModules } from '../util/goprivate.js';
 
 export interface Upstream {
   /** `https://…`, `http://…` or `file:///dir` without a trailing slash. */
@@ -131,12 +140,35 @@ export interface ModuleRelay {
   readonly socketPath: string;
   readonly upstreams: readonly Upstream[];
   /** Requests answered, by outcome (for tests and the log). */
-  readonly counts: { served: number; notFound: number; refused: number; failed: number };
+  readonly counts: { served: number; notFound: number; refused: number; failed: number; private: number };
   close(): Promise<void>;
+}
+
+/** Go's case encoding undone (`!x` → `X`); null when it is not valid. */
+function unescapeCase(s: string): string | null {
+  if (/[A-Z]/.test(s) || /![^a-z]|!$/.test(s)) return null;
+  return s.replace(/!([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Which module a relayed request is about, and whether as a proxy download or a checksum-database lookup. */
+export function requestedModule(path: string): { module: string; via: 'proxy' | 'sumdb' } | null {
+  const sum = SUMDB_REQ.exec(path);
+  if (sum) {
+    const lookup = /^lookup\/(.+)@[^@/]+$/.exec(sum[2]!);
+    const module = lookup ? unescapeCase(lookup[1]!) : null;
+    return module ? { module, via: 'sumdb' } : null;
+  }
+  const m = MODULE_REQ.exec(path);
+  const module = m ? unescapeCase(m[1]!) : null;
+  return module ? { module, via: 'proxy' } : null;
 }
 
 export interface RelayOptions {
   upstreams: Upstream[];
+  /** Private module paths (GONOPROXY, GONOSUMDB, GOPRIVATE): refused before any upstream is asked. */
+  private?: PrivateModules;
+  /** A private module path was refused (for the log: the path stays out of every upstream's). */
+  onPrivate?(module: string, pattern: string, via: 'proxy' | 'sumdb'): void;
   onError?(err: Error, path: string): void;
   /** An upstream with headers (the fleet proxy) answered neither 200 nor 404/410: e.g. 401/403 for a refused token. */
   onRefused?(upstream: string, status: number, path: string): void;
@@ -147,7 +179,7 @@ export async function startModuleRelay(o: RelayOptions): Promise<ModuleRelay> {
   if (o.upstreams.length === 0) throw new Error('no module proxy to relay: GOPROXY names no https, http or file proxy (a sandboxed build cannot use "direct")');
   const dir = await mkdtemp(join(tmpdir(), 'fairway-goproxy-'));
   const socketPath = join(dir, 'goproxy.sock');
-  const counts = { served: 0, notFound: 0, refused: 0, failed: 0 };
+  const counts = { served: 0, notFound: 0, refused: 0, failed: 0, private: 0 };
   const server = http.createServer((req, res) => {
     void (async () => {
       const path = req.method === 'GET' || req.method === 'HEAD' ? proxyPath(req.url ?? '') : null;
@@ -155,6 +187,20 @@ export async function startModuleRelay(o: RelayOptions): Promise<ModuleRelay> {
         counts.refused++;
         res.writeHead(404, { 'content-type': 'text/plain' }).end('fairway: only module downloads are relayed\n');
         return;
+      }
+      const about = requestedModule(path);
+      if (about) {
+        const pattern = matchPrivate(about.via === 'proxy' ? o.private?.noProxy : o.private?.noSumdb, about.module);
+        if (pattern) {
+          counts.private++;
+          o.onPrivate?.(about.module, pattern, about.via);
+          const why =
+            about.via === 'proxy'
+              ? `${about.module} is a private module (GONOPROXY/GOPRIVATE pattern "${pattern}"): the go command fetches private modules from their version control host, never from a module proxy, and a sandboxed build reaches proxies only; no proxy was asked. To build it, serve it from a module proxy of your own and set GONOPROXY so that it does not match (e.g. GONOPROXY=none; GOPRIVATE still keeps it out of the checksum database), with GOPROXY listing only proxies that may see the path`
+              : `${about.module} is a private module (GONOSUMDB/GOPRIVATE pattern "${pattern}"): it is not looked up in a checksum database`;
+          res.writeHead(403, { 'content-type': 'text/plain' }).end(`fairway: ${why}\n`);
+          return;
+        }
       }
       let last: Answer | null = null;
       let lastErr: Error | null = null;

@@ -175,6 +175,80 @@ describe('fleet proxy: read-through cache', () => {
     assert.equal(c.status, 400);
     assert.equal(calls, 1);
   });
+
+  test('a module the policy denies or a private one: 403 before the cache or a fill; cached copies are not served either', async () => {
+    const d = join(dir, 'c');
+    let calls = 0;
+    const proxy = new FleetModuleProxy({
+      downloadDir: d,
+      fill: async (r) => {
+        calls++;
+        await writeCache(d, r);
+      },
+      refuse: (m) => (m.toLowerCase().startsWith('evil.example/') ? `module ${m} is denied` : null),
+    });
+    // Already in the cache (fetched before the deny): still refused.
+    await writeCache(d, { module: 'evil.example/x', version: 'v1.0.0', what: 'zip' });
+    for (const path of ['evil.example/x/@v/v1.0.0.zip', 'evil.example/x/@v/v1.0.1.mod', 'evil.example/!x/@v/v1.0.0.info', 'evil.example/x/@v/list', 'evil.example/x/@latest']) {
+      const a = await proxy.answer(path);
+      assert.equal(a.status, 403, path);
+      assert.match(a.status === 403 ? a.message : "", /evil\.example\/x is denied/i);
+    }
+    assert.equal(calls, 0, 'no fill for a refused module');
+    assert.equal((await proxy.answer('good.example/y/@v/v1.0.0.mod')).status, 200);
+    assert.equal(calls, 1);
+  });
+
+  test('at most maxConcurrentFills fills at once, a bounded queue behind them (503 beyond); refusals are not remembered', async () => {
+    const d = join(dir, 'd');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const proxy = new FleetModuleProxy({
+      downloadDir: d,
+      maxConcurrentFills: 2,
+      maxQueuedFills: 3,
+      fill: async (r) => {
+        await gate;
+        await writeCache(d, r);
+      },
+    });
+    const paths = Array.from({ length: 7 }, (_, i) => `example.com/cap${i}/@v/v1.0.0.mod`);
+    const pending = paths.map((p) => proxy.answer(p));
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(proxy.running, 2, 'two fills run');
+    release();
+    const answers = await Promise.all(pending);
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [200, 200, 200, 200, 200, 503, 503],
+    );
+    assert.match(answers[6]!.status === 503 ? answers[6]!.message : '', /busy: 2 module fills running and 3 waiting; ask the next proxy/);
+    assert.equal(proxy.peakRunning, 2);
+    assert.equal(proxy.running, 0);
+    // A busy answer is not a remembered failure: asked again, it is filled.
+    assert.equal((await proxy.answer(paths[6]!)).status, 200);
+  });
+
+  test('a fill needs the free disk space (507 otherwise, nothing fetched, not remembered)', async () => {
+    const d = join(dir, 'e');
+    let low = true;
+    let calls = 0;
+    const proxy = new FleetModuleProxy({
+      downloadDir: d,
+      fill: async (r) => {
+        calls++;
+        await writeCache(d, r);
+      },
+      lowDisk: async () => (low ? 'not enough free disk space (1 MiB free, minFreeDisk 2 GiB)' : null),
+    });
+    const a = await proxy.answer('example.com/disk/@v/v1.0.0.zip');
+    assert.equal(a.status, 507);
+    assert.match(a.status === 507 ? a.message : '', /not enough free disk space .*; ask the next proxy/);
+    assert.equal(calls, 0);
+    low = false;
+    assert.equal((await proxy.answer('example.com/disk/@v/v1.0.0.zip')).status, 200);
+    assert.equal(calls, 1);
+  });
 });
 
 describe('fleet proxy: the route', () => {
