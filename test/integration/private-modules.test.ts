@@ -92,7 +92,18 @@ describe('the module relay keeps private module paths from every proxy (real go 
   const download = async (proxy: string, target: string, gonosumdb: string) => {
     const home = join(dir, `go-${randomBytes(4).toString('hex')}`);
     await mkdir(home, { recursive: true });
-    const env = { PATH: '/usr/bin:/bin', HOME: home, GOPATH: join(home, 'gopath'), GOMODCACHE: join(home, 'mod'), GOCACHE: join(home, 'cache'), GOFLAGS: '-modcacherw', GOPROXY: proxy, GONOSUMDB: gonosumdb, GOTOOLCHAIN: 'local', GOTELEMETRY: 'off' };
+    const env = {
+      PATH: '/usr/bin:/bin',
+      HOME: home,
+      GOPATH: join(home, 'gopath'),
+      GOMODCACHE: join(home, 'mod'),
+      GOCACHE: join(home, 'cache'),
+      GOFLAGS: '-modcacherw',
+      GOPROXY: proxy,
+      GONOSUMDB: gonosumdb,
+      GOTOOLCHAIN: 'local',
+      GOTELEMETRY: 'off',
+    };
     return execFileP(GO, ['mod', 'download', '-json', target], { env, cwd: home }).then(
       (r) => ({ ok: true, out: r.stdout }),
       (e: { stdout?: string; stderr?: string }) => ({ ok: false, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }),

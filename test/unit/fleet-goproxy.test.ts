@@ -192,7 +192,7 @@ describe('fleet proxy: read-through cache', () => {
     for (const path of ['evil.example/x/@v/v1.0.0.zip', 'evil.example/x/@v/v1.0.1.mod', 'evil.example/!x/@v/v1.0.0.info', 'evil.example/x/@v/list', 'evil.example/x/@latest']) {
       const a = await proxy.answer(path);
       assert.equal(a.status, 403, path);
-      assert.match(a.status === 403 ? a.message : "", /evil\.example\/x is denied/i);
+      assert.match(a.status === 403 ? a.message : '', /evil\.example\/x is denied/i);
     }
     assert.equal(calls, 0, 'no fill for a refused module');
     assert.equal((await proxy.answer('good.example/y/@v/v1.0.0.mod')).status, 200);
