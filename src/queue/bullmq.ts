@@ -173,7 +173,13 @@ export class BullMqQueue<P> implements BuildQueue<P> {
     this.queue = new Queue(n.queue, { connection: this.redis as unknown as ConnectionOptions, prefix: n.prefix });
     this.events = new QueueEvents(n.queue, { connection: this.eventsRedis as unknown as ConnectionOptions, prefix: n.prefix });
     this.log = new RedisLog(this.redis, { prefix: n.prefix });
-    this.relay = new LogRelay(this.redis, { onError: (err) => this.warner.warn('could not watch the followed build logs in Redis; retrying', err) });
+    this.relay = new LogRelay(this.redis, {
+      onError: (err) => this.warner.warn('could not watch the followed build logs in Redis; retrying', err),
+      onNoUnblock: () =>
+        this.warner.log.warn(
+          "Redis refused CLIENT UNBLOCK to this hub's user: a new log follower may wait up to a second for its first live line; grant +client|unblock to the hub's Redis user (docs/SECURITY.md)",
+        ),
+    });
     if (!(this.redis as unknown as { fairwayResetIfNoJob?: unknown }).fairwayResetIfNoJob) {
       this.redis.defineCommand('fairwayResetIfNoJob', { numberOfKeys: 4, lua: RESET_IF_NO_JOB });
     }

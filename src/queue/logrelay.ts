@@ -21,8 +21,10 @@ export interface LogSubscription {
 export interface LogRelayOptions {
   /** Told of a failed read (Redis away; it is retried). */
   onError?(err: unknown): void;
-  /** Block time of one XREAD; default 3000 ms. */
+  /** Block time of one XREAD; default 3000 ms (1000 ms when Redis refuses CLIENT UNBLOCK). */
   blockMs?: number;
+  /** Redis refused CLIENT UNBLOCK (its ACL): said once; new followers then wait up to a second for their first live line. */
+  onNoUnblock?(): void;
 }
 
 class Subscriber implements LogSubscription {
@@ -76,6 +78,8 @@ export class LogRelay {
   private conn: Redis | null = null;
   private connId: number | null = null;
   private blocked = false;
+  /** False once Redis refused CLIENT UNBLOCK (an ACL without it): new streams then wait for the next turn (1 s blocks). */
+  private canUnblock = true;
   private running = false;
   private closed = false;
   private readonly watched = new Map<string, Watched>();
@@ -117,8 +121,13 @@ export class LogRelay {
 
   /** A new stream: the watcher's blocking read must include it now, not at its next turn. */
   private unblock(): void {
-    if (!this.blocked || this.connId === null) return;
-    this.redis.call('CLIENT', 'UNBLOCK', String(this.connId)).catch((err: unknown) => this.o.onError?.(err));
+    if (!this.blocked || this.connId === null || !this.canUnblock) return;
+    this.redis.call('CLIENT', 'UNBLOCK', String(this.connId)).catch((err: unknown) => {
+      if (/NOPERM/i.test(String((err as Error).message))) {
+        this.canUnblock = false;
+        this.o.onNoUnblock?.();
+      } else this.o.onError?.(err);
+    });
   }
 
   private connection(): Redis {
@@ -143,7 +152,7 @@ export class LogRelay {
         try {
           if (this.connId === null) this.connId = Number(await conn.client('ID'));
           this.blocked = true;
-          res = (await conn.xread('COUNT', 200, 'BLOCK', this.o.blockMs ?? 3000, 'STREAMS', ...keys, ...ids)) as typeof res;
+          res = (await conn.xread('COUNT', 200, 'BLOCK', this.canUnblock ? (this.o.blockMs ?? 3000) : Math.min(this.o.blockMs ?? 3000, 1000), 'STREAMS', ...keys, ...ids)) as typeof res;
         } catch (err) {
           if (this.closed) return;
           this.o.onError?.(err);

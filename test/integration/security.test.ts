@@ -746,7 +746,7 @@ describe('security', { timeout: 30 * 60_000 }, () => {
         // The rules from docs/SECURITY.md, verbatim.
         const rule = ['resetkeys', '~fairway:*', 'resetchannels', '+@all', '-@dangerous', '+info', '+client|setname', '+client|getname', '+client|id'];
         await admin.call('ACL', 'SETUSER', 'fairway-agent', 'on', '>agent-pw', ...rule);
-        await admin.call('ACL', 'SETUSER', 'fairway-hub', 'on', '>hub-pw', ...rule);
+        await admin.call('ACL', 'SETUSER', 'fairway-hub', 'on', '>hub-pw', ...rule, '+client|unblock');
         await admin.call('ACL', 'LOG', 'RESET');
         const url = (user: string, pw: string) => redis.url.replace('redis://', `redis://${user}:${pw}@`);
         // A real xcaddy build (the pinned xcaddy behind a counter) of Caddy with a real plugin, on the shared Go caches.
