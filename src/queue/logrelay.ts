@@ -78,8 +78,8 @@ export class LogRelay {
   private conn: Redis | null = null;
   private connId: number | null = null;
   private blocked = false;
-  /** False once Redis refused CLIENT UNBLOCK (an ACL without it): new streams then wait for the next turn (1 s blocks). */
-  private canUnblock = true;
+  /** Whether Redis lets this user CLIENT UNBLOCK (probed once, harmlessly, on the watcher's own id); without, new streams wait for the next turn (1 s blocks). */
+  private canUnblock: boolean | null = null;
   private running = false;
   private closed = false;
   private readonly watched = new Map<string, Watched>();
@@ -122,12 +122,19 @@ export class LogRelay {
   /** A new stream: the watcher's blocking read must include it now, not at its next turn. */
   private unblock(): void {
     if (!this.blocked || this.connId === null || !this.canUnblock) return;
-    this.redis.call('CLIENT', 'UNBLOCK', String(this.connId)).catch((err: unknown) => {
-      if (/NOPERM/i.test(String((err as Error).message))) {
-        this.canUnblock = false;
-        this.o.onNoUnblock?.();
-      } else this.o.onError?.(err);
-    });
+    this.redis.call('CLIENT', 'UNBLOCK', String(this.connId)).catch((err: unknown) => this.o.onError?.(err));
+  }
+
+  /** CLIENT UNBLOCK of a client that is not blocked does nothing: asked once, it tells whether this user may. */
+  private async probeUnblock(id: number): Promise<void> {
+    try {
+      await this.redis.call('CLIENT', 'UNBLOCK', String(id));
+      this.canUnblock = true;
+    } catch (err) {
+      if (!/NOPERM/i.test(String((err as Error).message))) throw err;
+      this.canUnblock = false;
+      this.o.onNoUnblock?.();
+    }
   }
 
   private connection(): Redis {
@@ -151,6 +158,7 @@ export class LogRelay {
         let res: Array<[string, Array<[string, string[]]>]> | null;
         try {
           if (this.connId === null) this.connId = Number(await conn.client('ID'));
+          if (this.canUnblock === null) await this.probeUnblock(this.connId);
           this.blocked = true;
           res = (await conn.xread('COUNT', 200, 'BLOCK', this.canUnblock ? (this.o.blockMs ?? 3000) : Math.min(this.o.blockMs ?? 3000, 1000), 'STREAMS', ...keys, ...ids)) as typeof res;
         } catch (err) {

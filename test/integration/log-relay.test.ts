@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
+import { LogRelay } from '../../src/queue/logrelay.js';
 import { api, CADDY_VERSION, standInDir, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 import { startRedis, type RedisService } from '../helpers/services.js';
 
@@ -219,5 +220,53 @@ exec '${real}' "$@"
     } finally {
       await redis.start();
     }
+  });
+});
+
+describe('LogRelay on a real Redis: a new stream is watched at once', { timeout: 60_000 }, () => {
+  let redis: RedisService;
+  let admin: Redis;
+  before(async () => {
+    redis = await startRedis();
+    admin = new Redis(redis.url, { connectionName: 'test-admin' });
+  });
+  after(async () => {
+    admin?.disconnect();
+    await redis?.destroy();
+  });
+
+  /** A relay blocked on stream A (5 s blocks), then a follower of stream B: how long until B's first entry wakes it. */
+  const wakeAfterNewStream = async (conn: Redis, onNoUnblock: () => void): Promise<number> => {
+    const relay = new LogRelay(conn, { blockMs: 5000, onNoUnblock });
+    try {
+      const a = relay.subscribe('t:log:a', '0-0');
+      await sleep(300); // the watcher is in its blocking XREAD on A alone
+      const b = relay.subscribe('t:log:b', '0-0');
+      await sleep(100);
+      const t0 = Date.now();
+      await admin.xadd('t:log:b', '*', 't', 'line', 'x', 'hello');
+      await b.wait(10_000);
+      a.close();
+      b.close();
+      return Date.now() - t0;
+    } finally {
+      relay.close();
+      conn.disconnect();
+    }
+  };
+
+  test('CLIENT UNBLOCK: the blocked watcher takes the new stream in at once', async () => {
+    let refused = false;
+    const ms = await wakeAfterNewStream(new Redis(redis.url), () => (refused = true));
+    assert.equal(refused, false);
+    assert.ok(ms < 1000, `woken after ${ms} ms (the block is 5 s)`);
+  });
+
+  test('a Redis user without +client|unblock: said once, then 1 s blocks (the follower still wakes within about a second)', async () => {
+    await admin.call('ACL', 'SETUSER', 'nounblock', 'on', '>pw', 'resetkeys', '~t:*', 'resetchannels', '+@all', '-@dangerous', '+client|id', '+client|setname');
+    let refused = 0;
+    const ms = await wakeAfterNewStream(new Redis(redis.url.replace('redis://', 'redis://nounblock:pw@')), () => refused++);
+    assert.equal(refused, 1);
+    assert.ok(ms < 2500, `woken after ${ms} ms`);
   });
 });
