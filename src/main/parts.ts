@@ -11,6 +11,7 @@ import { openSandbox, type Upstream } from '../sandbox/index.js';
 import { PlatformSet } from '../spec/index.js';
 import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
 import { Toolchain } from '../toolchain/index.js';
+import { privateModules } from '../util/goprivate.js';
 
 /** `fleetUpstream`: an agent's fleet module proxy, relayed first (docs/distributed.md "Fleet caches"). */
 export async function prepareToolchain(config: Config, logger: Logger, fleet: { fleetUpstream?: Upstream } = {}): Promise<Toolchain> {
@@ -21,6 +22,7 @@ export async function prepareToolchain(config: Config, logger: Logger, fleet: { 
     setupCommand: setupCommand({ toolsDir: config.toolsDir }),
     ...(config.goproxy !== undefined ? { goproxy: config.goproxy } : {}),
     ...(fleet.fleetUpstream ? { fleetUpstream: fleet.fleetUpstream } : {}), // fleet module proxy
+    privateModules: privateModules(config), // GONOPROXY/GONOSUMDB/GOPRIVATE: never asked of a proxy
     limits: sandboxLimitsOf(config),
     limitsMechanism: config.sandboxLimits,
     logger,

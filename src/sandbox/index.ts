@@ -22,7 +22,8 @@
  * logged opt-out for machines where no sandbox can run.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmod, chown, lstat, mkdir, readlink } from 'node:fs/promises';
+import { chown, lstat, mkdir, readlink } from 'node:fs/promises';
+import type { PrivateModules } from '../util/goprivate.js';
 import { dirname, isAbsolute, posix } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -137,8 +138,6 @@ export interface Sandbox {
   ownedDir(path: string): Promise<void>;
   /** Gives every file under these directories to the build identity (caches made by another user). */
   handOver(dirs: readonly string[]): Promise<void>;
-  /** Takes a file the build made back to the server's own user, read-only for everyone else. */
-  reclaim(path: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -150,6 +149,8 @@ export interface SandboxOptions {
   goproxy?: string;
   /** fleet module proxy: relayed before the GOPROXY proxies, with its own headers (docs/distributed.md). */
   fleetUpstream?: Upstream;
+  /** Private module patterns (GONOPROXY/GONOSUMDB, default GOPRIVATE; src/util/goprivate.ts): the relay never asks a proxy for them. */
+  privateModules?: PrivateModules;
   logger?: Logger;
   bwrapBin?: string;
   socatBin?: string;
@@ -465,11 +466,6 @@ abstract class BaseSandbox implements Sandbox {
     await execFileP('chown', ['-R', `${this.identity.uid}:${this.identity.gid}`, '--', ...dirs], { timeout: 30 * 60_000 });
   }
 
-  async reclaim(path: string): Promise<void> {
-    if (this.identity) await chown(path, process.getuid!(), process.getgid!());
-    await chmod(path, 0o755);
-  }
-
   async close(): Promise<void> {}
 }
 
@@ -676,6 +672,8 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
   const relayed = o.fleetUpstream ? [o.fleetUpstream, ...upstreams] : upstreams;
   const relay = await startModuleRelay({
     upstreams: relayed,
+    ...(o.privateModules ? { private: o.privateModules } : {}),
+    onPrivate: (module, pattern, via) => o.logger?.warn({ module, pattern, via }, 'module relay: refused a private module (GONOPROXY/GONOSUMDB/GOPRIVATE); no proxy was asked'),
     onError: (err, path) => o.logger?.warn({ err: err.message, path }, 'module relay: upstream request failed'),
     onRefused: (upstream, status, path) => {
       // At most once a minute: a refused token would otherwise log every module request.

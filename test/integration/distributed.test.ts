@@ -137,6 +137,50 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     assert.match(seen.error, /refused job/);
   });
 
+  test('jobs forged in Redis whose spec does hash to their key are refused too: foreign build flags, a request that contradicts the spec; nothing built, stored or signed', async () => {
+    const honest = (await api(hubs[0]!.url, '/api/builds')).body.builds.find((b: any) => b.status === 'succeeded' && b.spec.plugins.length === 0);
+    assert.ok(honest, 'the plain build of an earlier test');
+    const before = await xcaddy.count();
+    const queue = new Queue('builds', { connection: { url: redis.url }, prefix: 'fairway' });
+    const cases = [
+      {
+        what: 'foreign flags',
+        spec: { ...honest.spec, os: 'openbsd', toolchain: { ...honest.spec.toolchain, flags: '-ldflags=-X main.backdoor=1' } },
+        request: { caddyVersion: CADDY_VERSION, os: 'openbsd', arch: 'amd64', plugins: [] },
+        reason: /it was keyed for the build flags "-ldflags=-X main\.backdoor=1", but this agent builds with xcaddy-default\+sorted-plugins/,
+      },
+      {
+        what: 'a request contradicting its spec',
+        spec: { ...honest.spec, os: 'netbsd' },
+        request: { caddyVersion: CADDY_VERSION, os: 'netbsd', arch: 'amd64', plugins: [{ module: 'github.com/evil/caddy-backdoor', version: 'v1.0.0' }] },
+        reason: /its request contradicts its spec: the request's plugin "github\.com\/evil\/caddy-backdoor" is not in the spec/,
+      },
+    ];
+    try {
+      for (const c of cases) {
+        const key = cacheKey(c.spec);
+        await queue.add('build', { request: c.request, spec: c.spec, requestedAt: new Date().toISOString() }, { jobId: key, attempts: 3 });
+        let job = await queue.getJob(key);
+        for (let i = 0; i < 300 && (await job?.getState()) !== 'failed'; i++) {
+          await sleep(100);
+          job = await queue.getJob(key);
+        }
+        assert.equal(await job!.getState(), 'failed', c.what);
+        assert.match(job!.failedReason, c.reason, c.what);
+        assert.equal(job!.attemptsMade, 1, `${c.what}: not retried`);
+        assert.deepEqual(await objectsFor(key), [], `${c.what}: nothing stored (no binary, no provenance) under the key`);
+      }
+    } finally {
+      await queue.close();
+    }
+    assert.equal(await xcaddy.count(), before, 'xcaddy never ran');
+    // The agent that took each job says why in its log.
+    const logs = Object.values(agents)
+      .map((a) => a.output())
+      .join('\n');
+    for (const c of cases) assert.match(logs, c.reason, `an agent's log says why (${c.what})`);
+  });
+
   test('rate limits are shared by the hubs through Redis: one allowance per client across all of them', async () => {
     // Behind a trusted proxy, so that this test is a client of its own (the other tests share 127.0.0.1).
     const limited = await Promise.all([0, 1].map(() => startFairway({ command: 'hub', args: [...hubArgs(), '--rate-limit', '6', '--rate-limit-window', '1m', '--trust-proxy', '127.0.0.1'], env })));

@@ -207,13 +207,7 @@ describe("a real serve's fleet module proxy (/goproxy): build policy and private
     assert.ok(sawAny(pub, `public${tag}`).length > 0, 'the public module was fetched (the hub fill ran)');
   });
 
-  test("a build asking for a private plugin: the sandbox's relay asks no proxy for it (resolution refused)", {
-    timeout: 180_000,
-    // The relay refuses private paths (tested above); openSandbox must hand it the patterns: a
-    // three-line change in src/sandbox/index.ts (SandboxOptions.privateModules, passed to
-    // startModuleRelay) and src/main/parts.ts, not in this branch (see the i26-files report).
-    todo: 'needs the relay wiring in src/sandbox/index.ts',
-  }, async () => {
+  test("a build asking for a private plugin: the sandbox's relay asks no proxy for it (resolution refused)", { timeout: 180_000 }, async () => {
     const before = pub.requests.length;
     const r = await fetch(`${server.url}/api/builds`, {
       method: 'POST',
