@@ -49,15 +49,25 @@ export function toHttpError(err: unknown): { status: number; body: ErrorBody } {
  * 405 for a path some route answers with other methods, with `Allow`; null when no route has the
  * path (then it is a 404). The error envelope is the caller's (native here, OCI in /v2).
  */
-export function methodNotAllowed(app: FastifyInstance, req: FastifyRequest, reply: FastifyReply): { allow: string[]; message: string } | null {
-  const allow = app.routeMethods?.allowed(req.url.split('?')[0]!) ?? [];
+export function methodNotAllowed(req: FastifyRequest, reply: FastifyReply): { allow: string[]; message: string } | null {
+  const allow = req.server.routeMethods?.allowed(req.url.split('?')[0]!) ?? [];
   if (allow.length === 0) return null;
   void reply.header('Allow', allow.join(', '));
   return { allow, message: `${req.method.slice(0, 20)} is not a method of ${req.url.split('?')[0]!.slice(0, 200)}; it answers ${allow.join(', ')}` };
 }
 
+/** The error of a request no route matched: 405 (with `Allow`) when the path has other methods, else 404. */
+export function routeMiss(req: FastifyRequest, reply: FastifyReply): AppError {
+  const wrong = methodNotAllowed(req, reply);
+  if (wrong) return new AppError(405, 'method_not_allowed', wrong.message);
+  return new AppError(404, 'not_found', `no route ${req.method.slice(0, 20)} ${req.url.split('?')[0]!.slice(0, 200)}`);
+}
+
 export function installErrorHandlers(app: FastifyInstance): void {
-  app.setErrorHandler((err, req, reply) => {
+  app.setErrorHandler((thrown, req, reply) => {
+    // A request no route matched can fail before the not-found handler runs (a body method
+    // without a content type, a body too large): it is still a 405 or a 404, not that error.
+    const err = req.is404 ? routeMiss(req, reply) : thrown;
     const { status, body } = toHttpError(err);
     if (status >= 500) req.log.error({ err }, 'request failed');
     else req.log.info({ code: body.error.code, reason: body.error.message }, 'request refused');
@@ -66,12 +76,8 @@ export function installErrorHandlers(app: FastifyInstance): void {
     void reply.code(status).type('application/json').send(body);
   });
   app.setNotFoundHandler((req, reply) => {
-    const wrong = methodNotAllowed(app, req, reply);
-    if (wrong) {
-      void reply.code(405).send({ error: { code: 'method_not_allowed', message: wrong.message } });
-      return;
-    }
-    void reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method.slice(0, 20)} ${req.url.split('?')[0]!.slice(0, 200)}` } });
+    const err = routeMiss(req, reply);
+    void reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } });
   });
 }
 

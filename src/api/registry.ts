@@ -58,7 +58,9 @@ function ociCodeOf(status: number, code: string): [number, OciErrorCode] {
 }
 
 /** The spec's error body for any thrown error (HEAD answers carry no body). */
-export function ociErrorHandler(err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
+export function ociErrorHandler(thrown: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
+  // A request no route matched that failed before the not-found handler (e.g. a body method without a content type).
+  const err = req.is404 && !(thrown instanceof RegistryError) ? registryMiss(req, reply) : thrown;
   const { status: s, body } = toHttpError(err);
   const [status, code] = err instanceof RegistryError ? [err.statusCode, err.ociCode] : ociCodeOf(s, body.error.code);
   if (status >= 500 && status !== 503) req.log.error({ err }, 'registry request failed');
@@ -69,6 +71,14 @@ export function ociErrorHandler(err: FastifyError | Error, req: FastifyRequest, 
     .code(status)
     .type('application/json')
     .send({ errors: [{ code, message: body.error.message, detail: { code: body.error.code } }] });
+}
+
+/** Any other /v2 path: 405 (with `Allow`) for a path with other methods, else a name this registry does not have (or a push). */
+function registryMiss(req: FastifyRequest, reply: FastifyReply): RegistryError {
+  const wrong = methodNotAllowed(req, reply);
+  if (wrong) return new RegistryError(405, 'UNSUPPORTED', `${wrong.message}: this registry is pull-only`);
+  if (req.method !== 'GET' && req.method !== 'HEAD') return new RegistryError(405, 'UNSUPPORTED', 'this registry is pull-only: images are built from recipes (PUT /api/recipes/:name)');
+  return new RegistryError(404, 'NAME_UNKNOWN', `no such repository or route (${req.url.split('?')[0]!.slice(0, 200)}): pull caddy, caddy/<recipe> or caddy/build:<build id>`);
 }
 
 const Reference = z.string().max(200).describe('a tag (latest, 2.11.9, v2.11.9; for caddy/build a build id) or a digest sha256:<hex>');
@@ -100,21 +110,7 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
     return payload;
   });
   // Any other /v2 path: a name this registry does not have (or an operation it does not do).
-  app.setNotFoundHandler((req, reply) => {
-    const wrong = methodNotAllowed(instance, req, reply);
-    if (wrong) {
-      ociErrorHandler(new RegistryError(405, 'UNSUPPORTED', `${wrong.message}: this registry is pull-only`), req, reply);
-      return;
-    }
-    const push = req.method !== 'GET' && req.method !== 'HEAD';
-    ociErrorHandler(
-      push
-        ? new RegistryError(405, 'UNSUPPORTED', 'this registry is pull-only: images are built from recipes (PUT /api/recipes/:name)')
-        : new RegistryError(404, 'NAME_UNKNOWN', `no such repository or route (${req.url.split('?')[0]!.slice(0, 200)}): pull caddy, caddy/<recipe> or caddy/build:<build id>`),
-      req,
-      reply,
-    );
-  });
+  app.setNotFoundHandler((req, reply) => ociErrorHandler(registryMiss(req, reply), req, reply));
   const config = { scope: 'read', challenge: 'basic' } as const;
   const tags = ['registry'];
 

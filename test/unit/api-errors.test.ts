@@ -159,6 +159,16 @@ describe('undeclared methods', () => {
     assert.equal(oci.statusCode, 405, oci.body);
     assert.equal(oci.headers.allow, 'GET, HEAD');
     assert.equal(oci.json().errors[0].code, 'UNSUPPORTED');
+    // A body method that fails body parsing (no or an unknown content type) is still a 405, not a 400/415.
+    for (const [method, url, headers] of [
+      ['QUERY', '/api/stats', {}],
+      ['POST', '/api/versions', { 'content-type': 'application/x-nope' }],
+      ['QUERY', '/v2/caddy/tags/list', {}],
+    ] as const) {
+      const r = await t.app.inject({ method: method as 'POST', url, headers, payload: 'x' });
+      assert.equal(r.statusCode, 405, `${method} ${url}: ${r.body}`);
+      assert.equal(r.headers.allow, 'GET, HEAD');
+    }
     const none = await t.app.inject({ method: 'GET', url: '/api/no-such-thing' });
     assert.equal(none.statusCode, 404);
     assert.equal(none.headers.allow, undefined);
