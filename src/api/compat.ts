@@ -166,8 +166,48 @@ const DownloadQuery = z.object({
 const PackagesQuery = z.object({ q: QueryValue.optional().describe('search text') });
 const CatalogQuery = z.object({ q: QueryValue.optional().describe('search text'), path: QueryValue.optional().describe('one package by module path') });
 
-const CaddyPackage = z.object({ id: z.string(), path: z.string(), repo: z.string(), downloads: z.number(), listed: z.boolean(), available: z.boolean(), description: z.string() });
-const Package = z.object({ id: z.string(), path: z.string(), repo: z.string(), description: z.string(), downloads: z.number(), listed: z.boolean(), available: z.boolean() });
+/** One package as caddyserver.com's /api/packages lists it (what `toCaddyPackage` writes). */
+const CaddyPackage = z.strictObject({
+  id: z.string(),
+  path: z.string(),
+  repo: z.string(),
+  downloads: z.number(),
+  published: z.string().optional(),
+  updated: z.string().optional(),
+  listed: z.boolean(),
+  available: z.boolean(),
+  description: z.string(),
+  modules: z
+    .array(z.strictObject({ name: z.string(), docs: z.string(), package: z.string(), repo: z.string() }))
+    .nullable()
+    .describe('the Caddy modules it registers; null when none are known'),
+});
+/** One package in Fairway's own shape (src/catalog CatalogPackage). */
+const Package = z.strictObject({
+  id: z.string(),
+  path: z.string(),
+  repo: z.string(),
+  description: z.string(),
+  modules: z.array(z.strictObject({ name: z.string(), docs: z.string().optional() })),
+  sources: z.array(z.enum(['curated', 'upstream', 'learned'])),
+  downloads: z.number(),
+  published: z.string().optional(),
+  updated: z.string().optional(),
+  listed: z.boolean(),
+  available: z.boolean(),
+  note: z.string().optional(),
+  learned: z.strictObject({ modules: z.array(z.string()), version: z.string().optional(), build: z.string().optional(), at: z.string() }).optional(),
+});
+/** The mirror of the upstream catalog (src/catalog UpstreamStatus). */
+const UpstreamStatus = z.strictObject({
+  url: z.string().nullable(),
+  fetchedAt: z.string().optional(),
+  checkedAt: z.string().optional(),
+  ok: z.boolean(),
+  error: z.string().optional(),
+  packages: z.number().int(),
+  refreshMs: z.number(),
+});
 const DOWNLOAD_ERRORS = compatErrors(400, 401, 403, 422, 429, 502, 503, 507);
 
 /** Requests the build, waits for it (long-poll), and returns the finished record; null when the client went away. */
@@ -287,7 +327,7 @@ const catalogRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { cata
         summary: "The plugin catalog in Fairway's own shape with the mirror status, or one package (?path=)",
         querystring: CatalogQuery,
         response: {
-          200: z.union([z.object({ total: z.number().int(), packages: z.array(Package), upstream: z.object({ url: z.string().nullable(), ok: z.boolean() }) }), Package]),
+          200: z.union([z.strictObject({ total: z.number().int(), packages: z.array(Package), upstream: UpstreamStatus }), Package]),
           ...compatErrors(400, 404),
         },
       },

@@ -56,6 +56,12 @@ export function methodNotAllowed(req: FastifyRequest, reply: FastifyReply): { al
   return { allow, message: `${req.method.slice(0, 20)} is not a method of ${req.url.split('?')[0]!.slice(0, 200)}; it answers ${allow.join(', ')}` };
 }
 
+/** Fastify's errors while reading a request body (content type, size, JSON): raised before a not-found handler runs. */
+export function isBodyParseError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('FST_ERR_CTP_') || code === 'FST_ERR_ROUTE_MISSING_CONTENT_TYPE');
+}
+
 /** The error of a request no route matched: 405 (with `Allow`) when the path has other methods, else 404. */
 export function routeMiss(req: FastifyRequest, reply: FastifyReply): AppError {
   const wrong = methodNotAllowed(req, reply);
@@ -67,7 +73,7 @@ export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((thrown, req, reply) => {
     // A request no route matched can fail before the not-found handler runs (a body method
     // without a content type, a body too large): it is still a 405 or a 404, not that error.
-    const err = req.is404 ? routeMiss(req, reply) : thrown;
+    const err = req.is404 && isBodyParseError(thrown) ? routeMiss(req, reply) : thrown;
     const { status, body } = toHttpError(err);
     if (status >= 500) req.log.error({ err }, 'request failed');
     else req.log.info({ code: body.error.code, reason: body.error.message }, 'request refused');

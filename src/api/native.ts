@@ -241,7 +241,15 @@ const infoRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, { serv
         tags,
         summary: 'Caddy versions (newest first)',
         querystring: VersionsQuery,
-        response: { 200: z.object({ versions: z.array(z.object({ version: z.string(), prerelease: z.boolean() })), latest: z.string().nullable() }), ...errors(401, 403) },
+        response: {
+          200: z.strictObject({
+            module: z.string().describe("Caddy's module path"),
+            versions: z.array(z.strictObject({ version: z.string(), prerelease: z.boolean() })),
+            latest: z.string().nullable(),
+            refreshedAt: z.string().describe('when the list was last read from the module proxy'),
+          }),
+          ...errors(401, 403),
+        },
       },
     },
     async (req, reply) => {

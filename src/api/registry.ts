@@ -16,7 +16,7 @@ import { z } from 'zod';
 import { RegistryError, type ImageRegistry, type OciErrorCode } from '../registry/index.js';
 import { AppError } from '../util/errors.js';
 import { parseRange, sendBody } from './artifact.js';
-import { methodNotAllowed, toHttpError } from './errors.js';
+import { isBodyParseError, methodNotAllowed, toHttpError } from './errors.js';
 import { documented, errors } from './schemas.js';
 import { requestContext } from './security.js';
 
@@ -60,7 +60,7 @@ function ociCodeOf(status: number, code: string): [number, OciErrorCode] {
 /** The spec's error body for any thrown error (HEAD answers carry no body). */
 export function ociErrorHandler(thrown: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
   // A request no route matched that failed before the not-found handler (e.g. a body method without a content type).
-  const err = req.is404 && !(thrown instanceof RegistryError) ? registryMiss(req, reply) : thrown;
+  const err = req.is404 && isBodyParseError(thrown) ? registryMiss(req, reply) : thrown;
   const { status: s, body } = toHttpError(err);
   const [status, code] = err instanceof RegistryError ? [err.statusCode, err.ociCode] : ociCodeOf(s, body.error.code);
   if (status >= 500 && status !== 503) req.log.error({ err }, 'registry request failed');

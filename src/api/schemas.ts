@@ -102,23 +102,44 @@ export const BuildRequestBody = documented(
     .describe('a build request'),
 );
 
-const PluginSpec = z.object({ module: z.string(), version: z.string().optional() });
+const Replacement = z
+  .union([z.strictObject({ kind: z.literal('module'), module: z.string(), version: z.string() }), z.strictObject({ kind: z.literal('path'), path: z.string() })])
+  .describe('what replaces the plugin: a module at an exact version, or (local CLI builds only) a directory');
+const PluginSpec = z.strictObject({ module: z.string(), version: z.string().optional(), replace: Replacement.optional() });
 const ResolvedSpec = z
-  .object({ caddyVersion: z.string(), os: z.string(), arch: z.string(), arm: z.string().optional(), plugins: z.array(PluginSpec) })
+  .strictObject({
+    caddyVersion: z.string(),
+    os: z.string(),
+    arch: z.string(),
+    arm: z.string().optional(),
+    plugins: z.array(PluginSpec),
+    toolchain: z.strictObject({ go: z.string(), xcaddy: z.string(), flags: z.string() }).describe('the Go and xcaddy versions and build flags, part of the key'),
+  })
   .describe('the fully resolved spec the cache key hashes');
+const RequestEcho = z
+  .strictObject({
+    caddyVersion: z.string(),
+    os: z.string(),
+    arch: z.string(),
+    arm: z.string().optional(),
+    plugins: z.array(z.strictObject({ module: z.string(), version: z.string().optional(), replace: z.string().optional() })),
+  })
+  .describe('the request as it was asked (normalised); versions may be queries such as latest');
 
 export const BuildRecord = z
-  .object({
+  .strictObject({
     id: z.string(),
     key: z.string(),
     status: z.enum(['queued', 'running', 'succeeded', 'failed', 'canceled']),
     phase: z.string().describe('queued, resolving, building, storing, done, failed or canceled'),
     position: z.number().int().optional().describe('place in the queue (queued builds)'),
     cached: z.boolean().describe('served from the store without building'),
+    request: RequestEcho,
     spec: ResolvedSpec,
     filename: z.string(),
     sha256: z.string().optional(),
     size: z.number().optional(),
+    goVersion: z.string().optional().describe('the Go version in the binary (go version -m)'),
     error: z.string().optional(),
     createdAt: z.string(),
     startedAt: z.string().optional(),

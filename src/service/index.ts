@@ -11,7 +11,7 @@ import type { HotCache } from '../cache/index.js';
 import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
 import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
 import type { Resolver, VersionList } from '../resolve/index.js';
-import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, storedRequest, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
 import { parseEnvelope, type DsseEnvelope } from '../provenance/index.js';
 import { AppError, NotFoundError } from '../util/errors.js';
@@ -695,7 +695,7 @@ export class BuildService {
     await ctx.chargeBuild?.();
     await this.o.admission?.admit(rkey, ctx.client);
     const payload: BuildPayload = {
-      request: meta.request as BuildRequest,
+      request: storedRequest(meta.request, spec),
       spec,
       requestedAt: new Date().toISOString(),
       ...(ctx.client ? { requestedBy: ctx.client } : {}),
@@ -856,7 +856,7 @@ export class BuildService {
       status: m.status,
       phase: m.status === 'succeeded' ? 'done' : m.status,
       cached,
-      request: m.request as BuildRequest,
+      request: storedRequest(m.request, spec),
       spec,
       filename: m.filename,
       ...(m.sha256 ? { sha256: m.sha256 } : {}),

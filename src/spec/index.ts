@@ -3,4 +3,4 @@ export { SpecError, parseBuildRequest, parsePluginArg, CADDY_MODULE, type ParseO
 export { modulePathError, classifyVersionQuery, isExactVersion, isLocalPath } from './grammar.js';
 export { PlatformSet, ARM_VERSIONS, DEFAULT_ARM, hostPlatform, type Platform } from './platform.js';
 export { BUILD_FLAGS, LEGACY_BUILD_FLAGS, canonicalJson, canonicalRequest, canonicalSpec, cacheKey, comparePlugins, isCacheKey, rebuildKey } from './key.js';
-export { checkResolvedSpec, requestMismatch, type CheckResolvedOptions } from './resolved.js';
+export { checkResolvedSpec, requestMismatch, storedRequest, type CheckResolvedOptions } from './resolved.js';

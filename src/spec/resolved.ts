@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { isExactVersion, isLocalPath, modulePathError } from './grammar.js';
 import { SpecError } from './parse.js';
 import { ARM_VERSIONS, type PlatformSet } from './platform.js';
-import type { ResolvedSpec } from './types.js';
+import type { BuildRequest, ResolvedSpec } from './types.js';
 
 const text = (max: number) => z.string().min(1).max(max);
 
@@ -121,4 +121,35 @@ export function requestMismatch(request: unknown, spec: ResolvedSpec): string | 
   }
   if (seen.size !== byModule.size) return `the spec has plugins the request did not ask for (${[...byModule.keys()].filter((m) => !seen.has(m)).join(', ')})`;
   return null;
+}
+
+/**
+ * The request of a stored record as a BuildRequest with only a request's fields (records are
+ * read from a store that older versions, or anyone with access, wrote): the known fields when
+ * they have the right types, else the request the spec itself answers.
+ */
+export function storedRequest(request: unknown, spec: ResolvedSpec): BuildRequest {
+  const r = request && typeof request === 'object' && !Array.isArray(request) ? (request as Record<string, unknown>) : null;
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const plugins = Array.isArray(r?.plugins)
+    ? (r.plugins as unknown[]).flatMap((p) => {
+        const o = p && typeof p === 'object' ? (p as Record<string, unknown>) : {};
+        const module = str(o.module);
+        if (!module) return [];
+        const version = str(o.version);
+        const replace = str(o.replace);
+        return [{ module, ...(version !== undefined ? { version } : {}), ...(replace !== undefined ? { replace } : {}) }];
+      })
+    : null;
+  if (!r || !plugins || str(r.os) === undefined || str(r.arch) === undefined) {
+    return {
+      caddyVersion: spec.caddyVersion,
+      os: spec.os,
+      arch: spec.arch,
+      ...(spec.arm ? { arm: spec.arm } : {}),
+      plugins: spec.plugins.map((p) => ({ module: p.module, ...(p.version ? { version: p.version } : {}) })),
+    };
+  }
+  const arm = str(r.arm);
+  return { caddyVersion: str(r.caddyVersion) ?? 'latest', os: str(r.os)!, arch: str(r.arch)!, ...(arm !== undefined ? { arm } : {}), plugins };
 }

@@ -65,7 +65,7 @@ export async function testApi(
     resolveModule: async () => {
       throw new Error('not used');
     },
-    caddyVersions: async () => ({ versions: ['v2.11.9'], latest: 'v2.11.9', refreshedAt: null }) as never,
+    caddyVersions: async () => ({ module: 'github.com/caddyserver/caddy/v2', versions: [{ version: 'v2.11.9', prerelease: false }], latest: 'v2.11.9', refreshedAt: '2026-12-01T00:00:00.000Z' }),
   };
   const resolver = o.resolver ?? standIn;
   const queue = new LocalQueue<BuildPayload>(

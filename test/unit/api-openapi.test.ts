@@ -62,6 +62,39 @@ function openApiProblems(doc: OpenAPIV3.Document): string[] {
   return problems;
 }
 
+type Schema = Omit<OpenAPIV3.SchemaObject, 'anyOf' | 'items' | 'properties'> & { nullable?: boolean; anyOf?: Schema[]; items?: Schema; properties?: Record<string, Schema> };
+
+/**
+ * Where a JSON value breaks a schema of the document (the subset Fairway's schemas use: type,
+ * nullable, enum, properties, required, additionalProperties: false, items, anyOf), as
+ * `path: problem` lines; empty when it conforms. A client generated from the document would
+ * break on each of these.
+ */
+function schemaProblems(value: unknown, schema: Schema | undefined, at = '$'): string[] {
+  if (!schema || Object.keys(schema).length === 0) return [];
+  if (schema.anyOf) {
+    const each = schema.anyOf.map((s) => schemaProblems(value, s, at));
+    return each.some((p) => p.length === 0) ? [] : [`${at}: matches none of anyOf (${each.map((p) => p[0]).join(' | ')})`];
+  }
+  if (value === null) return schema.nullable ? [] : [`${at}: null, not nullable`];
+  if (schema.enum && !schema.enum.includes(value)) return [`${at}: ${JSON.stringify(value)} not in ${JSON.stringify(schema.enum)}`];
+  const type = Array.isArray(value) ? 'array' : typeof value === 'number' && Number.isInteger(value) && schema.type === 'integer' ? 'integer' : typeof value;
+  if (schema.type && schema.type !== type && !(schema.type === 'number' && type === 'number')) return [`${at}: ${type}, documented ${schema.type}`];
+  const out: string[] = [];
+  if (type === 'array') for (const [i, v] of (value as unknown[]).entries()) out.push(...schemaProblems(v, schema.items, `${at}[${i}]`));
+  if (type === 'object' && schema.type === 'object') {
+    const obj = value as Record<string, unknown>;
+    for (const k of schema.required ?? []) if (!(k in obj)) out.push(`${at}.${k}: required, missing`);
+    for (const [k, v] of Object.entries(obj)) {
+      const prop = schema.properties?.[k];
+      if (!prop) {
+        if (schema.additionalProperties === false) out.push(`${at}.${k}: not in the schema`);
+      } else out.push(...schemaProblems(v, prop, `${at}.${k}`));
+    }
+  }
+  return out;
+}
+
 describe('the OpenAPI document', () => {
   let t: TestApi;
   let ops: Awaited<ReturnType<typeof opsTestPlugin>>;
@@ -100,6 +133,40 @@ describe('the OpenAPI document', () => {
     assert.equal(build.status, 'queued');
     assert.deepEqual(build.request, { caddyVersion: 'latest', os: 'linux', arch: 'amd64', plugins: [] }, 'request is not in the schema, still sent');
     assert.equal((await t.app.inject({ method: 'GET', url: `/api/builds/${build.id}` })).json().id, build.id);
+  });
+
+  test('answers match their documented schemas exactly (every field documented, every required one sent)', async () => {
+    const doc = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json() as OpenAPIV3.Document;
+    const queued = (await t.app.inject({ method: 'POST', url: '/api/builds', payload: { os: 'linux', arch: 'arm64', plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' }] } })).json();
+    const problems: string[] = [];
+    let checked = 0;
+    for (const [path, url] of [
+      ['/api/versions', '/api/versions'],
+      ['/api/packages', '/api/packages'],
+      ['/api/catalog', '/api/catalog'],
+      ['/api/catalog', '/api/catalog?path=github.com/caddy-dns/cloudflare'],
+      ['/api/builds', '/api/builds'],
+      ['/api/builds/{id}', `/api/builds/${queued.id}`],
+      ['/api/platforms', '/api/platforms'],
+      ['/api/stats', '/api/stats'],
+      ['/api/agents', '/api/agents'],
+      ['/api/recipes', '/api/recipes'],
+      ['/healthz', '/healthz'],
+    ] as const) {
+      const r = await t.app.inject({ method: 'GET', url });
+      const op = (doc.paths[path] as Record<string, OpenAPIV3.OperationObject>).get!;
+      const documented = op.responses[String(r.statusCode)] as OpenAPIV3.ResponseObject | undefined;
+      if (!documented) {
+        problems.push(`GET ${url}: status ${r.statusCode} is not documented`);
+        continue;
+      }
+      const schema = documented.content?.['application/json']?.schema as Schema | undefined;
+      problems.push(...schemaProblems(r.json(), schema).map((p) => `GET ${url} ${r.statusCode}: ${p}`));
+      checked++;
+    }
+    await t.service.cancel(queued.id);
+    assert.deepEqual(problems, []);
+    assert.equal(checked, 11);
   });
 
   test('lists every route the app registered, with its method and a tag', async () => {
