@@ -883,7 +883,7 @@ export class BuildService {
       phase: j.phase,
       ...(j.position ? { position: j.position } : {}),
       cached: false,
-      request,
+      request: storedRequest(request, spec),
       spec,
       filename: binaryName(spec.os, spec.arch),
       ...(j.error ? { error: j.error } : {}),
