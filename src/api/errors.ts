@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { AppError } from '../util/errors.js';
+import { envelopeOf } from './schemas.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; field?: string };
@@ -91,14 +93,20 @@ export function installErrorHandlers(app: FastifyInstance): void {
  * Fastify's own routing errors (a path with bad percent-encoding, an over-long path parameter) in
  * the same JSON shape; `status_code` also lets the Caddy CLI print them. Fastify option `frameworkErrors`.
  */
-export function frameworkErrors(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   const long = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
   const status = long ? 414 : 400;
+  const code = long ? 'uri_too_long' : 'bad_url';
   const message = long ? 'a path segment is too long (ids and names are at most 200 characters)' : 'the URL path is not valid (malformed percent-encoding)';
-  void reply
-    .code(status)
-    .type('application/json')
-    .send({ status_code: status, error: { code: long ? 'uri_too_long' : 'bad_url', message } });
+  // In the envelope of the route family the path belongs to, as that family's routes document it.
+  const envelope = envelopeOf(req.url);
+  const body =
+    envelope === 'oci'
+      ? { errors: [{ code: 'NAME_INVALID', message, detail: { code } }] }
+      : envelope === 'compat'
+        ? { status_code: status, error: { message, id: randomUUID(), code } }
+        : { error: { code, message } };
+  void reply.code(status).type('application/json').send(body);
 }
 
 /** Requests Node's HTTP parser refuses (header overflow, malformed request line), as JSON. Fastify option `clientErrorHandler`. */

@@ -17,7 +17,7 @@ import { clientErrorHandler, frameworkErrors, installErrorHandlers } from './err
 import { collectRouteMethods, type RouteMethods } from './methods.js';
 import { nativeApi } from './native.js';
 import { LOG_SERIALIZERS } from './redact.js';
-import { edgeValidator, responseSerializer, TAGS } from './schemas.js';
+import { documentCommonErrors, edgeValidator, responseSerializer, TAGS } from './schemas.js';
 import { DEV_SECURITY, installSecurity, type SecurityOptions } from './security.js';
 
 export { compatApi, compatErrorHandler, downloadFilename, downloadInput, pinnedDownloadUrl, type CompatOptions, type DownloadInput } from './compat.js';
@@ -105,6 +105,8 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
   // The document marks the routes that need no token (`config.scope: 'public'`).
   app.addHook('onRoute', (route) => {
     if (route.config?.scope === 'public' && route.schema) route.schema = { ...route.schema, security: [] };
+    // The answers any route can give (400, 403, 421, 503; 414 with path parameters; 401, 429 with a scope).
+    documentCommonErrors(route);
   });
   // Before any route: it collects every route registered after it for the document.
   await app.register(swagger, { openapi: OPENAPI_INFO, transform: jsonSchemaTransform });

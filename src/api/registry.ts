@@ -17,7 +17,7 @@ import { RegistryError, type ImageRegistry, type OciErrorCode } from '../registr
 import { AppError } from '../util/errors.js';
 import { parseRange, sendBody } from './artifact.js';
 import { isBodyParseError, methodNotAllowed, toHttpError } from './errors.js';
-import { documented, errors } from './schemas.js';
+import { documented, errors, OciErrorBody } from './schemas.js';
 import { requestContext } from './security.js';
 
 export interface RegistryApiOptions {
@@ -26,17 +26,7 @@ export interface RegistryApiOptions {
   downloadRedirect?: boolean;
 }
 
-export const OciErrorBody = z
-  .object({
-    errors: z.array(
-      z.object({
-        code: z.string().describe('MANIFEST_UNKNOWN, NAME_UNKNOWN, BLOB_UNKNOWN, UNAUTHORIZED, DENIED, UNSUPPORTED, TOOMANYREQUESTS, …'),
-        message: z.string(),
-        detail: z.unknown().optional(),
-      }),
-    ),
-  })
-  .describe('OCI Distribution error body');
+export { OciErrorBody } from './schemas.js';
 
 function ociErrors<S extends number>(...statuses: S[]): Record<S, typeof OciErrorBody> {
   return Object.fromEntries(statuses.map((s) => [s, OciErrorBody])) as Record<S, typeof OciErrorBody>;

@@ -71,6 +71,51 @@ export const CompatErrorBody = z
   })
   .describe("caddyserver.com's error envelope, as Caddy's CLI decodes it");
 
+export const OciErrorBody = z
+  .object({
+    errors: z.array(
+      z.object({
+        code: z.string().describe('MANIFEST_UNKNOWN, NAME_UNKNOWN, BLOB_UNKNOWN, UNAUTHORIZED, DENIED, UNSUPPORTED, TOOMANYREQUESTS, …'),
+        message: z.string(),
+        detail: z.unknown().optional(),
+      }),
+    ),
+  })
+  .describe('OCI Distribution error body');
+
+/** The routes of the caddyserver.com-compatible API, which answer errors in its envelope. */
+const COMPAT_PATHS = ['/api/download', '/api/packages', '/api/catalog'];
+
+/** Which error envelope a path answers in: the registry's (/v2), caddyserver.com's, or Fairway's own. */
+export function envelopeOf(url: string): 'oci' | 'compat' | 'native' {
+  const path = url.split('?')[0]!;
+  if (path === '/v2' || path.startsWith('/v2/')) return 'oci';
+  return COMPAT_PATHS.includes(path) ? 'compat' : 'native';
+}
+
+const ENVELOPES = { oci: OciErrorBody, compat: CompatErrorBody, native: ErrorBody } as const;
+
+/**
+ * The answers every route can give besides its own, added to its documented responses (an
+ * `onRoute` hook of createApi), each in the route's envelope: 400 (a malformed URL, a parameter
+ * failing its schema), 414 for a route with path parameters (one longer than 200 characters),
+ * 403 and 421 (the cross-site and Host checks), 503 (shutting down, or a dependency down), and
+ * for a route that needs a token 401 and 429 (the rate limits).
+ */
+export function documentCommonErrors(route: { url: string; schema?: unknown; config?: unknown }): void {
+  const schema = route.schema as { response?: Record<string | number, unknown>; hide?: boolean } | undefined;
+  if (!schema?.response || schema.hide) return;
+  const body = ENVELOPES[envelopeOf(route.url)];
+  const scoped = (route.config as { scope?: string } | undefined)?.scope !== 'public';
+  const statuses = [400, 403, 421, 503, ...(route.url.includes(':') || route.url.includes('*') ? [414] : []), ...(scoped ? [401, 429] : [])];
+  for (const s of statuses) if (schema.response[s] === undefined && schema.response[String(s)] === undefined) schema.response[s] = body;
+  // Refused by the HTTP parser before any route is known (src/api/errors.ts clientErrorHandler).
+  schema.response[431] ??= ParserErrorBody;
+}
+
+/** What Node's HTTP parser refusals answer (431: request line and headers too large), before routing. */
+const ParserErrorBody = z.object({ status_code: z.number().int(), error: z.object({ code: z.string(), message: z.string() }) }).describe('a request the HTTP parser refused, before any route');
+
 /** Error responses a route may answer with, for the document. */
 export function errors<S extends number>(...statuses: S[]): Record<S, typeof ErrorBody> {
   return Object.fromEntries(statuses.map((s) => [s, ErrorBody])) as Record<S, typeof ErrorBody>;

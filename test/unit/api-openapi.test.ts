@@ -169,6 +169,28 @@ describe('the OpenAPI document', () => {
     assert.equal(checked, 11);
   });
 
+  test('every operation documents the answers any route can give, in its own envelope; those answers are in that envelope', async () => {
+    const doc = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json() as OpenAPIV3.Document;
+    const missing: string[] = [];
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(item as Record<string, OpenAPIV3.OperationObject>)) {
+        if (!op?.responses) continue;
+        const want = ['400', '403', '421', '431', '503', ...(path.includes('{') ? ['414'] : []), ...(op.security && op.security.length === 0 ? [] : ['401', '429'])];
+        for (const s of want) if (!op.responses[s]) missing.push(`${method.toUpperCase()} ${path}: ${s}`);
+      }
+    }
+    assert.deepEqual(missing, []);
+    // A path parameter over 200 characters: 414 in the envelope of the route's family.
+    const long = 'a'.repeat(250);
+    const oci = await t.app.inject({ method: 'GET', url: `/v2/caddy/manifests/${long}` });
+    assert.equal(oci.statusCode, 414);
+    assert.equal(oci.json().errors[0].detail.code, 'uri_too_long');
+    const native = await t.app.inject({ method: 'GET', url: `/api/builds/${long}` });
+    assert.equal(native.statusCode, 414);
+    assert.deepEqual(Object.keys(native.json()), ['error']);
+    assert.equal(native.json().error.code, 'uri_too_long');
+  });
+
   test('lists every route the app registered, with its method and a tag', async () => {
     const doc = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json() as OpenAPIV3.Document;
     const gets = new Map(routes.filter((r) => r.method === 'GET').map((r) => [r.url, r]));
