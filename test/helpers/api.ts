@@ -4,6 +4,7 @@
  * off the network and the toolchain: a resolver that pins versions without Go, and a job that
  * waits until it is canceled. Counters show whether anything was resolved or started.
  */
+import { createHash } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,10 +20,11 @@ import type { BuildAdmission } from '../../src/policy/index.js';
 import { LocalQueue } from '../../src/queue/index.js';
 import type { Resolver } from '../../src/resolve/index.js';
 import { BuildService, type BuildPayload } from '../../src/service/index.js';
-import { PlatformSet, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
+import { PlatformSet, cacheKey, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
 import { OpsMetrics, Pruner, opsRoutes } from '../../src/ops/index.js';
 import { FsStore } from '../../src/store/index.js';
 import { uiRoutes } from '../../src/ui/index.js';
+import { fakeBinary } from './image.js';
 
 export interface TestApi {
   app: FastifyInstance;
@@ -169,4 +171,38 @@ export async function opsTestPlugin(): Promise<{ plugin: FastifyPluginAsync; clo
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Puts a succeeded build of `spec` into the test API's store, as the job processor would: a fake
+ * binary of the spec's architecture (64 KiB, made from `seed`), its record at time `at`, then a
+ * rescan so the service knows it. Returns its key.
+ */
+export async function putSucceededBuild(t: TestApi, spec: ResolvedSpec, o: { request: unknown; seed: string; at: string }): Promise<string> {
+  const key = cacheKey(spec);
+  const dir = await mkdtemp(join(tmpdir(), 'fairway-put-build-'));
+  try {
+    const bin = join(dir, 'caddy');
+    const data = await fakeBinary(bin, o.seed, 64 * 1024, spec.arch);
+    await t.store.put({
+      meta: {
+        key,
+        status: 'succeeded',
+        request: o.request,
+        spec,
+        filename: 'caddy',
+        sha256: createHash('sha256').update(data).digest('hex'),
+        size: data.length,
+        createdAt: o.at,
+        startedAt: o.at,
+        finishedAt: o.at,
+      },
+      binaryPath: bin,
+      log: '',
+    });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  await t.service.rescan();
+  return key;
 }

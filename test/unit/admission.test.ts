@@ -13,18 +13,13 @@
  *   node --import tsx --test test/unit/admission.test.ts
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { TokenAuthenticator, sha256Hash } from '../../src/auth/index.js';
 import { BuildAdmission } from '../../src/policy/index.js';
 import { GoResolver } from '../../src/resolve/index.js';
-import { BUILD_FLAGS, CADDY_MODULE, cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, CADDY_MODULE, type ResolvedSpec } from '../../src/spec/index.js';
 import type { Toolchain } from '../../src/toolchain/index.js';
-import { testApi, type TestApi } from '../helpers/api.js';
-import { fakeBinary } from '../helpers/image.js';
+import { putSucceededBuild, testApi, type TestApi } from '../helpers/api.js';
 
 const READ = 'fw_admission_read_0123456789abcdef';
 const BUILD = 'fw_admission_build_0123456789abcde';
@@ -84,38 +79,11 @@ function auth(anonymousScopes: Array<'read' | 'build'> = ['read']): TokenAuthent
 }
 
 /** Puts a succeeded build of linux/<arch> at `caddyVersion` into the store, as the job processor would. */
-async function putBuild(t: TestApi, arch: string, caddyVersion: string, plugins: ResolvedSpec['plugins'] = [], flags = TOOLCHAIN.flags): Promise<string> {
+function putBuild(t: TestApi, arch: string, caddyVersion: string, plugins: ResolvedSpec['plugins'] = [], flags = TOOLCHAIN.flags): Promise<string> {
   const spec: ResolvedSpec = { caddyVersion, os: 'linux', arch, plugins, toolchain: { ...TOOLCHAIN, flags } };
-  const key = cacheKey(spec);
-  const dir = await mkdtemp(join(tmpdir(), 'fairway-admission-'));
-  try {
-    const bin = join(dir, 'caddy');
-    const data = await fakeBinary(bin, `caddy-${arch}-${caddyVersion}-${plugins.length}`, 64 * 1024, arch);
-    const at = '2026-12-01T08:00:00.000Z';
-    await t.store.put({
-      meta: {
-        key,
-        status: 'succeeded',
-        request: { caddyVersion, os: 'linux', arch, plugins },
-        spec,
-        filename: 'caddy',
-        sha256: createHash('sha256').update(data).digest('hex'),
-        size: data.length,
-        createdAt: at,
-        startedAt: at,
-        finishedAt: at,
-      },
-      binaryPath: bin,
-      log: '',
-    });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-  await t.service.rescan();
-  return key;
+  return putSucceededBuild(t, spec, { request: { caddyVersion, os: 'linux', arch, plugins }, seed: `caddy-${arch}-${caddyVersion}-${plugins.length}`, at: '2026-12-01T08:00:00.000Z' });
 }
 
-/** Keys of the jobs queued or running now. */
 async function activeJobs(t: TestApi, keys: string[]): Promise<string[]> {
   const out: string[] = [];
   for (const k of keys) {

@@ -4,8 +4,7 @@
 //   node --import tsx --test test/unit/registry.test.ts
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -14,8 +13,7 @@ import { HotCache } from '../../src/cache/index.js';
 import { configSchema } from '../../src/config/index.js';
 import { goPlatform, manifestBelongs, MAX_INDEX_CHILDREN } from '../../src/registry/index.js';
 import { cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
-import { testApi, type TestApi } from '../helpers/api.js';
-import { fakeBinary } from '../helpers/image.js';
+import { putSucceededBuild, testApi, type TestApi } from '../helpers/api.js';
 
 const L4 = { module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' };
 const INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -27,36 +25,8 @@ function specOf(arch: string, plugins: ResolvedSpec['plugins'] = []): ResolvedSp
 }
 
 /** Puts a succeeded build of linux/<arch> into the store, as the job processor would. */
-async function putBuild(t: TestApi, arch: string, plugins: ResolvedSpec['plugins'] = []): Promise<string> {
-  const spec = specOf(arch, plugins);
-  const key = cacheKey(spec);
-  const dir = await mkdtemp(join(tmpdir(), 'fairway-reg-'));
-  try {
-    const bin = join(dir, 'caddy');
-    const data = await fakeBinary(bin, `caddy-${arch}-${plugins.length}`, 64 * 1024, arch);
-    const sha256 = createHash('sha256').update(data).digest('hex');
-    const at = '2026-11-30T08:15:00.000Z';
-    await t.store.put({
-      meta: {
-        key,
-        status: 'succeeded',
-        request: { caddyVersion: 'latest', os: 'linux', arch, plugins },
-        spec,
-        filename: 'caddy',
-        sha256,
-        size: data.length,
-        createdAt: at,
-        startedAt: at,
-        finishedAt: at,
-      },
-      binaryPath: bin,
-      log: '',
-    });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-  await t.service.rescan();
-  return key;
+function putBuild(t: TestApi, arch: string, plugins: ResolvedSpec['plugins'] = []): Promise<string> {
+  return putSucceededBuild(t, specOf(arch, plugins), { request: { caddyVersion: 'latest', os: 'linux', arch, plugins }, seed: `caddy-${arch}-${plugins.length}`, at: '2026-11-30T08:15:00.000Z' });
 }
 
 function ociError(res: { json(): unknown }): string {
