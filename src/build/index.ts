@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { killGroup, SandboxRunError, type Sandbox, type SandboxCommand } from '../sandbox/index.js';
 import { comparePlugins, hostPlatform, type ResolvedSpec } from '../spec/index.js';
 import type { Toolchain } from '../toolchain/index.js';
+import { copyFromHandle } from '../util/fs.js';
 
 export type LogStream = 'stdout' | 'stderr' | 'system';
 
@@ -457,24 +458,9 @@ export async function openBuildOutput(path: string, uid: number, maxBytes?: numb
 /** Copies an open file to a new file `dest` (the server's, mode 0755), hashing it on the way; the bytes copied must be the size it had. */
 async function copyThrough(fh: FileHandle, st: Stats, dest: string): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256');
-  const out = await open(dest, 'wx', 0o700);
-  let pos = 0;
-  try {
-    // 1 MiB reads: half the time of 64 KiB on a 50 MB binary.
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-      await out.write(buf, 0, bytesRead);
-      pos += bytesRead;
-    }
-    await out.chmod(0o755);
-  } finally {
-    await out.close();
-  }
-  if (pos !== st.size) throw new BuildFailed(`the build output changed while it was copied (${pos} bytes read, ${st.size} expected)`, 'failed');
-  return { sha256: hash.digest('hex'), size: pos };
+  const size = await copyFromHandle(fh, dest, { createMode: 0o700, mode: 0o755, onChunk: (chunk) => hash.update(chunk) });
+  if (size !== st.size) throw new BuildFailed(`the build output changed while it was copied (${size} bytes read, ${st.size} expected)`, 'failed');
+  return { sha256: hash.digest('hex'), size };
 }
 
 /** sha256 of a file by path (the benchmarks'; builds hash through the descriptor, copyThrough). */

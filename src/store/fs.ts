@@ -14,7 +14,7 @@ import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, stat, stat
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { isCacheKey } from '../spec/index.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { copyFromHandle, writeFileAtomic } from '../util/fs.js';
 import { FsAccessTracker, usageOf } from './access.js';
 import { BlobDigestMismatchError, assertRecordName, digestHex, isRecordName, parseRecord, recordJson, verifyBlobFile } from './blobs.js';
 import type { AccessTracker, AccessTrackerOptions, ArtifactMeta, ArtifactStore, ArtifactUsage, BlobInfo, ByteRange, ListedBlob, ListOptions, PutArtifact, StoreStats, StoreUsage } from './types.js';
@@ -42,20 +42,7 @@ async function copyNoFollow(from: string, to: string): Promise<void> {
   try {
     const st = await src.stat();
     if (!st.isFile()) throw new Error(`${from} is not a regular file: the artifact was not stored`);
-    const out = await open(to, 'wx', 0o644);
-    let pos = 0;
-    try {
-      const buf = Buffer.allocUnsafe(1 << 20);
-      for (;;) {
-        const { bytesRead } = await src.read(buf, 0, buf.length, pos);
-        if (bytesRead === 0) break;
-        await out.write(buf, 0, bytesRead);
-        pos += bytesRead;
-      }
-      await out.chmod(0o755);
-    } finally {
-      await out.close();
-    }
+    const pos = await copyFromHandle(src, to, { createMode: 0o644, mode: 0o755 });
     if (pos !== st.size) throw new Error(`${from} changed while it was copied (${pos} bytes read, ${st.size} expected): the artifact was not stored`);
   } finally {
     await src.close();
