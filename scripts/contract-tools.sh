@@ -47,19 +47,6 @@ else
 fi
 
 # ---------------------------------------------------------------- OCI conformance suite
-STAMP="$TOOLS/oci-conformance.version"
-if [ "${FAIRWAY_DEPS_FORCE:-0}" != "1" ] && [ -x "$BIN/oci-conformance" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$CONFORMANCE_VERSION" ]; then
-  log "oci-conformance $CONFORMANCE_VERSION: present"
-else
-  command -v go >/dev/null 2>&1 || die "go not found in PATH"
-  log "building the OCI conformance suite $CONFORMANCE_VERSION (go install)"
-  tmpbin="$(mktemp -d "$TOOLS/.gobin.XXXXXX")"
-  if ! CGO_ENABLED=0 GOBIN="$tmpbin" GOFLAGS="-mod=mod -buildvcs=false" go install -trimpath "$CONFORMANCE_MODULE@$CONFORMANCE_VERSION"; then
-    rm -rf "$tmpbin"
-    die "go install $CONFORMANCE_MODULE@$CONFORMANCE_VERSION failed (is the Go module proxy reachable?)"
-  fi
-  mv -f "$tmpbin/conformance" "$BIN/oci-conformance"
-  rm -rf "$tmpbin"
-  printf '%s\n' "$CONFORMANCE_VERSION" > "$STAMP"
-  log "oci-conformance installed: $BIN/oci-conformance"
-fi
+# shellcheck source=scripts/go-tool.sh
+. "$ROOT/scripts/go-tool.sh"
+go_tool oci-conformance "$CONFORMANCE_MODULE" "$CONFORMANCE_VERSION" conformance

@@ -59,27 +59,9 @@ skopeo --version | sed 's/^/[image-tools]   /'
 umoci --version | sed 's/^/[image-tools]   /'
 
 # ---------------------------------------------------------------- crane, cosign
-# go_tool NAME MODULE/cmd/NAME VERSION: `go install`s a pinned Go tool into .tools/bin, once per version.
-go_tool() {
-  local name="$1" pkg="$2" version="$3" stamp="$TOOLS/$1.version" tmpbin
-  if [ "${FAIRWAY_DEPS_FORCE:-0}" != "1" ] && [ -x "$BIN/$name" ] && [ -f "$stamp" ] \
-     && [ "$(cat "$stamp")" = "$version" ]; then
-    log "$name $version: present ($BIN/$name)"
-    return
-  fi
-  command -v go >/dev/null 2>&1 || die "go not found in PATH (needed to build $name)"
-  log "building $name $version with $(go env GOVERSION) (go install; cosign takes a few minutes on a cold cache)"
-  mkdir -p "$BIN"
-  tmpbin="$(mktemp -d "$TOOLS/.gobin.XXXXXX")"
-  if ! CGO_ENABLED=0 GOBIN="$tmpbin" GOFLAGS="-mod=mod -buildvcs=false" go install -trimpath "$pkg@$version"; then
-    rm -rf "$tmpbin"
-    die "go install $pkg@$version failed (is the Go module proxy reachable?)"
-  fi
-  mv -f "$tmpbin/$name" "$BIN/$name"
-  rm -rf "$tmpbin"
-  printf '%s\n' "$version" > "$stamp"
-  log "$name installed: $BIN/$name"
-}
+# go_tool (scripts/go-tool.sh): `go install`s a pinned Go tool into .tools/bin, once per version.
+# shellcheck source=scripts/go-tool.sh
+. "$ROOT/scripts/go-tool.sh"
 
 go_tool crane "$CRANE_MODULE/cmd/crane" "$CRANE_VERSION"
 "$BIN/crane" version | sed 's/^/[image-tools]   crane /'
