@@ -247,3 +247,17 @@ export async function startGoProxy(modules: SyntheticModule[] = []): Promise<GoP
       }),
   };
 }
+
+/**
+ * A GOPROXY that knows no module (404, so the go command asks the next proxy) and records every
+ * path asked: the proof of whether a resolution ran.
+ */
+export async function recordingProxy(): Promise<{ url: string; hits: string[]; close(): Promise<void> }> {
+  const hits: string[] = [];
+  const srv = http.createServer((req, res) => {
+    hits.push(req.url ?? '');
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found (fairway test proxy)\n');
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, hits, close: () => new Promise((r) => srv.close(() => r())) };
+}

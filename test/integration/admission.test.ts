@@ -15,8 +15,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { recordingProxy } from '../helpers/goproxy.js';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { sha256Hash } from '../../src/auth/index.js';
@@ -26,17 +25,6 @@ const READ = `fw_${randomBytes(24).toString('hex')}`;
 const BUILD = `fw_${randomBytes(24).toString('hex')}`;
 const hex = (t: string) => sha256Hash(t).slice('sha256:'.length);
 const TAG = CADDY_VERSION.replace(/^v/, '');
-
-/** A module proxy that knows nothing (404: the go command asks the next one) and records every path asked. */
-async function recordingProxy(): Promise<{ url: string; hits: string[]; close(): Promise<void> }> {
-  const hits: string[] = [];
-  const srv = http.createServer((req, res) => {
-    hits.push(req.url ?? '');
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found (fairway test proxy)\n');
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(srv.address() as AddressInfo).port}`, hits, close: () => new Promise((r) => srv.close(() => r())) };
-}
 
 describe('a real fairway serve with tokens: only the build scope starts builds and resolutions', { timeout: 10 * 60_000 }, () => {
   let dir: string;

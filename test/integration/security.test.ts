@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import http from 'node:http';
+import { recordingProxy } from '../helpers/goproxy.js';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -39,18 +39,6 @@ const BUILD_TIMEOUT = 10 * 60_000;
 const hex = (t: string) => sha256Hash(t).slice('sha256:'.length);
 const ZERO_ID = '0'.repeat(64);
 const SPEC = { caddyVersion: CADDY_VERSION, os: 'linux', arch: 'amd64' };
-
-/** A GOPROXY that knows no module and records every request: proof of whether resolution ran. */
-async function recordingProxy(): Promise<{ url: string; hits: string[]; close(): Promise<void> }> {
-  const hits: string[] = [];
-  const srv = http.createServer((req, res) => {
-    hits.push(req.url ?? '');
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found (fairway test proxy)\n');
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  return { url: `http://127.0.0.1:${port}`, hits, close: () => new Promise((r) => srv.close(() => r())) };
-}
 
 /** An xcaddy wrapper that writes its exact environment (/proc/self/environ) to a file per build. */
 async function envDumpingXcaddy(dir: string): Promise<{ bin: string; dumps(): Promise<Array<Record<string, string>>> }> {
