@@ -276,11 +276,12 @@ export class BullMqQueue<P> implements BuildQueue<P> {
     return i === -1 ? undefined : i + 1;
   }
 
-  private async snapshot(job: Job): Promise<JobSnapshot> {
+  /** `known`: the job's place in the queue when the caller has read the queue already (else it is looked up). */
+  private async snapshot(job: Job, known?: { position: number | undefined }): Promise<JobSnapshot> {
     const progress = progressOf(job);
     const state = stateOf(await job.getState(), progress);
     const phase: JobPhase = state === 'succeeded' ? 'done' : state === 'failed' || state === 'canceled' ? state : state === 'queued' ? 'queued' : (progress.phase ?? 'resolving');
-    const position = state === 'queued' ? await this.position(job) : undefined;
+    const position = state === 'queued' ? (known ? known.position : await this.position(job)) : undefined;
     return {
       key: job.id!,
       state,
@@ -430,11 +431,20 @@ export class BullMqQueue<P> implements BuildQueue<P> {
 
   async active(limit: number): Promise<Array<JobSnapshot & { payload: P }>> {
     if (limit <= 0) return [];
-    // Running first, then the queue in the order it is taken (prioritized, then waiting, oldest first).
-    const jobs = [...(await this.queue.getJobs(['active'], 0, limit - 1, true)), ...(await this.queue.getJobs(['prioritized', 'waiting', 'delayed'], 0, limit - 1, true))];
+    // Running first, then the queue in the order it is taken (prioritized, then waiting, oldest
+    // first: a job's index there is its place, as position() counts it), then delayed ones. The
+    // lists are read once here, not once per job.
+    const running = await this.queue.getJobs(['active'], 0, limit - 1, true);
+    const waiting = await this.queue.getJobs(['prioritized', 'waiting'], 0, limit - 1, true);
+    const delayed = await this.queue.getJobs(['delayed'], 0, limit - 1, true);
+    const jobs: Array<[Job, { position: number | undefined }]> = [
+      ...running.map((j): [Job, { position: undefined }] => [j, { position: undefined }]),
+      ...waiting.map((j, i): [Job, { position: number }] => [j, { position: i + 1 }]),
+      ...delayed.map((j): [Job, { position: undefined }] => [j, { position: undefined }]),
+    ];
     const out: Array<JobSnapshot & { payload: P }> = [];
-    for (const job of jobs.slice(0, limit)) {
-      const snap = await this.snapshot(job);
+    for (const [job, known] of jobs.slice(0, limit)) {
+      const snap = await this.snapshot(job, known);
       if (snap.state === 'queued' || snap.state === 'running') out.push({ ...snap, payload: job.data as P });
     }
     return out;
