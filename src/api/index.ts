@@ -36,6 +36,8 @@ export interface ApiOptions {
   ready?: () => Promise<Record<string, string>>;
   /** The public key builds are signed with (PEM): GET /api/signing-key. */
   publicKeyPem?: string;
+  /** The public key image indexes (tags) are signed with (PEM): GET /api/index-signing-key. */
+  indexPublicKeyPem?: string;
   /** Tokens, scopes and rate limits (src/api/security.ts); default: anonymous read+build, no limits. */
   security?: SecurityOptions;
   /** Fastify's trustProxy: take the client address from X-Forwarded-For (behind a reverse proxy). */
@@ -128,6 +130,7 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
       return r.ok && r.principal.scopes.has('admin');
     },
     ...(o.publicKeyPem ? { publicKeyPem: o.publicKeyPem } : {}),
+    ...(o.indexPublicKeyPem ? { indexPublicKeyPem: o.indexPublicKeyPem } : {}),
   });
   return app;
 }

@@ -25,6 +25,8 @@ export interface NativeApiOptions {
   readyDetails?: (authorization: string | undefined) => Promise<boolean>;
   /** The public key builds are signed with (PEM), served at /api/signing-key; absent: this server knows none. */
   publicKeyPem?: string;
+  /** The public key the image indexes behind tags are signed with (PEM), served at /api/index-signing-key; absent: indexes are not signed. */
+  indexPublicKeyPem?: string;
 }
 
 const ListQuery = z.object({
@@ -194,6 +196,28 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
         );
       }
       return reply.type('application/x-pem-file').send(o.publicKeyPem);
+    },
+  );
+
+  app.get(
+    '/api/index-signing-key',
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        summary: 'The public key (PEM) that the image indexes behind registry tags are signed with',
+        response: { 200: { description: 'the public key', content: { 'application/x-pem-file': { schema: z.string() } } }, ...errors(404) },
+      },
+    },
+    async (_req, reply) => {
+      if (!o.indexPublicKeyPem) {
+        throw new AppError(
+          404,
+          'no_index_signing_key',
+          'this server signs no image indexes: a hub needs publicKey (the build key its agents sign with, to verify each platform image) and uses indexSigningKey or the key it makes in its data dir (docs/provenance.md, "Tags")',
+        );
+      }
+      return reply.type('application/x-pem-file').send(o.indexPublicKeyPem);
     },
   );
 };

@@ -291,6 +291,12 @@ export const configSchema = z
     signingKey: z.string().min(1).optional(),
     /** Public key (PEM file) a hub serves at /api/signing-key for its agents' signatures; default: the signing key's public half. */
     publicKey: z.string().min(1).optional(),
+    /**
+     * ECDSA P-256 private key (PKCS#8 PEM file) that signs the image indexes behind tags, after each
+     * platform image verified under the build key (docs/provenance.md, "Tags"). Default: on `serve`
+     * its build signing key; on a hub `<dataDir>/index-signing.key`, made at first start.
+     */
+    indexSigningKey: z.string().min(1).optional(),
 
     // ---- security (docs/SECURITY.md) ----
     /** JSON file of API tokens: [{name, hash: "sha256:<hex>", scopes}] (scrypt: hashes are refused). */
@@ -493,15 +499,16 @@ export const UNIT_ENV_FILE = '/etc/fairway/fairway.env';
 
 /**
  * Every file this configuration names that holds a secret, which no sandboxed build may see
- * (checked at start by src/main): the signing key, the config file (fleetToken, a Redis URL with
+ * (checked at start by src/main): the signing keys (signingKey, indexSigningKey), the config file (fleetToken, a Redis URL with
  * its password), the auth file (token hashes), the units' environment file, and, for an S3
  * store, the AWS SDK's credential and token files named by their variables (or the defaults in
- * ~/.aws). Files that do not exist are left out, except the signing key (whose absence is
+ * ~/.aws). Files that do not exist are left out, except the signing keys (whose absence is
  * reported where it is loaded).
  */
 export function secretFiles(config: Config, env: NodeJS.ProcessEnv = process.env): SecretFile[] {
   const out: SecretFile[] = [];
   if (config.signingKey) out.push({ setting: 'signingKey', path: resolve(config.signingKey) });
+  if (config.indexSigningKey) out.push({ setting: 'indexSigningKey', path: resolve(config.indexSigningKey) });
   const existing = (setting: string, path: string | undefined, fix?: string) => {
     if (path && existsSync(path)) out.push({ setting, path: resolve(path), ...(fix ? { fix } : {}) });
   };

@@ -22,6 +22,8 @@ export const ANNOTATION = {
   refName: 'org.opencontainers.image.ref.name',
   fairwayKey: 'dev.fairway.key',
   fairwaySpec: 'dev.fairway.spec',
+  /** On a cosign signature or attestation manifest of an image index: the index's digest (src/registry/indexsign.ts). */
+  fairwayIndex: 'dev.fairway.index',
 } as const;
 
 export interface Descriptor {

@@ -55,6 +55,10 @@ function topicOptions(cmd: Command): Command {
     .optionsGroup('Provenance (docs/provenance.md):')
     .option('--signing-key <file>', 'ECDSA P-256 key (PKCS#8 PEM) that builds are signed with; `fairway key create` makes one (env FAIRWAY_SIGNING_KEY; serve and agent)')
     .option('--public-key <file>', "public key (PEM) served at /api/signing-key; a hub takes its agents' key here (env FAIRWAY_PUBLIC_KEY)")
+    .option(
+      '--index-signing-key <file>',
+      "ECDSA P-256 key (PKCS#8 PEM) that signs tags' image indexes (env FAIRWAY_INDEX_SIGNING_KEY; default: serve's signing key, a hub's <data-dir>/index-signing.key)",
+    )
     .optionsGroup('Access and limits (docs/SECURITY.md):')
     .option('--auth-file <file>', 'API tokens, JSON [{name, hash, scopes}] (env FAIRWAY_AUTH_FILE; also FAIRWAY_TOKENS)')
     .option('--anonymous-scopes <list>', 'scopes without a token: none, read, read,build (env FAIRWAY_ANONYMOUS_SCOPES; never admin)')

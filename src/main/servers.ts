@@ -3,6 +3,7 @@
  * store, no other server. `fairway hub`: the same HTTP service on a BullMQ queue and any store.
  * `fairway agent`: a BullMQ worker that builds and uploads. The service code is the same in all.
  */
+import type { KeyObject } from 'node:crypto';
 import { access, stat } from 'node:fs/promises';
 import { constants as fsConstants, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -18,7 +19,7 @@ import { parseGoproxy, type Upstream } from '../sandbox/index.js';
 import type { OpsMetrics } from '../ops/index.js';
 // end fleet module proxy
 import { Registry, publishImage } from '../registry/index.js';
-import { loadOrCreateSigner, loadPublicKey, loadSigner, type Signer } from '../provenance/index.js';
+import { loadOrCreateSigner, loadPublicKey, loadSigner, publicKeyFromPem, type Signer } from '../provenance/index.js';
 import { authenticatorFromConfig, isLoopbackHost } from '../auth/index.js';
 import { FileCatalog, ModuleLearner } from '../catalog/index.js';
 import { FAIRWAY_VERSION, secretFiles, setupCommand, type Config, type SecretFile } from '../config/index.js';
@@ -63,10 +64,16 @@ interface HttpParts {
   signer?: Signer;
   /** Served at /api/signing-key. */
   publicKeyPem?: string;
+  /** Signs the image indexes behind tags, after their images verified under `trusted` (src/registry/indexsign.ts); its public half at /api/index-signing-key. */
+  indexSigning?: IndexSigning;
 }
+
+type IndexSigning = { signer: Signer; trusted: KeyObject[] };
 
 /** Where `serve` keeps the key it makes on first start when `signingKey` is not set (docs/provenance.md). */
 export const DATA_DIR_KEY = 'signing.key';
+/** Where a hub keeps the index key it makes on first start when `indexSigningKey` is not set. */
+export const DATA_DIR_INDEX_KEY = 'index-signing.key';
 
 /**
  * The host paths every build sandbox binds besides SANDBOX_VISIBLE_PATHS (src/toolchain
@@ -166,6 +173,62 @@ async function hubPublicKey(config: Config, logger: Logger): Promise<string | un
     "no publicKey (and no signingKey): /api/signing-key answers 404, so this fleet's builds cannot be verified against this hub; set publicKey to the public half of the key the agents sign with (a fleet shares one key; docs/provenance.md)",
   );
   return undefined;
+}
+
+/**
+ * The key that signs the image indexes behind tags, and the build keys their platform images must
+ * verify with first (docs/provenance.md, "Tags"). `serve`: `indexSigningKey` when set, else its
+ * build signer; trusted: its build key. A hub: trusted is the agents' key (`publicKey`, else the
+ * public half of `signingKey`): without it nothing can be verified, so no index is signed (said at
+ * start). Its index key is `indexSigningKey`, else `<dataDir>/index-signing.key`, made at first start
+ * like serve's build key, so a default hub signs its tags.
+ */
+async function indexSigning(
+  config: Config,
+  logger: Logger,
+  o: { role: 'serve' | 'hub'; buildPublicKeyPem: string | undefined; builder?: Signer; bound: readonly string[] },
+): Promise<IndexSigning | undefined> {
+  if (!o.buildPublicKeyPem) {
+    logger.warn(
+      'no build key to verify platform images with (publicKey): the image indexes behind tags are NOT signed, so `cosign verify <host>/caddy/<recipe>:<version>` fails; set publicKey to the public half of the key the agents sign with (docs/provenance.md)',
+    );
+    return undefined;
+  }
+  const trusted = [publicKeyFromPem(o.buildPublicKeyPem, 'the build public key')];
+  let signer: Signer;
+  if (config.indexSigningKey) {
+    const keyPath = resolve(config.indexSigningKey); // checked against the sandboxes with the other secrets
+    await warnIfShared(keyPath, logger);
+    signer = await loadSigner(keyPath);
+    logger.info(
+      { key: keyPath, fingerprint: signer.fingerprint },
+      `image indexes (tags) are signed with indexSigningKey (fingerprint ${signer.fingerprint}), after each platform image verified under the build key; its public half is at /api/index-signing-key`,
+    );
+  } else if (o.role === 'serve' && o.builder) {
+    signer = o.builder;
+    logger.info({ fingerprint: signer.fingerprint }, `image indexes (tags) are signed with the build key (fingerprint ${signer.fingerprint}), after each platform image verified under it`);
+  } else {
+    const keyPath = join(config.dataDir, DATA_DIR_INDEX_KEY);
+    refuseVisibleSecrets(
+      [
+        {
+          setting: "the hub's own index signing key (no indexSigningKey is set)",
+          path: keyPath,
+          instead: `keep the data dir ${config.dataDir} out of every directory builds see (set --data-dir elsewhere), or set indexSigningKey to a key kept elsewhere (\`fairway key create\`)`,
+        },
+      ],
+      o.bound,
+      logger,
+    );
+    const made = await loadOrCreateSigner(keyPath);
+    signer = made.signer;
+    await warnIfShared(keyPath, logger);
+    logger.info(
+      { key: keyPath, fingerprint: signer.fingerprint, created: made.created },
+      `${made.created ? 'created an index signing key (no indexSigningKey set)' : "image indexes (tags) are signed with this hub's index key, made at its first start"}: fingerprint ${signer.fingerprint}, public half at /api/index-signing-key; an index is signed only after each platform image verified under the build key. Several hubs on one store: give them all the same indexSigningKey`,
+    );
+  }
+  return { signer, trusted };
 }
 
 /** What the builder does with each build: provenance (signed with its key) and, for Linux, the image with its signatures. */
@@ -344,6 +407,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
     hot,
     tmpDir: join(config.dataDir, 'tmp'),
     ...(parts.signer ? { signer: parts.signer } : {}),
+    ...(parts.indexSigning ? { indexSigning: parts.indexSigning } : {}),
   });
   // Operations (docs/operations.md): metrics, pruning, last-download times, version refresh, prebuilds (also every recipe × image platform).
   const ops = createHttpOps({
@@ -384,6 +448,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
       maxPerClient: config.maxConnectionsPerClient,
     },
     ...(parts.publicKeyPem ? { publicKeyPem: parts.publicKeyPem } : {}),
+    ...(parts.indexSigning ? { indexPublicKeyPem: parts.indexSigning.signer.publicKeyPem } : {}),
     ready: async () => {
       await store.ping();
       await queue.ping();
@@ -455,6 +520,7 @@ export async function startServe(config: Config, logger: Logger): Promise<Runnin
   const gate = new BuildGate(); // Go cache cleaning runs between builds only (src/ops/gocache.ts)
   // serve is the builder: it signs its builds and the images it makes (docs/provenance.md), with a key of its own when none is set.
   const signer = await builderSigner(config, logger, 'serve', bound);
+  const indexSigner = await indexSigning(config, logger, { role: 'serve', buildPublicKeyPem: signer?.publicKeyPem, ...(signer ? { builder: signer } : {}), bound });
   // Queued and running builds survive a crash or a restart: `<data-dir>/queue/<key>.json` (docs/operations.md).
   const journalDir = join(config.dataDir, 'queue');
   const journal = await QueueJournal.open<BuildPayload>(journalDir);
@@ -487,6 +553,7 @@ export async function startServe(config: Config, logger: Logger): Promise<Runnin
     shutdownGraceMs: 0,
     journalDir,
     ...(signer ? { signer, publicKeyPem: signer.publicKeyPem } : {}),
+    ...(indexSigner ? { indexSigning: indexSigner } : {}),
   });
 }
 
@@ -498,7 +565,8 @@ function requireRedis(config: Config, role: string): string {
 export async function startHub(config: Config, logger: Logger): Promise<Running> {
   const toolchain = await prepareToolchain(config, logger);
   // A hub runs sandboxed go commands too (resolutions, the fleet module proxy's fills).
-  refuseVisibleSecrets(secretFiles(config), sandboxBound(config, toolchain), logger);
+  const bound = sandboxBound(config, toolchain);
+  refuseVisibleSecrets(secretFiles(config), bound, logger);
   const store = await prepareStore(config);
   const queue = new BullMqQueue<BuildPayload>({ redisUrl: requireRedis(config, 'hub'), attempts: config.jobAttempts, logger });
   await queue.ready();
@@ -506,7 +574,9 @@ export async function startHub(config: Config, logger: Logger): Promise<Running>
   const limitsRedis = redisConnection(requireRedis(config, 'hub'), 'fairway-hub-limits', { enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 1000 });
   limitsRedis.on('error', (err: Error) => logger.debug({ err: err.message }, 'Redis connection for the shared limits'));
   const publicKeyPem = await hubPublicKey(config, logger);
-  return startHttp(config, logger, { toolchain, store, queue, role: 'hub', limitsRedis, ...(publicKeyPem ? { publicKeyPem } : {}) });
+  // The hub assembles the tags' indexes: it signs them with its index key once their images verified under the agents' key.
+  const indexSigner = await indexSigning(config, logger, { role: 'hub', buildPublicKeyPem: publicKeyPem, bound });
+  return startHttp(config, logger, { toolchain, store, queue, role: 'hub', limitsRedis, ...(publicKeyPem ? { publicKeyPem } : {}), ...(indexSigner ? { indexSigning: indexSigner } : {}) });
 }
 
 export interface RunningAgent {

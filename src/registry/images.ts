@@ -76,7 +76,8 @@ export interface PublishImageOptions {
   logger?: Logger;
 }
 
-async function putBytes(store: Store, dir: string, bytes: Buffer): Promise<BlobInfo> {
+/** Puts `bytes` as a blob (written to `dir` first), unless the store has it. */
+export async function putBytes(store: BlobStore, dir: string, bytes: Buffer): Promise<BlobInfo> {
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
   const have = await store.statBlob(digest);
   if (have) return have;

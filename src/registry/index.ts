@@ -24,6 +24,7 @@ import type { HotCache } from '../cache/index.js';
 import { ANNOTATION, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type ImageIndex, type OciPlatform } from '../image/index.js';
 import { publicKeyFromPem, verifyProvenance, type Signer, type SlsaProvenance } from '../provenance/index.js';
 import { IMAGES_NS, SIGNATURES_NS, publishImage, type ImageRecord, type SignatureRecord } from './images.js';
+import { IndexSignRefused, signIndex, storedIndexSignature, verifyPlatformImage, type IndexChild, type IndexSignatureRecord } from './indexsign.js';
 import { verifyingStream, verifyWhole, type BuildRecord, type BuildService, type RequestContext } from '../service/index.js';
 import { isCacheKey, type ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
@@ -37,6 +38,17 @@ import { AppError, NotFoundError } from '../util/errors.js';
  * build's own times stay in the build record (/api/builds/:id).
  */
 export { IMAGE_CREATED } from './images.js';
+export {
+  INDEX_SIGNATURES_NS,
+  IndexSignRefused,
+  indexSignatureName,
+  signIndex,
+  storedIndexSignature,
+  verifyPlatformImage,
+  type IndexChild,
+  type IndexSignatureRecord,
+  type VerifiedImage,
+} from './indexsign.js';
 export { COSIGN, IMAGES_NS, SIGNATURES_NS, publishImage, simpleSigningPayload, type ImageRecord, type PublishImageOptions, type SignatureRecord } from './images.js';
 
 export type OciErrorCode =
@@ -117,6 +129,12 @@ export interface RegistryOptions {
    * time carry their signatures already.
    */
   signer?: Signer;
+  /**
+   * Signs the image indexes behind tags (src/registry/indexsign.ts): `signer` is the index key
+   * (`serve`: its build key; a hub: `indexSigningKey`), `trusted` the build keys every platform
+   * image an index lists must verify with first. Absent: indexes are not signed.
+   */
+  indexSigning?: { signer: Signer; trusted: readonly KeyObject[] };
 }
 
 /** The registry as the HTTP side sees it. */
@@ -192,7 +210,9 @@ export function fairwayImageOf(manifest: unknown): { key: string; caddyVersion: 
  * those without plugins, `caddy/<recipe>` those whose plugin module set is the recipe's (and, when
  * the recipe pins an exact Caddy version, at that version). An index belongs when it lists at least
  * one and at most MAX_INDEX_CHILDREN manifests and every one of them belongs (read with
- * `readChild`; an index inside an index is not followed). Anything else: false.
+ * `readChild`; an index inside an index is not followed). A cosign signature or attestation of an
+ * index (annotation `dev.fairway.index`, src/registry/indexsign.ts) belongs where that index does
+ * (read with `readChild`). Anything else: false.
  */
 export async function manifestBelongs(manifest: unknown, repo: RepoKind, readChild?: (digest: string) => Promise<unknown | null>): Promise<boolean> {
   if (!manifest || typeof manifest !== 'object') return false;
@@ -207,6 +227,13 @@ export async function manifestBelongs(manifest: unknown, repo: RepoKind, readChi
       if (!(await manifestBelongs(child, repo))) return false;
     }
     return true;
+  }
+  const ofIndex = (manifest as { annotations?: Record<string, unknown> }).annotations?.[ANNOTATION.fairwayIndex];
+  if (ofIndex !== undefined) {
+    if (!readChild || typeof ofIndex !== 'string' || !DIGEST_RE.test(ofIndex)) return false;
+    const index = await readChild(ofIndex);
+    if (!index || typeof index !== 'object' || (index as { mediaType?: unknown }).mediaType !== MEDIA_TYPE.index) return false;
+    return manifestBelongs(index, repo, readChild);
   }
   const img = fairwayImageOf(manifest);
   if (!img) return false;
@@ -250,6 +277,8 @@ export class Registry implements ImageRegistry {
   private readonly log: Logger;
   /** Images being made, by artifact key: one make per key in this process. */
   private readonly making = new Map<string, Promise<ImageRecord>>();
+  /** Index signatures being made, by index digest: one per digest in this process. */
+  private readonly signingIndex = new Map<string, Promise<IndexSignatureRecord>>();
   /** This server's public key, for checking stored provenance before its image is signed. */
   private publicKey: KeyObject | undefined;
   /** Manifests read in the last MEMO_MS (see recentManifest). */
@@ -665,6 +694,10 @@ export class Registry implements ImageRegistry {
         throw new RegistryError(404, 'MANIFEST_UNKNOWN', `no manifest sha256:${hex} in ${repo}, so no ${kind === 'sig' ? 'signature' : 'attestation'} of it`);
       throw err;
     });
+    if (subject.mediaType === MEDIA_TYPE.index) {
+      const rec = await this.indexSignature(repo, subject);
+      return this.manifestByDigest(kind === 'sig' ? rec.sig.digest : rec.att.digest, await this.repoOf(repo), repo);
+    }
     let key: unknown;
     try {
       key = (JSON.parse(subject.bytes.toString('utf8')) as { annotations?: Record<string, string> }).annotations?.[ANNOTATION.fairwayKey];
@@ -675,15 +708,67 @@ export class Registry implements ImageRegistry {
       new RegistryError(
         404,
         'MANIFEST_UNKNOWN',
-        subject.mediaType === MEDIA_TYPE.index
-          ? `sha256:${hex} is an image index, and indexes are not signed: verify a platform's image (its digest is in the index, or pull caddy/build:<build id>)`
-          : `the image sha256:${hex} has no ${kind === 'sig' ? 'signature' : 'attestation'} (built without a signing key, before signing existed, or its provenance did not verify with this server's key when the image was made: see the server's log)`,
+        `the image sha256:${hex} has no ${kind === 'sig' ? 'signature' : 'attestation'} (built without a signing key, before signing existed, or its provenance did not verify with this server's key when the image was made: see the server's log)`,
       );
     if (typeof key !== 'string' || !isCacheKey(key)) throw none();
     const rec = (await this.o.store.getRecord(SIGNATURES_NS, key)) as SignatureRecord | null;
     const ref = kind === 'sig' ? rec?.sig : rec?.att;
     if (!rec || rec.manifestDigest !== `sha256:${hex}` || !ref) throw none();
     return this.manifestByDigest(ref.digest, await this.repoOf(repo), repo);
+  }
+
+  /**
+   * The signature of an index (of this repository) under this server's index key: the stored one
+   * when its record and blobs are there, else made now (once per digest in this process) after
+   * every platform image the index lists verified under the trusted build keys
+   * (src/registry/indexsign.ts). MANIFEST_UNKNOWN saying why when the index is not signed.
+   */
+  private async indexSignature(repo: string, index: ManifestAnswer): Promise<IndexSignatureRecord> {
+    const signing = this.o.indexSigning;
+    if (!signing) {
+      throw new RegistryError(
+        404,
+        'MANIFEST_UNKNOWN',
+        `${index.digest} is an image index, and this server signs no indexes (no index signing key, or no build key to verify its images with: see its log at start; docs/provenance.md). Verify a platform's image instead (its digest is in the index, or pull caddy/build:<build id>)`,
+      );
+    }
+    const have = await storedIndexSignature(this.o.store, index.digest, signing.signer.fingerprint);
+    if (have) return have;
+    let p = this.signingIndex.get(index.digest);
+    if (!p) {
+      p = this.makeIndexSignature(repo, index, signing).finally(() => this.signingIndex.delete(index.digest));
+      this.signingIndex.set(index.digest, p);
+    }
+    return p;
+  }
+
+  private async makeIndexSignature(repo: string, index: ManifestAnswer, signing: NonNullable<RegistryOptions['indexSigning']>): Promise<IndexSignatureRecord> {
+    const list = (JSON.parse(index.bytes.toString('utf8')) as ImageIndex).manifests;
+    try {
+      const children: IndexChild[] = [];
+      for (const d of list) {
+        const img = fairwayImageOf(await this.childManifest(d.digest));
+        const platform = d.platform ? platformString(d.platform as OciPlatform) : 'unknown platform';
+        if (!img) throw new IndexSignRefused(`the ${platform} manifest ${d.digest} it lists is not a Fairway image`);
+        children.push({ manifestDigest: d.digest, key: img.key, platform });
+      }
+      const images = [];
+      for (const c of children) images.push(await verifyPlatformImage(this.o.store, c, signing.trusted));
+      const rec = await signIndex({ store: this.o.store, tmpDir: this.o.tmpDir ?? tmpdir(), indexDigest: index.digest, repository: repo, images, signer: signing.signer });
+      this.log.info(
+        { index: index.digest, repo, key: signing.signer.fingerprint, images: images.map((i) => i.manifestDigest) },
+        `signed the image index ${index.digest} of ${repo} with the index key ${signing.signer.fingerprint.slice(0, 16)}: its ${images.length} platform image(s) verified under the build key`,
+      );
+      return rec;
+    } catch (err) {
+      if (!(err instanceof IndexSignRefused)) throw err;
+      this.log.warn({ index: index.digest, repo, reason: err.message }, `not signing the image index ${index.digest} of ${repo}: ${err.message}`);
+      throw new RegistryError(
+        404,
+        'MANIFEST_UNKNOWN',
+        `the image index ${index.digest} is not signed: ${err.message}. An index is signed only when every platform image it lists verifies under the build key; rebuild that platform under the key (docs/provenance.md)`,
+      );
+    }
   }
 
   private async putBytes(digest: string, bytes: Buffer): Promise<void> {
