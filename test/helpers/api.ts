@@ -13,7 +13,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { BuildFailed } from '../../src/build/index.js';
 import { compatApi, createApi, recipesApi, registryApi, type ApiOptions } from '../../src/api/index.js';
-import { Registry, type RecipeInput } from '../../src/registry/index.js';
+import { Registry, type RecipeInput, type RegistryOptions } from '../../src/registry/index.js';
 import type { HotCache } from '../../src/cache/index.js';
 import { FileCatalog } from '../../src/catalog/index.js';
 import type { BuildAdmission } from '../../src/policy/index.js';
@@ -46,7 +46,7 @@ export async function testApi(
     /** Called with the Fastify instance as soon as it exists, before any route (e.g. to add an onRoute hook). */
     onApp?: (app: FastifyInstance) => void;
     /** The registry's settings (recipes, imageWait); platforms linux/amd64 and linux/arm64. */
-    registry?: { recipes?: Record<string, RecipeInput>; waitMs?: number };
+    registry?: { recipes?: Record<string, RecipeInput>; waitMs?: number; indexSigning?: RegistryOptions['indexSigning'] };
     /** A hot tier for the service and the registry (blobs). */
     hot?: HotCache;
     /** Another resolver (e.g. the real GoResolver over a stand-in toolchain); `calls.resolve` then stays 0. */
@@ -132,6 +132,7 @@ export async function testApi(
     waitMs: o.registry?.waitMs ?? 10 * 60_000,
     logger,
     ...(o.hot ? { hot: o.hot } : {}),
+    ...(o.registry?.indexSigning ? { indexSigning: o.registry.indexSigning } : {}),
     tmpDir: join(dir, 'tmp'),
   });
   await app.register(registryApi, { prefix: '/v2', registry });
