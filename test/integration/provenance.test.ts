@@ -4,44 +4,30 @@
  *  - the binary against its provenance (`verify-blob-attestation --type slsaprovenance1`), and
  *    refuses it after one byte of the binary is flipped, or with another key;
  *  - the image of the build pulled from Fairway's registry (`verify`, `verify-attestation`),
- *    under caddy/build:<id> and, by digest, under the recipe's repository; and refuses another key.
+ *    under caddy/build:<id> and, by digest, under the recipe's repository; and refuses another key;
+ *  - the tag caddy/l4:<version> (`verify`, `verify-attestation --type slsaprovenance1`): its image
+ *    index, signed with serve's key once its platform image verified, attested with that image's
+ *    provenance; refused with another key, and another server's tag refused with this key.
  * Signed by default: a `serve` without signingKey makes its own key at first start (mode 0600,
  * logged), serves it at /api/signing-key, and its build's provenance verifies with cosign against
  * that key; after a restart the key is the same. A provenance forged in the store (signed by another
- * key, or altered) is not re-signed by the registry: the image is made unsigned and the log says why.
+ * key, or altered) is not re-signed by the registry: the image is made unsigned and the log says why,
+ * and the tag's index over it is not signed either.
  *   node scripts/setup.mjs && bash scripts/deps.sh && FAIRWAY_TEST_CACHE=$PWD/.cache/go node --import tsx --test test/integration/provenance.test.ts
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { IN_TOTO_PAYLOAD_TYPE, createKeyPair, envelope, fingerprintOf, publicKeyFromPem, readStatement, signerFromPem, statementBytes, type DsseEnvelope } from '../../src/provenance/index.js';
-import { CADDY_VERSION, PLUGIN, ROOT, api, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
+import { COSIGN, attestedStatements, cosign } from '../helpers/cosign.js';
+import { CADDY_VERSION, PLUGIN, api, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 
-const run = promisify(execFile);
-const COSIGN = join(ROOT, '.tools', 'bin', 'cosign');
 const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
 const ARCH = GOARCH[process.arch] ?? process.arch;
 const RECIPES = JSON.stringify({ l4: { plugins: [{ module: PLUGIN.module, version: PLUGIN.version }] } });
-
-/** cosign, offline: no transparency log, no network but Fairway on 127.0.0.1. */
-async function cosign(args: string[], home: string): Promise<{ ok: boolean; out: string }> {
-  try {
-    const { stdout, stderr } = await run(COSIGN, args, {
-      timeout: 5 * 60_000,
-      maxBuffer: 16 * 1024 * 1024,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, DOCKER_CONFIG: join(home, '.docker'), SIGSTORE_NO_CACHE: '1', TUF_ROOT: join(home, 'tuf') },
-    });
-    return { ok: true, out: stdout + stderr };
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return { ok: false, out: `${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}` };
-  }
-}
 
 describe('signed provenance of a real build, verified by cosign', { timeout: 40 * 60_000 }, () => {
   let dir: string;
@@ -148,6 +134,34 @@ describe('signed provenance of a real build, verified by cosign', { timeout: 40 
     assert.ok(!wrongAtt.ok, `another key must be refused:\n${wrongAtt.out}`);
   });
 
+  test("cosign verify and verify-attestation of the tag caddy/l4:<version>: its index, signed by serve's key once its image verified; another key is refused", async () => {
+    const opts = ['--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'];
+    const tag = `${host}/caddy/l4:${CADDY_VERSION}`;
+    const idx = await fetch(`http://${host}/v2/caddy/l4/manifests/${CADDY_VERSION}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+    assert.equal(idx.status, 200);
+    const indexDigest = idx.headers.get('docker-content-digest')!;
+    const platform = ((await idx.json()) as { manifests: Array<{ digest: string }> }).manifests[0]!.digest;
+    assert.equal(await (await fetch(`${fw.url}/api/index-signing-key`)).text(), keys.publicPem, 'serve signs indexes with its build key');
+    const sig = await cosign(['verify', '--key', pub, ...opts, tag], dir);
+    assert.ok(sig.ok, sig.out);
+    const claims = JSON.parse(sig.out.slice(sig.out.indexOf('['), sig.out.lastIndexOf(']') + 1)) as Array<{ critical: { image: { 'docker-manifest-digest': string } } }>;
+    assert.equal(claims[0]!.critical.image['docker-manifest-digest'], indexDigest, 'the signature is about the index the tag names');
+    const att = await cosign(['verify-attestation', '--key', pub, '--type', 'slsaprovenance1', ...opts, tag], dir);
+    assert.ok(att.ok, att.out);
+    // Each attestation cosign prints: the platform image's provenance, about the index and that image.
+    const statements = attestedStatements(att.out);
+    assert.equal(statements.length, 1, att.out);
+    assert.deepEqual(
+      statements[0]!.subject.map((x) => x.digest.sha256),
+      [indexDigest.slice(7), platform.slice(7)],
+    );
+    assert.equal(statements[0]!.predicate.runDetails.metadata.invocationId, build.id);
+    for (const args of [['verify'], ['verify-attestation', '--type', 'slsaprovenance1']]) {
+      const wrong = await cosign([...args, '--key', otherPub, ...opts, tag], dir);
+      assert.ok(!wrong.ok, `another key must be refused:\n${wrong.out}`);
+    }
+  });
+
   // ---- signed by default (issue 26): a `serve` with no signingKey, one build, one restart ----
   let plain: FairwayProcess | undefined;
   let plainData: string;
@@ -200,6 +214,18 @@ describe('signed provenance of a real build, verified by cosign', { timeout: 40 
     assert.doesNotMatch(plain.output(), /created a signing key/);
   });
 
+  test("a tag of another server (its own key): verifies with that server's key, never with this one's", async () => {
+    assert.ok(plain, 'the default serve started');
+    const opts = ['--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'];
+    const tag = `127.0.0.1:${plain.port}/caddy:${CADDY_VERSION}`;
+    const own = await cosign(['verify', '--key', plainPub, ...opts, tag], dir);
+    assert.ok(own.ok, own.out);
+    for (const args of [['verify'], ['verify-attestation', '--type', 'slsaprovenance1']]) {
+      const foreign = await cosign([...args, '--key', pub, ...opts, tag], dir);
+      assert.ok(!foreign.ok, `an index assembled and signed without this key must be refused:\n${foreign.out}`);
+    }
+  });
+
   test("a forged provenance in the store (another key's signature, or an altered payload) is not re-signed: the image is made unsigned, the log says why", async () => {
     assert.ok(plain, 'the default serve started');
     const root = join(plainData, 'artifacts');
@@ -235,13 +261,21 @@ describe('signed provenance of a real build, verified by cosign', { timeout: 40 
       assert.equal(lines.length, seen + 1, `${what}: one log line says why`);
       assert.match(lines.at(-1)!, reason, what);
     }
-    // The genuine provenance back: the image is signed and attested again, and cosign accepts it.
+    // The tag's index over that (now unsigned) image is not signed either, once its kept signature is gone.
+    const opts = ['--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'];
+    const tag = `127.0.0.1:${plain.port}/caddy:${CADDY_VERSION}`;
+    await rm(join(root, 'records', 'index-signatures'), { recursive: true, force: true });
+    const unsignedTag = await cosign(['verify', '--key', plainPub, ...opts, tag], dir);
+    assert.ok(!unsignedTag.ok, `an index over an image that does not verify must not be signed:\n${unsignedTag.out}`);
+    assert.match(plain.output(), /not signing the image index sha256:[0-9a-f]{64} of caddy: the linux\/[a-z0-9/]+ image sha256:[0-9a-f]{64} \(build [0-9a-f]{64}\) does not verify: it is not signed/);
+    // The genuine provenance back: the image is signed and attested again, and cosign accepts it (and its tag).
     await writeFile(provFile, genuine);
     assert.deepEqual(await remake(), { sig: 200, att: 200 });
     const image = `127.0.0.1:${plain.port}/caddy/build:${key}`;
-    const opts = ['--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'];
     const att = await cosign(['verify-attestation', '--key', plainPub, '--type', 'slsaprovenance1', ...opts, image], dir);
     assert.ok(att.ok, att.out);
+    const signedTag = await cosign(['verify-attestation', '--key', plainPub, '--type', 'slsaprovenance1', ...opts, tag], dir);
+    assert.ok(signedTag.ok, signedTag.out);
     await plain.stop();
     plain = undefined;
   });

@@ -5,7 +5,11 @@
  * with a 307 to the S3 server's presigned URL, and the pulled layers hash to their digests. A blob
  * corrupted in S3: through the redirect the client gets S3's bytes and its own digest check refuses
  * them (crane fails the pull); a hub without redirects never serves it as good bytes (the transfer
- * is cut, the blob deleted, the image made again from the binary with the same digests).
+ * is cut, the blob deleted, the image made again from the binary with the same digests). The agent
+ * signs with a build key and the hubs verify with its public half (`publicKey`): each hub signs the
+ * tag's index with the index key it made at first start, and cosign (`verify`, `verify-attestation
+ * --type slsaprovenance1`) accepts the tag with that key, not with the build key, and not another
+ * hub's index with it.
  *
  * The agent builds with a stand-in xcaddy that copies a real Go binary (xcaddy's own) to --output:
  * the test is about the registry on S3, not about compiling Caddy, and a build takes a second.
@@ -15,11 +19,14 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { createPublicKey } from 'node:crypto';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createKeyPair, fingerprintOf, publicKeyFromPem } from '../../src/provenance/index.js';
+import { COSIGN, COSIGN_REGISTRY_OPTS, attestedStatements, cosign } from '../helpers/cosign.js';
 import { CADDY_VERSION, instantXcaddy, ROOT, startFairway, tempDir, type FairwayProcess } from '../helpers/fairway.js';
 import { startRedis, startS3, type RedisService, type S3Service } from '../helpers/services.js';
 
@@ -58,6 +65,11 @@ describe('registry on a hub with the S3 store and presigned redirects', { timeou
   let manifest: Manifest;
   let manifestDigest: string;
   const args = () => ['--redis', redis.url, '--store', storeUrl, '--xcaddy-bin', bin, '--image-platforms', 'linux/amd64'];
+  /** The agent signs with the build key; hubs verify with its public half (and sign indexes with their own index key). */
+  const build = createKeyPair();
+  let buildKeyFile: string;
+  let buildPub: string;
+  const hubArgs = () => [...args(), '--public-key', buildPub];
   const objectKey = (digest: string) => `fw/blobs/sha256/${digest.slice(7)}`;
 
   /** crane pull to an OCI layout; checks every blob of the pulled image against its digest. */
@@ -82,9 +94,13 @@ describe('registry on a hub with the S3 store and presigned redirects', { timeou
     storeUrl = `s3://${s3.bucket}/fw?endpoint=${encodeURIComponent(s3.endpoint)}&region=${s3.region}&forcePathStyle=true&presign=600`;
     env = { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_REGION: s3.region };
     s3client = new S3Client(s3.clientConfig());
+    buildKeyFile = join(dir, 'build.key');
+    buildPub = join(dir, 'build.pub');
+    await writeFile(buildKeyFile, build.privatePem, { mode: 0o600 });
+    await writeFile(buildPub, build.publicPem);
     [hub, agent] = await Promise.all([
-      startFairway({ command: 'hub', args: [...args(), '--download-redirect'], env, dataDir: join(dir, 'hub') }),
-      startFairway({ command: 'agent', args: [...args(), '--agent-id', 'agent-r', '--concurrency', '1'], env, dataDir: join(dir, 'agent') }),
+      startFairway({ command: 'hub', args: [...hubArgs(), '--download-redirect'], env, dataDir: join(dir, 'hub') }),
+      startFairway({ command: 'agent', args: [...args(), '--signing-key', buildKeyFile, '--agent-id', 'agent-r', '--concurrency', '1'], env, dataDir: join(dir, 'agent') }),
     ]);
     host = `127.0.0.1:${hub.port}`;
   });
@@ -126,7 +142,7 @@ describe('registry on a hub with the S3 store and presigned redirects', { timeou
     await assert.rejects(crane(['pull', '--insecure', '--platform', 'linux/amd64', '--format', 'oci', `${host}/caddy:${TAG}`, join(dir, 'pull-bad')]), /digest|sha256|mismatch/i);
 
     // Without redirects the hub streams the blob itself, checked against the digest on the way.
-    plainHub = await startFairway({ command: 'hub', args: args(), env, dataDir: join(dir, 'hub2') });
+    plainHub = await startFairway({ command: 'hub', args: hubArgs(), env, dataDir: join(dir, 'hub2') });
     const plain = `http://127.0.0.1:${plainHub.port}`;
     const res = await fetch(`${plain}/v2/caddy/blobs/${layer.digest}`);
     let body: Buffer | null = null;
@@ -148,5 +164,42 @@ describe('registry on a hub with the S3 store and presigned redirects', { timeou
     assert.equal((await crane(['digest', '--insecure', '--platform', 'linux/amd64', `${host}/caddy:${TAG}`])).trim(), manifestDigest);
     const fixed = await s3client.send(new GetObjectCommand({ Bucket: s3.bucket, Key }));
     assert.equal(sha256(Buffer.from(await fixed.Body!.transformToByteArray())), layer.digest, 'the store holds the good blob again');
+  });
+
+  test("the tag's index is signed by the hub's own index key (made at first start) once its image verified under the agent's key: cosign passes with it, fails with the build key and for another hub's index", async () => {
+    assert.ok(existsSync(COSIGN), 'cosign is missing: run bash scripts/image-tools.sh');
+    const keyFile = join(dir, 'hub', 'index-signing.key');
+    assert.equal((await stat(keyFile)).mode & 0o777, 0o600, 'the index key file is mode 0600');
+    const pem = await (await fetch(`http://${host}/api/index-signing-key`)).text();
+    const fp = fingerprintOf(publicKeyFromPem(pem));
+    assert.equal(fingerprintOf(createPublicKey(await readFile(keyFile, 'utf8'))), fp, '/api/index-signing-key serves the public half of the key file');
+    assert.match(hub.output(), new RegExp(`created an index signing key \\(no indexSigningKey set\\): fingerprint ${fp}`));
+    const indexPub = join(dir, 'index.pub');
+    await writeFile(indexPub, pem);
+    const tag = `${host}/caddy:${TAG}`;
+    const indexDigest = (await crane(['digest', '--insecure', tag])).trim();
+    const sig = await cosign(['verify', '--key', indexPub, ...COSIGN_REGISTRY_OPTS, tag], dir);
+    assert.ok(sig.ok, sig.out);
+    assert.match(sig.out, new RegExp(`"docker-manifest-digest":"${indexDigest}"`));
+    const att = await cosign(['verify-attestation', '--key', indexPub, '--type', 'slsaprovenance1', ...COSIGN_REGISTRY_OPTS, tag], dir);
+    assert.ok(att.ok, att.out);
+    const statements = attestedStatements(att.out);
+    assert.equal(statements.length, 1);
+    assert.deepEqual(
+      statements[0]!.subject.map((x) => `sha256:${x.digest.sha256}`),
+      [indexDigest, manifestDigest],
+    );
+    // The build key signs images, not indexes; another hub (its own index key) signs the same index, but not with this key.
+    const byBuildKey = await cosign(['verify', '--key', buildPub, ...COSIGN_REGISTRY_OPTS, tag], dir);
+    assert.ok(!byBuildKey.ok, `the build key must not verify an index:\n${byBuildKey.out}`);
+    const other = `127.0.0.1:${plainHub!.port}/caddy:${TAG}`;
+    for (const a of [['verify'], ['verify-attestation', '--type', 'slsaprovenance1']]) {
+      const foreign = await cosign([...a, '--key', indexPub, ...COSIGN_REGISTRY_OPTS, other], dir);
+      assert.ok(!foreign.ok, `an index signed without this key must be refused:\n${foreign.out}`);
+    }
+    const otherPub = join(dir, 'index2.pub');
+    await writeFile(otherPub, await (await fetch(`http://127.0.0.1:${plainHub!.port}/api/index-signing-key`)).text());
+    const own = await cosign(['verify', '--key', otherPub, ...COSIGN_REGISTRY_OPTS, other], dir);
+    assert.ok(own.ok, own.out);
   });
 });
