@@ -88,7 +88,7 @@ export interface DoctorOptions {
     | 'redis'
     | 'toolsDir'
   > &
-    Partial<Pick<Config, 'buildMemoryMax' | 'buildTasksMax' | 'buildTmpfsSize' | 'buildFileSizeMax' | 'runMemoryMax' | 'runTasksMax' | 'runTmpfsSize' | 'sandboxLimits'>>;
+    Partial<Pick<Config, 'indexSigningKey' | 'buildMemoryMax' | 'buildTasksMax' | 'buildTmpfsSize' | 'buildFileSizeMax' | 'runMemoryMax' | 'runTasksMax' | 'runTmpfsSize' | 'sandboxLimits'>>;
   /** The command that installs the tools: `fairway setup` or `npm run setup`. */
   setupCommand: string;
   /** The environment the checks read PATH from (default process.env). */
@@ -310,6 +310,10 @@ export function doctorChecks(o: DoctorOptions): { checks: Check[]; close(): Prom
     const key = c.signingKey;
     checks.push({ name: 'signing key', run: () => checkSigningKey(key, c.cacheDir) });
   }
+  if (c.indexSigningKey) {
+    const key = c.indexSigningKey;
+    checks.push({ name: 'index signing key', run: () => checkSigningKey(key, c.cacheDir, '--index-signing-key') });
+  }
   return { checks, close: async () => (sandbox as Sandbox | null)?.close() };
 }
 
@@ -405,17 +409,21 @@ export async function checkStore(spec: string, dataDir: string): Promise<CheckOu
 }
 
 /** The signing key: not where builds can read it, a valid ECDSA P-256 private key, mode 0600. */
-export async function checkSigningKey(path: string, cacheDir: string): Promise<CheckOutcome> {
+export async function checkSigningKey(path: string, cacheDir: string, flag = '--signing-key'): Promise<CheckOutcome> {
   const keyPath = resolve(path);
   const visible = sandboxVisibleParent(keyPath, [cacheDir]);
   if (visible)
-    return { ok: false, detail: `${keyPath} is under ${visible}, which sandboxed builds can read`, fix: 'move it elsewhere, e.g. /etc/fairway/signing.key, mode 0600, and set --signing-key' };
+    return {
+      ok: false,
+      detail: `${keyPath} is under ${visible}, which sandboxed builds can read`,
+      fix: `move it elsewhere, e.g. /etc/fairway/${flag === '--signing-key' ? 'signing.key' : 'index-signing.key'}, mode 0600, and set ${flag}`,
+    };
   try {
     const signer = await loadSigner(keyPath);
     const st = await stat(keyPath);
     if ((st.mode & 0o077) !== 0) return { ok: false, detail: `${keyPath} (${signer.fingerprint}) is readable by other users (mode ${(st.mode & 0o777).toString(8)})`, fix: `chmod 0600 ${keyPath}` };
     return { ok: true, detail: `${keyPath}: ECDSA P-256, ${signer.fingerprint}` };
   } catch (err) {
-    return { ok: false, detail: (err as Error).message, fix: 'create one with `fairway key create` (docs/provenance.md) and set --signing-key' };
+    return { ok: false, detail: (err as Error).message, fix: `create one with \`fairway key create\` (docs/provenance.md) and set ${flag}` };
   }
 }

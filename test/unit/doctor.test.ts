@@ -140,6 +140,8 @@ describe('signing key', () => {
     const bad = await checkSigningKey(junk, join(dir, 'cache'));
     assert.equal(bad.ok, false);
     assert.match(bad.fix ?? '', /fairway key create/);
+    assert.match(bad.fix ?? '', /set --signing-key$/);
+    assert.match((await checkSigningKey(junk, join(dir, 'cache'), '--index-signing-key')).fix ?? '', /set --index-signing-key$/, 'the index key: its own flag');
 
     const inCache = await checkSigningKey(join(dir, 'cache', 'k.pem'), join(dir, 'cache'));
     assert.equal(inCache.ok, false);
@@ -183,6 +185,7 @@ describe('doctorChecks for a configuration', () => {
     const names = (c: typeof base) => doctorChecks({ config: c, setupCommand: 'fairway setup' }).checks.map((x) => x.name);
     assert.deepEqual(names(base), ['node', 'go', 'xcaddy', 'cacheprog', 'sandbox', 'limits', 'module proxy', 'data dir', 'cache dir']);
     assert.deepEqual(names({ ...base, redis: 'redis://127.0.0.1:6379', store: '/tmp/s', signingKey: '/etc/k' }).slice(9), ['redis', 'store', 'signing key']);
+    assert.deepEqual(names({ ...base, indexSigningKey: '/etc/i' }).slice(9), ['index signing key']);
   });
 
   test('node: maintained lines pass (22.12+, 24, 26), end-of-life ones fail with the fix', async () => {
