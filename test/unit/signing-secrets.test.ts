@@ -75,13 +75,14 @@ describe('secretFiles: every secret-bearing file the configuration names', () =>
     const creds = join(dir, 'aws-credentials');
     const webToken = join(dir, 'web-identity-token');
     for (const f of [authFile, creds, webToken]) await writeFile(f, 'x');
-    await writeFile(configFile, JSON.stringify({ authFile, signingKey: join(dir, 'missing.key') }));
+    await writeFile(configFile, JSON.stringify({ authFile, signingKey: join(dir, 'missing.key'), indexSigningKey: join(dir, 'index.key') }));
     const env = { HOME: dir, AWS_SHARED_CREDENTIALS_FILE: creds, AWS_WEB_IDENTITY_TOKEN_FILE: webToken };
     const fsConfig = loadConfig({ file: configFile, env });
     assert.deepEqual(
       secretFiles(fsConfig, env).map((s) => [s.setting, s.path]),
       [
         ['signingKey', join(dir, 'missing.key')],
+        ['indexSigningKey', join(dir, 'index.key')],
         ['the config file', configFile],
         ['authFile', authFile],
       ],
@@ -90,7 +91,7 @@ describe('secretFiles: every secret-bearing file the configuration names', () =>
     assert.deepEqual(
       secretFiles(s3, env)
         .map((s) => s.setting)
-        .slice(3),
+        .slice(4),
       ['AWS_SHARED_CREDENTIALS_FILE', 'AWS_WEB_IDENTITY_TOKEN_FILE'],
     );
   });
