@@ -11,6 +11,9 @@
  * deterministically, at the next pull of its tag). When a referencing record cannot be read, nothing
  * is swept: a blob is only deleted when it is known to be unreferenced.
  *
+ * Records of a follower namespace (`index-signatures`: the signatures of tag indexes) name blobs
+ * without keeping them; the pass that deletes one of their blobs drops them.
+ *
  * attributeBlobs() is the budget's view (src/ops/prune.ts): each artifact is charged the bytes of
  * the blobs only its records reference; blobs several artifacts share (the base layer) are counted
  * once as shared bytes, which no single removal frees.
@@ -24,6 +27,12 @@ import type { BlobStore, ListedBlob, RecordStore } from '../store/index.js';
  * signature/attestation records of src/registry (both `<ns>/<artifact key>` with a `blobs` array).
  */
 export const BLOB_REFERENCE_NAMESPACES: readonly string[] = ['images', 'signatures'];
+/**
+ * Record namespaces whose records name blobs without keeping them: the signatures of tag indexes
+ * (src/registry/indexsign.ts), made again at the next request once their blobs are gone, like the
+ * index blobs themselves. A record there is dropped in the pass that deletes one of its blobs.
+ */
+export const BLOB_FOLLOWER_NAMESPACES: readonly string[] = ['index-signatures'];
 /** Unreferenced blobs younger than this are kept (ms). */
 export const DEFAULT_BLOB_GRACE_MS = 60 * 60_000;
 
@@ -156,6 +165,8 @@ export interface CollectBlobsOptions {
   artifactExists?: (key: string) => Promise<boolean>;
   /** Report what would go, delete nothing. */
   dryRun?: boolean;
+  /** Namespaces whose records go when a blob they name is collected (default BLOB_FOLLOWER_NAMESPACES). */
+  followers?: readonly string[];
 }
 
 export interface CollectBlobsResult {
@@ -216,6 +227,7 @@ export async function collectBlobs(store: BlobGcStore, o: CollectBlobsOptions = 
         out.errors.push({ digest: b.digest, error: (err as Error).message });
       }
     }
+    if (out.removed.length) await dropFollowers(store, new Set(out.removed.map((r) => r.digest)), o, out);
   } catch (err) {
     out.skipped = `the blob references could not be read, nothing was collected: ${(err as Error).message}`;
     o.log?.warn({ error: (err as Error).message }, 'blob collection skipped: a referencing record or the blob listing could not be read');
@@ -228,6 +240,22 @@ export async function collectBlobs(store: BlobGcStore, o: CollectBlobsOptions = 
     );
   }
   return out;
+}
+
+/** Drops the follower records (BLOB_FOLLOWER_NAMESPACES) that name a collected blob; a failure is logged, never fatal. */
+async function dropFollowers(store: BlobGcStore, removed: Set<string>, o: CollectBlobsOptions, out: CollectBlobsResult): Promise<void> {
+  for (const ns of o.followers ?? BLOB_FOLLOWER_NAMESPACES) {
+    try {
+      for (const name of await store.listRecords(ns)) {
+        const value = await store.getRecord(ns, name).catch(() => null);
+        if (!recordBlobDigests(value).some((d) => removed.has(d))) continue;
+        if (!o.dryRun) await store.deleteRecord(ns, name);
+        out.droppedRecords.push(`${ns}/${name}`);
+      }
+    } catch (err) {
+      o.log?.warn({ ns, error: (err as Error).message }, 'blob collection: the records naming collected blobs could not all be dropped; the next pass tries again');
+    }
+  }
 }
 
 /** Blob count and bytes (one listing), for stats and metrics. */

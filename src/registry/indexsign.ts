@@ -24,8 +24,9 @@
  * The result is kept as the record `index-signatures/<index hex>.<key fingerprint, 32 hex>`:
  * indexes are deterministic (the same platform images make the same digest), so a tag is signed
  * once per key, not at every pull. Its blobs are referenced by no record the blob collector reads
- * (like the index blob itself, made again at the next pull): when they are collected, the index is
- * verified and signed again at the next request.
+ * (like the index blob itself, made again at the next pull): the pass that collects them drops the
+ * record too (src/ops/blobgc.ts BLOB_FOLLOWER_NAMESPACES), and the index is verified and signed
+ * again at the next request.
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';

@@ -701,14 +701,22 @@ describe('image blobs: attribution, collection, pruning', () => {
     const fresh = await putBlob(store, dir, 'f', 100, now - 10 * 60_000);
     await store.putRecord('images', key(1), { key: key(1), manifestDigest: layer.digest, blobs: [layer, base] });
     await store.putRecord('cosign-extra', key(1), { blobs: [sig] });
+    // A tag index's signature names blobs without keeping them: it goes with them.
+    await store.putRecord('index-signatures', 'idx-old', { blobs: [old] });
+    await store.putRecord('index-signatures', 'idx-fresh', { blobs: [fresh] });
 
     // `cosign-extra` is not one of the default referencing namespaces: its record's blob is garbage.
     const dry = await collectBlobs(store, { now, dryRun: true, log: silent });
     assert.deepEqual(dry.removed.map((b) => b.digest).sort(), [old.digest, sig.digest].sort());
     assert.equal((await blobNames(store)).length, 5, 'a dry run deletes nothing');
+    assert.deepEqual(dry.droppedRecords, ['index-signatures/idx-old']);
+    assert.ok(await store.getRecord('index-signatures', 'idx-old'), 'a dry run drops no record');
 
     const gc = await collectBlobs(store, { now, namespaces: [...BLOB_REFERENCE_NAMESPACES, 'cosign-extra'], log: silent });
     assert.deepEqual(gc.removed, [old]);
+    assert.deepEqual(gc.droppedRecords, ['index-signatures/idx-old'], 'the index signature whose blob was collected');
+    assert.deepEqual(await store.listRecords('index-signatures'), ['idx-fresh']);
+    await store.deleteRecord('index-signatures', 'idx-fresh');
     assert.equal(gc.bytes, 100);
     assert.deepEqual([gc.young, gc.referenced], [1, 3]);
     assert.deepEqual(await blobNames(store), [layer.digest, base.digest, sig.digest, fresh.digest].sort());
