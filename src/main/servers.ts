@@ -30,7 +30,7 @@ import { GoResolver } from '../resolve/index.js';
 import { BuildService, buildProcessor, remoteJobCheck, type BuildPayload, type ProcessorOptions } from '../service/index.js';
 import { BUILD_FLAGS } from '../spec/index.js';
 import { HotCache } from '../cache/index.js';
-import type { ArtifactStore } from '../store/index.js';
+import { openStore, type ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { sandboxVisibleParent } from '../sandbox/index.js';
 import { matchPrivate, privateModules } from '../util/goprivate.js';
@@ -524,9 +524,10 @@ async function agentGoCache(config: Config, toolchain: Toolchain, gate: BuildGat
       `goCacheShared: the GOCACHEPROG program ${prog} is missing or not executable; run "${setupCommand({ toolsDir: config.toolsDir })}" (it builds tools/cacheprog) or set goCacheProgBin`,
     );
   });
+  // The shared tier: the artifact store's `gocache` area (docs/distributed.md "Fleet caches").
+  const shared = await openStore(config.store ?? join(config.dataDir, 'artifacts'), { dataDir: config.dataDir, area: 'gocache' });
   const cache = await startAgentGoCache({
-    storeUrl: config.store ?? join(config.dataDir, 'artifacts'),
-    dataDir: config.dataDir,
+    shared,
     localDir: join(config.cacheDir, 'gocacheprog'),
     protectRecentMs: config.buildTimeout,
     ...(config.goCacheMaxBytes !== undefined ? { localMaxBytes: config.goCacheMaxBytes } : {}),

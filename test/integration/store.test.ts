@@ -1201,6 +1201,23 @@ describe('openStore / parseStoreUrl', () => {
     assert.deepEqual(parseStoreUrl('file:///srv/artifacts'), { kind: 'fs', root: '/srv/artifacts' });
   });
 
+  test('an area of the store (the fleet Go cache): a sub-folder, or a sub-prefix of the S3 prefix', async () => {
+    const dir = await mkdtemp(join(scratch, 'area-'));
+    const fsArea = await openStore(join(dir, 'store'), { area: 'gocache' });
+    assert.ok(fsArea instanceof FsStore && fsArea.root === join(dir, 'store', 'gocache'));
+    const creds = { accessKeyId: 'a', secretAccessKey: 'b' };
+    for (const [url, prefix] of [
+      ['s3://abc/fw?endpoint=http://127.0.0.1:1', 'fw/gocache/'],
+      ['s3://abc?endpoint=http://127.0.0.1:1', 'gocache/'],
+    ] as const) {
+      const st = await openStore(url, { area: 'gocache', credentials: creds });
+      assert.ok(st instanceof S3Store);
+      assert.equal(st.prefix, prefix);
+      await st.close();
+    }
+    await assert.rejects(openStore(join(dir, 'store'), { area: '../x' }), /invalid store area "\.\.\/x"/);
+  });
+
   test('s3: bucket, prefix and parameters', () => {
     assert.deepEqual(parseStoreUrl('s3://my-bucket/a/b?endpoint=http://127.0.0.1:9000/&region=eu-west-1&forcePathStyle=false&presign=3600'), {
       kind: 's3',
