@@ -1,11 +1,11 @@
 export * from './types.js';
 export { FsStore, assertKey } from './fs.js';
 export { BlobDigestMismatchError, InvalidDigestError, InvalidRecordNameError, digestHex, isDigest, isRecordName } from './blobs.js';
-export { S3Store, MAX_PRESIGN_SECONDS, describeS3Error, type S3Credentials, type S3StoreOptions } from './s3.js';
+export { S3Store, MAX_PRESIGN_SECONDS, describeS3Error, type S3Credentials, type S3StoreOptions } from './s3/index.js';
 
 import { isAbsolute, join, resolve } from 'node:path';
 import { FsStore } from './fs.js';
-import { MAX_PRESIGN_SECONDS, S3Store, assertBucketName, normalizePrefix, type S3Credentials, type S3StoreOptions } from './s3.js';
+import { MAX_PRESIGN_SECONDS, S3Store, assertBucketName, normalizePrefix, type S3Credentials, type S3StoreOptions } from './s3/index.js';
 
 export type StoreSpec = { kind: 'fs'; root: string } | { kind: 's3'; options: S3StoreOptions };
 
