@@ -4,7 +4,7 @@
  * embedded (local queue, fs store) and distributed (BullMQ, S3).
  */
 import type { Logger } from 'pino';
-import type { LogLine } from '../build/index.js';
+import type { LogLine } from '../util/logline.js';
 import { expandScopes, type Scope } from '../auth/index.js';
 import type { HotCache } from '../cache/index.js';
 import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
