@@ -175,7 +175,7 @@ function processorOptions(config: Config, store: ArtifactStore, signer: Signer |
     fairwayVersion: FAIRWAY_VERSION,
     ...(signer ? { signer } : {}),
     publish: async ({ binaryPath, meta, predicate, log }) => {
-      if ((meta.spec as { os?: string }).os !== 'linux') return;
+      if (meta.spec.os !== 'linux') return;
       const rec = await publishImage({ store, binaryPath, meta, tmpDir, predicate, logger, ...(signer ? { signer } : {}) });
       log(`image ${rec.manifestDigest}${signer ? ' (signed, with its provenance attested)' : ' (unsigned)'}`);
     },

@@ -10,7 +10,7 @@ import type { HotCache } from '../cache/index.js';
 import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
 import type { AgentInfo, BuildQueue, FinalState, JobEvent, QueueDepth } from '../queue/index.js';
 import type { Resolver, VersionList } from '../resolve/index.js';
-import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, storedRequest, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
 import { parseEnvelope, type DsseEnvelope } from '../provenance/index.js';
 import { AppError, NotFoundError } from '../util/errors.js';
@@ -438,7 +438,7 @@ export class BuildService {
     const meta = await this.finished(key);
     if (meta?.status !== 'succeeded') throw new NotFoundError(`finished build ${id}`);
     if (meta.rebuildOf) throw new AppError(409, 'is_rebuild', `build ${id} is a rebuild of ${meta.rebuildOf}: rebuild that one`);
-    const spec = meta.spec as ResolvedSpec;
+    const spec = meta.spec;
     if (spec.toolchain.flags !== BUILD_FLAGS) {
       throw new AppError(
         409,
@@ -455,7 +455,7 @@ export class BuildService {
     await ctx.chargeBuild?.();
     await this.o.admission?.admit(rkey, ctx.client);
     const payload: BuildPayload = {
-      request: storedRequest(meta.request, spec),
+      request: meta.request,
       spec,
       requestedAt: new Date().toISOString(),
       ...(ctx.client ? { requestedBy: ctx.client } : {}),

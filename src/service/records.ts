@@ -46,14 +46,14 @@ function links(key: string): BuildRecord['links'] {
 
 /** The record of a finished build, from its stored meta (`cached`: answered from the store without building). */
 export function recordOfMeta(m: ArtifactMeta, cached: boolean): BuildRecord {
-  const spec = m.spec as ResolvedSpec;
+  const spec = m.spec;
   return {
     id: m.key,
     key: m.key,
     status: m.status,
     phase: m.status === 'succeeded' ? 'done' : m.status,
     cached,
-    request: storedRequest(m.request, spec),
+    request: m.request,
     spec,
     filename: m.filename,
     ...(m.sha256 ? { sha256: m.sha256 } : {}),

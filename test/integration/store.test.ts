@@ -76,8 +76,8 @@ function succeeded(key: string, bin: Binary, over: Partial<ArtifactMeta> = {}): 
   return {
     key,
     status: 'succeeded',
-    request: { os: 'linux', arch: 'amd64', plugins: [] },
-    spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [] },
+    request: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [] },
+    spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.0', xcaddy: 'v0.4.7', flags: 'xcaddy-default+sorted-plugins' } },
     filename: 'caddy_linux_amd64',
     sha256: bin.sha256,
     size: bin.bytes.length,
@@ -95,8 +95,8 @@ function failed(key: string, over: Partial<ArtifactMeta> = {}): ArtifactMeta {
   return {
     key,
     status: 'failed',
-    request: { os: 'linux', arch: 'amd64', plugins: [] },
-    spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [] },
+    request: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [] },
+    spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.0', xcaddy: 'v0.4.7', flags: 'xcaddy-default+sorted-plugins' } },
     filename: 'caddy_linux_amd64',
     error: 'go build: exit status 1',
     createdAt: '2025-01-01T00:00:00.000Z',
