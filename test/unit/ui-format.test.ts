@@ -122,6 +122,7 @@ describe('build card and recent list', () => {
     assert.equal(lineClass('stderr', 'main.go:12: undefined: foo'), 'e');
     assert.equal(lineClass('stdout', 'FATAL something'), 'e');
     assert.equal(lineClass('stdout', 'errors.go is fine'), '');
+    assert.equal(lineClass('stdout', 'compiling main.go:12 later'), '', 'a Go position marks an error only at the start of a line');
     assert.deepEqual(sseEvents('data: {"a":1}\n\nevent: x\ndata: 2\ndata: 3\n\n: ping\n\ndata: par'), { data: ['{"a":1}', '2\n3'], rest: 'data: par' });
     assert.deepEqual(sseEvents(''), { data: [], rest: '' });
     assert.deepEqual([1, 2, 5, 9].map(reconnectDelay), [1000, 2000, 10_000, 10_000]);
