@@ -15,15 +15,9 @@ import { killGroup, SandboxRunError, type Sandbox, type SandboxCommand } from '.
 import { comparePlugins, hostPlatform, type ResolvedSpec } from '../spec/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { copyFromHandle } from '../util/fs.js';
+import type { LogStream } from '../util/logline.js';
 
-export type LogStream = 'stdout' | 'stderr' | 'system';
-
-export interface LogLine {
-  seq: number;
-  ts: string;
-  stream: LogStream;
-  text: string;
-}
+export type { LogStream } from '../util/logline.js';
 
 export type BuildPhase = 'resolving' | 'building' | 'storing';
 

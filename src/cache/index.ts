@@ -25,6 +25,9 @@ import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ArtifactMeta, ByteRange } from '../store/index.js';
 
+/** What the hot tier needs to know of what it holds: a key, and the bytes it must be (an artifact's binary, or a blob). */
+export type HotItem = Pick<ArtifactMeta, 'key' | 'status' | 'sha256' | 'size'>;
+
 export interface HotCacheOptions {
   /** Byte budget of all entries (and loads in flight); 0 disables the tier. */
   maxBytes: number;
@@ -88,7 +91,7 @@ export class HotCache {
    * The artifact's bytes (or the range of them) as a stream, when held; else null, and a fill from
    * `read` is started in the background if the binary fits. `read` streams the whole binary.
    */
-  open(meta: ArtifactMeta, read: () => Promise<NodeJS.ReadableStream>, range?: ByteRange): Readable | null {
+  open(meta: HotItem, read: () => Promise<NodeJS.ReadableStream>, range?: ByteRange): Readable | null {
     if (!this.enabled || meta.status !== 'succeeded' || !meta.sha256 || meta.size === undefined) return null;
     const e = this.entries.get(meta.key);
     if (e && e.sha256 === meta.sha256 && e.bytes.length === meta.size) {
@@ -110,9 +113,7 @@ export class HotCache {
    * size (the store's blob changed) dropped. `size` is the store's current size of the blob.
    */
   openBlob(digest: string, size: number, read: () => Promise<NodeJS.ReadableStream>, range?: ByteRange): Readable | null {
-    const at = '1970-01-01T00:00:00.000Z';
-    const meta: ArtifactMeta = { key: `blob:${digest}`, status: 'succeeded', request: null, spec: null, filename: 'blob', sha256: digest.slice(7), size, createdAt: at, finishedAt: at };
-    return this.open(meta, read, range);
+    return this.open({ key: `blob:${digest}`, status: 'succeeded', sha256: digest.slice(7), size }, read, range);
   }
 
   /** Forgets a blob's bytes (deleted from the store, or found not matching its digest). */
@@ -138,7 +139,7 @@ export class HotCache {
     return { entries: this.entries.size, bytes: this.bytes, maxBytes: this.maxBytes, ...this.counts };
   }
 
-  private fill(meta: ArtifactMeta, read: () => Promise<NodeJS.ReadableStream>): void {
+  private fill(meta: HotItem, read: () => Promise<NodeJS.ReadableStream>): void {
     const size = meta.size!;
     if (size > this.maxEntryBytes || this.loading.has(meta.key)) return;
     if (!this.makeRoom(size)) return;
@@ -166,7 +167,7 @@ export class HotCache {
   }
 
   /** Reads the whole binary into one buffer, checking size and sha256 on the way. */
-  private async load(meta: ArtifactMeta, read: () => Promise<NodeJS.ReadableStream>): Promise<Buffer> {
+  private async load(meta: HotItem, read: () => Promise<NodeJS.ReadableStream>): Promise<Buffer> {
     const size = meta.size!;
     const buf = Buffer.allocUnsafe(size);
     const hash = createHash('sha256');

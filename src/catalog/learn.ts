@@ -10,7 +10,6 @@
  * the catalog); `all` takes any; `off` none.
  */
 import type { Logger } from 'pino';
-import type { ResolvedSpec } from '../spec/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import type { Catalog } from './index.js';
 import { modulesByPackage, parseListModulesText } from './listmodules.js';
@@ -54,8 +53,8 @@ export class ModuleLearner {
     if (this.o.mode === 'off') return skip('learning is off');
     const meta = await this.o.store.getMeta(key);
     if (meta?.status !== 'succeeded') return skip('no successful build');
-    const spec = meta.spec as ResolvedSpec;
-    if (!spec.plugins?.length) return skip('no plugins');
+    const spec = meta.spec;
+    if (!spec.plugins.length) return skip('no plugins');
     if (this.o.mode === 'catalog') {
       const unlisted = spec.plugins.filter((p) => !this.o.catalog.lists(p.module)).map((p) => p.module);
       if (unlisted.length) return skip(`plugins not in the catalog: ${unlisted.join(', ')} (catalogLearn=catalog)`);

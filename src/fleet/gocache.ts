@@ -34,7 +34,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
-import { FsStore, openStore, parseStoreUrl, type AccessTracker, type ArtifactStore } from '../store/index.js';
+import type { AccessTracker, ArtifactStore } from '../store/index.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const ACTIONS = 'actions';
@@ -155,18 +155,6 @@ async function writeHashed(src: AsyncIterable<unknown>, tmp: string, max: number
   // The process umask may have narrowed the mode: the build identity must read entries.
   await chmod(tmp, 0o644);
   return { sha256: h.digest('hex'), size };
-}
-
-/**
- * The shared tier's store for an artifact store URL: the same settings at the sub-prefix
- * `gocache/` (fs `<root>/gocache`, s3 `<prefix>gocache/`).
- */
-export async function openSharedGoCache(storeUrl: string, o: { dataDir?: string } = {}): Promise<ArtifactStore> {
-  const spec = parseStoreUrl(storeUrl, o);
-  if (spec.kind === 'fs') return FsStore.open(join(spec.root, 'gocache'));
-  const url = new URL(storeUrl.trim());
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}/gocache`;
-  return openStore(url.toString());
 }
 
 export class GoCacheServer {
@@ -626,9 +614,11 @@ export class GoCacheServer {
 }
 
 export interface AgentGoCacheOptions {
-  /** The artifact store's URL: the shared tier is its `gocache/` area. */
-  storeUrl: string;
-  dataDir: string;
+  /**
+   * The shared tier: the store's `gocache` area, opened by the composition root
+   * (`openStore(url, { area: 'gocache' })`); the server closes it when it stops.
+   */
+  shared: ArtifactStore;
   /** The local tier (`<cacheDir>/gocacheprog`). */
   localDir: string;
   localMaxBytes?: number;
@@ -641,31 +631,33 @@ export interface AgentGoCacheOptions {
   logger?: Logger;
 }
 
-/** An agent's cache server: checks Go and the program, opens the shared tier, starts. */
+/**
+ * An agent's cache server: checks Go, the program and the shared tier, then starts. It owns the
+ * shared tier from here on: closed when the server stops, or here when a check fails.
+ */
 export async function startAgentGoCache(o: AgentGoCacheOptions): Promise<GoCacheServer> {
-  const v = /^go1\.(\d+)/.exec(o.goVersion);
-  if (!v || Number(v[1]) < 24) throw new Error(`goCacheShared needs Go 1.24 or newer (GOCACHEPROG); this toolchain is ${o.goVersion}`);
   try {
-    await access(o.progBin, constants.X_OK);
-  } catch {
-    throw new Error(`goCacheShared: the GOCACHEPROG program ${o.progBin} is missing or not executable; run "npm run setup" (it builds tools/cacheprog) or set goCacheProgBin`);
-  }
-  const shared = await openSharedGoCache(o.storeUrl, { dataDir: o.dataDir });
-  try {
-    await shared.ping();
+    const v = /^go1\.(\d+)/.exec(o.goVersion);
+    if (!v || Number(v[1]) < 24) throw new Error(`goCacheShared needs Go 1.24 or newer (GOCACHEPROG); this toolchain is ${o.goVersion}`);
+    try {
+      await access(o.progBin, constants.X_OK);
+    } catch {
+      throw new Error(`goCacheShared: the GOCACHEPROG program ${o.progBin} is missing or not executable; run "npm run setup" (it builds tools/cacheprog) or set goCacheProgBin`);
+    }
+    await o.shared.ping();
+    return await GoCacheServer.start({
+      localDir: o.localDir,
+      shared: o.shared,
+      ownsShared: true,
+      ...(o.localMaxBytes !== undefined ? { localMaxBytes: o.localMaxBytes } : {}),
+      ...(o.protectRecentMs !== undefined ? { protectRecentMs: o.protectRecentMs } : {}),
+      ...(o.sharedMaxBytes !== undefined ? { sharedMaxBytes: o.sharedMaxBytes } : {}),
+      ...(o.logger ? { logger: o.logger } : {}),
+    });
   } catch (err) {
-    await shared.close?.();
+    await o.shared.close?.();
     throw err;
   }
-  return GoCacheServer.start({
-    localDir: o.localDir,
-    shared,
-    ownsShared: true,
-    ...(o.localMaxBytes !== undefined ? { localMaxBytes: o.localMaxBytes } : {}),
-    ...(o.protectRecentMs !== undefined ? { protectRecentMs: o.protectRecentMs } : {}),
-    ...(o.sharedMaxBytes !== undefined ? { sharedMaxBytes: o.sharedMaxBytes } : {}),
-    ...(o.logger ? { logger: o.logger } : {}),
-  });
 }
 
 /** Wraps a build processor so a build ends only after its cache puts are durable (or dropped with a log line). */

@@ -25,7 +25,6 @@ export {
 export {
   GoCacheServer,
   flushingGoCache,
-  openSharedGoCache,
   startAgentGoCache,
   type AgentCacheSummary,
   type AgentGoCacheOptions,

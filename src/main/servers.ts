@@ -31,7 +31,7 @@ import { GoResolver } from '../resolve/index.js';
 import { BuildService, buildProcessor, remoteJobCheck, type BuildPayload, type ProcessorOptions } from '../service/index.js';
 import { BUILD_FLAGS } from '../spec/index.js';
 import { HotCache } from '../cache/index.js';
-import type { ArtifactStore } from '../store/index.js';
+import { openStore, type ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { sandboxVisibleParent } from '../sandbox/index.js';
 import { matchPrivate, privateModules } from '../util/goprivate.js';
@@ -238,7 +238,7 @@ function processorOptions(config: Config, store: ArtifactStore, signer: Signer |
     fairwayVersion: FAIRWAY_VERSION,
     ...(signer ? { signer } : {}),
     publish: async ({ binaryPath, meta, predicate, log }) => {
-      if ((meta.spec as { os?: string }).os !== 'linux') return;
+      if (meta.spec.os !== 'linux') return;
       const rec = await publishImage({ store, binaryPath, meta, tmpDir, predicate, logger, ...(signer ? { signer } : {}) });
       log(`image ${rec.manifestDigest}${signer ? ' (signed, with its provenance attested)' : ' (unsigned)'}`);
     },
@@ -594,9 +594,10 @@ async function agentGoCache(config: Config, toolchain: Toolchain, gate: BuildGat
       `goCacheShared: the GOCACHEPROG program ${prog} is missing or not executable; run "${setupCommand({ toolsDir: config.toolsDir })}" (it builds tools/cacheprog) or set goCacheProgBin`,
     );
   });
+  // The shared tier: the artifact store's `gocache` area (docs/distributed.md "Fleet caches").
+  const shared = await openStore(config.store ?? join(config.dataDir, 'artifacts'), { dataDir: config.dataDir, area: 'gocache' });
   const cache = await startAgentGoCache({
-    storeUrl: config.store ?? join(config.dataDir, 'artifacts'),
-    dataDir: config.dataDir,
+    shared,
     localDir: join(config.cacheDir, 'gocacheprog'),
     protectRecentMs: config.buildTimeout,
     ...(config.goCacheMaxBytes !== undefined ? { localMaxBytes: config.goCacheMaxBytes } : {}),

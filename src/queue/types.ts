@@ -3,16 +3,9 @@
  * knows a payload's fields; what a worker must decide about one is given to it as a function.
  */
 
-/** Where a log line came from: the job's own output, or the system around it. */
-export type LogStream = 'stdout' | 'stderr' | 'system';
+import type { LogLine, LogStream } from '../util/logline.js';
 
-export interface LogLine {
-  /** 0-based, per job, kept across attempts and workers. */
-  seq: number;
-  ts: string;
-  stream: LogStream;
-  text: string;
-}
+export type { LogLine, LogStream };
 
 /** The phases a running job reports (the processor's progress); the first is set when it starts. */
 export type RunPhase = 'resolving' | 'building' | 'storing';

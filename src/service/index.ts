@@ -4,54 +4,27 @@
  * embedded (local queue, fs store) and distributed (BullMQ, S3).
  */
 import type { Logger } from 'pino';
-import type { LogLine } from '../build/index.js';
-import { binaryName } from '../build/index.js';
+import type { LogLine } from '../util/logline.js';
 import { expandScopes, type Scope } from '../auth/index.js';
 import type { HotCache } from '../cache/index.js';
 import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
-import type { AgentInfo, BuildQueue, FinalState, JobEvent, JobPhase, JobSnapshot, QueueDepth } from '../queue/index.js';
+import type { AgentInfo, BuildQueue, FinalState, JobEvent, QueueDepth } from '../queue/index.js';
 import type { Resolver, VersionList } from '../resolve/index.js';
-import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, storedRequest, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
 import { parseEnvelope, type DsseEnvelope } from '../provenance/index.js';
 import { AppError, NotFoundError } from '../util/errors.js';
-import { IntegrityError, verifyWhole, verifyingStream, type CorruptReason } from './integrity.js';
+import { ArtifactIndex } from './artifacts.js';
+import type { CorruptReason } from './integrity.js';
 import { parseLog } from './logformat.js';
+import { type BuildRecord, type BuildStatus, recordOfJob, recordOfMeta } from './records.js';
 import type { BuildPayload } from './processor.js';
 
 export { buildProcessor, type BuildPayload, type ProcessorOptions, type PublishHook } from './processor.js';
 export { checkRemoteJob, remoteJobCheck, type RemoteJobCheckOptions } from './jobcheck.js';
 export { formatLog, parseLog } from './logformat.js';
 export { IntegrityError, verifyingStream, verifyWhole, type CorruptReason } from './integrity.js';
-
-export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
-
-export interface BuildRecord {
-  id: string;
-  key: string;
-  status: BuildStatus;
-  phase: JobPhase;
-  position?: number;
-  /** True when the answer came from the store without building. */
-  cached: boolean;
-  request: BuildRequest;
-  spec: ResolvedSpec;
-  filename: string;
-  sha256?: string;
-  size?: number;
-  goVersion?: string;
-  error?: string;
-  createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  durationMs?: number;
-  agent?: string;
-  /** A verification rebuild (POST /api/builds/:id/rebuild): the id of the build it rebuilt. */
-  rebuildOf?: string;
-  /** Whether the build's provenance is signed; absent while it runs, or for builds older than provenance. */
-  provenance?: 'signed' | 'unsigned';
-  links: { self: string; log: string; artifact: string; buildinfo: string; provenance: string };
-}
+export type { BuildRecord, BuildStatus } from './records.js';
 
 export type LogEvent = JobEvent | { type: 'status'; build: BuildRecord };
 
@@ -82,24 +55,6 @@ export interface ServiceHooks {
   corrupt?(key: string, reason: CorruptReason): void;
 }
 
-/** Without a cheap fingerprint (s3), a binary served from the hot tier is re-read from the store this often. */
-const STORE_RECHECK_MS = 10 * 60_000;
-/** With one (fs), its fingerprint is compared at most this often per key while hot hits go on. */
-const FINGERPRINT_RECHECK_MS = 1000;
-/** Parallel checks of records (binary present, build info readable) while the index is rebuilt. */
-const RESCAN_CHECK_CONCURRENCY = 16;
-
-/** What the error log says when a record is quarantined, by reason. */
-const QUARANTINE_LOG: Record<CorruptReason, string> = {
-  checksum: 'stored binary does not match its record: quarantining the artifact; the next request rebuilds it',
-  truncated: 'stored binary does not match its record: quarantining the artifact; the next request rebuilds it',
-  oversized: 'stored binary does not match its record: quarantining the artifact; the next request rebuilds it',
-  missing: 'the binary of a succeeded record is missing from the store: quarantining the record; the next request rebuilds it',
-  bad_meta: 'meta.json is unreadable: quarantining the record; the next request rebuilds it',
-  bad_buildinfo: 'buildinfo.json is unreadable: quarantining the artifact; the next request rebuilds it',
-  bad_provenance: 'provenance.json is unreadable: quarantining the artifact; the next request rebuilds it',
-};
-
 export interface RequestContext {
   /** Trusted callers (local CLI) may use local path replacements. */
   trusted?: boolean;
@@ -124,19 +79,13 @@ export function mayBuild(ctx: RequestContext): boolean {
 }
 
 export class BuildService {
-  /** Finished artifacts by key: rebuilt from the store at start, updated as jobs end. */
-  private readonly index = new Map<string, ArtifactMeta>();
+  /** Finished artifacts by key, their integrity and quarantine (artifacts.ts). */
+  private readonly artifacts: ArtifactIndex;
   private readonly waiters = new Map<string, Set<() => void>>();
   private readonly log: Logger;
   private readonly observers: ServiceHooks[] = [];
-  /** Stored binaries known good: key -> sha256 and the store's fingerprint when they were hashed. */
-  private readonly verified = new Map<string, { sha256: string; version: string }>();
-  /** Corrupt artifacts being moved aside: lookups of the key wait for it (then find nothing). */
-  private readonly quarantining = new Map<string, Promise<void>>();
   /** Quarantines before an observer with a `corrupt` hook was added (init()), replayed to it by observe(). */
   private readonly earlyCorrupt: Array<[string, CorruptReason]> = [];
-  /** Background re-checks of the store copy behind hot-tier hits: key -> last start (ms). */
-  private readonly rechecked = new Map<string, number>();
   /** Requests being resolved now, by client (counted with its active builds against maxActiveBuilds). */
   private readonly resolving = new Map<string, number>();
   /** Set by shutdown(): the answer of every waitFor() from then on. */
@@ -146,10 +95,19 @@ export class BuildService {
 
   constructor(private readonly o: ServiceOptions) {
     this.log = o.logger;
+    this.artifacts = new ArtifactIndex({
+      store: o.store,
+      logger: o.logger,
+      ...(o.hot ? { hot: o.hot } : {}),
+      onCorrupt: (key, reason) => {
+        if (!this.observers.some((h) => h.corrupt) && this.earlyCorrupt.length < 10_000) this.earlyCorrupt.push([key, reason]);
+        this.emit((h) => h.corrupt?.(key, reason));
+      },
+    });
     o.queue.onFinished((key, state, error) => {
-      void this.refresh(key).finally(() => {
+      void this.artifacts.refresh(key).finally(() => {
         this.log.info({ key, state, error }, 'build finished');
-        this.emit((h) => h.finished?.(key, state, this.index.get(key) ?? null));
+        this.emit((h) => h.finished?.(key, state, this.artifacts.indexed(key)));
         for (const w of this.waiters.get(key) ?? []) w();
         this.waiters.delete(key);
       });
@@ -158,62 +116,8 @@ export class BuildService {
 
   /** Rebuilds the index by scanning the store: the store is the truth, the index only a cache of it. */
   async init(): Promise<void> {
-    const n = await this.rescan({ checkAll: true });
+    const n = await this.artifacts.rescan({ checkAll: true });
     this.log.info({ artifacts: n, store: this.o.store.kind }, 'index rebuilt from store');
-  }
-
-  /**
-   * Makes the index match the store listing: adds what other hubs or agents published (a missed
-   * event, e.g. across a Redis restart) and drops what was deleted behind this process's back.
-   */
-  async rescan(opts: { checkAll?: boolean } = {}): Promise<number> {
-    const seen = new Set<string>();
-    const unreadable: CorruptRecordError[] = [];
-    // Succeeded records are only indexed once their binary is there (and, new ones, their build
-    // info readable): the index never answers `cached` for what it cannot serve. At start every
-    // record is checked (a stat / HeadObject and a small read each); later rescans check new ones.
-    const toCheck: ArtifactMeta[] = [];
-    for await (const meta of this.o.store.list({ onCorrupt: (_key, err) => unreadable.push(err) })) {
-      seen.add(meta.key);
-      const known = this.index.get(meta.key);
-      if (meta.status === 'succeeded' && (opts.checkAll || !known || known.finishedAt !== meta.finishedAt)) toCheck.push(meta);
-      else this.index.set(meta.key, meta);
-    }
-    for (const key of this.index.keys()) if (!seen.has(key)) this.forget(key);
-    for (const err of unreadable) await this.quarantineKey(err.key, 'bad_meta', err.message, null);
-    let damaged = 0;
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < toCheck.length) {
-        const meta = toCheck[next++]!;
-        let damage: { reason: CorruptReason; detail: string } | null = null;
-        try {
-          damage = await this.damageOf(meta);
-        } catch (err) {
-          this.log.warn({ key: meta.key, err: (err as Error).message }, 'could not check a stored record while rebuilding the index');
-        }
-        if (damage) {
-          damaged++;
-          await this.quarantineKey(meta.key, damage.reason, damage.detail, meta);
-        } else if (!this.quarantining.has(meta.key)) {
-          this.index.set(meta.key, meta);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(RESCAN_CHECK_CONCURRENCY, toCheck.length) }, worker));
-    return seen.size - damaged;
-  }
-
-  /** A succeeded record's damage that a listing does not show: its binary missing, its build info unreadable. */
-  private async damageOf(meta: ArtifactMeta): Promise<{ reason: CorruptReason; detail: string } | null> {
-    if (!(await this.o.store.hasBinary(meta.key))) return { reason: 'missing', detail: 'the binary is missing from the store' };
-    try {
-      await this.o.store.getBuildInfo(meta.key);
-    } catch (err) {
-      if (err instanceof CorruptRecordError) return { reason: 'bad_buildinfo', detail: err.message };
-      throw err;
-    }
-    return null;
   }
 
   get platforms(): PlatformSet {
@@ -248,17 +152,17 @@ export class BuildService {
     this.o.policy?.checkResolved(spec);
     const key = cacheKey(spec);
     const done = await this.finished(key);
-    if (done?.status === 'succeeded' && (await this.binaryThere(done))) {
+    if (done?.status === 'succeeded' && (await this.artifacts.binaryThere(done))) {
       this.log.debug({ key }, 'cache hit');
       this.emit((h) => h.requested?.(key, 'hit'));
-      return this.fromMeta(done, true);
+      return recordOfMeta(done, true);
     }
     await ctx.chargeBuild?.();
     await this.o.admission?.admit(key, ctx.client);
     const { job, created } = await this.o.queue.enqueue(key, { request, spec, requestedAt: new Date().toISOString(), ...(ctx.client ? { requestedBy: ctx.client } : {}) });
     this.emit((h) => h.requested?.(key, created ? 'queued' : 'joined'));
     this.log.info({ key, created, caddy: spec.caddyVersion, os: spec.os, arch: spec.arch, plugins: spec.plugins.length }, created ? 'build queued' : 'joined build in flight');
-    return this.fromJob({ ...job, payload: { request, spec, requestedAt: job.createdAt } });
+    return recordOfJob({ ...job, payload: { request, spec, requestedAt: job.createdAt } });
   }
 
   /** Refuses a caller without the `build` scope (before anything is resolved or queued). */
@@ -332,19 +236,19 @@ export class BuildService {
     this.o.policy?.checkResolved(spec);
     const key = cacheKey(spec);
     const done = await this.finished(key);
-    if (done?.status === 'succeeded' && (await this.binaryThere(done))) return this.fromMeta(done, true);
+    if (done?.status === 'succeeded' && (await this.artifacts.binaryThere(done))) return recordOfMeta(done, true);
     const job = await this.o.queue.get(key);
-    return job && (job.state === 'queued' || job.state === 'running') ? this.fromJob(job) : null;
+    return job && (job.state === 'queued' || job.state === 'running') ? recordOfJob(job) : null;
   }
 
   async get(id: string): Promise<BuildRecord> {
     const key = this.keyOf(id);
     const job = await this.o.queue.get(key);
-    if (job && (job.state === 'queued' || job.state === 'running')) return this.fromJob(job);
+    if (job && (job.state === 'queued' || job.state === 'running')) return recordOfJob(job);
     const meta = await this.finished(key);
-    if (meta) return this.fromMeta(meta, false);
+    if (meta) return recordOfMeta(meta, false);
     // A succeeded job whose artifact is no longer in the store was pruned: it is gone.
-    if (job && job.state !== 'succeeded') return this.fromJob(job);
+    if (job && job.state !== 'succeeded') return recordOfJob(job);
     throw new NotFoundError(`build ${id}`);
   }
 
@@ -356,10 +260,10 @@ export class BuildService {
   async list(limit = 50, filter: { sha256?: string; status?: readonly BuildStatus[] } = {}): Promise<BuildRecord[]> {
     const wanted = (s: BuildStatus) => !filter.status || filter.status.includes(s);
     const inFlight =
-      filter.sha256 === undefined && (wanted('queued') || wanted('running')) ? (await this.o.queue.active(limit)).filter((j) => wanted(j.state as BuildStatus)).map((j) => this.fromJob(j)) : [];
-    const all = [...this.index.values()].filter((m) => (filter.sha256 === undefined || m.sha256 === filter.sha256) && wanted(m.status as BuildStatus));
+      filter.sha256 === undefined && (wanted('queued') || wanted('running')) ? (await this.o.queue.active(limit)).filter((j) => wanted(j.state as BuildStatus)).map((j) => recordOfJob(j)) : [];
+    const all = this.artifacts.records().filter((m) => (filter.sha256 === undefined || m.sha256 === filter.sha256) && wanted(m.status as BuildStatus));
     const metas = all.sort((a, b) => (a.finishedAt < b.finishedAt ? 1 : -1)).slice(0, Math.max(0, limit - inFlight.length));
-    return [...inFlight, ...metas.map((m) => this.fromMeta(m, false))];
+    return [...inFlight, ...metas.map((m) => recordOfMeta(m, false))];
   }
 
   /**
@@ -371,7 +275,7 @@ export class BuildService {
     const job = await this.o.queue.get(key);
     const active = job && (job.state === 'queued' || job.state === 'running');
     // An active job is its own status (as get() would answer); otherwise ask get() for the stored one.
-    yield { type: 'status', build: active ? this.fromJob(job) : await this.get(key) };
+    yield { type: 'status', build: active ? recordOfJob(job) : await this.get(key) };
     if (job) {
       let ended = false;
       for await (const ev of this.o.queue.follow(key, opts)) {
@@ -465,153 +369,9 @@ export class BuildService {
     this.emit((h) => h.downloaded?.(key));
     return {
       meta,
-      open: async (range) => {
-        // Hot-tier fills read through the same check: a corrupt store object is quarantined.
-        const hot = this.o.hot?.open(meta, () => this.openVerified(meta), range);
-        if (hot) {
-          // Good bytes (hashed on the way in); the store copy behind them is still checked now and then.
-          this.recheckBehindHot(meta);
-          return hot;
-        }
-        if (!range) return this.openVerified(meta);
-        // A range cannot be checked on its own: the whole object is verified first (once per
-        // fingerprint on fs; every time on s3), then the range is served from it.
-        await this.ensureVerified(meta);
-        return this.openStored(meta, range);
-      },
-      ...(store.binaryUrl
-        ? {
-            url: async () => {
-              // A presigned URL to a missing object would send the client to an S3 404.
-              if (!(await this.binaryThere(meta))) throw this.missingError(key);
-              return store.binaryUrl!(key, meta.filename);
-            },
-          }
-        : {}),
+      open: (range) => this.artifacts.open(meta, range),
+      ...(store.binaryUrl ? { url: () => this.artifacts.url(meta) } : {}),
     };
-  }
-
-  /** The whole stored binary, checked while it streams (see integrity.ts); records it as verified when it matched. */
-  private async openVerified(meta: ArtifactMeta): Promise<NodeJS.ReadableStream> {
-    const version = await this.binaryVersion(meta.key);
-    const out = verifyingStream(await this.openStored(meta), meta, (e) => this.quarantine(meta, e));
-    out.on('end', () => {
-      if (version) this.verified.set(meta.key, { sha256: meta.sha256!, version });
-    });
-    return out;
-  }
-
-  private async openStored(meta: ArtifactMeta, range?: ByteRange): Promise<NodeJS.ReadableStream> {
-    const key = meta.key;
-    return this.o.store.openBinary(key, range).catch(async (err: unknown) => {
-      if (!(err instanceof NotFoundError)) throw err;
-      // Removed behind our back (pruned by another hub): forget it so the next request rebuilds.
-      // Its record still there without the binary: a damaged record, quarantined.
-      const cur = this.quarantining.has(key) ? null : await this.o.store.getMeta(key).catch(() => null);
-      this.forget(key);
-      if (this.quarantining.has(key) || (cur && cur.finishedAt === meta.finishedAt && cur.sha256 === meta.sha256)) {
-        await this.quarantineKey(key, 'missing', 'the binary is missing from the store', meta);
-        throw this.missingError(key);
-      }
-      throw new AppError(404, 'not_found', `the artifact of build ${key} is no longer in the store (pruned or quarantined); request the build again (POST /api/builds) to rebuild it`);
-    });
-  }
-
-  /**
-   * Before answering `cached`: the binary of a succeeded record is there (a stat on fs, a HeadObject
-   * on s3). When it is not, the record is quarantined (reason "missing") and false returned, so the
-   * caller builds it again. A store that cannot be asked does not turn a hit into a rebuild.
-   */
-  private async binaryThere(meta: ArtifactMeta): Promise<boolean> {
-    let there: boolean;
-    try {
-      there = await this.o.store.hasBinary(meta.key);
-    } catch (err) {
-      this.log.warn({ key: meta.key, err: (err as Error).message }, 'could not check that a stored binary is there');
-      return true;
-    }
-    if (!there) await this.quarantineKey(meta.key, 'missing', 'the binary is missing from the store', meta);
-    return there;
-  }
-
-  private missingError(key: string): AppError {
-    return new AppError(410, 'artifact_missing', `the binary of build ${key} is missing from the artifact store; its record was quarantined; request the build again (POST /api/builds) to rebuild it`);
-  }
-
-  private async binaryVersion(key: string): Promise<string | null> {
-    if (!this.o.store.binaryVersion) return null;
-    return this.o.store.binaryVersion(key).catch(() => null);
-  }
-
-  /** Resolves when the stored binary matches its record; throws an IntegrityError (after quarantining it) when not. */
-  private async ensureVerified(meta: ArtifactMeta): Promise<void> {
-    const version = await this.binaryVersion(meta.key);
-    const known = this.verified.get(meta.key);
-    if (version && known && known.version === version && known.sha256 === meta.sha256) return;
-    let bad: IntegrityError | null = null;
-    try {
-      await verifyWhole(await this.openStored(meta), meta, (e) => {
-        bad = e;
-        this.quarantine(meta, e);
-      });
-    } catch (err) {
-      if (bad) throw bad;
-      throw err;
-    }
-    if (version) this.verified.set(meta.key, { sha256: meta.sha256!, version });
-  }
-
-  /** Hot hits never read the store: look at the store copy in the background, so its corruption is found. */
-  private recheckBehindHot(meta: ArtifactMeta): void {
-    const key = meta.key;
-    const now = Date.now();
-    const every = this.o.store.binaryVersion ? FINGERPRINT_RECHECK_MS : STORE_RECHECK_MS;
-    const last = this.rechecked.get(key);
-    if (last !== undefined && now - last < every) return;
-    this.rechecked.set(key, now);
-    // The fill that put the bytes in memory verified the store copy; only later checks read it again.
-    if (last === undefined && !this.o.store.binaryVersion) return;
-    this.ensureVerified(meta).catch((err: unknown) => {
-      if (!(err instanceof IntegrityError)) this.log.warn({ key, err: (err as Error).message }, 'could not re-check the stored binary behind the hot tier');
-    });
-  }
-
-  /**
-   * A stored binary that does not match its record: counted, dropped from the index and the hot
-   * tier at once, and moved aside in the store, so the next request rebuilds it. Idempotent.
-   */
-  private quarantine(meta: ArtifactMeta, e: IntegrityError): void {
-    void this.quarantineKey(meta.key, e.reason, e.detail, meta);
-  }
-
-  /**
-   * The one path for every damaged record (see CorruptReason): counted, dropped from the index and
-   * the hot tier at once, and moved aside in the store, so the next request rebuilds it.
-   * `recorded` is the record found damaged (null: its meta.json was unreadable). Idempotent while
-   * the move is in flight; resolves when it is done (never rejects).
-   */
-  private quarantineKey(key: string, reason: CorruptReason, detail: string, recorded: ArtifactMeta | null): Promise<void> {
-    const running = this.quarantining.get(key);
-    if (running) return running;
-    this.log.error({ key, reason, detail }, QUARANTINE_LOG[reason]);
-    this.forget(key);
-    if (!this.observers.some((h) => h.corrupt) && this.earlyCorrupt.length < 10_000) this.earlyCorrupt.push([key, reason]);
-    this.emit((h) => h.corrupt?.(key, reason));
-    const store = this.o.store;
-    const p = (async () => {
-      // A record replaced in the meantime (rebuilt by another hub) is not this damaged one.
-      const cur = await store.getMeta(key).catch(() => null);
-      if (recorded ? cur && (cur.sha256 !== recorded.sha256 || cur.finishedAt !== recorded.finishedAt) : cur) return;
-      if (store.quarantine) await store.quarantine(key);
-      else await store.delete(key);
-    })()
-      .catch((err: unknown) => this.log.error({ key, reason, err: (err as Error).message }, 'could not quarantine the damaged artifact'))
-      .finally(() => {
-        this.quarantining.delete(key);
-        this.forget(key);
-      });
-    this.quarantining.set(key, p);
-    return p;
   }
 
   async buildInfo(id: string): Promise<unknown> {
@@ -620,9 +380,9 @@ export class BuildService {
     try {
       info = await this.o.store.getBuildInfo(key);
     } catch (err) {
-      if (!(err instanceof CorruptRecordError)) throw this.storeUnavailable(key, err);
+      if (!(err instanceof CorruptRecordError)) throw this.artifacts.unavailable(key, err);
       const meta = await this.finished(key);
-      if (meta) await this.quarantineKey(key, 'bad_buildinfo', err.message, meta);
+      if (meta) await this.artifacts.quarantineKey(key, 'bad_buildinfo', err.message, meta);
       throw new AppError(
         410,
         'buildinfo_unreadable',
@@ -642,8 +402,8 @@ export class BuildService {
     try {
       env = await this.o.store.getProvenance(key);
     } catch (err) {
-      if (!(err instanceof CorruptRecordError)) throw this.storeUnavailable(key, err);
-      await this.quarantineKey(key, 'bad_provenance', err.message, meta);
+      if (!(err instanceof CorruptRecordError)) throw this.artifacts.unavailable(key, err);
+      await this.artifacts.quarantineKey(key, 'bad_provenance', err.message, meta);
       throw new AppError(
         410,
         'provenance_unreadable',
@@ -654,7 +414,7 @@ export class BuildService {
       try {
         return parseEnvelope(env);
       } catch (err) {
-        await this.quarantineKey(key, 'bad_provenance', (err as Error).message, meta);
+        await this.artifacts.quarantineKey(key, 'bad_provenance', (err as Error).message, meta);
         throw new AppError(
           410,
           'provenance_unreadable',
@@ -678,7 +438,7 @@ export class BuildService {
     const meta = await this.finished(key);
     if (meta?.status !== 'succeeded') throw new NotFoundError(`finished build ${id}`);
     if (meta.rebuildOf) throw new AppError(409, 'is_rebuild', `build ${id} is a rebuild of ${meta.rebuildOf}: rebuild that one`);
-    const spec = meta.spec as ResolvedSpec;
+    const spec = meta.spec;
     if (spec.toolchain.flags !== BUILD_FLAGS) {
       throw new AppError(
         409,
@@ -691,11 +451,11 @@ export class BuildService {
     }
     const rkey = rebuildKey(key);
     const done = await this.finished(rkey);
-    if (done?.status === 'succeeded' && (await this.binaryThere(done))) return this.fromMeta(done, true);
+    if (done?.status === 'succeeded' && (await this.artifacts.binaryThere(done))) return recordOfMeta(done, true);
     await ctx.chargeBuild?.();
     await this.o.admission?.admit(rkey, ctx.client);
     const payload: BuildPayload = {
-      request: storedRequest(meta.request, spec),
+      request: meta.request,
       spec,
       requestedAt: new Date().toISOString(),
       ...(ctx.client ? { requestedBy: ctx.client } : {}),
@@ -704,7 +464,7 @@ export class BuildService {
     };
     const { job, created } = await this.o.queue.enqueue(rkey, payload);
     this.log.info({ key, rebuild: rkey, created, avoidAgent: meta.agent }, created ? 'verification rebuild queued' : 'joined the verification rebuild in flight');
-    return this.fromJob({ ...job, payload: { ...payload, requestedAt: job.createdAt } });
+    return recordOfJob({ ...job, payload: { ...payload, requestedAt: job.createdAt } });
   }
 
   /**
@@ -744,7 +504,7 @@ export class BuildService {
   }
 
   async stats(): Promise<{ artifacts: number; succeeded: number; failed: number; queue: QueueDepth }> {
-    const metas = [...this.index.values()];
+    const metas = this.artifacts.records();
     return {
       artifacts: metas.length,
       succeeded: metas.filter((m) => m.status === 'succeeded').length,
@@ -772,17 +532,26 @@ export class BuildService {
     return isCacheKey(key) ? this.finished(key) : Promise.resolve(null);
   }
 
+  /**
+   * Makes the index match the store listing: adds what other hubs or agents published (a missed
+   * event, e.g. across a Redis restart) and drops what was deleted behind this process's back.
+   */
+  rescan(opts: { checkAll?: boolean } = {}): Promise<number> {
+    return this.artifacts.rescan(opts);
+  }
+
   /** Drops a key from the index (its artifact was pruned). */
   forget(key: string): void {
-    this.index.delete(key);
-    this.o.hot?.delete(key);
-    this.verified.delete(key);
-    this.rechecked.delete(key);
+    this.artifacts.forget(key);
   }
 
   /** Keys the index holds. */
   indexedKeys(): string[] {
-    return [...this.index.keys()];
+    return this.artifacts.indexedKeys();
+  }
+
+  private finished(key: string): Promise<ArtifactMeta | null> {
+    return this.artifacts.finished(key);
   }
 
   private emit(fn: (h: ServiceHooks) => void): void {
@@ -798,102 +567,6 @@ export class BuildService {
   private keyOf(id: string): string {
     if (!isCacheKey(id)) throw new NotFoundError(`build ${JSON.stringify(id.slice(0, 80))}`);
     return id;
-  }
-
-  private async finished(key: string): Promise<ArtifactMeta | null> {
-    // A corrupt artifact being moved aside is gone already.
-    const q = this.quarantining.get(key);
-    if (q) await q;
-    const hit = this.index.get(key);
-    if (hit) return hit;
-    // Another hub or agent may have written it: the store is the source of truth.
-    let meta: ArtifactMeta | null;
-    try {
-      meta = await this.o.store.getMeta(key);
-    } catch (err) {
-      // An unreadable meta.json is one damaged record, not an outage: moved aside, then absent.
-      if (err instanceof CorruptRecordError) {
-        await this.quarantineKey(key, 'bad_meta', err.message, null);
-        return null;
-      }
-      throw this.storeUnavailable(key, err);
-    }
-    if (meta) this.index.set(key, meta);
-    return meta;
-  }
-
-  private storeUnavailable(key: string, err: unknown): AppError {
-    this.log.warn({ key, err }, 'artifact store unreachable');
-    return new AppError(503, 'store_unavailable', `the artifact store (${this.o.store.kind}) cannot be reached: ${(err as Error).message.split('\n')[0]}; try again shortly`);
-  }
-
-  private async refresh(key: string): Promise<void> {
-    try {
-      const q = this.quarantining.get(key);
-      if (q) await q;
-      const meta = await this.o.store.getMeta(key);
-      if (meta) this.index.set(key, meta);
-    } catch (err) {
-      this.log.warn({ key, err }, 'could not read finished build from the store');
-    }
-  }
-
-  private links(key: string) {
-    return {
-      self: `/api/builds/${key}`,
-      log: `/api/builds/${key}/log`,
-      artifact: `/api/builds/${key}/artifact`,
-      buildinfo: `/api/builds/${key}/buildinfo`,
-      provenance: `/api/builds/${key}/provenance`,
-    };
-  }
-
-  private fromMeta(m: ArtifactMeta, cached: boolean): BuildRecord {
-    const spec = m.spec as ResolvedSpec;
-    return {
-      id: m.key,
-      key: m.key,
-      status: m.status,
-      phase: m.status === 'succeeded' ? 'done' : m.status,
-      cached,
-      request: storedRequest(m.request, spec),
-      spec,
-      filename: m.filename,
-      ...(m.sha256 ? { sha256: m.sha256 } : {}),
-      ...(m.size !== undefined ? { size: m.size } : {}),
-      ...(m.goVersion ? { goVersion: m.goVersion } : {}),
-      ...(m.error ? { error: m.error } : {}),
-      createdAt: m.createdAt,
-      ...(m.startedAt ? { startedAt: m.startedAt } : {}),
-      finishedAt: m.finishedAt,
-      ...(m.durationMs !== undefined ? { durationMs: m.durationMs } : {}),
-      ...(m.agent ? { agent: m.agent } : {}),
-      ...(m.provenance ? { provenance: m.provenance } : {}),
-      ...(m.rebuildOf ? { rebuildOf: m.rebuildOf } : {}),
-      links: this.links(m.key),
-    };
-  }
-
-  private fromJob(j: JobSnapshot & { payload: BuildPayload }): BuildRecord {
-    const { spec, request } = j.payload;
-    return {
-      id: j.key,
-      key: j.key,
-      status: j.state,
-      phase: j.phase,
-      ...(j.position ? { position: j.position } : {}),
-      cached: false,
-      request: storedRequest(request, spec),
-      spec,
-      filename: binaryName(spec.os, spec.arch),
-      ...(j.error ? { error: j.error } : {}),
-      createdAt: j.createdAt,
-      ...(j.startedAt ? { startedAt: j.startedAt } : {}),
-      ...(j.finishedAt ? { finishedAt: j.finishedAt } : {}),
-      ...(j.agent ? { agent: j.agent } : {}),
-      ...(j.payload.rebuildOf ? { rebuildOf: j.payload.rebuildOf } : {}),
-      links: this.links(j.key),
-    };
   }
 }
 

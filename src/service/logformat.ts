@@ -1,4 +1,4 @@
-import type { LogLine, LogStream } from '../build/index.js';
+import type { LogLine, LogStream } from '../util/logline.js';
 
 /** build.log is plain text, one line per log line: `<ISO time> <stream> <text>`. */
 export function formatLog(lines: LogLine[]): string {

@@ -13,7 +13,7 @@
  * against the store's byte budget and never make a half artifact look published.
  *
  * Each store makes its own tracker (ArtifactStore.accessTracker(): FsStore an FsAccessTracker,
- * S3Store an S3AccessTracker from src/store/s3.ts); this file has the shared debounce logic.
+ * S3Store an S3AccessTracker from src/store/s3/access.ts); this file has the shared debounce logic.
  */
 import { mkdir, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

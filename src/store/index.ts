@@ -1,11 +1,11 @@
 export * from './types.js';
 export { FsStore, assertKey } from './fs.js';
 export { BlobDigestMismatchError, InvalidDigestError, InvalidRecordNameError, digestHex, isDigest, isRecordName } from './blobs.js';
-export { S3Store, MAX_PRESIGN_SECONDS, describeS3Error, type S3Credentials, type S3StoreOptions } from './s3.js';
+export { S3Store, MAX_PRESIGN_SECONDS, describeS3Error, type S3Credentials, type S3StoreOptions } from './s3/index.js';
 
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { FsStore } from './fs.js';
-import { MAX_PRESIGN_SECONDS, S3Store, assertBucketName, normalizePrefix, type S3Credentials, type S3StoreOptions } from './s3.js';
+import { MAX_PRESIGN_SECONDS, S3Store, assertBucketName, normalizePrefix, type S3Credentials, type S3StoreOptions } from './s3/index.js';
 
 export type StoreSpec = { kind: 'fs'; root: string } | { kind: 's3'; options: S3StoreOptions };
 
@@ -18,6 +18,11 @@ export interface OpenStoreOptions {
   s3?: Partial<Omit<S3StoreOptions, 'bucket' | 'prefix'>>;
   /** ping() the store before returning it, so a wrong URL fails at start. Default false. */
   ping?: boolean;
+  /**
+   * A named area of the store, kept apart from its artifacts: fs `<root>/<area>`, S3
+   * `<prefix><area>/` (the fleet's shared Go cache is the area `gocache`).
+   */
+  area?: string;
 }
 
 const S3_PARAMS = ['endpoint', 'region', 'forcePathStyle', 'presign', 'redirect'] as const;
@@ -126,12 +131,14 @@ export function parseStoreUrl(spec: string, opts: Pick<OpenStoreOptions, 'dataDi
  */
 export async function openStore(spec: string, opts: OpenStoreOptions = {}): Promise<FsStore | S3Store> {
   const parsed = parseStoreUrl(spec, opts);
+  if (opts.area !== undefined && !/^[a-z][a-z0-9-]{0,31}$/.test(opts.area)) throw new Error(`invalid store area ${JSON.stringify(opts.area)}: lower-case letters, digits and dashes`);
   let store: FsStore | S3Store;
   if (parsed.kind === 'fs') {
-    store = await FsStore.open(parsed.root);
+    store = await FsStore.open(opts.area ? join(parsed.root, opts.area) : parsed.root);
   } else {
     store = new S3Store({
       ...parsed.options,
+      ...(opts.area ? { prefix: `${parsed.options.prefix}${opts.area}/` } : {}),
       ...opts.s3,
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
     });

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { checkResolvedSpec, storedRequest, type BuildRequest, type ResolvedSpec } from '../spec/index.js';
 
 export type ArtifactStatus = 'succeeded' | 'failed' | 'canceled';
 
@@ -9,9 +10,12 @@ export type ArtifactStatus = 'succeeded' | 'failed' | 'canceled';
 export interface ArtifactMeta {
   key: string;
   status: ArtifactStatus;
-  /** The requested spec as the client sent it (normalised), and the resolved one. */
-  request: unknown;
-  spec: unknown;
+  /**
+   * The request as the client sent it (normalised), and the resolved spec: checked when the record
+   * is read (parseMeta), so every reader gets them typed.
+   */
+  request: BuildRequest;
+  spec: ResolvedSpec;
   filename: string;
   sha256?: string;
   size?: number;
@@ -251,7 +255,13 @@ export function parseMeta(key: string, text: string): ArtifactMeta {
     if (typeof r.sha256 !== 'string' || r.sha256.length !== 64) throw bad('a succeeded record without a sha256');
     if (typeof r.size !== 'number' || !Number.isSafeInteger(r.size) || r.size < 0) throw bad('a succeeded record without a size');
   }
-  return m as ArtifactMeta;
+  let spec: ResolvedSpec;
+  try {
+    spec = checkResolvedSpec(r.spec, { allowLocalPaths: true });
+  } catch (err) {
+    throw bad(`its spec is malformed: ${(err as Error).message}`);
+  }
+  return { ...(m as ArtifactMeta), spec, request: storedRequest(r.request, spec) };
 }
 
 /** Parses a buildinfo.json (or, with `part`, another JSON part); throws a CorruptRecordError when it is not JSON. */

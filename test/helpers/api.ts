@@ -179,7 +179,7 @@ export async function opsTestPlugin(): Promise<{ plugin: FastifyPluginAsync; clo
  * binary of the spec's architecture (64 KiB, made from `seed`), its record at time `at`, then a
  * rescan so the service knows it. Returns its key.
  */
-export async function putSucceededBuild(t: TestApi, spec: ResolvedSpec, o: { request: unknown; seed: string; at: string }): Promise<string> {
+export async function putSucceededBuild(t: TestApi, spec: ResolvedSpec, o: { request: BuildRequest; seed: string; at: string }): Promise<string> {
   const key = cacheKey(spec);
   const dir = await mkdtemp(join(tmpdir(), 'fairway-put-build-'));
   try {

@@ -10,10 +10,10 @@ import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { XcaddyRunner } from '../../src/build/index.js';
-import { GoCacheServer, openSharedGoCache } from '../../src/fleet/index.js';
+import { GoCacheServer } from '../../src/fleet/index.js';
 import { GOCACHE_SOCKET, openSandbox, SandboxRunError, type Sandbox } from '../../src/sandbox/index.js';
 import type { ResolvedSpec } from '../../src/spec/index.js';
-import type { ArtifactStore } from '../../src/store/index.js';
+import { openStore, type ArtifactStore } from '../../src/store/index.js';
 import { Toolchain } from '../../src/toolchain/index.js';
 import { XCADDY, tempDir } from '../helpers/fairway.js';
 import { CACHEPROG, writeTinyProgram } from '../helpers/gocache.js';
@@ -81,7 +81,7 @@ describe('shared build cache in the build sandbox', () => {
     assert.ok(existsSync(CACHEPROG), `${CACHEPROG} is missing: run node scripts/setup.mjs`);
     root = await tempDir('fairway-gocache-sb-');
     sandbox = await openSandbox({ kind: 'bwrap', buildUser: 'fairway-build' });
-    shared = await openSharedGoCache(join(root, 'store'));
+    shared = await openStore(join(root, 'store'), { area: 'gocache' });
   });
   after(async () => {
     for (const s of servers) await s.close();

@@ -12,7 +12,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { GoCacheServer, flushingGoCache, openSharedGoCache } from '../../src/fleet/index.js';
+import { GoCacheServer, flushingGoCache } from '../../src/fleet/index.js';
 import { FsStore, openStore, type ArtifactStore } from '../../src/store/index.js';
 import { startS3, type S3Service } from '../helpers/services.js';
 import { tempDir } from '../helpers/fairway.js';
@@ -70,7 +70,7 @@ describe('shared build cache with a real go build', () => {
     assert.ok(existsSync(CACHEPROG), `${CACHEPROG} is missing: run node scripts/setup.mjs`);
     root = await tempDir('fairway-gocache-');
     storeRoot = join(root, 'store');
-    shared = await openSharedGoCache(storeRoot);
+    shared = await openStore(storeRoot, { area: 'gocache' });
   });
   after(async () => {
     for (const s of servers) await s.close();
@@ -274,7 +274,7 @@ describe('shared build cache on the real S3 server: two agents', () => {
 
   test('agent B builds from what agent A put; a corrupt object in the bucket is caught', async () => {
     const agent = async (name: string) => {
-      const s = await GoCacheServer.start({ localDir: join(root, `local-${name}`), shared: await openSharedGoCache(storeUrl), ownsShared: true });
+      const s = await GoCacheServer.start({ localDir: join(root, `local-${name}`), shared: await openStore(storeUrl, { area: 'gocache' }), ownsShared: true });
       servers.push(s);
       return s;
     };

@@ -76,8 +76,8 @@ function succeeded(key: string, bin: Binary, over: Partial<ArtifactMeta> = {}): 
   return {
     key,
     status: 'succeeded',
-    request: { os: 'linux', arch: 'amd64', plugins: [] },
-    spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [] },
+    request: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [] },
+    spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.0', xcaddy: 'v0.4.7', flags: 'xcaddy-default+sorted-plugins' } },
     filename: 'caddy_linux_amd64',
     sha256: bin.sha256,
     size: bin.bytes.length,
@@ -95,8 +95,8 @@ function failed(key: string, over: Partial<ArtifactMeta> = {}): ArtifactMeta {
   return {
     key,
     status: 'failed',
-    request: { os: 'linux', arch: 'amd64', plugins: [] },
-    spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [] },
+    request: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [] },
+    spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.0', xcaddy: 'v0.4.7', flags: 'xcaddy-default+sorted-plugins' } },
     filename: 'caddy_linux_amd64',
     error: 'go build: exit status 1',
     createdAt: '2025-01-01T00:00:00.000Z',
@@ -1199,6 +1199,23 @@ describe('openStore / parseStoreUrl', () => {
     assert.ok(c instanceof FsStore && c.root === join(dir, 'artifacts'));
     assert.deepEqual(parseStoreUrl('./x/../y', { dataDir: '/srv' }), { kind: 'fs', root: '/srv/y' });
     assert.deepEqual(parseStoreUrl('file:///srv/artifacts'), { kind: 'fs', root: '/srv/artifacts' });
+  });
+
+  test('an area of the store (the fleet Go cache): a sub-folder, or a sub-prefix of the S3 prefix', async () => {
+    const dir = await mkdtemp(join(scratch, 'area-'));
+    const fsArea = await openStore(join(dir, 'store'), { area: 'gocache' });
+    assert.ok(fsArea instanceof FsStore && fsArea.root === join(dir, 'store', 'gocache'));
+    const creds = { accessKeyId: 'a', secretAccessKey: 'b' };
+    for (const [url, prefix] of [
+      ['s3://abc/fw?endpoint=http://127.0.0.1:1', 'fw/gocache/'],
+      ['s3://abc?endpoint=http://127.0.0.1:1', 'gocache/'],
+    ] as const) {
+      const st = await openStore(url, { area: 'gocache', credentials: creds });
+      assert.ok(st instanceof S3Store);
+      assert.equal(st.prefix, prefix);
+      await st.close();
+    }
+    await assert.rejects(openStore(join(dir, 'store'), { area: '../x' }), /invalid store area "\.\.\/x"/);
   });
 
   test('s3: bucket, prefix and parameters', () => {

@@ -1,4 +1,4 @@
-// The toolchain with the real Go and xcaddy in the real sandbox (moved from test/unit/misc.test.ts:
+// The toolchain with the real Go and xcaddy in the real sandbox (moved from the unit tests (test/unit/toolchain-env.test.ts):
 // a unit test runs no Go): detect() finds the versions, env() and go commands run in the clean,
 // allowlisted environment, whatever secrets the server's own environment holds.
 //   node --import tsx --test test/integration/toolchain.test.ts

@@ -81,7 +81,11 @@ function auth(anonymousScopes: Array<'read' | 'build'> = ['read']): TokenAuthent
 /** Puts a succeeded build of linux/<arch> at `caddyVersion` into the store, as the job processor would. */
 function putBuild(t: TestApi, arch: string, caddyVersion: string, plugins: ResolvedSpec['plugins'] = [], flags = TOOLCHAIN.flags): Promise<string> {
   const spec: ResolvedSpec = { caddyVersion, os: 'linux', arch, plugins, toolchain: { ...TOOLCHAIN, flags } };
-  return putSucceededBuild(t, spec, { request: { caddyVersion, os: 'linux', arch, plugins }, seed: `caddy-${arch}-${caddyVersion}-${plugins.length}`, at: '2026-12-01T08:00:00.000Z' });
+  return putSucceededBuild(t, spec, {
+    request: { caddyVersion, os: 'linux', arch, plugins: plugins.map((p) => ({ module: p.module, ...(p.version ? { version: p.version } : {}) })) },
+    seed: `caddy-${arch}-${caddyVersion}-${plugins.length}`,
+    at: '2026-12-01T08:00:00.000Z',
+  });
 }
 
 async function activeJobs(t: TestApi, keys: string[]): Promise<string[]> {

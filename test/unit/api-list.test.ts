@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { cacheKey, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
 import { testApi, type TestApi } from '../helpers/api.js';
 
 let t: TestApi;
@@ -19,7 +19,17 @@ before(async () => {
   await writeFile(bin, 'binary');
   const at = '2026-12-01T10:00:00.000Z';
   await t.store.put({
-    meta: { key: cacheKey(finishedSpec), status: 'succeeded', request: {}, spec: finishedSpec, filename: 'caddy_linux_amd64', sha256: 'a'.repeat(64), size: 6, createdAt: at, finishedAt: at },
+    meta: {
+      key: cacheKey(finishedSpec),
+      status: 'succeeded',
+      request: {} as BuildRequest,
+      spec: finishedSpec,
+      filename: 'caddy_linux_amd64',
+      sha256: 'a'.repeat(64),
+      size: 6,
+      createdAt: at,
+      finishedAt: at,
+    },
     binaryPath: bin,
     log: '',
   });

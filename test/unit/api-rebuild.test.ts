@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BUILD_FLAGS, cacheKey, LEGACY_BUILD_FLAGS, rebuildKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, cacheKey, LEGACY_BUILD_FLAGS, rebuildKey, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
 import { testApi, type TestApi } from '../helpers/api.js';
 
 const spec: ResolvedSpec = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: BUILD_FLAGS } };
@@ -24,7 +24,7 @@ before(async () => {
     meta: {
       key,
       status: 'succeeded',
-      request: { os: 'linux', arch: 'amd64', plugins: [] },
+      request: { caddyVersion: spec.caddyVersion, os: 'linux', arch: 'amd64', plugins: [] },
       spec,
       filename: 'caddy_linux_amd64',
       sha256: '6a8e9ca7f2d8e8e1b7a0fbe9f7b35cb5c0ab3ab28c4d7b7cbd4e0c7c4e4a5f4a',
@@ -71,7 +71,7 @@ test('unknown builds are 404; a rebuild of a rebuild is 409; a malformed id is 4
     meta: {
       key: rkey,
       status: 'succeeded',
-      request: {},
+      request: {} as BuildRequest,
       spec,
       filename: 'caddy_linux_amd64',
       sha256: '6a8e9ca7f2d8e8e1b7a0fbe9f7b35cb5c0ab3ab28c4d7b7cbd4e0c7c4e4a5f4a',
@@ -103,7 +103,7 @@ test('a build from before the canonical plugin order (legacy flags) is not rebui
   await writeFile(bin, 'binary');
   const at = '2026-11-01T10:00:00.000Z';
   await t.store.put({
-    meta: { key: lkey, status: 'succeeded', request: {}, spec: legacy, filename: 'caddy_linux_amd64', sha256: 'a'.repeat(64), size: 6, createdAt: at, finishedAt: at },
+    meta: { key: lkey, status: 'succeeded', request: {} as BuildRequest, spec: legacy, filename: 'caddy_linux_amd64', sha256: 'a'.repeat(64), size: 6, createdAt: at, finishedAt: at },
     binaryPath: bin,
     log: '',
   });

@@ -1,7 +1,8 @@
 // The architecture as a test (docs/architecture.md): the parts under src/ import each other only
 // through their index.ts, the arrows between parts go one way (no cycle), nothing imports the
-// composition root (src/main), and util imports no part. The import graph is read from the
-// sources with the TypeScript compiler's own scanner, so comments and strings do not count.
+// composition root (src/main), util imports no part, and the arrows are exactly those of the map
+// (the imports column of docs/architecture.md's table, and its picture). The import graph is read
+// from the sources with the TypeScript compiler's own scanner, so comments and strings do not count.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -9,7 +10,9 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
-const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src');
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SRC = join(ROOT, 'src');
+const MAP = join(ROOT, 'docs', 'architecture.md');
 
 interface Edge {
   file: string;
@@ -65,6 +68,36 @@ export function findCycle(graph: Map<string, Set<string>>): string[] | null {
   return null;
 }
 
+/** `a -> b` for every arrow of a graph. */
+function arrows(graph: Map<string, Set<string>>): string[] {
+  return [...graph].flatMap(([from, tos]) => [...tos].map((to) => `${from} -> ${to}`)).sort();
+}
+
+/** The allowed arrows: the `imports` column of the parts table (`| \`part\` | interface | a, b |`). */
+export function mapTable(markdown: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const line of markdown.split('\n')) {
+    const row = /^\| `([a-z]+)` \|.*\| ([^|]+) \|$/.exec(line);
+    if (!row) continue;
+    const imports = row[2]!.trim() === '—' ? [] : row[2]!.split(',').map((p) => p.trim());
+    out.set(row[1]!, new Set(imports));
+  }
+  return out;
+}
+
+/** The arrows of the mermaid picture (`a[label] --> b & c`, `a -.->|label| b`). */
+export function mapPicture(markdown: string): Map<string, Set<string>> {
+  const block = /```mermaid\n([\s\S]*?)```/.exec(markdown)?.[1] ?? '';
+  const out = new Map<string, Set<string>>();
+  for (const line of block.split('\n')) {
+    const m = /^\s*([a-z]+)(?:\[[^\]]*\])?\s*(?:-->|-\.->(?:\|[^|]*\|)?)\s*(.+)$/.exec(line);
+    if (!m) continue;
+    if (!out.has(m[1]!)) out.set(m[1]!, new Set());
+    for (const to of m[2]!.split('&')) out.get(m[1]!)!.add(to.trim());
+  }
+  return out;
+}
+
 describe('architecture', () => {
   const all = edges();
   const across = all.filter((e) => e.from !== e.to);
@@ -101,6 +134,52 @@ describe('architecture', () => {
     }
     const cycle = findCycle(graph);
     assert.equal(cycle, null, `import cycle between parts: ${cycle?.join(' -> ')}`);
+  });
+
+  test('the arrows of the code are exactly the arrows of the map (docs/architecture.md)', () => {
+    const code = new Map<string, Set<string>>();
+    for (const e of across) {
+      if (!code.has(e.from)) code.set(e.from, new Set());
+      code.get(e.from)!.add(e.to);
+    }
+    const markdown = readFileSync(MAP, 'utf8');
+    const table = mapTable(markdown);
+    const parts = readdirSync(SRC, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
+    assert.deepEqual([...table.keys()].sort(), parts, 'every folder of src/ is a row of the parts table, and every row a folder');
+    const inCode = arrows(code);
+    const inTable = arrows(table);
+    assert.deepEqual(
+      inCode.filter((a) => !inTable.includes(a)),
+      [],
+      'arrows the code has and the map lacks: add them to the imports column (if they belong) or remove the import',
+    );
+    assert.deepEqual(
+      inTable.filter((a) => !inCode.includes(a)),
+      [],
+      'arrows the map shows and the code lacks: remove them from the imports column',
+    );
+    const shown = arrows(mapPicture(markdown));
+    const drawable = inTable.filter((a) => !/ -> (spec|util)$/.test(a));
+    assert.deepEqual(
+      shown.filter((a) => !drawable.includes(a)),
+      [],
+      'arrows the picture shows and the table lacks',
+    );
+    assert.deepEqual(
+      drawable.filter((a) => !shown.includes(a)),
+      [],
+      'arrows of the table the picture leaves out',
+    );
+  });
+
+  test('the map readers read (the check above can fail)', () => {
+    const md = ['```mermaid', 'flowchart TD', '  a[a: label, with: colons] --> b & c', '  a -.->|wires| d', '```', '| `a` | `x()`, `y` | b, c, d, util |', '| `b` | nothing | — |'].join('\n');
+    assert.deepEqual(arrows(mapTable(md)), ['a -> b', 'a -> c', 'a -> d', 'a -> util']);
+    assert.deepEqual(arrows(mapPicture(md)), ['a -> b', 'a -> c', 'a -> d']);
+    assert.deepEqual([...mapTable(md).keys()], ['a', 'b']);
   });
 
   test('the cycle finder finds a cycle (the check above can fail)', () => {

@@ -457,7 +457,7 @@ describe('GET /api/builds?sha256= (the real API), and verify against it', () => 
         meta: {
           key,
           status: 'succeeded',
-          request: { os: s.os, arch: s.arch, plugins: [] },
+          request: { caddyVersion: s.caddyVersion, os: s.os, arch: s.arch, plugins: [] },
           spec: s,
           filename: 'caddy',
           sha256: sum,

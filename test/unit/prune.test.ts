@@ -121,7 +121,7 @@ function meta(n: number, finishedAt: number, extra: Partial<ArtifactMeta> = {}):
     key: key(n),
     status: 'succeeded',
     request: { caddyVersion: 'latest', os: 'linux', arch: 'amd64', plugins: [] },
-    spec: { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [] },
+    spec: { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.0', xcaddy: 'v0.4.7', flags: 'xcaddy-default+sorted-plugins' } },
     filename: 'caddy',
     size: 1000,
     sha256: 'x'.repeat(64),

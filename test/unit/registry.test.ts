@@ -26,7 +26,11 @@ function specOf(arch: string, plugins: ResolvedSpec['plugins'] = []): ResolvedSp
 
 /** Puts a succeeded build of linux/<arch> into the store, as the job processor would. */
 function putBuild(t: TestApi, arch: string, plugins: ResolvedSpec['plugins'] = []): Promise<string> {
-  return putSucceededBuild(t, specOf(arch, plugins), { request: { caddyVersion: 'latest', os: 'linux', arch, plugins }, seed: `caddy-${arch}-${plugins.length}`, at: '2026-11-30T08:15:00.000Z' });
+  return putSucceededBuild(t, specOf(arch, plugins), {
+    request: { caddyVersion: 'latest', os: 'linux', arch, plugins: plugins.map((p) => ({ module: p.module, ...(p.version ? { version: p.version } : {}) })) },
+    seed: `caddy-${arch}-${plugins.length}`,
+    at: '2026-11-30T08:15:00.000Z',
+  });
 }
 
 function ociError(res: { json(): unknown }): string {
