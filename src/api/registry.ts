@@ -179,7 +179,9 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
     if (r.filtersApplied.length > 0) reply.header('OCI-Filters-Applied', r.filtersApplied.join(','));
     // New signatures may appear for a digest: not cached.
     reply.header('Cache-Control', 'no-cache');
-    return reply.code(200).type(MEDIA_TYPE_INDEX).send(JSON.stringify(r.index));
+    // Bytes, so no `; charset` is added to the media type.
+    reply.header('Content-Type', MEDIA_TYPE_INDEX);
+    return reply.code(200).send(Buffer.from(JSON.stringify(r.index), 'utf8'));
   };
 
   const list = async (repo: string, q: { n?: number | undefined; last?: string | undefined }, reply: FastifyReply) => {
