@@ -10,6 +10,8 @@
 #                                  Go module proxy (validate, registry serve, push/pull)
 #     .tools/bin/cosign         -> sigstore's cosign, pinned, `go install` from the Go module proxy
 #                                  (verify, verify-attestation, verify-blob-attestation; docs/provenance.md)
+#     .tools/bin/cosign3        -> cosign v3, pinned, the same way: it reads signatures and attestations
+#                                  as Sigstore bundles through the OCI referrers API (docs/provenance.md)
 #
 # Usage: bash scripts/image-tools.sh
 # Env:   FAIRWAY_DEPS_SKIP_APT=1   do not touch OS packages (skopeo/umoci must then be present)
@@ -21,6 +23,8 @@ CRANE_MODULE="github.com/google/go-containerregistry"
 CRANE_VERSION="v0.22.1"             # pinned; bump deliberately (see docs/images.md)
 COSIGN_MODULE="github.com/sigstore/cosign/v2"
 COSIGN_VERSION="v2.6.1"             # pinned; bump deliberately (see docs/provenance.md); ~4 min to build cold
+COSIGN3_MODULE="github.com/sigstore/cosign/v3"
+COSIGN3_VERSION="v3.1.3"            # pinned; bump deliberately (docs/provenance.md); v3.1.4 needs Go 1.27
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
@@ -67,3 +71,5 @@ go_tool crane "$CRANE_MODULE/cmd/crane" "$CRANE_VERSION"
 "$BIN/crane" version | sed 's/^/[image-tools]   crane /'
 go_tool cosign "$COSIGN_MODULE/cmd/cosign" "$COSIGN_VERSION"
 "$BIN/cosign" version 2>&1 | grep -E '^GitVersion' | sed 's/^/[image-tools]   cosign /'
+go_tool cosign3 "$COSIGN3_MODULE/cmd/cosign" "$COSIGN3_VERSION" cosign
+"$BIN/cosign3" version 2>&1 | grep -E '^GitVersion' | sed 's/^/[image-tools]   cosign3 /'

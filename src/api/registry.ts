@@ -4,7 +4,8 @@
  * these plugins only map HTTP to it, with api's schemas, scopes, Range parsing and error model:
  *
  *  - `registryApi` (register with `prefix: '/v2'`): `GET /v2/`, `GET|HEAD /v2/<name>/manifests/<ref>`,
- *    `GET|HEAD /v2/<name>/blobs/<digest>`, `GET /v2/<name>/tags/list`; names `caddy` and
+ *    `GET|HEAD /v2/<name>/blobs/<digest>`, `GET /v2/<name>/tags/list`, `GET /v2/<name>/referrers/<digest>`
+ *    (OCI 1.1, `artifactType` filter); names `caddy` and
  *    `caddy/<recipe>` (and `caddy/build`). Its own error handler answers the spec's
  *    `{"errors":[{code,message,detail}]}`; its routes take HTTP Basic credentials (token as password)
  *    and challenge with `Basic realm="fairway"` (src/api/security.ts).
@@ -79,6 +80,13 @@ const TagsQuery = z.object({
   last: z.string().max(200).optional().describe('tags after this one (lexical order)'),
 });
 const TagList = z.object({ name: z.string(), tags: z.array(z.string()) });
+const ReferrersQuery = z.object({
+  artifactType: z.string().max(255).optional().describe('only the referrers of this artifactType (the answer then has OCI-Filters-Applied: artifactType)'),
+});
+const REFERRERS_BODY = {
+  description: 'an image index: a descriptor (mediaType, digest, size, artifactType, annotations) of each manifest whose subject is the digest; empty when there are none',
+  content: { 'application/vnd.oci.image.index.v1+json': { schema: z.string().describe('an OCI image index') } },
+};
 const MANIFEST_BODY = {
   description: 'the manifest or index, its exact bytes',
   content: {
@@ -87,6 +95,7 @@ const MANIFEST_BODY = {
   },
 };
 const BLOB_BODY = { description: 'the blob', content: { 'application/octet-stream': { schema: z.string().describe('bytes') } } };
+const MEDIA_TYPE_INDEX = 'application/vnd.oci.image.index.v1+json';
 const HEAD_BODY = z.undefined().describe('the headers only (no body)');
 const GET_ERRORS = ociErrors(400, 401, 403, 404, 429, 500, 503);
 
@@ -165,6 +174,16 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
     return sendBody(reply.code(200), b.size, range, (r) => b.open(r));
   };
 
+  const referrers = async (repo: string, digest: string, artifactType: string | undefined, reply: FastifyReply) => {
+    const r = await registry.referrers(repo, digest, artifactType);
+    if (r.filtersApplied.length > 0) reply.header('OCI-Filters-Applied', r.filtersApplied.join(','));
+    // New signatures may appear for a digest: not cached.
+    reply.header('Cache-Control', 'no-cache');
+    // Bytes, so no `; charset` is added to the media type.
+    reply.header('Content-Type', MEDIA_TYPE_INDEX);
+    return reply.code(200).send(Buffer.from(JSON.stringify(r.index), 'utf8'));
+  };
+
   const list = async (repo: string, q: { n?: number | undefined; last?: string | undefined }, reply: FastifyReply) => {
     const all = await registry.tags(repo);
     const after = q.last !== undefined ? all.filter((t) => t > q.last!) : all;
@@ -221,6 +240,20 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
       config: { ...config, swagger: { exposeHeadRoute: true } },
       schema: { tags, summary: `A blob of ${where}: headers only`, params: params.extend({ digest: Digest }), response: { 200: HEAD_BODY, ...GET_ERRORS } },
       handler: (req, reply) => blob(repoOf(req.params as { recipe?: string }), req.params.digest, req, reply, true),
+    });
+    app.route({
+      method: 'GET',
+      url: `${prefix}/referrers/:digest`,
+      config,
+      exposeHeadRoute: false,
+      schema: {
+        tags,
+        summary: `OCI 1.1 referrers of a manifest of ${where} (the Sigstore bundles of an image; an empty index for any other digest)`,
+        params: params.extend({ digest: Digest }),
+        querystring: ReferrersQuery,
+        response: { 200: REFERRERS_BODY, ...ociErrors(400, 401, 403, 404, 429, 500, 503) },
+      },
+      handler: (req, reply) => referrers(repoOf(req.params as { recipe?: string }), req.params.digest, req.query.artifactType, reply),
     });
     app.get(
       `${prefix}/tags/list`,

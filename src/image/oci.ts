@@ -8,6 +8,8 @@ export const MEDIA_TYPE = {
   config: 'application/vnd.oci.image.config.v1+json',
   layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
   layoutHeader: 'application/vnd.oci.layout.header.v1+json',
+  /** The empty descriptor's media type (image-spec v1.1): the config of an artifact manifest, `{}`. */
+  empty: 'application/vnd.oci.empty.v1+json',
 } as const;
 
 export const ANNOTATION = {
@@ -31,14 +33,20 @@ export interface Descriptor {
   digest: string;
   size: number;
   platform?: OciPlatform;
+  /** image-spec v1.1: the artifact type of the manifest described (referrers API). */
+  artifactType?: string;
   annotations?: Record<string, string>;
 }
 
 export interface ImageManifest {
   schemaVersion: 2;
   mediaType: typeof MEDIA_TYPE.manifest;
+  /** image-spec v1.1: set on artifacts (e.g. a Sigstore bundle referrer). */
+  artifactType?: string;
   config: Descriptor;
   layers: Descriptor[];
+  /** image-spec v1.1: the manifest this one refers to (listed by the referrers API under its digest). */
+  subject?: Descriptor;
   annotations?: Record<string, string>;
 }
 

@@ -9,6 +9,13 @@
  * signing" payload naming the digest, with the base64 signature in the layer annotation
  * `dev.cosignproject.cosign/signature`; the attestation (`.att`) has a DSSE envelope (an in-toto
  * statement about the manifest) as its layer.
+ *
+ * Beside them, the same two published the OCI 1.1 way, as cosign v3 writes them: each a Sigstore
+ * bundle v0.3 (JSON, a DSSE envelope signed with the key; no certificate, no transparency-log
+ * entry) as the one layer of a manifest whose `subject` is the image manifest, found through the
+ * referrers API (`GET /v2/<name>/referrers/<digest>`). The signature's bundle is an in-toto
+ * statement about the image with cosign's predicate type `https://sigstore.dev/cosign/sign/v1`;
+ * the attestation's is the `.att` envelope itself (the SLSA statement).
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -18,7 +25,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { ANNOTATION, MEDIA_TYPE, buildImage, canonicalBytes, platformString, type Descriptor, type ImageManifest } from '../image/index.js';
-import { IN_TOTO_PAYLOAD_TYPE, SLSA_PROVENANCE_V1, envelope, statement, statementBytes, type Signer, type SlsaProvenance } from '../provenance/index.js';
+import { IN_TOTO_PAYLOAD_TYPE, SLSA_PROVENANCE_V1, STATEMENT_TYPE, envelope, statement, statementBytes, type DsseEnvelope, type Signer, type SlsaProvenance } from '../provenance/index.js';
 import { canonicalSpec, type ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, BlobInfo, BlobStore, RecordStore } from '../store/index.js';
 
@@ -32,6 +39,16 @@ export const COSIGN = {
   dsse: 'application/vnd.dsse.envelope.v1+json',
   signatureAnnotation: 'dev.cosignproject.cosign/signature',
   signatureType: 'cosign container image signature',
+} as const;
+
+/** Sigstore bundles as OCI 1.1 referrers (cosign v3). */
+export const SIGSTORE = {
+  /** The bundle's media type: the referrer manifest's artifactType and its layer's media type. */
+  bundle: 'application/vnd.dev.sigstore.bundle.v0.3+json',
+  /** cosign v3's predicate type of an image signature: an in-toto statement about the image, empty predicate. */
+  signPredicateType: 'https://sigstore.dev/cosign/sign/v1',
+  contentAnnotation: 'dev.sigstore.bundle.content',
+  predicateTypeAnnotation: 'dev.sigstore.bundle.predicateType',
 } as const;
 
 /** The record kept per artifact: how its image is made of store blobs. */
@@ -53,9 +70,14 @@ export interface SignatureRecord {
   sig: { digest: string; size: number };
   /** The manifest tagged `sha256-<hex>.att`; absent when the build has no provenance to attest. */
   att?: { digest: string; size: number };
+  /**
+   * The Sigstore bundle referrers (manifests whose `subject` is the image manifest): the
+   * signature's and the attestation's. Absent in records made before they existed.
+   */
+  referrers?: Array<{ digest: string; size: number; artifactType: string }>;
   /** sha256 of the signing key's public key (src/provenance fingerprintOf). */
   keyFingerprint: string;
-  /** Every blob the two manifests use. */
+  /** Every blob the manifests use (.sig, .att and the referrers). */
   blobs: Array<{ digest: string; size: number }>;
 }
 
@@ -127,6 +149,35 @@ export function simpleSigningPayload(manifestDigest: string, reference: string):
   });
 }
 
+/** The annotations naming the artifact (key and resolved spec): where a signature manifest belongs (registry manifestBelongs). */
+function fairwayAnnotations(meta: ArtifactMeta): Record<string, string> {
+  return { [ANNOTATION.fairwayKey]: meta.key, [ANNOTATION.fairwaySpec]: canonicalBytes(canonicalSpec(meta.spec as ResolvedSpec)).toString('utf8') };
+}
+
+/** A Sigstore bundle v0.3 (protobuf-specs JSON) of a DSSE envelope signed with a plain key: no certificate, no tlog entry, no timestamp. */
+export function sigstoreBundle(env: DsseEnvelope, keyHint: string): Buffer {
+  return canonicalBytes({ mediaType: SIGSTORE.bundle, verificationMaterial: { publicKey: { hint: keyHint } }, dsseEnvelope: env });
+}
+
+/**
+ * The referrer manifest of a bundle, as cosign v3 writes it: artifactType the bundle's media type,
+ * the empty config `{}`, the bundle as its one layer, `subject` the image manifest.
+ */
+async function bundleReferrer(store: Store, dir: string, subject: Descriptor, bundle: Buffer, predicateType: string, meta: ArtifactMeta): Promise<BlobInfo[]> {
+  const config = await putBytes(store, dir, Buffer.from('{}'));
+  const layer = await putBytes(store, dir, bundle);
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPE.manifest,
+    artifactType: SIGSTORE.bundle,
+    config: { mediaType: MEDIA_TYPE.empty, digest: config.digest, size: config.size },
+    layers: [{ mediaType: SIGSTORE.bundle, digest: layer.digest, size: layer.size }],
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+    annotations: { [SIGSTORE.contentAnnotation]: 'dsse-envelope', [SIGSTORE.predicateTypeAnnotation]: predicateType, ...fairwayAnnotations(meta) },
+  };
+  return [config, layer, await putBytes(store, dir, canonicalBytes(manifest))];
+}
+
 /** A manifest of one layer, as cosign writes signature and attestation manifests; annotated with the artifact it is about. */
 async function oneLayerManifest(store: Store, dir: string, layer: Descriptor, meta: ArtifactMeta): Promise<{ manifest: BlobInfo; config: BlobInfo }> {
   const config = await putBytes(store, dir, canonicalBytes({ architecture: '', config: {}, created: IMAGE_CREATED, os: '', rootfs: { type: 'layers', diff_ids: [layer.digest] } }));
@@ -135,7 +186,7 @@ async function oneLayerManifest(store: Store, dir: string, layer: Descriptor, me
     mediaType: MEDIA_TYPE.manifest,
     config: { mediaType: MEDIA_TYPE.config, digest: config.digest, size: config.size },
     layers: [layer],
-    annotations: { [ANNOTATION.fairwayKey]: meta.key, [ANNOTATION.fairwaySpec]: canonicalBytes(canonicalSpec(meta.spec as ResolvedSpec)).toString('utf8') },
+    annotations: fairwayAnnotations(meta),
   };
   return { manifest: await putBytes(store, dir, canonicalBytes(manifest)), config };
 }
@@ -155,9 +206,18 @@ async function publishSignatures(o: { store: Store; dir: string; rec: ImageRecor
   blobs.push(payloadBlob, sig.config, sig.manifest);
   // .att: a DSSE envelope of an in-toto statement whose subject is the image manifest.
   const subject = [{ name: `caddy/build:${meta.key}`, digest: { sha256: rec.manifestDigest.slice(7) } }];
+  // The signature as cosign v3 makes it: a bundle of an in-toto statement about the image.
+  const image = rec.descriptor;
+  const signStatement = canonicalBytes({ _type: STATEMENT_TYPE, subject: [{ digest: { sha256: rec.manifestDigest.slice(7) } }], predicateType: SIGSTORE.signPredicateType, predicate: {} });
+  const signBundle = sigstoreBundle(envelope(IN_TOTO_PAYLOAD_TYPE, signStatement, signer), signer.fingerprint);
+  const referrers: BlobInfo[] = [];
+  const sigRef = await bundleReferrer(store, dir, image, signBundle, SIGSTORE.signPredicateType, meta);
+  blobs.push(...sigRef);
+  referrers.push(sigRef.at(-1)!);
   let att: { manifest: BlobInfo; config: BlobInfo } | undefined;
   if (o.predicate) {
-    const envBytes = canonicalBytes(envelope(IN_TOTO_PAYLOAD_TYPE, statementBytes(statement(subject, withBinary(o.predicate, meta))), signer));
+    const env = envelope(IN_TOTO_PAYLOAD_TYPE, statementBytes(statement(subject, withBinary(o.predicate, meta))), signer);
+    const envBytes = canonicalBytes(env);
     const envBlob = await putBytes(store, dir, envBytes);
     att = await oneLayerManifest(
       store,
@@ -166,12 +226,16 @@ async function publishSignatures(o: { store: Store; dir: string; rec: ImageRecor
       meta,
     );
     blobs.push(envBlob, att.config, att.manifest);
+    const attRef = await bundleReferrer(store, dir, image, sigstoreBundle(env, signer.fingerprint), SLSA_PROVENANCE_V1, meta);
+    blobs.push(...attRef);
+    referrers.push(attRef.at(-1)!);
   }
   const out: SignatureRecord = {
     key: meta.key,
     manifestDigest: rec.manifestDigest,
     sig: { digest: sig.manifest.digest, size: sig.manifest.size },
     ...(att ? { att: { digest: att.manifest.digest, size: att.manifest.size } } : {}),
+    referrers: referrers.map((r) => ({ digest: r.digest, size: r.size, artifactType: SIGSTORE.bundle })),
     keyFingerprint: signer.fingerprint,
     blobs: dedupe(blobs),
   };

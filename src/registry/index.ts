@@ -21,7 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { HotCache } from '../cache/index.js';
-import { ANNOTATION, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type ImageIndex, type OciPlatform } from '../image/index.js';
+import { ANNOTATION, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type Descriptor, type ImageIndex, type OciPlatform } from '../image/index.js';
 import { publicKeyFromPem, verifyProvenance, type Signer, type SlsaProvenance } from '../provenance/index.js';
 import { IMAGES_NS, SIGNATURES_NS, publishImage, type ImageRecord, type SignatureRecord } from './images.js';
 import { IndexSignRefused, signIndex, storedIndexSignature, verifyPlatformImage, type IndexChild, type IndexSignatureRecord } from './indexsign.js';
@@ -49,7 +49,7 @@ export {
   type IndexSignatureRecord,
   type VerifiedImage,
 } from './indexsign.js';
-export { COSIGN, IMAGES_NS, SIGNATURES_NS, publishImage, simpleSigningPayload, type ImageRecord, type PublishImageOptions, type SignatureRecord } from './images.js';
+export { COSIGN, IMAGES_NS, SIGNATURES_NS, SIGSTORE, publishImage, sigstoreBundle, simpleSigningPayload, type ImageRecord, type PublishImageOptions, type SignatureRecord } from './images.js';
 
 export type OciErrorCode =
   | 'BLOB_UNKNOWN'
@@ -100,6 +100,13 @@ export interface ManifestAnswer {
   bytes: Buffer;
 }
 
+/** The referrers API's answer: an image index of the manifests whose `subject` is the digest. */
+export interface ReferrersAnswer {
+  index: ImageIndex;
+  /** The filters applied (`artifactType`): the `OCI-Filters-Applied` header. */
+  filtersApplied: string[];
+}
+
 export interface BlobAnswer {
   digest: string;
   size: number;
@@ -145,12 +152,14 @@ export interface ImageRegistry {
   /** Throws NAME_UNKNOWN for a repository that does not exist. */
   tags(repo: string): Promise<string[]>;
   manifest(repo: string, reference: string, ctx: RequestContext, signal?: AbortSignal): Promise<ManifestAnswer>;
+  /** OCI 1.1 referrers of a manifest of this repository (an empty index for any other digest); `artifactType` filters. */
+  referrers(repo: string, digest: string, artifactType?: string): Promise<ReferrersAnswer>;
   blob(repo: string, digest: string): Promise<BlobAnswer>;
 }
 
 export const RECIPE_NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 /** Names that are path segments of the routes (or the build repository), never recipes. */
-const RESERVED = new Set(['build', 'manifests', 'blobs', 'tags']);
+const RESERVED = new Set(['build', 'manifests', 'blobs', 'tags', 'referrers']);
 export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 export const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const RECIPES_NS = 'recipes';
@@ -265,7 +274,15 @@ export function caddyVersionOfTag(tag: string): string | null {
 
 function checkRecipeName(name: string): void {
   if (!RECIPE_NAME.test(name) || RESERVED.has(name)) {
-    throw new AppError(400, 'invalid_recipe', `recipe name ${JSON.stringify(name.slice(0, 80))}: use [a-z0-9][a-z0-9-]{0,63}, not build, manifests, blobs or tags`);
+    throw new AppError(400, 'invalid_recipe', `recipe name ${JSON.stringify(name.slice(0, 80))}: use [a-z0-9][a-z0-9-]{0,63}, not build, manifests, blobs, tags or referrers`);
+  }
+}
+
+function parseJson(b: Buffer): unknown {
+  try {
+    return JSON.parse(b.toString('utf8')) as unknown;
+  } catch {
+    return undefined;
   }
 }
 
@@ -434,6 +451,48 @@ export class Registry implements ImageRegistry {
       throw new RegistryError(404, 'MANIFEST_UNKNOWN', `${repo} is pinned to Caddy ${kind.caddyVersion}: its tags are latest and ${kind.caddyVersion}`);
     }
     return this.tagIndex(kind, version === 'latest' && kind.caddyVersion ? kind.caddyVersion : version, ctx, signal, `${repo}:${reference}`);
+  }
+
+  // ---- referrers (OCI 1.1) ----
+
+  /**
+   * The manifests whose `subject` is `digest` (the Sigstore bundle referrers of an image, from its
+   * signature record), as an image index; under the repository rules of manifests by digest: a
+   * digest that is not a manifest of this repository (unknown, another repository's, an index)
+   * has no referrers here, and answers an empty index, as the spec asks (never a 404). Each
+   * referrer is read (and checked against its digest) and listed only when it is served in this
+   * repository and its `subject` is that digest.
+   */
+  async referrers(repo: string, digest: string, artifactType?: string): Promise<ReferrersAnswer> {
+    const kind = await this.repoOf(repo);
+    if (!DIGEST_RE.test(digest)) throw new RegistryError(400, 'DIGEST_INVALID', `${JSON.stringify(digest.slice(0, 100))} is not a sha256 digest (sha256:<64 lowercase hex>)`);
+    const manifests: Descriptor[] = [];
+    const subject = await this.manifestByDigest(digest, kind, repo).catch((err: unknown) => {
+      if (err instanceof RegistryError && err.statusCode === 404) return null;
+      throw err;
+    });
+    const key = subject ? fairwayImageOf(parseJson(subject.bytes))?.key : undefined;
+    const rec = key ? ((await this.o.store.getRecord(SIGNATURES_NS, key)) as SignatureRecord | null) : null;
+    if (rec && rec.manifestDigest === digest && Array.isArray(rec.referrers)) {
+      for (const r of rec.referrers) {
+        const m = await this.manifestByDigest(r.digest, kind, repo).catch((err: unknown) => {
+          if (err instanceof RegistryError && err.statusCode === 404) {
+            this.log.warn({ key, referrer: r.digest }, 'a referrer named by a signature record is missing or not of this repository: not listed');
+            return null;
+          }
+          throw err;
+        });
+        const json = m
+          ? (parseJson(m.bytes) as { artifactType?: unknown; config?: { mediaType?: unknown }; subject?: { digest?: unknown }; annotations?: Record<string, string> } | undefined)
+          : undefined;
+        if (!m || json?.subject?.digest !== digest) continue;
+        // The spec: the manifest's artifactType, else its config's media type; and its annotations.
+        const type = typeof json.artifactType === 'string' ? json.artifactType : typeof json.config?.mediaType === 'string' ? json.config.mediaType : undefined;
+        manifests.push({ mediaType: m.mediaType, digest: m.digest, size: m.size, ...(type ? { artifactType: type } : {}), ...(json.annotations ? { annotations: json.annotations } : {}) });
+      }
+    }
+    const filtered = artifactType !== undefined ? manifests.filter((d) => d.artifactType === artifactType) : manifests;
+    return { index: { schemaVersion: 2, mediaType: MEDIA_TYPE.index, manifests: filtered }, filtersApplied: artifactType !== undefined ? ['artifactType'] : [] };
   }
 
   /** A manifest or index by digest, served only under a repository it belongs to (manifestBelongs). */

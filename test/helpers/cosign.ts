@@ -12,10 +12,10 @@ export const COSIGN = join(ROOT, '.tools', 'bin', 'cosign');
 /** What every registry check takes against a test server: no transparency log, plain HTTP. */
 export const COSIGN_REGISTRY_OPTS = ['--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'] as const;
 
-/** Runs cosign; never throws: ok is false when it exits non-zero, out has stdout and stderr. */
-export async function cosign(args: string[], home: string): Promise<{ ok: boolean; out: string }> {
+/** Runs cosign (`bin`: another one, e.g. cosign v3); never throws: ok is false when it exits non-zero, out has stdout and stderr. */
+export async function cosign(args: string[], home: string, bin = COSIGN): Promise<{ ok: boolean; out: string }> {
   try {
-    const { stdout, stderr } = await run(COSIGN, args, {
+    const { stdout, stderr } = await run(bin, args, {
       timeout: 5 * 60_000,
       maxBuffer: 16 * 1024 * 1024,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, DOCKER_CONFIG: join(home, '.docker'), SIGSTORE_NO_CACHE: '1', TUF_ROOT: join(home, 'tuf') },

@@ -8,6 +8,9 @@
  *  - the tag caddy/l4:<version> (`verify`, `verify-attestation --type slsaprovenance1`): its image
  *    index, signed with serve's key once its platform image verified, attested with that image's
  *    provenance; refused with another key, and another server's tag refused with this key.
+ *  - the same with cosign v3 (.tools/bin/cosign3), which reads the signature and the attestation
+ *    as Sigstore bundles found through the OCI 1.1 referrers API; a tampered bundle (or a tampered
+ *    .sig for cosign v2) and a foreign image (another server's, another key) are refused by both.
  * Signed by default: a `serve` without signingKey makes its own key at first start (mode 0600,
  * logged), serves it at /api/signing-key, and its build's provenance verifies with cosign against
  * that key; after a restart the key is the same. A provenance forged in the store (signed by another
@@ -17,14 +20,17 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { IN_TOTO_PAYLOAD_TYPE, createKeyPair, envelope, fingerprintOf, publicKeyFromPem, readStatement, signerFromPem, statementBytes, type DsseEnvelope } from '../../src/provenance/index.js';
 import { COSIGN, attestedStatements, cosign } from '../helpers/cosign.js';
-import { CADDY_VERSION, PLUGIN, api, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
+import { CADDY_VERSION, PLUGIN, ROOT, api, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 
+const COSIGN3 = join(ROOT, '.tools', 'bin', 'cosign3');
+const OFFLINE = ['--insecure-ignore-tlog', '--allow-insecure-registry', '--allow-http-registry'];
+const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
 const ARCH = GOARCH[process.arch] ?? process.arch;
 const RECIPES = JSON.stringify({ l4: { plugins: [{ module: PLUGIN.module, version: PLUGIN.version }] } });
@@ -43,6 +49,7 @@ describe('signed provenance of a real build, verified by cosign', { timeout: 40 
 
   before(async () => {
     assert.ok(existsSync(COSIGN), 'cosign is missing: run bash scripts/image-tools.sh');
+    assert.ok(existsSync(COSIGN3), 'cosign3 (cosign v3) is missing: run bash scripts/image-tools.sh');
     dir = await tempDir('fairway-provenance-');
     const keyFile = join(dir, 'fairway.key');
     await writeFile(keyFile, keys.privatePem, { mode: 0o600 });
@@ -160,6 +167,77 @@ describe('signed provenance of a real build, verified by cosign', { timeout: 40 
       const wrong = await cosign([...args, '--key', otherPub, ...opts, tag], dir);
       assert.ok(!wrong.ok, `another key must be refused:\n${wrong.out}`);
     }
+    // cosign v3 finds no bundle referrers for the index and reads the same .sig/.att tags.
+    for (const args of [['verify'], ['verify-attestation', '--type', 'slsaprovenance1']]) {
+      const v3 = await cosign([...args, '--key', pub, ...opts, tag], dir, COSIGN3);
+      assert.ok(v3.ok, `cosign v3 ${args[0]} of the tag:\n${v3.out}`);
+      const wrong = await cosign([...args, '--key', otherPub, ...opts, tag], dir, COSIGN3);
+      assert.ok(!wrong.ok, `another key must be refused by cosign v3:\n${wrong.out}`);
+    }
+  });
+
+  test('cosign v3 verifies the same image through its Sigstore bundles (OCI 1.1 referrers); a tampered bundle or .sig is refused by v3 and v2', async () => {
+    const image = `${host}/caddy/build:${build.id}`;
+    const digest = (await fetch(`http://${host}/v2/caddy/build/manifests/${build.id}`, { method: 'HEAD' })).headers.get('docker-content-digest')!;
+    const sig = await cosign(['verify', '--key', pub, ...OFFLINE, image], dir, COSIGN3);
+    assert.ok(sig.ok, sig.out);
+    // cosign v3 reports what it verified: the bundle's in-toto statement (cosign's sign predicate), about this digest.
+    assert.match(sig.out, /"type":"https:\/\/sigstore\.dev\/cosign\/sign\/v1"/, `v3 verified the bundle, not the .sig:\n${sig.out}`);
+    assert.ok(sig.out.includes(`"docker-manifest-digest":"${digest}"`), sig.out);
+    const att = await cosign(['verify-attestation', '--key', pub, '--type', 'slsaprovenance1', ...OFFLINE, image], dir, COSIGN3);
+    assert.ok(att.ok, att.out);
+    const byDigest = await cosign(['verify', '--key', pub, ...OFFLINE, `${host}/caddy/l4@${digest}`], dir, COSIGN3);
+    assert.ok(byDigest.ok, byDigest.out);
+    for (const args of [
+      ['verify', '--key', otherPub, ...OFFLINE, image],
+      ['verify-attestation', '--key', otherPub, '--type', 'slsaprovenance1', ...OFFLINE, image],
+    ]) {
+      const wrong = await cosign(args, dir, COSIGN3);
+      assert.ok(!wrong.ok, `another key must be refused by cosign v3 (${args[0]}):\n${wrong.out}`);
+    }
+
+    // Tampering, as whoever can write to the store could: the record then names a signature bundle
+    // (and a .sig) whose statement was altered after it was signed. Both cosigns refuse the image.
+    const root = join(dir, 'data', 'artifacts');
+    const recFile = join(root, 'records', 'signatures', `${build.id}.json`);
+    const genuine = await readFile(recFile, 'utf8');
+    const rec = JSON.parse(genuine) as { sig: { digest: string; size: number }; referrers: Array<{ digest: string; size: number; artifactType: string }> };
+    const blob = (d: string) => readFile(join(root, 'blobs', 'sha256', d.slice(7)));
+    const put = async (bytes: Buffer) => {
+      const d = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+      await writeFile(join(root, 'blobs', 'sha256', d.slice(7)), bytes);
+      return { digest: d, size: bytes.length };
+    };
+    const manifests = await Promise.all(
+      rec.referrers.map(async (r) => ({ r, m: JSON.parse((await blob(r.digest)).toString()) as { layers: Array<{ digest: string; size: number }>; annotations: Record<string, string> } })),
+    );
+    const signRef = manifests.find((x) => x.m.annotations['dev.sigstore.bundle.predicateType'] === 'https://sigstore.dev/cosign/sign/v1')!;
+    const bundle = JSON.parse((await blob(signRef.m.layers[0]!.digest)).toString()) as { dsseEnvelope: { payload: string } };
+    const statement = JSON.parse(Buffer.from(bundle.dsseEnvelope.payload, 'base64').toString()) as Record<string, unknown>;
+    bundle.dsseEnvelope.payload = Buffer.from(JSON.stringify({ ...statement, predicate: { tampered: true } })).toString('base64');
+    const forgedLayer = await put(Buffer.from(JSON.stringify(bundle)));
+    const forgedRef = await put(Buffer.from(JSON.stringify({ ...signRef.m, layers: [{ ...signRef.m.layers[0], ...forgedLayer }] })));
+    const sigManifest = JSON.parse((await blob(rec.sig.digest)).toString()) as { layers: Array<{ digest: string; size: number }> };
+    const payload = JSON.parse((await blob(sigManifest.layers[0]!.digest)).toString()) as { optional: unknown };
+    const forgedPayload = await put(Buffer.from(JSON.stringify({ ...payload, optional: { tampered: 'yes' } })));
+    const forgedSig = await put(Buffer.from(JSON.stringify({ ...sigManifest, layers: [{ ...sigManifest.layers[0], ...forgedPayload }] })));
+    await writeFile(recFile, JSON.stringify({ ...rec, sig: forgedSig, referrers: [{ ...forgedRef, artifactType: BUNDLE }] }));
+    try {
+      const listed = (await (await fetch(`http://${host}/v2/caddy/build/referrers/${digest}`)).json()) as { manifests: Array<{ digest: string }> };
+      assert.deepEqual(
+        listed.manifests.map((m) => m.digest),
+        [forgedRef.digest],
+        'the tampered bundle is what the registry lists',
+      );
+      const v3 = await cosign(['verify', '--key', pub, ...OFFLINE, image], dir, COSIGN3);
+      assert.ok(!v3.ok, `a tampered bundle must be refused by cosign v3:\n${v3.out}`);
+      const v2 = await cosign(['verify', '--key', pub, ...OFFLINE, image], dir);
+      assert.ok(!v2.ok, `a tampered .sig must be refused by cosign v2:\n${v2.out}`);
+    } finally {
+      await writeFile(recFile, genuine);
+    }
+    const back = await cosign(['verify', '--key', pub, ...OFFLINE, image], dir, COSIGN3);
+    assert.ok(back.ok, `the genuine record back: verified again\n${back.out}`);
   });
 
   // ---- signed by default (issue 26): a `serve` with no signingKey, one build, one restart ----
@@ -276,6 +354,13 @@ describe('signed provenance of a real build, verified by cosign', { timeout: 40 
     assert.ok(att.ok, att.out);
     const signedTag = await cosign(['verify-attestation', '--key', plainPub, '--type', 'slsaprovenance1', ...opts, tag], dir);
     assert.ok(signedTag.ok, signedTag.out);
+    const att3 = await cosign(['verify-attestation', '--key', plainPub, '--type', 'slsaprovenance1', ...opts, image], dir, COSIGN3);
+    assert.ok(att3.ok, att3.out);
+    // A foreign image (this other server's, signed with its own key) against the first server's key: refused by both.
+    for (const bin of [COSIGN, COSIGN3]) {
+      const foreign = await cosign(['verify', '--key', pub, ...opts, image], dir, bin);
+      assert.ok(!foreign.ok, `a foreign image must be refused (${bin}):\n${foreign.out}`);
+    }
     await plain.stop();
     plain = undefined;
   });

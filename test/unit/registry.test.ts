@@ -3,15 +3,18 @@
 // platforms are cache hits; a platform not in the store stays queued (the helper's jobs never end).
 //   node --import tsx --test test/unit/registry.test.ts
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, verify } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { TokenAuthenticator, sha256Hash } from '../../src/auth/index.js';
 import { HotCache } from '../../src/cache/index.js';
 import { configSchema } from '../../src/config/index.js';
-import { goPlatform, manifestBelongs, MAX_INDEX_CHILDREN } from '../../src/registry/index.js';
+import { createKeyPair, pae, publicKeyFromPem, signerFromPem } from '../../src/provenance/index.js';
+import { goPlatform, manifestBelongs, MAX_INDEX_CHILDREN, publishImage } from '../../src/registry/index.js';
 import { cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
 import { putSucceededBuild, testApi, type TestApi } from '../helpers/api.js';
 
@@ -343,6 +346,113 @@ describe('registry: a manifest by digest only under a repository it belongs to',
     } finally {
       await t.close();
     }
+  });
+});
+
+describe('registry: OCI 1.1 referrers (the Sigstore bundles of a signed image)', () => {
+  const BUNDLE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
+  let t: TestApi;
+  let imageDigest: string;
+  let keys: ReturnType<typeof createKeyPair>;
+  before(async () => {
+    t = await testApi({ registry: { recipes: { l4: { plugins: [L4] } } } });
+    const key = await putBuild(t, 'amd64');
+    const meta = (await t.service.meta(key))!;
+    const binaryPath = join(t.store.root, 'referrers-test-binary');
+    await pipeline((await (await t.service.artifact(key)).open()) as Readable, createWriteStream(binaryPath));
+    keys = createKeyPair();
+    const rec = await publishImage({ store: t.store, binaryPath, meta, tmpDir: join(t.store.root, 'referrers-tmp'), signer: signerFromPem(keys.privatePem) });
+    imageDigest = rec.manifestDigest;
+  });
+  after(async () => t?.close());
+
+  const referrers = async (url: string) => {
+    const res = await t.app.inject({ method: 'GET', url });
+    return {
+      res,
+      index:
+        res.statusCode === 200
+          ? (res.json() as {
+              schemaVersion: number;
+              mediaType: string;
+              manifests: Array<{ mediaType: string; digest: string; size: number; artifactType?: string; annotations?: Record<string, string> }>;
+            })
+          : undefined,
+    };
+  };
+
+  test("an image's referrers: its signature bundle (cosign v3), with artifactType and annotations; the bundle's DSSE verifies with the key and is about the image", async () => {
+    const { res, index } = await referrers(`/v2/caddy/referrers/${imageDigest}`);
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.headers['content-type'], INDEX);
+    assert.equal(res.headers['oci-filters-applied'], undefined);
+    assert.equal(index!.schemaVersion, 2);
+    assert.equal(index!.mediaType, INDEX);
+    assert.equal(index!.manifests.length, 1, 'no predicate given: the signature only');
+    const d = index!.manifests[0]!;
+    assert.equal(d.mediaType, MANIFEST);
+    assert.equal(d.artifactType, BUNDLE);
+    assert.equal(d.annotations?.['dev.sigstore.bundle.predicateType'], 'https://sigstore.dev/cosign/sign/v1');
+    const m = await t.app.inject({ method: 'GET', url: `/v2/caddy/manifests/${d.digest}` });
+    assert.equal(m.statusCode, 200);
+    assert.equal(m.rawPayload.length, d.size);
+    assert.equal(digestOf(m.rawPayload), d.digest);
+    const manifest = m.json() as {
+      subject: { digest: string; mediaType: string };
+      artifactType: string;
+      config: { mediaType: string; digest: string };
+      layers: Array<{ mediaType: string; digest: string }>;
+    };
+    assert.equal(manifest.subject.digest, imageDigest);
+    assert.equal(manifest.subject.mediaType, MANIFEST);
+    assert.equal(manifest.config.mediaType, 'application/vnd.oci.empty.v1+json');
+    assert.equal((await t.app.inject({ method: 'GET', url: `/v2/caddy/blobs/${manifest.config.digest}` })).body, '{}');
+    const bundle = (await t.app.inject({ method: 'GET', url: `/v2/caddy/blobs/${manifest.layers[0]!.digest}` })).json() as {
+      mediaType: string;
+      verificationMaterial: { publicKey: { hint: string } };
+      dsseEnvelope: { payloadType: string; payload: string; signatures: Array<{ sig: string }> };
+    };
+    assert.equal(bundle.mediaType, BUNDLE);
+    assert.ok(bundle.verificationMaterial.publicKey, 'a key-signed bundle: public key material, no certificate');
+    const body = Buffer.from(bundle.dsseEnvelope.payload, 'base64');
+    assert.ok(
+      verify('sha256', pae(bundle.dsseEnvelope.payloadType, body), publicKeyFromPem(keys.publicPem), Buffer.from(bundle.dsseEnvelope.signatures[0]!.sig, 'base64')),
+      'the DSSE signature verifies',
+    );
+    const st = JSON.parse(body.toString()) as { _type: string; predicateType: string; subject: Array<{ digest: { sha256: string } }> };
+    assert.equal(st._type, 'https://in-toto.io/Statement/v1');
+    assert.equal(st.predicateType, 'https://sigstore.dev/cosign/sign/v1');
+    assert.equal(st.subject[0]!.digest.sha256, imageDigest.slice(7));
+  });
+
+  test('artifactType filters (OCI-Filters-Applied); unknown digests, indexes and other repositories answer an empty index; bad digest 400, unknown name 404', async () => {
+    const hit = await referrers(`/v2/caddy/referrers/${imageDigest}?artifactType=${encodeURIComponent(BUNDLE)}`);
+    assert.equal(hit.res.headers['oci-filters-applied'], 'artifactType');
+    assert.equal(hit.index!.manifests.length, 1);
+    const miss = await referrers(`/v2/caddy/referrers/${imageDigest}?artifactType=application%2Fexample`);
+    assert.equal(miss.res.headers['oci-filters-applied'], 'artifactType');
+    assert.deepEqual(miss.index!.manifests, []);
+    assert.equal((await referrers(`/v2/caddy/build/referrers/${imageDigest}`)).index!.manifests.length, 1, 'caddy/build serves every image');
+    for (const url of [`/v2/caddy/referrers/sha256:${'0'.repeat(64)}`, `/v2/caddy/l4/referrers/${imageDigest}`]) {
+      const { res, index } = await referrers(url);
+      assert.equal(res.statusCode, 200, url);
+      assert.deepEqual(index!.manifests, [], url);
+    }
+    const bad = await t.app.inject({ method: 'GET', url: '/v2/caddy/referrers/sha256:abc' });
+    assert.equal(bad.statusCode, 400);
+    assert.equal(ociError(bad), 'DIGEST_INVALID');
+    const unknown = await t.app.inject({ method: 'GET', url: `/v2/nginx/referrers/${imageDigest}` });
+    assert.equal(unknown.statusCode, 404);
+    assert.equal(ociError(unknown), 'NAME_UNKNOWN');
+  });
+
+  test('a referrer the record names whose subject is another manifest is not listed', async () => {
+    const recs = await t.store.listRecords('signatures');
+    const key = recs[0]!;
+    const rec = (await t.store.getRecord('signatures', key)) as { referrers: Array<{ digest: string }>; sig: { digest: string; size: number } };
+    // The .sig manifest has no subject: named as a referrer (a tampered record), it is not listed.
+    await t.store.putRecord('signatures', key, { ...rec, referrers: [...rec.referrers, { ...rec.sig, artifactType: BUNDLE }] });
+    assert.equal((await referrers(`/v2/caddy/referrers/${imageDigest}`)).index!.manifests.length, 1);
   });
 });
 
