@@ -108,3 +108,38 @@ export function classifyVersionQuery(v: string): { kind: VersionQueryKind } | { 
 export function isLocalPath(s: string): boolean {
   return s.startsWith('/') || s.startsWith('./') || s.startsWith('../') || s === '.' || s === '..' || /^[A-Za-z]:[\\/]/.test(s);
 }
+
+// ---------------------------------------------------------------- the same grammar as patterns
+// For the OpenAPI document (src/api): regular expressions (ECMA-262, as JSON Schema `pattern`)
+// that accept exactly what the checks above accept, so a client generating requests from the
+// document sends what the server takes. test/unit/spec-patterns.test.ts holds them to the checks.
+
+const N = '(?:0|[1-9][0-9]*)';
+/** A pre-release identifier of an exact version: no leading zero when numeric. */
+const PRE_ID = `(?:${N}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)`;
+const BUILD_P = '[0-9A-Za-z-]+';
+const EXACT = `v${N}\\.${N}\\.${N}(?:-${PRE_ID}(?:\\.${PRE_ID})*)?(?:\\+${BUILD_P}(?:\\.${BUILD_P})*)?`;
+const PREFIX_P = `v${N}(?:\\.${N})?`;
+const COMPARE = `(?:<|<=|>|>=)v${N}(?:\\.${N}(?:\\.${N}(?:-[0-9A-Za-z-]+(?:\\.[0-9A-Za-z-]+)*)?)?)?`;
+/** A branch or commit: not v<digit> (that must be a version), not upgrade/patch/none, no "..", "//", no trailing "/", "." or ".lock". */
+const REVISION = '(?!v[0-9])(?!(?:upgrade|patch|none)$)(?!.*\\.\\.)(?!.*//)(?!.*(?:/|\\.|\\.lock)$)[A-Za-z0-9][A-Za-z0-9._/-]*';
+/** A version query (classifyVersionQuery): latest, an exact version, a prefix (v2.11), a comparison (>=v2.10) or a revision. */
+export const VERSION_QUERY_PATTERN = `(?:${EXACT}|${PREFIX_P}|${COMPARE}|${REVISION})`;
+
+/** Windows reserved names and short names, refused as any element's part before its first dot. */
+const RESERVED_P = '(?!(?:[Cc][Oo][Nn]|[Pp][Rr][Nn]|[Aa][Uu][Xx]|[Nn][Uu][Ll]|[Cc][Oo][Mm][1-9]|[Ll][Pp][Tt][1-9])(?:[./]|$))(?![^/.]*~[0-9]+(?:[./]|$))';
+const FIRST_ELEM_P = `(?=[a-z0-9.-]*\\.)${RESERVED_P}[a-z0-9](?:[a-z0-9.-]*[a-z0-9-])?`;
+const ELEM = `${RESERVED_P}[A-Za-z0-9_~-](?:[A-Za-z0-9._~-]*[A-Za-z0-9_~-])?`;
+/** A module path (modulePathError): a host name with a dot, then elements; no /v0 or /v1 suffix. */
+export const MODULE_PATH_PATTERN = `(?!.*/v(?:[01]|0[0-9]+)$)${FIRST_ELEM_P}(?:/${ELEM})*`;
+
+/** `^…$` around a pattern, for a whole value. */
+export function whole(pattern: string): string {
+  return `^${pattern}$`;
+}
+
+/**
+ * A caddyVersion as a build request takes it (parse.ts normaliseCaddyVersion): empty or latest,
+ * a v2 version or prefix (the `v` may be left out: 2.11.9), a comparison, or a revision.
+ */
+export const CADDY_VERSION_PATTERN = `(?:|latest|v?2(?:\\.${N}(?:\\.${N}(?:-${PRE_ID}(?:\\.${PRE_ID})*)?(?:\\+${BUILD_P}(?:\\.${BUILD_P})*)?)?)?|${COMPARE}|(?!2(?:\\.[0-9]|$))${REVISION})`;
