@@ -70,7 +70,11 @@ const BUILD = `(?:\\+${IDENT}(?:\\.${IDENT})*)`;
 const EXACT_RE = new RegExp(`^v${NUM}\\.${NUM}\\.${NUM}${PRE}?${BUILD}?$`);
 /** Version prefix queries like v2 or v2.11, which Go resolves to the newest matching release. */
 const PREFIX_RE = new RegExp(`^v${NUM}(?:\\.${NUM})?$`);
-const COMPARE_RE = new RegExp(`^(?:<|<=|>|>=)v${NUM}(?:\\.${NUM}(?:\\.${NUM}${PRE}?)?)?$`);
+/**
+ * Comparisons: `<` and `>=` take a prefix too (v2, v2.11); `<=` and `>` a complete version only, as
+ * the go command refuses to say whether `<=v2.11` allows v2.11.3 ("ambiguous semantic version").
+ */
+const COMPARE_RE = new RegExp(`^(?:(?:<|>=)v${NUM}(?:\\.${NUM}(?:\\.${NUM}${PRE}?)?)?|(?:<=|>)v${NUM}\\.${NUM}\\.${NUM}${PRE}?)$`);
 /** Branch names or commit hashes: Go passes them to the VCS/proxy as revision queries. */
 const REVISION_RE = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
 
@@ -96,7 +100,7 @@ export function classifyVersionQuery(v: string): { kind: VersionQueryKind } | { 
   if (v === 'upgrade' || v === 'patch' || v === 'none') return { error: `query "${v}" is not supported; use "latest", a version or a revision` };
   if (isExactVersion(v)) return { kind: 'exact' };
   if (PREFIX_RE.test(v)) return { kind: 'prefix' };
-  if (COMPARE_RE.test(v)) return { kind: 'compare' };
+  if (COMPARE_RE.test(v) && numericPrereleaseOk(v.replace(/^[<>]=?/, ''))) return { kind: 'compare' };
   if (/^v[0-9]/.test(v)) return { error: `"${v}" is not a valid semantic version (expected like v1.2.3)` };
   if (REVISION_RE.test(v) && !v.includes('..') && !v.includes('//') && !v.endsWith('/') && !v.endsWith('.lock') && !v.endsWith('.')) {
     return { kind: 'revision' };
@@ -120,7 +124,8 @@ const PRE_ID = `(?:${N}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)`;
 const BUILD_P = '[0-9A-Za-z-]+';
 const EXACT = `v${N}\\.${N}\\.${N}(?:-${PRE_ID}(?:\\.${PRE_ID})*)?(?:\\+${BUILD_P}(?:\\.${BUILD_P})*)?`;
 const PREFIX_P = `v${N}(?:\\.${N})?`;
-const COMPARE = `(?:<|<=|>|>=)v${N}(?:\\.${N}(?:\\.${N}(?:-[0-9A-Za-z-]+(?:\\.[0-9A-Za-z-]+)*)?)?)?`;
+const PRE_P = `(?:-${PRE_ID}(?:\\.${PRE_ID})*)?`;
+const COMPARE = `(?:(?:<|>=)v${N}(?:\\.${N}(?:\\.${N}${PRE_P})?)?|(?:<=|>)v${N}\\.${N}\\.${N}${PRE_P})`;
 /** A branch or commit: not v<digit> (that must be a version), not upgrade/patch/none, no "..", "//", no trailing "/", "." or ".lock". */
 const REVISION = '(?!v[0-9])(?!(?:upgrade|patch|none)$)(?!.*\\.\\.)(?!.*//)(?!.*(?:/|\\.|\\.lock)$)[A-Za-z0-9][A-Za-z0-9._/-]*';
 /** A version query (classifyVersionQuery): latest, an exact version, a prefix (v2.11), a comparison (>=v2.10) or a revision. */

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, VERSION_QUERY_PATTERN, classifyVersionQuery, modulePathError, whole } from '../../src/spec/grammar.js';
 import { PlatformSet, parseBuildRequest } from '../../src/spec/index.js';
+import { GOPROXY_PATH_PATTERN, type GoproxyPathError, parseGoproxyPath } from '../../src/fleet/index.js';
 
 /** A small deterministic generator (mulberry32), so a failure names a reproducible value. */
 function rng(seed: number): () => number {
@@ -68,6 +69,11 @@ describe('the grammar as patterns matches the checks', () => {
     agree('module path', MODULE_PATH_PATTERN, (v) => modulePathError(v) === null && v.length <= 255, cases);
   });
 
+  test('a comparison the go command calls ambiguous (<= or > with a prefix) is refused, not sent to go', () => {
+    for (const v of ['>v0', '>v2.11', '<=v2', '<=v2.11']) assert.ok('error' in classifyVersionQuery(v), v);
+    for (const v of ['>=v0', '<v2.11', '>v2.11.0', '<=v2.11.9-rc.1']) assert.deepEqual(classifyVersionQuery(v), { kind: 'compare' }, v);
+  });
+
   test('version queries', () => {
     const cases = ['latest', 'v1.2.3', 'v1.2.3-rc.1', 'v1.2.3-01', 'v1.2.3-0a', 'v1.2.3+meta', 'v2', 'v2.11', 'v2.011', '>=v2.1', '<v3.0.0-rc.01', 'master', 'feature/x', 'x..y', 'x.lock', 'x/', 'v3x', 'upgrade', 'patch', 'none', '-x', ...values(VERSION_PIECES, 4000, 2)];
     agree('version query', VERSION_QUERY_PATTERN, (v) => !('error' in classifyVersionQuery(v)), cases);
@@ -85,5 +91,22 @@ describe('the grammar as patterns matches the checks', () => {
     };
     const cases = ['', 'latest', '2', '2.11', '2.11.9', 'v2.11.9', '2.x', '2.1x', 'v3.0.0', 'v3', '>=v3', '2abc', 'master', ...values(VERSION_PIECES, 4000, 3)];
     agree('caddyVersion', CADDY_VERSION_PATTERN, accepts, cases.filter((v) => v.length <= 100));
+  });
+});
+
+describe('the fleet module proxy path as a pattern matches parseGoproxyPath', () => {
+  test('escaped module paths and versions', () => {
+    const accepts = (p: string) => {
+      try {
+        parseGoproxyPath(p);
+        return p.length <= 1024;
+      } catch (e) {
+        return (e as GoproxyPathError).status === 404;
+      }
+    };
+    const pieces = ['github.com', 'a.b', '/', '!a', '!', 'A', 'x', '.', '-', '_', '~', '@v/', '@latest', 'list', 'v1.2.3', 'v1.0.0-01', '-rc.1', '+incompatible', '.info', '.mod', '.zip', 'sumdb'];
+    const cases = ['github.com/!azure/x/@v/v1.2.3.info', 'github.com/x/@v/list', 'github.com/x/@latest', 'github.com/x/@v/v1.0.0-01.mod', 'github.com/X/@v/v1.0.0.mod', ...values(pieces, 6000, 4)];
+    // Checksum database paths (sumdb/…) are refused with 404 before any check: either answer is right for them.
+    agree('goproxy path', GOPROXY_PATH_PATTERN.slice(1, -1), accepts, cases.filter((p) => p.split('/')[0] !== 'sumdb'));
   });
 });
