@@ -179,7 +179,12 @@ const PackagesQuery = documented(z.object({ q: z.string().optional().describe('s
 const CatalogQuery = documented(
   z.object({
     q: z.string().optional().describe('search text (once)'),
-    path: z.string().max(255).regex(new RegExp(whole(MODULE_PATH_PATTERN))).optional().describe('one package by module path (once)'),
+    path: z
+      .string()
+      .max(255)
+      .regex(new RegExp(whole(MODULE_PATH_PATTERN)))
+      .optional()
+      .describe('one package by module path (once)'),
   }),
 );
 

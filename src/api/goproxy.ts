@@ -32,11 +32,7 @@ export const goproxyApi: FastifyPluginAsync<GoproxyApiOptions> = async (instance
         // Described here, checked by the fleet part (parseGoproxyPath), which answers 400 in plain text.
         params: documented(
           z.object({
-            '*': z
-              .string()
-              .max(1024)
-              .regex(new RegExp(GOPROXY_PATH_PATTERN))
-              .describe('escaped module path, then /@v/<escaped version>.info|.mod|.zip (or /@v/list, /@latest: 404)'),
+            '*': z.string().max(1024).regex(new RegExp(GOPROXY_PATH_PATTERN)).describe('escaped module path, then /@v/<escaped version>.info|.mod|.zip (or /@v/list, /@latest: 404)'),
           }),
         ),
         response: {

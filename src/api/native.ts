@@ -110,7 +110,13 @@ const buildRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) =>
     '/api/builds/:id',
     {
       config: { scope: 'build' },
-      schema: { tags, operationId: 'cancelBuild', summary: 'Cancel a queued or running build (its client, or an admin); the record stays, status canceled', params: BuildIdParams, response: { 200: BuildRecord, ...errors(400, 403, 404, 409) } },
+      schema: {
+        tags,
+        operationId: 'cancelBuild',
+        summary: 'Cancel a queued or running build (its client, or an admin); the record stays, status canceled',
+        params: BuildIdParams,
+        response: { 200: BuildRecord, ...errors(400, 403, 404, 409) },
+      },
     },
     async (req) => service.cancel(req.params.id, requestContext(req)),
   );
@@ -140,7 +146,16 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
 
   app.get(
     '/api/builds/:id/artifact',
-    { config: { scope: 'read' }, schema: { tags, operationId: 'getBuildArtifact', summary: 'Download the binary (Range, ETag, X-Checksum-Sha256); 409 until the build succeeded', params: BuildIdParams, response: { 200: BINARY, ...errors(404, 409, 416) } } },
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        operationId: 'getBuildArtifact',
+        summary: 'Download the binary (Range, ETag, X-Checksum-Sha256); 409 until the build succeeded',
+        params: BuildIdParams,
+        response: { 200: BINARY, ...errors(404, 409, 416) },
+      },
+    },
     async (req, reply) => sendArtifact(service, req.params.id, req, reply, o.downloadRedirect ?? false),
   );
 
@@ -148,7 +163,13 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
     '/api/builds/:id/buildinfo',
     {
       config: { scope: 'read' },
-      schema: { tags, operationId: 'getBuildInfo', summary: "The binary's Go build info (409 until the build succeeded)", params: BuildIdParams, response: { 200: z.unknown().describe('the build info Go recorded in the binary'), ...errors(404, 409, 410) } },
+      schema: {
+        tags,
+        operationId: 'getBuildInfo',
+        summary: "The binary's Go build info (409 until the build succeeded)",
+        params: BuildIdParams,
+        response: { 200: z.unknown().describe('the build info Go recorded in the binary'), ...errors(404, 409, 410) },
+      },
     },
     async (req) => service.buildInfo(req.params.id),
   );

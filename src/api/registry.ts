@@ -77,8 +77,14 @@ const Reference = z
   .string()
   .regex(/^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[0-9a-f]{64})$/)
   .describe('a tag (latest, 2.11.9, v2.11.9; for caddy/build a build id) or a digest sha256:<64 hex>');
-const Digest = z.string().regex(/^sha256:[0-9a-f]{64}$/).describe('sha256:<64 lowercase hex>');
-const Recipe = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/).describe('a recipe name (GET /api/recipes); `build` is caddy/build');
+const Digest = z
+  .string()
+  .regex(/^sha256:[0-9a-f]{64}$/)
+  .describe('sha256:<64 lowercase hex>');
+const Recipe = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,63}$/)
+  .describe('a recipe name (GET /api/recipes); `build` is caddy/build');
 const TagsQuery = z.object({
   n: z.coerce.number().int().min(0).max(10_000).optional().describe('at most this many tags'),
   last: z.string().max(200).optional().describe('tags after this one (lexical order)'),
@@ -229,7 +235,17 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
     });
     app.get(
       `${prefix}/tags/list`,
-      { config, schema: { tags, ...(prefix === '/caddy' ? {} : { operationId: 'getRecipeTags' }), summary: `The tags of ${where} (n/last pagination, Link header)`, params: documented(params), querystring: TagsQuery, response: { 200: TagList, ...ociErrors(400, 401, 403, 404, 429) } } },
+      {
+        config,
+        schema: {
+          tags,
+          ...(prefix === '/caddy' ? {} : { operationId: 'getRecipeTags' }),
+          summary: `The tags of ${where} (n/last pagination, Link header)`,
+          params: documented(params),
+          querystring: TagsQuery,
+          response: { 200: TagList, ...ociErrors(400, 401, 403, 404, 429) },
+        },
+      },
       (req, reply) => list(repoOf(req.params as { recipe?: string }), req.query, reply),
     );
   }
@@ -274,7 +290,13 @@ export const recipesApi: FastifyPluginAsync<{ registry: ImageRegistry }> = async
     '/api/recipes/:name',
     {
       config: { scope: 'admin' },
-      schema: { tags, operationId: 'deleteRecipe', summary: 'Remove a recipe put through the API (admin)', params: RecipeParams, response: { 204: z.undefined().describe('removed'), ...errors(401, 403, 404, 409) } },
+      schema: {
+        tags,
+        operationId: 'deleteRecipe',
+        summary: 'Remove a recipe put through the API (admin)',
+        params: RecipeParams,
+        response: { 204: z.undefined().describe('removed'), ...errors(401, 403, 404, 409) },
+      },
     },
     async (req, reply) => {
       await registry.deleteRecipe((req.params as { name: string }).name);

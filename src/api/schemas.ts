@@ -155,18 +155,28 @@ const CADDY = escapeRe(CADDY_MODULE);
 const MODULE = `(?!${CADDY}$)${MODULE_PATH_PATTERN}`;
 
 /** A build id: its cache key, 64 lowercase hex digits (checked at the edge: 400 otherwise). */
-export const BuildIdParams = z.object({ id: z.string().regex(/^[0-9a-f]{64}$/, 'a build id is 64 lowercase hex digits (the cache key)').describe('build id (the cache key: 64 hex digits)') });
+export const BuildIdParams = z.object({
+  id: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'a build id is 64 lowercase hex digits (the cache key)')
+    .describe('build id (the cache key: 64 hex digits)'),
+});
 
 /** Caddy's version in a build request or a recipe: empty or `latest`, a v2 version or prefix (`2.11.9`, `v2.11`), a comparison, a branch or commit. */
 export const CaddyVersion = z
   .string()
   .max(128)
   // 2.11.9 is read as v2.11.9, which may be 128 characters at most.
-  .regex(exactly(`(?!2\\.[0-9].{125})${CADDY_VERSION_PATTERN}`)).describe('Caddy version (default `latest`): `latest`, `v2.11.9` (or `2.11.9`), a prefix `v2.11`, a comparison `>=v2.10`, a branch or commit');
+  .regex(exactly(`(?!2\\.[0-9].{125})${CADDY_VERSION_PATTERN}`))
+  .describe('Caddy version (default `latest`): `latest`, `v2.11.9` (or `2.11.9`), a prefix `v2.11`, a comparison `>=v2.10`, a branch or commit');
 /** A plugin's module path (Go's grammar; not Caddy itself, which caddyVersion chooses). */
 export const PluginModule = z.string().max(255).regex(exactly(MODULE)).describe('Go module path, e.g. github.com/mholt/caddy-l4');
 /** A plugin version query; empty means `latest`. */
-export const PluginVersion = z.string().max(128).regex(exactly(`(?:|${VERSION_QUERY_PATTERN})`)).describe('version, branch or `latest` (default; empty means latest)');
+export const PluginVersion = z
+  .string()
+  .max(128)
+  .regex(exactly(`(?:|${VERSION_QUERY_PATTERN})`))
+  .describe('version, branch or `latest` (default; empty means latest)');
 
 export const PluginBody = z.strictObject({
   module: PluginModule,
@@ -206,7 +216,7 @@ export function buildRequestBody(platforms: readonly Platform[], maxPlugins: num
       branches.push(z.strictObject({ ...common, os: z.enum([os]), arch: z.enum(['arm']), arm: arm.optional().describe(`GOARM ${ARM_VERSIONS.join(', ')} (default 7)`) }));
     }
   }
-  return documented(z.union(branches as [z.ZodType, z.ZodType, ...z.ZodType[]]).describe('a build request: a platform GET /api/platforms lists, Caddy\'s version, plugins'));
+  return documented(z.union(branches as [z.ZodType, z.ZodType, ...z.ZodType[]]).describe("a build request: a platform GET /api/platforms lists, Caddy's version, plugins"));
 }
 
 /** GOOS, GOARCH and GOARM as separate values (query parameters), from the platforms. */
@@ -302,7 +312,6 @@ export const DsseEnvelope = z
   .describe('a DSSE envelope');
 
 export const QueueDepth = z.object({ queued: z.number().int(), running: z.number().int() });
-
 
 /** Binary or text bodies, for the document only (no serialization schema). */
 export const BINARY = { description: 'the binary', content: { 'application/octet-stream': { schema: z.string().describe('bytes') } } };

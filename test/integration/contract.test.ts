@@ -40,7 +40,22 @@ async function schemathesis(name: string, base: string, env: NodeJS.ProcessEnv, 
   const dir = join(OUT, name);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const args = ['--config-file', CONFIG, 'run', `${base}/openapi.json`, '--phases', 'examples,coverage,fuzzing,stateful', '--seed', SEED, '--no-color', '--report', 'junit', '--report-dir', dir, ...extra];
+  const args = [
+    '--config-file',
+    CONFIG,
+    'run',
+    `${base}/openapi.json`,
+    '--phases',
+    'examples,coverage,fuzzing,stateful',
+    '--seed',
+    SEED,
+    '--no-color',
+    '--report',
+    'junit',
+    '--report-dir',
+    dir,
+    ...extra,
+  ];
   // In its own directory: schemathesis keeps its example database in the working directory.
   const child = spawn(SCHEMATHESIS, args, { cwd: dir, env: { ...process.env, PYTHONPATH: HOOKS, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';

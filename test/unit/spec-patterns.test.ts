@@ -75,7 +75,30 @@ describe('the grammar as patterns matches the checks', () => {
   });
 
   test('version queries', () => {
-    const cases = ['latest', 'v1.2.3', 'v1.2.3-rc.1', 'v1.2.3-01', 'v1.2.3-0a', 'v1.2.3+meta', 'v2', 'v2.11', 'v2.011', '>=v2.1', '<v3.0.0-rc.01', 'master', 'feature/x', 'x..y', 'x.lock', 'x/', 'v3x', 'upgrade', 'patch', 'none', '-x', ...values(VERSION_PIECES, 4000, 2)];
+    const cases = [
+      'latest',
+      'v1.2.3',
+      'v1.2.3-rc.1',
+      'v1.2.3-01',
+      'v1.2.3-0a',
+      'v1.2.3+meta',
+      'v2',
+      'v2.11',
+      'v2.011',
+      '>=v2.1',
+      '<v3.0.0-rc.01',
+      'master',
+      'feature/x',
+      'x..y',
+      'x.lock',
+      'x/',
+      'v3x',
+      'upgrade',
+      'patch',
+      'none',
+      '-x',
+      ...values(VERSION_PIECES, 4000, 2),
+    ];
     agree('version query', VERSION_QUERY_PATTERN, (v) => !('error' in classifyVersionQuery(v)), cases);
   });
 
@@ -90,7 +113,12 @@ describe('the grammar as patterns matches the checks', () => {
       }
     };
     const cases = ['', 'latest', '2', '2.11', '2.11.9', 'v2.11.9', '2.x', '2.1x', 'v3.0.0', 'v3', '>=v3', '2abc', 'master', ...values(VERSION_PIECES, 4000, 3)];
-    agree('caddyVersion', CADDY_VERSION_PATTERN, accepts, cases.filter((v) => v.length <= 100));
+    agree(
+      'caddyVersion',
+      CADDY_VERSION_PATTERN,
+      accepts,
+      cases.filter((v) => v.length <= 100),
+    );
   });
 });
 
@@ -107,6 +135,11 @@ describe('the fleet module proxy path as a pattern matches parseGoproxyPath', ()
     const pieces = ['github.com', 'a.b', '/', '!a', '!', 'A', 'x', '.', '-', '_', '~', '@v/', '@latest', 'list', 'v1.2.3', 'v1.0.0-01', '-rc.1', '+incompatible', '.info', '.mod', '.zip', 'sumdb'];
     const cases = ['github.com/!azure/x/@v/v1.2.3.info', 'github.com/x/@v/list', 'github.com/x/@latest', 'github.com/x/@v/v1.0.0-01.mod', 'github.com/X/@v/v1.0.0.mod', ...values(pieces, 6000, 4)];
     // Checksum database paths (sumdb/…) are refused with 404 before any check: either answer is right for them.
-    agree('goproxy path', GOPROXY_PATH_PATTERN.slice(1, -1), accepts, cases.filter((p) => p.split('/')[0] !== 'sumdb'));
+    agree(
+      'goproxy path',
+      GOPROXY_PATH_PATTERN.slice(1, -1),
+      accepts,
+      cases.filter((p) => p.split('/')[0] !== 'sumdb'),
+    );
   });
 });
