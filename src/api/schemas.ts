@@ -9,8 +9,7 @@
 import type { FastifySchemaCompiler, FastifySerializerCompiler } from 'fastify';
 import { ResponseSerializationError, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ARM_VERSIONS, CADDY_MODULE, type Platform } from '../spec/index.js';
-import { CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, VERSION_QUERY_PATTERN, whole } from '../spec/grammar.js';
+import { ARM_VERSIONS, CADDY_MODULE, CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, type Platform, VERSION_QUERY_PATTERN, whole } from '../spec/index.js';
 
 const DESCRIBED_ONLY = new WeakSet<object>();
 
@@ -216,7 +215,9 @@ export function buildRequestBody(platforms: readonly Platform[], maxPlugins: num
       branches.push(z.strictObject({ ...common, os: z.enum([os]), arch: z.enum(['arm']), arm: arm.optional().describe(`GOARM ${ARM_VERSIONS.join(', ')} (default 7)`) }));
     }
   }
-  return documented(z.union(branches as [z.ZodType, z.ZodType, ...z.ZodType[]]).describe("a build request: a platform GET /api/platforms lists, Caddy's version, plugins"));
+  // No platform (a toolchain that builds none): nothing is accepted.
+  const body = branches.length === 0 ? z.never() : branches.length === 1 ? branches[0]! : z.union(branches as [z.ZodType, z.ZodType, ...z.ZodType[]]);
+  return documented(body.describe("a build request: a platform GET /api/platforms lists, Caddy's version, plugins"));
 }
 
 /** GOOS, GOARCH and GOARM as separate values (query parameters), from the platforms. */
