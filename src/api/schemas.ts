@@ -122,15 +122,17 @@ const ENVELOPES = { oci: OciErrorBody, compat: CompatErrorBody, native: ErrorBod
  * `onRoute` hook of createApi), each in the route's envelope: 400 (a malformed URL, a parameter
  * failing its schema), 414 for a route with path parameters (one longer than 200 characters),
  * 403 and 421 (the cross-site and Host checks), 503 (shutting down, or a dependency down), and
- * for a route that needs a token 401 and 429 (the rate limits).
+ * for a route that needs a token 401 and 429 (the rate limits), and for a route with a body 413
+ * (over bodyLimit) and 415 (a media type other than JSON).
  */
 export function documentCommonErrors(route: { url: string; schema?: unknown; config?: unknown }): void {
   const schema = route.schema as { response?: Record<string | number, unknown>; hide?: boolean } | undefined;
   if (!schema?.response || schema.hide) return;
-  const body = ENVELOPES[envelopeOf(route.url)];
+  const envelope = ENVELOPES[envelopeOf(route.url)];
   const scoped = (route.config as { scope?: string } | undefined)?.scope !== 'public';
-  const statuses = [400, 403, 421, 503, ...(route.url.includes(':') || route.url.includes('*') ? [414] : []), ...(scoped ? [401, 429] : [])];
-  for (const s of statuses) if (schema.response[s] === undefined && schema.response[String(s)] === undefined) schema.response[s] = body;
+  const body = (route.schema as { body?: unknown }).body !== undefined ? [413, 415] : [];
+  const statuses = [400, 403, 421, 503, ...(route.url.includes(':') || route.url.includes('*') ? [414] : []), ...(scoped ? [401, 429] : []), ...body];
+  for (const s of statuses) if (schema.response[s] === undefined && schema.response[String(s)] === undefined) schema.response[s] = envelope;
   // Refused by the HTTP parser before any route is known (src/api/errors.ts clientErrorHandler).
   schema.response[431] ??= ParserErrorBody;
 }

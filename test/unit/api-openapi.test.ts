@@ -175,7 +175,16 @@ describe('the OpenAPI document', () => {
     for (const [path, item] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(item as Record<string, OpenAPIV3.OperationObject>)) {
         if (!op?.responses) continue;
-        const want = ['400', '403', '421', '431', '503', ...(path.includes('{') ? ['414'] : []), ...(op.security && op.security.length === 0 ? [] : ['401', '429'])];
+        const want = [
+          '400',
+          '403',
+          '421',
+          '431',
+          '503',
+          ...(path.includes('{') ? ['414'] : []),
+          ...(op.security && op.security.length === 0 ? [] : ['401', '429']),
+          ...(op.requestBody ? ['413', '415'] : []),
+        ];
         for (const s of want) if (!op.responses[s]) missing.push(`${method.toUpperCase()} ${path}: ${s}`);
       }
     }
