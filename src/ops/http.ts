@@ -71,7 +71,7 @@ const PruneReport = z
 
 /** Parses the prune options from the body and `?dryRun=`, with the message clients know. */
 function pruneOptions(dryRun: string | undefined, rawBody: unknown): z.output<typeof pruneBody> {
-  const body = rawBody === undefined || rawBody === null || rawBody === '' ? {} : rawBody;
+  const body = rawBody === undefined || rawBody === null ? {} : rawBody;
   // The body is checked as it came; `?dryRun=` (checked at the edge) then wins over its dryRun.
   const parsed = typeof body === 'object' && !Array.isArray(body) ? pruneBody.safeParse(body) : null;
   if (!parsed?.success) {
