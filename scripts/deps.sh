@@ -8,6 +8,8 @@
 #   Project-local tools in .tools/ (gitignored):
 #     .tools/bin/versitygw      -> S3-compatible server (Apache-2.0), pinned,
 #                                  built with `go install` from the Go module proxy
+#   Then scripts/image-tools.sh (skopeo, umoci, crane) and scripts/contract-tools.sh
+#   (schemathesis in .tools/venv, the OCI conformance suite).
 #
 # Usage: bash scripts/deps.sh
 # Env:   FAIRWAY_DEPS_SKIP_CHROMIUM=1  do not install chromium
@@ -109,3 +111,4 @@ fi
 
 log "done in $(( $(date +%s) - started ))s"
 bash "$ROOT/scripts/image-tools.sh"   # skopeo, umoci, crane for the image tests (docs/images.md)
+bash "$ROOT/scripts/contract-tools.sh"   # schemathesis, the OCI conformance suite for the contract tests

@@ -20,12 +20,12 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Catalog, CatalogPackage } from '../catalog/index.js';
 import type { BuildRecord, BuildService } from '../service/index.js';
-import { CADDY_MODULE, SpecError, parsePluginArg, type ResolvedSpec } from '../spec/index.js';
+import { CADDY_MODULE, MODULE_PATH_PATTERN, SpecError, parsePluginArg, type Platform, type ResolvedSpec, whole } from '../spec/index.js';
 import type { ArtifactMeta } from '../store/index.js';
 import { AppError } from '../util/errors.js';
 import { openOrStrip } from './artifact.js';
 import { toHttpError } from './errors.js';
-import { BINARY, QueryValue, compatErrors } from './schemas.js';
+import { BINARY, CaddyVersion, DownloadPlugin, compatErrors, documented, platformValues } from './schemas.js';
 import { requestContext } from './security.js';
 
 export interface CompatOptions {
@@ -155,16 +155,37 @@ function toCaddyPackage(p: CatalogPackage) {
   };
 }
 
-const DownloadQuery = z.object({
-  os: QueryValue.optional().describe('GOOS'),
-  arch: QueryValue.optional().describe('GOARCH'),
-  arm: QueryValue.optional().describe('GOARM (arch arm only)'),
-  version: QueryValue.optional().describe('Caddy version (default latest)'),
-  p: QueryValue.optional().describe('a plugin, `module[@version][=replacement]`; repeat for more (an unordered set)'),
-  idempotency: QueryValue.optional().describe('ignored: identical requests share one build anyway'),
-});
-const PackagesQuery = z.object({ q: QueryValue.optional().describe('search text') });
-const CatalogQuery = z.object({ q: QueryValue.optional().describe('search text'), path: QueryValue.optional().describe('one package by module path') });
+/**
+ * The download query, from the platforms this toolchain builds. Described here, checked by
+ * downloadInput and the spec parser (their messages name the parameter). os, arch, arm and version
+ * are single values (a repeat with another value is refused); `p` repeats. OpenAPI cannot tie
+ * arch's values to os's: GET /api/platforms lists the pairs.
+ */
+function downloadQuery(platforms: readonly Platform[]) {
+  const { oses, arches, arms } = platformValues(platforms);
+  return documented(
+    z.object({
+      os: z.enum(oses).describe('GOOS'),
+      arch: z.enum(arches).describe('GOARCH (a pair GET /api/platforms lists)'),
+      arm: z.enum(arms).optional().describe('GOARM (arch arm only; empty: none)'),
+      version: CaddyVersion.optional(),
+      p: z.array(DownloadPlugin).optional().describe('a plugin, `module[@version][=replacement]`; repeat for more (an unordered set)'),
+      idempotency: z.string().optional().describe('ignored: identical requests share one build anyway'),
+    }),
+  );
+}
+const PackagesQuery = documented(z.object({ q: z.string().optional().describe('search text (once)') }));
+const CatalogQuery = documented(
+  z.object({
+    q: z.string().optional().describe('search text (once)'),
+    path: z
+      .string()
+      .max(255)
+      .regex(new RegExp(whole(MODULE_PATH_PATTERN)))
+      .optional()
+      .describe('one package by module path (once)'),
+  }),
+);
 
 /** One package as caddyserver.com's /api/packages lists it (what `toCaddyPackage` writes). */
 const CaddyPackage = z.strictObject({
@@ -276,6 +297,7 @@ async function download(service: BuildService, query: Query, req: FastifyRequest
 /** /api/download (GET and HEAD): build or serve from cache, block until ready, stream. */
 const downloadRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { service }) => {
   const app = instance.withTypeProvider<ZodTypeProvider>();
+  const DownloadQuery = downloadQuery(service.platforms.list());
   const summary = 'Build (or serve from cache) and download, blocking until the binary is ready';
   app.route({
     method: 'GET',
@@ -284,7 +306,7 @@ const downloadRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { ser
     config: { scope: 'build' },
     exposeHeadRoute: false,
     schema: { tags: ['compat'], summary, querystring: DownloadQuery, response: { 200: BINARY, ...DOWNLOAD_ERRORS } },
-    handler: (req, reply) => download(service, req.query, req, reply, false),
+    handler: (req, reply) => download(service, req.query as Query, req, reply, false),
   });
   app.route({
     method: 'HEAD',
@@ -296,7 +318,7 @@ const downloadRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { ser
       querystring: DownloadQuery,
       response: { 200: z.undefined().describe('the headers of the binary (no body)'), ...DOWNLOAD_ERRORS },
     },
-    handler: (req, reply) => download(service, req.query, req, reply, true),
+    handler: (req, reply) => download(service, req.query as Query, req, reply, true),
   });
 };
 
@@ -314,7 +336,7 @@ const catalogRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { cata
       },
     },
     async (req) => {
-      const q = one(req.query, 'q');
+      const q = one(req.query as Query, 'q');
       const pkgs = q ? await catalog.search(q) : await catalog.list();
       return { status_code: 200, result: pkgs.map(toCaddyPackage) };
     },
@@ -333,13 +355,13 @@ const catalogRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { cata
       },
     },
     async (req) => {
-      const path = one(req.query, 'path');
+      const path = one(req.query as Query, 'path');
       if (path !== undefined) {
         const p = await catalog.get(path);
         if (!p) throw new AppError(404, 'not_found', `package ${JSON.stringify(path.slice(0, 300))} is not in the catalog`);
         return p;
       }
-      const q = one(req.query, 'q') ?? '';
+      const q = one(req.query as Query, 'q') ?? '';
       const packages = q ? await catalog.search(q) : await catalog.list();
       return { total: packages.length, packages, upstream: catalog.upstreamStatus() };
     },

@@ -11,8 +11,8 @@ import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { FleetModuleProxy } from '../fleet/index.js';
-import { errors } from './schemas.js';
+import { GOPROXY_PATH_PATTERN, type FleetModuleProxy } from '../fleet/index.js';
+import { documented, errors } from './schemas.js';
 
 export interface GoproxyApiOptions {
   proxy: FleetModuleProxy;
@@ -29,7 +29,12 @@ export const goproxyApi: FastifyPluginAsync<GoproxyApiOptions> = async (instance
       schema: {
         tags: ['ops'],
         summary: "Fleet module proxy (GOPROXY protocol) over the hub's module cache: <module>/@v/<version>.info|.mod|.zip; @v/list and @latest answer 404 (agent scope)",
-        params: z.object({ '*': z.string().max(4096).describe('escaped module path, then /@v/<escaped version>.info|.mod|.zip (or /@v/list, /@latest: 404)') }),
+        // Described here, checked by the fleet part (parseGoproxyPath), which answers 400 in plain text.
+        params: documented(
+          z.object({
+            '*': z.string().max(1024).regex(new RegExp(GOPROXY_PATH_PATTERN)).describe('escaped module path, then /@v/<escaped version>.info|.mod|.zip (or /@v/list, /@latest: 404)'),
+          }),
+        ),
         response: {
           200: {
             description: 'the file from the module cache',

@@ -17,14 +17,14 @@ import { clientErrorHandler, frameworkErrors, installErrorHandlers } from './err
 import { collectRouteMethods, type RouteMethods } from './methods.js';
 import { nativeApi } from './native.js';
 import { LOG_SERIALIZERS } from './redact.js';
-import { documentCommonErrors, edgeValidator, responseSerializer, TAGS } from './schemas.js';
+import { documentCommonErrors, edgeValidator, optionalBodies, responseSerializer, TAGS } from './schemas.js';
 import { DEV_SECURITY, installSecurity, type SecurityOptions } from './security.js';
 
 export { compatApi, compatErrorHandler, downloadFilename, downloadInput, pinnedDownloadUrl, type CompatOptions, type DownloadInput } from './compat.js';
 export { nativeApi, type NativeApiOptions } from './native.js';
 export { goproxyApi, type GoproxyApiOptions } from './goproxy.js'; // fleet module proxy
 export { ociErrorHandler, recipesApi, registryApi, type RegistryApiOptions } from './registry.js';
-export { ErrorBody, documented, errors } from './schemas.js';
+export { ErrorBody, OPTIONAL_BODY, documented, errors } from './schemas.js';
 
 export interface ApiOptions {
   service: BuildService;
@@ -111,7 +111,7 @@ export async function createApi(o: ApiOptions): Promise<FastifyInstance> {
     documentCommonErrors(route);
   });
   // Before any route: it collects every route registered after it for the document.
-  await app.register(swagger, { openapi: OPENAPI_INFO, transform: jsonSchemaTransform });
+  await app.register(swagger, { openapi: OPENAPI_INFO, transform: jsonSchemaTransform, transformObject: (d) => optionalBodies('openapiObject' in d ? d.openapiObject : d.swaggerObject) });
   // Registered before the checks below: its hooks mark websocket upgrades, so an upgrade refused
   // by a check still gets its socket closed after the error answer (else it stays half-open).
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });

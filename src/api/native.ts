@@ -12,7 +12,7 @@ import { ARM_VERSIONS } from '../spec/index.js';
 import { sendArtifact } from './artifact.js';
 import { fromSeq, logHttp, logWebSocket } from './logs.js';
 import { AppError } from '../util/errors.js';
-import { BINARY, BuildIdParams, BuildRecord, BuildRequestBody, DsseEnvelope, QueueDepth, errors } from './schemas.js';
+import { BINARY, BuildIdParams, BuildRecord, buildRequestBody, DsseEnvelope, QueueDepth, errors } from './schemas.js';
 import { requestContext, requireScope } from './security.js';
 
 export interface NativeApiOptions {
@@ -45,6 +45,17 @@ const ListQuery = z.object({
 const VersionsQuery = z.object({ refresh: z.string().optional().describe('`1`: ask the module proxy again now (needs the build scope)') });
 const LogQuery = z.object({ from: z.string().optional().describe('first line number to send (default 0, or after `Last-Event-ID`)') });
 
+/** OpenAPI links from a build record (`id`) to the operations on that build. */
+const buildLinks = (ops: string[]) => Object.fromEntries(ops.map((op) => [op, { operationId: op, parameters: { id: '$response.body#/id' } }]));
+/**
+ * A build answered 200 has succeeded (everything is there); one answered 202 is queued: its
+ * artifact, build info and provenance answer 409 until it succeeds.
+ */
+const BUILD_LINKS = {
+  200: buildLinks(['getBuild', 'getBuildLog', 'getBuildArtifact', 'getBuildInfo', 'getBuildProvenance', 'rebuildBuild']),
+  202: buildLinks(['getBuild', 'getBuildLog', 'cancelBuild', 'getBuildArtifact', 'getBuildInfo', 'getBuildProvenance']),
+};
+
 /** The builds resource: request, list, status, cancel. */
 const buildRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) => {
   const app = instance.withTypeProvider<ZodTypeProvider>();
@@ -58,9 +69,10 @@ const buildRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) =>
       schema: {
         tags,
         summary: 'Request a build (200 on a cache hit, else 202 queued)',
-        body: BuildRequestBody,
+        body: buildRequestBody(service.platforms.list(), service.maxPlugins),
         response: { 200: BuildRecord, 202: BuildRecord, ...errors(400, 401, 403, 413, 415, 422, 429, 502, 507) },
       },
+      links: BUILD_LINKS,
     },
     async (req, reply) => {
       const build = await service.request(req.body ?? {}, requestContext(req));
@@ -92,7 +104,7 @@ const buildRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) =>
 
   app.get(
     '/api/builds/:id',
-    { config: { scope: 'read' }, schema: { tags, summary: "A build's status and record", params: BuildIdParams, response: { 200: BuildRecord, ...errors(400, 404) } } },
+    { config: { scope: 'read' }, schema: { tags, operationId: 'getBuild', summary: "A build's status and record", params: BuildIdParams, response: { 200: BuildRecord, ...errors(400, 404) } } },
     async (req) => service.get(req.params.id),
   );
 
@@ -100,7 +112,13 @@ const buildRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance, o) =>
     '/api/builds/:id',
     {
       config: { scope: 'build' },
-      schema: { tags, summary: 'Cancel a queued or running build (its client, or an admin)', params: BuildIdParams, response: { 200: BuildRecord, ...errors(400, 403, 404, 409) } },
+      schema: {
+        tags,
+        operationId: 'cancelBuild',
+        summary: 'Cancel a queued or running build (its client, or an admin); the record stays, status canceled',
+        params: BuildIdParams,
+        response: { 200: BuildRecord, ...errors(400, 403, 404, 409) },
+      },
     },
     async (req) => service.cancel(req.params.id, requestContext(req)),
   );
@@ -118,6 +136,7 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
     config: { scope: 'read' },
     schema: {
       tags,
+      operationId: 'getBuildLog',
       summary: 'The build log: plain text, SSE (Accept: text/event-stream) or a websocket; replayed from the first line',
       params: BuildIdParams,
       querystring: LogQuery,
@@ -129,7 +148,16 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
 
   app.get(
     '/api/builds/:id/artifact',
-    { config: { scope: 'read' }, schema: { tags, summary: 'Download the binary (Range, ETag, X-Checksum-Sha256)', params: BuildIdParams, response: { 200: BINARY, ...errors(404, 409, 416) } } },
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        operationId: 'getBuildArtifact',
+        summary: 'Download the binary (Range, ETag, X-Checksum-Sha256); 409 until the build succeeded',
+        params: BuildIdParams,
+        response: { 200: BINARY, ...errors(404, 409, 416) },
+      },
+    },
     async (req, reply) => sendArtifact(service, req.params.id, req, reply, o.downloadRedirect ?? false),
   );
 
@@ -137,7 +165,13 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
     '/api/builds/:id/buildinfo',
     {
       config: { scope: 'read' },
-      schema: { tags, summary: "The binary's Go build info", params: BuildIdParams, response: { 200: z.unknown().describe('the build info Go recorded in the binary'), ...errors(404, 410) } },
+      schema: {
+        tags,
+        operationId: 'getBuildInfo',
+        summary: "The binary's Go build info (409 until the build succeeded)",
+        params: BuildIdParams,
+        response: { 200: z.unknown().describe('the build info Go recorded in the binary'), ...errors(404, 409, 410) },
+      },
     },
     async (req) => service.buildInfo(req.params.id),
   );
@@ -148,10 +182,12 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
       config: { scope: 'build' },
       schema: {
         tags,
+        operationId: 'rebuildBuild',
         summary: 'Build a finished build again, on another agent when there is one, to compare the bytes (fairway verify --rebuild); 202 queued, 200 when already rebuilt',
         params: BuildIdParams,
         response: { 200: BuildRecord, 202: BuildRecord, ...errors(401, 403, 404, 409, 429, 507) },
       },
+      links: BUILD_LINKS,
     },
     async (req, reply) => {
       const build = await service.rebuild(req.params.id, requestContext(req));
@@ -165,9 +201,10 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
       config: { scope: 'read' },
       schema: {
         tags,
+        operationId: 'getBuildProvenance',
         summary: 'The signed SLSA v1 provenance of the binary: a DSSE envelope (cosign verify-blob-attestation --signature)',
         params: BuildIdParams,
-        response: { 200: DsseEnvelope, ...errors(404, 410) },
+        response: { 200: DsseEnvelope, ...errors(404, 409, 410) },
       },
     },
     async (req, reply) => {

@@ -18,7 +18,7 @@ import { RegistryError, type ImageRegistry, type OciErrorCode } from '../registr
 import { AppError } from '../util/errors.js';
 import { parseRange, sendBody } from './artifact.js';
 import { isBodyParseError, methodNotAllowed, toHttpError } from './errors.js';
-import { documented, errors, OciErrorBody } from './schemas.js';
+import { documented, errors, OciErrorBody, RecipeBody, RecipeName } from './schemas.js';
 import { requestContext } from './security.js';
 
 export interface RegistryApiOptions {
@@ -72,9 +72,20 @@ function registryMiss(req: FastifyRequest, reply: FastifyReply): RegistryError {
   return new RegistryError(404, 'NAME_UNKNOWN', `no such repository or route (${req.url.split('?')[0]!.slice(0, 200)}): pull caddy, caddy/<recipe> or caddy/build:<build id>`);
 }
 
-const Reference = z.string().max(200).describe('a tag (latest, 2.11.9, v2.11.9; for caddy/build a build id) or a digest sha256:<hex>');
-const Digest = z.string().max(200).describe('sha256:<64 hex>');
-const Recipe = z.string().max(200).describe('a recipe name (GET /api/recipes); `build` is caddy/build');
+// Path parameters are described here and checked by the registry (src/registry), which answers
+// what the OCI Distribution Spec names for each: NAME_UNKNOWN, MANIFEST_INVALID, DIGEST_INVALID.
+const Reference = z
+  .string()
+  .regex(/^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[0-9a-f]{64})$/)
+  .describe('a tag (latest, 2.11.9, v2.11.9; for caddy/build a build id) or a digest sha256:<64 hex>');
+const Digest = z
+  .string()
+  .regex(/^sha256:[0-9a-f]{64}$/)
+  .describe('sha256:<64 lowercase hex>');
+const Recipe = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,63}$/)
+  .describe('a recipe name (GET /api/recipes); `build` is caddy/build');
 const TagsQuery = z.object({
   n: z.coerce.number().int().min(0).max(10_000).optional().describe('at most this many tags'),
   last: z.string().max(200).optional().describe('tags after this one (lexical order)'),
@@ -209,17 +220,17 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
       schema: {
         tags,
         summary: `The manifest of ${where} (an index over imagePlatforms; builds what is missing and waits)`,
-        params: params.extend({ reference: Reference }),
+        params: documented(params.extend({ reference: Reference })),
         response: { 200: MANIFEST_BODY, ...GET_ERRORS },
       },
-      handler: (req, reply) => manifest(repoOf(req.params as { recipe?: string }), req.params.reference, req, reply, false),
+      handler: (req, reply) => manifest(repoOf(req.params as { recipe?: string }), (req.params as { reference: string }).reference, req, reply, false),
     });
     app.route({
       method: 'HEAD',
       url: `${prefix}/manifests/:reference`,
       config: { ...config, swagger: { exposeHeadRoute: true } },
-      schema: { tags, summary: `The manifest of ${where}: headers only`, params: params.extend({ reference: Reference }), response: { 200: HEAD_BODY, ...GET_ERRORS } },
-      handler: (req, reply) => manifest(repoOf(req.params as { recipe?: string }), req.params.reference, req, reply, true),
+      schema: { tags, summary: `The manifest of ${where}: headers only`, params: documented(params.extend({ reference: Reference })), response: { 200: HEAD_BODY, ...GET_ERRORS } },
+      handler: (req, reply) => manifest(repoOf(req.params as { recipe?: string }), (req.params as { reference: string }).reference, req, reply, true),
     });
     app.route({
       method: 'GET',
@@ -229,17 +240,17 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
       schema: {
         tags,
         summary: `A blob of ${where} (Range supported; verified while it streams)`,
-        params: params.extend({ digest: Digest }),
+        params: documented(params.extend({ digest: Digest })),
         response: { 200: BLOB_BODY, 206: BLOB_BODY, 307: z.undefined().describe('redirect to the store (downloadRedirect)'), ...GET_ERRORS, ...ociErrors(416) },
       },
-      handler: (req, reply) => blob(repoOf(req.params as { recipe?: string }), req.params.digest, req, reply, false),
+      handler: (req, reply) => blob(repoOf(req.params as { recipe?: string }), (req.params as { digest: string }).digest, req, reply, false),
     });
     app.route({
       method: 'HEAD',
       url: `${prefix}/blobs/:digest`,
       config: { ...config, swagger: { exposeHeadRoute: true } },
-      schema: { tags, summary: `A blob of ${where}: headers only`, params: params.extend({ digest: Digest }), response: { 200: HEAD_BODY, ...GET_ERRORS } },
-      handler: (req, reply) => blob(repoOf(req.params as { recipe?: string }), req.params.digest, req, reply, true),
+      schema: { tags, summary: `A blob of ${where}: headers only`, params: documented(params.extend({ digest: Digest })), response: { 200: HEAD_BODY, ...GET_ERRORS } },
+      handler: (req, reply) => blob(repoOf(req.params as { recipe?: string }), (req.params as { digest: string }).digest, req, reply, true),
     });
     app.route({
       method: 'GET',
@@ -257,16 +268,26 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
     });
     app.get(
       `${prefix}/tags/list`,
-      { config, schema: { tags, summary: `The tags of ${where} (n/last pagination, Link header)`, params, querystring: TagsQuery, response: { 200: TagList, ...ociErrors(400, 401, 403, 404, 429) } } },
+      {
+        config,
+        schema: {
+          tags,
+          ...(prefix === '/caddy' ? {} : { operationId: 'getRecipeTags' }),
+          summary: `The tags of ${where} (n/last pagination, Link header)`,
+          params: documented(params),
+          querystring: TagsQuery,
+          response: { 200: TagList, ...ociErrors(400, 401, 403, 404, 429) },
+        },
+      },
       (req, reply) => list(repoOf(req.params as { recipe?: string }), req.query, reply),
     );
   }
 };
 
-const RecipeParams = z.object({ name: z.string().max(200).describe('recipe name, [a-z0-9][a-z0-9-]{0,63}') });
+/** Described here, checked by the registry (400 invalid_recipe names the rule). */
+const RecipeParams = documented(z.object({ name: RecipeName }));
 const RecipePlugin = z.object({ module: z.string(), version: z.string().optional() });
 const RecipeOut = z.object({ name: z.string(), plugins: z.array(RecipePlugin), caddyVersion: z.string().optional(), source: z.enum(['config', 'api']) });
-const RecipeBody = documented(z.strictObject({ plugins: z.array(RecipePlugin), caddyVersion: z.string().optional() }).describe('a recipe'));
 
 /** `/api/recipes`: list (read), put and delete (admin); native error envelope. */
 export const recipesApi: FastifyPluginAsync<{ registry: ImageRegistry }> = async (instance, { registry }) => {
@@ -281,18 +302,37 @@ export const recipesApi: FastifyPluginAsync<{ registry: ImageRegistry }> = async
     '/api/recipes/:name',
     {
       config: { scope: 'admin' },
-      schema: { tags, summary: 'Add or change a recipe (admin; kept in the store, every hub sees it)', params: RecipeParams, body: RecipeBody, response: { 200: RecipeOut, ...errors(400, 401, 403) } },
+      schema: {
+        tags,
+        operationId: 'putRecipe',
+        summary: 'Add or change a recipe (admin; kept in the store, every hub sees it)',
+        params: RecipeParams,
+        body: RecipeBody,
+        response: { 200: RecipeOut, ...errors(400, 401, 403) },
+      },
+      links: {
+        200: {
+          getRecipeTags: { operationId: 'getRecipeTags', parameters: { recipe: '$request.path.name' } },
+          deleteRecipe: { operationId: 'deleteRecipe', parameters: { name: '$request.path.name' } },
+        },
+      },
     },
-    async (req) => registry.putRecipe(req.params.name, req.body, requestContext(req)),
+    async (req) => registry.putRecipe((req.params as { name: string }).name, req.body, requestContext(req)),
   );
   app.delete(
     '/api/recipes/:name',
     {
       config: { scope: 'admin' },
-      schema: { tags, summary: 'Remove a recipe put through the API (admin)', params: RecipeParams, response: { 204: z.undefined().describe('removed'), ...errors(401, 403, 404, 409) } },
+      schema: {
+        tags,
+        operationId: 'deleteRecipe',
+        summary: 'Remove a recipe put through the API (admin)',
+        params: RecipeParams,
+        response: { 204: z.undefined().describe('removed'), ...errors(401, 403, 404, 409) },
+      },
     },
     async (req, reply) => {
-      await registry.deleteRecipe(req.params.name);
+      await registry.deleteRecipe((req.params as { name: string }).name);
       return reply.code(204).send();
     },
   );

@@ -9,6 +9,7 @@
 import type { FastifySchemaCompiler, FastifySerializerCompiler } from 'fastify';
 import { ResponseSerializationError, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ARM_VERSIONS, CADDY_MODULE, CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, type Platform, VERSION_QUERY_PATTERN, whole } from '../spec/index.js';
 
 const DESCRIBED_ONLY = new WeakSet<object>();
 
@@ -36,6 +37,27 @@ export const responseSerializer: FastifySerializerCompiler<z.ZodType> =
     if (!checked.success) throw new ResponseSerializationError(method, url, { cause: checked.error });
     return JSON.stringify(data);
   };
+
+/**
+ * A route schema key (copied onto the operation by @fastify/swagger, as every `x-` key) marking a
+ * request body that may be left out; `optionalBodies` turns it into `requestBody.required: false`
+ * (@fastify/swagger marks every body required).
+ */
+export const OPTIONAL_BODY = 'x-fairway-optional-body';
+
+/** The document's operations with an optional body get `required: false` (a `transformObject` of @fastify/swagger). */
+export function optionalBodies<T>(doc: T): T {
+  const paths = (doc as { paths?: Record<string, Record<string, Record<string, unknown>>> }).paths ?? {};
+  for (const ops of Object.values(paths)) {
+    for (const op of Object.values(ops)) {
+      if (!op || typeof op !== 'object' || !(OPTIONAL_BODY in op)) continue;
+      delete op[OPTIONAL_BODY];
+      const body = op.requestBody as { required?: boolean } | undefined;
+      if (body) body.required = false;
+    }
+  }
+  return doc;
+}
 
 /** Tags of the OpenAPI document, one per route group. */
 export const TAGS = [
@@ -100,15 +122,17 @@ const ENVELOPES = { oci: OciErrorBody, compat: CompatErrorBody, native: ErrorBod
  * `onRoute` hook of createApi), each in the route's envelope: 400 (a malformed URL, a parameter
  * failing its schema), 414 for a route with path parameters (one longer than 200 characters),
  * 403 and 421 (the cross-site and Host checks), 503 (shutting down, or a dependency down), and
- * for a route that needs a token 401 and 429 (the rate limits).
+ * for a route that needs a token 401 and 429 (the rate limits), and for a route with a body 413
+ * (over bodyLimit) and 415 (a media type other than JSON).
  */
 export function documentCommonErrors(route: { url: string; schema?: unknown; config?: unknown }): void {
   const schema = route.schema as { response?: Record<string | number, unknown>; hide?: boolean } | undefined;
   if (!schema?.response || schema.hide) return;
-  const body = ENVELOPES[envelopeOf(route.url)];
+  const envelope = ENVELOPES[envelopeOf(route.url)];
   const scoped = (route.config as { scope?: string } | undefined)?.scope !== 'public';
-  const statuses = [400, 403, 421, 503, ...(route.url.includes(':') || route.url.includes('*') ? [414] : []), ...(scoped ? [401, 429] : [])];
-  for (const s of statuses) if (schema.response[s] === undefined && schema.response[String(s)] === undefined) schema.response[s] = body;
+  const body = (route.schema as { body?: unknown }).body !== undefined ? [413, 415] : [];
+  const statuses = [400, 403, 421, 503, ...(route.url.includes(':') || route.url.includes('*') ? [414] : []), ...(scoped ? [401, 429] : []), ...body];
+  for (const s of statuses) if (schema.response[s] === undefined && schema.response[String(s)] === undefined) schema.response[s] = envelope;
   // Refused by the HTTP parser before any route is known (src/api/errors.ts clientErrorHandler).
   schema.response[431] ??= ParserErrorBody;
 }
@@ -125,26 +149,111 @@ export function compatErrors<S extends number>(...statuses: S[]): Record<S, type
   return Object.fromEntries(statuses.map((s) => [s, CompatErrorBody])) as Record<S, typeof CompatErrorBody>;
 }
 
-/** A build id (its cache key, 64 hex characters); longer values are refused at the edge. */
-export const BuildIdParams = z.object({ id: z.string().max(128).describe('build id (the cache key: 64 hex digits)') });
+/** A pattern (src/spec/grammar.ts) as a whole-value regular expression. */
+const exactly = (pattern: string) => new RegExp(whole(pattern));
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const CADDY = escapeRe(CADDY_MODULE);
+const MODULE = `(?!${CADDY}$)${MODULE_PATH_PATTERN}`;
 
-export const PluginBody = z.object({
-  module: z.string().describe('Go module path, e.g. github.com/mholt/caddy-l4'),
-  version: z.string().optional().describe('version, branch or `latest` (default)'),
-  replace: z.string().optional().describe('replacement `module@version` (needs the admin scope)'),
+/** A build id: its cache key, 64 lowercase hex digits (checked at the edge: 400 otherwise). */
+export const BuildIdParams = z.object({
+  id: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, 'a build id is 64 lowercase hex digits (the cache key)')
+    .describe('build id (the cache key: 64 hex digits)'),
 });
 
-/** What POST /api/builds accepts; checked by the service's spec parser (src/spec), not at the edge. */
-export const BuildRequestBody = documented(
+/** Caddy's version in a build request or a recipe: empty or `latest`, a v2 version or prefix (`2.11.9`, `v2.11`), a comparison, a branch or commit. */
+export const CaddyVersion = z
+  .string()
+  .max(128)
+  // 2.11.9 is read as v2.11.9, which may be 128 characters at most.
+  .regex(exactly(`(?!2\\.[0-9].{125})${CADDY_VERSION_PATTERN}`))
+  .describe('Caddy version (default `latest`): `latest`, `v2.11.9` (or `2.11.9`), a prefix `v2.11`, a comparison `>=v2.10`, a branch or commit');
+/** A plugin's module path (Go's grammar; not Caddy itself, which caddyVersion chooses). */
+export const PluginModule = z.string().max(255).regex(exactly(MODULE)).describe('Go module path, e.g. github.com/mholt/caddy-l4');
+/** A plugin version query; empty means `latest`. */
+export const PluginVersion = z
+  .string()
+  .max(128)
+  .regex(exactly(`(?:|${VERSION_QUERY_PATTERN})`))
+  .describe('version, branch or `latest` (default; empty means latest)');
+
+export const PluginBody = z.strictObject({
+  module: PluginModule,
+  version: PluginVersion.optional(),
+  replace: z
+    .string()
+    .max(512)
+    .regex(exactly(`(?:|(?![^@]{256})${MODULE_PATH_PATTERN}(?:@(?=.{1,128}$)${VERSION_QUERY_PATTERN})?)`))
+    .optional()
+    .describe('replacement `module[@version]` (needs the admin scope); empty: none'),
+});
+
+/** The platforms grouped by GOOS, each with its GOARCHes. */
+function byOs(platforms: readonly Platform[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const p of platforms) out.set(p.os, [...(out.get(p.os) ?? []), p.arch]);
+  return out;
+}
+
+type Enum = [string, ...string[]];
+
+/**
+ * What POST /api/builds accepts, from the platforms this toolchain builds (GET /api/platforms): one
+ * branch per GOOS with its GOARCHes (GOARM only with arch arm). Checked by the service's spec
+ * parser (src/spec), not at the edge: its messages name the field and what to do.
+ */
+export function buildRequestBody(platforms: readonly Platform[], maxPlugins: number): z.ZodType<unknown> {
+  const common = { caddyVersion: CaddyVersion.optional(), plugins: z.array(PluginBody).max(maxPlugins).optional().describe(`at most ${maxPlugins} plugins, each module once`) };
+  const branches: z.ZodType[] = [];
+  for (const [os, arches] of byOs(platforms)) {
+    const other = arches.filter((a) => a !== 'arm');
+    if (other.length > 0) {
+      branches.push(z.strictObject({ ...common, os: z.enum([os]), arch: z.enum(other as Enum), arm: z.enum(['']).optional().describe('GOARM: empty or absent (arch arm only)') }));
+    }
+    if (arches.includes('arm')) {
+      const arm = z.union([z.enum([...ARM_VERSIONS, '']), z.union(ARM_VERSIONS.map((v) => z.literal(Number(v))) as [z.ZodLiteral<number>, ...z.ZodLiteral<number>[]])]);
+      branches.push(z.strictObject({ ...common, os: z.enum([os]), arch: z.enum(['arm']), arm: arm.optional().describe(`GOARM ${ARM_VERSIONS.join(', ')} (default 7)`) }));
+    }
+  }
+  // No platform (a toolchain that builds none): nothing is accepted.
+  const body = branches.length === 0 ? z.never() : branches.length === 1 ? branches[0]! : z.union(branches as [z.ZodType, z.ZodType, ...z.ZodType[]]);
+  return documented(body.describe("a build request: a platform GET /api/platforms lists, Caddy's version, plugins"));
+}
+
+/** GOOS, GOARCH and GOARM as separate values (query parameters), from the platforms. */
+export function platformValues(platforms: readonly Platform[]): { oses: Enum; arches: Enum; arms: Enum } {
+  const oses = [...byOs(platforms).keys()];
+  const arches = [...new Set(platforms.map((p) => p.arch))].sort();
+  return { oses: oses as Enum, arches: arches as Enum, arms: [...ARM_VERSIONS, ''] as Enum };
+}
+
+/** A `p` value of the compatible download API: `module[@version][=replacement]`, or Caddy itself with a version. */
+export const DownloadPlugin = z
+  .string()
+  .max(1024)
+  .regex(
+    exactly(
+      `(?:|${CADDY}(?:@(?!2\\.[0-9].{125})(?=.{0,128}$)${CADDY_VERSION_PATTERN})?|(?![^@=]{256})${MODULE}(?:@(?=[^=]{0,128}(?:=|$))(?:|${VERSION_QUERY_PATTERN}))?(?:=(?![^@]{256})${MODULE_PATH_PATTERN}(?:@(?=.{1,128}$)${VERSION_QUERY_PATTERN})?)?)`,
+    ),
+  )
+  .describe('a plugin, `module[@version][=replacement]` (replacements need the admin scope), or github.com/caddyserver/caddy/v2@<version> to pin Caddy');
+
+/** A recipe name: [a-z0-9][a-z0-9-]{0,63}, and not a word the registry's paths use. */
+export const RecipeName = z
+  .string()
+  .regex(/^(?!(?:build|manifests|blobs|tags)$)[a-z0-9][a-z0-9-]{0,63}$/)
+  .describe('recipe name, [a-z0-9][a-z0-9-]{0,63}, not build, manifests, blobs or tags');
+
+/** A recipe as PUT /api/recipes/:name takes it (the same grammar as a build's plugins, no replacements). */
+export const RecipeBody = documented(
   z
     .strictObject({
-      caddyVersion: z.string().optional().describe('Caddy version (default `latest`)'),
-      os: z.string().describe('GOOS, e.g. linux'),
-      arch: z.string().describe('GOARCH, e.g. amd64'),
-      arm: z.union([z.string(), z.number().int()]).optional().describe('GOARM (arch arm only)'),
-      plugins: z.array(PluginBody).optional(),
+      plugins: z.array(z.strictObject({ module: PluginModule, version: PluginVersion.optional() })),
+      caddyVersion: CaddyVersion.optional(),
     })
-    .describe('a build request'),
+    .describe('a recipe'),
 );
 
 const Replacement = z
@@ -206,9 +315,6 @@ export const DsseEnvelope = z
   .describe('a DSSE envelope');
 
 export const QueueDepth = z.object({ queued: z.number().int(), running: z.number().int() });
-
-/** Query values as Fastify parses them: one string, or a list when the parameter repeats. */
-export const QueryValue = z.union([z.string(), z.array(z.string())]);
 
 /** Binary or text bodies, for the document only (no serialization schema). */
 export const BINARY = { description: 'the binary', content: { 'application/octet-stream': { schema: z.string().describe('bytes') } } };

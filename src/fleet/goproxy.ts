@@ -96,6 +96,18 @@ export function versionError(v: string): string | null {
   return null;
 }
 
+/**
+ * What parseGoproxyPath accepts, as one pattern (ECMA-262) for the OpenAPI document: an escaped
+ * module path (a lower-case host name with a dot, then elements; `!x` for an upper-case X), then
+ * `/@v/list`, `/@latest` or `/@v/<escaped canonical version>.info|.mod|.zip`. Lengths are checked
+ * apart (1024 in all, 500 for the module, 255 an element, 128 the version).
+ */
+const ESC_CHAR = '(?:[a-z0-9_~-]|![a-z])';
+const ESC_ELEM = `${ESC_CHAR}(?:(?:${ESC_CHAR}|\\.)*${ESC_CHAR})?`;
+const ESC_PRE = '(?:0|[1-9][0-9]*|[0-9]*(?:[a-z-]|![a-z])(?:[0-9a-z-]|![a-z])*)';
+const ESC_VERSION = `v(?:0|[1-9][0-9]*)\\.(?:0|[1-9][0-9]*)\\.(?:0|[1-9][0-9]*)(?:-${ESC_PRE}(?:\\.${ESC_PRE})*)?(?:\\+incompatible)?`;
+export const GOPROXY_PATH_PATTERN = `^(?=[a-z0-9.-]*\\.)[a-z0-9](?:[a-z0-9.-]*[a-z0-9-])?(?:/${ESC_ELEM})*/(?:@latest|@v/(?:list|${ESC_VERSION}\\.(?:info|mod|zip)))$`;
+
 const REQ = /^(.+)\/@v\/(list|[^/]+\.(?:info|mod|zip))$/;
 const LATEST = /^(.+)\/@latest$/;
 

@@ -6,6 +6,7 @@
 // ---- fleet module proxy (src/fleet/goproxy.ts) ----
 export {
   FleetModuleProxy,
+  GOPROXY_PATH_PATTERN,
   GoproxyPathError,
   escapeGo,
   modulePathError,

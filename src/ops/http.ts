@@ -6,14 +6,17 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { documented, errors } from '../api/index.js';
+import { OPTIONAL_BODY, documented, errors } from '../api/index.js';
 import { AppError } from '../util/errors.js';
 import { parseBytes, parseDuration } from '../util/units.js';
 import type { OpsMetrics } from './metrics.js';
 import type { Pruner } from './prune.js';
 
 const flag = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1');
-const size = z.union([z.number().int().nonnegative(), z.string().max(32)]).transform((v, ctx) => {
+// The string forms parseBytes and parseDuration take, as patterns (for the document and the first check).
+const SIZE = /^\s*[0-9]+(?:\.[0-9]+)?\s*(?:[kKmMgGtT]?[iI]?[bB]?)\s*$/;
+const AGE = /^\s*(?=.*[1-9])(?:[0-9]+|(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d))+)\s*$/;
+const size = z.union([z.number().int().nonnegative(), z.string().max(32).regex(SIZE, 'a size such as 500MB, 20GB, 1GiB or a number of bytes')]).transform((v, ctx) => {
   try {
     return parseBytes(v);
   } catch (e) {
@@ -21,7 +24,7 @@ const size = z.union([z.number().int().nonnegative(), z.string().max(32)]).trans
     return z.NEVER;
   }
 });
-const age = z.union([z.number().int().positive(), z.string().max(32)]).transform((v, ctx) => {
+const age = z.union([z.number().int().positive(), z.string().max(32).regex(AGE, 'a duration greater than zero such as 90s, 30m, 7d or a number of milliseconds')]).transform((v, ctx) => {
   try {
     const ms = parseDuration(v);
     if (ms <= 0) throw new Error('must be greater than zero');
@@ -45,7 +48,7 @@ export interface OpsRoutesOptions {
   pruner: Pruner;
 }
 
-const PruneQuery = z.object({ dryRun: z.string().optional().describe('`true`/`1`: report what would go, remove nothing') });
+const PruneQuery = z.object({ dryRun: z.enum(['true', 'false', '1', '0']).optional().describe('`true`/`1`: report what would go, remove nothing') });
 const Usage = z.object({ bytes: z.number(), objects: z.number().int() });
 const PruneReport = z
   .object({
@@ -68,13 +71,14 @@ const PruneReport = z
 
 /** Parses the prune options from the body and `?dryRun=`, with the message clients know. */
 function pruneOptions(dryRun: string | undefined, rawBody: unknown): z.output<typeof pruneBody> {
-  const body = rawBody === undefined || rawBody === null || rawBody === '' ? {} : rawBody;
-  const parsed = pruneBody.safeParse({ ...(typeof body === 'object' ? body : {}), ...(dryRun !== undefined ? { dryRun } : {}) });
-  if (!parsed.success || typeof body !== 'object') {
-    const issue = parsed.success ? undefined : parsed.error.issues[0];
+  const body = rawBody === undefined || rawBody === null ? {} : rawBody;
+  // The body is checked as it came; `?dryRun=` (checked at the edge) then wins over its dryRun.
+  const parsed = typeof body === 'object' && !Array.isArray(body) ? pruneBody.safeParse(body) : null;
+  if (!parsed?.success) {
+    const issue = parsed?.error.issues[0];
     throw new AppError(400, 'bad_request', `invalid prune request: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'expected a JSON object'} (fields: dryRun, maxBytes, maxAge)`);
   }
-  return parsed.data;
+  return dryRun !== undefined ? { ...parsed.data, dryRun: dryRun === 'true' || dryRun === '1' } : parsed.data;
 }
 
 /**
@@ -102,7 +106,8 @@ export const opsRoutes: FastifyPluginAsync<OpsRoutesOptions> = async (instance, 
         tags,
         summary: 'Apply the store budget now (or report what it would remove)',
         querystring: PruneQuery,
-        body: documented(pruneBody.optional()),
+        body: documented(pruneBody.nullable().optional().describe('the options; absent or null: the configured budget')),
+        [OPTIONAL_BODY]: true,
         response: { 200: PruneReport, ...errors(400, 401, 403) },
       },
     },

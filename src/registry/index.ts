@@ -374,6 +374,16 @@ export class Registry implements ImageRegistry {
     checkRecipeName(name);
     const body = (input ?? {}) as Partial<RecipeInput>;
     if (!body || typeof body !== 'object' || !Array.isArray(body.plugins)) throw new AppError(400, 'invalid_recipe', 'a recipe is {"plugins": [{"module", "version"?}], "caddyVersion"?}');
+    const unknown = Object.keys(body).filter((k) => k !== 'plugins' && k !== 'caddyVersion');
+    if (unknown.length > 0)
+      throw new AppError(
+        400,
+        'invalid_recipe',
+        `a recipe has plugins and caddyVersion only (not ${unknown
+          .slice(0, 3)
+          .map((k) => JSON.stringify(k.slice(0, 40)))
+          .join(', ')})`,
+      );
     // The same grammar and policy as a build, on the first image platform.
     const req = this.o.service.check({ ...(body.caddyVersion !== undefined ? { caddyVersion: body.caddyVersion } : {}), ...this.platforms[0]!.go, plugins: body.plugins }, ctx);
     for (const p of req.plugins) if (p.replace) throw new AppError(400, 'invalid_recipe', `recipes take no replacements (${p.module})`);

@@ -124,6 +124,11 @@ export class BuildService {
     return this.o.platforms;
   }
 
+  /** Plugins per build (maxPlugins), for the request schema. */
+  get maxPlugins(): number {
+    return this.o.maxPlugins;
+  }
+
   parse(input: unknown, ctx: RequestContext = {}): BuildRequest {
     return parseBuildRequest(input, { platforms: this.o.platforms, maxPlugins: this.o.maxPlugins, allowLocalReplace: !!ctx.trusted });
   }
@@ -355,16 +360,8 @@ export class BuildService {
   }
 
   async artifact(id: string): Promise<{ meta: ArtifactMeta; open: (range?: ByteRange) => Promise<NodeJS.ReadableStream>; url?: () => Promise<string | null> }> {
-    const key = this.keyOf(id);
-    const meta = await this.finished(key);
-    if (!meta) {
-      const job = await this.o.queue.get(key);
-      if (job && job.state !== 'succeeded') throw new AppError(409, 'not_ready', `build ${id} is ${job.state}; wait for it to finish (GET /api/builds/${id}/log)`);
-      // A succeeded job whose artifact left the store (pruned, or quarantined as corrupt).
-      if (job) throw new AppError(404, 'not_found', `the artifact of build ${id} is no longer in the store (pruned or quarantined); request the build again (POST /api/builds) to rebuild it`);
-      throw new NotFoundError(`build ${id}`);
-    }
-    if (meta.status !== 'succeeded') throw new AppError(409, 'build_failed', `build ${id} ${meta.status}: ${meta.error ?? 'no artifact'}`);
+    const meta = await this.succeeded(id, 'artifact');
+    const key = meta.key;
     const store = this.o.store;
     this.emit((h) => h.downloaded?.(key));
     return {
@@ -375,14 +372,14 @@ export class BuildService {
   }
 
   async buildInfo(id: string): Promise<unknown> {
-    const key = this.keyOf(id);
+    const meta = await this.succeeded(id, 'build info');
+    const key = meta.key;
     let info: unknown;
     try {
       info = await this.o.store.getBuildInfo(key);
     } catch (err) {
       if (!(err instanceof CorruptRecordError)) throw this.artifacts.unavailable(key, err);
-      const meta = await this.finished(key);
-      if (meta) await this.artifacts.quarantineKey(key, 'bad_buildinfo', err.message, meta);
+      await this.artifacts.quarantineKey(key, 'bad_buildinfo', err.message, meta);
       throw new AppError(
         410,
         'buildinfo_unreadable',
@@ -395,9 +392,8 @@ export class BuildService {
 
   /** The DSSE envelope of a finished build's provenance (docs/provenance.md). */
   async provenance(id: string): Promise<DsseEnvelope> {
-    const key = this.keyOf(id);
-    const meta = await this.finished(key);
-    if (meta?.status !== 'succeeded') throw new NotFoundError(`finished build ${id}`);
+    const meta = await this.succeeded(id, 'provenance');
+    const key = meta.key;
     let env: unknown;
     try {
       env = await this.o.store.getProvenance(key);
@@ -434,9 +430,8 @@ export class BuildService {
    */
   async rebuild(id: string, ctx: RequestContext = {}): Promise<BuildRecord> {
     this.requireBuildScope(ctx);
-    const key = this.keyOf(id);
-    const meta = await this.finished(key);
-    if (meta?.status !== 'succeeded') throw new NotFoundError(`finished build ${id}`);
+    const meta = await this.succeeded(id, 'provenance');
+    const key = meta.key;
     if (meta.rebuildOf) throw new AppError(409, 'is_rebuild', `build ${id} is a rebuild of ${meta.rebuildOf}: rebuild that one`);
     const spec = meta.spec;
     if (spec.toolchain.flags !== BUILD_FLAGS) {
@@ -562,6 +557,25 @@ export class BuildService {
         this.log.warn({ err }, 'service observer failed');
       }
     }
+  }
+
+  /**
+   * The record of a build that succeeded, for what only such a build has (its artifact, build
+   * info, provenance): 409 while it is queued or running or when it failed, 404 when there is no
+   * such build or its artifact left the store.
+   */
+  private async succeeded(id: string, what: string): Promise<ArtifactMeta> {
+    const key = this.keyOf(id);
+    const meta = await this.finished(key);
+    if (!meta) {
+      const job = await this.o.queue.get(key);
+      if (job && job.state !== 'succeeded') throw new AppError(409, 'not_ready', `build ${id} is ${job.state}: it has no ${what} until it succeeds; wait for it to finish (GET /api/builds/${id}/log)`);
+      // A succeeded job whose artifact left the store (pruned, or quarantined as corrupt).
+      if (job) throw new AppError(404, 'not_found', `the artifact of build ${id} is no longer in the store (pruned or quarantined); request the build again (POST /api/builds) to rebuild it`);
+      throw new NotFoundError(`build ${id}`);
+    }
+    if (meta.status !== 'succeeded') throw new AppError(409, 'build_failed', `build ${id} ${meta.status}: ${meta.error ?? `no ${what}`}`);
+    return meta;
   }
 
   private keyOf(id: string): string {

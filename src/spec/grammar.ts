@@ -70,7 +70,11 @@ const BUILD = `(?:\\+${IDENT}(?:\\.${IDENT})*)`;
 const EXACT_RE = new RegExp(`^v${NUM}\\.${NUM}\\.${NUM}${PRE}?${BUILD}?$`);
 /** Version prefix queries like v2 or v2.11, which Go resolves to the newest matching release. */
 const PREFIX_RE = new RegExp(`^v${NUM}(?:\\.${NUM})?$`);
-const COMPARE_RE = new RegExp(`^(?:<|<=|>|>=)v${NUM}(?:\\.${NUM}(?:\\.${NUM}${PRE}?)?)?$`);
+/**
+ * Comparisons: `<` and `>=` take a prefix too (v2, v2.11); `<=` and `>` a complete version only, as
+ * the go command refuses to say whether `<=v2.11` allows v2.11.3 ("ambiguous semantic version").
+ */
+const COMPARE_RE = new RegExp(`^(?:(?:<|>=)v${NUM}(?:\\.${NUM}(?:\\.${NUM}${PRE}?)?)?|(?:<=|>)v${NUM}\\.${NUM}\\.${NUM}${PRE}?)$`);
 /** Branch names or commit hashes: Go passes them to the VCS/proxy as revision queries. */
 const REVISION_RE = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
 
@@ -96,7 +100,7 @@ export function classifyVersionQuery(v: string): { kind: VersionQueryKind } | { 
   if (v === 'upgrade' || v === 'patch' || v === 'none') return { error: `query "${v}" is not supported; use "latest", a version or a revision` };
   if (isExactVersion(v)) return { kind: 'exact' };
   if (PREFIX_RE.test(v)) return { kind: 'prefix' };
-  if (COMPARE_RE.test(v)) return { kind: 'compare' };
+  if (COMPARE_RE.test(v) && numericPrereleaseOk(v.replace(/^[<>]=?/, ''))) return { kind: 'compare' };
   if (/^v[0-9]/.test(v)) return { error: `"${v}" is not a valid semantic version (expected like v1.2.3)` };
   if (REVISION_RE.test(v) && !v.includes('..') && !v.includes('//') && !v.endsWith('/') && !v.endsWith('.lock') && !v.endsWith('.')) {
     return { kind: 'revision' };
@@ -108,3 +112,39 @@ export function classifyVersionQuery(v: string): { kind: VersionQueryKind } | { 
 export function isLocalPath(s: string): boolean {
   return s.startsWith('/') || s.startsWith('./') || s.startsWith('../') || s === '.' || s === '..' || /^[A-Za-z]:[\\/]/.test(s);
 }
+
+// ---------------------------------------------------------------- the same grammar as patterns
+// For the OpenAPI document (src/api): regular expressions (ECMA-262, as JSON Schema `pattern`)
+// that accept exactly what the checks above accept, so a client generating requests from the
+// document sends what the server takes. test/unit/spec-patterns.test.ts holds them to the checks.
+
+const N = '(?:0|[1-9][0-9]*)';
+/** A pre-release identifier of an exact version: no leading zero when numeric. */
+const PRE_ID = `(?:${N}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)`;
+const BUILD_P = '[0-9A-Za-z-]+';
+const EXACT = `v${N}\\.${N}\\.${N}(?:-${PRE_ID}(?:\\.${PRE_ID})*)?(?:\\+${BUILD_P}(?:\\.${BUILD_P})*)?`;
+const PREFIX_P = `v${N}(?:\\.${N})?`;
+const PRE_P = `(?:-${PRE_ID}(?:\\.${PRE_ID})*)?`;
+const COMPARE = `(?:(?:<|>=)v${N}(?:\\.${N}(?:\\.${N}${PRE_P})?)?|(?:<=|>)v${N}\\.${N}\\.${N}${PRE_P})`;
+/** A branch or commit: not v<digit> (that must be a version), not upgrade/patch/none, no "..", "//", no trailing "/", "." or ".lock". */
+const REVISION = '(?!v[0-9])(?!(?:upgrade|patch|none)$)(?!.*\\.\\.)(?!.*//)(?!.*(?:/|\\.|\\.lock)$)[A-Za-z0-9][A-Za-z0-9._/-]*';
+/** A version query (classifyVersionQuery): latest, an exact version, a prefix (v2.11), a comparison (>=v2.10) or a revision. */
+export const VERSION_QUERY_PATTERN = `(?:${EXACT}|${PREFIX_P}|${COMPARE}|${REVISION})`;
+
+/** Windows reserved names and short names, refused as any element's part before its first dot. */
+const RESERVED_P = '(?!(?:[Cc][Oo][Nn]|[Pp][Rr][Nn]|[Aa][Uu][Xx]|[Nn][Uu][Ll]|[Cc][Oo][Mm][1-9]|[Ll][Pp][Tt][1-9])(?:[./]|$))(?![^/.]*~[0-9]+(?:[./]|$))';
+const FIRST_ELEM_P = `(?=[a-z0-9.-]*\\.)${RESERVED_P}[a-z0-9](?:[a-z0-9.-]*[a-z0-9-])?`;
+const ELEM = `${RESERVED_P}[A-Za-z0-9_~-](?:[A-Za-z0-9._~-]*[A-Za-z0-9_~-])?`;
+/** A module path (modulePathError): a host name with a dot, then elements; no /v0 or /v1 suffix. */
+export const MODULE_PATH_PATTERN = `(?!.*/v(?:[01]|0[0-9]+)$)${FIRST_ELEM_P}(?:/${ELEM})*`;
+
+/** `^…$` around a pattern, for a whole value. */
+export function whole(pattern: string): string {
+  return `^${pattern}$`;
+}
+
+/**
+ * A caddyVersion as a build request takes it (parse.ts normaliseCaddyVersion): empty or latest,
+ * a v2 version or prefix (the `v` may be left out: 2.11.9), a comparison, or a revision.
+ */
+export const CADDY_VERSION_PATTERN = `(?:|latest|v?2(?:\\.${N}(?:\\.${N}(?:-${PRE_ID}(?:\\.${PRE_ID})*)?(?:\\+${BUILD_P}(?:\\.${BUILD_P})*)?)?)?|${COMPARE}|(?!2(?:\\.[0-9]|$))${REVISION})`;

@@ -175,7 +175,16 @@ describe('the OpenAPI document', () => {
     for (const [path, item] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(item as Record<string, OpenAPIV3.OperationObject>)) {
         if (!op?.responses) continue;
-        const want = ['400', '403', '421', '431', '503', ...(path.includes('{') ? ['414'] : []), ...(op.security && op.security.length === 0 ? [] : ['401', '429'])];
+        const want = [
+          '400',
+          '403',
+          '421',
+          '431',
+          '503',
+          ...(path.includes('{') ? ['414'] : []),
+          ...(op.security && op.security.length === 0 ? [] : ['401', '429']),
+          ...(op.requestBody ? ['413', '415'] : []),
+        ];
         for (const s of want) if (!op.responses[s]) missing.push(`${method.toUpperCase()} ${path}: ${s}`);
       }
     }
@@ -189,6 +198,41 @@ describe('the OpenAPI document', () => {
     assert.equal(native.statusCode, 414);
     assert.deepEqual(Object.keys(native.json()), ['error']);
     assert.equal(native.json().error.code, 'uri_too_long');
+  });
+
+  test('request schemas are exact: platforms as enums per os, ids and grammar as patterns; links; optional bodies', async () => {
+    const doc = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json() as OpenAPIV3.Document;
+    const op = (path: string, method: string) => (doc.paths[path] as Record<string, OpenAPIV3.OperationObject>)[method]!;
+    // POST /api/builds: one branch per os, with that os's architectures (the service's platforms).
+    const body = (op('/api/builds', 'post').requestBody as OpenAPIV3.RequestBodyObject).content['application/json']!.schema as OpenAPIV3.SchemaObject;
+    const branches = (body.anyOf ?? []) as OpenAPIV3.SchemaObject[];
+    const pairs = branches.map((b) => {
+      const props = b.properties as Record<string, OpenAPIV3.SchemaObject>;
+      return `${props.os!.enum!.join()}:${props.arch!.enum!.join()}`;
+    });
+    assert.deepEqual(pairs.sort(), ['linux:amd64,arm64', 'windows:amd64']);
+    const plugin = ((branches[0]!.properties as Record<string, OpenAPIV3.ArraySchemaObject>).plugins!.items as OpenAPIV3.SchemaObject).properties as Record<string, OpenAPIV3.SchemaObject>;
+    assert.ok(new RegExp(plugin.module!.pattern!).test('github.com/mholt/caddy-l4'));
+    assert.ok(!new RegExp(plugin.module!.pattern!).test('github.com/caddyserver/caddy/v2'), 'Caddy is not a plugin');
+    // Build ids, digests: by format.
+    const id = op('/api/builds/{id}', 'get').parameters!.find((p) => (p as OpenAPIV3.ParameterObject).name === 'id') as OpenAPIV3.ParameterObject;
+    assert.equal((id.schema as OpenAPIV3.SchemaObject).pattern, '^[0-9a-f]{64}$');
+    const digest = op('/v2/caddy/blobs/{digest}', 'get').parameters!.find((p) => (p as OpenAPIV3.ParameterObject).name === 'digest') as OpenAPIV3.ParameterObject;
+    assert.equal((digest.schema as OpenAPIV3.SchemaObject).pattern, '^sha256:[0-9a-f]{64}$');
+    // The download API's os and arch as enums of the platforms.
+    const query = Object.fromEntries(op('/api/download', 'get').parameters!.map((p) => [(p as OpenAPIV3.ParameterObject).name, (p as OpenAPIV3.ParameterObject).schema as OpenAPIV3.SchemaObject]));
+    assert.deepEqual(query.os!.enum, ['linux', 'windows']);
+    assert.deepEqual(query.arch!.enum, ['amd64', 'arm64']);
+    // Links from a created build to the operations on it.
+    const links = (op('/api/builds', 'post').responses['202'] as OpenAPIV3.ResponseObject).links!;
+    assert.deepEqual(Object.keys(links).sort(), ['cancelBuild', 'getBuild', 'getBuildArtifact', 'getBuildInfo', 'getBuildLog', 'getBuildProvenance']);
+    assert.deepEqual((links.getBuild as OpenAPIV3.LinkObject).parameters, { id: '$response.body#/id' });
+    const ids = new Set(Object.values(doc.paths).flatMap((item) => Object.values(item as Record<string, OpenAPIV3.OperationObject>).map((o) => o.operationId)));
+    for (const l of Object.values(links)) assert.ok(ids.has((l as OpenAPIV3.LinkObject).operationId), (l as OpenAPIV3.LinkObject).operationId);
+    // A body that may be left out is not required (prune); a build request's is.
+    assert.equal((op('/api/admin/prune', 'post').requestBody as OpenAPIV3.RequestBodyObject).required, false);
+    assert.equal((op('/api/builds', 'post').requestBody as OpenAPIV3.RequestBodyObject).required, true);
+    assert.ok(!JSON.stringify(doc).includes('x-fairway-optional-body'));
   });
 
   test('lists every route the app registered, with its method and a tag', async () => {

@@ -63,6 +63,16 @@ describe('security: tokens required', () => {
     const bad = await t.app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${ADMIN}` }, payload: { maxBytes: 'lots' } });
     assert.equal(bad.statusCode, 400);
     assert.match(bad.json().error.message, /^invalid prune request: maxBytes: .*\(fields: dryRun, maxBytes, maxAge\)$/);
+    // Not an object (a list, a JSON string), or a bad dryRun in the body behind a good ?dryRun=: 400, nothing pruned.
+    const admin = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
+    for (const [u, payload] of [
+      [url, '[]'],
+      [url, '""'],
+      [`${url}?dryRun=1`, '{"dryRun":-5}'],
+    ] as const) {
+      const r = await t.app.inject({ method: 'POST', url: u, headers: admin, payload });
+      assert.equal(r.statusCode, 400, `${u} ${payload}: ${r.body}`);
+    }
     const metrics = await t.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${READER}` } });
     assert.equal(metrics.statusCode, 200);
     assert.match(metrics.body, /^# HELP /m);

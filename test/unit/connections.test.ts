@@ -13,6 +13,7 @@ import { limitConnectionsPerClient } from '../../src/api/connections.js';
 import { TokenAuthenticator } from '../../src/auth/index.js';
 import { GoResolver } from '../../src/resolve/index.js';
 import type { BuildService } from '../../src/service/index.js';
+import { PlatformSet } from '../../src/spec/index.js';
 import type { Toolchain } from '../../src/toolchain/index.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -108,7 +109,7 @@ describe('per-client connection cap', () => {
 describe('API timeouts and early errors', () => {
   async function api(tokenOnly: boolean) {
     const app = await createApi({
-      service: {} as BuildService,
+      service: { platforms: new PlatformSet([]), maxPlugins: 0 } as unknown as BuildService,
       logger: pino({ level: 'silent' }),
       bodyLimit: 64 * 1024,
       security: { auth: new TokenAuthenticator({ tokens: [], anonymousScopes: tokenOnly ? [] : ['read', 'build'] }), rateLimit: 0, rateLimitWindowMs: 60_000, buildRateLimit: 0 },

@@ -104,7 +104,7 @@ describe('parseBuildRequest: accepted inputs', () => {
     ['plugin prefix v1.2', withVersion('v1.2'), { plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v1.2' }] }],
     ['plugin comparison >=v1.2.0', withVersion('>=v1.2.0'), { plugins: [{ module: 'github.com/mholt/caddy-l4', version: '>=v1.2.0' }] }],
     ['plugin comparison <=v1.2.3-rc.1', withVersion('<=v1.2.3-rc.1'), { plugins: [{ module: 'github.com/mholt/caddy-l4', version: '<=v1.2.3-rc.1' }] }],
-    ['plugin comparison >v1', withVersion('>v1'), { plugins: [{ module: 'github.com/mholt/caddy-l4', version: '>v1' }] }],
+    ['plugin comparison >v1.0.0', withVersion('>v1.0.0'), { plugins: [{ module: 'github.com/mholt/caddy-l4', version: '>v1.0.0' }] }],
     ['empty version is dropped', withVersion(''), { plugins: [{ module: 'github.com/mholt/caddy-l4' }] }],
     ['empty replace is dropped', withReplace(''), { plugins: [{ module: 'github.com/mholt/caddy-l4' }] }],
     [
