@@ -260,7 +260,7 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
       schema: {
         tags,
         summary: `OCI 1.1 referrers of a manifest of ${where} (the Sigstore bundles of an image; an empty index for any other digest)`,
-        params: params.extend({ digest: Digest }),
+        params: documented(params.extend({ digest: Digest })),
         querystring: ReferrersQuery,
         response: { 200: REFERRERS_BODY, ...ociErrors(400, 401, 403, 404, 429, 500, 503) },
       },
