@@ -24,7 +24,7 @@ import { CADDY_MODULE, MODULE_PATH_PATTERN, SpecError, parsePluginArg, type Plat
 import type { ArtifactMeta } from '../store/index.js';
 import { AppError } from '../util/errors.js';
 import { openOrStrip } from './artifact.js';
-import { toHttpError } from './errors.js';
+import { sendError } from './errors.js';
 import { BINARY, CaddyVersion, DownloadPlugin, compatErrors, documented, platformValues } from './schemas.js';
 import { requestContext } from './security.js';
 
@@ -124,19 +124,17 @@ export function pinnedDownloadUrl(spec: ResolvedSpec): string {
 }
 
 /** The error envelope Caddy's CLI (`downloadBuild`) and the website's account pages decode. */
+/**
+ * Errors in caddyserver.com's envelope (`{status_code, error:{message, id}}`, which Caddy's CLI
+ * prints), with Fairway's `code` beside; `id` is logged with the error so an operator can find it.
+ * A failed build is a 400 here, as caddyserver.com answers it (natively a 409 `build_failed`).
+ */
 export function compatErrorHandler(err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
-  const { status, body } = toHttpError(err);
   const id = randomUUID();
-  const retry = err instanceof AppError && err.retryAfterS ? err.retryAfterS : 0;
-  if (status >= 500 && !retry) req.log.error({ err, errorId: id }, 'compat request failed');
-  else req.log.info({ errorId: id, code: body.error.code, reason: body.error.message }, 'compat request refused');
-  if (retry) reply.header('Retry-After', String(retry));
-  // Shutting down: the connection must not stay open (kept alive) and hold up the server's close.
-  if (body.error.code === 'shutting_down') reply.header('Connection', 'close');
-  void reply
-    .code(status)
-    .type('application/json')
-    .send({ status_code: status, error: { message: body.error.message, id, code: body.error.code } });
+  sendError(req, reply, err, (mapped, error) => {
+    const status = error.code === 'build_failed' ? 400 : mapped;
+    return { status, body: { status_code: status, error: { message: error.message, id, code: error.code } }, log: { errorId: id } };
+  });
 }
 
 /** A catalog entry in caddyserver.com's shape. */
@@ -255,9 +253,9 @@ async function waitForBuild(service: BuildService, input: DownloadInput, req: Fa
   }
   if (rec.status === 'succeeded') return rec;
   if (rec.status === 'canceled') {
-    throw new AppError(503, 'build_canceled', `the build was canceled before it finished (${rec.error ?? 'server shutting down or canceled by an operator'}); try again`, 10);
+    throw new AppError('build_canceled', `the build was canceled before it finished (${rec.error ?? 'server shutting down or canceled by an operator'}); try again`, 10);
   }
-  throw new AppError(400, 'build_failed', `build failed: ${rec.error ?? 'unknown error'} (full log: /api/builds/${rec.id}/log)`);
+  throw new AppError('build_failed', `build failed: ${rec.error ?? 'unknown error'} (full log: /api/builds/${rec.id}/log)`);
 }
 
 /** The headers caddyserver.com sends with a binary (name, size, checksums, pinned version). */
@@ -358,7 +356,7 @@ const catalogRoutes: FastifyPluginAsync<CompatOptions> = async (instance, { cata
       const path = one(req.query as Query, 'path');
       if (path !== undefined) {
         const p = await catalog.get(path);
-        if (!p) throw new AppError(404, 'not_found', `package ${JSON.stringify(path.slice(0, 300))} is not in the catalog`);
+        if (!p) throw new AppError('not_found', `package ${JSON.stringify(path.slice(0, 300))} is not in the catalog`);
         return p;
       }
       const q = one(req.query as Query, 'q') ?? '';

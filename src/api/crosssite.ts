@@ -90,7 +90,6 @@ export class CrossSiteGuard {
       const name = hostName(h);
       if (this.hosts.has(name)) continue;
       throw new AppError(
-        421,
         'unknown_host',
         `this server does not answer to the host name "${shown(h)}" (Host header); it answers only ${this.allowedHosts().join(', ')}. ` +
           'A web page loaded under another name and re-pointed at this address (DNS rebinding) would send exactly this request. ' +
@@ -124,7 +123,6 @@ export class CrossSiteGuard {
       if (n === null || !this.selfOrigins(req).has(n)) {
         const from = n === null ? `a page without a usable origin (Origin: ${shown(origin)}; a sandboxed frame, a file:// page or a redirect)` : `the web page at ${shown(n)} (Origin)`;
         throw new AppError(
-          403,
           'cross_site',
           `refused: this request came from ${from}; Fairway only answers pages it serves itself, so other web pages cannot start or cancel builds or read its answers. ` +
             `${fix}. Add the origin to allowedOrigins (--allowed-origins, FAIRWAY_ALLOWED_ORIGINS) if that page is yours`,
@@ -133,7 +131,6 @@ export class CrossSiteGuard {
     }
     if (site === 'cross-site' || site === 'same-site') {
       throw new AppError(
-        403,
         'cross_site',
         `refused: this request came from another web page (Sec-Fetch-Site: ${site}: a link, image, form or script on a page Fairway did not serve${site === 'same-site' ? ', e.g. another port of the same host' : ''}); ` +
           `Fairway's API only answers its own pages, so other pages cannot start or cancel builds or read its answers. ${fix}`,

@@ -3,7 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { AppError } from '../util/errors.js';
+import { AppError, type ErrorCode } from '../util/errors.js';
 import { envelopeOf } from './schemas.js';
 
 export interface ErrorBody {
@@ -26,7 +26,7 @@ function validationError(err: FastifyError): ErrorBody['error'] | null {
   return { code: 'bad_request', message: `${what}: ${issue.message}`, ...(field ? { field } : {}) };
 }
 
-const FASTIFY_CODES: Record<string, string> = { FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large', FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type' };
+const FASTIFY_CODES: Record<string, ErrorCode> = { FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large', FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type' };
 
 /**
  * Maps any thrown error to a status and the JSON error body `{error:{code,message,field?}}`: an
@@ -67,26 +67,40 @@ export function isBodyParseError(err: unknown): boolean {
 /** The error of a request no route matched: 405 (with `Allow`) when the path has other methods, else 404. */
 export function routeMiss(req: FastifyRequest, reply: FastifyReply): AppError {
   const wrong = methodNotAllowed(req, reply);
-  if (wrong) return new AppError(405, 'method_not_allowed', wrong.message);
-  return new AppError(404, 'not_found', `no route ${req.method.slice(0, 20)} ${req.url.split('?')[0]!.slice(0, 200)}`);
+  if (wrong) return new AppError('method_not_allowed', wrong.message);
+  return new AppError('not_found', `no route ${req.method.slice(0, 20)} ${req.url.split('?')[0]!.slice(0, 200)}`);
+}
+
+/** An error as one API family writes it: its status and body, from the error and its native form. */
+export type ErrorRenderer = (status: number, error: ErrorBody['error'], err: unknown) => { status: number; body: unknown; code?: string; log?: Record<string, unknown> };
+
+/** The native envelope: `{error:{code,message,field?}}`. */
+const nativeBody: ErrorRenderer = (status, error) => ({ status, body: { error } });
+
+/**
+ * The one way an error leaves the API, whatever its family's envelope (native here, the
+ * Caddy-compatible one in compat.ts, OCI's in registry.ts): the error mapped once (toHttpError),
+ * rendered by the family, logged (server errors as errors with the details, except a 503, which is
+ * an expected unavailability; refusals as info), `Retry-After` when the error says when to retry,
+ * and `Connection: close` while the server shuts down (a kept-alive socket would hold up its close).
+ */
+export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown, render: ErrorRenderer = nativeBody): void {
+  const mapped = toHttpError(err);
+  const { status, body, code = mapped.body.error.code, log } = render(mapped.status, mapped.body.error, err);
+  if (status >= 500 && status !== 503) req.log.error({ err, ...log }, 'request failed');
+  else req.log.info({ code, reason: mapped.body.error.message, ...log }, 'request refused');
+  if (err instanceof AppError && err.retryAfterS) void reply.header('Retry-After', String(err.retryAfterS));
+  if (mapped.body.error.code === 'shutting_down') void reply.header('Connection', 'close');
+  void reply.code(status).type('application/json').send(body);
 }
 
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((thrown, req, reply) => {
     // A request no route matched can fail before the not-found handler runs (a body method
     // without a content type, a body too large): it is still a 405 or a 404, not that error.
-    const err = req.is404 && isBodyParseError(thrown) ? routeMiss(req, reply) : thrown;
-    const { status, body } = toHttpError(err);
-    if (status >= 500) req.log.error({ err }, 'request failed');
-    else req.log.info({ code: body.error.code, reason: body.error.message }, 'request refused');
-    if (err instanceof AppError && err.retryAfterS) reply.header('Retry-After', String(err.retryAfterS));
-    if (body.error.code === 'shutting_down') reply.header('Connection', 'close');
-    void reply.code(status).type('application/json').send(body);
+    sendError(req, reply, req.is404 && isBodyParseError(thrown) ? routeMiss(req, reply) : thrown);
   });
-  app.setNotFoundHandler((req, reply) => {
-    const err = routeMiss(req, reply);
-    void reply.code(err.statusCode).send({ error: { code: err.code, message: err.message } });
-  });
+  app.setNotFoundHandler((req, reply) => sendError(req, reply, routeMiss(req, reply)));
 }
 
 /**
@@ -96,7 +110,7 @@ export function installErrorHandlers(app: FastifyInstance): void {
 export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   const long = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
   const status = long ? 414 : 400;
-  const code = long ? 'uri_too_long' : 'bad_url';
+  const code: ErrorCode = long ? 'uri_too_long' : 'bad_url';
   const message = long ? 'a path segment is too long (ids and names are at most 200 characters)' : 'the URL path is not valid (malformed percent-encoding)';
   // In the envelope of the route family the path belongs to, as that family's routes document it.
   const envelope = envelopeOf(req.url);
@@ -112,7 +126,7 @@ export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: F
 /** Requests Node's HTTP parser refuses (header overflow, malformed request line), as JSON. Fastify option `clientErrorHandler`. */
 export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, code, message] =
+  const [status, code, message]: [number, ErrorCode, string] =
     err.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'header_too_large', 'the request line and headers are larger than the server accepts; shorten the URL']
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'

@@ -227,7 +227,6 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
     async (_req, reply) => {
       if (!o.publicKeyPem) {
         throw new AppError(
-          404,
           'no_signing_key',
           'this server has no signing key: its builds carry unsigned provenance; set signingKey on the builders (serve or agents) and publicKey on hubs (docs/provenance.md)',
         );
@@ -249,7 +248,6 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
     async (_req, reply) => {
       if (!o.indexPublicKeyPem) {
         throw new AppError(
-          404,
           'no_index_signing_key',
           'this server signs no image indexes: a hub needs publicKey (the build key its agents sign with, to verify each platform image) and uses indexSigningKey or the key it makes in its data dir (docs/provenance.md, "Tags")',
         );

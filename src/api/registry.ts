@@ -15,9 +15,8 @@ import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } f
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { RegistryError, type ImageRegistry, type OciErrorCode } from '../registry/index.js';
-import { AppError } from '../util/errors.js';
 import { parseRange, sendBody } from './artifact.js';
-import { isBodyParseError, methodNotAllowed, toHttpError } from './errors.js';
+import { isBodyParseError, methodNotAllowed, sendError } from './errors.js';
 import { documented, errors, OciErrorBody, RecipeBody, RecipeName } from './schemas.js';
 import { requestContext } from './security.js';
 
@@ -52,16 +51,10 @@ function ociCodeOf(status: number, code: string): [number, OciErrorCode] {
 export function ociErrorHandler(thrown: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
   // A request no route matched that failed before the not-found handler (e.g. a body method without a content type).
   const err = req.is404 && isBodyParseError(thrown) ? registryMiss(req, reply) : thrown;
-  const { status: s, body } = toHttpError(err);
-  const [status, code] = err instanceof RegistryError ? [err.statusCode, err.ociCode] : ociCodeOf(s, body.error.code);
-  if (status >= 500 && status !== 503) req.log.error({ err }, 'registry request failed');
-  else req.log.info({ code, reason: body.error.message }, 'registry request refused');
-  if (err instanceof AppError && err.retryAfterS) reply.header('Retry-After', String(err.retryAfterS));
-  if (body.error.code === 'shutting_down') reply.header('Connection', 'close');
-  void reply
-    .code(status)
-    .type('application/json')
-    .send({ errors: [{ code, message: body.error.message, detail: { code: body.error.code } }] });
+  sendError(req, reply, err, (mapped, error) => {
+    const [status, code] = err instanceof RegistryError ? [err.statusCode, err.ociCode] : ociCodeOf(mapped, error.code);
+    return { status, code, body: { errors: [{ code, message: error.message, detail: { code: error.code } }] } };
+  });
 }
 
 /** Any other /v2 path: 405 (with `Allow`) for a path with other methods, else a name this registry does not have (or a push). */
@@ -96,7 +89,23 @@ const ReferrersQuery = z.object({
 });
 const REFERRERS_BODY = {
   description: 'an image index: a descriptor (mediaType, digest, size, artifactType, annotations) of each manifest whose subject is the digest; empty when there are none',
-  content: { 'application/vnd.oci.image.index.v1+json': { schema: z.string().describe('an OCI image index') } },
+  content: {
+    'application/vnd.oci.image.index.v1+json': {
+      schema: z.object({
+        schemaVersion: z.literal(2),
+        mediaType: z.literal('application/vnd.oci.image.index.v1+json'),
+        manifests: z.array(
+          z.object({
+            mediaType: z.string(),
+            digest: z.string(),
+            size: z.number().int().nonnegative(),
+            artifactType: z.string().optional(),
+            annotations: z.record(z.string(), z.string()).optional(),
+          }),
+        ),
+      }),
+    },
+  },
 };
 const MANIFEST_BODY = {
   description: 'the manifest or index, its exact bytes',
@@ -264,7 +273,7 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
         querystring: ReferrersQuery,
         response: { 200: REFERRERS_BODY, ...ociErrors(400, 401, 403, 404, 429, 500, 503) },
       },
-      handler: (req, reply) => referrers(repoOf(req.params as { recipe?: string }), req.params.digest, req.query.artifactType, reply),
+      handler: (req, reply) => referrers(repoOf(req.params as { recipe?: string }), (req.params as { digest: string }).digest, req.query.artifactType, reply),
     });
     app.get(
       `${prefix}/tags/list`,

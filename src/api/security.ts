@@ -97,9 +97,9 @@ export function requireScope(req: FastifyRequest, reply: FastifyReply, scope: Sc
   if (p && allows(p, scope)) return;
   if (!p || p.name === null) {
     reply.header('WWW-Authenticate', req.routeOptions.config?.challenge === 'basic' ? 'Basic realm="fairway"' : 'Bearer realm="fairway"');
-    throw new AppError(401, 'unauthorized', `${what} needs a token with the ${scope} scope; send "Authorization: Bearer <token>"`);
+    throw new AppError('unauthorized', `${what} needs a token with the ${scope} scope; send "Authorization: Bearer <token>"`);
   }
-  throw new AppError(403, 'forbidden', `token "${p.name}" does not have the ${scope} scope ${what} needs`);
+  throw new AppError('forbidden', `token "${p.name}" does not have the ${scope} scope ${what} needs`);
 }
 
 const FILENAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
@@ -154,7 +154,7 @@ export async function installSecurity(app: FastifyInstance, o: SecurityOptions):
       reply.header('Retry-After', String(r.ttlInSeconds));
       reply.header('X-RateLimit-Limit', String(r.max));
       reply.header('X-RateLimit-Remaining', '0');
-      throw new AppError(429, 'rate_limited', `too many ${what}: at most ${r.max} per ${formatWindow(o.rateLimitWindowMs)} per client; retry in ${r.ttlInSeconds} s`);
+      throw new AppError('rate_limited', `too many ${what}: at most ${r.max} per ${formatWindow(o.rateLimitWindowMs)} per client; retry in ${r.ttlInSeconds} s`);
     };
   };
   const general = limiter(o.rateLimit, 'requests', 'all');
@@ -176,14 +176,14 @@ export async function installSecurity(app: FastifyInstance, o: SecurityOptions):
     req.chargeBuild = () => (charged ??= builds!(req, reply));
     if (!result.ok) {
       reply.header('WWW-Authenticate', basic ? 'Basic realm="fairway"' : 'Bearer realm="fairway", error="invalid_token"');
-      throw new AppError(401, 'unauthorized', result.reason === 'malformed' ? 'the Authorization header must be "Bearer <token>"' : 'the token is not valid (unknown or revoked)');
+      throw new AppError('unauthorized', result.reason === 'malformed' ? 'the Authorization header must be "Bearer <token>"' : 'the token is not valid (unknown or revoked)');
     }
     if (!allows(principal, scope)) {
       if (principal.name === null) {
         reply.header('WWW-Authenticate', basic ? 'Basic realm="fairway"' : 'Bearer realm="fairway"');
-        throw new AppError(401, 'unauthorized', `this needs a token with the ${scope} scope; send "Authorization: Bearer <token>"`);
+        throw new AppError('unauthorized', `this needs a token with the ${scope} scope; send "Authorization: Bearer <token>"`);
       }
-      throw new AppError(403, 'forbidden', `token "${principal.name}" does not have the ${scope} scope this needs`);
+      throw new AppError('forbidden', `token "${principal.name}" does not have the ${scope} scope this needs`);
     }
   });
 

@@ -76,7 +76,7 @@ function pruneOptions(dryRun: string | undefined, rawBody: unknown): z.output<ty
   const parsed = typeof body === 'object' && !Array.isArray(body) ? pruneBody.safeParse(body) : null;
   if (!parsed?.success) {
     const issue = parsed?.error.issues[0];
-    throw new AppError(400, 'bad_request', `invalid prune request: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'expected a JSON object'} (fields: dryRun, maxBytes, maxAge)`);
+    throw new AppError('bad_request', `invalid prune request: ${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'expected a JSON object'} (fields: dryRun, maxBytes, maxAge)`);
   }
   return dryRun !== undefined ? { ...parsed.data, dryRun: dryRun === 'true' || dryRun === '1' } : parsed.data;
 }

@@ -93,7 +93,6 @@ export class BuildAdmission {
         if (free !== null && free < this.o.minFreeBytes) {
           this.o.onLowDisk?.(d.what, free);
           throw new AppError(
-            507,
             'insufficient_storage',
             `not enough free disk space to start a build: ${formatBytes(free)} free on ${d.what}, at least ${formatBytes(this.o.minFreeBytes)} needed (minFreeDisk). Nothing was queued; finished builds are still served. Free some space or prune old builds, then try again.`,
           );
@@ -110,7 +109,6 @@ export class BuildAdmission {
       }
       if (mine.length >= this.o.maxActivePerClient && !mine.includes(key)) {
         throw new AppError(
-          429,
           'too_many_builds',
           `you have ${mine.length} builds queued or running, the most one client may have (maxActiveBuilds); wait for one to finish or cancel one (DELETE /api/builds/<id>)`,
         );

@@ -175,7 +175,7 @@ export function versionRangeError(text: string): string | null {
 
 // ---- the policy --------------------------------------------------------------------------------
 
-export const policyDenied = (message: string) => new AppError(403, 'policy_denied', message);
+export const policyDenied = (message: string) => new AppError('policy_denied', message);
 
 export class BuildPolicy {
   private readonly allow: readonly string[];
@@ -222,7 +222,7 @@ export class BuildPolicy {
       if (err) throw policyDenied(`plugins[${i}].module: ${err}`);
       if (p.replace === undefined) return;
       if (!admin) {
-        throw new AppError(403, 'admin_required', `plugins[${i}].replace: module replacements need a token with the admin scope (they swap the code that gets built)`);
+        throw new AppError('admin_required', `plugins[${i}].replace: module replacements need a token with the admin scope (they swap the code that gets built)`);
       }
       if (!isLocalPath(p.replace)) {
         const target = p.replace.split('@')[0]!;

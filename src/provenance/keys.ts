@@ -12,7 +12,7 @@ import { AppError } from '../util/errors.js';
 /** A key that is not an ECDSA P-256 key in PEM, or a file that cannot be read as one. */
 export class KeyError extends AppError {
   constructor(message: string) {
-    super(400, 'bad_key', message);
+    super('bad_key', message);
     this.name = 'KeyError';
   }
 }

@@ -73,7 +73,7 @@ export class RegistryError extends AppError {
     message: string,
     retryAfterS?: number,
   ) {
-    super(statusCode, ociCode.toLowerCase(), message, retryAfterS);
+    super({ status: statusCode, code: ociCode.toLowerCase() }, message, retryAfterS);
     this.name = 'RegistryError';
   }
 }
@@ -274,7 +274,7 @@ export function caddyVersionOfTag(tag: string): string | null {
 
 function checkRecipeName(name: string): void {
   if (!RECIPE_NAME.test(name) || RESERVED.has(name)) {
-    throw new AppError(400, 'invalid_recipe', `recipe name ${JSON.stringify(name.slice(0, 80))}: use [a-z0-9][a-z0-9-]{0,63}, not build, manifests, blobs, tags or referrers`);
+    throw new AppError('invalid_recipe', `recipe name ${JSON.stringify(name.slice(0, 80))}: use [a-z0-9][a-z0-9-]{0,63}, not build, manifests, blobs, tags or referrers`);
   }
 }
 
@@ -373,11 +373,10 @@ export class Registry implements ImageRegistry {
   async putRecipe(name: string, input: unknown, ctx: RequestContext): Promise<Recipe> {
     checkRecipeName(name);
     const body = (input ?? {}) as Partial<RecipeInput>;
-    if (!body || typeof body !== 'object' || !Array.isArray(body.plugins)) throw new AppError(400, 'invalid_recipe', 'a recipe is {"plugins": [{"module", "version"?}], "caddyVersion"?}');
+    if (!body || typeof body !== 'object' || !Array.isArray(body.plugins)) throw new AppError('invalid_recipe', 'a recipe is {"plugins": [{"module", "version"?}], "caddyVersion"?}');
     const unknown = Object.keys(body).filter((k) => k !== 'plugins' && k !== 'caddyVersion');
     if (unknown.length > 0)
       throw new AppError(
-        400,
         'invalid_recipe',
         `a recipe has plugins and caddyVersion only (not ${unknown
           .slice(0, 3)
@@ -386,7 +385,7 @@ export class Registry implements ImageRegistry {
       );
     // The same grammar and policy as a build, on the first image platform.
     const req = this.o.service.check({ ...(body.caddyVersion !== undefined ? { caddyVersion: body.caddyVersion } : {}), ...this.platforms[0]!.go, plugins: body.plugins }, ctx);
-    for (const p of req.plugins) if (p.replace) throw new AppError(400, 'invalid_recipe', `recipes take no replacements (${p.module})`);
+    for (const p of req.plugins) if (p.replace) throw new AppError('invalid_recipe', `recipes take no replacements (${p.module})`);
     const value: RecipeInput = {
       plugins: req.plugins.map((p) => ({ module: p.module, ...(p.version && p.version !== 'latest' ? { version: p.version } : {}) })),
       ...(body.caddyVersion !== undefined ? { caddyVersion: body.caddyVersion } : {}),
@@ -400,7 +399,7 @@ export class Registry implements ImageRegistry {
   async deleteRecipe(name: string): Promise<void> {
     checkRecipeName(name);
     if (!(await this.o.store.getRecord(RECIPES_NS, name))) {
-      if (this.o.recipes[name]) throw new AppError(409, 'config_recipe', `recipe ${name} comes from the configuration (recipes setting); change it there`);
+      if (this.o.recipes[name]) throw new AppError('config_recipe', `recipe ${name} comes from the configuration (recipes setting); change it there`);
       throw new NotFoundError(`recipe ${name}`);
     }
     await this.o.store.deleteRecord(RECIPES_NS, name);

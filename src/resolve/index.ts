@@ -17,9 +17,9 @@ import type { Toolchain } from '../toolchain/index.js';
 import { AppError } from '../util/errors.js';
 
 export class ResolveError extends AppError {
-  declare readonly code: 'unknown_version' | 'upstream_error';
-  constructor(code: 'unknown_version' | 'upstream_error', statusCode: number, message: string) {
-    super(statusCode, code, message);
+  declare readonly code: 'unknown_version' | 'upstream_error' | 'upstream_timeout';
+  constructor(code: 'unknown_version' | 'upstream_error' | 'upstream_timeout', message: string) {
+    super(code, message);
     this.name = 'ResolveError';
   }
 }
@@ -115,7 +115,7 @@ export class ResolutionGate {
   }
 
   private busy(why: string): AppError {
-    return new AppError(503, 'resolver_busy', `the server is resolving too many module versions at once (${why}; maxResolutions=${this.max}): nothing was queued; retry in 10 s`, 10);
+    return new AppError('resolver_busy', `the server is resolving too many module versions at once (${why}; maxResolutions=${this.max}): nothing was queued; retry in 10 s`, 10);
   }
 
   private acquire(): Promise<void> {
@@ -287,7 +287,7 @@ export class GoResolver implements Resolver {
       const out = await this.goList(['list', '-m', '-json', `${module}@${query}`], `${module}@${query}`);
       const info = JSON.parse(out) as { Path: string; Version: string; Time?: string };
       if (!info.Version || !isExactVersion(info.Version)) {
-        throw new ResolveError('unknown_version', 422, `${module}@${query} did not resolve to an exact version`);
+        throw new ResolveError('unknown_version', `${module}@${query} did not resolve to an exact version`);
       }
       if (!exact) this.remember(`${module}@${query}`, info.Version);
       return { module: info.Path, version: info.Version, ...(info.Time ? { time: info.Time } : {}) };
@@ -392,9 +392,9 @@ const NOT_FOUND =
 
 export function classifyGoError(what: string, err: Error & { stderr?: string; killed?: boolean }): ResolveError {
   const detail = (err.stderr || err.message).trim().split('\n').filter(Boolean).slice(-3).join(' | ').slice(0, 600);
-  if (err.killed) return new ResolveError('upstream_error', 504, `resolving ${what} timed out; the module proxy may be slow or unreachable`);
+  if (err.killed) return new ResolveError('upstream_timeout', `resolving ${what} timed out; the module proxy may be slow or unreachable`);
   if (NOT_FOUND.test(detail)) {
-    return new ResolveError('unknown_version', 422, `cannot resolve ${what}: ${detail}. Check the module path and version (is it published and reachable through GOPROXY?)`);
+    return new ResolveError('unknown_version', `cannot resolve ${what}: ${detail}. Check the module path and version (is it published and reachable through GOPROXY?)`);
   }
-  return new ResolveError('upstream_error', 502, `resolving ${what} failed: ${detail}`);
+  return new ResolveError('upstream_error', `resolving ${what} failed: ${detail}`);
 }

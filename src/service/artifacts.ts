@@ -167,7 +167,7 @@ export class ArtifactIndex {
         await this.quarantineKey(key, 'missing', 'the binary is missing from the store', meta);
         throw this.missingError(key);
       }
-      throw new AppError(404, 'not_found', `the artifact of build ${key} is no longer in the store (pruned or quarantined); request the build again (POST /api/builds) to rebuild it`);
+      throw new AppError('not_found', `the artifact of build ${key} is no longer in the store (pruned or quarantined); request the build again (POST /api/builds) to rebuild it`);
     });
   }
   /**
@@ -187,7 +187,7 @@ export class ArtifactIndex {
     return there;
   }
   missingError(key: string): AppError {
-    return new AppError(410, 'artifact_missing', `the binary of build ${key} is missing from the artifact store; its record was quarantined; request the build again (POST /api/builds) to rebuild it`);
+    return new AppError('artifact_missing', `the binary of build ${key} is missing from the artifact store; its record was quarantined; request the build again (POST /api/builds) to rebuild it`);
   }
   private async binaryVersion(key: string): Promise<string | null> {
     if (!this.store.binaryVersion) return null;
@@ -293,7 +293,7 @@ export class ArtifactIndex {
   }
   unavailable(key: string, err: unknown): AppError {
     this.log.warn({ key, err }, 'artifact store unreachable');
-    return new AppError(503, 'store_unavailable', `the artifact store (${this.store.kind}) cannot be reached: ${(err as Error).message.split('\n')[0]}; try again shortly`);
+    return new AppError('store_unavailable', `the artifact store (${this.store.kind}) cannot be reached: ${(err as Error).message.split('\n')[0]}; try again shortly`);
   }
   async refresh(key: string): Promise<void> {
     try {

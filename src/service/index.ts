@@ -174,7 +174,6 @@ export class BuildService {
   private requireBuildScope(ctx: RequestContext): void {
     if (mayBuild(ctx)) return;
     throw new AppError(
-      403,
       'build_scope_required',
       'starting a build or resolving module versions needs a token with the build scope (fairway token create --scopes build); finished builds can be read without it',
     );
@@ -197,7 +196,6 @@ export class BuildService {
       const spec = this.o.resolver.peek?.(request, { stale: true });
       if (spec && (await this.existing(cacheKey(spec)))) return spec;
       throw new AppError(
-        429,
         'too_many_builds',
         `you have ${this.o.admission!.maxActivePerClient} builds queued or running (counting requests being resolved), the most one client may have (maxActiveBuilds); nothing was resolved or queued; wait for one to finish or cancel one (DELETE /api/builds/<id>)`,
         10,
@@ -302,7 +300,6 @@ export class BuildService {
    */
   shutdown(retryAfterS = 10): void {
     this.closing ??= new AppError(
-      503,
       'shutting_down',
       `the server is shutting down; the build is not lost (it goes on elsewhere, or is re-queued when the server starts again); retry in ${retryAfterS}s`,
       retryAfterS,
@@ -332,7 +329,7 @@ export class BuildService {
           clearInterval(poll);
           set.delete(done);
           this.blocked.delete(stop);
-          reject(new AppError(499, 'client_gone', 'the client went away'));
+          reject(new AppError('client_gone', 'the client went away'));
         };
         const stop = (err: AppError) => {
           clearInterval(poll);
@@ -381,7 +378,6 @@ export class BuildService {
       if (!(err instanceof CorruptRecordError)) throw this.artifacts.unavailable(key, err);
       await this.artifacts.quarantineKey(key, 'bad_buildinfo', err.message, meta);
       throw new AppError(
-        410,
         'buildinfo_unreadable',
         `the build info of build ${id} is unreadable in the artifact store; the artifact was quarantined; request the build again (POST /api/builds) to rebuild it`,
       );
@@ -401,7 +397,6 @@ export class BuildService {
       if (!(err instanceof CorruptRecordError)) throw this.artifacts.unavailable(key, err);
       await this.artifacts.quarantineKey(key, 'bad_provenance', err.message, meta);
       throw new AppError(
-        410,
         'provenance_unreadable',
         `the provenance of build ${id} is unreadable in the artifact store; the artifact was quarantined; request the build again (POST /api/builds) to rebuild it`,
       );
@@ -412,13 +407,12 @@ export class BuildService {
       } catch (err) {
         await this.artifacts.quarantineKey(key, 'bad_provenance', (err as Error).message, meta);
         throw new AppError(
-          410,
           'provenance_unreadable',
           `the provenance of build ${id} is not a DSSE envelope (${(err as Error).message}); the artifact was quarantined; request the build again to rebuild it`,
         );
       }
     }
-    throw new AppError(404, 'no_provenance', `build ${id} has no provenance: it was built before this Fairway recorded provenance; once it is pruned, the next request rebuilds it with provenance`);
+    throw new AppError('no_provenance', `build ${id} has no provenance: it was built before this Fairway recorded provenance; once it is pruned, the next request rebuilds it with provenance`);
   }
 
   /**
@@ -432,17 +426,16 @@ export class BuildService {
     this.requireBuildScope(ctx);
     const meta = await this.succeeded(id, 'provenance');
     const key = meta.key;
-    if (meta.rebuildOf) throw new AppError(409, 'is_rebuild', `build ${id} is a rebuild of ${meta.rebuildOf}: rebuild that one`);
+    if (meta.rebuildOf) throw new AppError('is_rebuild', `build ${id} is a rebuild of ${meta.rebuildOf}: rebuild that one`);
     const spec = meta.spec;
     if (spec.toolchain.flags !== BUILD_FLAGS) {
       throw new AppError(
-        409,
         'not_rebuildable',
         `build ${id} was built with the flags ${spec.toolchain.flags}, whose bytes followed the order the plugins were requested in; this server builds with ${BUILD_FLAGS} (the canonical order), so a rebuild could not give its bytes: request the build again (POST /api/builds) for a build under the current flags`,
       );
     }
     if (spec.plugins.some((p) => p.replace?.kind === 'path')) {
-      throw new AppError(409, 'not_rebuildable', `build ${id} uses a local directory replacement, which only the server that has the directory can build`);
+      throw new AppError('not_rebuildable', `build ${id} uses a local directory replacement, which only the server that has the directory can build`);
     }
     const rkey = rebuildKey(key);
     const done = await this.finished(rkey);
@@ -474,14 +467,13 @@ export class BuildService {
       const owner = job?.payload.requestedBy;
       if (job && (job.state === 'queued' || job.state === 'running') && (!owner || owner !== ctx.client)) {
         throw new AppError(
-          403,
           'not_your_build',
           `build ${id} was started by ${owner ? 'another client' : 'the server (a prebuild)'}; other clients may be waiting for it, so only ${owner ? 'that client or ' : ''}an admin token may cancel it`,
         );
       }
     }
     if (!(await this.o.queue.cancel(key))) {
-      throw new AppError(409, 'not_active', `build ${id} is not queued or running`);
+      throw new AppError('not_active', `build ${id} is not queued or running`);
     }
     return this.get(key);
   }
@@ -569,12 +561,12 @@ export class BuildService {
     const meta = await this.finished(key);
     if (!meta) {
       const job = await this.o.queue.get(key);
-      if (job && job.state !== 'succeeded') throw new AppError(409, 'not_ready', `build ${id} is ${job.state}: it has no ${what} until it succeeds; wait for it to finish (GET /api/builds/${id}/log)`);
+      if (job && job.state !== 'succeeded') throw new AppError('not_ready', `build ${id} is ${job.state}: it has no ${what} until it succeeds; wait for it to finish (GET /api/builds/${id}/log)`);
       // A succeeded job whose artifact left the store (pruned, or quarantined as corrupt).
-      if (job) throw new AppError(404, 'not_found', `the artifact of build ${id} is no longer in the store (pruned or quarantined); request the build again (POST /api/builds) to rebuild it`);
+      if (job) throw new AppError('not_found', `the artifact of build ${id} is no longer in the store (pruned or quarantined); request the build again (POST /api/builds) to rebuild it`);
       throw new NotFoundError(`build ${id}`);
     }
-    if (meta.status !== 'succeeded') throw new AppError(409, 'build_failed', `build ${id} ${meta.status}: ${meta.error ?? `no ${what}`}`);
+    if (meta.status !== 'succeeded') throw new AppError('build_failed', `build ${id} ${meta.status}: ${meta.error ?? `no ${what}`}`);
     return meta;
   }
 

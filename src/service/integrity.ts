@@ -22,7 +22,7 @@ export class IntegrityError extends AppError {
     readonly reason: CorruptReason,
     readonly detail: string,
   ) {
-    super(500, 'artifact_corrupt', `the stored binary of build ${key} is corrupt (${detail}); it was quarantined and will not be served; request the build again to rebuild it`);
+    super('artifact_corrupt', `the stored binary of build ${key} is corrupt (${detail}); it was quarantined and will not be served; request the build again to rebuild it`);
     this.name = 'IntegrityError';
   }
 }

@@ -12,7 +12,7 @@ export class SpecError extends AppError {
     override readonly field: string,
     message: string,
   ) {
-    super(400, 'invalid_spec', `${field}: ${message}`);
+    super('invalid_spec', `${field}: ${message}`);
     this.name = 'SpecError';
   }
 }

@@ -14,7 +14,7 @@ const RECORD_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,127}$/;
 /** A digest that is not `sha256:<64 lowercase hex>`: the caller's mistake (400 `invalid_digest`), never a path. */
 export class InvalidDigestError extends AppError {
   constructor(readonly digest: string) {
-    super(400, 'invalid_digest', `invalid blob digest ${JSON.stringify(String(digest).slice(0, 100))}: expected sha256:<64 lowercase hex digits>`);
+    super('invalid_digest', `invalid blob digest ${JSON.stringify(String(digest).slice(0, 100))}: expected sha256:<64 lowercase hex digits>`);
     this.name = 'InvalidDigestError';
   }
 }
@@ -26,7 +26,7 @@ export class BlobDigestMismatchError extends AppError {
     readonly actual: string,
     path: string,
   ) {
-    super(400, 'digest_mismatch', `blob digest mismatch: ${path} hashes to ${actual}, not ${digest}; the blob was not published`);
+    super('digest_mismatch', `blob digest mismatch: ${path} hashes to ${actual}, not ${digest}; the blob was not published`);
     this.name = 'BlobDigestMismatchError';
   }
 }
@@ -37,7 +37,7 @@ export class InvalidRecordNameError extends AppError {
     readonly what: 'namespace' | 'name',
     readonly value: string,
   ) {
-    super(400, 'invalid_record_name', `invalid record ${what} ${JSON.stringify(String(value).slice(0, 140))}: expected [a-z0-9][a-z0-9._-]{0,127} without ".."`);
+    super('invalid_record_name', `invalid record ${what} ${JSON.stringify(String(value).slice(0, 140))}: expected [a-z0-9][a-z0-9._-]{0,127} without ".."`);
     this.name = 'InvalidRecordNameError';
   }
 }
