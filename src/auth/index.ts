@@ -16,6 +16,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { errorMessage } from '../util/errors.js';
 
 export const SCOPES = ['read', 'build', 'admin', 'agent'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -125,7 +126,7 @@ export function parseTokenFile(text: string, source = 'auth file'): TokenEntry[]
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new AuthConfigError(`${source}: not valid JSON (${(err as Error).message})`);
+    throw new AuthConfigError(`${source}: not valid JSON (${errorMessage(err)})`);
   }
   const r = fileSchema.safeParse(json);
   if (!r.success) {
@@ -140,7 +141,7 @@ export function loadTokenFile(path: string): TokenEntry[] {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new AuthConfigError(`cannot read auth file ${path}: ${(err as Error).message}`);
+    throw new AuthConfigError(`cannot read auth file ${path}: ${errorMessage(err)}`);
   }
   return parseTokenFile(text, `auth file ${path}`);
 }

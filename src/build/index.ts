@@ -16,6 +16,7 @@ import { comparePlugins, hostPlatform, type ResolvedSpec } from '../spec/index.j
 import type { Toolchain } from '../toolchain/index.js';
 import { copyFromHandle } from '../util/fs.js';
 import type { LogStream } from '../util/logline.js';
+import { errorMessage } from '../util/errors.js';
 
 export type { LogStream } from '../util/logline.js';
 
@@ -256,7 +257,7 @@ export class XcaddyRunner implements BuildRunner {
     } catch (err) {
       if (err instanceof SandboxRunError) emit(err);
       if (err instanceof SandboxRunError && err.limits.length) throw new BuildFailed(`${err.limits.map((h) => h.message).join('; ')} (caddy version)`, 'failed');
-      throw new BuildFailed(`the built binary does not run: ${(err as Error).message}`, 'failed');
+      throw new BuildFailed(`the built binary does not run: ${errorMessage(err)}`, 'failed');
     }
     if (spec.plugins.length === 0) return undefined;
     try {
@@ -268,7 +269,7 @@ export class XcaddyRunner implements BuildRunner {
       if (err instanceof SandboxRunError) emit(err, false);
       // A resource limit hit by the binary's own code (a plugin's init) fails the build, whichever run it was.
       if (err instanceof SandboxRunError && err.limits.length) throw new BuildFailed(`${err.limits.map((h) => h.message).join('; ')} (caddy ${LIST_MODULES[0]})`, 'failed');
-      hooks.onLine('system', `fairway: could not list the binary's modules (${(err as Error).message}); the catalog learns nothing from this build`);
+      hooks.onLine('system', `fairway: could not list the binary's modules (${errorMessage(err)}); the catalog learns nothing from this build`);
       return undefined;
     }
   }
@@ -436,7 +437,7 @@ export async function openBuildOutput(path: string, uid: number, maxBytes?: numb
     fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw refuse(code === 'ELOOP' ? 'was replaced by a symbolic link while it was checked' : `cannot be opened (${code ?? (err as Error).message})`);
+    throw refuse(code === 'ELOOP' ? 'was replaced by a symbolic link while it was checked' : `cannot be opened (${code ?? errorMessage(err)})`);
   }
   try {
     const st = await fh.stat();

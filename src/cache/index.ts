@@ -24,6 +24,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ArtifactMeta, ByteRange } from '../store/index.js';
+import { errorMessage } from '../util/errors.js';
 
 /** What the hot tier needs to know of what it holds: a key, and the bytes it must be (an artifact's binary, or a blob). */
 export type HotItem = Pick<ArtifactMeta, 'key' | 'status' | 'sha256' | 'size'>;
@@ -157,7 +158,7 @@ export class HotCache {
         (err: unknown) => {
           this.reserved -= size;
           this.counts.failedFills++;
-          this.o.logger?.warn({ key: meta.key, err: (err as Error).message }, 'hot cache: not holding this artifact in memory; downloads stream it from the store');
+          this.o.logger?.warn({ key: meta.key, err: errorMessage(err) }, 'hot cache: not holding this artifact in memory; downloads stream it from the store');
         },
       )
       .finally(() => {

@@ -14,6 +14,7 @@ import { writeFileAtomic } from '../util/fs.js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import curatedJson from './packages.json' with { type: 'json' };
+import { errorMessage } from '../util/errors.js';
 
 export { parseListModulesText, parseListModulesJson, pluginPackages, modulesByPackage, type ListedModule, type PluginPackage } from './listmodules.js';
 export { ModuleLearner, type LearnMode, type LearnResult } from './learn.js';
@@ -350,7 +351,7 @@ export class FileCatalog implements Catalog {
       this.status = { url, ok: true, fetchedAt: checkedAt, checkedAt, packages: packages.length, refreshMs: this.status.refreshMs };
       log?.info({ url, packages: packages.length, dropped }, 'catalog: upstream mirrored');
     } catch (err) {
-      const message = (err as Error).name === 'TimeoutError' ? 'timed out' : (err as Error).message;
+      const message = (err as Error).name === 'TimeoutError' ? 'timed out' : errorMessage(err);
       this.status = { ...this.status, ok: false, checkedAt, error: message, packages: this.upstream?.packages.length ?? 0 };
       log?.warn({ url, error: message, usingCopyFrom: this.upstream?.fetchedAt ?? null }, 'catalog: upstream refresh failed; keeping the last good copy');
     }

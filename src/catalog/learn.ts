@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { ArtifactStore } from '../store/index.js';
 import type { Catalog } from './index.js';
 import { modulesByPackage, parseListModulesText } from './listmodules.js';
+import { errorMessage } from '../util/errors.js';
 
 export type LearnMode = 'off' | 'catalog' | 'all';
 
@@ -41,7 +42,7 @@ export class ModuleLearner {
     this.chain = run.catch(() => undefined);
     return run.catch((err: unknown) => {
       this.o.logger?.warn({ key, err }, 'catalog: could not learn module IDs from the build');
-      return { key, learned: {}, skipped: (err as Error).message };
+      return { key, learned: {}, skipped: errorMessage(err) };
     });
   }
 

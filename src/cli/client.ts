@@ -11,6 +11,7 @@ import type { BuildRecord, BuildStatus } from '../service/index.js';
 import { isCacheKey, type PluginRequest } from '../spec/index.js';
 import { stripControl } from '../util/text.js';
 import { DownloadVerifyError, expectedSha256, receiveVerified } from './download.js';
+import { errorMessage } from '../util/errors.js';
 
 /** Exit codes of the client commands. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const;
@@ -296,7 +297,7 @@ export class FairwayClient {
       expected = expectedSha256(res.headers.get('x-checksum-sha256'), build.sha256);
     } catch (err) {
       await res.body.cancel().catch(() => undefined);
-      throw new ClientError((err as Error).message, EXIT.failed);
+      throw new ClientError(errorMessage(err), EXIT.failed);
     }
     const lengthHeader = res.headers.get('content-length');
     const total = lengthHeader ? Number(lengthHeader) : (build.size ?? null);

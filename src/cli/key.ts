@@ -10,6 +10,7 @@ import { chmod, lstat, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { createKeyPair } from '../provenance/index.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface CreatedKey {
   privateKey: string;
@@ -57,7 +58,7 @@ async function writeKeyFile(path: string, text: string, mode: number, force: boo
       await rename(target, path);
     } catch (err) {
       await unlink(target).catch(() => undefined);
-      throw new KeyCreateError(`cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new KeyCreateError(`cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`);
     }
   }
 }
@@ -112,7 +113,7 @@ export function registerKeyCommands(program: Command): void {
       try {
         k = await createKeyFiles(o.out, !!o.force);
       } catch (err) {
-        process.stderr.write(`fairway key create: ${(err as Error).message}\n`);
+        process.stderr.write(`fairway key create: ${errorMessage(err)}\n`);
         process.exit(err instanceof KeyCreateError ? err.exitCode : 1);
       }
       process.stdout.write(o.json ? `${JSON.stringify({ signingKey: k.privateKey, publicKey: k.publicKey, fingerprint: k.fingerprint })}\n` : keyCreatedText(k));

@@ -28,6 +28,7 @@ import { hostPlatform, isCacheKey } from '../spec/index.js';
 import { parseListModulesText, pluginPackages, type PluginPackage } from '../catalog/index.js';
 import { DownloadVerifyError, expectedSha256, receiveVerified } from './download.js';
 import { PROVENANCE_NOT_CHECKED, ProvenanceCheckError, checkBinaryProvenance, clientPublicKey, type ClientKey } from './provenance-check.js';
+import { errorMessage } from '../util/errors.js';
 
 const execFileP = promisify(execFile);
 
@@ -237,7 +238,7 @@ async function targetExecutable(caddy: string | undefined, info: Say): Promise<{
   try {
     exe = await realpath(named);
   } catch (err) {
-    throw new PackagesError(`cannot use ${named}: ${(err as Error).message}`, 2);
+    throw new PackagesError(`cannot use ${named}: ${errorMessage(err)}`, 2);
   }
   if (exe !== resolve(named)) info(`${named} is a symlink; replacing its target ${exe}`);
   const st = await stat(exe);
@@ -252,7 +253,7 @@ async function inspectCaddy(exe: string, info: Say): Promise<{ current: Map<stri
     const { stdout } = await runCaddy(exe, ['list-modules', '--packages', '--versions', '--skip-standard']);
     current = pluginPackages(parseListModulesText(stdout));
   } catch (err) {
-    throw new PackagesError(`unable to enumerate installed plugins: ${(err as Error).message}`);
+    throw new PackagesError(`unable to enumerate installed plugins: ${errorMessage(err)}`);
   }
   const version = (await runCaddy(exe, ['version']).catch(() => ({ stdout: '' }))).stdout.trim().split(/\s+/)[0];
   if (version) info(`current version: ${version}`);
@@ -285,7 +286,7 @@ async function downloadVerified(url: URL, tmp: string, target: { mode: number; u
     expectedSum = expectedSha256(res.headers['x-checksum-sha256']);
   } catch (err) {
     res.destroy();
-    throw new PackagesError(`unable to download file: ${(err as Error).message}`);
+    throw new PackagesError(`unable to download file: ${errorMessage(err)}`);
   }
   const fh = await open(tmp, 'wx', target.mode & 0o777);
   try {
@@ -362,9 +363,9 @@ async function swapIn(exe: string, tmp: string, backup: string, info: Say, state
     try {
       await rename(backup, exe);
     } catch (err2) {
-      throw new PackagesError(`the new binary failed after the swap (${(err as Error).message}) and restoring the original failed (${(err2 as Error).message}); restore ${backup} to ${exe} by hand`);
+      throw new PackagesError(`the new binary failed after the swap (${errorMessage(err)}) and restoring the original failed (${errorMessage(err2)}); restore ${backup} to ${exe} by hand`);
     }
-    throw new PackagesError(`the new binary failed after the swap (${(err as Error).message}); restored the original from ${backup}`);
+    throw new PackagesError(`the new binary failed after the swap (${errorMessage(err)}); restored the original from ${backup}`);
   }
 }
 
@@ -443,7 +444,7 @@ export function registerPackageCommands(program: Command): void {
         });
       } catch (err) {
         const code = err instanceof PackagesError ? err.exitCode : 1;
-        process.stderr.write(`Error: ${(err as Error).message}\n`);
+        process.stderr.write(`Error: ${errorMessage(err)}\n`);
         process.exit(code);
       }
     };

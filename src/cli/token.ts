@@ -8,6 +8,7 @@
  */
 import type { Command } from 'commander';
 import { SCOPES, TOKEN_NAME_RE, bearerTokenError, generateToken, isScope, sha256Hash, tokensEnvEntry, type Scope, type TokenEntry } from '../auth/index.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface CreatedToken {
   token: string;
@@ -66,7 +67,7 @@ export function registerTokenCommands(program: Command): void {
       try {
         created = await createToken(o.name, o.scopes);
       } catch (err) {
-        process.stderr.write(`fairway token create: ${(err as Error).message}\n`);
+        process.stderr.write(`fairway token create: ${errorMessage(err)}\n`);
         process.exit(2);
       }
       if (o.json) {
@@ -100,7 +101,7 @@ export function registerTokenCommands(program: Command): void {
       try {
         h = hashSecret(await readStdin(), o.name, o.scopes);
       } catch (err) {
-        process.stderr.write(`fairway token hash: ${(err as Error).message}\n`);
+        process.stderr.write(`fairway token hash: ${errorMessage(err)}\n`);
         process.exit(2);
       }
       if (o.json) {

@@ -19,6 +19,7 @@ import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { EnvelopeError, KeyError, fingerprintOf, loadPublicKey, publicKeyFromPem, summarizeProvenance, verifyProvenance, type ProvenanceSummary } from '../provenance/index.js';
 import { ClientError, EXIT, FairwayClient, type BuildRecord } from './client.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface VerifyOptions {
   /** A pinned public key (PEM file). */
@@ -167,7 +168,7 @@ export async function verifyFile(
       if (!(await stat(path)).isFile()) throw new Error('not a regular file');
       digest = await sha256File(path);
     } catch (err) {
-      throw new CheckFailed('file', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, EXIT.usage);
+      throw new CheckFailed('file', `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`, EXIT.usage);
     }
     report.sha256 = digest.sha256;
     pass('file', `sha256 of ${path} is ${digest.sha256} (${digest.size} bytes)`);
@@ -181,7 +182,7 @@ export async function verifyFile(
       try {
         text = await readFile(p, 'utf8');
       } catch (err) {
-        throw new CheckFailed('provenance', `cannot read ${p}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, EXIT.usage);
+        throw new CheckFailed('provenance', `cannot read ${p}: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`, EXIT.usage);
       }
       try {
         envelope = JSON.parse(text);
@@ -225,7 +226,7 @@ export async function verifyFile(
       try {
         key = publicKeyFromPem(pem, `the key of ${c.base}/api/signing-key`);
       } catch (err) {
-        throw new CheckFailed('key', (err as Error).message);
+        throw new CheckFailed('key', errorMessage(err));
       }
       pass('key', `fetched from ${c.base}/api/signing-key (not pinned): fingerprint ${fingerprintOf(key)}`);
       warn(

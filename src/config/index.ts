@@ -11,6 +11,7 @@ import { SCOPES, bearerTokenError } from '../auth/index.js';
 import { goEnvError, modulePatternError, versionRangeError } from '../policy/index.js';
 import { isCacheKey } from '../spec/index.js';
 import { parseBytes, parseDuration } from '../util/units.js';
+import { errorMessage } from '../util/errors.js';
 
 /** The project folder (where package.json and .tools/ are). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -76,7 +77,7 @@ const duration = z
     try {
       return parseDuration(v);
     } catch (e) {
-      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      ctx.addIssue({ code: 'custom', message: errorMessage(e) });
       return z.NEVER;
     }
   })
@@ -87,7 +88,7 @@ const bytes = z
     try {
       return parseBytes(v);
     } catch (e) {
-      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      ctx.addIssue({ code: 'custom', message: errorMessage(e) });
       return z.NEVER;
     }
   })
@@ -128,7 +129,7 @@ const bytesOrZero = z.union([z.string(), z.number()]).transform((v, ctx) => {
     if (!Number.isSafeInteger(n) || n < 0) throw new Error(`invalid size "${v}": must be 0 or a positive size`);
     return n;
   } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    ctx.addIssue({ code: 'custom', message: errorMessage(e) });
     return z.NEVER;
   }
 });
@@ -150,7 +151,7 @@ function opsList<T extends z.ZodType>(item: T, fromString: (parts: string[]) => 
         try {
           return JSON.parse(t) as unknown[];
         } catch (e) {
-          ctx.addIssue({ code: 'custom', message: `invalid JSON list: ${(e as Error).message}` });
+          ctx.addIssue({ code: 'custom', message: `invalid JSON list: ${errorMessage(e)}` });
           return z.NEVER;
         }
       }
@@ -171,7 +172,7 @@ const recipesSetting = z.preprocess(
     try {
       return JSON.parse(v) as unknown;
     } catch (e) {
-      ctx.addIssue({ code: 'custom', message: `invalid JSON object: ${(e as Error).message}` });
+      ctx.addIssue({ code: 'custom', message: `invalid JSON object: ${errorMessage(e)}` });
       return z.NEVER;
     }
   },
@@ -456,7 +457,7 @@ export function loadConfig(opts: { flags?: Record<string, unknown>; env?: NodeJS
     try {
       fromFile = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
     } catch (err) {
-      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+      throw new ConfigError(`cannot read config file ${file}: ${errorMessage(err)}`);
     }
   }
   const flags = Object.fromEntries(Object.entries(opts.flags ?? {}).filter(([, v]) => v !== undefined));

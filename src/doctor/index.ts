@@ -18,6 +18,7 @@ import { goVersionOk, nodeRuntimeCheck, xcaddyVersionAt } from '../setup/index.j
 import { openStore } from '../store/index.js';
 import { findOnPath, goProxyEnv } from '../toolchain/index.js';
 import { formatBytes } from '../util/units.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface CheckOutcome {
   ok: boolean;
@@ -42,7 +43,7 @@ export async function runChecks(checks: readonly Check[]): Promise<CheckResult[]
     try {
       out.push({ name: c.name, ...(await c.run()) });
     } catch (err) {
-      out.push({ name: c.name, ok: false, detail: (err as Error).message ?? String(err), fix: 'see the detail' });
+      out.push({ name: c.name, ok: false, detail: errorMessage(err) ?? String(err), fix: 'see the detail' });
     }
   }
   return out;
@@ -144,7 +145,7 @@ export async function checkWritableDir(dir: string, minFree: number, what: strin
     await unlink(probe);
     if (back !== data) return { ok: false, detail: `${dir}: a probe file read back different bytes`, fix };
   } catch (err) {
-    return { ok: false, detail: `${dir} is not writable: ${(err as Error).message}`, fix };
+    return { ok: false, detail: `${dir} is not writable: ${errorMessage(err)}`, fix };
   }
   const s = await statfs(dir);
   const free = s.bavail * s.bsize;
@@ -222,7 +223,7 @@ export function doctorChecks(o: DoctorOptions): { checks: Check[]; close(): Prom
             ...(c.sandboxLimits ? { limitsMechanism: c.sandboxLimits } : {}),
           });
         } catch (err) {
-          return { ok: false, detail: (err as Error).message, fix: `run \`${setup}\` (bubblewrap, socat and, as root, the build user ${c.buildUser})` };
+          return { ok: false, detail: errorMessage(err), fix: `run \`${setup}\` (bubblewrap, socat and, as root, the build user ${c.buildUser})` };
         }
         const argv = go ? [go.bin, 'version'] : ['/usr/bin/true'];
         try {
@@ -238,7 +239,7 @@ export function doctorChecks(o: DoctorOptions): { checks: Check[]; close(): Prom
         } catch (err) {
           return {
             ok: false,
-            detail: `a sandboxed command failed: ${(err as Error).message}`,
+            detail: `a sandboxed command failed: ${errorMessage(err)}`,
             fix: `run \`${setup}\`; bubblewrap needs user, mount, PID and network namespaces (docs/install.md "Hardening")`,
           };
         }
@@ -288,7 +289,7 @@ export function doctorChecks(o: DoctorOptions): { checks: Check[]; close(): Prom
           if (!info.Version) return { ok: false, detail: `go list -m ${mod}@latest printed no version`, fix };
           return { ok: true, detail: `${mod}@latest resolves to ${info.Version} through ${sb.kind === 'bwrap' ? 'the sandbox module relay' : 'GOPROXY'} (${c.goproxy ?? 'Go default'})` };
         } catch (err) {
-          return { ok: false, detail: `go list -m ${mod}@latest failed: ${(err as Error).message}`, fix };
+          return { ok: false, detail: `go list -m ${mod}@latest failed: ${errorMessage(err)}`, fix };
         } finally {
           await rm(dir, { recursive: true, force: true }).catch(() => undefined);
         }
@@ -357,7 +358,7 @@ export async function checkRedis(url: string, timeoutMs = 10_000): Promise<Check
     return { ok: true, detail: `${where} reachable and writable (Redis ${version})` };
   } catch (err) {
     const cause = (lastError as Error | null)?.message;
-    return { ok: false, detail: `${where}: ${cause ?? (err as Error).message}`, fix };
+    return { ok: false, detail: `${where}: ${cause ?? errorMessage(err)}`, fix };
   } finally {
     redis.disconnect();
   }
@@ -370,7 +371,7 @@ export async function checkStore(spec: string, dataDir: string): Promise<CheckOu
   try {
     store = await openStore(spec, { dataDir, ping: true });
   } catch (err) {
-    return { ok: false, detail: `${spec}: ${(err as Error).message}`, fix };
+    return { ok: false, detail: `${spec}: ${errorMessage(err)}`, fix };
   }
   const name = `probe-${randomBytes(8).toString('hex')}`;
   const value = { probe: name, at: new Date().toISOString() };
@@ -398,7 +399,7 @@ export async function checkStore(spec: string, dataDir: string): Promise<CheckOu
     }
     return { ok: true, detail: `${spec} reachable and writable (record put/get/delete)` };
   } catch (err) {
-    const msg = (err as Error).message;
+    const msg = errorMessage(err);
     const checksumHint = /checksum|crc|content-?sha|XAmz|NotImplemented|InvalidRequest|InvalidArgument/i.test(msg)
       ? `; the S3 server may not accept the AWS SDK's request checksums (${checksums}): upgrade it, or set AWS_REQUEST_CHECKSUM_CALCULATION=WHEN_REQUIRED`
       : '';
@@ -424,6 +425,6 @@ export async function checkSigningKey(path: string, cacheDir: string, flag = '--
     if ((st.mode & 0o077) !== 0) return { ok: false, detail: `${keyPath} (${signer.fingerprint}) is readable by other users (mode ${(st.mode & 0o777).toString(8)})`, fix: `chmod 0600 ${keyPath}` };
     return { ok: true, detail: `${keyPath}: ECDSA P-256, ${signer.fingerprint}` };
   } catch (err) {
-    return { ok: false, detail: (err as Error).message, fix: `create one with \`fairway key create\` (docs/provenance.md) and set ${flag}` };
+    return { ok: false, detail: errorMessage(err), fix: `create one with \`fairway key create\` (docs/provenance.md) and set ${flag}` };
   }
 }

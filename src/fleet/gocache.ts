@@ -35,6 +35,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import type { AccessTracker, ArtifactStore } from '../store/index.js';
+import { errorMessage } from '../util/errors.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const ACTIONS = 'actions';
@@ -365,7 +366,7 @@ export class GoCacheServer {
     try {
       e = parseEntry(await shared.getRecord(ACTIONS, action));
     } catch (err) {
-      this.o.logger?.debug({ err: (err as Error).message, action }, 'go cache: shared tier lookup failed (a miss)');
+      this.o.logger?.debug({ err: errorMessage(err), action }, 'go cache: shared tier lookup failed (a miss)');
       return this.miss();
     }
     if (!e) return this.miss();
@@ -394,7 +395,7 @@ export class GoCacheServer {
     } catch (err) {
       // A record whose blob was pruned: forget it.
       if ((err as { statusCode?: number }).statusCode === 404 || (err as Error).name === 'NotFoundError') await shared.deleteRecord(ACTIONS, action).catch(() => undefined);
-      else this.o.logger?.debug({ err: (err as Error).message, digest }, 'go cache: shared tier read failed (a miss)');
+      else this.o.logger?.debug({ err: errorMessage(err), digest }, 'go cache: shared tier read failed (a miss)');
       return false;
     }
     const tmp = this.tmpPath();
@@ -406,7 +407,7 @@ export class GoCacheServer {
         await unlink(tmp).catch(() => undefined);
         this.corrupt('shared', e.o);
         await Promise.all([shared.deleteBlob(digest), shared.deleteRecord(ACTIONS, action)]).catch((err: unknown) =>
-          this.o.logger?.warn({ err: (err as Error).message, digest }, 'go cache: could not delete a corrupt shared entry'),
+          this.o.logger?.warn({ err: errorMessage(err), digest }, 'go cache: could not delete a corrupt shared entry'),
         );
         return false;
       }
@@ -416,7 +417,7 @@ export class GoCacheServer {
     } catch (err) {
       body.destroy();
       await unlink(tmp).catch(() => undefined);
-      this.o.logger?.debug({ err: (err as Error).message, digest }, 'go cache: shared tier read failed (a miss)');
+      this.o.logger?.debug({ err: errorMessage(err), digest }, 'go cache: shared tier read failed (a miss)');
       return false;
     }
   }
@@ -428,7 +429,7 @@ export class GoCacheServer {
       got = await writeHashed(body, tmp, this.o.maxEntryBytes ?? 1 << 30);
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
-      return this.refuse(output, (err as Error).message);
+      return this.refuse(output, errorMessage(err));
     }
     if (got.sha256 !== output) {
       await unlink(tmp).catch(() => undefined);
@@ -471,7 +472,7 @@ export class GoCacheServer {
       } catch (err) {
         this.s.uploadsDropped++;
         this.counters.uploadsDropped.inc();
-        this.o.logger?.warn({ err: (err as Error).message, action, output: e.o }, 'go cache: could not write an entry to the shared tier; dropped (it stays in the local tier)');
+        this.o.logger?.warn({ err: errorMessage(err), action, output: e.o }, 'go cache: could not write an entry to the shared tier; dropped (it stays in the local tier)');
       } finally {
         this.pending.delete(p);
         done();
@@ -568,7 +569,7 @@ export class GoCacheServer {
         removed++;
         removedBytes += b.size;
       } catch (err) {
-        this.o.logger?.warn({ err: (err as Error).message, digest: b.digest }, 'go cache: could not prune a shared blob');
+        this.o.logger?.warn({ err: errorMessage(err), digest: b.digest }, 'go cache: could not prune a shared blob');
       }
     }
     this.o.logger?.info({ removed, removedBytes, budget: max }, 'go cache: shared tier over budget, least recently used entries removed');
@@ -581,7 +582,7 @@ export class GoCacheServer {
    */
   schedulePruning(o: { intervalMs: number; onIdle(listener: () => void): void; whenIdle(fn: () => Promise<unknown>): Promise<unknown> }): void {
     let lastLocal = 0;
-    const warn = (tier: string) => (err: unknown) => this.o.logger?.warn({ err: (err as Error).message, tier }, 'go cache: pruning failed');
+    const warn = (tier: string) => (err: unknown) => this.o.logger?.warn({ err: errorMessage(err), tier }, 'go cache: pruning failed');
     if (this.o.localMaxBytes !== undefined) {
       o.onIdle(() => {
         if (this.closed || Date.now() - lastLocal < 60_000) return;

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { errorMessage } from '../util/errors.js';
 
 /** `assets/image` of this checkout: two levels up from src/image (and from dist/image). */
 export const DEFAULT_ASSETS_DIR = resolve(fileURLToPath(import.meta.url), '..', '..', '..', 'assets', 'image');
@@ -56,7 +57,7 @@ export async function loadAssets(dir: string = DEFAULT_ASSETS_DIR, assets: reado
     try {
       data = await readFile(file);
     } catch (err) {
-      throw new Error(`image asset ${file} cannot be read: ${(err as Error).message}`);
+      throw new Error(`image asset ${file} cannot be read: ${errorMessage(err)}`);
     }
     const actual = createHash('sha256').update(data).digest('hex');
     if (actual !== a.sha256) throw new AssetChecksumError(file, a.sha256, actual);

@@ -14,6 +14,7 @@ import { createLogger } from '../util/logger.js';
 import { agentFlags, doctorFlags, hubFlags, serveFlags, setupFlags } from './flags.js';
 import { registerPruneCommand } from './prune.js';
 import { startAgent, startHub, startServe } from './servers.js';
+import { errorMessage } from '../util/errors.js';
 
 const program = new Command();
 program.name('fairway').description('Build server for custom Caddy binaries').version(FAIRWAY_VERSION);
@@ -118,6 +119,6 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     process.stderr.write(`fairway: ${err.message}\n`);
     process.exit(2);
   }
-  process.stderr.write(`fairway: ${(err as Error).message}\n`);
+  process.stderr.write(`fairway: ${errorMessage(err)}\n`);
   process.exit(1);
 });

@@ -11,6 +11,7 @@ import { BUILD_FLAGS, cacheKey, parseBuildRequest } from '../spec/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import { formatBytes } from '../util/units.js';
 import { Pruner, type PinResolver, type PruneReport } from '../ops/index.js';
+import { errorMessage } from '../util/errors.js';
 
 function printReport(r: PruneReport): void {
   const out = process.stdout;
@@ -70,7 +71,7 @@ export function registerPruneCommand(program: Command): void {
             },
           };
         } catch (err) {
-          logger.warn({ error: (err as Error).message }, 'no Go toolchain to resolve pinned specs: keeping every artifact built from a pinned request');
+          logger.warn({ error: errorMessage(err) }, 'no Go toolchain to resolve pinned specs: keeping every artifact built from a pinned request');
         }
       }
       try {

@@ -39,6 +39,7 @@ import { formatBytes } from '../util/units.js';
 import { loadPlatforms, prepareStore, prepareToolchain, runner } from './parts.js';
 import { uiRoutes } from '../ui/index.js';
 import { BuildGate, createHttpOps, createWorkerOps, opsRoutes } from '../ops/index.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface Running {
   app: FastifyInstance;
@@ -366,7 +367,7 @@ async function probeFleetProxy(up: Upstream, logger: Logger): Promise<void> {
     } else if (res.status !== 404) logger.warn({ fleetProxy: up.url, status: res.status }, 'the fleet module proxy answered unexpectedly; modules fall back to the GOPROXY proxies when it fails');
     else logger.info({ fleetProxy: up.url }, 'the fleet module proxy accepts this agent');
   } catch (err) {
-    logger.warn({ fleetProxy: up.url, err: (err as Error).message }, 'the fleet module proxy is not reachable now; modules fall back to the GOPROXY proxies while it is not');
+    logger.warn({ fleetProxy: up.url, err: errorMessage(err) }, 'the fleet module proxy is not reachable now; modules fall back to the GOPROXY proxies while it is not');
   }
 }
 

@@ -21,6 +21,7 @@
 import type { Logger } from 'pino';
 import { isCacheKey } from '../spec/index.js';
 import type { BlobStore, ListedBlob, RecordStore } from '../store/index.js';
+import { errorMessage } from '../util/errors.js';
 
 /**
  * The record namespaces whose records reference blobs, by default: image records and the cosign
@@ -224,13 +225,13 @@ export async function collectBlobs(store: BlobGcStore, o: CollectBlobsOptions = 
         out.removed.push({ digest: b.digest, size: b.size });
         out.bytes += b.size;
       } catch (err) {
-        out.errors.push({ digest: b.digest, error: (err as Error).message });
+        out.errors.push({ digest: b.digest, error: errorMessage(err) });
       }
     }
     if (out.removed.length) await dropFollowers(store, new Set(out.removed.map((r) => r.digest)), o, out);
   } catch (err) {
-    out.skipped = `the blob references could not be read, nothing was collected: ${(err as Error).message}`;
-    o.log?.warn({ error: (err as Error).message }, 'blob collection skipped: a referencing record or the blob listing could not be read');
+    out.skipped = `the blob references could not be read, nothing was collected: ${errorMessage(err)}`;
+    o.log?.warn({ error: errorMessage(err) }, 'blob collection skipped: a referencing record or the blob listing could not be read');
     return out;
   }
   if (out.removed.length || out.droppedRecords.length || out.errors.length) {
@@ -253,7 +254,7 @@ async function dropFollowers(store: BlobGcStore, removed: Set<string>, o: Collec
         out.droppedRecords.push(`${ns}/${name}`);
       }
     } catch (err) {
-      o.log?.warn({ ns, error: (err as Error).message }, 'blob collection: the records naming collected blobs could not all be dropped; the next pass tries again');
+      o.log?.warn({ ns, error: errorMessage(err) }, 'blob collection: the records naming collected blobs could not all be dropped; the next pass tries again');
     }
   }
 }

@@ -7,7 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { OPTIONAL_BODY, documented, errors } from '../api/index.js';
-import { AppError } from '../util/errors.js';
+import { AppError, errorMessage } from '../util/errors.js';
 import { parseBytes, parseDuration } from '../util/units.js';
 import type { OpsMetrics } from './metrics.js';
 import type { Pruner } from './prune.js';
@@ -20,7 +20,7 @@ const size = z.union([z.number().int().nonnegative(), z.string().max(32).regex(S
   try {
     return parseBytes(v);
   } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    ctx.addIssue({ code: 'custom', message: errorMessage(e) });
     return z.NEVER;
   }
 });
@@ -30,7 +30,7 @@ const age = z.union([z.number().int().positive(), z.string().max(32).regex(AGE, 
     if (ms <= 0) throw new Error('must be greater than zero');
     return ms;
   } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    ctx.addIssue({ code: 'custom', message: errorMessage(e) });
     return z.NEVER;
   }
 });

@@ -17,6 +17,7 @@ import { Prebuilder, type PrebuildSpec, VersionRefresher, expandPrebuilds } from
 import { blobUsage } from './blobgc.js';
 import { Pruner } from './prune.js';
 import { Scheduler } from './scheduler.js';
+import { errorMessage } from '../util/errors.js';
 
 export { BuildGate, GoCacheBudget, dirBytes, type CleanKind, type GoCacheReport } from './gocache.js';
 export { opsRoutes } from './http.js';
@@ -101,7 +102,7 @@ function checkConfiguredSpecs(config: OpsConfig, service: BuildService): void {
         try {
           service.parse(b);
         } catch (err) {
-          throw new Error(`invalid ${name} spec ${JSON.stringify(entry)}: ${(err as Error).message}`);
+          throw new Error(`invalid ${name} spec ${JSON.stringify(entry)}: ${errorMessage(err)}`);
         }
       }
     }
@@ -132,7 +133,7 @@ function pruning(parts: HttpOpsParts, metrics: OpsMetrics, log: Logger): { acces
   const { config, store, service } = parts;
   const access = store.accessTracker({
     intervalMs: config.accessWriteInterval,
-    onError: (err, key) => log.warn({ key, error: (err as Error).message }, 'could not record the download time; retrying later'),
+    onError: (err, key) => log.warn({ key, error: errorMessage(err) }, 'could not record the download time; retrying later'),
   });
   const pruner = new Pruner({
     store,
@@ -168,7 +169,7 @@ function prebuilding(parts: HttpOpsParts, metrics: OpsMetrics, log: Logger): { p
     onRefreshed: (list) => metrics.versionsRefreshed(true, list.refreshedAt),
     onError: (err) => {
       metrics.versionsRefreshed(false);
-      log.warn({ error: (err as Error).message }, 'could not refresh the Caddy version list; keeping the last one');
+      log.warn({ error: errorMessage(err) }, 'could not refresh the Caddy version list; keeping the last one');
     },
   });
 

@@ -13,6 +13,7 @@
 import type { Logger } from 'pino';
 import type { VersionList } from '../resolve/index.js';
 import type { BuildRecord } from '../service/index.js';
+import { errorMessage } from '../util/errors.js';
 
 export type PrebuildSpec = Record<string, unknown>;
 
@@ -75,7 +76,7 @@ export class Prebuilder {
     try {
       extra = this.o.extraSpecs ? expandPrebuilds(await this.o.extraSpecs()) : [];
     } catch (err) {
-      this.o.logger?.warn({ reason, error: (err as Error).message }, 'prebuilds: could not list the recipes; configured prebuilds only');
+      this.o.logger?.warn({ reason, error: errorMessage(err) }, 'prebuilds: could not list the recipes; configured prebuilds only');
     }
     // Each distinct body once per run (a recipe equal to a configured spec is requested once).
     const seen = new Set<string>();
@@ -95,7 +96,7 @@ export class Prebuilder {
         if (queued) this.o.onQueued?.(rec.key);
         if (queued && fromExtra.has(spec)) this.o.onExtraQueued?.(rec.key);
       } catch (err) {
-        results.push({ spec, error: (err as Error).message });
+        results.push({ spec, error: errorMessage(err) });
       }
     }
     const queued = results.filter((r) => r.queued);

@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import { canonicalJson, isCacheKey } from '../spec/index.js';
 import type { AccessTracker, ArtifactMeta, ArtifactStore, ListedBlob, StoreUsage } from '../store/index.js';
 import { attributeBlobs, BLOB_REFERENCE_NAMESPACES, type BlobAttribution, collectBlobs, type CollectBlobsResult, DEFAULT_BLOB_GRACE_MS, dropArtifactRecords, readBlobReferences } from './blobgc.js';
+import { errorMessage } from '../util/errors.js';
 
 export type PruneReason = 'max-age' | 'budget';
 
@@ -155,7 +156,7 @@ export async function pinnedKeys(pinned: readonly PinnedEntry[], metas: readonly
         keys.add((await r.resolve(p)).key);
         resolvedOk = true;
       } catch (err) {
-        log?.warn({ spec: p, error: (err as Error).message }, 'prune: cannot resolve a pinned spec now; keeping every artifact built from that request');
+        log?.warn({ spec: p, error: errorMessage(err) }, 'prune: cannot resolve a pinned spec now; keeping every artifact built from that request');
       }
     }
     if (!resolvedOk) {
@@ -263,7 +264,7 @@ export class Pruner {
     });
     this.chain = next.catch(() => undefined);
     return next.catch((err: unknown) => {
-      this.o.logger?.warn({ error: (err as Error).message }, 'blob collection failed');
+      this.o.logger?.warn({ error: errorMessage(err) }, 'blob collection failed');
       return null;
     });
   }
@@ -358,8 +359,8 @@ export class Pruner {
       const refs = await readBlobReferences(this.o.store, this.namespaces);
       return { view: attributeBlobs(refs, listed, { now, graceMs: this.graceMs }), total };
     } catch (err) {
-      this.o.logger?.warn({ error: (err as Error).message }, 'prune: the blob references cannot be read now; blobs count as unaccounted bytes');
-      return { view: null, total, error: (err as Error).message };
+      this.o.logger?.warn({ error: errorMessage(err) }, 'prune: the blob references cannot be read now; blobs count as unaccounted bytes');
+      return { view: null, total, error: errorMessage(err) };
     }
   }
 
@@ -416,7 +417,7 @@ export class Pruner {
         await access.forget(r.key).catch(() => undefined);
         removed.push(reported(r));
       } catch (err) {
-        errors.push({ key: r.key, error: (err as Error).message });
+        errors.push({ key: r.key, error: errorMessage(err) });
       }
     }
     // Their records (images/<key>, …) go, then every blob nothing references any more.
@@ -426,7 +427,7 @@ export class Pruner {
       try {
         await dropArtifactRecords(store, gone, this.namespaces);
       } catch (err) {
-        this.o.logger?.warn({ error: (err as Error).message }, 'prune: could not drop the records of removed artifacts; the next pass does');
+        this.o.logger?.warn({ error: errorMessage(err) }, 'prune: could not drop the records of removed artifacts; the next pass does');
       }
       const present = new Set(input.metas.map((m) => m.key));
       const gc = await collectBlobs(store, this.gcOptions(present, gone, false, now));

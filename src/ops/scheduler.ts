@@ -5,6 +5,7 @@
  * stop() clears the timers and waits for runs in progress.
  */
 import type { Logger } from 'pino';
+import { errorMessage } from '../util/errors.js';
 
 export interface ScheduledTask {
   name: string;
@@ -97,7 +98,7 @@ export class Scheduler {
         await st.task.run();
         delete st.lastError;
       } catch (err) {
-        st.lastError = (err as Error).message;
+        st.lastError = errorMessage(err);
         this.logger?.warn({ task: st.task.name, err }, `scheduled task ${st.task.name} failed`);
       }
     })().finally(() => {

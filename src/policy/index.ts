@@ -16,7 +16,7 @@
 import { expandScopes, type Scope } from '../auth/index.js';
 import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
 import { isExactVersion, isLocalPath } from '../spec/index.js';
-import { AppError } from '../util/errors.js';
+import { AppError, errorMessage } from '../util/errors.js';
 
 export { BuildAdmission, freeBytesAt, MemoryActiveBuilds, type ActiveBuilds, type AdmissionOptions, type DiskCheck } from './admission.js';
 export { RedisActiveBuilds } from './active-redis.js';
@@ -169,7 +169,7 @@ export function versionRangeError(text: string): string | null {
     VersionRange.parse(text);
     return null;
   } catch (err) {
-    return (err as Error).message;
+    return errorMessage(err);
   }
 }
 

@@ -7,7 +7,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, ran
 import { constants as fsConstants } from 'node:fs';
 import { link, lstat, mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { AppError } from '../util/errors.js';
+import { AppError, errorMessage } from '../util/errors.js';
 
 /** A key that is not an ECDSA P-256 key in PEM, or a file that cannot be read as one. */
 export class KeyError extends AppError {
@@ -43,7 +43,7 @@ export function publicKeyFromPem(pem: string, what = 'the public key'): KeyObjec
   try {
     key = createPublicKey(pem);
   } catch (err) {
-    throw new KeyError(`${what} is not a PEM public key (${(err as Error).message})`);
+    throw new KeyError(`${what} is not a PEM public key (${errorMessage(err)})`);
   }
   checkEc(key, what);
   return key;
@@ -55,7 +55,7 @@ export function signerFromPem(pem: string, what = 'the signing key'): Signer {
   try {
     priv = createPrivateKey(pem);
   } catch (err) {
-    throw new KeyError(`${what} is not a PEM private key (${(err as Error).message})`);
+    throw new KeyError(`${what} is not a PEM private key (${errorMessage(err)})`);
   }
   checkEc(priv, what);
   const pub = createPublicKey(priv);
@@ -72,7 +72,7 @@ export async function loadSigner(path: string): Promise<Signer> {
   try {
     pem = await readFile(path, 'utf8');
   } catch (err) {
-    throw new KeyError(`cannot read the signing key ${path}: ${(err as Error).message}`);
+    throw new KeyError(`cannot read the signing key ${path}: ${errorMessage(err)}`);
   }
   return signerFromPem(pem, `the signing key ${path}`);
 }
@@ -83,7 +83,7 @@ export async function loadPublicKey(path: string): Promise<KeyObject> {
   try {
     pem = await readFile(path, 'utf8');
   } catch (err) {
-    throw new KeyError(`cannot read the public key ${path}: ${(err as Error).message}`);
+    throw new KeyError(`cannot read the public key ${path}: ${errorMessage(err)}`);
   }
   return publicKeyFromPem(pem, `the key ${path}`);
 }
@@ -115,7 +115,7 @@ export async function loadOrCreateSigner(path: string): Promise<{ signer: Signer
       await link(tmp, path);
       return { signer: signerFromPem(pair.privatePem, `the signing key ${path}`), created: true };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new KeyError(`cannot create the signing key ${path}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new KeyError(`cannot create the signing key ${path}: ${errorMessage(err)}`);
       // Another process made it first: use that one.
     } finally {
       await unlink(tmp).catch(() => undefined);

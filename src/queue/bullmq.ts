@@ -29,6 +29,7 @@ import {
   type QueueDepth,
   type RunPhase,
 } from './types.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface BullConfig {
   redisUrl: string;
@@ -606,7 +607,7 @@ export class BullMqWorker<P> implements BuildWorker {
       payload = await this.o.check({ key, data: job.data as unknown, agent: this.id });
     } catch (err) {
       // Refused: nothing runs; the job fails now, for good, with the check's message.
-      const msg = (err as Error).message;
+      const msg = errorMessage(err);
       this.warner.log.warn({ key, err: msg }, 'refused a job taken from Redis');
       try {
         await this.log.append(key, 'system', `fairway: ${msg}`);
@@ -661,7 +662,7 @@ export class BullMqWorker<P> implements BuildWorker {
       await chain;
       await this.log.end(key, 'succeeded');
     } catch (err) {
-      const message = (err as Error).message;
+      const message = errorMessage(err);
       await chain;
       if (ac.signal.aborted) {
         // Canceled: recorded on the job itself (BullMQ has no such state), then failed for good.

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
+import { errorMessage } from '../util/errors.js';
 
 export type JournalState = 'queued' | 'running';
 
@@ -61,7 +62,7 @@ export class QueueJournal<P = unknown> {
         if (this.fileOf(entry.key) !== file) throw new Error(`the file name does not match its key ${JSON.stringify(entry.key.slice(0, 80))}`);
         entries.push(entry);
       } catch (err) {
-        corrupt.push({ file, error: (err as Error).message });
+        corrupt.push({ file, error: errorMessage(err) });
         // Best effort: the entry is reported as corrupt (and skipped) either way.
         await rename(file, `${file}.corrupt`).catch(() => undefined);
       }
@@ -148,7 +149,7 @@ function parseEntry<P>(text: string): JournalEntry<P> {
   try {
     v = JSON.parse(text);
   } catch (err) {
-    throw new Error(`not JSON: ${(err as Error).message}`);
+    throw new Error(`not JSON: ${errorMessage(err)}`);
   }
   const e = v as Partial<JournalEntry<P>> | null;
   if (!e || typeof e !== 'object' || Array.isArray(e)) throw new Error('not a JSON object');

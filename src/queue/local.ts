@@ -10,6 +10,7 @@ import { Channel } from '../util/channel.js';
 import { stripControl } from '../util/text.js';
 import type { JournalEntry, JournalState, QueueJournal } from './journal.js';
 import type { AgentInfo, BuildQueue, Enqueued, FinalState, JobEvent, JobPhase, JobSnapshot, JobState, LogLine, LogStream, Processor, QueueDepth } from './types.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface LocalQueueOptions<P = unknown> {
   workers: number;
@@ -98,7 +99,7 @@ export class LocalQueue<P> implements BuildQueue<P> {
       try {
         await journal.add(key, payload, job.createdAt);
       } catch (err) {
-        const message = `could not record the build in the queue journal (${journal.dir}): ${(err as Error).message}`;
+        const message = `could not record the build in the queue journal (${journal.dir}): ${errorMessage(err)}`;
         if (job.state === 'queued') this.finish(job, 'failed', message);
         throw new Error(message);
       }
@@ -318,7 +319,7 @@ export class LocalQueue<P> implements BuildQueue<P> {
     job.startedAt = new Date().toISOString();
     job.agent = `${this.opts.name ?? hostname()}/local-${this.running}`;
     this.setPhase(job, 'resolving');
-    this.opts.journal?.mark(job.key, 'running', job.startedAt).catch((err: unknown) => this.log(job, 'system', `fairway: could not update the queue journal: ${(err as Error).message}`));
+    this.opts.journal?.mark(job.key, 'running', job.startedAt).catch((err: unknown) => this.log(job, 'system', `fairway: could not update the queue journal: ${errorMessage(err)}`));
     let state: FinalState = 'succeeded';
     let error: string | undefined;
     try {
@@ -334,7 +335,7 @@ export class LocalQueue<P> implements BuildQueue<P> {
       });
     } catch (err) {
       state = job.abort.signal.aborted ? 'canceled' : 'failed';
-      error = (err as Error).message;
+      error = errorMessage(err);
     }
     this.running--;
     this.finish(job, state, error);

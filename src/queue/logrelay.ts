@@ -11,6 +11,7 @@
  * is watched at once.
  */
 import type { Redis } from 'ioredis';
+import { errorMessage } from '../util/errors.js';
 
 export interface LogSubscription {
   /** Resolves when the stream may have grown since the last call, after `ms` at the latest, or at close. */
@@ -131,7 +132,7 @@ export class LogRelay {
       await this.redis.call('CLIENT', 'UNBLOCK', String(id));
       this.canUnblock = true;
     } catch (err) {
-      if (!/NOPERM/i.test(String((err as Error).message))) throw err;
+      if (!/NOPERM/i.test(String(errorMessage(err)))) throw err;
       this.canUnblock = false;
       this.o.onNoUnblock?.();
     }

@@ -28,7 +28,7 @@ import { IndexSignRefused, signIndex, storedIndexSignature, verifyPlatformImage,
 import { verifyingStream, verifyWhole, type BuildRecord, type BuildService, type RequestContext } from '../service/index.js';
 import { isCacheKey, type ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
-import { AppError, NotFoundError } from '../util/errors.js';
+import { AppError, NotFoundError, errorMessage } from '../util/errors.js';
 
 /** The spec's error codes (distribution-spec "Error codes"), plus UNAVAILABLE/UNKNOWN for 5xx as distribution answers them. */
 /**
@@ -349,7 +349,7 @@ export class Registry implements ImageRegistry {
       const meta = await this.o.service.meta(key);
       if (meta?.status === 'succeeded') await this.image(meta);
     } catch (err) {
-      this.log.warn({ key, err: (err as Error).message }, 'prebuild: could not make the image now; it is made at the first pull');
+      this.log.warn({ key, err: errorMessage(err) }, 'prebuild: could not make the image now; it is made at the first pull');
     }
   }
 
@@ -740,7 +740,7 @@ export class Registry implements ImageRegistry {
     try {
       env = await this.o.store.getProvenance(meta.key);
     } catch (err) {
-      return { refused: `its provenance cannot be read (${(err as Error).message})` };
+      return { refused: `its provenance cannot be read (${errorMessage(err)})` };
     }
     if (!env) return { refused: 'it has no provenance in the store (built before provenance existed, or it was removed)' };
     if (typeof meta.sha256 !== 'string') return { refused: 'its record has no sha256' };
@@ -751,7 +751,7 @@ export class Registry implements ImageRegistry {
       if (invocation !== meta.key) return { refused: `its provenance is about build ${JSON.stringify(invocation).slice(0, 80)}, not ${meta.key}` };
       return { predicate: statement.predicate };
     } catch (err) {
-      return { refused: `its provenance does not verify with this server's key ${signer.fingerprint.slice(0, 16)}: ${(err as Error).message}` };
+      return { refused: `its provenance does not verify with this server's key ${signer.fingerprint.slice(0, 16)}: ${errorMessage(err)}` };
     }
   }
 

@@ -47,6 +47,7 @@ import {
 } from '../provenance/index.js';
 import type { BlobInfo, BlobStore, RecordStore } from '../store/index.js';
 import { COSIGN, IMAGE_CREATED, SIGNATURES_NS, putBytes, simpleSigningPayload, type SignatureRecord } from './images.js';
+import { errorMessage } from '../util/errors.js';
 
 export const INDEX_SIGNATURES_NS = 'index-signatures';
 /** The largest signature manifest, payload or envelope read while verifying (Fairway's are a few KB). */
@@ -159,7 +160,7 @@ export async function verifyPlatformImage(store: Store, child: IndexChild, trust
         verified = { statement: verifyProvenance(env, k, child.manifestDigest.slice(7)).statement, key: k };
         break;
       } catch (err) {
-        why = (err as Error).message;
+        why = errorMessage(err);
       }
     }
     if (!verified) throw new IndexSignRefused(`its attestation does not verify with the build key: ${why}`);

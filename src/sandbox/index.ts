@@ -45,6 +45,7 @@ import { parseGoproxy, startModuleRelay, type ModuleRelay, type Upstream } from 
 import { seccompArchOf, seccompBytes } from './seccomp.js';
 import { resolve as resolvePath } from 'node:path';
 import { isUnder, realPathOf } from '../util/realpath.js';
+import { errorMessage } from '../util/errors.js';
 
 export { parseGoproxy, proxyPath, startModuleRelay, DEFAULT_GOPROXY, type ModuleRelay, type Upstream } from './modproxy.js';
 export { DEFAULT_LIMITS, detectLimits, formatBytes, LIMIT_SETTINGS, type LimitHit, type LimitProfile, type LimitsMechanism, type ProfileLimits, type SandboxLimits } from './limits.js';
@@ -522,7 +523,7 @@ class BwrapSandbox extends BaseSandbox {
       try {
         cgroup = this.limitsHost.create(limits);
       } catch (err) {
-        throw new SandboxError(`sandbox: cannot make the command's cgroup (${(err as Error).message}); the cgroup tree changed since start: restart Fairway, or set sandboxLimits=rlimits`);
+        throw new SandboxError(`sandbox: cannot make the command's cgroup (${errorMessage(err)}); the cgroup tree changed since start: restart Fairway, or set sandboxLimits=rlimits`);
       }
     }
     const argv = limitedArgv(inner, { mechanism: this.limitsHost.mechanism, cpuWeighted: !this.limitsHost.priority.startsWith('nice'), limits, tools: this.tools, ...(cgroup ? { cgroup } : {}) });
@@ -651,7 +652,7 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
   try {
     [bwrapBin, socatBin] = await Promise.all([which('bwrap', o.bwrapBin), which('socat', o.socatBin)]);
   } catch (err) {
-    throw new SandboxError(`builds cannot start: ${(err as Error).message}. To fix: ${fix(o.setupCommand ?? 'npm run setup')}`);
+    throw new SandboxError(`builds cannot start: ${errorMessage(err)}. To fix: ${fix(o.setupCommand ?? 'npm run setup')}`);
   }
   const root = process.getuid?.() === 0;
   const identity = root ? await lookupUser(o.buildUser, o.setupCommand ?? 'npm run setup') : null;
@@ -701,7 +702,7 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
     tools = { sh, prlimit, ...(nice ? { nice } : {}), ...(ionice ? { ionice } : {}) };
   } catch (err) {
     await relay.close();
-    throw new SandboxError(`builds cannot start: ${(err as Error).message} (prlimit is in util-linux: \`apt-get install util-linux\`); it sets the sandbox's file-size and fallback limits`);
+    throw new SandboxError(`builds cannot start: ${errorMessage(err)} (prlimit is in util-linux: \`apt-get install util-linux\`); it sets the sandbox's file-size and fallback limits`);
   }
   const limitsHost = detectLimits({ prefer: o.limitsMechanism ?? 'auto', ...(o.cgroupRoot ? { root: o.cgroupRoot } : {}) });
   if (limitsHost.mechanism === 'rlimits') {
@@ -743,7 +744,7 @@ export async function openSandbox(o: SandboxOptions): Promise<Sandbox> {
     if (nnp !== '1') throw new Error(`no_new_privs is not set in the sandbox (NoNewPrivs: ${nnp})`);
   } catch (err) {
     await relay.close();
-    const detail = err instanceof SandboxRunError ? err.stderr.trim().split('\n').slice(-2).join(' | ') || err.message : (err as Error).message;
+    const detail = err instanceof SandboxRunError ? err.stderr.trim().split('\n').slice(-2).join(' | ') || err.message : errorMessage(err);
     throw new SandboxError(
       `builds cannot start: the bubblewrap sandbox does not work here (${detail}). ` +
         (root ? '' : 'Unprivileged bubblewrap needs user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0), or run Fairway as root with a build user. ') +

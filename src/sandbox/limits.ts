@@ -19,6 +19,7 @@
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errorMessage } from '../util/errors.js';
 
 export type LimitsMechanism = 'cgroup2' | 'cgroup1' | 'rlimits';
 /** Which limits a command gets: a go command (toolchain) or a run of a built binary. */
@@ -330,7 +331,7 @@ function tryCgroup2(root: string, env: CgroupEnv): LimitsHost | string {
       },
     } satisfies LimitsHost;
   } catch (err) {
-    return `cgroup v2 ${dir}: ${(err as Error).message}`;
+    return `cgroup v2 ${dir}: ${errorMessage(err)}`;
   }
 }
 
@@ -396,7 +397,7 @@ function tryCgroup1(root: string, env: CgroupEnv): LimitsHost | string {
       },
     } satisfies LimitsHost;
   } catch (err) {
-    return `cgroup v1 ${memory}: ${(err as Error).message}`;
+    return `cgroup v1 ${memory}: ${errorMessage(err)}`;
   }
 }
 

@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { HotCache } from '../cache/index.js';
 import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
-import { AppError, NotFoundError } from '../util/errors.js';
+import { AppError, NotFoundError, errorMessage } from '../util/errors.js';
 import { IntegrityError, verifyWhole, verifyingStream, type CorruptReason } from './integrity.js';
 
 /** Without a cheap fingerprint (s3), a binary served from the hot tier is re-read from the store this often. */
@@ -122,7 +122,7 @@ export class ArtifactIndex {
         try {
           damage = await this.damageOf(meta);
         } catch (err) {
-          this.log.warn({ key: meta.key, err: (err as Error).message }, 'could not check a stored record while rebuilding the index');
+          this.log.warn({ key: meta.key, err: errorMessage(err) }, 'could not check a stored record while rebuilding the index');
         }
         if (damage) {
           damaged++;
@@ -180,7 +180,7 @@ export class ArtifactIndex {
     try {
       there = await this.store.hasBinary(meta.key);
     } catch (err) {
-      this.log.warn({ key: meta.key, err: (err as Error).message }, 'could not check that a stored binary is there');
+      this.log.warn({ key: meta.key, err: errorMessage(err) }, 'could not check that a stored binary is there');
       return true;
     }
     if (!there) await this.quarantineKey(meta.key, 'missing', 'the binary is missing from the store', meta);
@@ -221,7 +221,7 @@ export class ArtifactIndex {
     // The fill that put the bytes in memory verified the store copy; only later checks read it again.
     if (last === undefined && !this.store.binaryVersion) return;
     this.ensureVerified(meta).catch((err: unknown) => {
-      if (!(err instanceof IntegrityError)) this.log.warn({ key, err: (err as Error).message }, 'could not re-check the stored binary behind the hot tier');
+      if (!(err instanceof IntegrityError)) this.log.warn({ key, err: errorMessage(err) }, 'could not re-check the stored binary behind the hot tier');
     });
   }
   /**
@@ -251,7 +251,7 @@ export class ArtifactIndex {
       if (store.quarantine) await store.quarantine(key);
       else await store.delete(key);
     })()
-      .catch((err: unknown) => this.log.error({ key, reason, err: (err as Error).message }, 'could not quarantine the damaged artifact'))
+      .catch((err: unknown) => this.log.error({ key, reason, err: errorMessage(err) }, 'could not quarantine the damaged artifact'))
       .finally(() => {
         this.quarantining.delete(key);
         this.forget(key);
@@ -293,7 +293,7 @@ export class ArtifactIndex {
   }
   unavailable(key: string, err: unknown): AppError {
     this.log.warn({ key, err }, 'artifact store unreachable');
-    return new AppError('store_unavailable', `the artifact store (${this.store.kind}) cannot be reached: ${(err as Error).message.split('\n')[0]}; try again shortly`);
+    return new AppError('store_unavailable', `the artifact store (${this.store.kind}) cannot be reached: ${errorMessage(err).split('\n')[0]}; try again shortly`);
   }
   async refresh(key: string): Promise<void> {
     try {

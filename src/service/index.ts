@@ -13,7 +13,7 @@ import type { Resolver, VersionList } from '../resolve/index.js';
 import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
 import { parseEnvelope, type DsseEnvelope } from '../provenance/index.js';
-import { AppError, NotFoundError } from '../util/errors.js';
+import { AppError, NotFoundError, errorMessage } from '../util/errors.js';
 import { ArtifactIndex } from './artifacts.js';
 import type { CorruptReason } from './integrity.js';
 import { parseLog } from './logformat.js';
@@ -405,11 +405,8 @@ export class BuildService {
       try {
         return parseEnvelope(env);
       } catch (err) {
-        await this.artifacts.quarantineKey(key, 'bad_provenance', (err as Error).message, meta);
-        throw new AppError(
-          'provenance_unreadable',
-          `the provenance of build ${id} is not a DSSE envelope (${(err as Error).message}); the artifact was quarantined; request the build again to rebuild it`,
-        );
+        await this.artifacts.quarantineKey(key, 'bad_provenance', errorMessage(err), meta);
+        throw new AppError('provenance_unreadable', `the provenance of build ${id} is not a DSSE envelope (${errorMessage(err)}); the artifact was quarantined; request the build again to rebuild it`);
       }
     }
     throw new AppError('no_provenance', `build ${id} has no provenance: it was built before this Fairway recorded provenance; once it is pruned, the next request rebuilds it with provenance`);

@@ -10,6 +10,7 @@
 import { JobRefused, type RemoteJob } from '../queue/index.js';
 import { BUILD_FLAGS, cacheKey, checkResolvedSpec, rebuildKey, requestMismatch, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
 import type { BuildPayload } from './processor.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface RemoteJobCheckOptions {
   /** The agent's toolchain: jobs keyed for other versions are refused. */
@@ -41,7 +42,7 @@ export function checkRemoteJob(job: RemoteJob, opts: RemoteJobCheckOptions): Bui
   try {
     spec = checkResolvedSpec(rawSpec, { allowLocalPaths: false, ...(opts.platforms ? { platforms: opts.platforms } : {}) });
   } catch (err) {
-    throw new JobRefused(`refused job ${key}: ${(err as Error).message} ${FROM_HUBS}`);
+    throw new JobRefused(`refused job ${key}: ${errorMessage(err)} ${FROM_HUBS}`);
   }
   const specKey = cacheKey(spec);
   // A verification rebuild runs under rebuildKey(original key), and names the original.

@@ -9,6 +9,7 @@ import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore } from '../store/index.js';
 import { stripControl } from '../util/text.js';
 import { formatLog } from './logformat.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface BuildPayload {
   request: BuildRequest;
@@ -72,7 +73,7 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore, opts: 
     } catch (err) {
       const canceled = err instanceof BuildFailed && err.reason === 'canceled';
       // A failure may quote build output (xcaddy's last lines): no terminal control in the record or the job's error.
-      const message = stripControl((err as Error).message);
+      const message = stripControl(errorMessage(err));
       if (err instanceof Error) err.message = message;
       ctx.log('system', `fairway: build ${canceled ? 'canceled' : 'failed'}: ${message}`);
       const meta: ArtifactMeta = {
@@ -111,7 +112,7 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore, opts: 
         try {
           await opts.publish({ binaryPath: out.binaryPath, meta, predicate: provenancePredicate(input), log: (text) => ctx.log('system', `fairway: ${text}`) });
         } catch (err) {
-          ctx.log('system', `fairway: could not make the image now (${(err as Error).message}); the registry makes it at its first pull`);
+          ctx.log('system', `fairway: could not make the image now (${errorMessage(err)}); the registry makes it at its first pull`);
         }
       }
       ctx.log('system', `fairway: done in ${(out.durationMs / 1000).toFixed(1)}s`);

@@ -13,6 +13,7 @@ import { constants } from 'node:fs';
 import { access, chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MIN_GO_VERSION, NODE_ENGINES, NODE_RECOMMENDED, PROJECT_ROOT, XCADDY_MODULE, XCADDY_VERSION } from '../config/index.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface SetupOptions {
   /** xcaddy and fairway-cacheprog go to `<toolsDir>/bin`. */
@@ -219,7 +220,7 @@ export async function runSetup(o: SetupOptions): Promise<SetupResult> {
     try {
       step('systemd', true, await writeUnits(root, resolve(o.systemdDir), o.fairwayBin ?? UNIT_FAIRWAY_PATH));
     } catch (err) {
-      step('systemd', false, `could not write the units to ${o.systemdDir}: ${(err as Error).message}`);
+      step('systemd', false, `could not write the units to ${o.systemdDir}: ${errorMessage(err)}`);
     }
   }
   // The cacheprog is optional (agents with goCacheShared refuse to start without it, naming this step).

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { AppError } from '../util/errors.js';
+import { AppError, errorMessage } from '../util/errors.js';
 import { CorruptRecordError } from './types.js';
 
 const DIGEST_RE = /^sha256:([0-9a-f]{64})$/;
@@ -96,6 +96,6 @@ export function parseRecord(ns: string, name: string, text: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new CorruptRecordError(`${ns}/${name}`, 'record', `not JSON: ${(err as Error).message}`);
+    throw new CorruptRecordError(`${ns}/${name}`, 'record', `not JSON: ${errorMessage(err)}`);
   }
 }

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { checkResolvedSpec, storedRequest, type BuildRequest, type ResolvedSpec } from '../spec/index.js';
+import { errorMessage } from '../util/errors.js';
 
 export type ArtifactStatus = 'succeeded' | 'failed' | 'canceled';
 
@@ -242,7 +243,7 @@ export function parseMeta(key: string, text: string): ArtifactMeta {
   try {
     m = JSON.parse(text);
   } catch (err) {
-    throw new CorruptRecordError(key, 'meta.json', `not JSON: ${(err as Error).message}`);
+    throw new CorruptRecordError(key, 'meta.json', `not JSON: ${errorMessage(err)}`);
   }
   const bad = (why: string) => new CorruptRecordError(key, 'meta.json', why);
   if (!m || typeof m !== 'object' || Array.isArray(m)) throw bad('not a JSON object');
@@ -259,7 +260,7 @@ export function parseMeta(key: string, text: string): ArtifactMeta {
   try {
     spec = checkResolvedSpec(r.spec, { allowLocalPaths: true });
   } catch (err) {
-    throw bad(`its spec is malformed: ${(err as Error).message}`);
+    throw bad(`its spec is malformed: ${errorMessage(err)}`);
   }
   return { ...(m as ArtifactMeta), spec, request: storedRequest(r.request, spec) };
 }
@@ -269,6 +270,6 @@ export function parseBuildInfo(key: string, text: string, part: 'buildinfo.json'
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new CorruptRecordError(key, part, `not JSON: ${(err as Error).message}`);
+    throw new CorruptRecordError(key, part, `not JSON: ${errorMessage(err)}`);
   }
 }

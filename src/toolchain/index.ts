@@ -9,6 +9,7 @@ import { access, mkdir, realpath } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import type { Sandbox, SandboxCommand, SandboxNetwork } from '../sandbox/index.js';
+import { errorMessage } from '../util/errors.js';
 
 export interface ToolchainOptions {
   /** The `go` command; default: `go` from PATH. */
@@ -130,13 +131,13 @@ export class Toolchain {
       const { stdout } = await sandbox.run(tc.command([xcaddyBin, 'version'], { network: 'none' }), { timeoutMs: 30_000 });
       xcaddy = stdout.trim().split(/\s+/)[0] ?? 'unknown';
     } catch (err) {
-      throw new ToolchainError(`xcaddy not found or not runnable at ${xcaddyBin} (${(err as Error).message.split('\n')[0]}); run "${opts.setupCommand ?? 'npm run setup'}" to install it`);
+      throw new ToolchainError(`xcaddy not found or not runnable at ${xcaddyBin} (${errorMessage(err).split('\n')[0]}); run "${opts.setupCommand ?? 'npm run setup'}" to install it`);
     }
     let go: string;
     try {
       go = (await tc.go(['env', 'GOVERSION'])).stdout.trim();
     } catch (err) {
-      throw new ToolchainError(`${goBin} does not run in the build sandbox (${(err as Error).message.split('\n')[0]}); is GOROOT ${goRoot} complete?`);
+      throw new ToolchainError(`${goBin} does not run in the build sandbox (${errorMessage(err).split('\n')[0]}); is GOROOT ${goRoot} complete?`);
     }
     Object.assign(tc.identity, { go, xcaddy });
     return tc;

@@ -97,3 +97,8 @@ export class NotFoundError extends AppError {
     this.name = 'NotFoundError';
   }
 }
+
+/** The message of anything thrown: an Error's message, else the value as text (a thrown string, a rejected non-Error). */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { AppError, ERRORS, NotFoundError } from '../../src/util/errors.js';
+import { AppError, ERRORS, NotFoundError, errorMessage } from '../../src/util/errors.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -73,6 +73,13 @@ describe('error catalog', () => {
       for (const m of text.matchAll(/super\(\s*\{\s*status/g)) if (!file.endsWith(join('registry', 'index.ts'))) inline.push(`${file.slice(ROOT.length + 1)}: ${m[0]}`);
     }
     assert.deepEqual(inline, []);
+  });
+
+  test('errorMessage: the message of an Error, anything else as text (a thrown string is not lost)', () => {
+    assert.equal(errorMessage(new Error('disk full')), 'disk full');
+    assert.equal(errorMessage('plain string'), 'plain string');
+    assert.equal(errorMessage(undefined), 'undefined');
+    assert.equal(errorMessage({ code: 1 }), '[object Object]');
   });
 
   test('the page reader reads (the checks above can fail)', () => {
