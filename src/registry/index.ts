@@ -12,7 +12,7 @@
  * bytes depend on the Node build, so blobs are never re-encoded and digests stay the same across
  * restarts and hubs. The HTTP side is src/api/registry.ts.
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -28,7 +28,9 @@ import { IndexSignRefused, signIndex, storedIndexSignature, verifyPlatformImage,
 import { verifyingStream, verifyWhole, type BuildRecord, type BuildService, type RequestContext } from '../service/index.js';
 import { isCacheKey, type ResolvedSpec } from '../spec/index.js';
 import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
-import { AppError, NotFoundError, errorMessage } from '../util/errors.js';
+import { NotFoundError, errorMessage } from '../util/errors.js';
+import { RecipeBook, type Recipe, type RecipeInput } from './recipes.js';
+import { DIGEST_RE, MAX_CHILD_MANIFEST, RegistryError, TAG_RE, caddyVersionOfTag, fairwayImageOf, goPlatform, manifestBelongs, parseJson, sha256Hex, type RepoKind } from './oci.js';
 
 /** The spec's error codes (distribution-spec "Error codes"), plus UNAVAILABLE/UNKNOWN for 5xx as distribution answers them. */
 /**
@@ -38,6 +40,8 @@ import { AppError, NotFoundError, errorMessage } from '../util/errors.js';
  * build's own times stay in the build record (/api/builds/:id).
  */
 export { IMAGE_CREATED } from './images.js';
+export { RECIPE_NAME, type Recipe, type RecipeInput, type RecipePlugin } from './recipes.js';
+export { DIGEST_RE, MAX_CHILD_MANIFEST, MAX_INDEX_CHILDREN, RegistryError, TAG_RE, caddyVersionOfTag, fairwayImageOf, goPlatform, manifestBelongs, type OciErrorCode, type RepoKind } from './oci.js';
 export {
   INDEX_SIGNATURES_NS,
   IndexSignRefused,
@@ -50,48 +54,6 @@ export {
   type VerifiedImage,
 } from './indexsign.js';
 export { COSIGN, IMAGES_NS, SIGNATURES_NS, SIGSTORE, publishImage, sigstoreBundle, simpleSigningPayload, type ImageRecord, type PublishImageOptions, type SignatureRecord } from './images.js';
-
-export type OciErrorCode =
-  | 'BLOB_UNKNOWN'
-  | 'DIGEST_INVALID'
-  | 'MANIFEST_INVALID'
-  | 'MANIFEST_UNKNOWN'
-  | 'NAME_INVALID'
-  | 'NAME_UNKNOWN'
-  | 'UNAUTHORIZED'
-  | 'DENIED'
-  | 'UNSUPPORTED'
-  | 'TOOMANYREQUESTS'
-  | 'UNAVAILABLE'
-  | 'UNKNOWN';
-
-/** An error of the registry: its OCI code goes into the `errors[]` body (src/api/registry.ts). */
-export class RegistryError extends AppError {
-  constructor(
-    statusCode: number,
-    readonly ociCode: OciErrorCode,
-    message: string,
-    retryAfterS?: number,
-  ) {
-    super({ status: statusCode, code: ociCode.toLowerCase() }, message, retryAfterS);
-    this.name = 'RegistryError';
-  }
-}
-
-export interface RecipePlugin {
-  module: string;
-  version?: string;
-}
-
-export interface RecipeInput {
-  plugins: RecipePlugin[];
-  caddyVersion?: string;
-}
-
-export interface Recipe extends RecipeInput {
-  name: string;
-  source: 'config' | 'api';
-}
 
 export interface ManifestAnswer {
   mediaType: string;
@@ -157,12 +119,6 @@ export interface ImageRegistry {
   blob(repo: string, digest: string): Promise<BlobAnswer>;
 }
 
-export const RECIPE_NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
-/** Names that are path segments of the routes (or the build repository), never recipes. */
-const RESERVED = new Set(['build', 'manifests', 'blobs', 'tags', 'referrers']);
-export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
-export const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
-const RECIPES_NS = 'recipes';
 /** cosign's tags: the signature (`.sig`) and attestation (`.att`) of manifest `sha256:<hex>`. */
 const COSIGN_TAG = /^sha256-([a-f0-9]{64})\.(sig|att)$/;
 /** The largest blob read as a manifest (manifests are a few KB). */
@@ -171,124 +127,6 @@ const MANIFEST_TYPES: readonly string[] = [MEDIA_TYPE.manifest, MEDIA_TYPE.index
 /** How long a manifest read from the store is answered from memory. */
 const MEMO_MS = 10_000;
 const MEMO_ENTRIES = 512;
-/**
- * A recipe read from the store is reused for this long: every registry request names its
- * repository, and a pull is several requests in a row. A change through another hub shows here
- * within this time; one through this hub at once.
- */
-const RECIPE_MEMO_MS = 1_000;
-
-/** What a repository serves: `caddy/build` → 'build'; `caddy` → no plugins; `caddy/<recipe>` → the recipe's plugins (and pinned version). */
-export type RepoKind = 'build' | { plugins: ReadonlyArray<{ module: string }>; caddyVersion?: string };
-
-/** An index is checked child by child: at most this many, each at most this large (Fairway's are a few KB). */
-export const MAX_INDEX_CHILDREN = 64;
-export const MAX_CHILD_MANIFEST = 256 * 1024;
-
-/** The Fairway image a manifest's annotations name (its key and resolved spec), or null when it names none. */
-export function fairwayImageOf(manifest: unknown): { key: string; caddyVersion: string; modules: string[] } | null {
-  if (!manifest || typeof manifest !== 'object') return null;
-  const ann = (manifest as { annotations?: unknown }).annotations;
-  if (!ann || typeof ann !== 'object') return null;
-  const key = (ann as Record<string, unknown>)[ANNOTATION.fairwayKey];
-  const specText = (ann as Record<string, unknown>)[ANNOTATION.fairwaySpec];
-  if (typeof key !== 'string' || !isCacheKey(key) || typeof specText !== 'string') return null;
-  let spec: unknown;
-  try {
-    spec = JSON.parse(specText);
-  } catch {
-    return null;
-  }
-  if (!spec || typeof spec !== 'object') return null;
-  const { caddyVersion, plugins } = spec as { caddyVersion?: unknown; plugins?: unknown };
-  if (typeof caddyVersion !== 'string' || !Array.isArray(plugins)) return null;
-  const modules: string[] = [];
-  for (const p of plugins) {
-    const m = p && typeof p === 'object' ? (p as { module?: unknown }).module : undefined;
-    if (typeof m !== 'string') return null;
-    modules.push(m);
-  }
-  return { key, caddyVersion, modules: [...new Set(modules)].sort() };
-}
-
-/**
- * Whether a manifest (parsed JSON) is served under a repository (docs/registry.md, "By digest").
- * An image manifest, or any manifest carrying the same annotations (a cosign signature or
- * attestation names the image it signs with `dev.fairway.key` and `dev.fairway.spec`; its config
- * is not an image config), belongs by its spec: `caddy/build` takes every Fairway manifest, `caddy`
- * those without plugins, `caddy/<recipe>` those whose plugin module set is the recipe's (and, when
- * the recipe pins an exact Caddy version, at that version). An index belongs when it lists at least
- * one and at most MAX_INDEX_CHILDREN manifests and every one of them belongs (read with
- * `readChild`; an index inside an index is not followed). A cosign signature or attestation of an
- * index (annotation `dev.fairway.index`, src/registry/indexsign.ts) belongs where that index does
- * (read with `readChild`). Anything else: false.
- */
-export async function manifestBelongs(manifest: unknown, repo: RepoKind, readChild?: (digest: string) => Promise<unknown | null>): Promise<boolean> {
-  if (!manifest || typeof manifest !== 'object') return false;
-  if ((manifest as { mediaType?: unknown }).mediaType === MEDIA_TYPE.index) {
-    const list = (manifest as { manifests?: unknown }).manifests;
-    if (!readChild || !Array.isArray(list) || list.length === 0 || list.length > MAX_INDEX_CHILDREN) return false;
-    for (const d of list) {
-      const digest = d && typeof d === 'object' ? (d as { digest?: unknown }).digest : undefined;
-      if (typeof digest !== 'string' || !DIGEST_RE.test(digest)) return false;
-      const child = await readChild(digest);
-      // Without a reader, an index listed in the index does not belong: nesting is not followed.
-      if (!(await manifestBelongs(child, repo))) return false;
-    }
-    return true;
-  }
-  const ofIndex = (manifest as { annotations?: Record<string, unknown> }).annotations?.[ANNOTATION.fairwayIndex];
-  if (ofIndex !== undefined) {
-    if (!readChild || typeof ofIndex !== 'string' || !DIGEST_RE.test(ofIndex)) return false;
-    const index = await readChild(ofIndex);
-    if (!index || typeof index !== 'object' || (index as { mediaType?: unknown }).mediaType !== MEDIA_TYPE.index) return false;
-    return manifestBelongs(index, repo, readChild);
-  }
-  const img = fairwayImageOf(manifest);
-  if (!img) return false;
-  if (repo === 'build') return true;
-  const want = [...new Set(repo.plugins.map((p) => p.module))].sort();
-  if (want.length !== img.modules.length || want.some((m, i) => m !== img.modules[i])) return false;
-  if (repo.caddyVersion) {
-    // A pin that is an exact version must match; a branch or commit pin resolves to a version no tag names.
-    const pinned = caddyVersionOfTag(repo.caddyVersion);
-    if (pinned && pinned !== 'latest' && pinned !== img.caddyVersion) return false;
-  }
-  return true;
-}
-
-/** `linux/arm/v7` → GOOS/GOARCH/GOARM. */
-export function goPlatform(p: string): { os: string; arch: string; arm?: string } {
-  const [os, arch, variant] = p.split('/');
-  if (!os || !arch) throw new Error(`bad platform ${p}`);
-  if (arch === 'arm') return { os, arch, ...(variant ? { arm: variant.replace(/^v/, '') } : {}) };
-  return { os, arch };
-}
-
-/** `2.11.9`/`v2.11.9` → `v2.11.9`; `latest` stays. Null for a tag that names no Caddy version. */
-export function caddyVersionOfTag(tag: string): string | null {
-  if (tag === 'latest') return 'latest';
-  const m = /^v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$/.exec(tag);
-  return m ? `v${m[1]}` : null;
-}
-
-function checkRecipeName(name: string): void {
-  if (!RECIPE_NAME.test(name) || RESERVED.has(name)) {
-    throw new AppError('invalid_recipe', `recipe name ${JSON.stringify(name.slice(0, 80))}: use [a-z0-9][a-z0-9-]{0,63}, not build, manifests, blobs, tags or referrers`);
-  }
-}
-
-function parseJson(b: Buffer): unknown {
-  try {
-    return JSON.parse(b.toString('utf8')) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-function sha256Hex(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
-}
 
 export class Registry implements ImageRegistry {
   private readonly log: Logger;
@@ -300,9 +138,9 @@ export class Registry implements ImageRegistry {
   private publicKey: KeyObject | undefined;
   /** Manifests read in the last MEMO_MS (see recentManifest). */
   private readonly manifestMemo = new Map<string, { bytes: Buffer; at: number }>();
-  /** API recipes (or their absence) read in the last RECIPE_MEMO_MS, by name. */
-  private readonly recipeMemo = new Map<string, { value: RecipeInput | null; at: number }>();
   private readonly platforms: Array<{ name: string; go: { os: string; arch: string; arm?: string }; oci: OciPlatform }>;
+  /** The recipes: from the configuration and the API (recipes.ts). */
+  private readonly book: RecipeBook;
 
   constructor(private readonly o: RegistryOptions) {
     this.log = o.logger.child({ part: 'registry' });
@@ -310,19 +148,21 @@ export class Registry implements ImageRegistry {
       const go = goPlatform(name);
       return { name, go, oci: ociPlatform(go) };
     });
-    for (const name of Object.keys(o.recipes)) checkRecipeName(name);
+    this.book = new RecipeBook({ store: o.store, recipes: o.recipes, check: (input, ctx) => o.service.check(input, ctx), platform: this.platforms[0]!.go, logger: this.log });
   }
 
-  // ---- recipes ----
+  // ---- recipes (recipes.ts) ----
 
-  async recipes(): Promise<Recipe[]> {
-    const out = new Map<string, Recipe>();
-    for (const [name, r] of Object.entries(this.o.recipes)) out.set(name, { name, ...r, source: 'config' });
-    for (const name of await this.o.store.listRecords(RECIPES_NS)) {
-      const r = (await this.o.store.getRecord(RECIPES_NS, name)) as RecipeInput | null;
-      if (r && Array.isArray(r.plugins)) out.set(name, { name, plugins: r.plugins, ...(r.caddyVersion ? { caddyVersion: r.caddyVersion } : {}), source: 'api' });
-    }
-    return [...out.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  recipes(): Promise<Recipe[]> {
+    return this.book.list();
+  }
+
+  putRecipe(name: string, input: unknown, ctx: RequestContext): Promise<Recipe> {
+    return this.book.put(name, input, ctx);
+  }
+
+  deleteRecipe(name: string): Promise<void> {
+    return this.book.delete(name);
   }
 
   /**
@@ -353,59 +193,6 @@ export class Registry implements ImageRegistry {
     }
   }
 
-  private async recipe(name: string): Promise<Recipe | null> {
-    if (!RECIPE_NAME.test(name) || RESERVED.has(name)) return null;
-    const r = await this.storedRecipe(name);
-    if (r && Array.isArray(r.plugins)) return { name, plugins: r.plugins, ...(r.caddyVersion ? { caddyVersion: r.caddyVersion } : {}), source: 'api' };
-    const c = this.o.recipes[name];
-    return c ? { name, ...c, source: 'config' } : null;
-  }
-
-  private async storedRecipe(name: string): Promise<RecipeInput | null> {
-    const m = this.recipeMemo.get(name);
-    if (m && Date.now() - m.at <= RECIPE_MEMO_MS) return m.value;
-    const value = (await this.o.store.getRecord(RECIPES_NS, name)) as RecipeInput | null;
-    if (this.recipeMemo.size >= MEMO_ENTRIES) this.recipeMemo.delete(this.recipeMemo.keys().next().value!);
-    this.recipeMemo.set(name, { value, at: Date.now() });
-    return value;
-  }
-
-  async putRecipe(name: string, input: unknown, ctx: RequestContext): Promise<Recipe> {
-    checkRecipeName(name);
-    const body = (input ?? {}) as Partial<RecipeInput>;
-    if (!body || typeof body !== 'object' || !Array.isArray(body.plugins)) throw new AppError('invalid_recipe', 'a recipe is {"plugins": [{"module", "version"?}], "caddyVersion"?}');
-    const unknown = Object.keys(body).filter((k) => k !== 'plugins' && k !== 'caddyVersion');
-    if (unknown.length > 0)
-      throw new AppError(
-        'invalid_recipe',
-        `a recipe has plugins and caddyVersion only (not ${unknown
-          .slice(0, 3)
-          .map((k) => JSON.stringify(k.slice(0, 40)))
-          .join(', ')})`,
-      );
-    // The same grammar and policy as a build, on the first image platform.
-    const req = this.o.service.check({ ...(body.caddyVersion !== undefined ? { caddyVersion: body.caddyVersion } : {}), ...this.platforms[0]!.go, plugins: body.plugins }, ctx);
-    for (const p of req.plugins) if (p.replace) throw new AppError('invalid_recipe', `recipes take no replacements (${p.module})`);
-    const value: RecipeInput = {
-      plugins: req.plugins.map((p) => ({ module: p.module, ...(p.version && p.version !== 'latest' ? { version: p.version } : {}) })),
-      ...(body.caddyVersion !== undefined ? { caddyVersion: body.caddyVersion } : {}),
-    };
-    await this.o.store.putRecord(RECIPES_NS, name, value);
-    this.recipeMemo.delete(name);
-    this.log.info({ recipe: name, plugins: value.plugins.length }, 'recipe saved');
-    return { name, ...value, source: 'api' };
-  }
-
-  async deleteRecipe(name: string): Promise<void> {
-    checkRecipeName(name);
-    if (!(await this.o.store.getRecord(RECIPES_NS, name))) {
-      if (this.o.recipes[name]) throw new AppError('config_recipe', `recipe ${name} comes from the configuration (recipes setting); change it there`);
-      throw new NotFoundError(`recipe ${name}`);
-    }
-    await this.o.store.deleteRecord(RECIPES_NS, name);
-    this.recipeMemo.delete(name);
-  }
-
   // ---- repositories and tags ----
 
   /** The plugin set of a repository: `caddy` → none, `caddy/<recipe>` → the recipe's; `caddy/build` → 'build'. */
@@ -413,7 +200,7 @@ export class Registry implements ImageRegistry {
     if (repo === 'caddy') return { plugins: [] };
     if (repo === 'caddy/build') return 'build';
     const m = /^caddy\/([^/]+)$/.exec(repo);
-    const r = m ? await this.recipe(m[1]!) : null;
+    const r = m ? await this.book.get(m[1]!) : null;
     if (!r) throw new RegistryError(404, 'NAME_UNKNOWN', `repository ${JSON.stringify(repo.slice(0, 200))} is not known: pull caddy, caddy/<recipe> (GET /api/recipes) or caddy/build:<build id>`);
     return r;
   }
