@@ -10,7 +10,7 @@
  *      p50/p99 of `/api/download`.
  *   3. 50 concurrent curl clients: aggregate throughput of `/api/download`. Target ≥ 0.9.
  *
- * Fairway is measured twice: as configured by default (the hot tier, src/cache, holds the binary
+ * Fairway is measured twice: as configured by default (the hot tier, src/hottier, holds the binary
  * in memory after its first download) and with `--memory-cache 0` (every download streamed from
  * the fs store), a second server on the same data dir. Throughput rows of both paths are written.
  *

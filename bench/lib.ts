@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs, promisify } from 'node:util';
 import WebSocket from 'ws';
-import { binaryName, sha256File, xcaddyArgs } from '../src/build/index.js';
-import type { ResolvedSpec } from '../src/spec/index.js';
+import { binaryName, sha256File, xcaddyArgs } from '../src/runner/index.js';
+import type { ResolvedSpec } from '../src/request/index.js';
 import { openSandbox } from '../src/sandbox/index.js';
 import { Toolchain } from '../src/toolchain/index.js';
 import { CADDY_VERSION, MAIN, PLUGIN, ROOT, startFairway, XCADDY, type FairwayProcess } from '../test/helpers/fairway.js';
@@ -439,7 +439,7 @@ export function resolvedSpec(s: BenchSpec, tc: Toolchain): ResolvedSpec {
 
 /**
  * `xcaddy build` of a spec run directly (no sandbox): the same xcaddy binary, the same argument
- * list (`xcaddyArgs` from src/build) and the same environment (`Toolchain.env`: GOMODCACHE,
+ * list (`xcaddyArgs` from src/runner) and the same environment (`Toolchain.env`: GOMODCACHE,
  * GOCACHE, GOPATH under `cacheDir`, CGO_ENABLED=0, GOTOOLCHAIN=local, GOFLAGS=-mod=mod) as
  * Fairway's runner. Run as root, it runs as the build user (setpriv only, no namespaces), so the
  * Go caches it shares with Fairway keep one owner.

@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { binaryName, xcaddyArgs } from '../src/build/index.js';
+import { binaryName, xcaddyArgs } from '../src/runner/index.js';
 import {
   asBuildUser,
   describeSpec,
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
     await tc.sandbox.run(tc.command([tc.xcaddyBin, ...xcaddyArgs(resolvedSpec(s, tc), output)], { cwd: work, network: 'modules', env }), { timeoutMs: 30 * 60_000 });
     for (const args of [['version'], LIST]) await tc.sandbox.run({ argv: [output, ...args], env: BINARY_ENV, readOnly: [output], network: 'none' }, { timeoutMs: 30_000 });
     const ms = now() - t0;
-    const { sha256File } = await import('../src/build/index.js');
+    const { sha256File } = await import('../src/runner/index.js');
     shas.add(await sha256File(output));
     await rm(dir, { recursive: true, force: true });
     log(`  sandboxed  #${i + 1}: ${fmtMs(ms)}`);

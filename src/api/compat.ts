@@ -20,7 +20,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Catalog, CatalogPackage } from '../catalog/index.js';
 import type { BuildRecord, BuildService } from '../service/index.js';
-import { CADDY_MODULE, MODULE_PATH_PATTERN, SpecError, parsePluginArg, type Platform, type ResolvedSpec, whole } from '../spec/index.js';
+import { CADDY_MODULE, MODULE_PATH_PATTERN, SpecError, parsePluginArg, type Platform, type ResolvedSpec, whole } from '../request/index.js';
 import type { ArtifactMeta } from '../store/index.js';
 import { AppError } from '../util/errors.js';
 import { openOrStrip } from './artifact.js';

@@ -8,7 +8,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { BuildService, BuildStatus } from '../service/index.js';
-import { ARM_VERSIONS } from '../spec/index.js';
+import { ARM_VERSIONS } from '../request/index.js';
 import { sendArtifact } from './artifact.js';
 import { fromSeq, logHttp, logWebSocket } from './logs.js';
 import { AppError } from '../util/errors.js';

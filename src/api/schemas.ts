@@ -9,7 +9,7 @@
 import type { FastifySchemaCompiler, FastifySerializerCompiler } from 'fastify';
 import { ResponseSerializationError, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ARM_VERSIONS, CADDY_MODULE, CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, type Platform, VERSION_QUERY_PATTERN, whole } from '../spec/index.js';
+import { ARM_VERSIONS, CADDY_MODULE, CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, type Platform, VERSION_QUERY_PATTERN, whole } from '../request/index.js';
 
 const DESCRIBED_ONLY = new WeakSet<object>();
 
@@ -149,7 +149,7 @@ export function compatErrors<S extends number>(...statuses: S[]): Record<S, type
   return Object.fromEntries(statuses.map((s) => [s, CompatErrorBody])) as Record<S, typeof CompatErrorBody>;
 }
 
-/** A pattern (src/spec/grammar.ts) as a whole-value regular expression. */
+/** A pattern (src/request/grammar.ts) as a whole-value regular expression. */
 const exactly = (pattern: string) => new RegExp(whole(pattern));
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const CADDY = escapeRe(CADDY_MODULE);
@@ -202,7 +202,7 @@ type Enum = [string, ...string[]];
 /**
  * What POST /api/builds accepts, from the platforms this toolchain builds (GET /api/platforms): one
  * branch per GOOS with its GOARCHes (GOARM only with arch arm). Checked by the service's spec
- * parser (src/spec), not at the edge: its messages name the field and what to do.
+ * parser (src/request), not at the edge: its messages name the field and what to do.
  */
 export function buildRequestBody(platforms: readonly Platform[], maxPlugins: number): z.ZodType<unknown> {
   const common = { caddyVersion: CaddyVersion.optional(), plugins: z.array(PluginBody).max(maxPlugins).optional().describe(`at most ${maxPlugins} plugins, each module once`) };

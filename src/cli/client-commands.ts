@@ -7,7 +7,7 @@
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { type Command, type CommanderError, Option } from 'commander';
-import { classifyVersionQuery, modulePathError, parsePluginArg } from '../spec/index.js';
+import { classifyVersionQuery, modulePathError, parsePluginArg } from '../request/index.js';
 import { stripControl } from '../util/text.js';
 import { formatBytes } from '../util/units.js';
 import { ClientError, EXIT, FairwayClient, isActive, isDirectory, type BuildInput, type BuildRecord, type LogMessage, type PluginSpec } from './client.js';

@@ -8,7 +8,7 @@ import { chmod, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import WebSocket from 'ws';
 import type { BuildRecord, BuildStatus } from '../service/index.js';
-import { isCacheKey, type PluginRequest } from '../spec/index.js';
+import { isCacheKey, type PluginRequest } from '../request/index.js';
 import { stripControl } from '../util/text.js';
 import { DownloadVerifyError, expectedSha256, receiveVerified } from './download.js';
 import { errorMessage } from '../util/errors.js';

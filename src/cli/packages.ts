@@ -24,7 +24,7 @@ import https from 'node:https';
 import { delimiter, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
-import { hostPlatform, isCacheKey } from '../spec/index.js';
+import { hostPlatform, isCacheKey } from '../request/index.js';
 import { parseListModulesText, pluginPackages, type PluginPackage } from '../catalog/index.js';
 import { DownloadVerifyError, expectedSha256, receiveVerified } from './download.js';
 import { PROVENANCE_NOT_CHECKED, ProvenanceCheckError, checkBinaryProvenance, clientPublicKey, type ClientKey } from './provenance-check.js';

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { hostNameError, normalizeOrigin, originError } from '../util/hosts.js';
 import { SCOPES, bearerTokenError } from '../auth/index.js';
 import { goEnvError, modulePatternError, versionRangeError } from '../policy/index.js';
-import { isCacheKey } from '../spec/index.js';
+import { isCacheKey } from '../request/index.js';
 import { parseBytes, parseDuration } from '../util/units.js';
 import { errorMessage } from '../util/errors.js';
 
@@ -207,7 +207,7 @@ export const configSchema = z
     redis: z.string().optional(),
     /** Artifact store: a directory, fs:///path, or s3://bucket/prefix?endpoint=...; default <dataDir>/artifacts. */
     store: z.string().optional(),
-    /** Memory for the hot tier (src/cache): recently downloaded binaries served from RAM; 0 = off. */
+    /** Memory for the hot tier (src/hottier): recently downloaded binaries served from RAM; 0 = off. */
     memoryCache: bytesOrZero.default(parseBytes('256MiB')),
     /** Serve downloads by redirecting to a presigned URL when the store supports it. */
     downloadRedirect: z

@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { copyFile, link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { canonicalSpec, type ResolvedSpec } from '../spec/index.js';
+import { canonicalSpec, type ResolvedSpec } from '../request/index.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { loadAssets, DEFAULT_ASSETS_DIR } from './assets.js';
 import { blobPath, writeBlob, writeLayerBlob, type LayerBlob } from './blobs.js';

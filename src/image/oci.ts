@@ -1,5 +1,5 @@
 /** OCI image-spec v1.1 types and media types used by the image builder, and its JSON encoding. */
-import { canonicalJson } from '../spec/index.js';
+import { canonicalJson } from '../request/index.js';
 import type { OciPlatform } from './platform.js';
 
 export const MEDIA_TYPE = {

@@ -5,10 +5,10 @@
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { XcaddyRunner, sweepOrphanBuilds } from '../build/index.js';
+import { XcaddyRunner, sweepOrphanBuilds } from '../runner/index.js';
 import { sandboxLimitsOf, setupCommand, type Config } from '../config/index.js';
 import { openSandbox, type Upstream } from '../sandbox/index.js';
-import { PlatformSet } from '../spec/index.js';
+import { PlatformSet } from '../request/index.js';
 import { FsStore, openStore, type ArtifactStore } from '../store/index.js';
 import { Toolchain } from '../toolchain/index.js';
 import { privateModules } from '../util/goprivate.js';

@@ -7,7 +7,7 @@ import { loadConfig } from '../config/index.js';
 import { createLogger } from '../util/logger.js';
 import { loadPlatforms, prepareStore, prepareToolchain } from './parts.js';
 import { GoResolver } from '../resolve/index.js';
-import { BUILD_FLAGS, cacheKey, parseBuildRequest } from '../spec/index.js';
+import { BUILD_FLAGS, cacheKey, parseBuildRequest } from '../request/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import { formatBytes } from '../util/units.js';
 import { Pruner, type PinResolver, type PruneReport } from '../ops/index.js';

@@ -29,8 +29,8 @@ import { BullMqQueue, BullMqWorker, LocalQueue, QueueJournal, redisConnection, t
 import { BuildAdmission, BuildPolicy, RedisActiveBuilds, freeBytesAt } from '../policy/index.js';
 import { GoResolver } from '../resolve/index.js';
 import { BuildService, buildProcessor, remoteJobCheck, type BuildPayload, type ProcessorOptions } from '../service/index.js';
-import { BUILD_FLAGS } from '../spec/index.js';
-import { HotCache } from '../cache/index.js';
+import { BUILD_FLAGS } from '../request/index.js';
+import { HotCache } from '../hottier/index.js';
 import { openStore, type ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { sandboxVisibleParent } from '../sandbox/index.js';
@@ -392,7 +392,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
     logger,
   });
   const { auth, policy, admission } = guards(config, logger, catalog, parts);
-  // Hot tier: recently downloaded binaries in memory (src/cache, BENCHMARKS.md).
+  // Hot tier: recently downloaded binaries in memory (src/hottier, BENCHMARKS.md).
   const hot = new HotCache({ maxBytes: config.memoryCache, logger });
   const service = new BuildService({ resolver, queue, store, platforms, maxPlugins: config.maxPlugins, logger, policy, admission, hot });
   await service.init();
@@ -518,7 +518,7 @@ export async function startServe(config: Config, logger: Logger): Promise<Runnin
   const bound = sandboxBound(config, toolchain);
   refuseVisibleSecrets(secretFiles(config), bound, logger);
   const store = await prepareStore(config);
-  const gate = new BuildGate(); // Go cache cleaning runs between builds only (src/ops/gocache.ts)
+  const gate = new BuildGate(); // Go cache cleaning runs between builds only (src/ops/gocachebudget.ts)
   // serve is the builder: it signs its builds and the images it makes (docs/provenance.md), with a key of its own when none is set.
   const signer = await builderSigner(config, logger, 'serve', bound);
   const indexSigner = await indexSigning(config, logger, { role: 'serve', buildPublicKeyPem: signer?.publicKeyPem, ...(signer ? { builder: signer } : {}), bound });

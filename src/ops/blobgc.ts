@@ -19,7 +19,7 @@
  * once as shared bytes, which no single removal frees.
  */
 import type { Logger } from 'pino';
-import { isCacheKey } from '../spec/index.js';
+import { isCacheKey } from '../request/index.js';
 import type { BlobStore, ListedBlob, RecordStore } from '../store/index.js';
 import { errorMessage } from '../util/errors.js';
 

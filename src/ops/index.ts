@@ -4,14 +4,14 @@
  * createHttpOps() wires them for `serve` and `hub`; createWorkerOps() for `agent` (Go caches).
  */
 import type { Logger } from 'pino';
-import type { HotCache } from '../cache/index.js';
+import type { HotCache } from '../hottier/index.js';
 import type { Config } from '../config/index.js';
 import type { BuildQueue } from '../queue/index.js';
 import type { BuildPayload, BuildService } from '../service/index.js';
 import type { AccessTracker } from '../store/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
-import { type BuildGate, GoCacheBudget } from './gocache.js';
+import { type BuildGate, GoCacheBudget } from './gocachebudget.js';
 import { OpsMetrics } from './metrics.js';
 import { Prebuilder, type PrebuildSpec, VersionRefresher, expandPrebuilds } from './prebuilds.js';
 import { blobUsage } from './blobgc.js';
@@ -19,7 +19,7 @@ import { Pruner } from './prune.js';
 import { Scheduler } from './scheduler.js';
 import { errorMessage } from '../util/errors.js';
 
-export { BuildGate, GoCacheBudget, dirBytes, type CleanKind, type GoCacheReport } from './gocache.js';
+export { BuildGate, GoCacheBudget, dirBytes, type CleanKind, type GoCacheReport } from './gocachebudget.js';
 export { opsRoutes } from './http.js';
 export { OpsMetrics } from './metrics.js';
 export { Prebuilder, VersionRefresher, expandPrebuilds, type PrebuildSpec } from './prebuilds.js';

@@ -5,7 +5,7 @@
  * short cache because on S3 it is a listing.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { HotCacheStats } from '../cache/index.js';
+import type { HotCacheStats } from '../hottier/index.js';
 import type { AgentInfo, FinalState, QueueDepth } from '../queue/index.js';
 import type { ServiceHooks } from '../service/index.js';
 import type { ArtifactMeta, StoreStats } from '../store/index.js';
@@ -18,7 +18,7 @@ export interface MetricsSources {
   storeStats?: () => Promise<StoreStats & { blobs?: number; blobBytes?: number }>;
   /** Go caches of this process's workers (serve), when budgeted. */
   goCacheBytes?: () => Promise<number>;
-  /** The hot tier's counters (src/cache), read on scrape. */
+  /** The hot tier's counters (src/hottier), read on scrape. */
   hotCache?: () => HotCacheStats;
 }
 

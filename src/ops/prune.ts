@@ -18,7 +18,7 @@
  * (deleted, quarantined) and deletes the blobs nothing references any more.
  */
 import type { Logger } from 'pino';
-import { canonicalJson, isCacheKey } from '../spec/index.js';
+import { canonicalJson, isCacheKey } from '../request/index.js';
 import type { AccessTracker, ArtifactMeta, ArtifactStore, ListedBlob, StoreUsage } from '../store/index.js';
 import { attributeBlobs, BLOB_REFERENCE_NAMESPACES, type BlobAttribution, collectBlobs, type CollectBlobsResult, DEFAULT_BLOB_GRACE_MS, dropArtifactRecords, readBlobReferences } from './blobgc.js';
 import { errorMessage } from '../util/errors.js';

@@ -14,8 +14,8 @@
  * module path, whose go.mod may well declare it).
  */
 import { expandScopes, type Scope } from '../auth/index.js';
-import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
-import { isExactVersion, isLocalPath } from '../spec/index.js';
+import type { BuildRequest, ResolvedSpec } from '../request/index.js';
+import { isExactVersion, isLocalPath } from '../request/index.js';
 import { AppError, errorMessage } from '../util/errors.js';
 
 export { BuildAdmission, freeBytesAt, MemoryActiveBuilds, type ActiveBuilds, type AdmissionOptions, type DiskCheck } from './admission.js';

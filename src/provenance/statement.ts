@@ -4,7 +4,7 @@
  * (sorted keys), so two builders that build the same spec write statements that differ only in
  * the builder and the times.
  */
-import { BUILD_FLAGS, canonicalJson, canonicalRequest, canonicalSpec, requestMismatch, type BuildRequest, type ResolvedSpec } from '../spec/index.js';
+import { BUILD_FLAGS, canonicalJson, canonicalRequest, canonicalSpec, requestMismatch, type BuildRequest, type ResolvedSpec } from '../request/index.js';
 
 export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';
@@ -117,7 +117,7 @@ export class ProvenanceRefused extends Error {
 /**
  * Why the provenance of building `spec` for `request` cannot be signed, or null when it can: the
  * spec's flags must be exactly the flags Fairway builds with (BUILD_FLAGS; the statement says
- * so), and the request must be one that resolved to this spec (src/spec requestMismatch), since
+ * so), and the request must be one that resolved to this spec (src/request requestMismatch), since
  * both are signed as the build's external parameters. An agent's job check refuses such jobs
  * before they run (src/service/jobcheck.ts); this is the same rule where the statement is made.
  */

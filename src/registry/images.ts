@@ -26,7 +26,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { ANNOTATION, MEDIA_TYPE, buildImage, canonicalBytes, platformString, type Descriptor, type ImageManifest } from '../image/index.js';
 import { IN_TOTO_PAYLOAD_TYPE, SLSA_PROVENANCE_V1, STATEMENT_TYPE, envelope, statement, statementBytes, type DsseEnvelope, type Signer, type SlsaProvenance } from '../provenance/index.js';
-import { canonicalSpec, type ResolvedSpec } from '../spec/index.js';
+import { canonicalSpec, type ResolvedSpec } from '../request/index.js';
 import type { ArtifactMeta, BlobInfo, BlobStore, RecordStore } from '../store/index.js';
 
 /** The `created` of every image: the Unix epoch (see IMAGE_CREATED in index.ts). */

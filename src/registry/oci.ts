@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ANNOTATION, MEDIA_TYPE } from '../image/index.js';
-import { isCacheKey } from '../spec/index.js';
+import { isCacheKey } from '../request/index.js';
 import { AppError } from '../util/errors.js';
 
 export type OciErrorCode =

@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import type { RequestContext } from '../service/index.js';
-import type { BuildRequest } from '../spec/index.js';
+import type { BuildRequest } from '../request/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import { AppError, NotFoundError } from '../util/errors.js';
 

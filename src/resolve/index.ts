@@ -11,8 +11,8 @@
  * moving queries from their last answer) without any go command: how clients that may not build
  * find what is built (docs/SECURITY.md "Who can start a build").
  */
-import { CADDY_MODULE, isExactVersion } from '../spec/index.js';
-import type { BuildRequest, Replacement, ResolvedPlugin, ResolvedSpec } from '../spec/index.js';
+import { CADDY_MODULE, isExactVersion } from '../request/index.js';
+import type { BuildRequest, Replacement, ResolvedPlugin, ResolvedSpec } from '../request/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { AppError } from '../util/errors.js';
 

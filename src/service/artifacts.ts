@@ -5,7 +5,7 @@
  * tier, and the one quarantine path for every damaged record.
  */
 import type { Logger } from 'pino';
-import type { HotCache } from '../cache/index.js';
+import type { HotCache } from '../hottier/index.js';
 import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
 import { AppError, NotFoundError, errorMessage } from '../util/errors.js';
 import { IntegrityError, verifyWhole, verifyingStream, type CorruptReason } from './integrity.js';
@@ -31,7 +31,7 @@ const QUARANTINE_LOG: Record<CorruptReason, string> = {
 export interface ArtifactIndexOptions {
   store: ArtifactStore;
   logger: Logger;
-  /** Recently downloaded binaries held in memory (src/cache); absent = every download reads the store. */
+  /** Recently downloaded binaries held in memory (src/hottier); absent = every download reads the store. */
   hot?: HotCache;
   /** A damaged record was found and is being quarantined (the service tells its observers). */
   onCorrupt(key: string, reason: CorruptReason): void;

@@ -6,11 +6,11 @@
 import type { Logger } from 'pino';
 import type { LogLine } from '../util/logline.js';
 import { expandScopes, type Scope } from '../auth/index.js';
-import type { HotCache } from '../cache/index.js';
+import type { HotCache } from '../hottier/index.js';
 import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
 import type { AgentInfo, BuildQueue, FinalState, JobEvent, QueueDepth } from '../queue/index.js';
 import type { Resolver, VersionList } from '../resolve/index.js';
-import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../request/index.js';
 import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
 import { parseEnvelope, type DsseEnvelope } from '../provenance/index.js';
 import { AppError, NotFoundError, errorMessage } from '../util/errors.js';
@@ -39,7 +39,7 @@ export interface ServiceOptions {
   policy?: BuildPolicy;
   /** Free-disk and per-client checks before a new build is queued (src/policy/admission.ts). */
   admission?: BuildAdmission;
-  /** Recently downloaded binaries held in memory (src/cache); absent = every download reads the store. */
+  /** Recently downloaded binaries held in memory (src/hottier); absent = every download reads the store. */
   hot?: HotCache;
 }
 

@@ -2,13 +2,13 @@
  * Every check an agent makes on a job it takes from Redis, in one place. Anyone with write
  * access to Redis can queue a job, so nothing of it is trusted: the toolchain it was keyed for
  * must be this agent's, its spec must hold to the request grammar (every version exact, no local
- * directory, a target this machine builds: src/spec/resolved.ts), and the spec must hash to the
+ * directory, a target this machine builds: src/request/resolved.ts), and the spec must hash to the
  * job's key (else a binary with other code would be stored under a popular key). The queue
  * adapter (src/queue/bullmq.ts) calls the check it is given before anything runs; a refused job
  * fails at once, without retries, and nothing is written to the store.
  */
 import { JobRefused, type RemoteJob } from '../queue/index.js';
-import { BUILD_FLAGS, cacheKey, checkResolvedSpec, rebuildKey, requestMismatch, type PlatformSet, type ResolvedSpec } from '../spec/index.js';
+import { BUILD_FLAGS, cacheKey, checkResolvedSpec, rebuildKey, requestMismatch, type PlatformSet, type ResolvedSpec } from '../request/index.js';
 import type { BuildPayload } from './processor.js';
 import { errorMessage } from '../util/errors.js';
 

@@ -2,10 +2,10 @@
  * The work of one build job, shared by the embedded workers and the distributed agents:
  * run xcaddy, then publish the artifact (or the failure record, with its log) to the store.
  */
-import { BuildFailed, binaryName, type BuildOutput, type BuildRunner } from '../build/index.js';
+import { BuildFailed, binaryName, type BuildOutput, type BuildRunner } from '../runner/index.js';
 import { binaryProvenance, isSigned, provenancePredicate, unsignableReason, type DsseEnvelope, type Signer, type SlsaProvenance } from '../provenance/index.js';
 import type { Processor } from '../queue/index.js';
-import type { BuildRequest, ResolvedSpec } from '../spec/index.js';
+import type { BuildRequest, ResolvedSpec } from '../request/index.js';
 import type { ArtifactMeta, ArtifactStore } from '../store/index.js';
 import { stripControl } from '../util/text.js';
 import { formatLog } from './logformat.js';

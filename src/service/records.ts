@@ -1,7 +1,7 @@
 /** The build record every caller sees (GET /api/builds/{id}), made from a stored artifact or a queue job. */
-import { binaryName } from '../build/index.js';
+import { binaryName } from '../runner/index.js';
 import type { JobPhase, JobSnapshot } from '../queue/index.js';
-import { storedRequest, type BuildRequest, type ResolvedSpec } from '../spec/index.js';
+import { storedRequest, type BuildRequest, type ResolvedSpec } from '../request/index.js';
 import type { ArtifactMeta } from '../store/index.js';
 import type { BuildPayload } from './processor.js';
 

@@ -17,7 +17,7 @@
  */
 import { mkdir, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isCacheKey } from '../spec/index.js';
+import { isCacheKey } from '../request/index.js';
 import type { AccessTracker, AccessTrackerOptions, ArtifactUsage, StoreUsage } from './types.js';
 
 export type { AccessTracker, AccessTrackerOptions, ArtifactUsage, StoreUsage } from './types.js';

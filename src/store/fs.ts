@@ -13,7 +13,7 @@ import { constants, createReadStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, stat, statfs, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { isCacheKey } from '../spec/index.js';
+import { isCacheKey } from '../request/index.js';
 import { copyFromHandle, writeFileAtomic } from '../util/fs.js';
 import { FsAccessTracker, usageOf } from './access.js';
 import { BlobDigestMismatchError, assertRecordName, digestHex, isRecordName, parseRecord, recordJson, verifyBlobFile } from './blobs.js';
@@ -29,7 +29,7 @@ export function assertKey(key: string): string {
  * Copies the binary into the store through one descriptor: opened without following a symbolic
  * link (O_NOFOLLOW; O_NONBLOCK so a FIFO cannot hang the server), checked to be a regular file
  * through that descriptor, and copied from it. Never a hard link: the store's file shares no
- * inode with whatever path it was given (the build's own copy is hashed as it is made, src/build).
+ * inode with whatever path it was given (the build's own copy is hashed as it is made, src/runner).
  */
 async function copyNoFollow(from: string, to: string): Promise<void> {
   let src: FileHandle;

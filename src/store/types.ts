@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { checkResolvedSpec, storedRequest, type BuildRequest, type ResolvedSpec } from '../spec/index.js';
+import { checkResolvedSpec, storedRequest, type BuildRequest, type ResolvedSpec } from '../request/index.js';
 import { errorMessage } from '../util/errors.js';
 
 export type ArtifactStatus = 'succeeded' | 'failed' | 'canceled';

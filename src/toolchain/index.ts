@@ -163,7 +163,7 @@ export class Toolchain {
       GO111MODULE: 'on',
       CGO_ENABLED: '0',
       XCADDY_WHICH_GO: this.goBin,
-      // Fairway runs the built binary itself, in a sandbox without network (src/build).
+      // Fairway runs the built binary itself, in a sandbox without network (src/runner).
       XCADDY_PRINT_VERSION: '0',
       ...goProxyEnv(o),
       ...(this.goCache ? { GOCACHEPROG: this.goCache.prog } : {}),

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ResolvedSpec } from '../../src/spec/index.js';
+import type { ResolvedSpec } from '../../src/request/index.js';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 export const KEY = '3c5b3f6c0b0a2f1d9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f';

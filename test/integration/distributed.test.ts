@@ -10,7 +10,7 @@ import { Queue } from 'bullmq';
 import WebSocket from 'ws';
 import { api, CADDY_VERSION, countingXcaddy, PLUGIN, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 import { startRedis, startS3, type RedisService, type S3Service } from '../helpers/services.js';
-import { cacheKey } from '../../src/spec/index.js';
+import { cacheKey } from '../../src/request/index.js';
 import { XCADDY_VERSION } from '../../src/config/index.js';
 
 const BUILD = 20 * 60_000;

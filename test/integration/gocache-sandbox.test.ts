@@ -2,17 +2,17 @@
 // build user when root) talk to the cache server over the socket bound into build sandboxes only,
 // read entries from the local tier they see read-only, and a second toolchain with fresh caches
 // builds from the shared tier (the fs store's gocache/ area). A built binary, run the way the
-// builder runs it (src/build runBuilt), cannot reach the socket.
+// builder runs it (src/runner runBuilt), cannot reach the socket.
 //   FAIRWAY_TEST_CACHE=$PWD/.cache/go node --import tsx --test test/integration/gocache-sandbox.test.ts
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { XcaddyRunner } from '../../src/build/index.js';
+import { XcaddyRunner } from '../../src/runner/index.js';
 import { GoCacheServer } from '../../src/fleet/index.js';
 import { GOCACHE_SOCKET, openSandbox, SandboxRunError, type Sandbox } from '../../src/sandbox/index.js';
-import type { ResolvedSpec } from '../../src/spec/index.js';
+import type { ResolvedSpec } from '../../src/request/index.js';
 import { openStore, type ArtifactStore } from '../../src/store/index.js';
 import { Toolchain } from '../../src/toolchain/index.js';
 import { XCADDY, tempDir } from '../helpers/fairway.js';
@@ -67,7 +67,7 @@ describe('shared build cache in the build sandbox', () => {
     return { tc, cache };
   }
 
-  /** `go build` of a program in a work dir of the build identity, the way src/build runs xcaddy (cwd and TMPDIR the work dir). */
+  /** `go build` of a program in a work dir of the build identity, the way src/runner runs xcaddy (cwd and TMPDIR the work dir). */
   async function build(tc: Toolchain, program: (d: string) => Promise<void>): Promise<string> {
     const work = join(tc.tmpDir, `work-${Math.random().toString(16).slice(2)}`);
     await sandbox.ownedDir(work);

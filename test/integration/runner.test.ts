@@ -12,9 +12,9 @@ import { chmod, copyFile, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
-import { BuildFailed, XcaddyRunner } from '../../src/build/index.js';
+import { BuildFailed, XcaddyRunner } from '../../src/runner/index.js';
 import { openSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import type { ResolvedSpec } from '../../src/spec/index.js';
+import type { ResolvedSpec } from '../../src/request/index.js';
 import { Toolchain } from '../../src/toolchain/index.js';
 import { XCADDY } from '../helpers/fairway.js';
 

@@ -17,7 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import { TokenAuthenticator, sha256Hash } from '../../src/auth/index.js';
 import { BuildAdmission } from '../../src/policy/index.js';
 import { GoResolver } from '../../src/resolve/index.js';
-import { BUILD_FLAGS, CADDY_MODULE, type ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, CADDY_MODULE, type ResolvedSpec } from '../../src/request/index.js';
 import type { Toolchain } from '../../src/toolchain/index.js';
 import { putSucceededBuild, testApi, type TestApi } from '../helpers/api.js';
 

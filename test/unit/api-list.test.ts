@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { cacheKey, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
+import { cacheKey, type BuildRequest, type ResolvedSpec } from '../../src/request/index.js';
 import { testApi, type TestApi } from '../helpers/api.js';
 
 let t: TestApi;

@@ -162,7 +162,7 @@ describe('architecture', () => {
       'arrows the map shows and the code lacks: remove them from the imports column',
     );
     const shown = arrows(mapPicture(markdown));
-    const drawable = inTable.filter((a) => !/ -> (spec|util)$/.test(a));
+    const drawable = inTable.filter((a) => !/ -> (request|util)$/.test(a));
     assert.deepEqual(
       shown.filter((a) => !drawable.includes(a)),
       [],

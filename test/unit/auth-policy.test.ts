@@ -31,7 +31,7 @@ import { FileCatalog } from '../../src/catalog/index.js';
 import { contentDisposition, safeContentDisposition } from '../../src/api/security.js';
 import { loadConfig } from '../../src/config/index.js';
 import { BuildAdmission, BuildPolicy, VersionRange, compareSemver, goEnvError, matchModulePattern, modulePatternError, parseSemver } from '../../src/policy/index.js';
-import type { BuildRequest, ResolvedSpec } from '../../src/spec/index.js';
+import type { BuildRequest, ResolvedSpec } from '../../src/request/index.js';
 import { AppError } from '../../src/util/errors.js';
 
 const hex = (t: string) => createHash('sha256').update(t).digest('hex');

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
-import { BuildFailed } from '../../src/build/index.js';
+import { BuildFailed } from '../../src/runner/index.js';
 import { LocalQueue } from '../../src/queue/index.js';
 import type { Resolver } from '../../src/resolve/index.js';
 import { BuildService, type BuildPayload } from '../../src/service/index.js';
-import { PlatformSet, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
+import { PlatformSet, type BuildRequest, type ResolvedSpec } from '../../src/request/index.js';
 import { FsStore } from '../../src/store/index.js';
 import { AppError } from '../../src/util/errors.js';
 

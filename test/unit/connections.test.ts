@@ -13,7 +13,7 @@ import { limitConnectionsPerClient } from '../../src/api/connections.js';
 import { TokenAuthenticator } from '../../src/auth/index.js';
 import { GoResolver } from '../../src/resolve/index.js';
 import type { BuildService } from '../../src/service/index.js';
-import { PlatformSet } from '../../src/spec/index.js';
+import { PlatformSet } from '../../src/request/index.js';
 import type { Toolchain } from '../../src/toolchain/index.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { runPackageCommand } from '../../src/cli/packages.js';
 import { binaryProvenance, createKeyPair, signerFromPem, type DsseEnvelope } from '../../src/provenance/index.js';
-import { BUILD_FLAGS, cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, cacheKey, type ResolvedSpec } from '../../src/request/index.js';
 
 const execFileP = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '..', '..');

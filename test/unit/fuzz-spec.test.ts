@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { downloadInput } from '../../src/api/compat.js';
 import { BuildPolicy } from '../../src/policy/index.js';
-import { PlatformSet, SpecError, type BuildRequest, type ParseOptions } from '../../src/spec/index.js';
+import { PlatformSet, SpecError, type BuildRequest, type ParseOptions } from '../../src/request/index.js';
 import { AppError } from '../../src/util/errors.js';
 import { hostileQuery, hostileSpec, oracleMustRefuseSpec, piece, policySpec, validQuery, validSpec, assertSafeRequest as safe, parseOrRefuse as parse } from '../helpers/hostile.js';
 

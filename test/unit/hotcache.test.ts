@@ -1,5 +1,5 @@
 /**
- * The hot tier (src/cache): fills in the background on a miss, serves verified bytes from memory,
+ * The hot tier (src/hottier): fills in the background on a miss, serves verified bytes from memory,
  * keeps to its byte budget (least recently served out first), never holds bytes whose sha256 or
  * size differs from the record, and forgets rebuilt or deleted keys.
  */
@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { HotCache, type HotItem } from '../../src/cache/index.js';
+import { HotCache, type HotItem } from '../../src/hottier/index.js';
 
 function artifact(key: string, bytes: Buffer, over: Partial<HotItem> = {}): HotItem {
   return {

@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { BUILD_TYPE, createKeyPair, openEnvelope, parseEnvelope, publicKeyFromPem, signerFromPem, verifySignature, type SlsaProvenance, type Statement } from '../../src/provenance/index.js';
 import { INDEX_SIGNATURES_NS, SIGNATURES_NS, indexSignatureName, manifestBelongs, publishImage, type IndexSignatureRecord, type SignatureRecord } from '../../src/registry/index.js';
-import type { ResolvedSpec } from '../../src/spec/index.js';
+import type { ResolvedSpec } from '../../src/request/index.js';
 import { putSucceededBuild, testApi, type TestApi } from '../helpers/api.js';
 
 const L4 = { module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' };

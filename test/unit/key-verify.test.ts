@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { createKeyFiles, keyCreatedText } from '../../src/cli/key.js';
 import { runVerify, type VerifyOptions } from '../../src/cli/verify.js';
 import { binaryProvenance, createKeyPair, fingerprintOf, publicKeyFromPem, signerFromPem, type DsseEnvelope } from '../../src/provenance/index.js';
-import { BUILD_FLAGS, cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, cacheKey, type ResolvedSpec } from '../../src/request/index.js';
 import { testApi, type TestApi } from '../helpers/api.js';
 
 const execFileP = promisify(execFile);

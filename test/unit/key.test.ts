@@ -1,11 +1,11 @@
-// Unit tests of the cache key (src/spec/key.ts): equal specs give equal keys whatever the order of
+// Unit tests of the cache key (src/request/key.ts): equal specs give equal keys whatever the order of
 // plugins or object keys; any change that can change the binary changes the key.
 //   node --import tsx --test test/unit/key.test.ts
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { cacheKey, canonicalJson, canonicalSpec, isCacheKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { cacheKey, canonicalJson, canonicalSpec, isCacheKey, type ResolvedSpec } from '../../src/request/index.js';
 
 const spec = (): ResolvedSpec => ({
   caddyVersion: 'v2.11.9',

@@ -11,7 +11,7 @@ import { loadConfig } from '../../src/config/index.js';
 import { createHttpOps, expandPrebuilds } from '../../src/ops/index.js';
 import type { BuildPayload, BuildService } from '../../src/service/index.js';
 import type { BuildQueue } from '../../src/queue/index.js';
-import { PlatformSet, parseBuildRequest } from '../../src/spec/index.js';
+import { PlatformSet, parseBuildRequest } from '../../src/request/index.js';
 import { FsStore, type ArtifactStore } from '../../src/store/index.js';
 import type { Toolchain } from '../../src/toolchain/index.js';
 

@@ -38,7 +38,7 @@ import {
   type ProvenanceCheck,
   type ProvenanceInput,
 } from '../../src/provenance/index.js';
-import { BUILD_FLAGS, LEGACY_BUILD_FLAGS, type ResolvedSpec } from '../../src/spec/index.js';
+import { BUILD_FLAGS, LEGACY_BUILD_FLAGS, type ResolvedSpec } from '../../src/request/index.js';
 
 // ---- the DSSE spec's test vector (github.com/secure-systems-lab/dsse, protocol.md, "Test Vectors") ----
 // SERIALIZED_BODY "hello world", PAYLOAD_TYPE "http://example.com/HelloWorld",

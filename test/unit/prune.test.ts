@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import pino from 'pino';
 import { loadConfig } from '../../src/config/index.js';
 import { attributeBlobs, BLOB_REFERENCE_NAMESPACES, collectBlobs } from '../../src/ops/blobgc.js';
-import { BuildGate, GoCacheBudget, dirBytes } from '../../src/ops/gocache.js';
+import { BuildGate, GoCacheBudget, dirBytes } from '../../src/ops/gocachebudget.js';
 import { OpsMetrics } from '../../src/ops/metrics.js';
 import { Prebuilder, VersionRefresher, expandPrebuilds } from '../../src/ops/prebuilds.js';
 import { Pruner, pinnedKeys, planPrune, type PruneEntry } from '../../src/ops/prune.js';

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { TokenAuthenticator, sha256Hash } from '../../src/auth/index.js';
-import { HotCache } from '../../src/cache/index.js';
+import { HotCache } from '../../src/hottier/index.js';
 import { configSchema } from '../../src/config/index.js';
 import { createKeyPair, pae, publicKeyFromPem, signerFromPem } from '../../src/provenance/index.js';
 import { goPlatform, manifestBelongs, MAX_INDEX_CHILDREN, publishImage } from '../../src/registry/index.js';
-import { cacheKey, type ResolvedSpec } from '../../src/spec/index.js';
+import { cacheKey, type ResolvedSpec } from '../../src/request/index.js';
 import { putSucceededBuild, testApi, type TestApi } from '../helpers/api.js';
 
 const L4 = { module: 'github.com/mholt/caddy-l4', version: 'v0.1.2' };

@@ -9,10 +9,10 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { BuildRunner } from '../../src/build/index.js';
+import type { BuildRunner } from '../../src/runner/index.js';
 import { JobRefused, type JobContext } from '../../src/queue/index.js';
 import { buildProcessor, checkRemoteJob, type BuildPayload } from '../../src/service/index.js';
-import { cacheKey, checkResolvedSpec, PlatformSet, SpecError, type ResolvedSpec } from '../../src/spec/index.js';
+import { cacheKey, checkResolvedSpec, PlatformSet, SpecError, type ResolvedSpec } from '../../src/request/index.js';
 import { FsStore } from '../../src/store/index.js';
 
 const platforms = new PlatformSet([

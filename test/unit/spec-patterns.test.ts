@@ -1,11 +1,11 @@
-// The grammar as patterns (src/spec/grammar.ts), which the OpenAPI document publishes, against the
+// The grammar as patterns (src/request/grammar.ts), which the OpenAPI document publishes, against the
 // checks the server runs: every value one accepts the other accepts, on hand-picked edge cases and
 // on many generated ones.
 //   node --import tsx --test test/unit/spec-patterns.test.ts
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, VERSION_QUERY_PATTERN, classifyVersionQuery, modulePathError, whole } from '../../src/spec/grammar.js';
-import { PlatformSet, parseBuildRequest } from '../../src/spec/index.js';
+import { CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, VERSION_QUERY_PATTERN, classifyVersionQuery, modulePathError, whole } from '../../src/request/grammar.js';
+import { PlatformSet, parseBuildRequest } from '../../src/request/index.js';
 import { GOPROXY_PATH_PATTERN, type GoproxyPathError, parseGoproxyPath } from '../../src/fleet/index.js';
 
 /** A small deterministic generator (mulberry32), so a failure names a reproducible value. */

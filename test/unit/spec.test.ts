@@ -1,4 +1,4 @@
-// Unit tests of request validation (src/spec): everything a client sends must either be a
+// Unit tests of request validation (src/request): everything a client sends must either be a
 // well-formed Go module path / version query / platform or be refused with a SpecError naming
 // the offending field. The platform list is the real `go tool dist list -json` output
 // (fixtures/dist-list.json, captured from go1.26 linux/amd64).
@@ -7,8 +7,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { MAX_MODULE_PATH } from '../../src/spec/grammar.js';
-import { CADDY_MODULE, PlatformSet, SpecError, parseBuildRequest, parsePluginArg, type BuildRequest, type ParseOptions } from '../../src/spec/index.js';
+import { MAX_MODULE_PATH } from '../../src/request/grammar.js';
+import { CADDY_MODULE, PlatformSet, SpecError, parseBuildRequest, parsePluginArg, type BuildRequest, type ParseOptions } from '../../src/request/index.js';
 
 const platforms = PlatformSet.fromDistListJson(readFileSync(new URL('./fixtures/dist-list.json', import.meta.url), 'utf8'));
 const remote: ParseOptions = { platforms, maxPlugins: 50, allowLocalReplace: false };

@@ -4,7 +4,7 @@
 //   node --import tsx --test test/unit/store-meta.test.ts
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BUILD_FLAGS } from '../../src/spec/index.js';
+import { BUILD_FLAGS } from '../../src/request/index.js';
 import { CorruptRecordError, parseMeta } from '../../src/store/index.js';
 
 const KEY = 'a'.repeat(64);

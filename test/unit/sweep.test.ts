@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { processStartTime, sweepOrphanBuilds } from '../../src/build/index.js';
+import { processStartTime, sweepOrphanBuilds } from '../../src/runner/index.js';
 
 const alive = (pid: number) => {
   try {

@@ -1,12 +1,12 @@
-// Unit tests of the xcaddy command line and binary names (src/build). No Go here: the checks
+// Unit tests of the xcaddy command line and binary names (src/runner). No Go here: the checks
 // with the real toolchain are in test/integration/toolchain.test.ts.
 //   node --import tsx --test test/unit/xcaddy-args.test.ts
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { binaryName, xcaddyArgs } from '../../src/build/index.js';
-import { PlatformSet, SpecError, cacheKey, parseBuildRequest, type BuildRequest, type ResolvedSpec } from '../../src/spec/index.js';
+import { binaryName, xcaddyArgs } from '../../src/runner/index.js';
+import { PlatformSet, SpecError, cacheKey, parseBuildRequest, type BuildRequest, type ResolvedSpec } from '../../src/request/index.js';
 
 describe('xcaddyArgs and binaryName', () => {
   const spec: ResolvedSpec = {

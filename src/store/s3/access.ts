@@ -1,6 +1,6 @@
 /** Last-download times in an S3 store: tiny objects `<prefix>access/<key>`, the LastModified is the time. */
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { isCacheKey } from '../../spec/index.js';
+import { isCacheKey } from '../../request/index.js';
 import { DebouncedTracker } from '../access.js';
 import type { AccessTrackerOptions } from '../types.js';
 import type { S3Bucket } from './bucket.js';

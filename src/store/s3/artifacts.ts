@@ -15,7 +15,7 @@
  */
 import type { Readable } from 'node:stream';
 import { CopyObjectCommand } from '@aws-sdk/client-s3';
-import { isCacheKey } from '../../spec/index.js';
+import { isCacheKey } from '../../request/index.js';
 import { usageOf } from '../access.js';
 import { hashFile } from '../blobs.js';
 import { assertKey } from '../fs.js';

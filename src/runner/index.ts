@@ -12,7 +12,7 @@ import { constants, createReadStream, type Stats } from 'node:fs';
 import { type FileHandle, lstat, mkdtemp, open, readFile, readdir, readlink, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { killGroup, SandboxRunError, type Sandbox, type SandboxCommand } from '../sandbox/index.js';
-import { comparePlugins, hostPlatform, type ResolvedSpec } from '../spec/index.js';
+import { comparePlugins, hostPlatform, type ResolvedSpec } from '../request/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { copyFromHandle } from '../util/fs.js';
 import type { LogStream } from '../util/logline.js';
