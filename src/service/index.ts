@@ -24,7 +24,7 @@ export { buildProcessor, type BuildPayload, type ProcessorOptions, type PublishH
 export { checkRemoteJob, remoteJobCheck, type RemoteJobCheckOptions } from './jobcheck.js';
 export { formatLog, parseLog } from './logformat.js';
 export { IntegrityError, verifyingStream, verifyWhole, type CorruptReason } from './integrity.js';
-export type { BuildRecord, BuildStatus } from './records.js';
+export { buildRecordSchema, type BuildRecord, type BuildStatus } from './record-schema.js';
 
 export type LogEvent = JobEvent | { type: 'status'; build: BuildRecord };
 

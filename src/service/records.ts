@@ -1,38 +1,12 @@
 /** The build record every caller sees (GET /api/builds/{id}), made from a stored artifact or a queue job. */
 import { binaryName } from '../runner/index.js';
-import type { JobPhase, JobSnapshot } from '../queue/index.js';
-import { storedRequest, type BuildRequest, type ResolvedSpec } from '../request/index.js';
+import type { JobSnapshot } from '../queue/index.js';
+import { storedRequest } from '../request/index.js';
 import type { ArtifactMeta } from '../store/index.js';
 import type { BuildPayload } from './processor.js';
+import type { BuildRecord } from './record-schema.js';
 
-export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
-
-export interface BuildRecord {
-  id: string;
-  key: string;
-  status: BuildStatus;
-  phase: JobPhase;
-  position?: number;
-  /** True when the answer came from the store without building. */
-  cached: boolean;
-  request: BuildRequest;
-  spec: ResolvedSpec;
-  filename: string;
-  sha256?: string;
-  size?: number;
-  goVersion?: string;
-  error?: string;
-  createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  durationMs?: number;
-  agent?: string;
-  /** A verification rebuild (POST /api/builds/:id/rebuild): the id of the build it rebuilt. */
-  rebuildOf?: string;
-  /** Whether the build's provenance is signed; absent while it runs, or for builds older than provenance. */
-  provenance?: 'signed' | 'unsigned';
-  links: { self: string; log: string; artifact: string; buildinfo: string; provenance: string };
-}
+export { buildRecordSchema, type BuildRecord, type BuildStatus } from './record-schema.js';
 
 function links(key: string): BuildRecord['links'] {
   return {

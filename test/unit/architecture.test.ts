@@ -68,6 +68,13 @@ export function findCycle(graph: Map<string, Set<string>>): string[] | null {
   return null;
 }
 
+/**
+ * Imports that may go around a part's index.ts, each with its reason. The browser page is compiled
+ * on its own (DOM types, no Node types), so it cannot load the service's index.ts; it takes the
+ * build record's type from the one zod-only file that defines it.
+ */
+const THROUGH_A_SIDE_DOOR = new Set(['ui/page/types.ts -> service/record-schema.ts']);
+
 /** `a -> b` for every arrow of a graph. */
 function arrows(graph: Map<string, Set<string>>): string[] {
   return [...graph].flatMap(([from, tos]) => [...tos].map((to) => `${from} -> ${to}`)).sort();
@@ -108,7 +115,7 @@ describe('architecture', () => {
   });
 
   test('a part is imported only through its index.ts (util, a folder of helpers, excepted)', () => {
-    const bypass = across.filter((e) => e.to !== 'util' && e.target !== `${e.to}/index.ts`);
+    const bypass = across.filter((e) => e.to !== 'util' && e.target !== `${e.to}/index.ts` && !THROUGH_A_SIDE_DOOR.has(`${e.file} -> ${e.target}`));
     assert.deepEqual(
       bypass.map((e) => `${e.file} -> ${e.target}`),
       [],

@@ -32,13 +32,18 @@ import {
 } from '../../src/ui/page/format.js';
 import type { Build } from '../../src/ui/page/types.js';
 
+const TOOLCHAIN = { go: 'go1.26.8', xcaddy: 'v0.4.7', flags: 'xcaddy-default+sorted-plugins' };
 const build = (over: Partial<Build> = {}): Build => ({
   id: 'b1234567890abcdef',
+  key: 'b1234567890abcdef',
   status: 'succeeded',
   phase: 'done',
-  spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'arm', arm: '7', plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v0.0.0-2025' }] },
+  cached: false,
+  request: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'arm', arm: '7', plugins: [{ module: 'github.com/mholt/caddy-l4' }] },
+  spec: { caddyVersion: 'v2.10.0', os: 'linux', arch: 'arm', arm: '7', plugins: [{ module: 'github.com/mholt/caddy-l4', version: 'v0.0.0-2025' }], toolchain: TOOLCHAIN },
   filename: 'caddy_v2.10.0_linux_armv7',
-  links: { artifact: '/api/builds/b1/artifact', provenance: '/api/builds/b1/provenance' },
+  createdAt: '2026-12-01T00:00:00.000Z',
+  links: { self: '/api/builds/b1', log: '/api/builds/b1/log', artifact: '/api/builds/b1/artifact', buildinfo: '/api/builds/b1/buildinfo', provenance: '/api/builds/b1/provenance' },
   ...over,
 });
 
@@ -167,7 +172,7 @@ describe('build card and recent list', () => {
     assert.equal(c.pull, 'docker pull f.example/caddy/build:b1234567890abcdef');
     assert.equal(c.from, 'FROM f.example/caddy/build:b1234567890abcdef');
     assert.equal(c.cli, 'fairway build --server https://f.example --caddy-version v2.10.0 --os linux --arch arm --arm 7 --with github.com/mholt/caddy-l4@v0.0.0-2025 -o caddy_v2.10.0_linux_armv7');
-    const mac = buildCommands(build({ spec: { caddyVersion: 'v2.10.0', os: 'darwin', arch: 'arm64', plugins: [] } }), 'http://h', 'h', false);
+    const mac = buildCommands(build({ spec: { caddyVersion: 'v2.10.0', os: 'darwin', arch: 'arm64', plugins: [], toolchain: TOOLCHAIN } }), 'http://h', 'h', false);
     assert.deepEqual([mac.curl.startsWith("curl -fL -o caddy_v2.10.0_linux_armv7 'http://h/api/download?os=darwin&arch=arm64&version=v2.10.0'"), mac.verify, mac.pull, mac.from], [true, '', '', '']);
   });
 

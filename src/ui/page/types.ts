@@ -1,9 +1,10 @@
 /**
- * The page's view of the API's JSON: the one place the page's build record is typed, so that it
- * can later be derived from the server's schema (src/api). Types only: no code, no DOM.
+ * The page's view of the API's JSON. The build record is the server's own (inferred from its one
+ * schema, src/service/record-schema.ts, which imports only zod). Types only: no code, no DOM.
  */
+import type { BuildRecord } from '../../service/record-schema.js';
 
-export type Status = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+export type Status = Build['status'];
 
 export interface Plugin {
   module: string;
@@ -11,28 +12,8 @@ export interface Plugin {
   replace?: unknown;
 }
 
-/** A build as `GET /api/builds/:id`, `POST /api/builds` and the log stream's `status` message give it. */
-export interface Build {
-  id: string;
-  status: Status;
-  phase: string;
-  position?: number;
-  cached?: boolean;
-  request?: { caddyVersion?: string; plugins?: Plugin[] };
-  spec: { caddyVersion: string; os: string; arch: string; arm?: string; plugins: Plugin[]; toolchain?: { go?: string; xcaddy?: string } };
-  filename: string;
-  sha256?: string;
-  size?: number;
-  goVersion?: string;
-  error?: string;
-  createdAt?: string;
-  startedAt?: string;
-  finishedAt?: string;
-  durationMs?: number;
-  agent?: string;
-  provenance?: 'signed' | 'unsigned';
-  links: { artifact: string; provenance?: string };
-}
+/** A build as `GET /api/builds/:id`, `POST /api/builds` and the log stream's `status` message give it: the server's one record schema. */
+export type Build = BuildRecord;
 
 /** The queue's depth, as `GET /api/builds` and `GET /api/agents` report it. */
 export interface QueueDepth {
