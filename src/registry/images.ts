@@ -18,11 +18,8 @@
  * the attestation's is the `.att` envelope itself (the SLSA statement).
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { ANNOTATION, MEDIA_TYPE, buildImage, canonicalBytes, platformString, type Descriptor, type ImageManifest } from '../image/index.js';
 import { IN_TOTO_PAYLOAD_TYPE, SLSA_PROVENANCE_V1, STATEMENT_TYPE, envelope, statement, statementBytes, type DsseEnvelope, type Signer, type SlsaProvenance } from '../provenance/index.js';
@@ -253,9 +250,4 @@ function dedupe(b: BlobInfo[]): Array<{ digest: string; size: number }> {
   const seen = new Map<string, number>();
   for (const x of b) seen.set(x.digest, x.size);
   return [...seen].map(([digest, size]) => ({ digest, size }));
-}
-
-/** Copies a stream to a file (the registry's lazy path: the binary from the store). */
-export async function streamToFile(src: Readable, path: string): Promise<void> {
-  await pipeline(src, createWriteStream(path, { mode: 0o755 }));
 }
