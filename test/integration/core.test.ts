@@ -157,11 +157,16 @@ describe('fairway serve: real builds', { timeout: 60 * 60_000 }, () => {
     const bad = await fetch(`${server.url}/api/builds`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{nope' });
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as any).error.code, 'bad_request');
-    for (const id of ['..%2F..%2Fetc%2Fpasswd', 'a'.repeat(64), '0'.repeat(63)]) {
+    // A build id is 64 lowercase hex digits: anything else is refused at the edge (400), a
+    // well-formed id that names no build is 404.
+    for (const id of ['..%2F..%2Fetc%2Fpasswd', '0'.repeat(63), 'A'.repeat(64)]) {
       const res = await api(server.url, `/api/builds/${id}`);
-      assert.equal(res.status, 404, id);
-      assert.equal(res.body.error.code, 'not_found');
+      assert.equal(res.status, 400, id);
+      assert.equal(res.body.error.code, 'bad_request');
     }
+    const unknown = await api(server.url, `/api/builds/${'a'.repeat(64)}`);
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.error.code, 'not_found');
   });
 
   test('5 concurrent identical cold requests share one build; a late websocket client gets every line', { timeout: BUILD_TIMEOUT }, async () => {
