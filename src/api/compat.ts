@@ -109,7 +109,9 @@ export function downloadFilename(os: string, arch: string): string {
 }
 
 /** A GET URL for exactly this build: every version pinned, so it always names the same binary. */
-export function pinnedDownloadUrl(spec: ResolvedSpec): string {
+export function pinnedDownloadUrl(
+  spec: Pick<ResolvedSpec, 'os' | 'arch' | 'arm' | 'caddyVersion'> & { plugins: ReadonlyArray<Pick<ResolvedSpec['plugins'][number], 'module' | 'version' | 'replace'>> },
+): string {
   const qs = new URLSearchParams();
   qs.append('os', spec.os);
   qs.append('arch', spec.arch);

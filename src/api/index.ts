@@ -24,6 +24,7 @@ export { compatApi, compatErrorHandler, downloadFilename, downloadInput, pinnedD
 export { nativeApi, type NativeApiOptions } from './native.js';
 export { goproxyApi, type GoproxyApiOptions } from './goproxy.js'; // fleet module proxy
 export { ociErrorHandler, recipesApi, registryApi, type RegistryApiOptions } from './registry.js';
+export { upstreamApi, type UpstreamApiOptions, type WatchApi } from './upstream.js';
 export { ErrorBody, OPTIONAL_BODY, documented, errors } from './schemas.js';
 
 export interface ApiOptions {

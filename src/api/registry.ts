@@ -294,9 +294,9 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
 };
 
 /** Described here, checked by the registry (400 invalid_recipe names the rule). */
-const RecipeParams = documented(z.object({ name: RecipeName }));
+export const RecipeParams = documented(z.object({ name: RecipeName }));
 const RecipePlugin = z.object({ module: z.string(), version: z.string().optional() });
-const RecipeOut = z.object({ name: z.string(), plugins: z.array(RecipePlugin), caddyVersion: z.string().optional(), source: z.enum(['config', 'api']) });
+export const RecipeOut = z.object({ name: z.string(), plugins: z.array(RecipePlugin), caddyVersion: z.string().optional(), source: z.enum(['config', 'api']) });
 
 /** `/api/recipes`: list (read), put and delete (admin); native error envelope. */
 export const recipesApi: FastifyPluginAsync<{ registry: ImageRegistry }> = async (instance, { registry }) => {

@@ -280,6 +280,17 @@ export const configSchema = z
     imagePlatforms: list.pipe(z.array(z.string().regex(/^linux\/[a-z0-9]+(?:\/v[5-8])?$/, 'a platform like linux/amd64 or linux/arm/v7')).min(1)).default(['linux/amd64', 'linux/arm64']),
     /** How long a manifest request waits for on-demand builds before answering 503 with Retry-After. */
     imageWait: duration.default(10 * 60_000),
+    /**
+     * How often recipes are checked against upstream (a new Caddy release, plugin versions a recipe
+     * admits): candidates are trial-built and promoted only when they pass (docs/recipes.md). 0: off.
+     */
+    watchInterval: duration.default(3_600_000),
+    /** The server's public URL (https://fairway.example), for absolute links in webhook payloads; default: paths only. */
+    publicUrl: z
+      .string()
+      .url()
+      .refine((u) => /^https?:\/\//.test(u), 'an http:// or https:// URL')
+      .optional(),
     /** How often the store (and the Go cache budget) is checked, besides after each new artifact. */
     pruneInterval: duration.default(3_600_000),
     /** Budget of this process's Go build + module caches (serve and agent); cleaned between builds. */

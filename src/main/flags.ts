@@ -90,6 +90,8 @@ function topicOptions(cmd: Command): Command {
     .option('--go-cache-max-bytes <size>', 'budget of the Go build + module caches, e.g. 10GB (env FAIRWAY_GO_CACHE_MAX_BYTES)')
     .option('--access-write-interval <duration>', 'how often last-download times are written to the store, default 60s (env FAIRWAY_ACCESS_WRITE_INTERVAL)')
     .optionsGroup('Images (docs/registry.md):')
+    .option('--watch-interval <duration>', 'how often recipes are checked against new Caddy and plugin releases (trial, promote), 0 = off, default 1h (env FAIRWAY_WATCH_INTERVAL)')
+    .option('--public-url <url>', 'the public URL of this server, for absolute links in webhooks (env FAIRWAY_PUBLIC_URL)')
     .option('--recipes <json>', 'named plugin sets served as caddy/<name> images, JSON {"name": {"plugins": [{"module", "version"}]}} (env FAIRWAY_RECIPES)')
     .option('--image-platforms <list>', 'platforms of an image tag, default linux/amd64,linux/arm64 (env FAIRWAY_IMAGE_PLATFORMS)')
     .option('--image-wait <duration>', 'how long a manifest request waits for on-demand builds, default 10m (env FAIRWAY_IMAGE_WAIT)');

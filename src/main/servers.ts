@@ -9,7 +9,7 @@ import { constants as fsConstants, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { compatApi, createApi, recipesApi, registryApi } from '../api/index.js';
+import { compatApi, createApi, recipesApi, registryApi, upstreamApi } from '../api/index.js';
 // fleet module proxy
 import { goproxyApi } from '../api/index.js';
 import { FleetModuleProxy } from '../fleet/index.js';
@@ -38,6 +38,7 @@ import { matchPrivate, privateModules } from '../util/goprivate.js';
 import { formatBytes } from '../util/units.js';
 import { loadPlatforms, prepareStore, prepareToolchain, runner } from './parts.js';
 import { uiRoutes } from '../ui/index.js';
+import { startWatching, watchBook } from './watch.js';
 import { BuildGate, createHttpOps, createWorkerOps, opsRoutes } from '../ops/index.js';
 import { errorMessage } from '../util/errors.js';
 
@@ -397,6 +398,8 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   const service = new BuildService({ resolver, queue, store, platforms, maxPlugins: config.maxPlugins, logger, policy, admission, hot });
   await service.init();
   await parts.restore?.();
+  // What the watcher promoted (docs/recipes.md): a followed recipe's tags serve it.
+  const book = watchBook(store, logger);
   // The OCI registry (docs/registry.md): images of recipes and builds, made from the cache; blobs through the hot tier.
   const registry = new Registry({
     service,
@@ -409,6 +412,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
     tmpDir: join(config.dataDir, 'tmp'),
     ...(parts.signer ? { signer: parts.signer } : {}),
     ...(parts.indexSigning ? { indexSigning: parts.indexSigning } : {}),
+    ...(config.watchInterval > 0 ? { promoted: (recipe: string, version: string) => book.promoted(recipe, version) } : {}),
   });
   // Operations (docs/operations.md): metrics, pruning, last-download times, version refresh, prebuilds (also every recipe × image platform).
   const ops = createHttpOps({
@@ -419,10 +423,11 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
     queue,
     toolchain,
     hot,
-    prebuildSpecs: () => registry.prebuildSpecs(),
-    prebuildQueued: (key) => void registry.imageWhenBuilt(key),
+    // Recipes are prebuilt at each new Caddy unless the watcher follows them (it trial-builds them instead).
+    ...(config.watchInterval > 0 ? {} : { prebuildSpecs: () => registry.prebuildSpecs(), prebuildQueued: (key: string) => void registry.imageWhenBuilt(key) }),
     ...(parts.gate ? { gate: parts.gate } : {}),
   });
+  const watch = startWatching({ config, logger, service, registry, resolver, store, toolchain, metrics: ops.metrics, ...(parts.limitsRedis ? { redis: parts.limitsRedis } : {}) }, book, ops.scheduler);
   catalog.start();
   const learner = new ModuleLearner({ store, catalog, mode: config.catalogLearn, logger });
   queue.onFinished((key, state) => {
@@ -462,6 +467,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   await app.register(opsRoutes, { metrics: ops.metrics, pruner: ops.pruner });
   await app.register(registryApi, { prefix: '/v2', registry, downloadRedirect: config.downloadRedirect });
   await app.register(recipesApi, { registry });
+  await app.register(upstreamApi, { registry, watch, platforms: platforms.list() });
   // fleet module proxy: GET /goproxy/… for agents (agent scope), from this process's module cache.
   await app.register(goproxyApi, { proxy: fleetModuleProxy(toolchain, ops.metrics, logger, config, policy) });
   await app.listen({ host: config.host, port: config.port });

@@ -73,6 +73,7 @@ interface EventMetrics {
   versionsRefreshedAt: Gauge;
   prebuildsQueued: Counter;
   goCacheCleans: Counter<'kind'>;
+  watchTrials: Counter<'kind' | 'result'>;
 }
 
 /** The event metrics, updated by observers (service hooks, prune reports, version refreshes). */
@@ -103,6 +104,12 @@ function eventMetrics(r: Registry[]): EventMetrics {
     versionsRefreshedAt: new Gauge({ name: 'fairway_versions_refreshed_timestamp_seconds', help: 'When the Caddy version list was last refreshed (Unix time).', registers: r }),
     prebuildsQueued: new Counter({ name: 'fairway_prebuilds_queued_total', help: 'Prebuild specs that started a new build.', registers: r }),
     goCacheCleans: new Counter({ name: 'fairway_go_cache_cleans_total', help: 'Go cache cleans run to keep the Go cache budget, by kind (cache, modcache).', labelNames: ['kind'], registers: r }),
+    watchTrials: new Counter({
+      name: 'fairway_recipe_trials_total',
+      help: 'Recipe trials by the watcher (docs/recipes.md), by kind (candidate, culprit-search) and result (promoted, failed, passed).',
+      labelNames: ['kind', 'result'],
+      registers: r,
+    }),
   };
 }
 
@@ -262,6 +269,7 @@ export class OpsMetrics {
   readonly versionsRefreshedAt: Gauge;
   readonly prebuildsQueued: Counter;
   readonly goCacheCleans: Counter<'kind'>;
+  readonly watchTrials: Counter<'kind' | 'result'>;
   /** fleet module proxy (docs/distributed.md): requests by result (hit, fill, miss, invalid). */
   readonly goproxyRequests: Counter<'result'>;
   private storeCache: { at: number; value: StoreReading } | null = null;
@@ -287,6 +295,7 @@ export class OpsMetrics {
     this.versionsRefreshedAt = e.versionsRefreshedAt;
     this.prebuildsQueued = e.prebuildsQueued;
     this.goCacheCleans = e.goCacheCleans;
+    this.watchTrials = e.watchTrials;
     // fleet module proxy
     this.goproxyRequests = new Counter({
       name: 'fairway_goproxy_requests_total',

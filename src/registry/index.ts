@@ -29,7 +29,7 @@ import { verifyingStream, verifyWhole, type BuildRecord, type BuildService, type
 import { isCacheKey, type ResolvedSpec } from '../request/index.js';
 import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
 import { NotFoundError, errorMessage } from '../util/errors.js';
-import { RecipeBook, type Recipe, type RecipeInput } from './recipes.js';
+import { RecipeBook, type Recipe, type RecipeInput, type RecipePlugin } from './recipes.js';
 import { DIGEST_RE, MAX_CHILD_MANIFEST, RegistryError, TAG_RE, caddyVersionOfTag, fairwayImageOf, goPlatform, manifestBelongs, parseJson, sha256Hex, type RepoKind } from './oci.js';
 
 /** The spec's error codes (distribution-spec "Error codes"), plus UNAVAILABLE/UNKNOWN for 5xx as distribution answers them. */
@@ -104,6 +104,12 @@ export interface RegistryOptions {
    * image an index lists must verify with first. Absent: indexes are not signed.
    */
   indexSigning?: { signer: Signer; trusted: readonly KeyObject[] };
+  /**
+   * The set a recipe tag serves once the watcher promoted one (src/upstream, wired by src/main):
+   * `latest` is the newest Caddy promoted, a version its own promoted set. Null (or absent): the
+   * tag is built on demand from the recipe, as without watching.
+   */
+  promoted?: (recipe: string, caddyVersion: string) => Promise<{ caddyVersion: string; plugins: RecipePlugin[] } | null>;
 }
 
 /** The registry as the HTTP side sees it. */
@@ -246,7 +252,11 @@ export class Registry implements ImageRegistry {
     if (kind.caddyVersion && version !== 'latest' && version !== kind.caddyVersion) {
       throw new RegistryError(404, 'MANIFEST_UNKNOWN', `${repo} is pinned to Caddy ${kind.caddyVersion}: its tags are latest and ${kind.caddyVersion}`);
     }
-    return this.tagIndex(kind, version === 'latest' && kind.caddyVersion ? kind.caddyVersion : version, ctx, signal, `${repo}:${reference}`);
+    const name = `${repo}:${reference}`;
+    // A followed recipe serves what the watcher promoted: a failed candidate never moves its tags.
+    const promoted = 'name' in kind && this.o.promoted ? await this.o.promoted(kind.name as string, version) : null;
+    if (promoted) return this.tagIndex({ plugins: promoted.plugins }, promoted.caddyVersion, ctx, signal, name);
+    return this.tagIndex(kind, version === 'latest' && kind.caddyVersion ? kind.caddyVersion : version, ctx, signal, name);
   }
 
   // ---- referrers (OCI 1.1) ----

@@ -17,8 +17,10 @@ import type { Toolchain } from '../toolchain/index.js';
 import { copyFromHandle } from '../util/fs.js';
 import type { LogStream } from '../util/logline.js';
 import { errorMessage } from '../util/errors.js';
+import { BINARY_ENV } from './binary.js';
 
 export type { LogStream } from '../util/logline.js';
+export { validateConfig } from './binary.js';
 
 export type BuildPhase = 'resolving' | 'building' | 'storing';
 
@@ -163,8 +165,6 @@ interface Inspection {
   source: Pick<Stats, 'dev' | 'ino' | 'size' | 'mtimeMs' | 'ctimeMs'>;
 }
 
-/** What a built binary sees when it runs: no server variable, a private /tmp for everything. */
-const BINARY_ENV = { PATH: '/usr/bin:/bin', HOME: '/tmp', TMPDIR: '/tmp', XDG_CONFIG_HOME: '/tmp', XDG_DATA_HOME: '/tmp', XDG_CACHE_HOME: '/tmp', LANG: 'C' };
 const LIST_MODULES = ['list-modules', '--packages', '--versions', '--skip-standard'];
 
 export class XcaddyRunner implements BuildRunner {

@@ -41,6 +41,8 @@ export const ERRORS = {
   is_rebuild: { status: 409, means: 'a verification rebuild cannot itself be rebuilt' },
   not_rebuildable: { status: 409, means: 'the build cannot be rebuilt here (older build flags, a local directory replacement)' },
   config_recipe: { status: 409, means: "the recipe comes from the server's configuration and cannot be changed over HTTP" },
+  not_promoted: { status: 409, means: 'the recipe has no promoted set for that Caddy version yet (the watcher promotes what builds and passes its checks)' },
+  watch_off: { status: 409, means: 'watching upstream is off on this server (watchInterval 0)' },
   // 413-431: limits of the HTTP layer
   body_too_large: { status: 413, means: 'the request body is larger than the server accepts' },
   uri_too_long: { status: 414, means: 'a path segment is too long' },

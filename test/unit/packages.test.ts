@@ -127,7 +127,6 @@ describe('/api/download query → build request', () => {
       arch: 'arm',
       arm: '7',
       plugins: [{ module: 'github.com/a/a', version: 'v1.0.0', replace: { kind: 'module', module: 'github.com/fork/a', version: 'v1.0.1' } }],
-      toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'xcaddy-default+sorted-plugins' },
     });
     assert.equal(url, '/api/download?os=linux&arch=arm&arm=7&version=v2.11.9&p=github.com%2Fa%2Fa%40v1.0.0%3Dgithub.com%2Ffork%2Fa%40v1.0.1');
     const back = downloadInput(Object.fromEntries(new URL(url, 'http://x').searchParams));
