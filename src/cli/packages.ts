@@ -214,6 +214,8 @@ export interface PackageOptions {
   caddyVersion?: string;
   /** Print the download URL and stop. */
   dryRun?: boolean;
+  /** upgrade only: install the recipe's promoted set (GET /api/recipes/NAME) instead of the binary's own plugins. */
+  recipe?: string;
   /** PEM file of the key builds must be signed with (else FAIRWAY_PUBLIC_KEY); none: provenance is not checked. */
   publicKey?: string;
   env?: NodeJS.ProcessEnv;
@@ -369,6 +371,37 @@ async function swapIn(exe: string, tmp: string, backup: string, info: Say, state
   }
 }
 
+/**
+ * `upgrade --recipe NAME`: the recipe's promoted set (the newest Caddy promoted, or
+ * `caddyVersion`'s), which replaces the binary's own plugins; says what it adds and drops.
+ */
+async function recipeSet(server: string, name: string, caddyVersion: string | undefined, current: Map<string, PluginPackage>, info: Say): Promise<{ pkgs: PluginPackage[]; caddyVersion: string }> {
+  if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(name)) throw new PackagesError(`recipe name ${JSON.stringify(name.slice(0, 80))}: use [a-z0-9][a-z0-9-]{0,63}`, 2);
+  const res = await httpGet(new URL(`/api/recipes/${name}`, server));
+  const body = await readBody(res);
+  if ((res.statusCode ?? 0) >= 400) throw new PackagesError(`recipe ${name}: ${downloadErrorMessage(res.statusCode ?? 0, body)}`);
+  let promoted: Array<{ caddyVersion: string; plugins: Array<{ module: string; version: string }> }>;
+  try {
+    promoted = (JSON.parse(body) as { upstream: { promoted: typeof promoted } }).upstream.promoted;
+  } catch {
+    throw new PackagesError(`recipe ${name}: the server's answer is not a recipe with its promoted sets (is ${server} a Fairway server?)`);
+  }
+  const want = caddyVersion && caddyVersion !== 'latest' ? (caddyVersion.startsWith('v') ? caddyVersion : `v${caddyVersion}`) : null;
+  const set = want ? promoted.find((p) => p.caddyVersion === want) : promoted[0];
+  if (!set) {
+    const have = promoted.map((p) => p.caddyVersion).join(', ') || 'none yet';
+    throw new PackagesError(
+      `recipe ${name} has no promoted set${want ? ` for Caddy ${want}` : ''} (promoted: ${have}); the server promotes a set once it built and passed its checks (GET /api/recipes/${name})`,
+    );
+  }
+  const pkgs = set.plugins.map((p) => ({ path: p.module, version: p.version })).sort((a, b) => a.path.localeCompare(b.path));
+  const dropped = [...current.keys()].filter((m) => !pkgs.some((p) => p.path === m));
+  info(
+    `recipe ${name}: Caddy ${set.caddyVersion} with ${pkgs.map((p) => `${p.path}@${p.version}`).join(' ') || 'no plugins'}${dropped.length ? `; drops ${dropped.join(' ')} (not in the recipe)` : ''}`,
+  );
+  return { pkgs, caddyVersion: set.caddyVersion };
+}
+
 export async function runPackageCommand(cmd: PackageCommand, args: string[], o: PackageOptions): Promise<PackageResult> {
   const out = o.stdout ?? ((s: string) => process.stdout.write(s));
   const log = o.stderr ?? ((s: string) => process.stderr.write(s));
@@ -384,8 +417,9 @@ export async function runPackageCommand(cmd: PackageCommand, args: string[], o: 
   const target = await targetExecutable(o.caddy, info);
   const { exe } = target;
   const { current, platform } = await inspectCaddy(exe, info);
-  const pkgs = planPackages(cmd, current, args);
-  const url = downloadUrl(o.server, platform, pkgs, o.caddyVersion);
+  const fromRecipe = o.recipe ? await recipeSet(o.server, o.recipe, o.caddyVersion, current, info) : null;
+  const pkgs = fromRecipe ? fromRecipe.pkgs : planPackages(cmd, current, args);
+  const url = downloadUrl(o.server, platform, pkgs, fromRecipe ? fromRecipe.caddyVersion : o.caddyVersion);
   info(
     `requesting build os=${platform.os} arch=${platform.arch}${platform.arm ? ` arm=${platform.arm}` : ''} packages=[${pkgs.map((p) => (p.version ? `${p.path}@${p.version}` : p.path)).join(' ')}]`,
   );
@@ -432,7 +466,7 @@ export function registerPackageCommands(program: Command): void {
     (cmd: PackageCommand) =>
     async (...a: unknown[]) => {
       const args = cmd === 'upgrade' ? [] : (a[0] as string[]);
-      const opts = (cmd === 'upgrade' ? a[0] : a[1]) as { server?: string; caddy?: string; keepBackup?: boolean; caddyVersion?: string; dryRun?: boolean; publicKey?: string };
+      const opts = (cmd === 'upgrade' ? a[0] : a[1]) as { server?: string; caddy?: string; keepBackup?: boolean; caddyVersion?: string; dryRun?: boolean; publicKey?: string; recipe?: string };
       try {
         await runPackageCommand(cmd, args, {
           server: opts.server ?? process.env.FAIRWAY_SERVER ?? 'http://127.0.0.1:8080',
@@ -440,6 +474,7 @@ export function registerPackageCommands(program: Command): void {
           keepBackup: !!opts.keepBackup,
           ...(opts.caddyVersion ? { caddyVersion: opts.caddyVersion } : {}),
           dryRun: !!opts.dryRun,
+          ...(opts.recipe ? { recipe: opts.recipe } : {}),
           ...(opts.publicKey ? { publicKey: opts.publicKey } : {}),
         });
       } catch (err) {
@@ -448,7 +483,10 @@ export function registerPackageCommands(program: Command): void {
         process.exit(code);
       }
     };
-  common(program.command('upgrade')).description('replace a local caddy binary with a Fairway build of the same plugins (like `caddy upgrade`)').action(action('upgrade'));
+  common(program.command('upgrade'))
+    .option('--recipe <name>', "install the recipe's promoted set (what its image tags serve) instead of the binary's own plugins (docs/recipes.md)")
+    .description("replace a local caddy binary with a Fairway build of the same plugins (like `caddy upgrade`), or of a recipe's promoted set")
+    .action(action('upgrade'));
   common(program.command('add-package').argument('<module...>', 'Go module path, optionally @version'))
     .description('replace a local caddy binary with a Fairway build that adds packages (like `caddy add-package`)')
     .action(action('add-package'));
