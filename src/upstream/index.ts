@@ -4,7 +4,8 @@
  * recipe, and the checks a candidate passes. Wired by src/main.
  */
 export { CADDY_MODULE, type Change, type PinnedSet, type PluginPin, setId } from './sets.js';
-export { RecipeWatchStateSchema, WatchBook, type PromotedSet, type RecipeWatchState } from './state.js';
+export { RecipeWatchStateSchema, type PromotedSet, type RecipeWatchState } from './state-schema.js';
+export { WatchBook } from './state.js';
 export { trialChecks, type TrialCheckOptions } from './checks.js';
 export { LocalLease } from './lease.js';
 export { Watcher, type Lease, type WatchEvent, type WatchedRecipe, type WatchReport, type WatcherOptions } from './watcher.js';

@@ -6,7 +6,9 @@
  */
 import semver from 'semver';
 
-export const CADDY_MODULE = 'github.com/caddyserver/caddy/v2';
+import { CADDY_MODULE } from './state-schema.js';
+
+export { CADDY_MODULE };
 
 export interface PluginPin {
   module: string;

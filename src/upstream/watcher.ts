@@ -10,7 +10,8 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../util/errors.js';
 import { applyChange, CADDY_MODULE, type Change, changes, compareGoVersions, type PinnedSet, pinnedSet, sameSet, setId } from './sets.js';
-import type { CandidateRecord, PromotedSet, RecipeWatchState, TrialBuild, WatchBook } from './state.js';
+import type { WatchBook } from './state.js';
+import type { CandidateRecord, PromotedSet, RecipeWatchState, TrialBuild } from './state-schema.js';
 
 /** A recipe as the watcher sees it: plugin versions may be exact, `latest` (or absent) or a semver range. */
 export interface WatchedRecipe {

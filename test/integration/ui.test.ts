@@ -401,6 +401,37 @@ test('a server with recipes lists them with their plugins and image lines', asyn
     assert.equal(await page.getByRole('button', { name: 'Copy Dockerfile FROM line for recipe l4' }).isVisible(), true);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `no horizontal scrolling (overflow ${overflow}px)`);
+    // What the watcher knows (GET /api/recipes/l4, its real answer first: watching, nothing tried yet).
+    const real = await api(withRecipes.url, '/api/recipes/l4');
+    assert.equal(real.status, 200, JSON.stringify(real.body));
+    assert.deepEqual(real.body.upstream, { promoted: [], history: [], broken: [] });
+    assert.equal(await row.locator('details.upstream summary').textContent(), 'nothing promoted yet');
+    // Then a history as the watcher writes it: the compatibility table, green, red and untried, in text too.
+    const trial = (caddyVersion: string, version: string, result: string, culprit?: string) => ({
+      caddyVersion,
+      plugins: [{ module: PLUGIN.module, version }],
+      kind: 'candidate',
+      result,
+      at: '2026-12-01T00:00:00.000Z',
+      finishedAt: '2026-12-01T00:01:00.000Z',
+      builds: [],
+      ...(culprit ? { culprit: { module: culprit, version }, reason: 'the linux/amd64 build failed' } : {}),
+    });
+    const upstream = {
+      promoted: [{ caddyVersion: 'v2.11.9', plugins: [{ module: PLUGIN.module, version: 'v0.1.2' }], at: '2026-12-01T00:01:00.000Z', builds: [] }],
+      history: [trial('v2.11.9', 'v0.1.3', 'failed', PLUGIN.module), trial('v2.11.9', 'v0.1.2', 'promoted'), trial('v2.11.8', 'v0.1.2', 'promoted')],
+      broken: [],
+    };
+    await page.route('**/api/recipes/l4', (r) => r.fulfill({ json: { ...real.body, upstream } }));
+    await page.reload();
+    const table = row.locator('table.compat');
+    await table.waitFor({ state: 'attached' });
+    await row.locator('details.upstream summary').click();
+    assert.equal(await row.locator('details.upstream summary').textContent(), `promoted: Caddy v2.11.9 with ${PLUGIN.module}@v0.1.2`);
+    assert.equal(await table.locator('td[title$="v0.1.3: fails"]').textContent(), '✗');
+    assert.equal(await table.locator('td.ok').count(), 2);
+    assert.equal(await table.locator('td.untried').count(), 1, 'Caddy v2.11.8 with v0.1.3 was never tried');
+    assert.match((await row.textContent())!, new RegExp(`culprit ${PLUGIN.module}@v0\\.1\\.3`));
     // The footer says what is true of this server: a default serve signs (its own key), named by fingerprint.
     const fp = fingerprintOf(publicKeyFromPem(await (await fetch(`${withRecipes.url}/api/signing-key`)).text()));
     await page.waitForFunction(() => /^Builds are signed/.test(document.getElementById('signing')?.textContent ?? ''));

@@ -3,6 +3,10 @@
  * schema, src/service/record-schema.ts, which imports only zod). Types only: no code, no DOM.
  */
 import type { BuildRecord } from '../../service/record-schema.js';
+import type { RecipeWatchState } from '../../upstream/state-schema.js';
+
+/** What the watcher knows of a recipe (`GET /api/recipes/{name}`): the server's one schema of it. */
+export type { RecipeWatchState };
 
 export type Status = Build['status'];
 
@@ -29,11 +33,13 @@ export interface CatalogEntry {
   modules: string[];
 }
 
-/** A named plugin set (`GET /api/recipes`). */
+/** A named plugin set (`GET /api/recipes`; `GET /api/recipes/{name}` adds `watching` and `upstream`). */
 export interface Recipe {
   name: string;
   plugins?: Plugin[];
   caddyVersion?: string;
+  watching?: boolean;
+  upstream?: RecipeWatchState;
 }
 
 /** A message of a build's log stream (websocket, or SSE with a token). */
