@@ -7,7 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ImageRegistry } from '../registry/index.js';
-import { RecipeWatchStateSchema, type RecipeWatchState, type WatchReport } from '../upstream/index.js';
+import { fits, RecipeWatchStateSchema, type RecipeWatchState, type WatchReport } from '../upstream/index.js';
 import { AppError, NotFoundError } from '../util/errors.js';
 import { pinnedDownloadUrl } from './compat.js';
 import { RecipeOut, RecipeParams } from './registry.js';
@@ -63,7 +63,9 @@ export const upstreamApi: FastifyPluginAsync<UpstreamApiOptions> = async (instan
     async (req) => {
       const { name } = req.params as { name: string };
       const r = await recipe(name);
-      return { ...r, watching: watch.enabled, upstream: await watch.state(name) };
+      const upstream = await watch.state(name);
+      // Only sets of the recipe as it is now (the watcher drops the others at its next run).
+      return { ...r, watching: watch.enabled, upstream: { ...upstream, promoted: upstream.promoted.filter((p) => fits(r, p)) } };
     },
   );
 
@@ -111,8 +113,9 @@ export const upstreamApi: FastifyPluginAsync<UpstreamApiOptions> = async (instan
     async (req, reply) => {
       const { name } = req.params as { name: string };
       const q = req.query as { os: string; arch: string; arm?: string; caddyVersion?: string };
-      await recipe(name);
+      const r = await recipe(name);
       const state = await watch.state(name);
+      state.promoted = state.promoted.filter((p) => fits(r, p));
       const wanted = q.caddyVersion && q.caddyVersion !== 'latest' ? (q.caddyVersion.startsWith('v') ? q.caddyVersion : `v${q.caddyVersion}`) : null;
       const set = wanted ? state.promoted.find((p) => p.caddyVersion === wanted) : state.promoted[0];
       if (!set) {

@@ -38,7 +38,7 @@ import { matchPrivate, privateModules } from '../util/goprivate.js';
 import { formatBytes } from '../util/units.js';
 import { loadPlatforms, prepareStore, prepareToolchain, runner } from './parts.js';
 import { uiRoutes } from '../ui/index.js';
-import { startWatching, watchBook } from './watch.js';
+import { promotedOf, startWatching, watchBook } from './watch.js';
 import { BuildGate, createHttpOps, createWorkerOps, opsRoutes } from '../ops/index.js';
 import { errorMessage } from '../util/errors.js';
 
@@ -412,7 +412,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
     tmpDir: join(config.dataDir, 'tmp'),
     ...(parts.signer ? { signer: parts.signer } : {}),
     ...(parts.indexSigning ? { indexSigning: parts.indexSigning } : {}),
-    ...(config.watchInterval > 0 ? { promoted: (recipe: string, version: string) => book.promoted(recipe, version) } : {}),
+    ...(config.watchInterval > 0 ? { promoted: promotedOf(book) } : {}),
   });
   // Operations (docs/operations.md): metrics, pruning, last-download times, version refresh, prebuilds (also every recipe × image platform).
   const ops = createHttpOps({

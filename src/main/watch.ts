@@ -17,7 +17,7 @@ import { validateConfig } from '../runner/index.js';
 import type { BuildService } from '../service/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
-import { LocalLease, trialChecks, WatchBook, Watcher, type WatchEvent } from '../upstream/index.js';
+import { LocalLease, trialChecks, WatchBook, Watcher, type WatchEvent, fits } from '../upstream/index.js';
 
 export interface WatchParts {
   config: Pick<Config, 'watchInterval' | 'imagePlatforms' | 'publicUrl'>;
@@ -39,6 +39,14 @@ export const WATCH_LEASE_KEY = 'fairway:watch:lease';
 /** The store's record book of what the watcher knows (also read by the registry's tags). */
 export function watchBook(store: ArtifactStore, logger: Logger): WatchBook {
   return new WatchBook(store, (recipe, why) => logger.warn({ recipe, why }, 'upstream: the stored watch record of this recipe is malformed; starting it afresh'));
+}
+
+/** The promoted set a recipe tag serves (the registry's `promoted`): only a set of the recipe as it is now. */
+export function promotedOf(book: WatchBook) {
+  return async (recipe: { name: string; plugins: ReadonlyArray<{ module: string }>; caddyVersion?: string }, version: string) => {
+    const set = await book.promoted(recipe.name, version);
+    return set && fits(recipe, set) ? set : null;
+  };
 }
 
 /** The Go platform of an image platform name (linux/arm/v7 → linux, arm, 7). */

@@ -106,10 +106,10 @@ export interface RegistryOptions {
   indexSigning?: { signer: Signer; trusted: readonly KeyObject[] };
   /**
    * The set a recipe tag serves once the watcher promoted one (src/upstream, wired by src/main):
-   * `latest` is the newest Caddy promoted, a version its own promoted set. Null (or absent): the
-   * tag is built on demand from the recipe, as without watching.
+   * `latest` is the newest Caddy promoted, a version its own promoted set, while it is a set of the
+   * recipe as it is now. Null (or absent): the tag is built on demand from the recipe, as without watching.
    */
-  promoted?: (recipe: string, caddyVersion: string) => Promise<{ caddyVersion: string; plugins: RecipePlugin[] } | null>;
+  promoted?: (recipe: Recipe, caddyVersion: string) => Promise<{ caddyVersion: string; plugins: RecipePlugin[] } | null>;
 }
 
 /** The registry as the HTTP side sees it. */
@@ -254,7 +254,7 @@ export class Registry implements ImageRegistry {
     }
     const name = `${repo}:${reference}`;
     // A followed recipe serves what the watcher promoted: a failed candidate never moves its tags.
-    const promoted = 'name' in kind && this.o.promoted ? await this.o.promoted(kind.name as string, version) : null;
+    const promoted = 'name' in kind && this.o.promoted ? await this.o.promoted(kind as Recipe, version) : null;
     if (promoted) return this.tagIndex({ plugins: promoted.plugins }, promoted.caddyVersion, ctx, signal, name);
     return this.tagIndex(kind, version === 'latest' && kind.caddyVersion ? kind.caddyVersion : version, ctx, signal, name);
   }

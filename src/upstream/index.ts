@@ -3,7 +3,7 @@
  * versions a recipe admits, trial builds, promotion, the culprit of a failure), its record per
  * recipe, and the checks a candidate passes. Wired by src/main.
  */
-export { CADDY_MODULE, type Change, type PinnedSet, type PluginPin, setId } from './sets.js';
+export { CADDY_MODULE, type Change, fits, type PinnedSet, type PluginPin, setId } from './sets.js';
 export { RecipeWatchStateSchema, type PromotedSet, type RecipeWatchState } from './state-schema.js';
 export { WatchBook } from './state.js';
 export { trialChecks, type TrialCheckOptions } from './checks.js';

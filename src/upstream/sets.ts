@@ -84,3 +84,18 @@ export function newestVersion(versions: Iterable<string>): string | null {
   for (const v of versions) if (best === null || compareGoVersions(v, best) > 0) best = v;
   return best;
 }
+
+/**
+ * Whether a promoted set is still one of the recipe as it is now: the same plugin modules, and its
+ * pinned Caddy if it has one. A recipe changed (or removed and made again) since is served on
+ * demand until the watcher promotes a set of it; the watcher drops such sets at its next run.
+ */
+export function fits(recipe: { plugins: ReadonlyArray<{ module: string }>; caddyVersion?: string }, set: PinnedSet): boolean {
+  const mods = (ps: ReadonlyArray<{ module: string }>) =>
+    ps
+      .map((p) => p.module)
+      .sort()
+      .join(' ');
+  if (recipe.caddyVersion && recipe.caddyVersion !== 'latest' && recipe.caddyVersion !== set.caddyVersion) return false;
+  return mods(recipe.plugins) === mods(set.plugins);
+}

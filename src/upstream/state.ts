@@ -19,7 +19,12 @@ export function emptyState(): RecipeWatchState {
 /** The store's records (the watcher's one dependency on the store). */
 export type RecordStore = Pick<ArtifactStore, 'getRecord' | 'putRecord' | 'deleteRecord'>;
 
+/** How long a promoted set read for a tag is reused (a pull is several requests in a row); this process's own writes show at once. */
+const PROMOTED_MEMO_MS = 1_000;
+
 export class WatchBook {
+  private readonly memo = new Map<string, { state: RecipeWatchState; at: number }>();
+
   constructor(
     private readonly store: RecordStore,
     private readonly onMalformed?: (recipe: string, why: string) => void,
@@ -38,11 +43,13 @@ export class WatchBook {
     state.history = state.history.slice(0, HISTORY_MAX);
     state.promoted.sort((a, b) => compareGoVersions(b.caddyVersion, a.caddyVersion));
     await this.store.putRecord(NS, recipe, state);
+    this.memo.delete(recipe);
   }
 
   /** Forgets a recipe's state (the recipe was removed). */
   async forget(recipe: string): Promise<void> {
     await this.store.deleteRecord(NS, recipe).catch(() => undefined);
+    this.memo.delete(recipe);
   }
 
   /**
@@ -50,7 +57,12 @@ export class WatchBook {
    * version its own promoted set. Null when nothing was promoted for it.
    */
   async promoted(recipe: string, caddyVersion: string): Promise<(PinnedSet & { builds: TrialBuild[] }) | null> {
-    const s = await this.get(recipe);
+    const m = this.memo.get(recipe);
+    const s = m && Date.now() - m.at <= PROMOTED_MEMO_MS ? m.state : await this.get(recipe);
+    if (!m || m.state !== s) {
+      if (this.memo.size >= 512) this.memo.delete(this.memo.keys().next().value!);
+      this.memo.set(recipe, { state: s, at: Date.now() });
+    }
     const p = caddyVersion === 'latest' ? s.promoted[0] : s.promoted.find((x) => x.caddyVersion === caddyVersion);
     return p ? { caddyVersion: p.caddyVersion, plugins: p.plugins, builds: p.builds } : null;
   }

@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino';
 import { errorMessage } from '../util/errors.js';
-import { applyChange, CADDY_MODULE, type Change, changes, compareGoVersions, type PinnedSet, pinnedSet, sameSet, setId } from './sets.js';
+import { applyChange, CADDY_MODULE, type Change, changes, compareGoVersions, fits, type PinnedSet, pinnedSet, sameSet, setId } from './sets.js';
 import type { WatchBook } from './state.js';
 import type { CandidateRecord, PromotedSet, RecipeWatchState, TrialBuild } from './state-schema.js';
 
@@ -162,6 +162,8 @@ export class Watcher {
 
   private async watchRecipe(recipe: WatchedRecipe, versions: ReadonlyArray<{ version: string; prerelease: boolean }>): Promise<string> {
     const state = await this.o.book.get(recipe.name);
+    // Sets of the recipe as it was before a change (other plugins, another pinned Caddy) are not its sets any more.
+    state.promoted = state.promoted.filter((p) => fits(recipe, p));
     let outcome = 'up to date';
     try {
       for (let round = 0; round < ROUNDS; round++) {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { FsStore } from '../../src/store/index.js';
-import { applyChange, CADDY_MODULE, changes, compareGoVersions, pinnedSet, setId } from '../../src/upstream/sets.js';
+import { applyChange, CADDY_MODULE, changes, compareGoVersions, fits, pinnedSet, setId } from '../../src/upstream/sets.js';
 import { WatchBook } from '../../src/upstream/state.js';
 import { type BuildHandle, type WatchEvent, Watcher, type WatcherOptions, type WatchedRecipe } from '../../src/upstream/watcher.js';
 
@@ -218,6 +218,27 @@ describe('upstream watcher', () => {
     const r3 = await held.w.run('held');
     assert.equal(r3.ran, false);
     assert.equal((await held.book.get('six')).promoted.length, 0);
+  });
+
+  test('a recipe that changed drops the promoted sets of what it was; its new set is promoted', async () => {
+    const world = new World();
+    const recipes: WatchedRecipe[] = [{ name: 'eight', plugins: [{ module: A }] }];
+    const { w, book } = watcher(world, recipes);
+    await w.run('first');
+    const before = await book.get('eight');
+    assert.ok(fits(recipes[0]!, before.promoted[0]!));
+    assert.equal(fits({ plugins: [{ module: A }, { module: B }] }, before.promoted[0]!), false, 'another module set');
+    assert.equal(fits({ plugins: [{ module: A }], caddyVersion: 'v2.11.8' }, before.promoted[0]!), false, 'another pinned Caddy');
+    recipes[0] = { name: 'eight', plugins: [{ module: A }, { module: B }] };
+    world.bad.add(`${B}@v1.0.0`);
+    await w.run('changed, and its new set fails');
+    assert.equal((await book.get('eight')).promoted.length, 0, 'the old set is not a set of this recipe: not kept');
+    world.bad.delete(`${B}@v1.0.0`);
+    world.versions.set(B, ['v1.0.1', 'v1.0.0']);
+    await w.run('fixed');
+    const after = await book.get('eight');
+    assert.equal(after.promoted.length, 1);
+    assert.equal(setId(after.promoted[0]!), `${CADDY_MODULE}@v2.11.9 ${A}@v1.0.0 ${B}@v1.0.1`);
   });
 
   test('a failed check fails the candidate like a failed build', async () => {
