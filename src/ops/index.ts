@@ -37,7 +37,9 @@ export {
   type CollectBlobsOptions,
   type CollectBlobsResult,
 } from './blobgc.js';
-export { Pruner, planPrune, pinnedKeys, type PinnedEntry, type PinResolver, type PruneEntry, type PrunePlan, type PruneReport } from './prune.js';
+export { Pruner, type PruneReport } from './prune.js';
+export { planPrune, type PruneEntry, type PrunePlan } from './prune-plan.js';
+export { pinnedKeys, type PinnedEntry, type PinResolver } from './prune-pinned.js';
 export { Scheduler, type ScheduledTask } from './scheduler.js';
 
 type OpsConfig = Pick<Config, 'storeMaxBytes' | 'storeMaxAge' | 'pinned' | 'prebuild' | 'refreshInterval' | 'pruneInterval' | 'goCacheMaxBytes' | 'accessWriteInterval' | 'cacheDir'>;
