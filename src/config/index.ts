@@ -4,9 +4,8 @@
  * (load.ts), validated at the edge with a message naming the setting (validate.ts); what the
  * settings tell the sandbox (sandbox.ts); what the installation is (install.ts).
  */
-export { FAIRWAY_VERSION, MIN_GO_VERSION, NODE_ENGINES, NODE_RECOMMENDED, PROJECT_ROOT, XCADDY_MODULE, XCADDY_VERSION, defaultToolsDir, setupCommand } from './install.js';
-export { INSTALL_KIND, installKindOf, type InstallKind } from './install.js';
-export { configSchema, type Config } from './schema.js';
-export { envToConfig, loadConfig } from './load.js';
+export { FAIRWAY_VERSION, MIN_GO_VERSION, NODE_ENGINES, NODE_RECOMMENDED, PROJECT_ROOT, XCADDY_MODULE, XCADDY_VERSION, setupCommand } from './install.js';
+export type { Config } from './schema.js';
+export { loadConfig } from './load.js';
 export { ConfigError } from './validate.js';
-export { UNIT_ENV_FILE, sandboxLimitsOf, secretFiles, type SecretFile } from './sandbox.js';
+export { sandboxLimitsOf, secretFiles, type SecretFile } from './sandbox.js';

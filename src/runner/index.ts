@@ -18,8 +18,6 @@ import { copyFromHandle } from '../util/fs.js';
 import type { LogStream } from '../util/logline.js';
 import { errorMessage } from '../util/errors.js';
 
-export type { LogStream } from '../util/logline.js';
-
 export type BuildPhase = 'resolving' | 'building' | 'storing';
 
 export interface BuildHooks {

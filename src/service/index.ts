@@ -4,7 +4,6 @@
  * embedded (local queue, fs store) and distributed (BullMQ, S3).
  */
 import type { Logger } from 'pino';
-import type { LogLine } from '../util/logline.js';
 import type { AgentInfo, JobEvent, QueueDepth } from '../queue/index.js';
 import type { VersionList } from '../resolve/index.js';
 import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../request/index.js';
@@ -22,13 +21,12 @@ import type { BuildPayload } from './processor.js';
 import { AdmittedResolver } from './resolving.js';
 import { BuildWaiters } from './waiting.js';
 
-export { buildProcessor, type BuildPayload, type ProcessorOptions, type PublishHook } from './processor.js';
-export { checkRemoteJob, remoteJobCheck, type RemoteJobCheckOptions } from './jobcheck.js';
-export { formatLog, parseLog } from './logformat.js';
-export { IntegrityError, verifyingStream, verifyWhole, type CorruptReason } from './integrity.js';
+export { buildProcessor, type BuildPayload, type ProcessorOptions } from './processor.js';
+export { remoteJobCheck } from './jobcheck.js';
+export { verifyingStream, verifyWhole } from './integrity.js';
 export { buildRecordSchema, type BuildRecord, type BuildStatus } from './record-schema.js';
-export { mayBuild, type RequestContext } from './context.js';
-export type { ServiceHooks, ServiceOptions } from './options.js';
+export type { RequestContext } from './context.js';
+export type { ServiceHooks } from './options.js';
 
 export type LogEvent = JobEvent | { type: 'status'; build: BuildRecord };
 
@@ -397,5 +395,3 @@ export class BuildService {
     return id;
   }
 }
-
-export type { LogLine };
