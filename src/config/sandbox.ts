@@ -4,7 +4,9 @@ import { join, resolve } from 'node:path';
 import type { Config } from './schema.js';
 
 /** The resource limits of sandboxed commands per profile (src/sandbox's SandboxLimits), from the settings. */
-export function sandboxLimitsOf(c: Pick<Config, 'buildMemoryMax' | 'buildTasksMax' | 'buildTmpfsSize' | 'buildFileSizeMax' | 'runMemoryMax' | 'runTasksMax' | 'runTmpfsSize'>) {
+type LimitSetting = 'buildMemoryMax' | 'buildTasksMax' | 'buildTmpfsSize' | 'buildFileSizeMax' | 'runMemoryMax' | 'runTasksMax' | 'runTmpfsSize';
+
+export function sandboxLimitsOf(c: Pick<Config, LimitSetting>) {
   return {
     toolchain: { memoryBytes: c.buildMemoryMax, tasks: c.buildTasksMax, tmpfsBytes: c.buildTmpfsSize, fileBytes: c.buildFileSizeMax },
     binary: { memoryBytes: c.runMemoryMax, tasks: c.runTasksMax, tmpfsBytes: c.runTmpfsSize, fileBytes: c.runTmpfsSize },

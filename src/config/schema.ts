@@ -9,7 +9,7 @@ import { SCOPES, bearerTokenError } from '../auth/index.js';
 import { versionRangeError } from '../policy/index.js';
 import { isCacheKey } from '../request/index.js';
 import { parseBytes } from '../util/units.js';
-import { bool, bytes, bytesOrZero, checked, duration, goEnv, int, list, opsList, patterns, recipesSetting, specObject } from './values.js';
+import { bool, bytes, bytesOrZero, checked, duration, goEnv, imagePlatform, int, list, opsList, patterns, recipesSetting, specObject } from './values.js';
 
 export const configSchema = z
   .object({
@@ -103,7 +103,7 @@ export const configSchema = z
     /** Named plugin sets served as `caddy/<name>` images: `{"<name>": {plugins: [{module, version?}], caddyVersion?}}` (JSON from env/flags). */
     recipes: recipesSetting.default({}),
     /** Platforms of a tag's image index (`linux/amd64`, `linux/arm/v7`); missing ones are built on demand. */
-    imagePlatforms: list.pipe(z.array(z.string().regex(/^linux\/[a-z0-9]+(?:\/v[5-8])?$/, 'a platform like linux/amd64 or linux/arm/v7')).min(1)).default(['linux/amd64', 'linux/arm64']),
+    imagePlatforms: list.pipe(z.array(imagePlatform).min(1)).default(['linux/amd64', 'linux/arm64']),
     /** How long a manifest request waits for on-demand builds before answering 503 with Retry-After. */
     imageWait: duration.default(10 * 60_000),
     /** How often the store (and the Go cache budget) is checked, besides after each new artifact. */

@@ -20,7 +20,8 @@ export function validateSettings(merged: Record<string, unknown>): Settings {
   }
   const c = parsed.data;
   if (c.maxArtifactSize > c.buildFileSizeMax) {
-    throw new ConfigError(`invalid configuration: buildFileSizeMax: must not be smaller than maxArtifactSize (${c.maxArtifactSize} bytes): the go command writes the binary under this limit`);
+    const rule = `buildFileSizeMax: must not be smaller than maxArtifactSize (${c.maxArtifactSize} bytes)`;
+    throw new ConfigError(`invalid configuration: ${rule}: the go command writes the binary under this limit`);
   }
   if (c.headersTimeout > c.requestTimeout) {
     throw new ConfigError(`invalid configuration: headersTimeout: must not be longer than requestTimeout (${c.requestTimeout} ms)`);

@@ -107,6 +107,7 @@ export function opsList<T extends z.ZodType>(item: T, fromString: (parts: string
     .pipe(z.array(item));
 }
 export const specObject = z.record(z.string(), z.unknown());
+const recipePlugin = z.strictObject({ module: z.string().min(1), version: z.string().min(1).optional() });
 /** Recipes: an object in a file; from env/flags a JSON object. Names and plugins are checked again by src/registry. */
 export const recipesSetting = z.preprocess(
   (v, ctx) => {
@@ -120,6 +121,8 @@ export const recipesSetting = z.preprocess(
   },
   z.record(
     z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'a recipe name is [a-z0-9][a-z0-9-]{0,63}'),
-    z.strictObject({ plugins: z.array(z.strictObject({ module: z.string().min(1), version: z.string().min(1).optional() })).max(200), caddyVersion: z.string().min(1).optional() }),
+    z.strictObject({ plugins: z.array(recipePlugin).max(200), caddyVersion: z.string().min(1).optional() }),
   ),
 );
+/** An image platform: linux/<arch>, with /v5 to /v8 for arm. */
+export const imagePlatform = z.string().regex(/^linux\/[a-z0-9]+(?:\/v[5-8])?$/, 'a platform like linux/amd64 or linux/arm/v7');

@@ -28,7 +28,8 @@ function requestShape(r: unknown): string | null {
   const plugins = (Array.isArray(o.plugins) ? o.plugins : [])
     .map((p) => {
       const x = (p ?? {}) as Record<string, unknown>;
-      return { module: String(x.module ?? ''), version: x.version === undefined ? undefined : String(x.version), replace: x.replace === undefined ? undefined : String(x.replace) };
+      const str = (v: unknown) => (v === undefined ? undefined : String(v));
+      return { module: String(x.module ?? ''), version: str(x.version), replace: str(x.replace) };
     })
     .sort((a, b) => (a.module < b.module ? -1 : a.module > b.module ? 1 : 0));
   return canonicalJson({ caddyVersion, os: String(o.os ?? ''), arch, arm, plugins });

@@ -42,13 +42,20 @@ export interface PrunePlan {
   overBudget: boolean;
 }
 
+/** The limits of one plan, with the time and the bytes no entry accounts for (below). */
+export interface PlanLimits extends PruneLimits {
+  now: number;
+  unaccountedBytes?: number;
+  collectableBytes?: number;
+}
+
 /**
  * The pure rule set. `unaccountedBytes`: bytes in the store that belong to no prunable entry
  * (unpublished leftovers, blobs shared by several artifacts, new unreferenced blobs); they count
  * against the budget but cannot be removed. `collectableBytes`: bytes that go in any case (blobs
  * nothing references, past the grace period): counted before, gone after, removed first.
  */
-export function planPrune(entries: readonly PruneEntry[], limits: PruneLimits & { now: number; unaccountedBytes?: number; collectableBytes?: number }): PrunePlan {
+export function planPrune(entries: readonly PruneEntry[], limits: PlanLimits): PrunePlan {
   const extra = limits.unaccountedBytes ?? 0;
   const collectable = limits.collectableBytes ?? 0;
   let bytes = extra + collectable;

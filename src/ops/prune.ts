@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import type { AccessTracker, ArtifactMeta, ArtifactStore, ListedBlob, StoreUsage } from '../store/index.js';
 import { attributeBlobs, BLOB_REFERENCE_NAMESPACES, type BlobAttribution, collectBlobs, type CollectBlobsResult, DEFAULT_BLOB_GRACE_MS, dropArtifactRecords, readBlobReferences } from './blobgc.js';
 import { type PinnedEntry, type PinResolver, pinnedKeys } from './prune-pinned.js';
-import { type PlannedRemoval, type PruneEntry, type PruneLimits, type PrunePlan, type PruneReason, planPrune, type Usage } from './prune-plan.js';
+import { planPrune, type PlannedRemoval, type PruneEntry, type PruneLimits, type PrunePlan, type PruneReason, type Usage } from './prune-plan.js';
 import { errorMessage } from '../util/errors.js';
 
 export interface PruneReport {

@@ -19,7 +19,8 @@ import { Pruner } from './prune.js';
 import { Scheduler } from './scheduler.js';
 import { errorMessage } from '../util/errors.js';
 
-type OpsConfig = Pick<Config, 'storeMaxBytes' | 'storeMaxAge' | 'pinned' | 'prebuild' | 'refreshInterval' | 'pruneInterval' | 'goCacheMaxBytes' | 'accessWriteInterval' | 'cacheDir'>;
+type OpsSetting = 'storeMaxBytes' | 'storeMaxAge' | 'pinned' | 'prebuild' | 'refreshInterval' | 'pruneInterval' | 'goCacheMaxBytes' | 'accessWriteInterval';
+type OpsConfig = Pick<Config, OpsSetting | 'cacheDir'>;
 
 export interface HttpOps {
   metrics: OpsMetrics;
@@ -100,8 +101,8 @@ function metricsAndBudget(parts: HttpOpsParts, log: Logger): { metrics: OpsMetri
       const [s, b] = await Promise.all([store.stats(), blobUsage(store)]);
       return { objects: s.objects, bytes: s.bytes + b.bytes, blobs: b.blobs, blobBytes: b.bytes };
     },
-    ...(parts.hot?.enabled ? { hotCache: () => parts.hot!.stats() } : {}),
-    ...(parts.gate && config.goCacheMaxBytes !== undefined ? { goCacheBytes: async () => budget?.lastMeasuredBytes ?? 0 } : {}),
+    hotCache: parts.hot?.enabled ? () => parts.hot!.stats() : undefined,
+    goCacheBytes: parts.gate && config.goCacheMaxBytes !== undefined ? async () => budget?.lastMeasuredBytes ?? 0 : undefined,
   });
   if (parts.gate) budget = goCacheBudget(config, parts.toolchain, parts.gate, log, metrics);
   return { metrics, budget };
@@ -137,8 +138,8 @@ function prebuilding(parts: HttpOpsParts, metrics: OpsMetrics, log: Logger): { p
   const prebuilder = new Prebuilder({
     request: (body) => service.request(body),
     specs: config.prebuild,
-    ...(parts.prebuildSpecs ? { extraSpecs: parts.prebuildSpecs } : {}),
-    ...(parts.prebuildQueued ? { onExtraQueued: parts.prebuildQueued } : {}),
+    extraSpecs: parts.prebuildSpecs,
+    onExtraQueued: parts.prebuildQueued,
     logger: log,
     onQueued: () => metrics.prebuildsQueued.inc(),
   });
@@ -156,7 +157,15 @@ function prebuilding(parts: HttpOpsParts, metrics: OpsMetrics, log: Logger): { p
 }
 
 /** The schedules: version refresh (+ prebuilds), pruning, the Go cache budget. */
-function schedules(config: OpsConfig, log: Logger, o: { prebuilder: Prebuilder; refresher: VersionRefresher; pruner: Pruner; budget: GoCacheBudget | null }): Scheduler {
+/** What the schedules run. */
+interface Scheduled {
+  prebuilder: Prebuilder;
+  refresher: VersionRefresher;
+  pruner: Pruner;
+  budget: GoCacheBudget | null;
+}
+
+function schedules(config: OpsConfig, log: Logger, o: Scheduled): Scheduler {
   const { prebuilder, refresher, pruner, budget } = o;
   const scheduler = new Scheduler(log);
   let firstRefresh = true;
@@ -234,8 +243,15 @@ export function createHttpOps(parts: HttpOpsParts): HttpOps {
   };
 }
 
+interface WorkerOpsParts {
+  config: OpsConfig;
+  logger: Logger;
+  toolchain: Toolchain;
+  gate: BuildGate;
+}
+
 /** For `agent`: the Go cache budget on a schedule and between builds. */
-export function createWorkerOps(parts: { config: OpsConfig; logger: Logger; toolchain: Toolchain; gate: BuildGate }): { start(): void; close(): Promise<void> } {
+export function createWorkerOps(parts: WorkerOpsParts): { start(): void; close(): Promise<void> } {
   const log = parts.logger.child({ part: 'ops' });
   const budget = goCacheBudget(parts.config, parts.toolchain, parts.gate, log);
   const scheduler = new Scheduler(log);

@@ -10,9 +10,10 @@ import { z } from 'zod';
 
 const text = (max: number) => z.string().min(1).max(max);
 
-const replacementSchema = z
-  .discriminatedUnion('kind', [z.strictObject({ kind: z.literal('module'), module: text(255), version: text(128) }), z.strictObject({ kind: z.literal('path'), path: text(4096) })])
-  .describe('what replaces the plugin: a module at an exact version, or (local CLI builds only) a directory');
+const moduleReplacement = z.strictObject({ kind: z.literal('module'), module: text(255), version: text(128) });
+const pathReplacement = z.strictObject({ kind: z.literal('path'), path: text(4096) });
+const replaces = 'what replaces the plugin: a module at an exact version, or (local CLI builds only) a directory';
+const replacementSchema = z.discriminatedUnion('kind', [moduleReplacement, pathReplacement]).describe(replaces);
 
 const resolvedPluginSchema = z.strictObject({ module: text(255), version: text(128).optional(), replace: replacementSchema.optional() });
 

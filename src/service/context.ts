@@ -25,13 +25,12 @@ export function mayBuild(ctx: RequestContext): boolean {
   return !!ctx.trusted || ctx.scopes === undefined || expandScopes(ctx.scopes).has('build');
 }
 
+const BUILD_SCOPE_NEEDED = 'starting a build or resolving module versions needs a token with the build scope (fairway token create --scopes build)';
+
 /** Refuses a caller without the `build` scope (before anything is resolved or queued). */
 export function requireBuildScope(ctx: RequestContext): void {
   if (mayBuild(ctx)) return;
-  throw new AppError(
-    'build_scope_required',
-    'starting a build or resolving module versions needs a token with the build scope (fairway token create --scopes build); finished builds can be read without it',
-  );
+  throw new AppError('build_scope_required', `${BUILD_SCOPE_NEEDED}; finished builds can be read without it`);
 }
 
 /** Whether a caller may cancel builds others started: trusted callers and the `admin` scope. */

@@ -33,11 +33,9 @@ export class AdmittedResolver {
       // from what is known (exact versions as they are), without a go command.
       const spec = this.o.resolver.peek?.(request, { stale: true });
       if (spec && (await this.o.existing(cacheKey(spec)))) return spec;
-      throw new AppError(
-        'too_many_builds',
-        `you have ${this.o.admission!.maxActivePerClient} builds queued or running (counting requests being resolved), the most one client may have (maxActiveBuilds); nothing was resolved or queued; wait for one to finish or cancel one (DELETE /api/builds/<id>)`,
-        10,
-      );
+      const max = this.o.admission!.maxActivePerClient;
+      const full = `you have ${max} builds queued or running (counting requests being resolved), the most one client may have (maxActiveBuilds)`;
+      throw new AppError('too_many_builds', `${full}; nothing was resolved or queued; wait for one to finish or cancel one (DELETE /api/builds/<id>)`, 10);
     }
     if (client) this.resolving.set(client, resolving + 1);
     try {
