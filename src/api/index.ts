@@ -20,11 +20,10 @@ import { LOG_SERIALIZERS } from './redact.js';
 import { documentCommonErrors, edgeValidator, optionalBodies, responseSerializer, TAGS } from './schemas.js';
 import { DEV_SECURITY, installSecurity, type SecurityOptions } from './security.js';
 
-export { compatApi, compatErrorHandler, downloadFilename, downloadInput, pinnedDownloadUrl, type CompatOptions, type DownloadInput } from './compat.js';
-export { nativeApi, type NativeApiOptions } from './native.js';
-export { goproxyApi, type GoproxyApiOptions } from './goproxy.js'; // fleet module proxy
-export { ociErrorHandler, recipesApi, registryApi, type RegistryApiOptions } from './registry.js';
-export { upstreamApi, type UpstreamApiOptions, type WatchApi } from './upstream.js';
+export { compatApi } from './compat.js';
+export { goproxyApi } from './goproxy.js'; // fleet module proxy
+export { recipesApi, registryApi } from './registry.js';
+export { upstreamApi, type WatchApi } from './upstream.js';
 export { ErrorBody, OPTIONAL_BODY, documented, errors } from './schemas.js';
 
 export interface ApiOptions {

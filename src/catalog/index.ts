@@ -16,8 +16,8 @@ import { z } from 'zod';
 import curatedJson from './packages.json' with { type: 'json' };
 import { errorMessage } from '../util/errors.js';
 
-export { parseListModulesText, parseListModulesJson, pluginPackages, modulesByPackage, type ListedModule, type PluginPackage } from './listmodules.js';
-export { ModuleLearner, type LearnMode, type LearnResult } from './learn.js';
+export { parseListModulesText, pluginPackages, type PluginPackage } from './listmodules.js';
+export { ModuleLearner } from './learn.js';
 
 export type CatalogSource = 'curated' | 'upstream' | 'learned';
 

@@ -11,8 +11,6 @@ import { registerVerifyCommand } from './verify.js';
 export { registerClientCommands } from './client-commands.js';
 export { registerPackageCommands } from './packages.js';
 export { registerTokenCommands } from './token.js';
-export { registerKeyCommands } from './key.js';
-export { registerVerifyCommand } from './verify.js';
 
 /** `fairway key create` and `fairway verify` (docs/provenance.md). */
 export function registerProvenanceCommands(program: Command): void {

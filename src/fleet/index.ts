@@ -4,32 +4,9 @@
  */
 
 // ---- fleet module proxy (src/fleet/goproxy.ts) ----
-export {
-  FleetModuleProxy,
-  GOPROXY_PATH_PATTERN,
-  GoproxyPathError,
-  escapeGo,
-  modulePathError,
-  parseGoproxyPath,
-  unescapeGo,
-  versionError,
-  type FillRequest,
-  type FleetModuleProxyOptions,
-  type GoproxyAnswer,
-  type GoproxyFile,
-  type GoproxyPath,
-  type GoproxyResult,
-} from './goproxy.js';
+export { FleetModuleProxy, GOPROXY_PATH_PATTERN } from './goproxy.js';
 // ---- end fleet module proxy ----
 
 // ---- shared build cache (src/fleet/gocache.ts) ----
-export {
-  GoCacheServer,
-  flushingGoCache,
-  startAgentGoCache,
-  type AgentCacheSummary,
-  type AgentGoCacheOptions,
-  type GoCacheServerOptions,
-  type GoCacheStats,
-} from './gocache.js';
+export { GoCacheServer, flushingGoCache, startAgentGoCache } from './gocache.js';
 // ---- end shared build cache ----

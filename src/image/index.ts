@@ -19,11 +19,8 @@ import { ANNOTATION, MEDIA_TYPE, canonicalBytes, type Descriptor, type ImageConf
 import { DEFAULT_GOARM, elfMismatch, ociPlatform, platformString, type OciPlatform, type PlatformInput } from './platform.js';
 import { tarStream, type TarEntry } from './tar.js';
 
-export { ASSETS, AssetChecksumError, DEFAULT_ASSETS_DIR, loadAssets } from './assets.js';
-export { GZIP_OPTIONS, GZIP_OS_BYTE, blobPath, writeBlob } from './blobs.js';
-export { ANNOTATION, MEDIA_TYPE, canonicalBytes, type Descriptor, type ImageConfig, type ImageIndex, type ImageManifest } from './oci.js';
-export { ociPlatform, platformString, type OciPlatform, type PlatformInput } from './platform.js';
-export { compareTarPaths, tarStream, type TarEntry } from './tar.js';
+export { ANNOTATION, MEDIA_TYPE, canonicalBytes, type Descriptor, type ImageIndex, type ImageManifest } from './oci.js';
+export { ociPlatform, platformString, type OciPlatform } from './platform.js';
 
 /** mtime of every tar entry (seconds): fixed, so layers do not depend on when they were made. */
 export const LAYER_MTIME = 0;

@@ -1,8 +1,8 @@
 /**
  * Store pruning: keep the artifact store under a byte budget and (optionally) a maximum age.
  *
- * planPrune() is the pure rule set (unit-tested); Pruner gathers the inputs (per-artifact bytes
- * from one store listing, metas, last-download times, pinned keys), executes the plan with
+ * planPrune() (prune-plan.ts) is the pure rule set (unit-tested); Pruner gathers the inputs (per-artifact bytes
+ * from one store listing, metas, last-download times, pinned keys: prune-pinned.ts), executes the plan with
  * store.delete() and reports what went. Rules:
  *  - pinned artifacts are never removed;
  *  - with a max age, anything not downloaded (or, never downloaded, not finished) within it goes;
@@ -18,161 +18,11 @@
  * (deleted, quarantined) and deletes the blobs nothing references any more.
  */
 import type { Logger } from 'pino';
-import { canonicalJson, isCacheKey } from '../request/index.js';
 import type { AccessTracker, ArtifactMeta, ArtifactStore, ListedBlob, StoreUsage } from '../store/index.js';
 import { attributeBlobs, BLOB_REFERENCE_NAMESPACES, type BlobAttribution, collectBlobs, type CollectBlobsResult, DEFAULT_BLOB_GRACE_MS, dropArtifactRecords, readBlobReferences } from './blobgc.js';
+import { type PinnedEntry, type PinResolver, pinnedKeys } from './prune-pinned.js';
+import { planPrune, type PlannedRemoval, type PruneEntry, type PruneLimits, type PrunePlan, type PruneReason, type Usage } from './prune-plan.js';
 import { errorMessage } from '../util/errors.js';
-
-export type PruneReason = 'max-age' | 'budget';
-
-export interface PruneEntry {
-  key: string;
-  bytes: number;
-  status: string;
-  /** Last download, else finish time (ms since epoch). */
-  lastAccess: number;
-  pinned: boolean;
-}
-
-export interface PlannedRemoval {
-  key: string;
-  bytes: number;
-  status: string;
-  lastAccess: number;
-  reason: PruneReason;
-}
-
-export interface PruneLimits {
-  /** Byte budget of the store; null/undefined = none. */
-  maxBytes?: number | null;
-  /** Artifacts not downloaded for this long go; null/undefined = none. */
-  maxAgeMs?: number | null;
-}
-
-export interface Usage {
-  bytes: number;
-  objects: number;
-}
-
-export interface PrunePlan {
-  remove: PlannedRemoval[];
-  before: Usage;
-  after: Usage;
-  pinned: number;
-  /** Still over the budget after the plan (pinned artifacts and leftovers exceed it). */
-  overBudget: boolean;
-}
-
-/**
- * The pure rule set. `unaccountedBytes`: bytes in the store that belong to no prunable entry
- * (unpublished leftovers, blobs shared by several artifacts, new unreferenced blobs); they count
- * against the budget but cannot be removed. `collectableBytes`: bytes that go in any case (blobs
- * nothing references, past the grace period): counted before, gone after, removed first.
- */
-export function planPrune(entries: readonly PruneEntry[], limits: PruneLimits & { now: number; unaccountedBytes?: number; collectableBytes?: number }): PrunePlan {
-  const extra = limits.unaccountedBytes ?? 0;
-  const collectable = limits.collectableBytes ?? 0;
-  let bytes = extra + collectable;
-  for (const e of entries) bytes += e.bytes;
-  const before: Usage = { bytes, objects: entries.length };
-  bytes -= collectable;
-  const remove: PlannedRemoval[] = [];
-  const gone = new Set<string>();
-  const drop = (e: PruneEntry, reason: PruneReason) => {
-    gone.add(e.key);
-    bytes -= e.bytes;
-    remove.push({ key: e.key, bytes: e.bytes, status: e.status, lastAccess: e.lastAccess, reason });
-  };
-  const candidates = entries.filter((e) => !e.pinned);
-  // Failures first (they are only logs), then least recently downloaded; key breaks ties.
-  const order = (a: PruneEntry, b: PruneEntry) => {
-    const fa = a.status === 'succeeded' ? 1 : 0;
-    const fb = b.status === 'succeeded' ? 1 : 0;
-    return fa - fb || a.lastAccess - b.lastAccess || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
-  };
-  candidates.sort(order);
-  if (limits.maxAgeMs != null && limits.maxAgeMs > 0) {
-    const cutoff = limits.now - limits.maxAgeMs;
-    for (const e of candidates) if (e.lastAccess < cutoff) drop(e, 'max-age');
-  }
-  if (limits.maxBytes != null && limits.maxBytes >= 0) {
-    for (const e of candidates) {
-      if (bytes <= limits.maxBytes) break;
-      if (!gone.has(e.key)) drop(e, 'budget');
-    }
-  }
-  return {
-    remove,
-    before,
-    after: { bytes, objects: entries.length - remove.length },
-    pinned: entries.length - candidates.length,
-    overBudget: limits.maxBytes != null && bytes > limits.maxBytes,
-  };
-}
-
-// ---- pinned specs -------------------------------------------------------------------------
-
-/** A pinned entry: an exact cache key, or a build request body (same shape as POST /api/builds). */
-export type PinnedEntry = string | Record<string, unknown>;
-
-export interface PinResolver {
-  /** Parses and resolves a spec to its current key (and the normalised request); throws when it cannot. */
-  resolve?(spec: Record<string, unknown>): Promise<{ key: string; request: unknown }>;
-  /** Parses only (no network), for the fallback match. */
-  parse?(spec: Record<string, unknown>): unknown;
-}
-
-/** Loose normal form of a request for the fallback match (no toolchain needed). */
-function requestShape(r: unknown): string | null {
-  if (!r || typeof r !== 'object') return null;
-  const o = r as Record<string, unknown>;
-  const cv = typeof o.caddyVersion === 'string' && o.caddyVersion !== '' ? o.caddyVersion : 'latest';
-  const caddyVersion = /^2(\.|$)/.test(cv) ? `v${cv}` : cv;
-  const arch = String(o.arch ?? '');
-  const arm = arch === 'arm' ? String(o.arm ?? '7') : undefined;
-  const plugins = (Array.isArray(o.plugins) ? o.plugins : [])
-    .map((p) => {
-      const x = (p ?? {}) as Record<string, unknown>;
-      return { module: String(x.module ?? ''), version: x.version === undefined ? undefined : String(x.version), replace: x.replace === undefined ? undefined : String(x.replace) };
-    })
-    .sort((a, b) => (a.module < b.module ? -1 : a.module > b.module ? 1 : 0));
-  return canonicalJson({ caddyVersion, os: String(o.os ?? ''), arch, arm, plugins });
-}
-
-/**
- * The keys that must stay: exact keys as given; specs resolved to their current key. A spec that
- * cannot be resolved now (proxy down) pins, to be safe, every artifact built from the same request.
- */
-export async function pinnedKeys(pinned: readonly PinnedEntry[], metas: readonly ArtifactMeta[], r: PinResolver, log?: Logger): Promise<Set<string>> {
-  const keys = new Set<string>();
-  for (const p of pinned) {
-    if (typeof p === 'string') {
-      if (isCacheKey(p)) keys.add(p);
-      continue;
-    }
-    let resolvedOk = false;
-    if (r.resolve) {
-      try {
-        keys.add((await r.resolve(p)).key);
-        resolvedOk = true;
-      } catch (err) {
-        log?.warn({ spec: p, error: errorMessage(err) }, 'prune: cannot resolve a pinned spec now; keeping every artifact built from that request');
-      }
-    }
-    if (!resolvedOk) {
-      let want: string | null;
-      try {
-        want = requestShape(r.parse ? r.parse(p) : p);
-      } catch {
-        want = requestShape(p);
-      }
-      for (const m of metas) if (want !== null && requestShape(m.request) === want) keys.add(m.key);
-    }
-  }
-  return keys;
-}
-
-// ---- execution ------------------------------------------------------------------------------
 
 export interface PruneReport {
   dryRun: boolean;

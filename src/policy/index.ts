@@ -18,7 +18,7 @@ import type { BuildRequest, ResolvedSpec } from '../request/index.js';
 import { isExactVersion, isLocalPath } from '../request/index.js';
 import { AppError, errorMessage } from '../util/errors.js';
 
-export { BuildAdmission, freeBytesAt, MemoryActiveBuilds, type ActiveBuilds, type AdmissionOptions, type DiskCheck } from './admission.js';
+export { BuildAdmission, freeBytesAt } from './admission.js';
 export { RedisActiveBuilds } from './active-redis.js';
 
 /** Who is asking: the scopes of the caller's token (or the anonymous ones). */

@@ -7,24 +7,9 @@ import { EnvelopeError, IN_TOTO_PAYLOAD_TYPE, envelope, openEnvelope, parseEnvel
 import { fingerprintOf, type Signer } from './keys.js';
 import { SLSA_PROVENANCE_V1, STATEMENT_TYPE, provenancePredicate, statement, statementBytes, type ProvenanceInput, type Statement } from './statement.js';
 
-export { EnvelopeError, IN_TOTO_PAYLOAD_TYPE, envelope, openEnvelope, pae, parseEnvelope, type DsseEnvelope, type DsseSignature } from './dsse.js';
-export { KeyError, createKeyPair, fingerprintOf, loadOrCreateSigner, loadPublicKey, loadSigner, publicKeyFromPem, signerFromPem, verifySignature, type Signer } from './keys.js';
-export {
-  BUILD_TYPE,
-  ProvenanceRefused,
-  SLSA_PROVENANCE_V1,
-  STATEMENT_TYPE,
-  dirHash,
-  provenancePredicate,
-  resolvedDependencies,
-  statement,
-  statementBytes,
-  type ProvenanceInput,
-  type ResourceDescriptor,
-  type SlsaProvenance,
-  unsignableReason,
-  type Statement,
-} from './statement.js';
+export { EnvelopeError, IN_TOTO_PAYLOAD_TYPE, envelope, parseEnvelope, type DsseEnvelope } from './dsse.js';
+export { KeyError, createKeyPair, fingerprintOf, loadOrCreateSigner, loadPublicKey, loadSigner, publicKeyFromPem, verifySignature, type Signer } from './keys.js';
+export { SLSA_PROVENANCE_V1, STATEMENT_TYPE, provenancePredicate, statement, statementBytes, type SlsaProvenance, unsignableReason, type Statement } from './statement.js';
 
 /** The provenance of a binary `filename` with `sha256`: the DSSE envelope, signed when a signer is given. */
 export function binaryProvenance(i: ProvenanceInput & { filename: string; sha256: string }, signer?: Signer): DsseEnvelope {

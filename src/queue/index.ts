@@ -1,6 +1,6 @@
-export * from './types.js';
-export { LocalQueue, requeuedLine, type LocalQueueOptions, type RestoreReport } from './local.js';
-export { BullMqQueue, BullMqWorker, listAgents, redisConnection, type BullConfig, type AgentOptions, type RemoteJob } from './bullmq.js';
-export { RedisLog } from './redislog.js';
+export { JobRefused } from './types.js';
+export type { JobState, FinalState, JobSnapshot, JobEvent, Processor, AgentInfo, QueueDepth, BuildQueue } from './types.js';
+export { LocalQueue } from './local.js';
+export { BullMqQueue, BullMqWorker, redisConnection, type RemoteJob } from './bullmq.js';
+export { QueueJournal } from './journal.js';
 export { RedisLease } from './lease.js';
-export { QueueJournal, type JournalEntry, type JournalLoad, type JournalState } from './journal.js';

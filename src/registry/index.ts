@@ -39,21 +39,8 @@ import { DIGEST_RE, MAX_CHILD_MANIFEST, RegistryError, TAG_RE, caddyVersionOfTag
  * two servers that build the same spec, and with it the config, manifest and index digests; the
  * build's own times stay in the build record (/api/builds/:id).
  */
-export { IMAGE_CREATED } from './images.js';
-export { RECIPE_NAME, type Recipe, type RecipeInput, type RecipePlugin } from './recipes.js';
-export { DIGEST_RE, MAX_CHILD_MANIFEST, MAX_INDEX_CHILDREN, RegistryError, TAG_RE, caddyVersionOfTag, fairwayImageOf, goPlatform, manifestBelongs, type OciErrorCode, type RepoKind } from './oci.js';
-export {
-  INDEX_SIGNATURES_NS,
-  IndexSignRefused,
-  indexSignatureName,
-  signIndex,
-  storedIndexSignature,
-  verifyPlatformImage,
-  type IndexChild,
-  type IndexSignatureRecord,
-  type VerifiedImage,
-} from './indexsign.js';
-export { COSIGN, IMAGES_NS, SIGNATURES_NS, SIGSTORE, publishImage, sigstoreBundle, simpleSigningPayload, type ImageRecord, type PublishImageOptions, type SignatureRecord } from './images.js';
+export { RegistryError, type OciErrorCode } from './oci.js';
+export { publishImage } from './images.js';
 
 export interface ManifestAnswer {
   mediaType: string;

@@ -1,6 +1,6 @@
-export * from './types.js';
-export { SpecError, parseBuildRequest, parsePluginArg, CADDY_MODULE, type ParseOptions } from './parse.js';
+export type { PluginRequest, BuildRequest, Replacement, ResolvedPlugin, ResolvedSpec } from './types.js';
+export { SpecError, parseBuildRequest, parsePluginArg, CADDY_MODULE } from './parse.js';
 export { modulePathError, classifyVersionQuery, isExactVersion, isLocalPath, CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, VERSION_QUERY_PATTERN, whole } from './grammar.js';
-export { PlatformSet, ARM_VERSIONS, DEFAULT_ARM, hostPlatform, type Platform } from './platform.js';
-export { BUILD_FLAGS, LEGACY_BUILD_FLAGS, canonicalJson, canonicalRequest, canonicalSpec, cacheKey, comparePlugins, isCacheKey, rebuildKey } from './key.js';
-export { checkResolvedSpec, requestMismatch, storedRequest, type CheckResolvedOptions } from './resolved.js';
+export { PlatformSet, ARM_VERSIONS, hostPlatform, type Platform } from './platform.js';
+export { BUILD_FLAGS, canonicalJson, canonicalRequest, canonicalSpec, cacheKey, comparePlugins, isCacheKey, rebuildKey } from './key.js';
+export { checkResolvedSpec, requestMismatch, storedRequest } from './resolved.js';

@@ -6,32 +6,11 @@
  * of it reaches xcaddy. The caller also compares the spec's cache key with the job's key, so a
  * forged job cannot publish a binary under another spec's key.
  */
-import { z } from 'zod';
 import { isExactVersion, isLocalPath, modulePathError } from './grammar.js';
 import { SpecError } from './parse.js';
 import { ARM_VERSIONS, type PlatformSet } from './platform.js';
+import { resolvedSpecSchema } from './spec-schema.js';
 import type { BuildRequest, ResolvedSpec } from './types.js';
-
-const text = (max: number) => z.string().min(1).max(max);
-
-const schema = z.strictObject({
-  caddyVersion: text(128),
-  os: text(32),
-  arch: text(32),
-  arm: text(4).optional(),
-  plugins: z
-    .array(
-      z.strictObject({
-        module: text(255),
-        version: text(128).optional(),
-        replace: z
-          .discriminatedUnion('kind', [z.strictObject({ kind: z.literal('module'), module: text(255), version: text(128) }), z.strictObject({ kind: z.literal('path'), path: text(4096) })])
-          .optional(),
-      }),
-    )
-    .max(200),
-  toolchain: z.strictObject({ go: text(64), xcaddy: text(64), flags: text(256) }),
-});
 
 export interface CheckResolvedOptions {
   /** Targets this machine's Go can build; absent = not checked. */
@@ -42,7 +21,7 @@ export interface CheckResolvedOptions {
 
 /** The spec, typed, when every part of it is well-formed; else a SpecError naming the part. */
 export function checkResolvedSpec(input: unknown, opts: CheckResolvedOptions): ResolvedSpec {
-  const parsed = schema.safeParse(input);
+  const parsed = resolvedSpecSchema.safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new SpecError(`spec.${issue.path.join('.') || '(root)'}`, issue.message);
@@ -72,7 +51,7 @@ export function checkResolvedSpec(input: unknown, opts: CheckResolvedOptions): R
       if (!isLocalPath(p.replace.path)) throw new SpecError(`${at}.replace.path`, 'is not a local path');
     }
   });
-  return spec as ResolvedSpec;
+  return spec;
 }
 
 const EXACT = /^v\d+\.\d+\.\d+$/;

@@ -19,7 +19,6 @@ import type { LogStream } from '../util/logline.js';
 import { errorMessage } from '../util/errors.js';
 import { BINARY_ENV } from './binary.js';
 
-export type { LogStream } from '../util/logline.js';
 export { validateConfig } from './binary.js';
 
 export type BuildPhase = 'resolving' | 'building' | 'storing';

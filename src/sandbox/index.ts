@@ -47,9 +47,7 @@ import { resolve as resolvePath } from 'node:path';
 import { isUnder, realPathOf } from '../util/realpath.js';
 import { errorMessage } from '../util/errors.js';
 
-export { parseGoproxy, proxyPath, startModuleRelay, DEFAULT_GOPROXY, type ModuleRelay, type Upstream } from './modproxy.js';
-export { DEFAULT_LIMITS, detectLimits, formatBytes, LIMIT_SETTINGS, type LimitHit, type LimitProfile, type LimitsMechanism, type ProfileLimits, type SandboxLimits } from './limits.js';
-export { seccompBytes, seccompProgram, SECCOMP_RULES } from './seccomp.js';
+export { parseGoproxy, type Upstream } from './modproxy.js';
 
 const execFileP = promisify(execFile);
 

@@ -4,94 +4,43 @@
  * embedded (local queue, fs store) and distributed (BullMQ, S3).
  */
 import type { Logger } from 'pino';
-import type { LogLine } from '../util/logline.js';
-import { expandScopes, type Scope } from '../auth/index.js';
-import type { HotCache } from '../hottier/index.js';
-import type { BuildAdmission, BuildPolicy } from '../policy/index.js';
-import type { AgentInfo, BuildQueue, FinalState, JobEvent, QueueDepth } from '../queue/index.js';
-import type { Resolver, VersionList } from '../resolve/index.js';
+import type { AgentInfo, JobEvent, QueueDepth } from '../queue/index.js';
+import type { VersionList } from '../resolve/index.js';
 import { BUILD_FLAGS, cacheKey, isCacheKey, parseBuildRequest, rebuildKey, type BuildRequest, type PlatformSet, type ResolvedSpec } from '../request/index.js';
-import { CorruptRecordError, type ArtifactMeta, type ArtifactStore, type ByteRange } from '../store/index.js';
-import { parseEnvelope, type DsseEnvelope } from '../provenance/index.js';
-import { AppError, NotFoundError, errorMessage } from '../util/errors.js';
+import type { ArtifactMeta, ByteRange } from '../store/index.js';
+import type { DsseEnvelope } from '../provenance/index.js';
+import { AppError, NotFoundError } from '../util/errors.js';
 import { ArtifactIndex } from './artifacts.js';
+import { mayBuild, mayCancelAny, requireBuildScope, type RequestContext } from './context.js';
+import { readBuildInfo, readProvenance } from './files.js';
 import type { CorruptReason } from './integrity.js';
 import { parseLog } from './logformat.js';
+import type { ServiceHooks, ServiceOptions } from './options.js';
 import { type BuildRecord, type BuildStatus, recordOfJob, recordOfMeta } from './records.js';
 import type { BuildPayload } from './processor.js';
+import { AdmittedResolver } from './resolving.js';
+import { BuildWaiters } from './waiting.js';
 
-export { buildProcessor, type BuildPayload, type ProcessorOptions, type PublishHook } from './processor.js';
-export { checkRemoteJob, remoteJobCheck, type RemoteJobCheckOptions } from './jobcheck.js';
-export { formatLog, parseLog } from './logformat.js';
-export { IntegrityError, verifyingStream, verifyWhole, type CorruptReason } from './integrity.js';
+export { buildProcessor, type BuildPayload, type ProcessorOptions } from './processor.js';
+export { remoteJobCheck } from './jobcheck.js';
+export { verifyingStream, verifyWhole } from './integrity.js';
 export { buildRecordSchema, type BuildRecord, type BuildStatus } from './record-schema.js';
+export type { RequestContext } from './context.js';
+export type { ServiceHooks } from './options.js';
 
 export type LogEvent = JobEvent | { type: 'status'; build: BuildRecord };
-
-export interface ServiceOptions {
-  resolver: Resolver;
-  queue: BuildQueue<BuildPayload>;
-  store: ArtifactStore;
-  platforms: PlatformSet;
-  maxPlugins: number;
-  logger: Logger;
-  /** Module, version and replacement rules (src/policy); absent = anything the parser accepts. */
-  policy?: BuildPolicy;
-  /** Free-disk and per-client checks before a new build is queued (src/policy/admission.ts). */
-  admission?: BuildAdmission;
-  /** Recently downloaded binaries held in memory (src/hottier); absent = every download reads the store. */
-  hot?: HotCache;
-}
-
-/** Observers of the service (metrics, pruning, last-download times); see observe(). */
-export interface ServiceHooks {
-  /** A build request was answered: from the cache, by queueing a build, or by joining one. */
-  requested?(key: string, result: 'hit' | 'queued' | 'joined'): void;
-  /** An artifact is about to be served (native or compat download). */
-  downloaded?(key: string): void;
-  /** A job ended and its record (if any) was read back from the store. */
-  finished?(key: string, state: FinalState, meta: ArtifactMeta | null): void;
-  /** A stored record was damaged (binary not matching, binary missing, unreadable meta/build info) and was quarantined. */
-  corrupt?(key: string, reason: CorruptReason): void;
-}
-
-export interface RequestContext {
-  /** Trusted callers (local CLI) may use local path replacements. */
-  trusted?: boolean;
-  /**
-   * The caller's token scopes (HTTP callers always give them, src/api/security.ts requestContext):
-   * starting a build or a resolution needs `build`; replacements need `admin`. Absent = an
-   * in-process caller (prebuilds, the CLI), which may build but has no admin rights.
-   */
-  scopes?: readonly Scope[];
-  /** Who is asking (`token:<name>` or `ip:<addr>`), for per-client build limits. */
-  client?: string;
-  /**
-   * HTTP: counts this request against the build rate limit (`buildRateLimit`), at most once per
-   * request; throws 429 past it. Called before anything is resolved or queued.
-   */
-  chargeBuild?: () => Promise<void>;
-}
-
-/** Whether a caller may start builds and resolutions: in-process callers and the `build` scope. */
-export function mayBuild(ctx: RequestContext): boolean {
-  return !!ctx.trusted || ctx.scopes === undefined || expandScopes(ctx.scopes).has('build');
-}
 
 export class BuildService {
   /** Finished artifacts by key, their integrity and quarantine (artifacts.ts). */
   private readonly artifacts: ArtifactIndex;
-  private readonly waiters = new Map<string, Set<() => void>>();
+  /** Callers blocked until a build ends (waiting.ts). */
+  private readonly waiters: BuildWaiters;
+  /** The resolution step of the admission, with each client's resolutions in flight (resolving.ts). */
+  private readonly resolver: AdmittedResolver;
   private readonly log: Logger;
   private readonly observers: ServiceHooks[] = [];
   /** Quarantines before an observer with a `corrupt` hook was added (init()), replayed to it by observe(). */
   private readonly earlyCorrupt: Array<[string, CorruptReason]> = [];
-  /** Requests being resolved now, by client (counted with its active builds against maxActiveBuilds). */
-  private readonly resolving = new Map<string, number>();
-  /** Set by shutdown(): the answer of every waitFor() from then on. */
-  private closing: AppError | null = null;
-  /** Callers blocked in waitFor(), released by shutdown(). */
-  private readonly blocked = new Set<(err: AppError) => void>();
 
   constructor(private readonly o: ServiceOptions) {
     this.log = o.logger;
@@ -104,12 +53,13 @@ export class BuildService {
         this.emit((h) => h.corrupt?.(key, reason));
       },
     });
+    this.waiters = new BuildWaiters({ record: (key) => this.get(key), job: (key) => o.queue.get(key) });
+    this.resolver = new AdmittedResolver({ resolver: o.resolver, admission: o.admission, existing: (key) => this.existing(key) });
     o.queue.onFinished((key, state, error) => {
       void this.artifacts.refresh(key).finally(() => {
         this.log.info({ key, state, error }, 'build finished');
         this.emit((h) => h.finished?.(key, state, this.artifacts.indexed(key)));
-        for (const w of this.waiters.get(key) ?? []) w();
-        this.waiters.delete(key);
+        this.waiters.wake(key);
       });
     });
   }
@@ -152,8 +102,8 @@ export class BuildService {
   async request(input: unknown, ctx: RequestContext = {}): Promise<BuildRecord> {
     const request = this.parse(input, ctx);
     this.o.policy?.checkRequest(request, ctx);
-    this.requireBuildScope(ctx);
-    const spec = await this.resolveAdmitted(request, ctx);
+    requireBuildScope(ctx);
+    const spec = await this.resolver.resolve(request, ctx);
     this.o.policy?.checkResolved(spec);
     const key = cacheKey(spec);
     const done = await this.finished(key);
@@ -168,49 +118,6 @@ export class BuildService {
     this.emit((h) => h.requested?.(key, created ? 'queued' : 'joined'));
     this.log.info({ key, created, caddy: spec.caddyVersion, os: spec.os, arch: spec.arch, plugins: spec.plugins.length }, created ? 'build queued' : 'joined build in flight');
     return recordOfJob({ ...job, payload: { request, spec, requestedAt: job.createdAt } });
-  }
-
-  /** Refuses a caller without the `build` scope (before anything is resolved or queued). */
-  private requireBuildScope(ctx: RequestContext): void {
-    if (mayBuild(ctx)) return;
-    throw new AppError(
-      'build_scope_required',
-      'starting a build or resolving module versions needs a token with the build scope (fairway token create --scopes build); finished builds can be read without it',
-    );
-  }
-
-  /**
-   * The request's resolved spec: from what the resolver knows (no go command, no charge), else by
-   * asking Go, after the build rate limit and the client's limit (its active builds plus its
-   * resolutions in flight, maxActiveBuilds) let it.
-   */
-  private async resolveAdmitted(request: BuildRequest, ctx: RequestContext): Promise<ResolvedSpec> {
-    const known = this.o.resolver.peek?.(request) ?? null;
-    if (known) return known;
-    await ctx.chargeBuild?.();
-    const client = ctx.client;
-    const resolving = client ? (this.resolving.get(client) ?? 0) : 0;
-    if (client && (await this.o.admission?.full(client, resolving))) {
-      // At its limit, the client may still join a build in flight or get a finished one: found
-      // from what is known (exact versions as they are), without a go command.
-      const spec = this.o.resolver.peek?.(request, { stale: true });
-      if (spec && (await this.existing(cacheKey(spec)))) return spec;
-      throw new AppError(
-        'too_many_builds',
-        `you have ${this.o.admission!.maxActivePerClient} builds queued or running (counting requests being resolved), the most one client may have (maxActiveBuilds); nothing was resolved or queued; wait for one to finish or cancel one (DELETE /api/builds/<id>)`,
-        10,
-      );
-    }
-    if (client) this.resolving.set(client, resolving + 1);
-    try {
-      return await this.o.resolver.resolve(request);
-    } finally {
-      if (client) {
-        const n = (this.resolving.get(client) ?? 1) - 1;
-        if (n <= 0) this.resolving.delete(client);
-        else this.resolving.set(client, n);
-      }
-    }
   }
 
   /** Whether a build of `key` is queued, running or succeeded (its versions were resolved before). */
@@ -299,61 +206,12 @@ export class BuildService {
    * later one) gets a 503 with Retry-After at once. The builds themselves stay queued (journal).
    */
   shutdown(retryAfterS = 10): void {
-    this.closing ??= new AppError(
-      'shutting_down',
-      `the server is shutting down; the build is not lost (it goes on elsewhere, or is re-queued when the server starts again); retry in ${retryAfterS}s`,
-      retryAfterS,
-    );
-    for (const stop of [...this.blocked]) stop(this.closing);
+    this.waiters.shutdown(retryAfterS);
   }
 
   /** Resolves when the build has ended (for the blocking download API). */
   async waitFor(id: string, signal?: AbortSignal): Promise<BuildRecord> {
-    const key = this.keyOf(id);
-    for (;;) {
-      if (this.closing) throw this.closing;
-      const rec = await this.get(key);
-      if (rec.status !== 'queued' && rec.status !== 'running') return rec;
-      if (this.closing) throw this.closing;
-      await new Promise<void>((resolve, reject) => {
-        const set = this.waiters.get(key) ?? new Set();
-        this.waiters.set(key, set);
-        const done = () => {
-          clearInterval(poll);
-          signal?.removeEventListener('abort', abort);
-          set.delete(done);
-          this.blocked.delete(stop);
-          resolve();
-        };
-        const abort = () => {
-          clearInterval(poll);
-          set.delete(done);
-          this.blocked.delete(stop);
-          reject(new AppError('client_gone', 'the client went away'));
-        };
-        const stop = (err: AppError) => {
-          clearInterval(poll);
-          signal?.removeEventListener('abort', abort);
-          set.delete(done);
-          this.blocked.delete(stop);
-          reject(err);
-        };
-        this.blocked.add(stop);
-        // Events can be missed (a finish between get() and subscribing, a queue connection that
-        // was down): look at the job now and every few seconds too.
-        const check = () =>
-          void this.o.queue.get(key).then(
-            (j) => {
-              if (!j || (j.state !== 'queued' && j.state !== 'running')) done();
-            },
-            () => undefined,
-          );
-        const poll = setInterval(check, 5000);
-        set.add(done);
-        signal?.addEventListener('abort', abort, { once: true });
-        check();
-      });
-    }
+    return this.waiters.waitFor(this.keyOf(id), signal);
   }
 
   async artifact(id: string): Promise<{ meta: ArtifactMeta; open: (range?: ByteRange) => Promise<NodeJS.ReadableStream>; url?: () => Promise<string | null> }> {
@@ -369,47 +227,12 @@ export class BuildService {
   }
 
   async buildInfo(id: string): Promise<unknown> {
-    const meta = await this.succeeded(id, 'build info');
-    const key = meta.key;
-    let info: unknown;
-    try {
-      info = await this.o.store.getBuildInfo(key);
-    } catch (err) {
-      if (!(err instanceof CorruptRecordError)) throw this.artifacts.unavailable(key, err);
-      await this.artifacts.quarantineKey(key, 'bad_buildinfo', err.message, meta);
-      throw new AppError(
-        'buildinfo_unreadable',
-        `the build info of build ${id} is unreadable in the artifact store; the artifact was quarantined; request the build again (POST /api/builds) to rebuild it`,
-      );
-    }
-    if (info === null) throw new NotFoundError(`build info of ${id}`);
-    return info;
+    return readBuildInfo(this.o.store, this.artifacts, await this.succeeded(id, 'build info'), id);
   }
 
   /** The DSSE envelope of a finished build's provenance (docs/provenance.md). */
   async provenance(id: string): Promise<DsseEnvelope> {
-    const meta = await this.succeeded(id, 'provenance');
-    const key = meta.key;
-    let env: unknown;
-    try {
-      env = await this.o.store.getProvenance(key);
-    } catch (err) {
-      if (!(err instanceof CorruptRecordError)) throw this.artifacts.unavailable(key, err);
-      await this.artifacts.quarantineKey(key, 'bad_provenance', err.message, meta);
-      throw new AppError(
-        'provenance_unreadable',
-        `the provenance of build ${id} is unreadable in the artifact store; the artifact was quarantined; request the build again (POST /api/builds) to rebuild it`,
-      );
-    }
-    if (env !== null) {
-      try {
-        return parseEnvelope(env);
-      } catch (err) {
-        await this.artifacts.quarantineKey(key, 'bad_provenance', errorMessage(err), meta);
-        throw new AppError('provenance_unreadable', `the provenance of build ${id} is not a DSSE envelope (${errorMessage(err)}); the artifact was quarantined; request the build again to rebuild it`);
-      }
-    }
-    throw new AppError('no_provenance', `build ${id} has no provenance: it was built before this Fairway recorded provenance; once it is pruned, the next request rebuilds it with provenance`);
+    return readProvenance(this.o.store, this.artifacts, await this.succeeded(id, 'provenance'), id);
   }
 
   /**
@@ -420,7 +243,7 @@ export class BuildService {
    * one is answered as it is.
    */
   async rebuild(id: string, ctx: RequestContext = {}): Promise<BuildRecord> {
-    this.requireBuildScope(ctx);
+    requireBuildScope(ctx);
     const meta = await this.succeeded(id, 'provenance');
     const key = meta.key;
     if (meta.rebuildOf) throw new AppError('is_rebuild', `build ${id} is a rebuild of ${meta.rebuildOf}: rebuild that one`);
@@ -459,7 +282,7 @@ export class BuildService {
    */
   async cancel(id: string, ctx?: RequestContext): Promise<BuildRecord> {
     const key = this.keyOf(id);
-    if (ctx && !ctx.trusted && !expandScopes(ctx.scopes ?? []).has('admin')) {
+    if (ctx && !mayCancelAny(ctx)) {
       const job = await this.o.queue.get(key);
       const owner = job?.payload.requestedBy;
       if (job && (job.state === 'queued' || job.state === 'running') && (!owner || owner !== ctx.client)) {
@@ -572,5 +395,3 @@ export class BuildService {
     return id;
   }
 }
-
-export type { LogLine };

@@ -1,25 +1,13 @@
 /**
  * The build record every client sees (GET /api/builds/{id}), defined once: this zod schema is the
  * response schema of the routes (hence /openapi.json), `BuildRecord` the service's type and the
- * UI page's (src/ui/page/types.ts) are inferred from it. Imports only zod, so the page can use
- * the type without the server's code.
+ * UI page's (src/ui/page/types.ts) are inferred from it. Its `spec` is the resolved spec's one
+ * schema (src/request/spec-schema.ts). Imports only zod and that zod-only file, so the page can
+ * use the type without the server's code.
  */
 import { z } from 'zod';
+import { resolvedSpecSchema } from '../request/spec-schema.js';
 
-const Replacement = z
-  .union([z.strictObject({ kind: z.literal('module'), module: z.string(), version: z.string() }), z.strictObject({ kind: z.literal('path'), path: z.string() })])
-  .describe('what replaces the plugin: a module at an exact version, or (local CLI builds only) a directory');
-const PluginSpec = z.strictObject({ module: z.string(), version: z.string().optional(), replace: Replacement.optional() });
-const ResolvedSpec = z
-  .strictObject({
-    caddyVersion: z.string(),
-    os: z.string(),
-    arch: z.string(),
-    arm: z.string().optional(),
-    plugins: z.array(PluginSpec),
-    toolchain: z.strictObject({ go: z.string(), xcaddy: z.string(), flags: z.string() }).describe('the Go and xcaddy versions and build flags, part of the key'),
-  })
-  .describe('the fully resolved spec the cache key hashes');
 const RequestEcho = z
   .strictObject({
     caddyVersion: z.string(),
@@ -39,7 +27,7 @@ export const buildRecordSchema = z
     position: z.number().int().optional().describe('place in the queue (queued builds)'),
     cached: z.boolean().describe('served from the store without building'),
     request: RequestEcho,
-    spec: ResolvedSpec,
+    spec: resolvedSpecSchema,
     filename: z.string(),
     sha256: z.string().optional(),
     size: z.number().optional(),

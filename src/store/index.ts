@@ -1,7 +1,6 @@
-export * from './types.js';
-export { FsStore, assertKey } from './fs.js';
-export { BlobDigestMismatchError, InvalidDigestError, InvalidRecordNameError, digestHex, isDigest, isRecordName } from './blobs.js';
-export { S3Store, MAX_PRESIGN_SECONDS, describeS3Error, type S3Credentials, type S3StoreOptions } from './s3/index.js';
+export { CorruptRecordError } from './types.js';
+export type { ArtifactMeta, ByteRange, StoreStats, StoreUsage, AccessTracker, BlobInfo, ListedBlob, BlobStore, RecordStore, ArtifactStore } from './types.js';
+export { FsStore } from './fs.js';
 
 import { isAbsolute, join, resolve } from 'node:path';
 import { FsStore } from './fs.js';

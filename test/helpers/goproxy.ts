@@ -17,7 +17,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { escapeGo as escapeModulePath, unescapeGo as unescapeModulePath } from '../../src/fleet/index.js';
+import { escapeGo as escapeModulePath, unescapeGo as unescapeModulePath } from '../../src/fleet/goproxy.js';
 
 /** Go's case escaping (`github.com/Azure` → `github.com/!azure`): the same functions as the hub's module proxy. */
 export { escapeModulePath };

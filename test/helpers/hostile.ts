@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { xcaddyArgs } from '../../src/runner/index.js';
 import { readFileSync } from 'node:fs';
-import { CADDY_MODULE, SpecError, parseBuildRequest, type BuildRequest, type ParseOptions, type ResolvedSpec } from '../../src/request/index.js';
+import { CADDY_MODULE, SpecError, parseBuildRequest, type BuildRequest, type ResolvedSpec } from '../../src/request/index.js';
+import type { ParseOptions } from '../../src/request/parse.js';
 
 /** Pieces attackers like: option injection, shell syntax, traversal, CRLF, NUL, unicode look-alikes. */
 export const HOSTILE_PIECES = [

@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { JobRefused, type BuildQueue, type FinalState, type JobContext, type JobEvent, type Processor } from '../../src/queue/index.js';
+import { JobRefused, type BuildQueue, type FinalState, type JobEvent, type Processor } from '../../src/queue/index.js';
+import type { JobContext } from '../../src/queue/types.js';
 
 /** A job's payload: JSON (it goes through Redis), naming a script registered in this process. */
 export interface ContractJob {

@@ -18,7 +18,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { startModuleRelay, type ModuleRelay } from '../../src/sandbox/index.js';
+import { startModuleRelay, type ModuleRelay } from '../../src/sandbox/modproxy.js';
 import { matchPrivate, privateModules } from '../../src/util/goprivate.js';
 import { startFairway, tempDir, type FairwayProcess } from '../helpers/fairway.js';
 import { escapeModulePath, startGoProxy, type GoProxy, type SyntheticModule } from '../helpers/goproxy.js';

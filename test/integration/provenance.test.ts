@@ -24,7 +24,8 @@ import { createHash, createPublicKey } from 'node:crypto';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { IN_TOTO_PAYLOAD_TYPE, createKeyPair, envelope, fingerprintOf, publicKeyFromPem, readStatement, signerFromPem, statementBytes, type DsseEnvelope } from '../../src/provenance/index.js';
+import { IN_TOTO_PAYLOAD_TYPE, createKeyPair, envelope, fingerprintOf, publicKeyFromPem, readStatement, statementBytes, type DsseEnvelope } from '../../src/provenance/index.js';
+import { signerFromPem } from '../../src/provenance/keys.js';
 import { COSIGN, attestedStatements, cosign } from '../helpers/cosign.js';
 import { CADDY_VERSION, PLUGIN, ROOT, api, startFairway, tempDir, waitForBuild, type FairwayProcess } from '../helpers/fairway.js';
 

@@ -12,20 +12,9 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import {
-  BlobDigestMismatchError,
-  CorruptRecordError,
-  FsStore,
-  InvalidDigestError,
-  InvalidRecordNameError,
-  S3Store,
-  openStore,
-  parseStoreUrl,
-  type ArtifactMeta,
-  type ArtifactStore,
-  type ListedBlob,
-  type S3StoreOptions,
-} from '../../src/store/index.js';
+import { CorruptRecordError, FsStore, openStore, parseStoreUrl, type ArtifactMeta, type ArtifactStore, type ListedBlob } from '../../src/store/index.js';
+import { BlobDigestMismatchError, InvalidDigestError, InvalidRecordNameError } from '../../src/store/blobs.js';
+import { S3Store, type S3StoreOptions } from '../../src/store/s3/index.js';
 import { getFreePort, startS3, type S3Service } from '../helpers/services.js';
 
 // ------------------------------------------------------------------ helpers

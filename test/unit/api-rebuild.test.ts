@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BUILD_FLAGS, cacheKey, LEGACY_BUILD_FLAGS, rebuildKey, type BuildRequest, type ResolvedSpec } from '../../src/request/index.js';
+import { BUILD_FLAGS, cacheKey, rebuildKey, type BuildRequest, type ResolvedSpec } from '../../src/request/index.js';
+import { LEGACY_BUILD_FLAGS } from '../../src/request/key.js';
 import { testApi, type TestApi } from '../helpers/api.js';
 
 const spec: ResolvedSpec = { caddyVersion: 'v2.11.9', os: 'linux', arch: 'amd64', plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: BUILD_FLAGS } };

@@ -9,7 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileCatalog, modulesByPackage, packageId, parseListModulesJson, parseListModulesText, parseUpstream, pluginPackages, shippedCatalog, type CuratedFile } from '../../src/catalog/index.js';
+import { FileCatalog, packageId, parseListModulesText, parseUpstream, pluginPackages, shippedCatalog, type CuratedFile } from '../../src/catalog/index.js';
+import { modulesByPackage, parseListModulesJson } from '../../src/catalog/listmodules.js';
 
 const tmp = () => mkdtemp(join(tmpdir(), 'fairway-catalog-'));
 

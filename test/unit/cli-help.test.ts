@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Command } from 'commander';
 import { builtFigures } from '../../src/cli/client-commands.js';
-import { defaultToolsDir } from '../../src/config/index.js';
+import { defaultToolsDir } from '../../src/config/install.js';
 import { agentFlags, doctorFlags, hubFlags, serveFlags } from '../../src/main/flags.js';
 
 const help = (make: (c: Command) => Command, name: string) => make(new Command(name).exitOverride()).helpInformation({ error: false });

@@ -13,7 +13,8 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { runPackageCommand } from '../../src/cli/packages.js';
-import { binaryProvenance, createKeyPair, signerFromPem, type DsseEnvelope } from '../../src/provenance/index.js';
+import { binaryProvenance, createKeyPair, type DsseEnvelope } from '../../src/provenance/index.js';
+import { signerFromPem } from '../../src/provenance/keys.js';
 import { BUILD_FLAGS, cacheKey, type ResolvedSpec } from '../../src/request/index.js';
 
 const execFileP = promisify(execFile);

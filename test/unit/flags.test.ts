@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Command } from 'commander';
-import { configSchema } from '../../src/config/index.js';
+import { configSchema } from '../../src/config/schema.js';
 import { agentFlags, hubFlags, serveFlags } from '../../src/main/flags.js';
 
 const NO_FLAG = new Set(['tokens', 'fleetToken']);

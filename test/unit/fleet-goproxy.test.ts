@@ -18,8 +18,9 @@ import type { OpenAPIV3 } from 'openapi-types';
 import { goproxyApi } from '../../src/api/index.js';
 import { TokenAuthenticator, expandScopes } from '../../src/auth/index.js';
 import { loadConfig } from '../../src/config/index.js';
-import { FleetModuleProxy, GoproxyPathError, parseGoproxyPath, type FillRequest, type GoproxyResult } from '../../src/fleet/index.js';
-import { startModuleRelay, type ModuleRelay } from '../../src/sandbox/index.js';
+import { FleetModuleProxy } from '../../src/fleet/index.js';
+import { GoproxyPathError, parseGoproxyPath, type FillRequest, type GoproxyResult } from '../../src/fleet/goproxy.js';
+import { startModuleRelay, type ModuleRelay } from '../../src/sandbox/modproxy.js';
 import { testApi, type TestApi } from '../helpers/api.js';
 
 const refused = (raw: string, status: 400 | 404) => {

@@ -11,7 +11,8 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { downloadInput } from '../../src/api/compat.js';
 import { BuildPolicy } from '../../src/policy/index.js';
-import { PlatformSet, SpecError, type BuildRequest, type ParseOptions } from '../../src/request/index.js';
+import { PlatformSet, SpecError, type BuildRequest } from '../../src/request/index.js';
+import type { ParseOptions } from '../../src/request/parse.js';
 import { AppError } from '../../src/util/errors.js';
 import { hostileQuery, hostileSpec, oracleMustRefuseSpec, piece, policySpec, validQuery, validSpec, assertSafeRequest as safe, parseOrRefuse as parse } from '../helpers/hostile.js';
 

@@ -11,20 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import {
-  ASSETS,
-  AssetChecksumError,
-  DEFAULT_ASSETS_DIR,
-  MEDIA_TYPE,
-  buildImage,
-  compareTarPaths,
-  imageIndex,
-  ociPlatform,
-  tarStream,
-  writeOciLayout,
-  type BuildImageOptions,
-  type BuiltImage,
-} from '../../src/image/index.js';
+import { MEDIA_TYPE, buildImage, imageIndex, ociPlatform, writeOciLayout, type BuildImageOptions, type BuiltImage } from '../../src/image/index.js';
+import { ASSETS, AssetChecksumError, DEFAULT_ASSETS_DIR } from '../../src/image/assets.js';
+import { compareTarPaths, tarStream } from '../../src/image/tar.js';
 import { CREATED, KEY, buildInChild, fakeBinary, parseTar, readBlob, sha256, sparseBinary, specFor, type ParsedEntry } from '../helpers/image.js';
 
 const run = promisify(execFile);

@@ -11,8 +11,14 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
-import { BUILD_TYPE, createKeyPair, openEnvelope, parseEnvelope, publicKeyFromPem, signerFromPem, verifySignature, type SlsaProvenance, type Statement } from '../../src/provenance/index.js';
-import { INDEX_SIGNATURES_NS, SIGNATURES_NS, indexSignatureName, manifestBelongs, publishImage, type IndexSignatureRecord, type SignatureRecord } from '../../src/registry/index.js';
+import { createKeyPair, parseEnvelope, publicKeyFromPem, verifySignature, type SlsaProvenance, type Statement } from '../../src/provenance/index.js';
+import { BUILD_TYPE } from '../../src/provenance/statement.js';
+import { openEnvelope } from '../../src/provenance/dsse.js';
+import { signerFromPem } from '../../src/provenance/keys.js';
+import { publishImage } from '../../src/registry/index.js';
+import { INDEX_SIGNATURES_NS, indexSignatureName, type IndexSignatureRecord } from '../../src/registry/indexsign.js';
+import { SIGNATURES_NS, type SignatureRecord } from '../../src/registry/images.js';
+import { manifestBelongs } from '../../src/registry/oci.js';
 import type { ResolvedSpec } from '../../src/request/index.js';
 import { putSucceededBuild, testApi, type TestApi } from '../helpers/api.js';
 

@@ -6,7 +6,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { INSTALL_KIND, NODE_ENGINES, PROJECT_ROOT, defaultToolsDir, installKindOf, loadConfig, setupCommand } from '../../src/config/index.js';
+import { NODE_ENGINES, PROJECT_ROOT, loadConfig, setupCommand } from '../../src/config/index.js';
+import { INSTALL_KIND, defaultToolsDir, installKindOf } from '../../src/config/install.js';
 import { SYSTEMD_UNITS, UNIT_FAIRWAY_PATH, unitText } from '../../src/setup/index.js';
 
 const empty = mkdtempSync(join(tmpdir(), 'fairway-install-unit-'));

@@ -7,8 +7,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { JobRefused } from '../../src/queue/index.js';
-import { checkRemoteJob, remoteJobCheck } from '../../src/service/index.js';
-import { BUILD_FLAGS, cacheKey, LEGACY_BUILD_FLAGS, PlatformSet, rebuildKey, type ResolvedSpec } from '../../src/request/index.js';
+import { remoteJobCheck } from '../../src/service/index.js';
+import { checkRemoteJob } from '../../src/service/jobcheck.js';
+import { BUILD_FLAGS, cacheKey, PlatformSet, rebuildKey, type ResolvedSpec } from '../../src/request/index.js';
+import { LEGACY_BUILD_FLAGS } from '../../src/request/key.js';
 
 const platforms = new PlatformSet([
   { os: 'linux', arch: 'amd64' },

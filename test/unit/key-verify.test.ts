@@ -13,7 +13,8 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { createKeyFiles, keyCreatedText } from '../../src/cli/key.js';
 import { runVerify, type VerifyOptions } from '../../src/cli/verify.js';
-import { binaryProvenance, createKeyPair, fingerprintOf, publicKeyFromPem, signerFromPem, type DsseEnvelope } from '../../src/provenance/index.js';
+import { binaryProvenance, createKeyPair, fingerprintOf, publicKeyFromPem, type DsseEnvelope } from '../../src/provenance/index.js';
+import { signerFromPem } from '../../src/provenance/keys.js';
 import { BUILD_FLAGS, cacheKey, type ResolvedSpec } from '../../src/request/index.js';
 import { testApi, type TestApi } from '../helpers/api.js';
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import type { LogLine } from '../../src/queue/index.js';
+import type { LogLine } from '../../src/queue/types.js';
 import { formatLog, parseLog } from '../../src/service/logformat.js';
 
 describe('build.log format', () => {

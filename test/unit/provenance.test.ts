@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import {
-  BUILD_TYPE,
   EnvelopeError,
   IN_TOTO_PAYLOAD_TYPE,
   KeyError,
@@ -16,29 +15,26 @@ import {
   STATEMENT_TYPE,
   binaryProvenance,
   createKeyPair,
-  dirHash,
   envelope,
   fingerprintOf,
   loadPublicKey,
   loadSigner,
-  openEnvelope,
-  pae,
   parseEnvelope,
   provenancePredicate,
-  ProvenanceRefused,
   publicKeyFromPem,
   readStatement,
-  resolvedDependencies,
-  signerFromPem,
   statement,
   statementBytes,
   summarizeProvenance,
   verifyProvenance,
   type DsseEnvelope,
   type ProvenanceCheck,
-  type ProvenanceInput,
 } from '../../src/provenance/index.js';
-import { BUILD_FLAGS, LEGACY_BUILD_FLAGS, type ResolvedSpec } from '../../src/request/index.js';
+import { BUILD_TYPE, dirHash, ProvenanceRefused, resolvedDependencies, type ProvenanceInput } from '../../src/provenance/statement.js';
+import { openEnvelope, pae } from '../../src/provenance/dsse.js';
+import { signerFromPem } from '../../src/provenance/keys.js';
+import { BUILD_FLAGS, type ResolvedSpec } from '../../src/request/index.js';
+import { LEGACY_BUILD_FLAGS } from '../../src/request/key.js';
 
 // ---- the DSSE spec's test vector (github.com/secure-systems-lab/dsse, protocol.md, "Test Vectors") ----
 // SERIALIZED_BODY "hello world", PAYLOAD_TYPE "http://example.com/HelloWorld",

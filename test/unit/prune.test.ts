@@ -14,7 +14,9 @@ import { attributeBlobs, BLOB_REFERENCE_NAMESPACES, collectBlobs } from '../../s
 import { BuildGate, GoCacheBudget, dirBytes } from '../../src/ops/gocachebudget.js';
 import { OpsMetrics } from '../../src/ops/metrics.js';
 import { Prebuilder, VersionRefresher, expandPrebuilds } from '../../src/ops/prebuilds.js';
-import { Pruner, pinnedKeys, planPrune, type PruneEntry } from '../../src/ops/prune.js';
+import { pinnedKeys } from '../../src/ops/prune-pinned.js';
+import { planPrune, type PruneEntry } from '../../src/ops/prune-plan.js';
+import { Pruner } from '../../src/ops/prune.js';
 import { Scheduler } from '../../src/ops/scheduler.js';
 import { GoResolver } from '../../src/resolve/index.js';
 import { FsAccessTracker, MemoryAccessTracker } from '../../src/store/access.js';

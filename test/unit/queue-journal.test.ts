@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalQueue, QueueJournal, requeuedLine, type JobContext } from '../../src/queue/index.js';
+import { LocalQueue, QueueJournal } from '../../src/queue/index.js';
+import { requeuedLine } from '../../src/queue/local.js';
+import type { JobContext } from '../../src/queue/types.js';
 
 interface Payload {
   n: number;

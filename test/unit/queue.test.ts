@@ -4,7 +4,8 @@
 //   node --import tsx --test test/unit/queue.test.ts
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LocalQueue, type FinalState, type JobContext, type JobEvent, type Processor } from '../../src/queue/index.js';
+import { LocalQueue, type FinalState, type JobEvent, type Processor } from '../../src/queue/index.js';
+import type { JobContext } from '../../src/queue/types.js';
 
 type Script = (ctx: JobContext<Script>) => Promise<void>;
 

@@ -12,9 +12,12 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { TokenAuthenticator, sha256Hash } from '../../src/auth/index.js';
 import { HotCache } from '../../src/hottier/index.js';
-import { configSchema } from '../../src/config/index.js';
-import { createKeyPair, pae, publicKeyFromPem, signerFromPem } from '../../src/provenance/index.js';
-import { goPlatform, manifestBelongs, MAX_INDEX_CHILDREN, publishImage } from '../../src/registry/index.js';
+import { configSchema } from '../../src/config/schema.js';
+import { createKeyPair, publicKeyFromPem } from '../../src/provenance/index.js';
+import { pae } from '../../src/provenance/dsse.js';
+import { signerFromPem } from '../../src/provenance/keys.js';
+import { publishImage } from '../../src/registry/index.js';
+import { goPlatform, manifestBelongs, MAX_INDEX_CHILDREN } from '../../src/registry/oci.js';
 import { cacheKey, type ResolvedSpec } from '../../src/request/index.js';
 import { putSucceededBuild, testApi, type TestApi } from '../helpers/api.js';
 

@@ -10,8 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { BuildRunner } from '../../src/runner/index.js';
-import { JobRefused, type JobContext } from '../../src/queue/index.js';
-import { buildProcessor, checkRemoteJob, type BuildPayload } from '../../src/service/index.js';
+import { JobRefused } from '../../src/queue/index.js';
+import type { JobContext } from '../../src/queue/types.js';
+import { buildProcessor, type BuildPayload } from '../../src/service/index.js';
+import { checkRemoteJob } from '../../src/service/jobcheck.js';
 import { cacheKey, checkResolvedSpec, PlatformSet, SpecError, type ResolvedSpec } from '../../src/request/index.js';
 import { FsStore } from '../../src/store/index.js';
 

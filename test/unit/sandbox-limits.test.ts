@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { DEFAULT_LIMITS, openSandbox, SandboxRunError, type Sandbox, type SandboxCommand } from '../../src/sandbox/index.js';
+import { openSandbox, SandboxRunError, type Sandbox, type SandboxCommand } from '../../src/sandbox/index.js';
+import { DEFAULT_LIMITS } from '../../src/sandbox/limits.js';
 
 const execFileP = promisify(execFile);
 const sh = (script: string, limits: SandboxCommand['limits'] = 'binary'): SandboxCommand => ({ argv: ['/bin/sh', '-c', script], env: { PATH: '/usr/bin:/bin' }, network: 'none', limits });

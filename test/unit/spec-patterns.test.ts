@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, VERSION_QUERY_PATTERN, classifyVersionQuery, modulePathError, whole } from '../../src/request/grammar.js';
 import { PlatformSet, parseBuildRequest } from '../../src/request/index.js';
-import { GOPROXY_PATH_PATTERN, type GoproxyPathError, parseGoproxyPath } from '../../src/fleet/index.js';
+import { GOPROXY_PATH_PATTERN } from '../../src/fleet/index.js';
+import { type GoproxyPathError, parseGoproxyPath } from '../../src/fleet/goproxy.js';
 
 /** A small deterministic generator (mulberry32), so a failure names a reproducible value. */
 function rng(seed: number): () => number {

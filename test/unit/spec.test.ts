@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { MAX_MODULE_PATH } from '../../src/request/grammar.js';
-import { CADDY_MODULE, PlatformSet, SpecError, parseBuildRequest, parsePluginArg, type BuildRequest, type ParseOptions } from '../../src/request/index.js';
+import { CADDY_MODULE, PlatformSet, SpecError, parseBuildRequest, parsePluginArg, type BuildRequest } from '../../src/request/index.js';
+import type { ParseOptions } from '../../src/request/parse.js';
 
 const platforms = PlatformSet.fromDistListJson(readFileSync(new URL('./fixtures/dist-list.json', import.meta.url), 'utf8'));
 const remote: ParseOptions = { platforms, maxPlugins: 50, allowLocalReplace: false };

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BUILD_FLAGS } from '../../src/request/index.js';
-import { CorruptRecordError, parseMeta } from '../../src/store/index.js';
+import { CorruptRecordError } from '../../src/store/index.js';
+import { parseMeta } from '../../src/store/types.js';
 
 const KEY = 'a'.repeat(64);
 const spec = {

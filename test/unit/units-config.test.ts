@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, PROJECT_ROOT, envToConfig, loadConfig } from '../../src/config/index.js';
+import { ConfigError, PROJECT_ROOT, loadConfig } from '../../src/config/index.js';
+import { envToConfig } from '../../src/config/load.js';
 import { formatBytes, parseBytes, parseDuration } from '../../src/util/units.js';
 
 describe('parseDuration', () => {

@@ -3,7 +3,7 @@
  * browser-only global, so that both the page (tsconfig.json here) and the unit tests
  * (test/unit/ui-format.test.ts, under Node) compile and run them.
  */
-import type { Build, CatalogEntry, Plugin, Status } from './types.js';
+import type { Build, CatalogEntry, Plugin, Spec, Status } from './types.js';
 
 /** The steps of the build card's progress list (index.html's #phases), in order. */
 export const PHASES = ['queued', 'resolving', 'building', 'storing', 'done'];
@@ -37,7 +37,7 @@ export const ago = (iso?: string, now = Date.now()): string => {
   return new Date(iso).toLocaleDateString();
 };
 
-export const target = (s: Build['spec']): string => `${s.os}/${s.arch}${s.arm ? `/v${s.arm}` : ''}`;
+export const target = (s: Spec): string => `${s.os}/${s.arch}${s.arm ? `/v${s.arm}` : ''}`;
 export const modVer = (p: Plugin): string => p.module + (p.version ? `@${p.version}` : '');
 export const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 export const hex = (bytes: ArrayBuffer | Uint8Array): string => [...new Uint8Array(bytes)].map((x) => x.toString(16).padStart(2, '0')).join('');

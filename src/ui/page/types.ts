@@ -1,7 +1,9 @@
 /**
  * The page's view of the API's JSON. The build record is the server's own (inferred from its one
- * schema, src/service/record-schema.ts, which imports only zod). Types only: no code, no DOM.
+ * schema, src/service/record-schema.ts), and so is its resolved spec (src/request/spec-schema.ts);
+ * both files import only zod. Types only: no code, no DOM.
  */
+import type { ResolvedSpecShape } from '../../request/spec-schema.js';
 import type { BuildRecord } from '../../service/record-schema.js';
 import type { RecipeWatchState } from '../../upstream/state-schema.js';
 
@@ -18,6 +20,9 @@ export interface Plugin {
 
 /** A build as `GET /api/builds/:id`, `POST /api/builds` and the log stream's `status` message give it: the server's one record schema. */
 export type Build = BuildRecord;
+
+/** A build's resolved spec (`Build['spec']`): the server's one schema of it. */
+export type Spec = ResolvedSpecShape;
 
 /** The queue's depth, as `GET /api/builds` and `GET /api/agents` report it. */
 export interface QueueDepth {

@@ -1,0 +1,48 @@
+/**
+ * The stored files of a succeeded build besides its binary: its build info and its provenance.
+ * An unreadable file quarantines the artifact (artifacts.ts) and says how to rebuild it.
+ */
+import { parseEnvelope, type DsseEnvelope } from '../provenance/index.js';
+import { CorruptRecordError, type ArtifactMeta, type ArtifactStore } from '../store/index.js';
+import { AppError, NotFoundError, errorMessage } from '../util/errors.js';
+import type { ArtifactIndex } from './artifacts.js';
+
+const QUARANTINED = 'the artifact was quarantined; request the build again (POST /api/builds) to rebuild it';
+const NO_PROVENANCE = 'it was built before this Fairway recorded provenance; once it is pruned, the next request rebuilds it with provenance';
+
+export async function readBuildInfo(store: ArtifactStore, artifacts: ArtifactIndex, meta: ArtifactMeta, id: string): Promise<unknown> {
+  const key = meta.key;
+  let info: unknown;
+  try {
+    info = await store.getBuildInfo(key);
+  } catch (err) {
+    if (!(err instanceof CorruptRecordError)) throw artifacts.unavailable(key, err);
+    await artifacts.quarantineKey(key, 'bad_buildinfo', err.message, meta);
+    throw new AppError('buildinfo_unreadable', `the build info of build ${id} is unreadable in the artifact store; ${QUARANTINED}`);
+  }
+  if (info === null) throw new NotFoundError(`build info of ${id}`);
+  return info;
+}
+
+/** The DSSE envelope of a finished build's provenance (docs/provenance.md). */
+export async function readProvenance(store: ArtifactStore, artifacts: ArtifactIndex, meta: ArtifactMeta, id: string): Promise<DsseEnvelope> {
+  const key = meta.key;
+  let env: unknown;
+  try {
+    env = await store.getProvenance(key);
+  } catch (err) {
+    if (!(err instanceof CorruptRecordError)) throw artifacts.unavailable(key, err);
+    await artifacts.quarantineKey(key, 'bad_provenance', err.message, meta);
+    throw new AppError('provenance_unreadable', `the provenance of build ${id} is unreadable in the artifact store; ${QUARANTINED}`);
+  }
+  if (env !== null) {
+    try {
+      return parseEnvelope(env);
+    } catch (err) {
+      await artifacts.quarantineKey(key, 'bad_provenance', errorMessage(err), meta);
+      const why = `the provenance of build ${id} is not a DSSE envelope (${errorMessage(err)})`;
+      throw new AppError('provenance_unreadable', `${why}; the artifact was quarantined; request the build again to rebuild it`);
+    }
+  }
+  throw new AppError('no_provenance', `build ${id} has no provenance: ${NO_PROVENANCE}`);
+}
