@@ -22,14 +22,7 @@ export {
 } from './goproxy.js';
 // ---- end fleet module proxy ----
 
-// ---- shared build cache (src/fleet/gocache.ts) ----
-export {
-  GoCacheServer,
-  flushingGoCache,
-  startAgentGoCache,
-  type AgentCacheSummary,
-  type AgentGoCacheOptions,
-  type GoCacheServerOptions,
-  type GoCacheStats,
-} from './gocache.js';
+// ---- shared build cache (src/fleet/gocache*.ts) ----
+export { GoCacheServer, type AgentCacheSummary, type GoCacheServerOptions, type GoCacheStats } from './gocache.js';
+export { flushingGoCache, startAgentGoCache, type AgentGoCacheOptions } from './gocache-agent.js';
 // ---- end shared build cache ----
