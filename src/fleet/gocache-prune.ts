@@ -5,11 +5,18 @@ import type { AccessTracker } from '../store/index.js';
 import { errorMessage } from '../util/errors.js';
 import type { GoCacheServerOptions } from './gocache.js';
 
+/** What a pruning run leaves and removes, in bytes and entries. */
+export interface PruneResult {
+  bytes: number;
+  removed: number;
+  removedBytes: number;
+}
+
 /**
  * Keeps the local tier under its budget, least recently used out first. Run it between builds
  * only (entries handed to a running go command must stay until it ends).
  */
-export async function pruneLocalTier(o: GoCacheServerOptions): Promise<{ bytes: number; removed: number; removedBytes: number }> {
+export async function pruneLocalTier(o: GoCacheServerOptions): Promise<PruneResult> {
   const files: Array<{ path: string; size: number; at: number }> = [];
   let bytes = 0;
   for (const sub of await readdir(join(o.localDir, 'o')).catch(() => [] as string[])) {
@@ -51,7 +58,7 @@ export async function pruneLocalTier(o: GoCacheServerOptions): Promise<{ bytes: 
  * Keeps the shared tier under its budget: blobs least recently used (last use from the access
  * records, else their write time) out first; records whose blob is gone are dropped when read.
  */
-export async function pruneSharedTier(o: GoCacheServerOptions, tracker: AccessTracker | null): Promise<{ bytes: number; removed: number; removedBytes: number }> {
+export async function pruneSharedTier(o: GoCacheServerOptions, tracker: AccessTracker | null): Promise<PruneResult> {
   const shared = o.shared;
   if (!shared) return { bytes: 0, removed: 0, removedBytes: 0 };
   await tracker?.flush().catch(() => undefined);

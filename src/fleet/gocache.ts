@@ -36,7 +36,7 @@ import { Counter, Registry } from 'prom-client';
 import type { AccessTracker, ArtifactStore } from '../store/index.js';
 import { errorMessage } from '../util/errors.js';
 import { ACTIONS, type ActionEntry, type AgentCacheSummary, type Answer, type GoCacheStats, hashFile, parseEntry, writeHashed } from './gocache-entries.js';
-import { pruneLocalTier, pruneSharedTier } from './gocache-prune.js';
+import { pruneLocalTier, pruneSharedTier, type PruneResult } from './gocache-prune.js';
 
 export type { AgentCacheSummary, GoCacheStats } from './gocache-entries.js';
 
@@ -411,12 +411,12 @@ export class GoCacheServer {
    * Keeps the local tier under its budget, least recently used out first (./gocache-prune.ts). Run
    * it between builds only (entries handed to a running go command must stay until it ends).
    */
-  pruneLocal(): Promise<{ bytes: number; removed: number; removedBytes: number }> {
+  pruneLocal(): Promise<PruneResult> {
     return pruneLocalTier(this.o);
   }
 
   /** Keeps the shared tier under its budget (./gocache-prune.ts). */
-  pruneShared(): Promise<{ bytes: number; removed: number; removedBytes: number }> {
+  pruneShared(): Promise<PruneResult> {
     return pruneSharedTier(this.o, this.tracker);
   }
 

@@ -194,7 +194,8 @@ export async function startHttp(config: Config, logger: Logger, parts: HttpParts
   logger.info({ url, port, role: parts.role, store: store.kind, dataDir: config.dataDir, node: process.version }, `fairway listening on ${url}`);
   ops.start();
   // A hub shares the store with other hubs and agents: resync its index from the listing now and then.
-  const rescan = parts.role === 'hub' ? setInterval(() => void service.rescan().catch((err: unknown) => logger.warn({ err }, 'index rescan failed')), config.indexRescanInterval) : undefined;
+  const rescanNow = () => void service.rescan().catch((err: unknown) => logger.warn({ err }, 'index rescan failed'));
+  const rescan = parts.role === 'hub' ? setInterval(rescanNow, config.indexRescanInterval) : undefined;
   rescan?.unref();
   const close = async () => {
     if (rescan) clearInterval(rescan);

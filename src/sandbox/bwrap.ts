@@ -155,7 +155,8 @@ export function bwrapArgs(cmd: SandboxCommand, plan: BwrapPlan): string[] {
   args.push('--chdir', cmd.cwd ?? '/tmp');
   args.push('--');
   if (plan.identity) {
-    args.push(plan.setprivBin, `--reuid=${plan.identity.uid}`, `--regid=${plan.identity.gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--');
+    const { uid, gid } = plan.identity;
+    args.push(plan.setprivBin, `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--');
   }
   if (cmd.network === 'modules') args.push('/bin/sh', '-c', BRIDGE_SCRIPT, 'fairway-sandbox');
   args.push(...cmd.argv);

@@ -85,7 +85,8 @@ export class BwrapSandbox extends BaseSandbox {
         throw new SandboxError(`sandbox: cannot make the command's cgroup (${errorMessage(err)}); the cgroup tree changed since start: restart Fairway, or set sandboxLimits=rlimits`);
       }
     }
-    const argv = limitedArgv(inner, { mechanism: this.limitsHost.mechanism, cpuWeighted: !this.limitsHost.priority.startsWith('nice'), limits, tools: this.tools, cgroup });
+    const cpuWeighted = !this.limitsHost.priority.startsWith('nice');
+    const argv = limitedArgv(inner, { mechanism: this.limitsHost.mechanism, cpuWeighted, limits, tools: this.tools, cgroup });
     const fds: Array<'pipe' | 'ignore'> = [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', ...(this.seccomp ? (['pipe'] as const) : [])];
     const child = spawn(argv[0]!, argv.slice(1), { env, detached: true, stdio: fds });
     if (this.seccomp) {
@@ -141,7 +142,8 @@ export class BwrapSandbox extends BaseSandbox {
     const entry = this.inner.get(child);
     if (!entry) return [];
     const end = await entry.ended;
-    return classifyHits({ profile: entry.profile, limits: limitsFor(entry.profile, this.limits, this.limitsHost.mechanism), mechanism: this.limitsHost.mechanism, ...end, output });
+    const mechanism = this.limitsHost.mechanism;
+    return classifyHits({ profile: entry.profile, limits: limitsFor(entry.profile, this.limits, mechanism), mechanism, ...end, output });
   }
 
   override async close(): Promise<void> {
@@ -160,7 +162,8 @@ export class NoSandbox extends BaseSandbox {
   spawn(cmd: SandboxCommand, stdio: 'pipe' | 'ignore-stdin' = 'ignore-stdin'): ChildProcess {
     const env = cleanEnv(cmd.env);
     if (cmd.goCacheSocket) env[GOCACHE_SOCKET_ENV] = cmd.goCacheSocket; // shared build cache
-    return spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: cmd.cwd ?? '/tmp', env, detached: true, stdio: [stdio === 'pipe' ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    const stdin = stdio === 'pipe' ? 'pipe' : 'ignore';
+    return spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: cmd.cwd ?? '/tmp', env, detached: true, stdio: [stdin, 'pipe', 'pipe'] });
   }
 
   kill(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
