@@ -25,9 +25,8 @@
  * is written locally at once and to the shared tier in the background; flush() waits for those
  * uploads (a build ends only after its puts are durable or dropped with a log line).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
-import { access, chmod, mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,41 +35,10 @@ import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import type { AccessTracker, ArtifactStore } from '../store/index.js';
 import { errorMessage } from '../util/errors.js';
+import { ACTIONS, type ActionEntry, type AgentCacheSummary, type Answer, type GoCacheStats, hashFile, parseEntry, writeHashed } from './gocache-entries.js';
+import { pruneLocalTier, pruneSharedTier, type PruneResult } from './gocache-prune.js';
 
-const HEX64 = /^[0-9a-f]{64}$/;
-const ACTIONS = 'actions';
-
-export interface GoCacheStats {
-  /** Gets answered with an entry (local + shared). */
-  hits: number;
-  localHits: number;
-  sharedHits: number;
-  misses: number;
-  puts: number;
-  /** Puts whose body did not match their OutputID (refused). */
-  refused: number;
-  /** Corrupt entries found (and deleted), by tier. */
-  corrupt: { local: number; shared: number };
-  /** Bytes read from and written to the shared tier. */
-  sharedBytesRead: number;
-  sharedBytesWritten: number;
-  /** Shared-tier uploads that failed and were dropped (logged). */
-  uploadsDropped: number;
-}
-
-/** The small `cache` object an agent's heartbeat carries (GET /api/agents). */
-export interface AgentCacheSummary {
-  shared: boolean;
-  hits: number;
-  misses: number;
-  /** hits / (hits + misses), 0 when nothing was asked yet. */
-  hitRate: number;
-  sharedHits: number;
-  corrupt: number;
-  /** Bytes read from and written to the shared tier. */
-  sharedBytesRead: number;
-  sharedBytesWritten: number;
-}
+export type { AgentCacheSummary, GoCacheStats } from './gocache-entries.js';
 
 export interface GoCacheServerOptions {
   /** The local tier (made if missing). */
@@ -97,65 +65,6 @@ export interface GoCacheServerOptions {
   /** Where the counters are registered (default: a private registry, `.registry`). */
   registers?: Registry[];
   logger?: Logger;
-}
-
-interface ActionEntry {
-  o: string;
-  size: number;
-  time: string;
-}
-
-interface Answer {
-  Miss?: boolean;
-  OutputID?: string;
-  Size?: number;
-  Time?: string;
-  DiskPath?: string;
-  Err?: string;
-}
-
-function parseEntry(v: unknown): ActionEntry | null {
-  if (!v || typeof v !== 'object') return null;
-  const r = v as Record<string, unknown>;
-  if (typeof r.o !== 'string' || !HEX64.test(r.o) || typeof r.size !== 'number' || !Number.isSafeInteger(r.size) || r.size < 0) return null;
-  return { o: r.o, size: r.size, time: typeof r.time === 'string' && !Number.isNaN(Date.parse(r.time)) ? r.time : new Date().toISOString() };
-}
-
-/** sha256 and size of a file; null when it does not exist. */
-async function hashFile(path: string): Promise<{ sha256: string; size: number } | null> {
-  const h = createHash('sha256');
-  let size = 0;
-  try {
-    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-      h.update(chunk as Buffer);
-      size += (chunk as Buffer).length;
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  return { sha256: h.digest('hex'), size };
-}
-
-/** Writes a stream to `tmp` while hashing it; rejects when it is over `max` bytes. */
-async function writeHashed(src: AsyncIterable<unknown>, tmp: string, max: number): Promise<{ sha256: string; size: number }> {
-  const h = createHash('sha256');
-  let size = 0;
-  const fh = await open(tmp, 'wx', 0o644);
-  try {
-    for await (const chunk of src) {
-      const buf = chunk as Buffer;
-      size += buf.length;
-      if (size > max) throw new Error(`object over the ${max}-byte limit`);
-      h.update(buf);
-      await fh.write(buf);
-    }
-  } finally {
-    await fh.close();
-  }
-  // The process umask may have narrowed the mode: the build identity must read entries.
-  await chmod(tmp, 0o644);
-  return { sha256: h.digest('hex'), size };
 }
 
 export class GoCacheServer {
@@ -499,81 +408,16 @@ export class GoCacheServer {
   }
 
   /**
-   * Keeps the local tier under its budget, least recently used out first. Run it between builds
-   * only (entries handed to a running go command must stay until it ends).
+   * Keeps the local tier under its budget, least recently used out first (./gocache-prune.ts). Run
+   * it between builds only (entries handed to a running go command must stay until it ends).
    */
-  async pruneLocal(): Promise<{ bytes: number; removed: number; removedBytes: number }> {
-    const files: Array<{ path: string; size: number; at: number }> = [];
-    let bytes = 0;
-    for (const sub of await readdir(join(this.o.localDir, 'o')).catch(() => [] as string[])) {
-      for (const name of await readdir(join(this.o.localDir, 'o', sub)).catch(() => [] as string[])) {
-        const path = join(this.o.localDir, 'o', sub, name);
-        const st = await stat(path).catch(() => null);
-        if (!st?.isFile()) continue;
-        files.push({ path, size: st.size, at: st.mtimeMs });
-        bytes += st.size;
-      }
-    }
-    const max = this.o.localMaxBytes;
-    let removed = 0;
-    let removedBytes = 0;
-    if (max === undefined || bytes <= max) return { bytes, removed, removedBytes };
-    files.sort((a, b) => a.at - b.at);
-    let cutoff = 0;
-    const recent = Date.now() - (this.o.protectRecentMs ?? 30 * 60_000);
-    for (const f of files) {
-      if (bytes - removedBytes <= max || f.at > recent) break;
-      await unlink(f.path).catch(() => undefined);
-      removed++;
-      removedBytes += f.size;
-      cutoff = f.at;
-    }
-    // Action files older than the newest removed output point at nothing kept, mostly: drop them too.
-    for (const sub of await readdir(join(this.o.localDir, 'a')).catch(() => [] as string[])) {
-      for (const name of await readdir(join(this.o.localDir, 'a', sub)).catch(() => [] as string[])) {
-        const path = join(this.o.localDir, 'a', sub, name);
-        const st = await stat(path).catch(() => null);
-        if (st && st.mtimeMs <= cutoff) await unlink(path).catch(() => undefined);
-      }
-    }
-    this.o.logger?.info({ removed, removedBytes, budget: max }, 'go cache: local tier over budget, least recently used entries removed');
-    return { bytes: bytes - removedBytes, removed, removedBytes };
+  pruneLocal(): Promise<PruneResult> {
+    return pruneLocalTier(this.o);
   }
 
-  /**
-   * Keeps the shared tier under its budget: blobs least recently used (last use from the access
-   * records, else their write time) out first; records whose blob is gone are dropped when read.
-   */
-  async pruneShared(): Promise<{ bytes: number; removed: number; removedBytes: number }> {
-    const shared = this.o.shared;
-    if (!shared) return { bytes: 0, removed: 0, removedBytes: 0 };
-    await this.tracker?.flush().catch(() => undefined);
-    const used = this.tracker ? await this.tracker.all() : new Map<string, number>();
-    const blobs: Array<{ digest: string; size: number; at: number }> = [];
-    let bytes = 0;
-    for await (const b of shared.listBlobs()) {
-      const hex = b.digest.slice('sha256:'.length);
-      blobs.push({ digest: b.digest, size: b.size, at: Math.max(b.modifiedAt, used.get(hex) ?? 0) });
-      bytes += b.size;
-    }
-    const max = this.o.sharedMaxBytes;
-    let removed = 0;
-    let removedBytes = 0;
-    if (max === undefined || bytes <= max) return { bytes, removed, removedBytes };
-    blobs.sort((a, b) => a.at - b.at);
-    for (const b of blobs) {
-      if (bytes - removedBytes <= max) break;
-      try {
-        await shared.deleteBlob(b.digest);
-        await this.tracker?.forget(b.digest.slice('sha256:'.length));
-        removed++;
-        removedBytes += b.size;
-      } catch (err) {
-        this.o.logger?.warn({ err: errorMessage(err), digest: b.digest }, 'go cache: could not prune a shared blob');
-      }
-    }
-    this.o.logger?.info({ removed, removedBytes, budget: max }, 'go cache: shared tier over budget, least recently used entries removed');
-    return { bytes: bytes - removedBytes, removed, removedBytes };
+  /** Keeps the shared tier under its budget (./gocache-prune.ts). */
+  pruneShared(): Promise<PruneResult> {
+    return pruneSharedTier(this.o, this.tracker);
   }
 
   /**
@@ -612,62 +456,4 @@ export class GoCacheServer {
     await new Promise<void>((ok) => this.server.close(() => ok()));
     await rm(this.socketDir, { recursive: true, force: true });
   }
-}
-
-export interface AgentGoCacheOptions {
-  /**
-   * The shared tier: the store's `gocache` area, opened by the composition root
-   * (`openStore(url, { area: 'gocache' })`); the server closes it when it stops.
-   */
-  shared: ArtifactStore;
-  /** The local tier (`<cacheDir>/gocacheprog`). */
-  localDir: string;
-  localMaxBytes?: number;
-  protectRecentMs?: number;
-  sharedMaxBytes?: number;
-  /** The GOCACHEPROG program, checked here. */
-  progBin: string;
-  /** The toolchain's Go version (`go1.26.8`): GOCACHEPROG needs Go 1.24 or newer. */
-  goVersion: string;
-  logger?: Logger;
-}
-
-/**
- * An agent's cache server: checks Go, the program and the shared tier, then starts. It owns the
- * shared tier from here on: closed when the server stops, or here when a check fails.
- */
-export async function startAgentGoCache(o: AgentGoCacheOptions): Promise<GoCacheServer> {
-  try {
-    const v = /^go1\.(\d+)/.exec(o.goVersion);
-    if (!v || Number(v[1]) < 24) throw new Error(`goCacheShared needs Go 1.24 or newer (GOCACHEPROG); this toolchain is ${o.goVersion}`);
-    try {
-      await access(o.progBin, constants.X_OK);
-    } catch {
-      throw new Error(`goCacheShared: the GOCACHEPROG program ${o.progBin} is missing or not executable; run "npm run setup" (it builds tools/cacheprog) or set goCacheProgBin`);
-    }
-    await o.shared.ping();
-    return await GoCacheServer.start({
-      localDir: o.localDir,
-      shared: o.shared,
-      ownsShared: true,
-      ...(o.localMaxBytes !== undefined ? { localMaxBytes: o.localMaxBytes } : {}),
-      ...(o.protectRecentMs !== undefined ? { protectRecentMs: o.protectRecentMs } : {}),
-      ...(o.sharedMaxBytes !== undefined ? { sharedMaxBytes: o.sharedMaxBytes } : {}),
-      ...(o.logger ? { logger: o.logger } : {}),
-    });
-  } catch (err) {
-    await o.shared.close?.();
-    throw err;
-  }
-}
-
-/** Wraps a build processor so a build ends only after its cache puts are durable (or dropped with a log line). */
-export function flushingGoCache<A extends unknown[], R>(cache: Pick<GoCacheServer, 'flush'>, fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
-  return async (...args: A) => {
-    try {
-      return await fn(...args);
-    } finally {
-      await cache.flush();
-    }
-  };
 }

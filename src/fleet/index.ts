@@ -7,6 +7,7 @@
 export { FleetModuleProxy, GOPROXY_PATH_PATTERN } from './goproxy.js';
 // ---- end fleet module proxy ----
 
-// ---- shared build cache (src/fleet/gocache.ts) ----
-export { GoCacheServer, flushingGoCache, startAgentGoCache } from './gocache.js';
+// ---- shared build cache (src/fleet/gocache*.ts) ----
+export { GoCacheServer } from './gocache.js';
+export { flushingGoCache, startAgentGoCache } from './gocache-agent.js';
 // ---- end shared build cache ----

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The composition root: the `fairway` command line and the only place that wires the parts
- * together (servers.ts, parts.ts, prune.ts). Nothing imports src/main.
+ * together (servers.ts with http.ts, keys.ts and fleetcaches.ts; parts.ts, prune.ts). Nothing imports src/main.
  */
 import { Command } from 'commander';
 import { realpathSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * The queue's contract. Generic over the payload `P`: nothing here (or in local.ts, bullmq.ts)
+ * The queue's contract. Generic over the payload `P`: nothing here (or in local.ts, bullmq-*.ts)
  * knows a payload's fields; what a worker must decide about one is given to it as a function.
  */
 

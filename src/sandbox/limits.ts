@@ -8,7 +8,7 @@
  * memory.oom.group), and the cgroup's event counters say which limit was hit. Where no cgroup can
  * be made, rlimits stand in: RLIMIT_AS for memory, RLIMIT_NPROC for tasks (counted per uid, not
  * per command), nice 10 and the idle I/O class for priority. RLIMIT_FSIZE (file size) and
- * RLIMIT_CORE=0 apply in every mode. tmpfs sizes are bwrap's `--size` (src/sandbox/index.ts).
+ * RLIMIT_CORE=0 apply in every mode. tmpfs sizes are bwrap's `--size` (src/sandbox/bwrap.ts).
  *
  * Joining: the command line starts with a tiny /bin/sh that writes its own PID into the cgroup's
  * cgroup.procs files and then execs the rest, so nothing the command starts escapes the cgroup.

@@ -4,7 +4,7 @@
  * must be this agent's, its spec must hold to the request grammar (every version exact, no local
  * directory, a target this machine builds: src/request/resolved.ts), and the spec must hash to the
  * job's key (else a binary with other code would be stored under a popular key). The queue
- * adapter (src/queue/bullmq.ts) calls the check it is given before anything runs; a refused job
+ * adapter (src/queue/bullmq-agent.ts) calls the check it is given before anything runs; a refused job
  * fails at once, without retries, and nothing is written to the store.
  */
 import { JobRefused, type RemoteJob } from '../queue/index.js';

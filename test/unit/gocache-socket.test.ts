@@ -8,7 +8,8 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { bwrapArgs, GOCACHE_SOCKET, openSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { bwrapArgs, GOCACHE_SOCKET } from '../../src/sandbox/bwrap.js';
+import { openSandbox, type Sandbox } from '../../src/sandbox/index.js';
 
 const PROBE = `if [ -S ${GOCACHE_SOCKET} ]; then echo socket; else echo none; fi; echo "env=\${FAIRWAY_GOCACHE_SOCKET:-}"`;
 

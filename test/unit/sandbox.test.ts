@@ -9,7 +9,8 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { bwrapArgs, openSandbox, parseGoproxy, SandboxRunError, type Sandbox, type SandboxCommand } from '../../src/sandbox/index.js';
+import { bwrapArgs } from '../../src/sandbox/bwrap.js';
+import { openSandbox, parseGoproxy, SandboxRunError, type Sandbox, type SandboxCommand } from '../../src/sandbox/index.js';
 import { proxyPath, startModuleRelay } from '../../src/sandbox/modproxy.js';
 
 describe('GOPROXY for sandboxed builds', () => {
