@@ -18,17 +18,18 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { HotCache } from '../hottier/index.js';
 import { ANNOTATION, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type Descriptor, type ImageIndex, type OciPlatform } from '../image/index.js';
-import { publicKeyFromPem, verifyProvenance, type Signer, type SlsaProvenance } from '../provenance/index.js';
-import { IMAGES_NS, SIGNATURES_NS, publishImage, type ImageRecord, type SignatureRecord } from './images.js';
-import { IndexSignRefused, signIndex, storedIndexSignature, verifyPlatformImage, type IndexChild, type IndexSignatureRecord } from './indexsign.js';
-import { verifyingStream, verifyWhole, type BuildRecord, type BuildService, type RequestContext } from '../service/index.js';
+import type { Signer } from '../provenance/index.js';
+import { SIGNATURES_NS, type ImageRecord, type SignatureRecord } from './images.js';
+import { IndexSigner } from './indexsign.js';
+import { verifyingStream, verifyWhole, type BuildService, type RequestContext } from '../service/index.js';
 import { isCacheKey, type ResolvedSpec } from '../request/index.js';
 import type { ArtifactMeta, ArtifactStore, ByteRange } from '../store/index.js';
 import { NotFoundError, errorMessage } from '../util/errors.js';
+import { ImageMaker } from './maker.js';
+import { builtOnly, waitAll, type WaitContext } from './waiting.js';
 import { RecipeBook, type Recipe, type RecipeInput, type RecipePlugin } from './recipes.js';
 import { DIGEST_RE, MAX_CHILD_MANIFEST, RegistryError, TAG_RE, caddyVersionOfTag, fairwayImageOf, goPlatform, manifestBelongs, parseJson, sha256Hex, type RepoKind } from './oci.js';
 
@@ -123,12 +124,12 @@ const MEMO_ENTRIES = 512;
 
 export class Registry implements ImageRegistry {
   private readonly log: Logger;
-  /** Images being made, by artifact key: one make per key in this process. */
-  private readonly making = new Map<string, Promise<ImageRecord>>();
-  /** Index signatures being made, by index digest: one per digest in this process. */
-  private readonly signingIndex = new Map<string, Promise<IndexSignatureRecord>>();
-  /** This server's public key, for checking stored provenance before its image is signed. */
-  private publicKey: KeyObject | undefined;
+  /** Signatures of the indexes behind tags (indexsign.ts). */
+  private readonly indexSigner: IndexSigner;
+  /** Images of artifacts, made once (maker.ts). */
+  private readonly maker: ImageMaker;
+  /** What a tag's builds are waited for with (waiting.ts). */
+  private readonly waiting: WaitContext;
   /** Manifests read in the last MEMO_MS (see recentManifest). */
   private readonly manifestMemo = new Map<string, { bytes: Buffer; at: number }>();
   private readonly platforms: Array<{ name: string; go: { os: string; arch: string; arm?: string }; oci: OciPlatform }>;
@@ -141,6 +142,9 @@ export class Registry implements ImageRegistry {
       const go = goPlatform(name);
       return { name, go, oci: ociPlatform(go) };
     });
+    this.maker = new ImageMaker({ service: o.service, store: o.store, signer: o.signer, tmpDir: o.tmpDir, log: this.log });
+    this.indexSigner = new IndexSigner({ store: o.store, signing: o.indexSigning, tmpDir: o.tmpDir, log: this.log, childManifest: (d: string) => this.childManifest(d) });
+    this.waiting = { service: o.service, platforms: this.platforms, waitMs: o.waitMs, log: this.log };
     this.book = new RecipeBook({ store: o.store, recipes: o.recipes, check: (input, ctx) => o.service.check(input, ctx), platform: this.platforms[0]!.go, logger: this.log });
   }
 
@@ -374,7 +378,9 @@ export class Registry implements ImageRegistry {
    */
   private async tagIndex(recipe: RecipeInput, caddyVersion: string, ctx: RequestContext, signal: AbortSignal | undefined, name: string): Promise<ManifestAnswer> {
     const wanted = this.platforms.map((p) => ({ caddyVersion, ...p.go, plugins: recipe.plugins }));
-    const done = this.o.service.mayBuild(ctx) ? await this.waitAll(await Promise.all(wanted.map((w) => this.o.service.request(w, ctx))), signal) : await this.builtOnly(wanted, ctx, name);
+    const done = this.o.service.mayBuild(ctx)
+      ? await waitAll(this.waiting, await Promise.all(wanted.map((w) => this.o.service.request(w, ctx))), signal)
+      : await builtOnly(this.waiting, wanted, ctx, name);
     const records: ImageRecord[] = [];
     for (const rec of done) {
       const meta = await this.o.service.meta(rec.key);
@@ -395,148 +401,9 @@ export class Registry implements ImageRegistry {
     return { mediaType: MEDIA_TYPE.index, digest, size: bytes.length, bytes };
   }
 
-  /**
-   * For a caller without the build scope: the builds of every image platform when all are built;
-   * 503 UNAVAILABLE (Retry-After) when the missing ones are being built now; else MANIFEST_UNKNOWN
-   * naming what is missing and how to have it built. Nothing is resolved or queued.
-   */
-  private async builtOnly(wanted: Array<Record<string, unknown>>, ctx: RequestContext, name: string): Promise<BuildRecord[]> {
-    const found = await Promise.all(wanted.map((w) => this.o.service.lookup(w, ctx)));
-    const platform = (i: number) => this.platforms[i]!.name;
-    const missing = found.flatMap((r, i) => (r ? [] : [platform(i)]));
-    if (missing.length > 0) {
-      this.log.info({ image: name, missing }, 'registry: image not built, and the client may not build it');
-      throw new RegistryError(
-        404,
-        'MANIFEST_UNKNOWN',
-        `${name} is not built yet (${missing.join(', ')} missing), and this client may not start builds: pull it once with a token that has the build scope (docker login / --creds x:<token>), or have it built with POST /api/builds for each platform (${this.platforms.map((p) => p.name).join(', ')}); then pull again`,
-      );
-    }
-    const running = found.filter((r) => r!.status !== 'succeeded');
-    if (running.length > 0) {
-      throw new RegistryError(503, 'UNAVAILABLE', `${name} is being built now (${running.map((r) => r!.id).join(', ')}); retry in a minute`, 60);
-    }
-    return found as BuildRecord[];
-  }
-
-  /** Waits for every build (up to `waitMs`); 503 UNAVAILABLE with Retry-After past it, an error for a failed build. */
-  private async waitAll(recs: BuildRecord[], signal?: AbortSignal): Promise<BuildRecord[]> {
-    const pending = recs.filter((r) => r.status !== 'succeeded');
-    if (pending.length === 0) return recs;
-    this.log.info({ builds: pending.map((r) => r.id) }, 'image: waiting for builds');
-    const ac = new AbortController();
-    const onAbort = () => ac.abort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ac.abort();
-    }, this.o.waitMs);
-    try {
-      const ended = await Promise.all(recs.map((r) => (r.status === 'succeeded' ? r : this.o.service.waitFor(r.id, ac.signal))));
-      for (const r of ended) {
-        if (r.status === 'succeeded') continue;
-        if (r.status === 'canceled') throw new RegistryError(503, 'UNAVAILABLE', `build ${r.id} was canceled before it finished; retry`, 10);
-        throw new RegistryError(500, 'UNKNOWN', `build ${r.id} (${r.spec.os}/${r.spec.arch}) failed: ${r.error ?? 'unknown error'} (log: /api/builds/${r.id}/log)`);
-      }
-      return ended;
-    } catch (err) {
-      if (timedOut) {
-        const ids = pending.map((r) => r.id).join(', ');
-        throw new RegistryError(503, 'UNAVAILABLE', `the image's builds are still running after ${Math.round(this.o.waitMs / 1000)} s (${ids}); they go on: retry later`, 60);
-      }
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    }
-  }
-
-  // ---- images ----
-
-  /** The image of an artifact: its record when its blobs are all there, else made now (once per key in this process). */
-  async image(meta: ArtifactMeta): Promise<ImageRecord> {
-    const have = await this.storedImage(meta.key);
-    if (have) return have;
-    let p = this.making.get(meta.key);
-    if (!p) {
-      p = this.makeImage(meta).finally(() => this.making.delete(meta.key));
-      this.making.set(meta.key, p);
-    }
-    return p;
-  }
-
-  /**
-   * The image record of `key` when every blob it names is in the store (one stat each), checked on
-   * every tag request: a blob deleted as corrupt by any hub makes the image again at the next pull.
-   */
-  private async storedImage(key: string): Promise<ImageRecord | null> {
-    const rec = (await this.o.store.getRecord(IMAGES_NS, key)) as ImageRecord | null;
-    if (!rec || typeof rec.manifestDigest !== 'string' || !Array.isArray(rec.blobs)) return null;
-    for (const b of rec.blobs) {
-      const info = await this.o.store.statBlob(b.digest);
-      if (!info || info.size !== b.size) {
-        this.log.warn({ key, digest: b.digest }, 'a blob of a stored image is missing: making the image again');
-        return null;
-      }
-    }
-    return rec;
-  }
-
-  private async makeImage(meta: ArtifactMeta): Promise<ImageRecord> {
-    const base = this.o.tmpDir ?? tmpdir();
-    await mkdir(base, { recursive: true });
-    const dir = await mkdtemp(join(base, 'fairway-image-'));
-    try {
-      const binaryPath = join(dir, 'caddy');
-      const a = await this.o.service.artifact(meta.key);
-      await pipeline((await a.open()) as Readable, createWriteStream(binaryPath, { mode: 0o755 }));
-      // Signed only when this server verified that it built these bytes: the build's stored
-      // provenance verifies with its key (and is about this binary and this build); the
-      // attestation then carries that statement's predicate. Anything else is made unsigned.
-      let signer = this.o.signer;
-      let predicate: SlsaProvenance | undefined;
-      if (signer) {
-        const v = await this.verifiedPredicate(meta, signer);
-        if ('predicate' in v) predicate = v.predicate;
-        else {
-          this.log.warn(
-            { key: meta.key, reason: v.refused },
-            `not signing the image of build ${meta.key}: ${v.refused}. This server signs only what it verified it built (its own signed provenance); the image is served unsigned, without an attestation. If the store was changed, or this build was made by another builder or under another key, request a new build`,
-          );
-          signer = undefined;
-        }
-      }
-      return await publishImage({ store: this.o.store, binaryPath, meta, tmpDir: dir, logger: this.log, ...(signer ? { signer } : {}), ...(predicate ? { predicate } : {}) });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
-
-  /**
-   * The predicate of a build's stored provenance when its DSSE envelope verifies with this
-   * server's key and its statement is about this artifact (the binary's sha256, the build's key as
-   * the invocation); otherwise why not. The store is not trusted: whoever can write to it could
-   * put any statement there, and this server re-signs only its own.
-   */
-  private async verifiedPredicate(meta: ArtifactMeta, signer: Signer): Promise<{ predicate: SlsaProvenance } | { refused: string }> {
-    let env: unknown;
-    try {
-      env = await this.o.store.getProvenance(meta.key);
-    } catch (err) {
-      return { refused: `its provenance cannot be read (${errorMessage(err)})` };
-    }
-    if (!env) return { refused: 'it has no provenance in the store (built before provenance existed, or it was removed)' };
-    if (typeof meta.sha256 !== 'string') return { refused: 'its record has no sha256' };
-    try {
-      this.publicKey ??= publicKeyFromPem(signer.publicKeyPem);
-      const { statement } = verifyProvenance(env, this.publicKey, meta.sha256);
-      const invocation = statement.predicate?.runDetails?.metadata?.invocationId;
-      if (invocation !== meta.key) return { refused: `its provenance is about build ${JSON.stringify(invocation).slice(0, 80)}, not ${meta.key}` };
-      return { predicate: statement.predicate };
-    } catch (err) {
-      return { refused: `its provenance does not verify with this server's key ${signer.fingerprint.slice(0, 16)}: ${errorMessage(err)}` };
-    }
+  /** The image of an artifact: its record when its blobs are all there, else made now (maker.ts). */
+  image(meta: ArtifactMeta): Promise<ImageRecord> {
+    return this.maker.image(meta);
   }
 
   /** `sha256-<hex>.sig` / `.att`: cosign's signature or attestation of an image manifest of this repository. */
@@ -547,7 +414,7 @@ export class Registry implements ImageRegistry {
       throw err;
     });
     if (subject.mediaType === MEDIA_TYPE.index) {
-      const rec = await this.indexSignature(repo, subject);
+      const rec = await this.indexSigner.signature(repo, subject);
       return this.manifestByDigest(kind === 'sig' ? rec.sig.digest : rec.att.digest, await this.repoOf(repo), repo);
     }
     let key: unknown;
@@ -567,60 +434,6 @@ export class Registry implements ImageRegistry {
     const ref = kind === 'sig' ? rec?.sig : rec?.att;
     if (!rec || rec.manifestDigest !== `sha256:${hex}` || !ref) throw none();
     return this.manifestByDigest(ref.digest, await this.repoOf(repo), repo);
-  }
-
-  /**
-   * The signature of an index (of this repository) under this server's index key: the stored one
-   * when its record and blobs are there, else made now (once per digest in this process) after
-   * every platform image the index lists verified under the trusted build keys
-   * (src/registry/indexsign.ts). MANIFEST_UNKNOWN saying why when the index is not signed.
-   */
-  private async indexSignature(repo: string, index: ManifestAnswer): Promise<IndexSignatureRecord> {
-    const signing = this.o.indexSigning;
-    if (!signing) {
-      throw new RegistryError(
-        404,
-        'MANIFEST_UNKNOWN',
-        `${index.digest} is an image index, and this server signs no indexes (no index signing key, or no build key to verify its images with: see its log at start; docs/provenance.md). Verify a platform's image instead (its digest is in the index, or pull caddy/build:<build id>)`,
-      );
-    }
-    const have = await storedIndexSignature(this.o.store, index.digest, signing.signer.fingerprint);
-    if (have) return have;
-    let p = this.signingIndex.get(index.digest);
-    if (!p) {
-      p = this.makeIndexSignature(repo, index, signing).finally(() => this.signingIndex.delete(index.digest));
-      this.signingIndex.set(index.digest, p);
-    }
-    return p;
-  }
-
-  private async makeIndexSignature(repo: string, index: ManifestAnswer, signing: NonNullable<RegistryOptions['indexSigning']>): Promise<IndexSignatureRecord> {
-    const list = (JSON.parse(index.bytes.toString('utf8')) as ImageIndex).manifests;
-    try {
-      const children: IndexChild[] = [];
-      for (const d of list) {
-        const img = fairwayImageOf(await this.childManifest(d.digest));
-        const platform = d.platform ? platformString(d.platform as OciPlatform) : 'unknown platform';
-        if (!img) throw new IndexSignRefused(`the ${platform} manifest ${d.digest} it lists is not a Fairway image`);
-        children.push({ manifestDigest: d.digest, key: img.key, platform });
-      }
-      const images = [];
-      for (const c of children) images.push(await verifyPlatformImage(this.o.store, c, signing.trusted));
-      const rec = await signIndex({ store: this.o.store, tmpDir: this.o.tmpDir ?? tmpdir(), indexDigest: index.digest, repository: repo, images, signer: signing.signer });
-      this.log.info(
-        { index: index.digest, repo, key: signing.signer.fingerprint, images: images.map((i) => i.manifestDigest) },
-        `signed the image index ${index.digest} of ${repo} with the index key ${signing.signer.fingerprint.slice(0, 16)}: its ${images.length} platform image(s) verified under the build key`,
-      );
-      return rec;
-    } catch (err) {
-      if (!(err instanceof IndexSignRefused)) throw err;
-      this.log.warn({ index: index.digest, repo, reason: err.message }, `not signing the image index ${index.digest} of ${repo}: ${err.message}`);
-      throw new RegistryError(
-        404,
-        'MANIFEST_UNKNOWN',
-        `the image index ${index.digest} is not signed: ${err.message}. An index is signed only when every platform image it lists verifies under the build key; rebuild that platform under the key (docs/provenance.md)`,
-      );
-    }
   }
 
   private async putBytes(digest: string, bytes: Buffer): Promise<void> {

@@ -30,8 +30,10 @@
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ANNOTATION, MEDIA_TYPE, canonicalBytes, type Descriptor, type ImageManifest } from '../image/index.js';
+import type { Logger } from 'pino';
+import { ANNOTATION, MEDIA_TYPE, canonicalBytes, platformString, type Descriptor, type ImageIndex, type ImageManifest, type OciPlatform } from '../image/index.js';
 import {
   EnvelopeError,
   IN_TOTO_PAYLOAD_TYPE,
@@ -45,9 +47,10 @@ import {
   type Signer,
   type Statement,
 } from '../provenance/index.js';
-import type { BlobInfo, BlobStore, RecordStore } from '../store/index.js';
+import type { ArtifactStore, BlobInfo, BlobStore, RecordStore } from '../store/index.js';
 import { COSIGN, IMAGE_CREATED, SIGNATURES_NS, putBytes, simpleSigningPayload, type SignatureRecord } from './images.js';
 import { errorMessage } from '../util/errors.js';
+import { RegistryError, fairwayImageOf } from './oci.js';
 
 export const INDEX_SIGNATURES_NS = 'index-signatures';
 /** The largest signature manifest, payload or envelope read while verifying (Fairway's are a few KB). */
@@ -255,4 +258,82 @@ export async function storedIndexSignature(store: Store, indexDigest: string, ke
     if (!info || info.size !== b.size) return null;
   }
   return rec;
+}
+
+/** The index key and the build keys an index's images must verify with first (RegistryOptions.indexSigning). */
+export interface IndexSigning {
+  signer: Signer;
+  trusted: readonly KeyObject[];
+}
+
+export interface IndexSignerOptions {
+  store: ArtifactStore;
+  /** Absent: this server signs no indexes. */
+  signing?: IndexSigning | undefined;
+  tmpDir?: string | undefined;
+  log: Logger;
+  /** A child manifest of an index, read and checked against its digest (the registry's). */
+  childManifest(digest: string): Promise<unknown | null>;
+}
+
+/** The signatures of the indexes behind tags: stored ones, or made now once per digest in this process. */
+export class IndexSigner {
+  /** Index signatures being made, by index digest: one per digest in this process. */
+  private readonly signing = new Map<string, Promise<IndexSignatureRecord>>();
+
+  constructor(private readonly o: IndexSignerOptions) {}
+
+  /**
+   * The signature of an index (of this repository) under this server's index key: the stored one
+   * when its record and blobs are there, else made now (once per digest in this process) after
+   * every platform image the index lists verified under the trusted build keys
+   * (src/registry/indexsign.ts). MANIFEST_UNKNOWN saying why when the index is not signed.
+   */
+  async signature(repo: string, index: { digest: string; bytes: Buffer }): Promise<IndexSignatureRecord> {
+    const signing = this.o.signing;
+    if (!signing) {
+      throw new RegistryError(
+        404,
+        'MANIFEST_UNKNOWN',
+        `${index.digest} is an image index, and this server signs no indexes (no index signing key, or no build key to verify its images with: see its log at start; docs/provenance.md). Verify a platform's image instead (its digest is in the index, or pull caddy/build:<build id>)`,
+      );
+    }
+    const have = await storedIndexSignature(this.o.store, index.digest, signing.signer.fingerprint);
+    if (have) return have;
+    let p = this.signing.get(index.digest);
+    if (!p) {
+      p = this.make(repo, index, signing).finally(() => this.signing.delete(index.digest));
+      this.signing.set(index.digest, p);
+    }
+    return p;
+  }
+
+  private async make(repo: string, index: { digest: string; bytes: Buffer }, signing: IndexSigning): Promise<IndexSignatureRecord> {
+    const list = (JSON.parse(index.bytes.toString('utf8')) as ImageIndex).manifests;
+    try {
+      const children: IndexChild[] = [];
+      for (const d of list) {
+        const img = fairwayImageOf(await this.o.childManifest(d.digest));
+        const platform = d.platform ? platformString(d.platform as OciPlatform) : 'unknown platform';
+        if (!img) throw new IndexSignRefused(`the ${platform} manifest ${d.digest} it lists is not a Fairway image`);
+        children.push({ manifestDigest: d.digest, key: img.key, platform });
+      }
+      const images = [];
+      for (const c of children) images.push(await verifyPlatformImage(this.o.store, c, signing.trusted));
+      const rec = await signIndex({ store: this.o.store, tmpDir: this.o.tmpDir ?? tmpdir(), indexDigest: index.digest, repository: repo, images, signer: signing.signer });
+      this.o.log.info(
+        { index: index.digest, repo, key: signing.signer.fingerprint, images: images.map((i) => i.manifestDigest) },
+        `signed the image index ${index.digest} of ${repo} with the index key ${signing.signer.fingerprint.slice(0, 16)}: its ${images.length} platform image(s) verified under the build key`,
+      );
+      return rec;
+    } catch (err) {
+      if (!(err instanceof IndexSignRefused)) throw err;
+      this.o.log.warn({ index: index.digest, repo, reason: err.message }, `not signing the image index ${index.digest} of ${repo}: ${err.message}`);
+      throw new RegistryError(
+        404,
+        'MANIFEST_UNKNOWN',
+        `the image index ${index.digest} is not signed: ${err.message}. An index is signed only when every platform image it lists verifies under the build key; rebuild that platform under the key (docs/provenance.md)`,
+      );
+    }
+  }
 }
