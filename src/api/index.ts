@@ -23,6 +23,7 @@ import { DEV_SECURITY, installSecurity, type SecurityOptions } from './security.
 export { compatApi, compatErrorHandler, downloadFilename, downloadInput, pinnedDownloadUrl, type CompatOptions, type DownloadInput } from './compat.js';
 export { nativeApi, type NativeApiOptions } from './native.js';
 export { goproxyApi, type GoproxyApiOptions } from './goproxy.js'; // fleet module proxy
+export { webhooksApi, type WebhooksApiOptions } from './webhooks.js';
 export { ociErrorHandler, recipesApi, registryApi, type RegistryApiOptions } from './registry.js';
 export { ErrorBody, OPTIONAL_BODY, documented, errors } from './schemas.js';
 

@@ -10,6 +10,7 @@ import { hostNameError, normalizeOrigin, originError } from '../util/hosts.js';
 import { SCOPES, bearerTokenError } from '../auth/index.js';
 import { goEnvError, modulePatternError, versionRangeError } from '../policy/index.js';
 import { isCacheKey } from '../request/index.js';
+import { webhookTargetsSchema } from '../webhooks/index.js';
 import { parseBytes, parseDuration } from '../util/units.js';
 import { errorMessage } from '../util/errors.js';
 
@@ -280,6 +281,12 @@ export const configSchema = z
     imagePlatforms: list.pipe(z.array(z.string().regex(/^linux\/[a-z0-9]+(?:\/v[5-8])?$/, 'a platform like linux/amd64 or linux/arm/v7')).min(1)).default(['linux/amd64', 'linux/arm64']),
     /** How long a manifest request waits for on-demand builds before answering 503 with Retry-After. */
     imageWait: duration.default(10 * 60_000),
+    /**
+     * Webhook targets (docs/recipes.md "Webhooks"): `[{url, secret, events?}]`, JSON from
+     * FAIRWAY_WEBHOOKS or a list in the config file; no flag (the secrets stay out of `ps`).
+     * http/https URLs, a non-empty secret, events from WEBHOOK_EVENTS (absent: all).
+     */
+    webhooks: webhookTargetsSchema.default([]),
     /** How often the store (and the Go cache budget) is checked, besides after each new artifact. */
     pruneInterval: duration.default(3_600_000),
     /** Budget of this process's Go build + module caches (serve and agent); cleaned between builds. */
@@ -413,7 +420,7 @@ export type Config = z.output<typeof configSchema> & {
   toolsDir: string;
   xcaddyBin: string;
   goCacheProgBin: string;
-  /** The config file read (`--config`, FAIRWAY_CONFIG), resolved; it may hold secrets (fleetToken, a Redis password). */
+  /** The config file read (`--config`, FAIRWAY_CONFIG), resolved; it may hold secrets (fleetToken, webhook secrets, a Redis password). */
   configFile?: string;
 };
 
@@ -500,7 +507,7 @@ export const UNIT_ENV_FILE = '/etc/fairway/fairway.env';
 
 /**
  * Every file this configuration names that holds a secret, which no sandboxed build may see
- * (checked at start by src/main): the signing keys (signingKey, indexSigningKey), the config file (fleetToken, a Redis URL with
+ * (checked at start by src/main): the signing keys (signingKey, indexSigningKey), the config file (fleetToken, webhook secrets, a Redis URL with
  * its password), the auth file (token hashes), the units' environment file, and, for an S3
  * store, the AWS SDK's credential and token files named by their variables (or the defaults in
  * ~/.aws). Files that do not exist are left out, except the signing keys (whose absence is

@@ -9,7 +9,8 @@ import { constants as fsConstants, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { compatApi, createApi, recipesApi, registryApi } from '../api/index.js';
+import { compatApi, createApi, recipesApi, registryApi, webhooksApi } from '../api/index.js';
+import { WebhookNotifier, type Notifier } from '../webhooks/index.js';
 // fleet module proxy
 import { goproxyApi } from '../api/index.js';
 import { FleetModuleProxy } from '../fleet/index.js';
@@ -44,7 +45,26 @@ import { errorMessage } from '../util/errors.js';
 export interface Running {
   app: FastifyInstance;
   url: string;
+  /** The webhook notifier of this server (the `webhooks` setting; none set: it delivers nothing). */
+  notifier: Notifier;
   close(): Promise<void>;
+}
+
+/**
+ * The webhook notifier (docs/recipes.md "Webhooks"): the targets of the `webhooks` setting, the
+ * delivery log in the store (every hub shows the same), the deliveries counted in the metrics.
+ * Built for `serve` and `hub`; the recipe watcher calls its notify().
+ */
+function webhookNotifier(config: Config, store: ArtifactStore, metrics: OpsMetrics, logger: Logger): WebhookNotifier {
+  const notifier = new WebhookNotifier({
+    targets: config.webhooks,
+    store,
+    logger,
+    userAgent: `Fairway-Webhooks/${FAIRWAY_VERSION}`,
+    onResult: (event, result) => metrics.webhookDelivered(event, result),
+  });
+  if (config.webhooks.length) logger.info({ targets: notifier.describe() }, `webhooks: ${config.webhooks.length} target(s); deliveries at GET /api/webhooks/deliveries`);
+  return notifier;
 }
 
 /** What `serve` and `hub` differ in; everything else of the HTTP side is the same. */
@@ -423,6 +443,8 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
     prebuildQueued: (key) => void registry.imageWhenBuilt(key),
     ...(parts.gate ? { gate: parts.gate } : {}),
   });
+  // Webhooks: the outbound side of the recipe watcher (it calls notifier.notify); never blocks a build.
+  const notifier = webhookNotifier(config, store, ops.metrics, logger);
   catalog.start();
   const learner = new ModuleLearner({ store, catalog, mode: config.catalogLearn, logger });
   queue.onFinished((key, state) => {
@@ -462,6 +484,7 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   await app.register(opsRoutes, { metrics: ops.metrics, pruner: ops.pruner });
   await app.register(registryApi, { prefix: '/v2', registry, downloadRedirect: config.downloadRedirect });
   await app.register(recipesApi, { registry });
+  await app.register(webhooksApi, { notifier });
   // fleet module proxy: GET /goproxy/… for agents (agent scope), from this process's module cache.
   await app.register(goproxyApi, { proxy: fleetModuleProxy(toolchain, ops.metrics, logger, config, policy) });
   await app.listen({ host: config.host, port: config.port });
@@ -475,17 +498,17 @@ async function startHttp(config: Config, logger: Logger, parts: HttpParts): Prom
   rescan?.unref();
   const close = async () => {
     if (rescan) clearInterval(rescan);
-    await shutdown({ app, service, ops, parts, logger });
+    await shutdown({ app, service, ops, parts, logger, notifier });
     await catalog.close();
   };
-  return { app, url, close };
+  return { app, url, notifier, close };
 }
 
 /**
  * Stops the HTTP side: blocked downloads get a 503 with Retry-After first, then the server closes
  * while the builds stop (a journaled queue keeps them for the next start) or finish (a shared queue).
  */
-async function shutdown(o: { app: FastifyInstance; service: BuildService; ops: { close(): Promise<void> }; parts: HttpParts; logger: Logger }): Promise<void> {
+async function shutdown(o: { app: FastifyInstance; service: BuildService; ops: { close(): Promise<void> }; parts: HttpParts; logger: Logger; notifier: Notifier }): Promise<void> {
   const { app, service, ops, parts, logger } = o;
   const { queue } = parts;
   service.shutdown();
@@ -508,6 +531,8 @@ async function shutdown(o: { app: FastifyInstance; service: BuildService; ops: {
     await ops.close();
     await queue.close(parts.shutdownGraceMs);
   }
+  // Webhook retries waiting end as abandoned, running attempts get a few seconds; the log is written before the store closes.
+  await o.notifier.close();
   await parts.toolchain.sandbox.close();
   await parts.store.close?.();
   parts.limitsRedis?.disconnect();
