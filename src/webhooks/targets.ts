@@ -23,7 +23,8 @@ export interface WebhookTarget {
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
-    return `${u.origin}${u.pathname}`;
+    // Not `origin`: it is "null" for schemes other than http(s), which the messages name too.
+    return `${u.protocol}//${u.host}${u.pathname}`;
   } catch {
     return '<invalid URL>';
   }
