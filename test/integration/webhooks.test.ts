@@ -11,7 +11,7 @@
  *   node --import tsx --test test/integration/webhooks.test.ts
  */
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { type IncomingMessage, type ServerResponse, createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
@@ -26,6 +26,7 @@ import { OpsMetrics } from '../../src/ops/index.js';
 import { FsStore } from '../../src/store/index.js';
 import { DELIVERIES_NS, WebhookNotifier, verifySignature, type WebhookDelivery, type WebhookPayload, type WebhookTarget } from '../../src/webhooks/index.js';
 import { testApi, type TestApi } from '../helpers/api.js';
+import { api, startFairway, type FairwayProcess } from '../helpers/fairway.js';
 
 /** The receiver's own check, written from the documented rule (not with the code under test). */
 const hmac = (body: Buffer, secret: string) => `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
@@ -434,5 +435,41 @@ describe('webhook notifier limits', () => {
     assert.deepEqual(results.sort(), ['recipe.failed dropped', 'recipe.failed dropped', 'recipe.promoted abandoned', 'recipe.promoted abandoned']);
     assert.match(logs.text(), /could not start the deliveries of an event/);
     assert.match(logs.text(), /an event after shutdown began is not delivered/);
+  });
+});
+
+describe('fairway serve: the webhooks setting and the route', () => {
+  const TOKEN = 'fw_admin_token_serve_webhooks_0123';
+  const SECRET = 'serve-webhook-secret-0123456789';
+  const env = { FAIRWAY_TOKENS: `hooks-test:admin:${createHash('sha256').update(TOKEN).digest('hex')}` };
+  let fw: FairwayProcess | undefined;
+  after(async () => {
+    await fw?.stop();
+  });
+
+  test('an invalid setting stops the start with a message naming the entry, never the secret', async () => {
+    await assert.rejects(startFairway({ env: { ...env, FAIRWAY_WEBHOOKS: JSON.stringify([{ url: 'ftp://hooks.example.com/x', secret: SECRET }]) } }), (err: Error) => {
+      assert.match(err.message, /exited with 2 before listening[\s\S]*webhooks\.0\.url: ftp:\/\/hooks\.example\.com\/x: only http:\/\/ and https:\/\/ URLs are allowed/);
+      assert.ok(!err.message.includes(SECRET), err.message);
+      return true;
+    });
+  });
+
+  test('a valid one is wired: logged by origin and path, the log served to admins only', async () => {
+    fw = await startFairway({
+      args: ['--anonymous-scopes', 'read'],
+      env: { ...env, FAIRWAY_WEBHOOKS: JSON.stringify([{ url: `http://127.0.0.1:9/hook?token=${URL_QUERY_TOKEN}`, secret: SECRET, events: ['recipe.failed'] }]) },
+    });
+    assert.match(fw.output(), /webhooks: 1 target\(s\)/);
+    assert.ok(fw.output().includes('http://127.0.0.1:9/hook'));
+    const anon = await api(fw.url, '/api/webhooks/deliveries');
+    assert.equal(anon.status, 401, 'anonymous clients may read, but this route needs admin');
+    const admin = await api(fw.url, '/api/webhooks/deliveries', { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(admin.status, 200);
+    assert.deepEqual(admin.body, { deliveries: [] });
+    const doc = await api(fw.url, '/openapi.json');
+    assert.ok(doc.body.paths['/api/webhooks/deliveries']?.get, 'in the OpenAPI document');
+    assert.equal(await fw.stop(), 0, 'a clean shutdown with the notifier closed');
+    for (const s of [SECRET, URL_QUERY_TOKEN]) assert.ok(!fw.output().includes(s), `the server's log holds ${s}`);
   });
 });
