@@ -2,7 +2,7 @@
  * The HTTP API (Fastify): the app, its error model, security, the OpenAPI document
  * (`GET /openapi.json`) and the native API plugin (src/api/native.ts). The other route groups are
  * Fastify plugins too, registered by the composition root: compatApi (src/api/compat.ts),
- * uiRoutes (src/ui/index.ts), opsRoutes (src/ops/http.ts).
+ * uiRoutes (src/ui/index.ts), opsRoutes (src/ops/http.ts), webhooksApi (src/api/webhooks.ts).
  */
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
