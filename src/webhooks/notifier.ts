@@ -283,7 +283,7 @@ export class WebhookNotifier implements Notifier {
     }
     if (d.rec.attempts >= r.maxAttempts) {
       this.logger.warn(log, `webhooks: delivery failed after ${d.rec.attempts} attempts (${why})`);
-      this.end(d, 'failed', 'failed', `${why}; gave up after ${d.rec.attempts} attempts`);
+      this.end(d, 'failed', 'failed', `${why}; gave up after ${d.rec.attempts} attempt${d.rec.attempts === 1 ? '' : 's'}`);
       return;
     }
     if (this.closed) {
