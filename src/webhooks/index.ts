@@ -7,4 +7,4 @@
 export { DEFAULT_RETRY, backoffDelay, classifyStatus, parseRetryAfter, signBody, verifySignature, type AttemptOutcome, type RetryPolicy } from './delivery.js';
 export { DEFAULT_KEEP, DELIVERIES_NS, DeliveryLog, WebhookDeliverySchema, deliveryRecordName, type WebhookDelivery } from './log.js';
 export { WebhookNotifier, type DeliveryResult, type Notifier, type NotifierOptions, type WebhookPayload, type WebhookPlugin } from './notifier.js';
-export { WEBHOOK_EVENTS, parseWebhookTargets, redactUrl, targetUrlError, wants, webhookTargetsSchema, type WebhookEvent, type WebhookTarget } from './targets.js';
+export { WEBHOOK_EVENTS, parseWebhookTargets, redactUrl, scrubUrl, targetUrlError, wants, webhookTargetsSchema, type WebhookEvent, type WebhookTarget } from './targets.js';

@@ -9,7 +9,7 @@ import type { RecordStore } from '../store/index.js';
 import { errorMessage } from '../util/errors.js';
 import { DEFAULT_RETRY, backoffDelay, classifyStatus, parseRetryAfter, signBody, type RetryPolicy } from './delivery.js';
 import { DEFAULT_KEEP, DeliveryLog, deliveryRecordName, type WebhookDelivery } from './log.js';
-import { parseWebhookTargets, redactUrl, wants, type WebhookEvent, type WebhookTarget } from './targets.js';
+import { parseWebhookTargets, redactUrl, scrubUrl, wants, type WebhookEvent, type WebhookTarget } from './targets.js';
 
 export interface WebhookPlugin {
   module: string;
@@ -74,6 +74,8 @@ export interface NotifierOptions {
 interface Delivery {
   rec: WebhookDelivery;
   name: string;
+  /** The target's URL as configured (for scrubbing messages), and as fetch takes it. */
+  target: string;
   url: string;
   headers: Record<string, string>;
   body: string;
@@ -200,6 +202,7 @@ export class WebhookNotifier implements Notifier {
         nextAttemptAt: null,
       },
       name: deliveryRecordName(now, id),
+      target: t.url,
       url: req.url,
       headers: {
         'content-type': 'application/json',
@@ -258,7 +261,7 @@ export class WebhookNotifier implements Notifier {
       retryAfter = parseRetryAfter(res.headers.get('retry-after'));
       await res.body?.cancel().catch(() => {});
     } catch (err) {
-      error = describeFailure(err, abort.signal.reason);
+      error = scrubUrl(describeFailure(err, abort.signal.reason), d.target);
     } finally {
       clearTimeout(timer);
       d.abort = undefined;

@@ -30,6 +30,26 @@ export function redactUrl(url: string): string {
   }
 }
 
+/**
+ * A message with the target's URL in it (as written, or as fetch normalised it), or its userinfo
+ * or query alone, shown with the redacted URL instead: error texts of the network layer are logged.
+ */
+export function scrubUrl(message: string, url: string): string {
+  let out = message;
+  const shown = redactUrl(url);
+  let u: URL | null = null;
+  try {
+    u = new URL(url);
+  } catch {
+    /* not a URL: only the text as written */
+  }
+  const whole = [url, u?.href].filter((x): x is string => !!x && x !== shown).sort((a, b) => b.length - a.length);
+  for (const w of whole) out = out.split(w).join(shown);
+  const parts = [u?.username, u?.password, u?.search && u.search.length > 1 ? u.search.slice(1) : ''].filter((x): x is string => !!x);
+  for (const p of parts) out = out.split(p).join('<redacted>');
+  return out;
+}
+
 /** What is wrong with a target URL, or null: http or https, a host, no fragment. */
 export function targetUrlError(url: string): string | null {
   let u: URL;

@@ -6,7 +6,19 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadConfig } from '../../src/config/index.js';
-import { DEFAULT_RETRY, backoffDelay, classifyStatus, deliveryRecordName, parseRetryAfter, parseWebhookTargets, redactUrl, signBody, verifySignature, wants } from '../../src/webhooks/index.js';
+import {
+  DEFAULT_RETRY,
+  backoffDelay,
+  classifyStatus,
+  deliveryRecordName,
+  parseRetryAfter,
+  parseWebhookTargets,
+  redactUrl,
+  scrubUrl,
+  signBody,
+  verifySignature,
+  wants,
+} from '../../src/webhooks/index.js';
 
 describe('signature', () => {
   test('is sha256=<hex HMAC-SHA256> of the exact bytes (RFC 4231 test cases 2 and 1)', () => {
@@ -120,6 +132,15 @@ describe('targets', () => {
     assert.equal(redactUrl('https://user:pa55@hooks.example.com:8443/a/b?token=XYZ#frag'), 'https://hooks.example.com:8443/a/b');
     assert.equal(redactUrl('http://127.0.0.1:9/'), 'http://127.0.0.1:9/');
     assert.equal(redactUrl('not a url ?secret=1'), '<invalid URL>');
+  });
+
+  test('a message naming the URL shows it redacted (userinfo and query out)', () => {
+    const url = 'https://hook-user:pa55@hooks.example.com/a?token=Q1Q2Q3';
+    const msg = `Failed to parse URL from ${url}; also ${new URL(url).href} and token=Q1Q2Q3 with pa55`;
+    const out = scrubUrl(msg, url);
+    for (const s of ['pa55', 'Q1Q2Q3', 'hook-user']) assert.ok(!out.includes(s), `${s} left in ${out}`);
+    assert.match(out, /^Failed to parse URL from https:\/\/hooks\.example\.com\/a; also https:\/\/hooks\.example\.com\/a and <redacted> with <redacted>$/);
+    assert.equal(scrubUrl('connect ECONNREFUSED 127.0.0.1:9', 'http://127.0.0.1:9/x'), 'connect ECONNREFUSED 127.0.0.1:9');
   });
 
   const SECRET = 'Sup3r-S3cret-Value';
