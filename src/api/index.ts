@@ -2,7 +2,7 @@
  * The HTTP API (Fastify): the app, its error model, security, the OpenAPI document
  * (`GET /openapi.json`) and the native API plugin (src/api/native.ts). The other route groups are
  * Fastify plugins too, registered by the composition root: compatApi (src/api/compat.ts),
- * uiRoutes (src/ui/index.ts), opsRoutes (src/ops/http.ts).
+ * uiRoutes (src/ui/index.ts), opsRoutes (src/ops/http.ts), webhooksApi (src/api/webhooks.ts).
  */
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
@@ -24,6 +24,7 @@ export { compatApi } from './compat.js';
 export { goproxyApi } from './goproxy.js'; // fleet module proxy
 export { recipesApi, registryApi } from './registry.js';
 export { upstreamApi, type WatchApi } from './upstream.js';
+export { webhooksApi } from './webhooks.js';
 export { ErrorBody, OPTIONAL_BODY, documented, errors } from './schemas.js';
 
 export interface ApiOptions {

@@ -26,7 +26,7 @@ export const UNIT_ENV_FILE = '/etc/fairway/fairway.env';
 
 /**
  * Every file this configuration names that holds a secret, which no sandboxed build may see
- * (checked at start by src/main): the signing keys (signingKey, indexSigningKey), the config file (fleetToken, a Redis URL with
+ * (checked at start by src/main): the signing keys (signingKey, indexSigningKey), the config file (fleetToken, webhook secrets, a Redis URL with
  * its password), the auth file (token hashes), the units' environment file, and, for an S3
  * store, the AWS SDK's credential and token files named by their variables (or the defaults in
  * ~/.aws). Files that do not exist are left out, except the signing keys (whose absence is

@@ -8,6 +8,7 @@ import { hostNameError, normalizeOrigin, originError } from '../util/hosts.js';
 import { SCOPES, bearerTokenError } from '../auth/index.js';
 import { versionRangeError } from '../policy/index.js';
 import { isCacheKey } from '../request/index.js';
+import { webhookTargetsSchema } from '../webhooks/index.js';
 import { parseBytes } from '../util/units.js';
 import { bool, bytes, bytesOrZero, checked, duration, goEnv, imagePlatform, int, list, opsList, patterns, recipesSetting, specObject } from './values.js';
 
@@ -111,6 +112,12 @@ export const configSchema = z
      * admits): candidates are trial-built and promoted only when they pass (docs/recipes.md). 0: off.
      */
     watchInterval: duration.default(3_600_000),
+    /**
+     * Webhook targets (docs/recipes.md "Webhooks"): `[{url, secret, events?}]`, JSON from
+     * FAIRWAY_WEBHOOKS or a list in the config file; no flag (the secrets stay out of `ps`).
+     * http/https URLs, a non-empty secret, events from WEBHOOK_EVENTS (absent: all).
+     */
+    webhooks: webhookTargetsSchema.default([]),
     /** The server's public URL (https://fairway.example), for absolute links in webhook payloads; default: paths only. */
     publicUrl: z
       .string()
@@ -218,6 +225,6 @@ export type Config = Settings & {
   toolsDir: string;
   xcaddyBin: string;
   goCacheProgBin: string;
-  /** The config file read (`--config`, FAIRWAY_CONFIG), resolved; it may hold secrets (fleetToken, a Redis password). */
+  /** The config file read (`--config`, FAIRWAY_CONFIG), resolved; it may hold secrets (fleetToken, webhook secrets, a Redis password). */
   configFile?: string;
 };

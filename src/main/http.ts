@@ -3,12 +3,13 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { compatApi, createApi, goproxyApi, recipesApi, registryApi, upstreamApi } from '../api/index.js';
+import { compatApi, createApi, goproxyApi, recipesApi, registryApi, upstreamApi, webhooksApi } from '../api/index.js';
+import { WebhookNotifier, type Notifier } from '../webhooks/index.js';
 import { Registry } from '../registry/index.js';
 import type { Signer } from '../provenance/index.js';
 import { authenticatorFromConfig, isLoopbackHost } from '../auth/index.js';
 import { FileCatalog, ModuleLearner } from '../catalog/index.js';
-import type { Config } from '../config/index.js';
+import { FAIRWAY_VERSION, type Config } from '../config/index.js';
 import type { BuildQueue } from '../queue/index.js';
 import { BuildAdmission, BuildPolicy, RedisActiveBuilds, freeBytesAt } from '../policy/index.js';
 import { GoResolver } from '../resolve/index.js';
@@ -18,7 +19,7 @@ import { HotCache } from '../hottier/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { uiRoutes } from '../ui/index.js';
-import { createHttpOps, opsRoutes, type BuildGate } from '../ops/index.js';
+import { createHttpOps, opsRoutes, type BuildGate, type OpsMetrics } from '../ops/index.js';
 import { fleetModuleProxy } from './fleetcaches.js';
 import type { IndexSigning } from './keys.js';
 import { loadPlatforms } from './parts.js';
@@ -27,7 +28,26 @@ import { promotedOf, startWatching, watchBook } from './watch.js';
 export interface Running {
   app: FastifyInstance;
   url: string;
+  /** The webhook notifier of this server (the `webhooks` setting; none set: it delivers nothing). */
+  notifier: Notifier;
   close(): Promise<void>;
+}
+
+/**
+ * The webhook notifier (docs/recipes.md "Webhooks"): the targets of the `webhooks` setting, the
+ * delivery log in the store (every hub shows the same), the deliveries counted in the metrics.
+ * Built for `serve` and `hub`; the recipe watcher calls its notify().
+ */
+function webhookNotifier(config: Config, store: ArtifactStore, metrics: OpsMetrics, logger: Logger): WebhookNotifier {
+  const notifier = new WebhookNotifier({
+    targets: config.webhooks,
+    store,
+    logger,
+    userAgent: `Fairway-Webhooks/${FAIRWAY_VERSION}`,
+    onResult: (event, result) => metrics.webhookDelivered(event, result),
+  });
+  if (config.webhooks.length) logger.info({ targets: notifier.describe() }, `webhooks: ${config.webhooks.length} target(s); deliveries at GET /api/webhooks/deliveries`);
+  return notifier;
 }
 
 /** What `serve` and `hub` differ in; everything else of the HTTP side is the same. */
@@ -150,7 +170,13 @@ export async function startHttp(config: Config, logger: Logger, parts: HttpParts
     ...(config.watchInterval > 0 ? {} : { prebuildSpecs: () => registry.prebuildSpecs(), prebuildQueued: (key: string) => void registry.imageWhenBuilt(key) }),
     gate: parts.gate,
   });
-  const watch = startWatching({ config, logger, service, registry, resolver, store, toolchain, metrics: ops.metrics, ...(parts.limitsRedis ? { redis: parts.limitsRedis } : {}) }, book, ops.scheduler);
+  // Webhooks: the outbound side of the recipe watcher (it calls notifier.notify); never blocks a build.
+  const notifier = webhookNotifier(config, store, ops.metrics, logger);
+  const watch = startWatching(
+    { config, logger, service, registry, resolver, store, toolchain, metrics: ops.metrics, notify: (e) => notifier.notify(e), ...(parts.limitsRedis ? { redis: parts.limitsRedis } : {}) },
+    book,
+    ops.scheduler,
+  );
   catalog.start();
   const learner = new ModuleLearner({ store, catalog, mode: config.catalogLearn, logger });
   queue.onFinished((key, state) => {
@@ -191,6 +217,7 @@ export async function startHttp(config: Config, logger: Logger, parts: HttpParts
   await app.register(registryApi, { prefix: '/v2', registry, downloadRedirect: config.downloadRedirect });
   await app.register(recipesApi, { registry });
   await app.register(upstreamApi, { registry, watch, platforms: platforms.list() });
+  await app.register(webhooksApi, { notifier });
   // fleet module proxy: GET /goproxy/… for agents (agent scope), from this process's module cache.
   await app.register(goproxyApi, { proxy: fleetModuleProxy(toolchain, ops.metrics, logger, config, policy) });
   await app.listen({ host: config.host, port: config.port });
@@ -205,17 +232,17 @@ export async function startHttp(config: Config, logger: Logger, parts: HttpParts
   rescan?.unref();
   const close = async () => {
     if (rescan) clearInterval(rescan);
-    await shutdown({ app, service, ops, parts, logger });
+    await shutdown({ app, service, ops, parts, logger, notifier });
     await catalog.close();
   };
-  return { app, url, close };
+  return { app, url, notifier, close };
 }
 
 /**
  * Stops the HTTP side: blocked downloads get a 503 with Retry-After first, then the server closes
  * while the builds stop (a journaled queue keeps them for the next start) or finish (a shared queue).
  */
-async function shutdown(o: { app: FastifyInstance; service: BuildService; ops: { close(): Promise<void> }; parts: HttpParts; logger: Logger }): Promise<void> {
+async function shutdown(o: { app: FastifyInstance; service: BuildService; ops: { close(): Promise<void> }; parts: HttpParts; logger: Logger; notifier: Notifier }): Promise<void> {
   const { app, service, ops, parts, logger } = o;
   const { queue } = parts;
   service.shutdown();
@@ -239,6 +266,8 @@ async function shutdown(o: { app: FastifyInstance; service: BuildService; ops: {
     await queue.close(parts.shutdownGraceMs);
   }
   await parts.toolchain.sandbox.close();
+  // Webhook retries waiting end as abandoned, running attempts get a few seconds; the log is written before the store closes.
+  await o.notifier.close();
   await parts.store.close?.();
   parts.limitsRedis?.disconnect();
 }

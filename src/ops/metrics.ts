@@ -272,6 +272,8 @@ export class OpsMetrics {
   readonly watchTrials: Counter<'kind' | 'result'>;
   /** fleet module proxy (docs/distributed.md): requests by result (hit, fill, miss, invalid). */
   readonly goproxyRequests: Counter<'result'>;
+  /** Webhook deliveries that ended (src/webhooks), by event and result (delivered, failed, dropped, abandoned). */
+  readonly webhookDeliveries: Counter<'event' | 'result'>;
   private storeCache: { at: number; value: StoreReading } | null = null;
   private storeInflight: Promise<StoreReading> | null = null;
 
@@ -304,6 +306,12 @@ export class OpsMetrics {
       registers: [this.registry],
     });
     for (const r of ['hit', 'fill', 'miss', 'invalid']) this.goproxyRequests.inc({ result: r }, 0);
+    this.webhookDeliveries = new Counter({
+      name: 'fairway_webhook_deliveries_total',
+      help: 'Webhook deliveries that ended, by event and result: delivered (a 2xx), failed (a final answer or every attempt used), dropped (too many pending), abandoned (the server stopped first).',
+      labelNames: ['event', 'result'],
+      registers: [this.registry],
+    });
     this.addStateMetrics(opts.collectTimeoutMs ?? 5000);
   }
 
@@ -361,6 +369,11 @@ export class OpsMetrics {
     if (bytes > 0) this.prunedBytes.inc(bytes);
     if (report.errors.length) this.pruneErrors.inc(report.errors.length);
     this.storeCache = { at: Date.now(), value: { ...report.after, blobBytes: report.blobs.storedBytes - report.blobs.bytes } };
+  }
+
+  /** A webhook delivery ended (the Notifier's onResult, wired by src/main). */
+  webhookDelivered(event: string, result: string): void {
+    this.webhookDeliveries.inc({ event, result });
   }
 
   versionsRefreshed(ok: boolean, at?: string): void {

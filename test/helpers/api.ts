@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { BuildFailed } from '../../src/runner/index.js';
-import { compatApi, createApi, recipesApi, registryApi, type ApiOptions } from '../../src/api/index.js';
+import { compatApi, createApi, recipesApi, registryApi, webhooksApi, type ApiOptions } from '../../src/api/index.js';
+import { WebhookNotifier } from '../../src/webhooks/index.js';
 import { Registry, type RegistryOptions } from '../../src/registry/index.js';
 import type { RecipeInput } from '../../src/registry/recipes.js';
 import type { HotCache } from '../../src/hottier/index.js';
@@ -156,18 +157,21 @@ export async function testApi(
   };
 }
 
-/** The ops routes (/metrics, /api/admin/prune) on a throwaway empty store, for testApi({ plugins }). */
+/** The ops routes (/metrics, /api/admin/prune) and the webhook delivery log (no targets) on a throwaway empty store, for testApi({ plugins }). */
 export async function opsTestPlugin(): Promise<{ plugin: FastifyPluginAsync; close(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'fairway-ops-'));
   const store = await FsStore.open(dir);
   const access = store.accessTracker({ intervalMs: 60_000 });
   const pruner = new Pruner({ store, access, limits: { maxBytes: null, maxAgeMs: null } });
   const metrics = new OpsMetrics({}, { processMetrics: false });
+  const notifier = new WebhookNotifier({ targets: [], store, logger: pino({ level: 'silent' }), userAgent: 'Fairway-Webhooks/test' });
   return {
     plugin: async (app) => {
       await app.register(opsRoutes, { metrics, pruner });
+      await app.register(webhooksApi, { notifier });
     },
     close: async () => {
+      await notifier.close();
       await pruner.close();
       await access.close();
       await rm(dir, { recursive: true, force: true });

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { configSchema } from '../../src/config/schema.js';
 import { agentFlags, hubFlags, serveFlags } from '../../src/main/flags.js';
 
-const NO_FLAG = new Set(['tokens', 'fleetToken']);
+const NO_FLAG = new Set(['tokens', 'fleetToken', 'webhooks']);
 /** Flags that are not settings: the config file itself, and agent's alias of --workers. */
 const NOT_SETTINGS = new Set(['config', 'concurrency']);
 
