@@ -322,6 +322,8 @@ export const recipesApi: FastifyPluginAsync<{ registry: ImageRegistry }> = async
       links: {
         200: {
           getRecipeTags: { operationId: 'getRecipeTags', parameters: { recipe: '$request.path.name' } },
+          getRecipe: { operationId: 'getRecipe', parameters: { name: '$request.path.name' } },
+          downloadRecipe: { operationId: 'downloadRecipe', parameters: { name: '$request.path.name' } },
           deleteRecipe: { operationId: 'deleteRecipe', parameters: { name: '$request.path.name' } },
         },
       },

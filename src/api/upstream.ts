@@ -11,7 +11,7 @@ import { fits, RecipeWatchStateSchema, type RecipeWatchState, type WatchReport }
 import { AppError, NotFoundError } from '../util/errors.js';
 import { pinnedDownloadUrl } from './compat.js';
 import { RecipeOut, RecipeParams } from './registry.js';
-import { CaddyVersion, documented, errors, platformValues } from './schemas.js';
+import { CaddyVersion, errors, platformValues } from './schemas.js';
 import type { Platform } from '../request/index.js';
 
 /** The watcher as the API sees it (src/main wires it; absent parts when watching is off). */
@@ -77,7 +77,7 @@ export const upstreamApi: FastifyPluginAsync<UpstreamApiOptions> = async (instan
         tags,
         operationId: 'runWatch',
         summary: 'Look for new Caddy and plugin versions now and trial, promote or fail each recipe (admin); ?wait=true answers when done',
-        querystring: documented(z.object({ wait: z.enum(['true', 'false']).optional().describe('answer when the run is done (default: at once, 202)') })),
+        querystring: z.object({ wait: z.enum(['true', 'false']).optional().describe('answer when the run is done (default: at once, 202)') }),
         response: { 200: WatchReportSchema, 202: z.object({ started: z.literal(true) }), ...errors(401, 403, 409) },
       },
     },
@@ -99,14 +99,12 @@ export const upstreamApi: FastifyPluginAsync<UpstreamApiOptions> = async (instan
         operationId: 'downloadRecipe',
         summary: "Redirect (302) to the pinned /api/download URL of the recipe's promoted set for a platform (the newest Caddy promoted, or caddyVersion's)",
         params: RecipeParams,
-        querystring: documented(
-          z.object({
-            os: z.enum(oses).describe('GOOS'),
-            arch: z.enum(arches).describe('GOARCH'),
-            arm: z.enum(arms).optional().describe('GOARM (arch arm only)'),
-            caddyVersion: CaddyVersion.optional().describe('a promoted Caddy version (default: the newest promoted)'),
-          }),
-        ),
+        querystring: z.object({
+          os: z.enum(oses).describe('GOOS'),
+          arch: z.enum(arches).describe('GOARCH'),
+          arm: z.enum(arms).optional().describe('GOARM (arch arm only)'),
+          caddyVersion: CaddyVersion.optional().describe('a promoted Caddy version (default: the newest promoted)'),
+        }),
         response: { 302: z.undefined().describe('Location: the pinned /api/download URL'), ...errors(401, 403, 404, 409) },
       },
     },
