@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { hostNameError, normalizeOrigin, originError } from '../util/hosts.js';
 import { SCOPES, bearerTokenError } from '../auth/index.js';
 import { goEnvError, modulePatternError, versionRangeError } from '../policy/index.js';
-import { isCacheKey } from '../request/index.js';
+import { isCacheKey, recipeVersionKind, testConfigError, type TestConfig } from '../request/index.js';
 import { parseBytes, parseDuration } from '../util/units.js';
 import { errorMessage } from '../util/errors.js';
 
@@ -178,7 +178,34 @@ const recipesSetting = z.preprocess(
   },
   z.record(
     z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'a recipe name is [a-z0-9][a-z0-9-]{0,63}'),
-    z.strictObject({ plugins: z.array(z.strictObject({ module: z.string().min(1), version: z.string().min(1).optional() })).max(200), caddyVersion: z.string().min(1).optional() }),
+    z.strictObject({
+      plugins: z
+        .array(
+          z.strictObject({
+            module: z.string().min(1),
+            // latest, exact, a semver range (^1.2, >=1.0.0 <2.0.0) or a branch: docs/recipes.md "Version ranges".
+            version: z
+              .string()
+              .min(1)
+              .superRefine((v, ctx) => {
+                const k = recipeVersionKind(v);
+                if ('error' in k) ctx.addIssue({ code: 'custom', message: k.error });
+              })
+              .optional(),
+          }),
+        )
+        .max(200),
+      caddyVersion: z.string().min(1).optional(),
+      // A Caddyfile or a Caddy JSON config, at most 64 KiB: only its shape and size are checked here.
+      testConfig: z
+        .unknown()
+        .superRefine((v, ctx) => {
+          const err = testConfigError(v);
+          if (err) ctx.addIssue({ code: 'custom', message: err });
+        })
+        .transform((v) => v as TestConfig)
+        .optional(),
+    }),
   ),
 );
 

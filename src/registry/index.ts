@@ -148,7 +148,14 @@ export class Registry implements ImageRegistry {
       const go = goPlatform(name);
       return { name, go, oci: ociPlatform(go) };
     });
-    this.book = new RecipeBook({ store: o.store, recipes: o.recipes, check: (input, ctx) => o.service.check(input, ctx), platform: this.platforms[0]!.go, logger: this.log });
+    this.book = new RecipeBook({
+      store: o.store,
+      recipes: o.recipes,
+      check: (input, ctx) => o.service.check(input, ctx),
+      platform: this.platforms[0]!.go,
+      logger: this.log,
+      versions: { moduleVersions: (module, opts) => o.service.moduleVersions(module, opts), resolveModule: (module, query) => o.service.resolveModule(module, query) },
+    });
   }
 
   // ---- recipes (recipes.ts) ----
@@ -173,9 +180,19 @@ export class Registry implements ImageRegistry {
   async prebuildSpecs(): Promise<Array<Record<string, unknown>>> {
     const out: Array<Record<string, unknown>> = [];
     for (const r of await this.recipes()) {
-      for (const p of this.platforms) out.push({ caddyVersion: r.caddyVersion ?? 'latest', ...p.go, plugins: r.plugins });
+      // Version ranges pinned first (recipes.ts); a recipe whose range admits nothing is left out.
+      const plugins = await this.book.pinRanges(r).catch((err: unknown) => {
+        this.log.warn({ recipe: r.name, err: errorMessage(err) }, 'prebuilds: a version range of the recipe did not resolve; not prebuilt this time');
+        return null;
+      });
+      if (plugins) for (const p of this.platforms) out.push({ caddyVersion: r.caddyVersion ?? 'latest', ...p.go, plugins });
     }
     return out;
+  }
+
+  /** A recipe's exact plugin list now (ranges → newest admitted, `latest` as Go resolves it): RecipeBook.resolve. */
+  resolveRecipe(recipe: RecipeInput, opts?: { refresh?: boolean }): Promise<Array<{ module: string; version: string }>> {
+    return this.book.resolve(recipe, opts);
   }
 
   /**
@@ -376,7 +393,8 @@ export class Registry implements ImageRegistry {
    * built when a platform is not.
    */
   private async tagIndex(recipe: RecipeInput, caddyVersion: string, ctx: RequestContext, signal: AbortSignal | undefined, name: string): Promise<ManifestAnswer> {
-    const wanted = this.platforms.map((p) => ({ caddyVersion, ...p.go, plugins: recipe.plugins }));
+    const plugins = await this.book.buildPlugins(recipe, this.o.service.mayBuild(ctx), name);
+    const wanted = this.platforms.map((p) => ({ caddyVersion, ...p.go, plugins }));
     const done = this.o.service.mayBuild(ctx) ? await this.waitAll(await Promise.all(wanted.map((w) => this.o.service.request(w, ctx))), signal) : await this.builtOnly(wanted, ctx, name);
     const records: ImageRecord[] = [];
     for (const rec of done) {

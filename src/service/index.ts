@@ -479,6 +479,20 @@ export class BuildService {
     return this.o.resolver.caddyVersions(opts);
   }
 
+  /**
+   * A module's published versions, newest first (what a recipe's version range is admitted from:
+   * src/registry recipes.ts). Runs a go command unless memoised: for the server's own use (the
+   * registry for a caller that may build, prebuilds), never for a caller without the build scope.
+   */
+  moduleVersions(module: string, opts?: { refresh?: boolean }): Promise<VersionList> {
+    return this.o.resolver.moduleVersions(module, opts);
+  }
+
+  /** One module query (`latest`, a branch) pinned to its exact version, as a build resolves it; same rules as moduleVersions. */
+  async resolveModule(module: string, query: string): Promise<string> {
+    return (await this.o.resolver.resolveModule(module, query)).version;
+  }
+
   agents(): Promise<AgentInfo[]> {
     return this.o.queue.agents();
   }
