@@ -13,7 +13,7 @@
  */
 import type { Logger } from 'pino';
 import type { RequestContext } from '../service/index.js';
-import { admitted, recipeVersionKind, testConfigError, type BuildRequest, type TestConfig } from '../request/index.js';
+import { SpecError, admitted, recipeVersionKind, testConfigError, type BuildRequest, type TestConfig } from '../request/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import { AppError, NotFoundError } from '../util/errors.js';
 import { RegistryError } from './oci.js';
@@ -149,7 +149,12 @@ export class RecipeBook {
           .map((k) => JSON.stringify(k.slice(0, 40)))
           .join(', ')})`,
       );
-    const err = recipeError(body as { plugins: unknown[] } as RecipeInput);
+    // A version is held to the recipe grammar (a range, or the build grammar's): invalid_spec as a build's.
+    for (const [i, p] of body.plugins.entries()) {
+      const k = typeof p?.version === 'string' ? recipeVersionKind(p.version) : null;
+      if (k && 'error' in k) throw new SpecError(`plugins[${i}].version`, k.error);
+    }
+    const err = testConfigError(body.testConfig);
     if (err) throw new AppError('invalid_recipe', err);
     // A range is the recipe's own (docs/recipes.md): the build grammar and policy see the module, at latest.
     const ranges = body.plugins.map((p) => (typeof p?.version === 'string' && (recipeVersionKind(p.version) as { kind?: string }).kind === 'range' ? p.version : null));

@@ -31,6 +31,8 @@ export interface TestApi {
   service: BuildService;
   /** How many times each part was reached: resolution, service requests/cancels, jobs started. */
   calls: { resolve: number; request: number; cancel: number; jobs: number; versions: number };
+  /** Every request the stand-in resolver resolved, in order (what was asked to be built). */
+  resolved: BuildRequest[];
   /** The fs store behind the service, and the OCI registry on it (/v2, /api/recipes). */
   store: FsStore;
   queue: LocalQueue<BuildPayload>;
@@ -61,9 +63,11 @@ export async function testApi(
 ): Promise<TestApi> {
   const dir = await mkdtemp(join(tmpdir(), 'fairway-api-'));
   const calls = { resolve: 0, request: 0, cancel: 0, jobs: 0, versions: 0 };
+  const resolved: BuildRequest[] = [];
   const standIn: Resolver = {
     resolve: async (req: BuildRequest): Promise<ResolvedSpec> => {
       calls.resolve++;
+      resolved.push(req);
       return { caddyVersion: 'v2.11.9', os: req.os, arch: req.arch, plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'test' } };
     },
     resolveModule: async (module: string, query: string) => {
@@ -155,6 +159,7 @@ export async function testApi(
     app,
     service,
     calls,
+    resolved,
     store,
     queue,
     registry,
