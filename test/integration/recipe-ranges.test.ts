@@ -74,6 +74,8 @@ describe('recipes that follow versions, on the real toolchain', { timeout: 2 * B
   after(async () => {
     await server?.stop();
     await t?.close();
+    // The sandbox's module relay (a listening socket) would keep this process alive.
+    await toolchain?.sandbox.close();
     await proxy?.close();
   });
 
