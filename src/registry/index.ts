@@ -154,7 +154,7 @@ export class Registry implements ImageRegistry {
       check: (input, ctx) => o.service.check(input, ctx),
       platform: this.platforms[0]!.go,
       logger: this.log,
-      versions: { moduleVersions: (module, opts) => o.service.moduleVersions(module, opts), resolveModule: (module, query) => o.service.resolveModule(module, query) },
+      versions: { moduleVersions: (module, opts, ctx) => o.service.moduleVersions(module, opts, ctx), resolveModule: (module, query) => o.service.resolveModule(module, query) },
     });
   }
 
@@ -393,7 +393,7 @@ export class Registry implements ImageRegistry {
    * built when a platform is not.
    */
   private async tagIndex(recipe: RecipeInput, caddyVersion: string, ctx: RequestContext, signal: AbortSignal | undefined, name: string): Promise<ManifestAnswer> {
-    const plugins = await this.book.buildPlugins(recipe, this.o.service.mayBuild(ctx), name);
+    const plugins = await this.book.buildPlugins(recipe, ctx, this.o.service.mayBuild(ctx), name);
     const wanted = this.platforms.map((p) => ({ caddyVersion, ...p.go, plugins }));
     const done = this.o.service.mayBuild(ctx) ? await this.waitAll(await Promise.all(wanted.map((w) => this.o.service.request(w, ctx))), signal) : await this.builtOnly(wanted, ctx, name);
     const records: ImageRecord[] = [];

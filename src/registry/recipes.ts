@@ -34,7 +34,7 @@ export interface RecipeInput {
 /** Where a recipe's version ranges are admitted from (the service, over src/resolve). */
 export interface RecipeVersionSource {
   /** The module's published versions, newest first (`go list -m -versions`). */
-  moduleVersions(module: string, opts?: { refresh?: boolean }): Promise<{ versions: Array<{ version: string }> }>;
+  moduleVersions(module: string, opts: { refresh?: boolean }, ctx: RequestContext): Promise<{ versions: Array<{ version: string }> }>;
   /** One Go query (`latest`, a branch) pinned to its exact version. */
   resolveModule(module: string, query: string): Promise<string>;
 }
@@ -185,7 +185,7 @@ export class RecipeBook {
    * callers that may not resolve). Throws unknown_version naming the module and the range when
    * the range admits nothing.
    */
-  async pinRanges(recipe: RecipeInput, opts: { known?: boolean; refresh?: boolean } = {}): Promise<RecipePlugin[] | null> {
+  async pinRanges(recipe: RecipeInput, opts: { known?: boolean; refresh?: boolean; ctx?: RequestContext } = {}): Promise<RecipePlugin[] | null> {
     const out: RecipePlugin[] = [];
     for (const p of recipe.plugins) {
       const kind = recipeVersionKind(p.version);
@@ -194,7 +194,7 @@ export class RecipeBook {
         continue;
       }
       let list = this.lastLists.get(p.module);
-      if (!opts.known) list = await this.readList(p.module, !!opts.refresh);
+      if (!opts.known) list = await this.readList(p.module, !!opts.refresh, opts.ctx ?? {});
       if (!list) return null;
       out.push({ module: p.module, version: this.newest(p.module, p.version!, list) });
     }
@@ -218,11 +218,12 @@ export class RecipeBook {
 
   /**
    * The plugins to request a recipe's image with (the registry's tag path): ranges pinned, by a
-   * go command when the caller may build, else from what this process knows; MANIFEST_UNKNOWN
-   * saying how to have it built when it knows nothing of a range's module.
+   * go command when the caller may build (admitted as a resolution: BuildService.moduleVersions),
+   * else from what this process knows; MANIFEST_UNKNOWN saying how to have it built when it knows
+   * nothing of a range's module.
    */
-  async buildPlugins(recipe: RecipeInput, mayResolve: boolean, image: string): Promise<RecipePlugin[]> {
-    const plugins = await this.pinRanges(recipe, { known: !mayResolve });
+  async buildPlugins(recipe: RecipeInput, ctx: RequestContext, mayResolve: boolean, image: string): Promise<RecipePlugin[]> {
+    const plugins = await this.pinRanges(recipe, { known: !mayResolve, ctx });
     if (plugins) return plugins;
     throw new RegistryError(
       404,
@@ -231,8 +232,8 @@ export class RecipeBook {
     );
   }
 
-  private async readList(module: string, refresh: boolean): Promise<string[]> {
-    const list = (await this.o.versions.moduleVersions(module, { refresh })).versions.map((v) => v.version);
+  private async readList(module: string, refresh: boolean, ctx: RequestContext): Promise<string[]> {
+    const list = (await this.o.versions.moduleVersions(module, { refresh }, ctx)).versions.map((v) => v.version);
     this.lastLists.delete(module);
     if (this.lastLists.size >= MEMO_ENTRIES) this.lastLists.delete(this.lastLists.keys().next().value!);
     this.lastLists.set(module, list);

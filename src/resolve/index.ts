@@ -56,6 +56,8 @@ export interface Resolver {
    * unless the last read completed less than refreshMemoMs ago.
    */
   moduleVersions(module: string, opts?: { refresh?: boolean }): Promise<VersionList>;
+  /** The memoised answer of moduleVersions while it is fresh (within the TTL), without any go command; else null. */
+  knownModuleVersions?(module: string): VersionList | null;
 }
 
 export interface GoResolverOptions {
@@ -364,6 +366,11 @@ export class GoResolver implements Resolver {
       const latest = versions.find((v) => !v.prerelease)?.version ?? versions[0]?.version ?? null;
       return { module: info.Path ?? module, versions, latest, refreshedAt: new Date(this.now()).toISOString() };
     });
+  }
+
+  knownModuleVersions(module: string): VersionList | null {
+    const hit = this.memo.get(`versions:${module}`) as MemoEntry<VersionList> | undefined;
+    return hit?.settled && hit.expires > this.now() ? hit.settled : null;
   }
 
   /** Drops memoised moving queries so the next request re-resolves them. */

@@ -481,10 +481,14 @@ export class BuildService {
 
   /**
    * A module's published versions, newest first (what a recipe's version range is admitted from:
-   * src/registry recipes.ts). Runs a go command unless memoised: for the server's own use (the
-   * registry for a caller that may build, prebuilds), never for a caller without the build scope.
+   * src/registry recipes.ts). A fresh memoised list costs nothing; a go command needs the `build`
+   * scope and counts against the build rate limit, as a resolution of a build request does.
    */
-  moduleVersions(module: string, opts?: { refresh?: boolean }): Promise<VersionList> {
+  async moduleVersions(module: string, opts: { refresh?: boolean } = {}, ctx: RequestContext = {}): Promise<VersionList> {
+    const known = opts.refresh ? null : (this.o.resolver.knownModuleVersions?.(module) ?? null);
+    if (known) return known;
+    this.requireBuildScope(ctx);
+    await ctx.chargeBuild?.();
     return this.o.resolver.moduleVersions(module, opts);
   }
 

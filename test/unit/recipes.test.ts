@@ -139,6 +139,18 @@ describe('recipes that follow versions', () => {
     await t.app.inject({ method: 'DELETE', url: '/api/recipes/nothing', headers: { authorization: `Bearer ${ADMIN}` } });
   });
 
+  test('a version listing is admitted as a resolution: the build scope, then the build rate limit', async () => {
+    await assert.rejects(t.service.moduleVersions(PLUG, {}, { scopes: ['read'] }), (err: Error & { code?: string }) => err.code === 'build_scope_required');
+    let charged = 0;
+    const list = await t.service.moduleVersions(PLUG, {}, { scopes: ['build'], chargeBuild: async () => void charged++ });
+    assert.equal(list.versions[0]!.version, 'v2.0.0+incompatible');
+    assert.equal(charged, 1);
+    await assert.rejects(
+      t.service.moduleVersions(PLUG, {}, { scopes: ['build'], chargeBuild: async () => Promise.reject(Object.assign(new Error('rate limited'), { code: 'rate_limited' })) }),
+      /rate limited/,
+    );
+  });
+
   test('the tag path: a caller that may build asks for the pinned version; one that may not gets what is known', async () => {
     await put('tagged', { plugins: [{ module: NEWER, version: '~0.1' }] });
     // A reader before anything resolved the range: nothing is run, MANIFEST_UNKNOWN says how to have it built.
@@ -186,7 +198,9 @@ describe('GoResolver.moduleVersions', () => {
     const { toolchain, calls } = standIn(['v1.0.0', 'v1.1.0', 'v1.2.0-rc.1', 'v1.2.1-0.20240101000000-abcdef123456', 'v2.0.0+incompatible']);
     let now = 1_000_000;
     const r = new GoResolver(toolchain, { buildFlags: 'x', now: () => now, ttlMs: 60_000, refreshMemoMs: 10_000 });
+    assert.equal(r.knownModuleVersions(PLUG), null, 'nothing known before a listing');
     const [a, b] = await Promise.all([r.moduleVersions(PLUG), r.moduleVersions(PLUG)]);
+    assert.deepEqual(r.knownModuleVersions(PLUG), a, 'known (no go command) within the TTL');
     assert.deepEqual(calls, [['list', '-m', '-versions', '-json', PLUG]], 'one go list for two concurrent reads');
     assert.deepEqual(a.versions, [
       { version: 'v2.0.0+incompatible', prerelease: false },
@@ -207,6 +221,7 @@ describe('GoResolver.moduleVersions', () => {
     await r.moduleVersions(PLUG);
     assert.equal(calls.length, 2, 'within the TTL of that read');
     now += 2_000;
+    assert.equal(r.knownModuleVersions(PLUG), null, 'not known past the TTL');
     await r.moduleVersions(PLUG);
     assert.equal(calls.length, 3, 'past the TTL');
   });
