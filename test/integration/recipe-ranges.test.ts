@@ -107,7 +107,12 @@ describe('recipes that follow versions, on the real toolchain', { timeout: 2 * B
     for (const range of ['^1.2', '^3']) {
       await assert.rejects(t.registry.resolveRecipe({ plugins: [{ module: PLUG, version: range }] }), (err: Error & { code?: string }) => {
         assert.equal(err.code, 'unknown_version');
-        assert.match(err.message, new RegExp(`^plugin ${PLUG}: no published version is admitted by the range "\\${range}" \\(newest published: v2\\.0\\.0\\+incompatible, v1\\.2\\.0-rc\\.1, v1\\.1\\.0, v1\\.0\\.0; prereleases only when the range names one`));
+        assert.match(
+          err.message,
+          new RegExp(
+            `^plugin ${PLUG}: no published version is admitted by the range "\\${range}" \\(newest published: v2\\.0\\.0\\+incompatible, v1\\.2\\.0-rc\\.1, v1\\.1\\.0, v1\\.0\\.0; prereleases only when the range names one`,
+          ),
+        );
         return true;
       });
     }
