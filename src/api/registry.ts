@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { RegistryError, type ImageRegistry, type OciErrorCode } from '../registry/index.js';
 import { parseRange, sendBody } from './artifact.js';
 import { isBodyParseError, methodNotAllowed, sendError } from './errors.js';
-import { documented, errors, OciErrorBody, RecipeBody, RecipeName } from './schemas.js';
+import { documented, errors, OciErrorBody, RecipeBody, RecipeName, RecipeTestConfig } from './schemas.js';
 import { requestContext } from './security.js';
 
 export interface RegistryApiOptions {
@@ -295,8 +295,17 @@ export const registryApi: FastifyPluginAsync<RegistryApiOptions> = async (instan
 
 /** Described here, checked by the registry (400 invalid_recipe names the rule). */
 export const RecipeParams = documented(z.object({ name: RecipeName }));
-const RecipePlugin = z.object({ module: z.string(), version: z.string().optional() });
-export const RecipeOut = z.object({ name: z.string(), plugins: z.array(RecipePlugin), caddyVersion: z.string().optional(), source: z.enum(['config', 'api']) });
+const RecipePlugin = z.object({ module: z.string(), version: z.string().optional().describe('latest when absent; exact, a semver range or a branch') });
+export const RecipeOut = z.object({
+  name: z.string(),
+  plugins: z.array(RecipePlugin),
+  caddyVersion: z.string().optional(),
+  testConfig: RecipeTestConfig.optional(),
+  source: z.enum(['config', 'api']),
+});
+
+/** The body limit of PUT /api/recipes/:name at least: a test config of 64 KiB (JSON-escaped) and the plugins. */
+export const RECIPE_BODY_LIMIT = 512 * 1024;
 
 /** `/api/recipes`: list (read), put and delete (admin); native error envelope. */
 export const recipesApi: FastifyPluginAsync<{ registry: ImageRegistry }> = async (instance, { registry }) => {
@@ -310,6 +319,8 @@ export const recipesApi: FastifyPluginAsync<{ registry: ImageRegistry }> = async
   app.put(
     '/api/recipes/:name',
     {
+      // A recipe may carry a test config of 64 KiB: its body may be larger than other requests' (bodyLimit).
+      bodyLimit: Math.max(instance.initialConfig.bodyLimit ?? 0, RECIPE_BODY_LIMIT),
       config: { scope: 'admin' },
       schema: {
         tags,

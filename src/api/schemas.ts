@@ -9,7 +9,7 @@
 import type { FastifySchemaCompiler, FastifySerializerCompiler } from 'fastify';
 import { ResponseSerializationError, validatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ARM_VERSIONS, CADDY_MODULE, CADDY_VERSION_PATTERN, MODULE_PATH_PATTERN, type Platform, VERSION_QUERY_PATTERN, whole } from '../request/index.js';
+import { ARM_VERSIONS, CADDY_MODULE, CADDY_VERSION_PATTERN, MAX_TEST_CONFIG, MODULE_PATH_PATTERN, type Platform, VERSION_QUERY_PATTERN, recipeVersionPattern, whole } from '../request/index.js';
 import { buildRecordSchema } from '../service/index.js';
 
 const DESCRIBED_ONLY = new WeakSet<object>();
@@ -247,12 +247,24 @@ export const RecipeName = z
   .regex(/^(?!(?:build|manifests|blobs|tags)$)[a-z0-9][a-z0-9-]{0,63}$/)
   .describe('recipe name, [a-z0-9][a-z0-9-]{0,63}, not build, manifests, blobs or tags');
 
-/** A recipe as PUT /api/recipes/:name takes it (the same grammar as a build's plugins, no replacements). */
+/** A recipe plugin's version: a build's version query (latest, exact, a branch), or a semver range (src/request range.ts). */
+export const RecipePluginVersion = z
+  .string()
+  .max(128)
+  .regex(exactly(recipeVersionPattern(VERSION_QUERY_PATTERN)))
+  .describe('`latest` (default; empty means latest), an exact version `v1.2.3`, a semver range (`^1.2`, `~0.3.1`, `>=1.0.0 <2.0.0`, `1.x`: prereleases only when the range names one), or a branch');
+/** A recipe's test config: a Caddyfile or a Caddy JSON config, at most 64 KiB (of UTF-8, or of JSON). */
+export const RecipeTestConfig = z
+  .union([z.string().min(1).max(MAX_TEST_CONFIG), z.record(z.string(), z.unknown())])
+  .describe(`a Caddyfile (string) or a Caddy JSON config (object) the recipe's builds are tried with; at most ${MAX_TEST_CONFIG} bytes (UTF-8, or as JSON)`);
+
+/** A recipe as PUT /api/recipes/:name takes it (the same grammar as a build's plugins, no replacements, versions may be ranges). */
 export const RecipeBody = documented(
   z
     .strictObject({
-      plugins: z.array(z.strictObject({ module: PluginModule, version: PluginVersion.optional() })),
+      plugins: z.array(z.strictObject({ module: PluginModule, version: RecipePluginVersion.optional() })),
       caddyVersion: CaddyVersion.optional(),
+      testConfig: RecipeTestConfig.optional(),
     })
     .describe('a recipe'),
 );

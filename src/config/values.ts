@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { goEnvError, modulePatternError } from '../policy/index.js';
+import { recipeVersionKind, testConfigError, type TestConfig } from '../request/index.js';
 import { parseBytes, parseDuration } from '../util/units.js';
 import { errorMessage } from '../util/errors.js';
 
@@ -107,7 +108,26 @@ export function opsList<T extends z.ZodType>(item: T, fromString: (parts: string
     .pipe(z.array(item));
 }
 export const specObject = z.record(z.string(), z.unknown());
-const recipePlugin = z.strictObject({ module: z.string().min(1), version: z.string().min(1).optional() });
+const recipePlugin = z.strictObject({
+  module: z.string().min(1),
+  // latest, exact, a semver range (^1.2, >=1.0.0 <2.0.0) or a branch: docs/recipes.md "Version ranges".
+  version: z
+    .string()
+    .min(1)
+    .superRefine((v, ctx) => {
+      const k = recipeVersionKind(v);
+      if ('error' in k) ctx.addIssue({ code: 'custom', message: k.error });
+    })
+    .optional(),
+});
+/** A Caddyfile or a Caddy JSON config, at most 64 KiB: only its shape and size are checked here. */
+const recipeTestConfig = z
+  .unknown()
+  .superRefine((v, ctx) => {
+    const err = testConfigError(v);
+    if (err) ctx.addIssue({ code: 'custom', message: err });
+  })
+  .transform((v) => v as TestConfig);
 /** Recipes: an object in a file; from env/flags a JSON object. Names and plugins are checked again by src/registry. */
 export const recipesSetting = z.preprocess(
   (v, ctx) => {
@@ -121,7 +141,7 @@ export const recipesSetting = z.preprocess(
   },
   z.record(
     z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'a recipe name is [a-z0-9][a-z0-9-]{0,63}'),
-    z.strictObject({ plugins: z.array(recipePlugin).max(200), caddyVersion: z.string().min(1).optional() }),
+    z.strictObject({ plugins: z.array(recipePlugin).max(200), caddyVersion: z.string().min(1).optional(), testConfig: recipeTestConfig.optional() }),
   ),
 );
 /** An image platform: linux/<arch>, with /v5 to /v8 for arm. */

@@ -11,7 +11,7 @@ import type { Config } from '../config/index.js';
 import type { OpsMetrics, Scheduler } from '../ops/index.js';
 import { RedisLease } from '../queue/index.js';
 import type { Registry } from '../registry/index.js';
-import { hostPlatform, type Platform } from '../request/index.js';
+import { admitted, hostPlatform, recipeVersionKind, type Platform } from '../request/index.js';
 import type { Resolver } from '../resolve/index.js';
 import { validateConfig } from '../runner/index.js';
 import type { BuildService } from '../service/index.js';
@@ -41,6 +41,25 @@ export function watchBook(store: ArtifactStore, logger: Logger): WatchBook {
   return new WatchBook(store, (recipe, why) => logger.warn({ recipe, why }, 'upstream: the stored watch record of this recipe is malformed; starting it afresh'));
 }
 
+/**
+ * The exact versions a recipe plugin's version admits now, newest first: an exact version itself;
+ * a range's admitted versions and `latest`'s releases from the module's version list read anew
+ * (the watcher must see a release the moment the proxy lists it, not after resolveTtl); a branch
+ * or commit as Go resolves it. GOPROXY, GOPRIVATE and GONOSUMDB apply as to every go command.
+ */
+export async function admittedNow(resolver: Resolver, module: string, version: string): Promise<string[]> {
+  const kind = recipeVersionKind(version);
+  if ('error' in kind) throw new Error(`${module}: ${kind.error}`);
+  if (kind.kind === 'exact') return [version];
+  if (kind.kind === 'query') return [(await resolver.resolveModule(module, version)).version];
+  const list = await resolver.moduleVersions(module, { refresh: true });
+  const all = list.versions.map((v) => v.version);
+  if (kind.kind === 'range') return admitted(all, version);
+  // latest: the releases, newest first; with none, what Go calls latest (a prerelease or a pseudo-version).
+  const releases = list.versions.filter((v) => !v.prerelease).map((v) => v.version);
+  return releases.length ? releases : [list.latest ?? (await resolver.resolveModule(module, 'latest')).version];
+}
+
 /** The promoted set a recipe tag serves (the registry's `promoted`): only a set of the recipe as it is now. */
 export function promotedOf(book: WatchBook) {
   return async (recipe: { name: string; plugins: ReadonlyArray<{ module: string }>; caddyVersion?: string }, version: string) => {
@@ -68,7 +87,7 @@ export function startWatching(p: WatchParts, book: WatchBook, scheduler: Schedul
       book,
       recipes: () => registry.recipes(),
       caddyVersions: (o) => resolver.caddyVersions(o),
-      admitted: async (module, version) => [(await resolver.resolveModule(module, version)).version],
+      admitted: (module, version) => admittedNow(resolver, module, version),
       platforms,
       build: (body) => service.request(body),
       waitFor: (id, signal) => service.waitFor(id, signal),

@@ -145,7 +145,14 @@ export class Registry implements ImageRegistry {
     this.maker = new ImageMaker({ service: o.service, store: o.store, signer: o.signer, tmpDir: o.tmpDir, log: this.log });
     this.indexSigner = new IndexSigner({ store: o.store, signing: o.indexSigning, tmpDir: o.tmpDir, log: this.log, childManifest: (d: string) => this.childManifest(d) });
     this.waiting = { service: o.service, platforms: this.platforms, waitMs: o.waitMs, log: this.log };
-    this.book = new RecipeBook({ store: o.store, recipes: o.recipes, check: (input, ctx) => o.service.check(input, ctx), platform: this.platforms[0]!.go, logger: this.log });
+    this.book = new RecipeBook({
+      store: o.store,
+      recipes: o.recipes,
+      check: (input, ctx) => o.service.check(input, ctx),
+      platform: this.platforms[0]!.go,
+      logger: this.log,
+      versions: { moduleVersions: (module, opts, ctx) => o.service.moduleVersions(module, opts, ctx), resolveModule: (module, query) => o.service.resolveModule(module, query) },
+    });
   }
 
   // ---- recipes (recipes.ts) ----
@@ -170,9 +177,19 @@ export class Registry implements ImageRegistry {
   async prebuildSpecs(): Promise<Array<Record<string, unknown>>> {
     const out: Array<Record<string, unknown>> = [];
     for (const r of await this.recipes()) {
-      for (const p of this.platforms) out.push({ caddyVersion: r.caddyVersion ?? 'latest', ...p.go, plugins: r.plugins });
+      // Version ranges pinned first (recipes.ts); a recipe whose range admits nothing is left out.
+      const plugins = await this.book.pinRanges(r).catch((err: unknown) => {
+        this.log.warn({ recipe: r.name, err: errorMessage(err) }, 'prebuilds: a version range of the recipe did not resolve; not prebuilt this time');
+        return null;
+      });
+      if (plugins) for (const p of this.platforms) out.push({ caddyVersion: r.caddyVersion ?? 'latest', ...p.go, plugins });
     }
     return out;
+  }
+
+  /** A recipe's exact plugin list now (ranges → newest admitted, `latest` as Go resolves it): RecipeBook.resolve. */
+  resolveRecipe(recipe: RecipeInput, opts?: { refresh?: boolean }): Promise<Array<{ module: string; version: string }>> {
+    return this.book.resolve(recipe, opts);
   }
 
   /**
@@ -377,7 +394,8 @@ export class Registry implements ImageRegistry {
    * built when a platform is not.
    */
   private async tagIndex(recipe: RecipeInput, caddyVersion: string, ctx: RequestContext, signal: AbortSignal | undefined, name: string): Promise<ManifestAnswer> {
-    const wanted = this.platforms.map((p) => ({ caddyVersion, ...p.go, plugins: recipe.plugins }));
+    const plugins = await this.book.buildPlugins(recipe, ctx, this.o.service.mayBuild(ctx), name);
+    const wanted = this.platforms.map((p) => ({ caddyVersion, ...p.go, plugins }));
     const done = this.o.service.mayBuild(ctx)
       ? await waitAll(this.waiting, await Promise.all(wanted.map((w) => this.o.service.request(w, ctx))), signal)
       : await builtOnly(this.waiting, wanted, ctx, name);

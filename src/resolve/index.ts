@@ -11,7 +11,7 @@
  * moving queries from their last answer) without any go command: how clients that may not build
  * find what is built (docs/SECURITY.md "Who can start a build").
  */
-import { CADDY_MODULE, isExactVersion } from '../request/index.js';
+import { CADDY_MODULE, isExactVersion, isPseudoVersion, modulePathError } from '../request/index.js';
 import type { BuildRequest, Replacement, ResolvedPlugin, ResolvedSpec } from '../request/index.js';
 import type { Toolchain } from '../toolchain/index.js';
 import { AppError } from '../util/errors.js';
@@ -49,6 +49,15 @@ export interface Resolver {
   peek?(req: BuildRequest, opts?: { stale?: boolean }): ResolvedSpec | null;
   resolveModule(module: string, query: string): Promise<ResolvedModule>;
   caddyVersions(opts?: { refresh?: boolean }): Promise<VersionList>;
+  /**
+   * A module's published versions (`go list -m -versions`, through the module proxy settings),
+   * newest first, pseudo-versions never among them: what a recipe's version range is admitted
+   * from (src/request `admitted`). Memoised for the moving-query TTL; `refresh` reads it again
+   * unless the last read completed less than refreshMemoMs ago.
+   */
+  moduleVersions(module: string, opts?: { refresh?: boolean }): Promise<VersionList>;
+  /** The memoised answer of moduleVersions while it is fresh (within the TTL), without any go command; else null. */
+  knownModuleVersions?(module: string): VersionList | null;
 }
 
 export interface GoResolverOptions {
@@ -197,6 +206,8 @@ interface MemoEntry<T> {
   value: Promise<T>;
   /** Set once the promise fulfilled (peek() reads only settled answers). */
   settled?: T;
+  /** When it settled (fulfilled). */
+  settledAt?: number;
 }
 
 export class GoResolver implements Resolver {
@@ -337,6 +348,31 @@ export class GoResolver implements Resolver {
     return { module: CADDY_MODULE, versions, latest, refreshedAt: new Date(this.now()).toISOString() };
   }
 
+  moduleVersions(module: string, opts: { refresh?: boolean } = {}): Promise<VersionList> {
+    // Nothing from a request reaches the toolchain unchecked.
+    const bad = modulePathError(module);
+    if (bad) return Promise.reject(new AppError('invalid_spec', `module ${JSON.stringify(module.slice(0, 255))} ${bad}`));
+    const key = `versions:${module}`;
+    const hit = this.memo.get(key);
+    // A refresh joins a read in flight, and gets the last answer when it is younger than refreshMemoMs.
+    if (opts.refresh && hit?.settledAt !== undefined && this.now() - hit.settledAt >= this.refreshMemoMs) this.memo.delete(key);
+    return this.memoise(key, this.ttlMs, async () => {
+      const out = await this.goList(['list', '-m', '-versions', '-json', module], `${module} versions`);
+      const info = JSON.parse(out) as { Path?: string; Versions?: string[] };
+      const versions = (info.Versions ?? [])
+        .filter((v) => isExactVersion(v) && !isPseudoVersion(v))
+        .reverse()
+        .map((version) => ({ version, prerelease: version.split('+')[0]!.includes('-') }));
+      const latest = versions.find((v) => !v.prerelease)?.version ?? versions[0]?.version ?? null;
+      return { module: info.Path ?? module, versions, latest, refreshedAt: new Date(this.now()).toISOString() };
+    });
+  }
+
+  knownModuleVersions(module: string): VersionList | null {
+    const hit = this.memo.get(`versions:${module}`) as MemoEntry<VersionList> | undefined;
+    return hit?.settled && hit.expires > this.now() ? hit.settled : null;
+  }
+
   /** Drops memoised moving queries so the next request re-resolves them. */
   invalidate(): void {
     this.memo.clear();
@@ -356,6 +392,7 @@ export class GoResolver implements Resolver {
     value.then(
       (v) => {
         entry.settled = v;
+        entry.settledAt = this.now();
       },
       (err: unknown) => {
         if (this.memo.get(key) !== entry) return;

@@ -302,6 +302,24 @@ export class BuildService {
     return this.o.resolver.caddyVersions(opts);
   }
 
+  /**
+   * A module's published versions, newest first (what a recipe's version range is admitted from:
+   * src/registry recipes.ts). A fresh memoised list costs nothing; a go command needs the `build`
+   * scope and counts against the build rate limit, as a resolution of a build request does.
+   */
+  async moduleVersions(module: string, opts: { refresh?: boolean } = {}, ctx: RequestContext = {}): Promise<VersionList> {
+    const known = opts.refresh ? null : (this.o.resolver.knownModuleVersions?.(module) ?? null);
+    if (known) return known;
+    requireBuildScope(ctx);
+    await ctx.chargeBuild?.();
+    return this.o.resolver.moduleVersions(module, opts);
+  }
+
+  /** One module query (`latest`, a branch) pinned to its exact version, as a build resolves it; same rules as moduleVersions. */
+  async resolveModule(module: string, query: string): Promise<string> {
+    return (await this.o.resolver.resolveModule(module, query)).version;
+  }
+
   agents(): Promise<AgentInfo[]> {
     return this.o.queue.agents();
   }

@@ -20,7 +20,7 @@ import type { HotCache } from '../../src/hottier/index.js';
 import { FileCatalog } from '../../src/catalog/index.js';
 import type { BuildAdmission } from '../../src/policy/index.js';
 import { LocalQueue } from '../../src/queue/index.js';
-import type { Resolver } from '../../src/resolve/index.js';
+import { ResolveError, type Resolver } from '../../src/resolve/index.js';
 import { BuildService, type BuildPayload } from '../../src/service/index.js';
 import { PlatformSet, cacheKey, type BuildRequest, type ResolvedSpec } from '../../src/request/index.js';
 import { OpsMetrics, Pruner, opsRoutes } from '../../src/ops/index.js';
@@ -32,7 +32,9 @@ export interface TestApi {
   app: FastifyInstance;
   service: BuildService;
   /** How many times each part was reached: resolution, service requests/cancels, jobs started. */
-  calls: { resolve: number; request: number; cancel: number; jobs: number };
+  calls: { resolve: number; request: number; cancel: number; jobs: number; versions: number };
+  /** Every request the stand-in resolver resolved, in order (what was asked to be built). */
+  resolved: BuildRequest[];
   /** The fs store behind the service, and the OCI registry on it (/v2, /api/recipes). */
   store: FsStore;
   queue: LocalQueue<BuildPayload>;
@@ -55,21 +57,35 @@ export async function testApi(
     resolver?: Resolver;
     /** The admission of new builds (per-client limits); default none. */
     admission?: BuildAdmission;
+    /** The stand-in resolver's module version lists (as `go list -m -versions` gives them, oldest first); `latest` is the newest release. */
+    moduleVersions?: Record<string, string[]>;
     /** Plugins per build; default 5. */
     maxPlugins?: number;
   } = {},
 ): Promise<TestApi> {
   const dir = await mkdtemp(join(tmpdir(), 'fairway-api-'));
-  const calls = { resolve: 0, request: 0, cancel: 0, jobs: 0 };
+  const calls = { resolve: 0, request: 0, cancel: 0, jobs: 0, versions: 0 };
+  const resolved: BuildRequest[] = [];
   const standIn: Resolver = {
     resolve: async (req: BuildRequest): Promise<ResolvedSpec> => {
       calls.resolve++;
+      resolved.push(req);
       return { caddyVersion: 'v2.11.9', os: req.os, arch: req.arch, plugins: [], toolchain: { go: 'go1.26.8', xcaddy: 'v0.4.5', flags: 'test' } };
     },
-    resolveModule: async () => {
-      throw new Error('not used');
+    resolveModule: async (module: string, query: string) => {
+      const list = o.moduleVersions?.[module];
+      if (!list || query !== 'latest') throw new Error('not used');
+      calls.resolve++;
+      return { module, version: [...list].reverse().find((v) => !v.split('+')[0]!.includes('-'))! };
     },
     caddyVersions: async () => ({ module: 'github.com/caddyserver/caddy/v2', versions: [{ version: 'v2.11.9', prerelease: false }], latest: 'v2.11.9', refreshedAt: '2026-12-01T00:00:00.000Z' }),
+    moduleVersions: async (module: string) => {
+      calls.versions++;
+      const list = o.moduleVersions?.[module];
+      if (!list) throw new ResolveError('unknown_version', `cannot resolve ${module} versions: not found (test stand-in)`);
+      const versions = [...list].reverse().map((version) => ({ version, prerelease: version.split('+')[0]!.includes('-') }));
+      return { module, versions, latest: versions.find((v) => !v.prerelease)?.version ?? null, refreshedAt: '2026-12-01T00:00:00.000Z' };
+    },
   };
   const resolver = o.resolver ?? standIn;
   const queue = new LocalQueue<BuildPayload>(
@@ -145,6 +161,7 @@ export async function testApi(
     app,
     service,
     calls,
+    resolved,
     store,
     queue,
     registry,

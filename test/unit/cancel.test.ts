@@ -33,6 +33,9 @@ const resolver: Resolver = {
     throw new Error('not used');
   },
   caddyVersions: async () => ({ versions: [], latest: null, refreshedAt: null }) as never,
+  moduleVersions: async () => {
+    throw new Error('not used');
+  },
 };
 
 before(async () => {
