@@ -22,7 +22,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { HotCache } from '../hottier/index.js';
 import { ANNOTATION, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type Descriptor, type ImageIndex, type OciPlatform } from '../image/index.js';
-import { publicKeyFromPem, verifyProvenance, type Signer, type SlsaProvenance } from '../provenance/index.js';
+import { attestedSbom, publicKeyFromPem, verifyProvenance, type Signer, type SlsaProvenance } from '../provenance/index.js';
 import { IMAGES_NS, SIGNATURES_NS, publishImage, type ImageRecord, type SignatureRecord } from './images.js';
 import { IndexSignRefused, signIndex, storedIndexSignature, verifyPlatformImage, type IndexChild, type IndexSignatureRecord } from './indexsign.js';
 import { verifyingStream, verifyWhole, type BuildRecord, type BuildService, type RequestContext } from '../service/index.js';
@@ -496,10 +496,13 @@ export class Registry implements ImageRegistry {
       // attestation then carries that statement's predicate. Anything else is made unsigned.
       let signer = this.o.signer;
       let predicate: SlsaProvenance | undefined;
+      let sbom: unknown;
       if (signer) {
         const v = await this.verifiedPredicate(meta, signer);
-        if ('predicate' in v) predicate = v.predicate;
-        else {
+        if ('predicate' in v) {
+          predicate = v.predicate;
+          sbom = await this.verifiedSbom(meta);
+        } else {
           this.log.warn(
             { key: meta.key, reason: v.refused },
             `not signing the image of build ${meta.key}: ${v.refused}. This server signs only what it verified it built (its own signed provenance); the image is served unsigned, without an attestation. If the store was changed, or this build was made by another builder or under another key, request a new build`,
@@ -507,7 +510,7 @@ export class Registry implements ImageRegistry {
           signer = undefined;
         }
       }
-      return await publishImage({ store: this.o.store, binaryPath, meta, tmpDir: dir, logger: this.log, ...(signer ? { signer } : {}), ...(predicate ? { predicate } : {}) });
+      return await publishImage({ store: this.o.store, binaryPath, meta, tmpDir: dir, logger: this.log, ...(signer ? { signer } : {}), ...(predicate ? { predicate } : {}), sbom });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -536,6 +539,22 @@ export class Registry implements ImageRegistry {
       return { predicate: statement.predicate };
     } catch (err) {
       return { refused: `its provenance does not verify with this server's key ${signer.fingerprint.slice(0, 16)}: ${errorMessage(err)}` };
+    }
+  }
+
+  /**
+   * The SPDX document of a build's stored SBOM attestation when it verifies with this server's key
+   * and is about this binary (checked after its provenance verified); otherwise none, logged: the
+   * image is then attested without an SBOM (docs/sbom.md).
+   */
+  private async verifiedSbom(meta: ArtifactMeta): Promise<unknown> {
+    try {
+      const env = await this.o.store.getSbom(meta.key);
+      if (env === null) return undefined;
+      return attestedSbom(env, meta.sha256 ?? '', this.publicKey);
+    } catch (err) {
+      this.log.warn({ key: meta.key, reason: errorMessage(err) }, `not attesting the SBOM of build ${meta.key} on its image: ${errorMessage(err)}`);
+      return undefined;
     }
   }
 
