@@ -45,7 +45,7 @@ export interface PutArtifact {
   binaryPath?: string;
   log: string;
   buildInfo?: unknown;
-  /** The build's provenance (a DSSE envelope, src/provenance): provenance.json, written last but one, before meta.json. */
+  /** The build's provenance (a DSSE envelope, src/provenance): provenance.json, written before sbom.json and meta.json. */
   provenance?: unknown;
   /** The build's SBOM attestation (a DSSE envelope of its SPDX document, src/provenance sbomAttestation): sbom.json, before meta.json. */
   sbom?: unknown;

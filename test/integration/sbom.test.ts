@@ -10,7 +10,8 @@
  *    build info;
  *  - the image carries it: `cosign verify-attestation --type spdxjson --key` passes (cosign v2 from
  *    the `.att` tag, cosign v3 from the bundle referrers), with this document as the predicate,
- *    another key is refused, and the SLSA attestation beside it still verifies.
+ *    another key is refused, and the SLSA attestation beside it still verifies; an image the registry
+ *    makes again (at a pull, its record gone) is attested with the stored SBOM once it verifies.
  *   node scripts/setup.mjs && bash scripts/deps.sh && FAIRWAY_TEST_CACHE=$PWD/.cache/go node --import tsx --test test/integration/sbom.test.ts
  */
 import assert from 'node:assert/strict';
@@ -157,6 +158,15 @@ describe('the SBOM of a real build: validated, deterministic, attested on its im
       const slsa = await cosign(['verify-attestation', '--key', pub, '--type', 'slsaprovenance1', ...COSIGN_REGISTRY_OPTS, image], dir, bin);
       assert.ok(slsa.ok, `the SLSA attestation beside the SBOM (${bin}):\n${slsa.out}`);
     }
+  });
+
+  test("an image made again by the registry (its record gone): the SBOM attested again, from the stored attestation, verified with the server's key", async () => {
+    await unlink(join(dir, 'data', 'artifacts', 'records', 'images', `${build.id}.json`));
+    const image = `127.0.0.1:${fw.port}/caddy/build:${build.id}`;
+    const att = await cosign(['verify-attestation', '--key', pub, '--type', 'spdxjson', ...COSIGN_REGISTRY_OPTS, image], dir);
+    assert.ok(att.ok, att.out);
+    const sts = attestedStatements(att.out).filter((s) => s.predicateType === 'https://spdx.dev/Document');
+    assert.deepEqual(sts.at(-1)!.predicate, JSON.parse(spdx.toString('utf8')));
   });
 
   test('an artifact without a stored SBOM (built before SBOMs existed): the same document, made from its build info', async () => {
