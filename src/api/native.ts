@@ -64,8 +64,8 @@ const buildLinks = (ops: string[]) => Object.fromEntries(ops.map((op) => [op, { 
  * artifact, build info and provenance answer 409 until it succeeds.
  */
 const BUILD_LINKS = {
-  200: buildLinks(['getBuild', 'getBuildLog', 'getBuildArtifact', 'getBuildInfo', 'getBuildProvenance', 'getBuildSbom', 'rebuildBuild']),
-  202: buildLinks(['getBuild', 'getBuildLog', 'cancelBuild', 'getBuildArtifact', 'getBuildInfo', 'getBuildProvenance', 'getBuildSbom']),
+  200: buildLinks(['getBuild', 'getBuildLog', 'getBuildArtifact', 'getBuildInfo', 'getBuildProvenance', 'getBuildSbom', 'getBuildSbomAttestation', 'rebuildBuild']),
+  202: buildLinks(['getBuild', 'getBuildLog', 'cancelBuild', 'getBuildArtifact', 'getBuildInfo', 'getBuildProvenance', 'getBuildSbom', 'getBuildSbomAttestation']),
 };
 
 /** The builds resource: request, list, status, cancel. */
@@ -251,6 +251,25 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
       reply.header('x-fairway-sbom', sbom.source).header('vary', 'Accept');
       // The stored (or made) bytes as they are: canonical JSON of a document of the schema above, never re-serialized.
       return reply.type(SBOM_MEDIA_TYPE[format]).send(sbom.bytes as never);
+    },
+  );
+
+  app.get(
+    '/api/builds/:id/sbom/attestation',
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        operationId: 'getBuildSbomAttestation',
+        summary: "The builder's signed SBOM attestation of the binary: a DSSE envelope of an in-toto statement, predicateType https://spdx.dev/Document (cosign verify-blob-attestation --type spdxjson --signature); 404 for builds made before SBOMs were attested",
+        params: BuildIdParams,
+        response: { 200: DsseEnvelope, ...errors(404, 409, 410) },
+      },
+    },
+    async (req, reply) => {
+      const env = await service.sbomAttestation(req.params.id);
+      reply.header('x-fairway-sbom', env.signatures.length > 0 ? 'signed' : 'unsigned');
+      return env;
     },
   );
 

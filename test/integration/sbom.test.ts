@@ -8,6 +8,8 @@
  *    request, and the same as the document made again here from the build's own build info; an
  *    artifact without a stored SBOM (built before SBOMs existed) gets those bytes, made from its
  *    build info;
+ *  - its attestation (GET /api/builds/{id}/sbom/attestation) verifies against the binary with
+ *    `cosign verify-blob-attestation --type spdxjson`;
  *  - the image carries it: `cosign verify-attestation --type spdxjson --key` passes (cosign v2 from
  *    the `.att` tag, cosign v3 from the bundle referrers), with this document as the predicate,
  *    another key is refused, and the SLSA attestation beside it still verifies; an image the registry
@@ -160,6 +162,28 @@ describe('the SBOM of a real build: validated, deterministic, attested on its im
     }
   });
 
+  test('the SBOM attestation of the binary: cosign verify-blob-attestation --type spdxjson accepts the binary, refuses a flipped byte or another key', async () => {
+    const r = await fetch(`${fw.url}/api/builds/${build.id}/sbom/attestation`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('x-fairway-sbom'), 'signed');
+    const envFile = join(dir, 'sbom.att.json');
+    await writeFile(envFile, Buffer.from(await r.arrayBuffer()));
+    const binary = join(dir, 'caddy');
+    const bytes = Buffer.from(await (await fetch(`${fw.url}/api/builds/${build.id}/artifact`)).arrayBuffer());
+    await writeFile(binary, bytes);
+    const flipped = join(dir, 'caddy-flipped');
+    bytes[Math.floor(bytes.length / 2)]! ^= 0x01;
+    await writeFile(flipped, bytes);
+    const args = (key: string, file: string) => ['verify-blob-attestation', '--key', key, '--insecure-ignore-tlog', '--type', 'spdxjson', '--signature', envFile, file];
+    const good = await cosign(args(pub, binary), dir);
+    assert.ok(good.ok, good.out);
+    assert.match(good.out, /Verified OK/);
+    const bad = await cosign(args(pub, flipped), dir);
+    assert.ok(!bad.ok, `a flipped byte must be refused:\n${bad.out}`);
+    const wrongKey = await cosign(args(otherPub, binary), dir);
+    assert.ok(!wrongKey.ok, `another key must be refused:\n${wrongKey.out}`);
+  });
+
   test("an image made again by the registry (its record gone): the SBOM attested again, from the stored attestation, verified with the server's key", async () => {
     await unlink(join(dir, 'data', 'artifacts', 'records', 'images', `${build.id}.json`));
     const image = `127.0.0.1:${fw.port}/caddy/build:${build.id}`;
@@ -175,5 +199,8 @@ describe('the SBOM of a real build: validated, deterministic, attested on its im
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('x-fairway-sbom'), 'generated');
     assert.ok(Buffer.from(await r.arrayBuffer()).equals(spdx));
+    const att = await api(fw.url, `/api/builds/${build.id}/sbom/attestation`);
+    assert.equal(att.status, 404);
+    assert.match(att.body.error.message, /built before Fairway attested SBOMs/);
   });
 });
