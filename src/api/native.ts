@@ -261,7 +261,8 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
       schema: {
         tags,
         operationId: 'getBuildSbomAttestation',
-        summary: "The builder's signed SBOM attestation of the binary: a DSSE envelope of an in-toto statement, predicateType https://spdx.dev/Document (cosign verify-blob-attestation --type spdxjson --signature); 404 for builds made before SBOMs were attested",
+        summary:
+          "The builder's signed SBOM attestation of the binary: a DSSE envelope of an in-toto statement, predicateType https://spdx.dev/Document (cosign verify-blob-attestation --type spdxjson --signature); 404 for builds made before SBOMs were attested",
         params: BuildIdParams,
         response: { 200: DsseEnvelope, ...errors(404, 409, 410) },
       },
