@@ -4,7 +4,8 @@
 #
 #   .tools/venv               -> a Python virtual environment with schemathesis, every package
 #                                pinned in scripts/contract-requirements.txt (PyPI)
-#   .tools/sbom-venv          -> a Python virtual environment with the SPDX validator (pyspdxtools),
+#   .tools/sbom-venv          -> a Python virtual environment with the SPDX validator (pyspdxtools) and
+#                                the CycloneDX one (cyclonedx-python-lib),
 #                                every package pinned in scripts/sbom-requirements.txt (PyPI); a venv
 #                                of its own, so that adding it never rebuilds schemathesis's
 #   .tools/bin/oci-conformance -> the OCI distribution-spec conformance suite, pinned, built with
@@ -61,6 +62,7 @@ else
   python3 -m venv "$SBOM_VENV" || die "python3 -m venv $SBOM_VENV failed"
   "$SBOM_VENV/bin/pip" install -q --disable-pip-version-check --no-input -r "$SBOM_REQS" || die "pip install -r $SBOM_REQS failed (is PyPI reachable?)"
   "$SBOM_VENV/bin/pyspdxtools" --help >/dev/null || die "pyspdxtools does not run after its install"
+  "$SBOM_VENV/bin/python" -c 'import cyclonedx.validation.json' || die "cyclonedx-python-lib's JSON validator does not load after its install"
   printf '%s\n' "$want" > "$SBOM_VENV/.requirements-sha256"
   log "pyspdxtools installed: spdx-tools $("$SBOM_VENV/bin/pip" show spdx-tools | sed -n 's/^Version: //p')"
 fi

@@ -3,7 +3,8 @@
  * signing key (the Go cache of FAIRWAY_TEST_CACHE keeps it short):
  *  - 409 until the build succeeded; then SPDX 2.3 JSON (the default, Accept or ?format=spdx) that
  *    the SPDX tools' validator (pyspdxtools, pinned in scripts/sbom-requirements.txt) accepts and a
- *    broken copy of which it refuses; CycloneDX 1.6 with ?format=cyclonedx or its Accept;
+ *    broken copy of which it refuses; CycloneDX 1.6 with ?format=cyclonedx or its Accept, which
+ *    cyclonedx-python-lib's strict JSON schema validator (pinned there too) accepts;
  *  - deterministic: the served bytes are the stored attestation's document, the same on every
  *    request, and the same as the document made again here from the build's own build info; an
  *    artifact without a stored SBOM (built before SBOMs existed) gets those bytes, made from its
@@ -32,6 +33,17 @@ import { CADDY_VERSION, PLUGIN, ROOT, api, startFairway, tempDir, waitForBuild, 
 
 const run = promisify(execFile);
 const PYSPDXTOOLS = join(ROOT, '.tools', 'sbom-venv', 'bin', 'pyspdxtools');
+const SBOM_PYTHON = join(ROOT, '.tools', 'sbom-venv', 'bin', 'python');
+/** cyclonedx-python-lib's strict JSON schema validator of CycloneDX 1.6 (the same venv, pinned). */
+const CYCLONEDX_VALIDATE = `
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())
+if error:
+    print(error)
+    sys.exit(1)
+`;
 const COSIGN3 = join(ROOT, '.tools', 'bin', 'cosign3');
 const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
 const ARCH = GOARCH[process.arch] ?? process.arch;
@@ -43,6 +55,16 @@ async function validate(file: string): Promise<{ ok: boolean; out: string }> {
   try {
     const { stdout, stderr } = await run(PYSPDXTOOLS, ['-i', file], { timeout: 120_000 });
     return { ok: !/invalid|error/i.test(stdout + stderr), out: stdout + stderr };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    return { ok: false, out: `${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}` };
+  }
+}
+
+async function validateCycloneDx(file: string): Promise<{ ok: boolean; out: string }> {
+  try {
+    const { stdout, stderr } = await run(SBOM_PYTHON, ['-c', CYCLONEDX_VALIDATE, file], { timeout: 120_000 });
+    return { ok: true, out: stdout + stderr };
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };
     return { ok: false, out: `${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}` };
@@ -127,7 +149,7 @@ describe('the SBOM of a real build: validated, deterministic, attested on its im
     assert.ok(second.equals(spdx), 'the same bytes on every request');
   });
 
-  test('CycloneDX 1.6 with ?format=cyclonedx or its Accept; Accept picks SPDX when it names it first; an unknown format is a 400', async () => {
+  test('CycloneDX 1.6 with ?format=cyclonedx or its Accept, valid by its JSON schema (cyclonedx-python-lib, strict); Accept picks SPDX when it names it first; an unknown format is a 400', async () => {
     const q = await fetch(`${fw.url}/api/builds/${build.id}/sbom?format=cyclonedx`);
     assert.equal(q.status, 200);
     assert.equal(q.headers.get('content-type'), CDX);
@@ -136,6 +158,15 @@ describe('the SBOM of a real build: validated, deterministic, attested on its im
     const cdx = CycloneDxDocument.parse(JSON.parse(bytes.toString('utf8')));
     assert.equal(cdx.specVersion, '1.6');
     assert.ok(cdx.components.some((c) => c.name === PLUGIN.module && c.version === PLUGIN.version && c.purl === `pkg:golang/${PLUGIN.module}@${PLUGIN.version}`));
+    const file = join(dir, 'caddy.cdx.json');
+    await writeFile(file, bytes);
+    const good = await validateCycloneDx(file);
+    assert.ok(good.ok, `the CycloneDX 1.6 schema refused the SBOM:\n${good.out}`);
+    const broken = JSON.parse(bytes.toString('utf8'));
+    broken.components[0].hashes = [{ alg: 'SHA-256', content: 'not hex' }];
+    await writeFile(file, JSON.stringify(broken));
+    const bad = await validateCycloneDx(file);
+    assert.ok(!bad.ok, `the CycloneDX validator accepted a broken document:\n${bad.out}`);
     const a = await fetch(`${fw.url}/api/builds/${build.id}/sbom`, { headers: { accept: CDX } });
     assert.equal(a.headers.get('content-type'), CDX);
     assert.ok(Buffer.from(await a.arrayBuffer()).equals(bytes));
