@@ -112,6 +112,7 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore, opts: 
       // The SBOM (docs/sbom.md): SPDX made from the binary's build info, attested like the provenance.
       const sbom = spdxDocument({ key: ctx.key, filename: meta.filename, sha256: out.sha256, caddyVersion: spec.caddyVersion, buildInfo: out.buildInfo });
       const sbomEnv = sbomAttestation({ filename: meta.filename, sha256: out.sha256 }, sbom, opts.signer);
+      ctx.log('system', `fairway: SBOM written (SPDX 2.3, ${sbom.packages.length} packages), ${isSigned(sbomEnv) ? 'signed' : 'UNSIGNED'}`);
       if (opts.publish && !ctx.payload.rebuildOf) {
         try {
           await opts.publish({ binaryPath: out.binaryPath, meta, predicate: provenancePredicate(input), sbom, log: (text) => ctx.log('system', `fairway: ${text}`) });

@@ -115,6 +115,8 @@ describe('the SBOM of a real build: validated, deterministic, attested on its im
     const doc = SpdxDocument.parse(JSON.parse(spdx.toString('utf8')));
     assert.equal(doc.documentNamespace, `https://fairway.dev/spdx/builds/${build.id}/${build.sha256}`);
     assert.deepEqual(doc.packages[0]!.checksums, [{ algorithm: 'SHA256', checksumValue: build.sha256 }]);
+    const log = await (await fetch(`${fw.url}/api/builds/${build.id}/log`)).text();
+    assert.match(log, new RegExp(`fairway: SBOM written \\(SPDX 2\\.3, ${doc.packages.length} packages\\), signed`));
     const file = join(dir, 'caddy.spdx.json');
     await writeFile(file, spdx);
     const good = await validate(file);
