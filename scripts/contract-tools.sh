@@ -4,6 +4,10 @@
 #
 #   .tools/venv               -> a Python virtual environment with schemathesis, every package
 #                                pinned in scripts/contract-requirements.txt (PyPI)
+#   .tools/sbom-venv          -> a Python virtual environment with the SPDX validator (pyspdxtools) and
+#                                the CycloneDX one (cyclonedx-python-lib),
+#                                every package pinned in scripts/sbom-requirements.txt (PyPI); a venv
+#                                of its own, so that adding it never rebuilds schemathesis's
 #   .tools/bin/oci-conformance -> the OCI distribution-spec conformance suite, pinned, built with
 #                                `go install` from the Go module proxy
 #
@@ -44,6 +48,23 @@ else
   "$VENV/bin/pip" install -q --disable-pip-version-check --no-input -r "$REQS" || die "pip install -r $REQS failed (is PyPI reachable?)"
   printf '%s\n' "$want" > "$VENV/.requirements-sha256"
   log "schemathesis installed: $("$VENV/bin/schemathesis" --version)"
+fi
+
+# ---------------------------------------------------------------- SPDX validator
+SBOM_VENV="$TOOLS/sbom-venv"
+SBOM_REQS="$ROOT/scripts/sbom-requirements.txt"
+want="$(sha256sum "$SBOM_REQS" | cut -d' ' -f1)"
+if [ "${FAIRWAY_DEPS_FORCE:-0}" != "1" ] && [ -x "$SBOM_VENV/bin/pyspdxtools" ] && [ "$(cat "$SBOM_VENV/.requirements-sha256" 2>/dev/null)" = "$want" ]; then
+  log "pyspdxtools: present"
+else
+  log "installing pyspdxtools into $SBOM_VENV (pinned: scripts/sbom-requirements.txt)"
+  rm -rf "$SBOM_VENV"
+  python3 -m venv "$SBOM_VENV" || die "python3 -m venv $SBOM_VENV failed"
+  "$SBOM_VENV/bin/pip" install -q --disable-pip-version-check --no-input -r "$SBOM_REQS" || die "pip install -r $SBOM_REQS failed (is PyPI reachable?)"
+  "$SBOM_VENV/bin/pyspdxtools" --help >/dev/null || die "pyspdxtools does not run after its install"
+  "$SBOM_VENV/bin/python" -c 'import cyclonedx.validation.json' || die "cyclonedx-python-lib's JSON validator does not load after its install"
+  printf '%s\n' "$want" > "$SBOM_VENV/.requirements-sha256"
+  log "pyspdxtools installed: spdx-tools $("$SBOM_VENV/bin/pip" show spdx-tools | sed -n 's/^Version: //p')"
 fi
 
 # ---------------------------------------------------------------- OCI conformance suite

@@ -9,6 +9,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { BuildService, BuildStatus } from '../service/index.js';
 import { ARM_VERSIONS } from '../request/index.js';
+import { CycloneDxDocument, SBOM_MEDIA_TYPE, SpdxDocument, type SbomFormat } from '../sbom/index.js';
 import { sendArtifact } from './artifact.js';
 import { fromSeq, logHttp, logWebSocket } from './logs.js';
 import { AppError } from '../util/errors.js';
@@ -43,6 +44,17 @@ const ListQuery = z.object({
     .describe('only builds in these states, e.g. `queued,running` (default: all; queued and running builds come first)'),
 });
 const VersionsQuery = z.object({ refresh: z.string().optional().describe('`1`: ask the module proxy again now (needs the build scope)') });
+const SbomQuery = z.object({
+  format: z.enum(['spdx', 'cyclonedx']).optional().describe('`spdx` (SPDX 2.3 JSON, the default) or `cyclonedx` (CycloneDX 1.6 JSON); without it, the Accept header chooses'),
+});
+/** `?format=` first; else the first of the two media types the Accept header names; else SPDX. */
+function sbomFormat(format: SbomFormat | undefined, accept: string | undefined): SbomFormat {
+  if (format) return format;
+  const a = (accept ?? '').toLowerCase();
+  const spdx = a.indexOf(SBOM_MEDIA_TYPE.spdx);
+  const cdx = a.indexOf(SBOM_MEDIA_TYPE.cyclonedx);
+  return cdx >= 0 && (spdx < 0 || cdx < spdx) ? 'cyclonedx' : 'spdx';
+}
 const LogQuery = z.object({ from: z.string().optional().describe('first line number to send (default 0, or after `Last-Event-ID`)') });
 
 /** OpenAPI links from a build record (`id`) to the operations on that build. */
@@ -52,8 +64,8 @@ const buildLinks = (ops: string[]) => Object.fromEntries(ops.map((op) => [op, { 
  * artifact, build info and provenance answer 409 until it succeeds.
  */
 const BUILD_LINKS = {
-  200: buildLinks(['getBuild', 'getBuildLog', 'getBuildArtifact', 'getBuildInfo', 'getBuildProvenance', 'rebuildBuild']),
-  202: buildLinks(['getBuild', 'getBuildLog', 'cancelBuild', 'getBuildArtifact', 'getBuildInfo', 'getBuildProvenance']),
+  200: buildLinks(['getBuild', 'getBuildLog', 'getBuildArtifact', 'getBuildInfo', 'getBuildProvenance', 'getBuildSbom', 'getBuildSbomAttestation', 'rebuildBuild']),
+  202: buildLinks(['getBuild', 'getBuildLog', 'cancelBuild', 'getBuildArtifact', 'getBuildInfo', 'getBuildProvenance', 'getBuildSbom', 'getBuildSbomAttestation']),
 };
 
 /** The builds resource: request, list, status, cancel. */
@@ -210,6 +222,54 @@ const buildOutputRoutes: FastifyPluginAsync<NativeApiOptions> = async (instance,
     async (req, reply) => {
       const env = await service.provenance(req.params.id);
       reply.header('x-fairway-provenance', env.signatures.length > 0 ? 'signed' : 'unsigned');
+      return env;
+    },
+  );
+
+  app.get(
+    '/api/builds/:id/sbom',
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        operationId: 'getBuildSbom',
+        summary: "The binary's SBOM, made from its Go build info: SPDX 2.3 or CycloneDX 1.6 JSON (?format= or Accept); 409 until the build succeeded (docs/sbom.md)",
+        params: BuildIdParams,
+        querystring: SbomQuery,
+        response: {
+          200: {
+            description: 'the SBOM; X-Fairway-Sbom says whether it is the stored attestation (signed or unsigned) or was made now from the build info (generated)',
+            content: { [SBOM_MEDIA_TYPE.spdx]: { schema: SpdxDocument }, [SBOM_MEDIA_TYPE.cyclonedx]: { schema: CycloneDxDocument } },
+          },
+          ...errors(404, 409, 410),
+        },
+      },
+    },
+    async (req, reply) => {
+      const format = sbomFormat(req.query.format, req.headers.accept);
+      const sbom = await service.sbom(req.params.id, format);
+      reply.header('x-fairway-sbom', sbom.source).header('vary', 'Accept');
+      // The stored (or made) bytes as they are: canonical JSON of a document of the schema above, never re-serialized.
+      return reply.type(SBOM_MEDIA_TYPE[format]).send(sbom.bytes as never);
+    },
+  );
+
+  app.get(
+    '/api/builds/:id/sbom/attestation',
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        operationId: 'getBuildSbomAttestation',
+        summary:
+          "The builder's signed SBOM attestation of the binary: a DSSE envelope of an in-toto statement, predicateType https://spdx.dev/Document (cosign verify-blob-attestation --type spdxjson --signature); 404 for builds made before SBOMs were attested",
+        params: BuildIdParams,
+        response: { 200: DsseEnvelope, ...errors(404, 409, 410) },
+      },
+    },
+    async (req, reply) => {
+      const env = await service.sbomAttestation(req.params.id);
+      reply.header('x-fairway-sbom', env.signatures.length > 0 ? 'signed' : 'unsigned');
       return env;
     },
   );

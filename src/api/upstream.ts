@@ -82,6 +82,9 @@ export const upstreamApi: FastifyPluginAsync<UpstreamApiOptions> = async (instan
       },
     },
     async (req, reply) => {
+      // The schema is only documented (checked here, after the admin scope): a wait that is neither value is a 400.
+      const wait = (req.query as { wait?: unknown }).wait;
+      if (wait !== undefined && wait !== 'true' && wait !== 'false') throw new AppError('bad_request', `wait must be true or false, not ${JSON.stringify(wait).slice(0, 40)}`);
       if (!watch.enabled) throw new AppError('watch_off', 'this server does not watch upstream (watchInterval is 0): set watchInterval (env FAIRWAY_WATCH_INTERVAL, e.g. 1h) and restart');
       const run = watch.run('api');
       if ((req.query as { wait?: string }).wait === 'true') return reply.code(200).send(await run);

@@ -26,9 +26,9 @@ function processorOptions(config: Config, store: ArtifactStore, signer: Signer |
   return {
     fairwayVersion: FAIRWAY_VERSION,
     signer,
-    publish: async ({ binaryPath, meta, predicate, log }) => {
+    publish: async ({ binaryPath, meta, predicate, sbom, log }) => {
       if (meta.spec.os !== 'linux') return;
-      const rec = await publishImage({ store, binaryPath, meta, tmpDir, predicate, logger, signer });
+      const rec = await publishImage({ store, binaryPath, meta, tmpDir, predicate, sbom, logger, signer });
       log(`image ${rec.manifestDigest}${signer ? ' (signed, with its provenance attested)' : ' (unsigned)'}`);
     },
   };

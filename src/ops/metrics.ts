@@ -92,7 +92,7 @@ function eventMetrics(r: Registry[]): EventMetrics {
     downloads: new Counter({ name: 'fairway_artifact_downloads_total', help: 'Artifact downloads started (native and compat API).', registers: r }),
     corruptArtifacts: new Counter({
       name: 'fairway_artifact_corrupt_total',
-      help: 'Damaged stored artifacts quarantined, by reason: the binary does not match its record (checksum, truncated, oversized), is missing (missing), or meta.json / buildinfo.json / provenance.json is unreadable (bad_meta, bad_buildinfo, bad_provenance).',
+      help: 'Damaged stored artifacts quarantined, by reason: the binary does not match its record (checksum, truncated, oversized), is missing (missing), or meta.json / buildinfo.json / provenance.json / sbom.json is unreadable (bad_meta, bad_buildinfo, bad_provenance, bad_sbom).',
       labelNames: ['reason'],
       registers: r,
     }),

@@ -5,6 +5,7 @@
 import type { KeyObject } from 'node:crypto';
 import { EnvelopeError, IN_TOTO_PAYLOAD_TYPE, envelope, openEnvelope, parseEnvelope, type DsseEnvelope } from './dsse.js';
 import { fingerprintOf, type Signer } from './keys.js';
+import { canonicalJson } from '../request/index.js';
 import { SLSA_PROVENANCE_V1, STATEMENT_TYPE, provenancePredicate, statement, statementBytes, type ProvenanceInput, type Statement } from './statement.js';
 
 export { EnvelopeError, IN_TOTO_PAYLOAD_TYPE, envelope, parseEnvelope, type DsseEnvelope } from './dsse.js';
@@ -15,6 +16,41 @@ export { SLSA_PROVENANCE_V1, STATEMENT_TYPE, provenancePredicate, statement, sta
 export function binaryProvenance(i: ProvenanceInput & { filename: string; sha256: string }, signer?: Signer): DsseEnvelope {
   const s = statement([{ name: i.filename, digest: { sha256: i.sha256 } }], provenancePredicate(i));
   return envelope(IN_TOTO_PAYLOAD_TYPE, statementBytes(s), signer);
+}
+
+/** cosign's predicate type of an SPDX document (`cosign attest --type spdxjson`). */
+export const SPDX_DOCUMENT = 'https://spdx.dev/Document';
+
+/** An in-toto Statement v1 with any predicate (the SBOM's), as canonical JSON bytes: a DSSE payload. */
+export function attestationBytes(subject: Array<{ name: string; digest: Record<string, string> }>, predicateType: string, predicate: unknown): Buffer {
+  return Buffer.from(canonicalJson({ _type: STATEMENT_TYPE, subject, predicateType, predicate }), 'utf8');
+}
+
+/** The SBOM attestation of a binary `filename` with `sha256` (docs/sbom.md): the DSSE envelope, signed when a signer is given. */
+export function sbomAttestation(i: { filename: string; sha256: string }, document: unknown, signer?: Signer): DsseEnvelope {
+  return envelope(IN_TOTO_PAYLOAD_TYPE, attestationBytes([{ name: i.filename, digest: { sha256: i.sha256 } }], SPDX_DOCUMENT, document), signer);
+}
+
+/**
+ * The predicate of an SBOM attestation (a DSSE envelope read from outside) about a file with
+ * `sha256`; with `key`, only when a signature verifies with it. Throws EnvelopeError saying why not.
+ */
+export function attestedSbom(value: unknown, sha256: string, key?: KeyObject): unknown {
+  const env = parseEnvelope(value);
+  checkPayloadType(env);
+  const body = key ? openEnvelope(env, key) : Buffer.from(env.payload, 'base64');
+  let st: { _type?: unknown; predicateType?: unknown; subject?: unknown; predicate?: unknown } | null;
+  try {
+    st = JSON.parse(body.toString('utf8')) as typeof st;
+  } catch {
+    throw new EnvelopeError('the envelope payload is not JSON');
+  }
+  if (!st || st._type !== STATEMENT_TYPE) throw new EnvelopeError('the payload is not an in-toto Statement v1');
+  if (st.predicateType !== SPDX_DOCUMENT) throw new EnvelopeError(`the statement's predicateType is ${JSON.stringify(st.predicateType)}, not ${SPDX_DOCUMENT}`);
+  const subjects = Array.isArray(st.subject) ? (st.subject as Array<{ digest?: { sha256?: unknown } } | null>) : [];
+  if (!subjects.some((s) => s?.digest?.sha256 === sha256)) throw new EnvelopeError(`the SBOM attestation is not about a file with sha256 ${sha256}`);
+  if (!st.predicate || typeof st.predicate !== 'object') throw new EnvelopeError('the SBOM attestation has no predicate');
+  return st.predicate;
 }
 
 /** Whether an envelope carries a signature (unsigned: a server without a key built it). */

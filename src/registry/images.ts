@@ -16,13 +16,30 @@
  * referrers API (`GET /v2/<name>/referrers/<digest>`). The signature's bundle is an in-toto
  * statement about the image with cosign's predicate type `https://sigstore.dev/cosign/sign/v1`;
  * the attestation's is the `.att` envelope itself (the SLSA statement).
+ *
+ * With the build's SBOM (docs/sbom.md), the `.att` manifest has a second layer, as `cosign attest
+ * --type spdxjson` adds one: a DSSE envelope of an in-toto statement about the image whose
+ * predicate is the SPDX document (predicateType https://spdx.dev/Document); and a third bundle
+ * referrer holds the same envelope.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ANNOTATION, MEDIA_TYPE, buildImage, canonicalBytes, platformString, type Descriptor, type ImageManifest } from '../image/index.js';
-import { IN_TOTO_PAYLOAD_TYPE, SLSA_PROVENANCE_V1, STATEMENT_TYPE, envelope, statement, statementBytes, type DsseEnvelope, type Signer, type SlsaProvenance } from '../provenance/index.js';
+import {
+  IN_TOTO_PAYLOAD_TYPE,
+  SLSA_PROVENANCE_V1,
+  SPDX_DOCUMENT,
+  STATEMENT_TYPE,
+  attestationBytes,
+  envelope,
+  statement,
+  statementBytes,
+  type DsseEnvelope,
+  type Signer,
+  type SlsaProvenance,
+} from '../provenance/index.js';
 import { canonicalSpec, type ResolvedSpec } from '../request/index.js';
 import type { ArtifactMeta, BlobInfo, BlobStore, RecordStore } from '../store/index.js';
 
@@ -92,6 +109,8 @@ export interface PublishImageOptions {
   signer?: Signer;
   /** The build's SLSA predicate: the attestation's, about the image manifest. */
   predicate?: SlsaProvenance;
+  /** The build's SPDX document (src/sbom): attested about the image beside the SLSA predicate. */
+  sbom?: unknown;
   logger?: Logger;
 }
 
@@ -129,7 +148,7 @@ export async function publishImage(o: PublishImageOptions): Promise<ImageRecord>
     blobs.push(await store.putBlob(img.configDescriptor.digest, cfg));
     blobs.push(await store.putBlob(img.manifestDigest, join(dir, 'blobs', 'sha256', img.manifestDigest.slice(7))));
     const rec: ImageRecord = { key: meta.key, manifestDigest: img.manifestDigest, descriptor: img.descriptor, blobs: blobs.map((b) => ({ digest: b.digest, size: b.size })) };
-    if (o.signer) await publishSignatures({ store, dir, rec, meta, signer: o.signer, ...(o.predicate ? { predicate: o.predicate } : {}) });
+    if (o.signer) await publishSignatures({ store, dir, rec, meta, signer: o.signer, ...(o.predicate ? { predicate: o.predicate } : {}), sbom: o.sbom });
     await store.putRecord(IMAGES_NS, meta.key, rec);
     o.logger?.info({ key: meta.key, manifest: img.manifestDigest, platform: platformString(img.platform), signed: !!o.signer }, 'image made');
     return rec;
@@ -175,20 +194,21 @@ async function bundleReferrer(store: Store, dir: string, subject: Descriptor, bu
   return [config, layer, await putBytes(store, dir, canonicalBytes(manifest))];
 }
 
-/** A manifest of one layer, as cosign writes signature and attestation manifests; annotated with the artifact it is about. */
-async function oneLayerManifest(store: Store, dir: string, layer: Descriptor, meta: ArtifactMeta): Promise<{ manifest: BlobInfo; config: BlobInfo }> {
-  const config = await putBytes(store, dir, canonicalBytes({ architecture: '', config: {}, created: IMAGE_CREATED, os: '', rootfs: { type: 'layers', diff_ids: [layer.digest] } }));
+/** A manifest of layers, as cosign writes signature and attestation manifests (one layer each, or one per attestation); annotated with the artifact it is about. */
+async function oneLayerManifest(store: Store, dir: string, layer: Descriptor | Descriptor[], meta: ArtifactMeta): Promise<{ manifest: BlobInfo; config: BlobInfo }> {
+  const layers = Array.isArray(layer) ? layer : [layer];
+  const config = await putBytes(store, dir, canonicalBytes({ architecture: '', config: {}, created: IMAGE_CREATED, os: '', rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) } }));
   const manifest: ImageManifest = {
     schemaVersion: 2,
     mediaType: MEDIA_TYPE.manifest,
     config: { mediaType: MEDIA_TYPE.config, digest: config.digest, size: config.size },
-    layers: [layer],
+    layers,
     annotations: fairwayAnnotations(meta),
   };
   return { manifest: await putBytes(store, dir, canonicalBytes(manifest)), config };
 }
 
-async function publishSignatures(o: { store: Store; dir: string; rec: ImageRecord; meta: ArtifactMeta; signer: Signer; predicate?: SlsaProvenance }): Promise<SignatureRecord> {
+async function publishSignatures(o: { store: Store; dir: string; rec: ImageRecord; meta: ArtifactMeta; signer: Signer; predicate?: SlsaProvenance; sbom?: unknown }): Promise<SignatureRecord> {
   const { store, dir, rec, meta, signer } = o;
   const blobs: BlobInfo[] = [];
   // .sig: the simple-signing payload, signed (ECDSA-SHA256 over the payload bytes).
@@ -212,20 +232,22 @@ async function publishSignatures(o: { store: Store; dir: string; rec: ImageRecor
   blobs.push(...sigRef);
   referrers.push(sigRef.at(-1)!);
   let att: { manifest: BlobInfo; config: BlobInfo } | undefined;
-  if (o.predicate) {
-    const env = envelope(IN_TOTO_PAYLOAD_TYPE, statementBytes(statement(subject, withBinary(o.predicate, meta))), signer);
-    const envBytes = canonicalBytes(env);
-    const envBlob = await putBytes(store, dir, envBytes);
-    att = await oneLayerManifest(
-      store,
-      dir,
-      { mediaType: COSIGN.dsse, digest: envBlob.digest, size: envBlob.size, annotations: { [COSIGN.signatureAnnotation]: '', predicateType: SLSA_PROVENANCE_V1 } },
-      meta,
-    );
-    blobs.push(envBlob, att.config, att.manifest);
-    const attRef = await bundleReferrer(store, dir, image, sigstoreBundle(env, signer.fingerprint), SLSA_PROVENANCE_V1, meta);
+  // .att: one layer per attestation (the SLSA provenance, the SBOM), each also a bundle referrer.
+  const attestations: Array<{ predicateType: string; env: DsseEnvelope }> = [];
+  if (o.predicate) attestations.push({ predicateType: SLSA_PROVENANCE_V1, env: envelope(IN_TOTO_PAYLOAD_TYPE, statementBytes(statement(subject, withBinary(o.predicate, meta))), signer) });
+  if (o.sbom !== undefined) attestations.push({ predicateType: SPDX_DOCUMENT, env: envelope(IN_TOTO_PAYLOAD_TYPE, attestationBytes(subject, SPDX_DOCUMENT, o.sbom), signer) });
+  const layers: Descriptor[] = [];
+  for (const a of attestations) {
+    const envBlob = await putBytes(store, dir, canonicalBytes(a.env));
+    layers.push({ mediaType: COSIGN.dsse, digest: envBlob.digest, size: envBlob.size, annotations: { [COSIGN.signatureAnnotation]: '', predicateType: a.predicateType } });
+    blobs.push(envBlob);
+    const attRef = await bundleReferrer(store, dir, image, sigstoreBundle(a.env, signer.fingerprint), a.predicateType, meta);
     blobs.push(...attRef);
     referrers.push(attRef.at(-1)!);
+  }
+  if (layers.length) {
+    att = await oneLayerManifest(store, dir, layers, meta);
+    blobs.push(att.config, att.manifest);
   }
   const out: SignatureRecord = {
     key: meta.key,

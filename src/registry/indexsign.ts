@@ -119,11 +119,19 @@ function parseJson(bytes: Buffer, what: string): unknown {
   }
 }
 
-/** The one layer of a cosign signature/attestation manifest, of `mediaType`. */
-async function oneLayer(store: BlobStore, digest: string, mediaType: string, what: string): Promise<Descriptor> {
+/**
+ * The one layer of a cosign signature/attestation manifest, of `mediaType`; with `predicateType`,
+ * the one layer annotated with it (an image's `.att` has one layer per attestation: the SLSA
+ * provenance and the SBOM, docs/sbom.md).
+ */
+async function oneLayer(store: BlobStore, digest: string, mediaType: string, what: string, predicateType?: string): Promise<Descriptor> {
   const m = parseJson(await readDoc(store, digest, `${what} manifest`), `${what} manifest`) as Partial<ImageManifest> | null;
-  const layer = Array.isArray(m?.layers) && m.layers.length === 1 ? m.layers[0] : undefined;
-  if (!layer || layer.mediaType !== mediaType || typeof layer.digest !== 'string') throw new IndexSignRefused(`its ${what} manifest ${digest} is not one ${mediaType} layer`);
+  const all = Array.isArray(m?.layers) ? m.layers : [];
+  const layers = predicateType ? all.filter((l) => l?.annotations?.predicateType === predicateType) : all;
+  const layer = layers.length === 1 ? layers[0] : undefined;
+  if (!layer || layer.mediaType !== mediaType || typeof layer.digest !== 'string') {
+    throw new IndexSignRefused(`its ${what} manifest ${digest} is not one ${mediaType} layer${predicateType ? ` of ${predicateType}` : ''}`);
+  }
   return layer;
 }
 
@@ -154,7 +162,7 @@ export async function verifyPlatformImage(store: Store, child: IndexChild, trust
     if (!sigKey) throw new IndexSignRefused(`its signature does not verify with the build key${trusted.length > 1 ? 's' : ''} ${trusted.map((k) => fingerprintOf(k).slice(0, 16)).join(', ')}`);
     // .att: the DSSE envelope of its provenance.
     if (!rec.att) throw new IndexSignRefused('it has no attestation (its build has no provenance)');
-    const attLayer = await oneLayer(store, rec.att.digest, COSIGN.dsse, 'attestation');
+    const attLayer = await oneLayer(store, rec.att.digest, COSIGN.dsse, 'attestation', SLSA_PROVENANCE_V1);
     const env = parseJson(await readDoc(store, attLayer.digest, 'attestation envelope'), 'attestation envelope');
     let verified: { statement: Statement; key: KeyObject } | undefined;
     let why = '';

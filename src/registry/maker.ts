@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { publicKeyFromPem, verifyProvenance, type Signer, type SlsaProvenance } from '../provenance/index.js';
+import { attestedSbom, publicKeyFromPem, verifyProvenance, type Signer, type SlsaProvenance } from '../provenance/index.js';
 import type { BuildService } from '../service/index.js';
 import type { ArtifactMeta, ArtifactStore } from '../store/index.js';
 import { errorMessage } from '../util/errors.js';
@@ -77,10 +77,13 @@ export class ImageMaker {
       // attestation then carries that statement's predicate. Anything else is made unsigned.
       let signer = this.o.signer;
       let predicate: SlsaProvenance | undefined;
+      let sbom: unknown;
       if (signer) {
         const v = await this.verifiedPredicate(meta, signer);
-        if ('predicate' in v) predicate = v.predicate;
-        else {
+        if ('predicate' in v) {
+          predicate = v.predicate;
+          sbom = await this.verifiedSbom(meta);
+        } else {
           this.o.log.warn(
             { key: meta.key, reason: v.refused },
             `not signing the image of build ${meta.key}: ${v.refused}. This server signs only what it verified it built (its own signed provenance); the image is served unsigned, without an attestation. If the store was changed, or this build was made by another builder or under another key, request a new build`,
@@ -88,7 +91,7 @@ export class ImageMaker {
           signer = undefined;
         }
       }
-      return await publishImage({ store: this.o.store, binaryPath, meta, tmpDir: dir, logger: this.o.log, ...(signer ? { signer } : {}), ...(predicate ? { predicate } : {}) });
+      return await publishImage({ store: this.o.store, binaryPath, meta, tmpDir: dir, logger: this.o.log, ...(signer ? { signer } : {}), ...(predicate ? { predicate } : {}), sbom });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -117,6 +120,22 @@ export class ImageMaker {
       return { predicate: statement.predicate };
     } catch (err) {
       return { refused: `its provenance does not verify with this server's key ${signer.fingerprint.slice(0, 16)}: ${errorMessage(err)}` };
+    }
+  }
+
+  /**
+   * The SPDX document of a build's stored SBOM attestation when it verifies with this server's key
+   * and is about this binary (checked after its provenance verified); otherwise none, logged: the
+   * image is then attested without an SBOM (docs/sbom.md).
+   */
+  private async verifiedSbom(meta: ArtifactMeta): Promise<unknown> {
+    try {
+      const env = await this.o.store.getSbom(meta.key);
+      if (env === null) return undefined;
+      return attestedSbom(env, meta.sha256 ?? '', this.publicKey);
+    } catch (err) {
+      this.o.log.warn({ key: meta.key, reason: errorMessage(err) }, `not attesting the SBOM of build ${meta.key} on its image: ${errorMessage(err)}`);
+      return undefined;
     }
   }
 }

@@ -26,6 +26,7 @@ const QUARANTINE_LOG: Record<CorruptReason, string> = {
   bad_meta: 'meta.json is unreadable: quarantining the record; the next request rebuilds it',
   bad_buildinfo: 'buildinfo.json is unreadable: quarantining the artifact; the next request rebuilds it',
   bad_provenance: 'provenance.json is unreadable: quarantining the artifact; the next request rebuilds it',
+  bad_sbom: 'sbom.json is unreadable: quarantining the artifact; the next request rebuilds it',
 };
 
 export interface ArtifactIndexOptions {

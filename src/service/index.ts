@@ -12,7 +12,8 @@ import type { DsseEnvelope } from '../provenance/index.js';
 import { AppError, NotFoundError } from '../util/errors.js';
 import { ArtifactIndex } from './artifacts.js';
 import { mayBuild, mayCancelAny, requireBuildScope, type RequestContext } from './context.js';
-import { readBuildInfo, readProvenance } from './files.js';
+import { readBuildInfo, readProvenance, readSbom, readSbomAttestation, type SbomAnswer } from './files.js';
+import type { SbomFormat } from '../sbom/index.js';
 import type { CorruptReason } from './integrity.js';
 import { parseLog } from './logformat.js';
 import type { ServiceHooks, ServiceOptions } from './options.js';
@@ -233,6 +234,18 @@ export class BuildService {
   /** The DSSE envelope of a finished build's provenance (docs/provenance.md). */
   async provenance(id: string): Promise<DsseEnvelope> {
     return readProvenance(this.o.store, this.artifacts, await this.succeeded(id, 'provenance'), id);
+  }
+
+  /** The SBOM of a finished build in `format` (docs/sbom.md): its bytes, and whether they are the stored attestation's. */
+  async sbom(id: string, format: SbomFormat): Promise<SbomAnswer> {
+    return readSbom(this.o.store, this.artifacts, await this.succeeded(id, 'SBOM'), id, format);
+  }
+
+  /** The DSSE envelope of a finished build's SBOM attestation (docs/sbom.md); 404 for a build made before SBOMs existed. */
+  async sbomAttestation(id: string): Promise<DsseEnvelope> {
+    const stored = await readSbomAttestation(this.o.store, this.artifacts, await this.succeeded(id, 'SBOM'), id);
+    if (!stored) throw new NotFoundError(`the SBOM attestation of build ${id} (it was built before Fairway attested SBOMs; GET /api/builds/${id}/sbom makes its SBOM from its build info)`);
+    return stored.envelope;
   }
 
   /**

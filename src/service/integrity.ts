@@ -11,10 +11,10 @@ import { AppError } from '../util/errors.js';
 
 /**
  * checksum: the bytes hash to another sha256; truncated / oversized: fewer / more bytes than recorded;
- * missing: a succeeded record without its binary; bad_meta / bad_buildinfo / bad_provenance: an unreadable meta.json /
- * buildinfo.json. Every one is quarantined the same way (BuildService), so the next request rebuilds.
+ * missing: a succeeded record without its binary; bad_meta / bad_buildinfo / bad_provenance / bad_sbom: an unreadable
+ * meta.json / buildinfo.json / provenance.json / sbom.json. Every one is quarantined the same way (BuildService), so the next request rebuilds.
  */
-export type CorruptReason = 'checksum' | 'truncated' | 'oversized' | 'missing' | 'bad_meta' | 'bad_buildinfo' | 'bad_provenance';
+export type CorruptReason = 'checksum' | 'truncated' | 'oversized' | 'missing' | 'bad_meta' | 'bad_buildinfo' | 'bad_provenance' | 'bad_sbom';
 
 export class IntegrityError extends AppError {
   constructor(

@@ -3,7 +3,8 @@
  * run xcaddy, then publish the artifact (or the failure record, with its log) to the store.
  */
 import { BuildFailed, binaryName, type BuildOutput, type BuildRunner } from '../runner/index.js';
-import { binaryProvenance, isSigned, provenancePredicate, unsignableReason, type DsseEnvelope, type Signer, type SlsaProvenance } from '../provenance/index.js';
+import { binaryProvenance, isSigned, provenancePredicate, sbomAttestation, unsignableReason, type DsseEnvelope, type Signer, type SlsaProvenance } from '../provenance/index.js';
+import { spdxDocument, type SpdxDocument } from '../sbom/index.js';
 import type { Processor } from '../queue/index.js';
 import type { BuildRequest, ResolvedSpec } from '../request/index.js';
 import type { ArtifactMeta, ArtifactStore } from '../store/index.js';
@@ -27,7 +28,7 @@ export interface BuildPayload {
 }
 
 /** What a builder does with a build's bytes before its artifact is published (the image, its signatures). */
-export type PublishHook = (a: { binaryPath: string; meta: ArtifactMeta; predicate: SlsaProvenance; log: (text: string) => void }) => Promise<void>;
+export type PublishHook = (a: { binaryPath: string; meta: ArtifactMeta; predicate: SlsaProvenance; sbom: SpdxDocument; log: (text: string) => void }) => Promise<void>;
 
 export interface ProcessorOptions {
   /** Signs the provenance (and, through `publish`, the image); absent: provenance is written unsigned. */
@@ -108,16 +109,20 @@ export function buildProcessor(runner: BuildRunner, store: ArtifactStore, opts: 
           ? `fairway: provenance signed (SLSA v1, key ${opts.signer!.fingerprint.slice(0, 16)})`
           : 'fairway: provenance written UNSIGNED: this builder has no signing key (signingKey)',
       );
+      // The SBOM (docs/sbom.md): SPDX made from the binary's build info, attested like the provenance.
+      const sbom = spdxDocument({ key: ctx.key, filename: meta.filename, sha256: out.sha256, caddyVersion: spec.caddyVersion, buildInfo: out.buildInfo });
+      const sbomEnv = sbomAttestation({ filename: meta.filename, sha256: out.sha256 }, sbom, opts.signer);
+      ctx.log('system', `fairway: SBOM written (SPDX 2.3, ${sbom.packages.length} packages), ${isSigned(sbomEnv) ? 'signed' : 'UNSIGNED'}`);
       if (opts.publish && !ctx.payload.rebuildOf) {
         try {
-          await opts.publish({ binaryPath: out.binaryPath, meta, predicate: provenancePredicate(input), log: (text) => ctx.log('system', `fairway: ${text}`) });
+          await opts.publish({ binaryPath: out.binaryPath, meta, predicate: provenancePredicate(input), sbom, log: (text) => ctx.log('system', `fairway: ${text}`) });
         } catch (err) {
           ctx.log('system', `fairway: could not make the image now (${errorMessage(err)}); the registry makes it at its first pull`);
         }
       }
       ctx.log('system', `fairway: done in ${(out.durationMs / 1000).toFixed(1)}s`);
       meta.provenance = isSigned(provenance) ? 'signed' : 'unsigned';
-      await store.put({ meta, binaryPath: out.binaryPath, buildInfo: out.buildInfo, provenance, log: formatLog(await ctx.lines()) });
+      await store.put({ meta, binaryPath: out.binaryPath, buildInfo: out.buildInfo, provenance, sbom: sbomEnv, log: formatLog(await ctx.lines()) });
     } finally {
       await out.cleanup();
     }

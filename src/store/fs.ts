@@ -1,5 +1,5 @@
 /**
- * Local-disk store: `<root>/<key>/{binary, meta.json, build.log, buildinfo.json, provenance.json}`.
+ * Local-disk store: `<root>/<key>/{binary, meta.json, build.log, buildinfo.json, provenance.json, sbom.json}`.
  * An artifact is assembled in `<root>/.tmp-*` and renamed into place in one step, so a crash
  * never leaves a half artifact visible; leftovers are swept at start.
  *
@@ -102,6 +102,7 @@ export class FsStore implements ArtifactStore {
       await writeFile(join(tmp, 'build.log'), a.log);
       if (a.buildInfo !== undefined) await writeFile(join(tmp, 'buildinfo.json'), JSON.stringify(a.buildInfo, null, 2));
       if (a.provenance !== undefined) await writeFile(join(tmp, 'provenance.json'), JSON.stringify(a.provenance, null, 2));
+      if (a.sbom !== undefined) await writeFile(join(tmp, 'sbom.json'), JSON.stringify(a.sbom, null, 2));
       await writeFile(join(tmp, 'meta.json'), JSON.stringify(a.meta, null, 2));
       const dest = join(this.root, key);
       const existing = await stat(dest).catch(() => null);
@@ -177,6 +178,11 @@ export class FsStore implements ArtifactStore {
   async getProvenance(key: string): Promise<unknown | null> {
     const text = await readFile(join(this.dir(key), 'provenance.json'), 'utf8').catch(() => null);
     return text === null ? null : parseBuildInfo(key, text, 'provenance.json');
+  }
+
+  async getSbom(key: string): Promise<unknown | null> {
+    const text = await readFile(join(this.dir(key), 'sbom.json'), 'utf8').catch(() => null);
+    return text === null ? null : parseBuildInfo(key, text, 'sbom.json');
   }
 
   async delete(key: string): Promise<void> {

@@ -45,8 +45,10 @@ export interface PutArtifact {
   binaryPath?: string;
   log: string;
   buildInfo?: unknown;
-  /** The build's provenance (a DSSE envelope, src/provenance): provenance.json, written last but one, before meta.json. */
+  /** The build's provenance (a DSSE envelope, src/provenance): provenance.json, written before sbom.json and meta.json. */
   provenance?: unknown;
+  /** The build's SBOM attestation (a DSSE envelope of its SPDX document, src/provenance sbomAttestation): sbom.json, before meta.json. */
+  sbom?: unknown;
 }
 
 export interface ByteRange {
@@ -179,6 +181,8 @@ export interface ArtifactStore extends BlobStore, RecordStore {
   getBuildInfo(key: string): Promise<unknown | null>;
   /** The provenance envelope; null when absent (built before provenance existed); not JSON rejects with a CorruptRecordError. */
   getProvenance(key: string): Promise<unknown | null>;
+  /** The SBOM attestation; null when absent (built before SBOMs existed); not JSON rejects with a CorruptRecordError. */
+  getSbom(key: string): Promise<unknown | null>;
   delete(key: string): Promise<void>;
   /**
    * A fingerprint of the stored binary that changes whenever its bytes can have changed (fs: size,
@@ -227,7 +231,7 @@ export class CorruptRecordError extends Error {
   constructor(
     /** The artifact's key; for a RecordStore record, `<ns>/<name>`. */
     readonly key: string,
-    readonly part: 'meta.json' | 'buildinfo.json' | 'provenance.json' | 'record',
+    readonly part: 'meta.json' | 'buildinfo.json' | 'provenance.json' | 'sbom.json' | 'record',
     readonly detail: string,
   ) {
     super(part === 'record' ? `the record ${key} is unreadable (${detail})` : `the ${part} of artifact ${key} is unreadable (${detail})`);
@@ -266,7 +270,7 @@ export function parseMeta(key: string, text: string): ArtifactMeta {
 }
 
 /** Parses a buildinfo.json (or, with `part`, another JSON part); throws a CorruptRecordError when it is not JSON. */
-export function parseBuildInfo(key: string, text: string, part: 'buildinfo.json' | 'provenance.json' = 'buildinfo.json'): unknown {
+export function parseBuildInfo(key: string, text: string, part: 'buildinfo.json' | 'provenance.json' | 'sbom.json' = 'buildinfo.json'): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {

@@ -34,8 +34,9 @@ export const ERRORS = {
   artifact_missing: { status: 410, means: 'the binary of a build is gone from the store; its record was quarantined; request the build again' },
   buildinfo_unreadable: { status: 410, means: "a build's build info is unreadable in the store; the artifact was quarantined" },
   provenance_unreadable: { status: 410, means: "a build's provenance is unreadable in the store; the artifact was quarantined" },
+  sbom_unreadable: { status: 410, means: "a build's SBOM attestation is unreadable in the store; the artifact was quarantined" },
   // 409: the state of a build
-  not_ready: { status: 409, means: 'the build is queued or running: it has no artifact, build info or provenance yet' },
+  not_ready: { status: 409, means: 'the build is queued or running: it has no artifact, build info, provenance or SBOM yet' },
   build_failed: { status: 409, means: 'the build failed or was canceled: it has no artifact (the compatible API answers it as 400, as caddyserver.com does)' },
   not_active: { status: 409, means: 'the build is not queued or running, so it cannot be canceled' },
   is_rebuild: { status: 409, means: 'a verification rebuild cannot itself be rebuilt' },

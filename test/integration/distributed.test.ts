@@ -103,7 +103,7 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
       const bin = Buffer.from(await (await fetch(`${hub.url}/api/builds/${id}/artifact`)).arrayBuffer());
       assert.equal(createHash('sha256').update(bin).digest('hex'), done.sha256);
     }
-    assert.deepEqual(await objectsFor(id), ['binary', 'build.log', 'buildinfo.json', 'meta.json', 'provenance.json']);
+    assert.deepEqual(await objectsFor(id), ['binary', 'build.log', 'buildinfo.json', 'meta.json', 'provenance.json', 'sbom.json']);
   });
 
   test("a job forged in Redis (its spec is not its key's) is refused by the agent at once: no retry, no build, nothing stored", async () => {
@@ -262,7 +262,7 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
       msgs.some((m) => m.type === 'line' && /attempt \d of \d on agent/.test(m.text) && !m.text.includes(victim)),
       'log shows the hand-over',
     );
-    assert.deepEqual(await objectsFor(id), ['binary', 'buildinfo.json', 'build.log', 'meta.json', 'provenance.json'].sort());
+    assert.deepEqual(await objectsFor(id), ['binary', 'buildinfo.json', 'build.log', 'meta.json', 'provenance.json', 'sbom.json'].sort());
     const bin = Buffer.from(await (await fetch(`${hubs[0]!.url}/api/builds/${id}/artifact`)).arrayBuffer());
     assert.equal(createHash('sha256').update(bin).digest('hex'), done.sha256);
     // Bring a second agent back for the following tests.
@@ -347,7 +347,7 @@ describe('distributed: hubs + agents on BullMQ/Redis with an S3 store', { timeou
     assert.equal((await objectsFor(id)).includes('meta.json'), false, 'not published after the failed attempt');
     const done = await waitForBuild(hubs[0]!.url, id, BUILD);
     assert.equal(done.status, 'succeeded', done.error);
-    assert.deepEqual(await objectsFor(id), ['binary', 'build.log', 'buildinfo.json', 'meta.json', 'provenance.json']);
+    assert.deepEqual(await objectsFor(id), ['binary', 'build.log', 'buildinfo.json', 'meta.json', 'provenance.json', 'sbom.json']);
     const meta = JSON.parse(await (await s3client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `fw/artifacts/${id}/meta.json` }))).Body!.transformToString());
     assert.equal(meta.sha256, done.sha256);
   });

@@ -89,14 +89,18 @@ describe('the OCI conformance suite (pull-only, referrers) against a real serve 
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  test("the referrers API lists the image's Sigstore bundles (signature and SLSA attestation), filters by artifactType, and keeps to the repository rules", async () => {
+  test("the referrers API lists the image's Sigstore bundles (signature, SLSA and SBOM attestations), filters by artifactType, and keeps to the repository rules", async () => {
     const all = await getJson<{ schemaVersion: number; mediaType: string; manifests: Descriptor[] }>(`/v2/caddy/referrers/${imageDigest}`, INDEX);
     assert.equal(all.status, 200, JSON.stringify(all.body));
     assert.equal(all.headers.get('content-type'), INDEX);
     assert.equal(all.headers.get('oci-filters-applied'), null, 'no filter asked, none applied');
     assert.equal(all.body.schemaVersion, 2);
     assert.equal(all.body.mediaType, INDEX);
-    assert.deepEqual(all.body.manifests.map((d) => d.annotations?.['dev.sigstore.bundle.predicateType']).sort(), ['https://sigstore.dev/cosign/sign/v1', 'https://slsa.dev/provenance/v1']);
+    assert.deepEqual(all.body.manifests.map((d) => d.annotations?.['dev.sigstore.bundle.predicateType']).sort(), [
+      'https://sigstore.dev/cosign/sign/v1',
+      'https://slsa.dev/provenance/v1',
+      'https://spdx.dev/Document',
+    ]);
     for (const d of all.body.manifests) {
       assert.equal(d.mediaType, MANIFEST);
       assert.equal(d.artifactType, BUNDLE);
@@ -119,7 +123,7 @@ describe('the OCI conformance suite (pull-only, referrers) against a real serve 
     const filtered = await getJson<{ manifests: Descriptor[] }>(`/v2/caddy/referrers/${imageDigest}?artifactType=${encodeURIComponent(BUNDLE)}`, INDEX);
     assert.equal(filtered.status, 200);
     assert.equal(filtered.headers.get('oci-filters-applied'), 'artifactType');
-    assert.equal(filtered.body.manifests.length, 2);
+    assert.equal(filtered.body.manifests.length, 3);
     const none = await getJson<{ manifests: Descriptor[] }>(`/v2/caddy/referrers/${imageDigest}?artifactType=application%2Fexample`, INDEX);
     assert.equal(none.headers.get('oci-filters-applied'), 'artifactType');
     assert.deepEqual(none.body.manifests, []);
@@ -132,7 +136,7 @@ describe('the OCI conformance suite (pull-only, referrers) against a real serve 
     }
     // The image's referrers are served under caddy/build too (it belongs there).
     const inBuild = await getJson<{ manifests: Descriptor[] }>(`/v2/caddy/build/referrers/${imageDigest}`, INDEX);
-    assert.equal(inBuild.body.manifests.length, 2);
+    assert.equal(inBuild.body.manifests.length, 3);
     const bad = await getJson<{ errors: Array<{ code: string }> }>('/v2/caddy/referrers/sha256:xyz', INDEX);
     assert.equal(bad.status, 400);
     assert.equal(bad.body.errors[0]!.code, 'DIGEST_INVALID');

@@ -8,7 +8,7 @@
  * downloads every module from the proxy and compiles everything, as in repro.test.ts). The same
  * recipe (Caddy with caddy-ratelimit and caddy-l4, one platform: a cold build takes minutes on two
  * cores) is configured on both, its plugins listed in another order on each (one key, one binary). The index digest, the manifest digest, the config digest and every layer
- * digest must be the same from A, from A after a restart, and from B.
+ * digest must be the same from A, from A after a restart, and from B; and so must the SBOM (docs/sbom.md).
  *   node scripts/setup.mjs && bash scripts/deps.sh && FAIRWAY_TEST_CACHE=$PWD/.cache/go node --import tsx --test test/integration/registry-repro.test.ts
  */
 import assert from 'node:assert/strict';
@@ -57,6 +57,16 @@ async function digests(fw: FairwayProcess): Promise<Digests> {
   return { index, manifests };
 }
 
+/** The SPDX SBOM of the server's one succeeded build, as it stored it (signed with the server's own key). */
+async function sbomOf(fw: FairwayProcess): Promise<{ id: string; bytes: Buffer }> {
+  const builds = (await api<{ builds: Array<{ id: string; status: string }> }>(fw.url, '/api/builds')).body.builds.filter((x) => x.status === 'succeeded');
+  assert.equal(builds.length, 1);
+  const r = await fetch(`${fw.url}/api/builds/${builds[0]!.id}/sbom`);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-fairway-sbom'), 'signed');
+  return { id: builds[0]!.id, bytes: Buffer.from(await r.arrayBuffer()) };
+}
+
 describe('reproducible images: the same digests across a restart and across two servers sharing nothing but the spec', { timeout: 40 * 60_000 }, () => {
   let dir: string;
   let freshCache: string;
@@ -94,6 +104,7 @@ describe('reproducible images: the same digests across a restart and across two 
     await a.stop();
     a = await start(dataA);
     assert.deepEqual(await digests(a), first, 'the same digests after a restart');
+    const sbomA = await sbomOf(a);
     await a.stop();
 
     const b = await start(join(dir, 'b'), ['--cache-dir', freshCache], RECIPES_B);
@@ -110,5 +121,9 @@ describe('reproducible images: the same digests across a restart and across two 
     process.stderr.write(`# server A (warm cache) ${((tA - t0) / 1000).toFixed(1)} s, server B (empty cache) ${((tB - tA) / 1000).toFixed(1)} s\n`);
 
     assert.deepEqual(second, first, 'the same digests from a server sharing nothing but the spec');
+    // The SBOM too (docs/sbom.md): each server signed its own, with its own key; the documents are the same bytes.
+    const sbomB = await sbomOf(b);
+    assert.equal(sbomB.id, sbomA.id);
+    assert.ok(sbomB.bytes.equals(sbomA.bytes), 'the same SBOM bytes from a server sharing nothing but the spec');
   });
 });

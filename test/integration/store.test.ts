@@ -149,20 +149,23 @@ function storeContract(name: string, makeStore: () => Promise<Harness>): void {
       await h?.close();
     });
 
-    test('put, then getMeta, getLog, getBuildInfo, getProvenance, openBinary (full and ranged)', async () => {
+    test('put, then getMeta, getLog, getBuildInfo, getProvenance, getSbom, openBinary (full and ranged)', async () => {
       const key = randomKey();
       const bin = await binaryFile(100_000);
       const meta = succeeded(key, bin);
       const provenance = { payloadType: 'application/vnd.in-toto+json', payload: 'e30=', signatures: [] };
-      await store.put({ meta, binaryPath: bin.path, log: 'line 1\nline 2\n', buildInfo: BUILD_INFO, provenance });
+      const sbom = { payloadType: 'application/vnd.in-toto+json', payload: 'e30K', signatures: [] };
+      await store.put({ meta, binaryPath: bin.path, log: 'line 1\nline 2\n', buildInfo: BUILD_INFO, provenance, sbom });
       assert.deepEqual(await store.getMeta(key), meta);
       assert.equal(await store.getLog(key), 'line 1\nline 2\n');
       assert.deepEqual(await store.getBuildInfo(key), BUILD_INFO);
       assert.deepEqual(await store.getProvenance(key), provenance);
-      // A record without provenance (an older build) has none.
+      assert.deepEqual(await store.getSbom(key), sbom);
+      // A record without provenance or SBOM (an older build) has none.
       const other = randomKey();
       await store.put({ meta: succeeded(other, bin), binaryPath: bin.path, log: '' });
       assert.equal(await store.getProvenance(other), null);
+      assert.equal(await store.getSbom(other), null);
       const full = await readAll(await store.openBinary(key));
       assert.equal(full.length, bin.bytes.length);
       assert.equal(sha256(full), bin.sha256);

@@ -56,7 +56,11 @@ function openApiProblems(doc: OpenAPIV3.Document): string[] {
     if (s === null || typeof s !== 'object') return;
     const type = (s as { type?: unknown }).type;
     if (type !== undefined && (typeof type !== 'string' || type === 'null')) problems.push(`${where}: schema type ${JSON.stringify(type)}`);
-    for (const v of Object.values(s)) walk(where, v);
+    // A `properties` map is names to schemas, not a schema: a property may be called `type` (CycloneDX's components).
+    for (const [k, v] of Object.entries(s)) {
+      if (k === 'properties' && v && typeof v === 'object' && !Array.isArray(v)) for (const p of Object.values(v)) walk(where, p);
+      else walk(where, v);
+    }
   };
   for (const [where, s] of schemas) walk(where, s);
   return problems;
@@ -225,7 +229,7 @@ describe('the OpenAPI document', () => {
     assert.deepEqual(query.arch!.enum, ['amd64', 'arm64']);
     // Links from a created build to the operations on it.
     const links = (op('/api/builds', 'post').responses['202'] as OpenAPIV3.ResponseObject).links!;
-    assert.deepEqual(Object.keys(links).sort(), ['cancelBuild', 'getBuild', 'getBuildArtifact', 'getBuildInfo', 'getBuildLog', 'getBuildProvenance']);
+    assert.deepEqual(Object.keys(links).sort(), ['cancelBuild', 'getBuild', 'getBuildArtifact', 'getBuildInfo', 'getBuildLog', 'getBuildProvenance', 'getBuildSbom', 'getBuildSbomAttestation']);
     assert.deepEqual((links.getBuild as OpenAPIV3.LinkObject).parameters, { id: '$response.body#/id' });
     const ids = new Set(Object.values(doc.paths).flatMap((item) => Object.values(item as Record<string, OpenAPIV3.OperationObject>).map((o) => o.operationId)));
     for (const l of Object.values(links)) assert.ok(ids.has((l as OpenAPIV3.LinkObject).operationId), (l as OpenAPIV3.LinkObject).operationId);

@@ -4,7 +4,8 @@
  *   <prefix>artifacts/<key>/binary          the executable (multipart upload; x-amz-meta-sha256)
  *   <prefix>artifacts/<key>/build.log
  *   <prefix>artifacts/<key>/buildinfo.json
- *   <prefix>artifacts/<key>/provenance.json the DSSE envelope of the build's provenance (last but one)
+ *   <prefix>artifacts/<key>/provenance.json the DSSE envelope of the build's provenance
+ *   <prefix>artifacts/<key>/sbom.json       the DSSE envelope of its SBOM (docs/sbom.md; last but one)
  *   <prefix>artifacts/<key>/meta.json       written LAST: it is what makes the artifact exist
  *
  * S3 has no rename, so atomicity comes from ordering: put() uploads binary, log and build info
@@ -24,7 +25,7 @@ import { CorruptRecordError, NotFoundError, parseBuildInfo, parseMeta } from '..
 import { type S3Bucket, describeS3Error, mapLimit } from './bucket.js';
 
 /** Names inside one artifact, in upload order (meta.json last). */
-const PART_NAMES = ['binary', 'build.log', 'buildinfo.json', 'provenance.json'] as const;
+const PART_NAMES = ['binary', 'build.log', 'buildinfo.json', 'provenance.json', 'sbom.json'] as const;
 type ObjectName = (typeof PART_NAMES)[number] | 'meta.json';
 
 /** A quoted filename for Content-Disposition; anything odd becomes "_". */
@@ -125,6 +126,10 @@ export class S3Artifacts {
         attempted.push('provenance.json');
         await this.putSmall(key, 'provenance.json', JSON.stringify(a.provenance, null, 2), 'application/json');
       }
+      if (a.sbom !== undefined) {
+        attempted.push('sbom.json');
+        await this.putSmall(key, 'sbom.json', JSON.stringify(a.sbom, null, 2), 'application/json');
+      }
       attempted.push('meta.json');
       await this.putSmall(key, 'meta.json', metaJson, 'application/json');
     } catch (err) {
@@ -144,6 +149,7 @@ export class S3Artifacts {
     if (!a.binaryPath) stale.push('binary');
     if (a.buildInfo === undefined) stale.push('buildinfo.json');
     if (a.provenance === undefined) stale.push('provenance.json');
+    if (a.sbom === undefined) stale.push('sbom.json');
     await Promise.all(stale.map((n) => this.deleteObject(key, n).catch(() => undefined)));
   }
 
@@ -263,6 +269,11 @@ export class S3Artifacts {
   async getProvenance(key: string): Promise<unknown | null> {
     const text = await this.readPublished(key, 'provenance.json');
     return text === null ? null : parseBuildInfo(key, text, 'provenance.json');
+  }
+
+  async getSbom(key: string): Promise<unknown | null> {
+    const text = await this.readPublished(key, 'sbom.json');
+    return text === null ? null : parseBuildInfo(key, text, 'sbom.json');
   }
 
   async delete(key: string): Promise<void> {

@@ -77,6 +77,9 @@ export class S3Store implements ArtifactStore {
   getProvenance(key: string): Promise<unknown | null> {
     return this.artifacts.getProvenance(key);
   }
+  getSbom(key: string): Promise<unknown | null> {
+    return this.artifacts.getSbom(key);
+  }
   delete(key: string): Promise<void> {
     return this.artifacts.delete(key);
   }
