@@ -52,7 +52,7 @@ export async function admittedNow(resolver: Resolver, module: string, version: s
   if ('error' in kind) throw new Error(`${module}: ${kind.error}`);
   if (kind.kind === 'exact') return [version];
   if (kind.kind === 'query') return [(await resolver.resolveModule(module, version)).version];
-  const list = await resolver.moduleVersions(module, { refresh: true });
+  const list = await resolver.moduleVersions(module, { refresh: true, maxAgeMs: 0 });
   const all = list.versions.map((v) => v.version);
   if (kind.kind === 'range') return admitted(all, version);
   // latest: the releases, newest first; with none, what Go calls latest (a prerelease or a pseudo-version).

@@ -55,7 +55,7 @@ export interface Resolver {
    * from (src/request `admitted`). Memoised for the moving-query TTL; `refresh` reads it again
    * unless the last read completed less than refreshMemoMs ago.
    */
-  moduleVersions(module: string, opts?: { refresh?: boolean }): Promise<VersionList>;
+  moduleVersions(module: string, opts?: { refresh?: boolean; maxAgeMs?: number }): Promise<VersionList>;
   /** The memoised answer of moduleVersions while it is fresh (within the TTL), without any go command; else null. */
   knownModuleVersions?(module: string): VersionList | null;
 }
@@ -348,14 +348,15 @@ export class GoResolver implements Resolver {
     return { module: CADDY_MODULE, versions, latest, refreshedAt: new Date(this.now()).toISOString() };
   }
 
-  moduleVersions(module: string, opts: { refresh?: boolean } = {}): Promise<VersionList> {
+  moduleVersions(module: string, opts: { refresh?: boolean; maxAgeMs?: number } = {}): Promise<VersionList> {
     // Nothing from a request reaches the toolchain unchecked.
     const bad = modulePathError(module);
     if (bad) return Promise.reject(new AppError('invalid_spec', `module ${JSON.stringify(module.slice(0, 255))} ${bad}`));
     const key = `versions:${module}`;
     const hit = this.memo.get(key);
     // A refresh joins a read in flight, and gets the last answer when it is younger than refreshMemoMs.
-    if (opts.refresh && hit?.settledAt !== undefined && this.now() - hit.settledAt >= this.refreshMemoMs) this.memo.delete(key);
+    // maxAgeMs: a caller that must see the proxy's list as it is now (the watcher, once per run) takes no older answer.
+    if (opts.refresh && hit?.settledAt !== undefined && this.now() - hit.settledAt >= (opts.maxAgeMs ?? this.refreshMemoMs)) this.memo.delete(key);
     return this.memoise(key, this.ttlMs, async () => {
       const out = await this.goList(['list', '-m', '-versions', '-json', module], `${module} versions`);
       const info = JSON.parse(out) as { Path?: string; Versions?: string[] };

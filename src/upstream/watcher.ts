@@ -133,9 +133,11 @@ export class Watcher {
     try {
       const list = await this.o.caddyVersions({ refresh: true });
       await this.caddyReleased(list.latest);
-      for (const recipe of await this.o.recipes()) {
+      const recipes = await this.o.recipes();
+      const upstream = this.snapshot(recipes);
+      for (const recipe of recipes) {
         try {
-          report.recipes.push({ recipe: recipe.name, outcome: await this.watchRecipe(recipe, list.versions) });
+          report.recipes.push({ recipe: recipe.name, outcome: await this.watchRecipe(recipe, list.versions, upstream) });
         } catch (err) {
           this.log.warn({ recipe: recipe.name, err: errorMessage(err) }, 'watch: could not watch this recipe now; next run tries again');
           report.recipes.push({ recipe: recipe.name, outcome: `error: ${errorMessage(err)}` });
@@ -146,6 +148,25 @@ export class Watcher {
     } finally {
       clearInterval(renew);
     }
+  }
+
+  /**
+   * What every recipe plugin's version admits, read once at the start of a run for all recipes at
+   * the same moment: two releases published together are seen together (one candidate with both
+   * changes, whose culprit is then searched), whatever a recipe's trials take before the next.
+   */
+  private snapshot(recipes: readonly WatchedRecipe[]): Map<string, Promise<string[]>> {
+    const lists = new Map<string, Promise<string[]>>();
+    for (const r of recipes) {
+      for (const p of r.plugins) {
+        const key = `${p.module}@${p.version ?? 'latest'}`;
+        if (lists.has(key)) continue;
+        const read = this.o.admitted(p.module, p.version ?? 'latest');
+        read.catch(() => undefined); // read by candidate(), which reports it
+        lists.set(key, read);
+      }
+    }
+    return lists;
   }
 
   /** `caddy.released` once per new latest Caddy release (the first one seen is only remembered). */
@@ -160,14 +181,14 @@ export class Watcher {
     }
   }
 
-  private async watchRecipe(recipe: WatchedRecipe, versions: ReadonlyArray<{ version: string; prerelease: boolean }>): Promise<string> {
+  private async watchRecipe(recipe: WatchedRecipe, versions: ReadonlyArray<{ version: string; prerelease: boolean }>, upstream: Map<string, Promise<string[]>>): Promise<string> {
     const state = await this.o.book.get(recipe.name);
     // Sets of the recipe as it was before a change (other plugins, another pinned Caddy) are not its sets any more.
     state.promoted = state.promoted.filter((p) => fits(recipe, p));
     let outcome = 'up to date';
     try {
       for (let round = 0; round < ROUNDS; round++) {
-        const cand = await this.candidate(recipe, state, versions);
+        const cand = await this.candidate(recipe, state, versions, upstream);
         if (typeof cand === 'string') {
           outcome = cand;
           break;
@@ -193,7 +214,12 @@ export class Watcher {
   }
 
   /** The newest admitted set that is not known broken, or why there is none. */
-  private async candidate(recipe: WatchedRecipe, state: RecipeWatchState, versions: ReadonlyArray<{ version: string; prerelease: boolean }>): Promise<PinnedSet | string> {
+  private async candidate(
+    recipe: WatchedRecipe,
+    state: RecipeWatchState,
+    versions: ReadonlyArray<{ version: string; prerelease: boolean }>,
+    upstream: Map<string, Promise<string[]>>,
+  ): Promise<PinnedSet | string> {
     const broken = this.brokenNow(state);
     let caddy: string | undefined;
     if (recipe.caddyVersion && recipe.caddyVersion !== 'latest') {
@@ -205,7 +231,7 @@ export class Watcher {
     }
     const plugins = [];
     for (const p of recipe.plugins) {
-      const admitted = await this.o.admitted(p.module, p.version ?? 'latest');
+      const admitted = await (upstream.get(`${p.module}@${p.version ?? 'latest'}`) ?? this.o.admitted(p.module, p.version ?? 'latest'));
       const v = admitted.find((x) => !broken.has(`${p.module}@${x}`));
       if (!v) return admitted.length ? `every version of ${p.module} that ${p.version ?? 'latest'} admits broke it` : `${p.module}: no version admitted by ${p.version ?? 'latest'}`;
       plugins.push({ module: p.module, version: v });

@@ -242,7 +242,11 @@ describe('recipes follow upstream: watch, trial, promote only what works, culpri
       { module: PLUG, version: 'v1.2.0' },
     ]);
     const state = await api(server.url, '/api/recipes/pair');
-    assert.ok(state.body.upstream.history.some((h: any) => h.kind === 'culprit-search'));
+    const history = state.body.upstream.history.map((h: any) => `${h.kind}:${h.result}:${h.plugins.map((p: any) => p.version).join(',')}`);
+    assert.ok(
+      history.some((h: string) => h.startsWith('culprit-search')),
+      `no culprit search in the history: ${history.join(' | ')}\n${failed.body.reason}`,
+    );
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     assert.match(metrics, /fairway_recipe_trials_total\{kind="candidate",result="promoted"\} [1-9]/);
     assert.match(metrics, /fairway_recipe_trials_total\{kind="candidate",result="failed"\} [1-9]/);

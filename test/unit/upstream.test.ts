@@ -241,6 +241,28 @@ describe('upstream watcher', () => {
     assert.equal(setId(after.promoted[0]!), `${CADDY_MODULE}@v2.11.9 ${A}@v1.0.0 ${B}@v1.0.1`);
   });
 
+  test('a run reads what every recipe admits once, before its first trial: releases published together are seen together', async () => {
+    const world = new World();
+    const order: string[] = [];
+    const recipes: WatchedRecipe[] = [
+      { name: 'nine', plugins: [{ module: A }] },
+      { name: 'ten', plugins: [{ module: A }, { module: B }] },
+    ];
+    const { w } = watcher(world, recipes, {
+      admitted: async (module, version) => {
+        order.push(`list ${module}`);
+        return version === 'latest' ? (world.versions.get(module) ?? []) : [version];
+      },
+      build: (body) => {
+        order.push('build');
+        return world.build(body);
+      },
+    });
+    await w.run('snapshot');
+    assert.deepEqual(order.slice(0, 2), [`list ${A}`, `list ${B}`], 'every list first, each module once');
+    assert.equal(order.filter((o) => o.startsWith('list')).length, 2);
+  });
+
   test('a failed check fails the candidate like a failed build', async () => {
     const world = new World();
     const { w, book, events } = watcher(world, [{ name: 'seven', plugins: [{ module: A }] }], { check: async () => 'caddy validate refused the test config' });
