@@ -13,16 +13,14 @@
  * restarts and hubs. The HTTP side is src/api/registry.ts.
  */
 import type { KeyObject } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { HotCache } from '../hottier/index.js';
 import { ANNOTATION, canonicalBytes, MEDIA_TYPE, ociPlatform, platformString, type Descriptor, type ImageIndex, type OciPlatform } from '../image/index.js';
 import type { Signer } from '../provenance/index.js';
-import { SIGNATURES_NS, type ImageRecord, type SignatureRecord } from './images.js';
+import { putBytes, SIGNATURES_NS, type ImageRecord, type SignatureRecord } from './images.js';
 import { IndexSigner } from './indexsign.js';
 import { verifyingStream, verifyWhole, type BuildService, type RequestContext } from '../service/index.js';
 import { isCacheKey, type ResolvedSpec } from '../request/index.js';
@@ -415,7 +413,7 @@ export class Registry implements ImageRegistry {
     const index: ImageIndex = { schemaVersion: 2, mediaType: MEDIA_TYPE.index, manifests };
     const bytes = canonicalBytes(index);
     const digest = `sha256:${sha256Hex(bytes)}`;
-    await this.putBytes(digest, bytes);
+    await this.putBytes(bytes);
     return { mediaType: MEDIA_TYPE.index, digest, size: bytes.length, bytes };
   }
 
@@ -454,20 +452,13 @@ export class Registry implements ImageRegistry {
     return this.manifestByDigest(ref.digest, await this.repoOf(repo), repo);
   }
 
-  private async putBytes(digest: string, bytes: Buffer): Promise<void> {
-    if (await this.o.store.statBlob(digest)) return;
+  /** Puts a tag's index into the blob area (once: a blob already there is kept), through a temp dir of its own. */
+  private async putBytes(bytes: Buffer): Promise<void> {
     const base = this.o.tmpDir ?? tmpdir();
     await mkdir(base, { recursive: true });
     const dir = await mkdtemp(join(base, 'fairway-index-'));
     try {
-      const p = join(dir, 'blob');
-      await pipeline(
-        (async function* () {
-          yield bytes;
-        })(),
-        createWriteStream(p),
-      );
-      await this.o.store.putBlob(digest, p);
+      await putBytes(this.o.store, dir, bytes);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
