@@ -10,8 +10,8 @@ import type { WatchApi } from '../api/index.js';
 import type { Config } from '../config/index.js';
 import type { OpsMetrics, Scheduler } from '../ops/index.js';
 import { RedisLease } from '../queue/index.js';
-import type { Registry } from '../registry/index.js';
-import { admitted, hostPlatform, recipeVersionKind, type Platform } from '../request/index.js';
+import { goPlatform, type Registry } from '../registry/index.js';
+import { admitted, hostPlatform, recipeVersionKind } from '../request/index.js';
 import type { Resolver } from '../resolve/index.js';
 import { validateConfig } from '../runner/index.js';
 import type { BuildService } from '../service/index.js';
@@ -68,12 +68,6 @@ export function promotedOf(book: WatchBook) {
   };
 }
 
-/** The Go platform of an image platform name (linux/arm/v7 → linux, arm, 7). */
-function goOf(name: string): Platform & { arm?: string } {
-  const [os, arch, arm] = name.split('/');
-  return { os: os!, arch: arch!, ...(arm ? { arm: arm.replace(/^v/, '') } : {}) };
-}
-
 /**
  * The watcher and the API's view of it; schedules it every watchInterval (when on). Exact versions
  * and `latest` are resolved by the resolver (GOPROXY/GOPRIVATE/GONOSUMDB as every resolution).
@@ -81,7 +75,7 @@ function goOf(name: string): Platform & { arm?: string } {
 export function startWatching(p: WatchParts, book: WatchBook, scheduler: Scheduler): WatchApi {
   const { config, service, registry, resolver, toolchain, metrics } = p;
   const host = hostPlatform();
-  const platforms = config.imagePlatforms.map((name) => ({ name, go: goOf(name) }));
+  const platforms = config.imagePlatforms.map((name) => ({ name, go: goPlatform(name) }));
   const watcher = new Watcher(
     {
       book,
@@ -93,7 +87,7 @@ export function startWatching(p: WatchParts, book: WatchBook, scheduler: Schedul
       waitFor: (id, signal) => service.waitFor(id, signal),
       check: trialChecks({
         isHost: (name) => {
-          const g = goOf(name);
+          const g = goPlatform(name);
           return g.os === host.os && g.arch === host.arch;
         },
         listModules: async (key) => (await service.meta(key))?.listModules ?? null,

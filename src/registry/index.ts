@@ -38,7 +38,7 @@ import { DIGEST_RE, MAX_CHILD_MANIFEST, RegistryError, TAG_RE, caddyVersionOfTag
  * two servers that build the same spec, and with it the config, manifest and index digests; the
  * build's own times stay in the build record (/api/builds/:id).
  */
-export { RegistryError, type OciErrorCode } from './oci.js';
+export { RegistryError, goPlatform, type OciErrorCode } from './oci.js';
 export { publishImage } from './images.js';
 
 export interface ManifestAnswer {
